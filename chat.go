@@ -1,0 +1,294 @@
+package main
+
+// chat.go holds the conversation model shared by the model providers, the tools, the
+// store and the runtime. JSON keys match the reference's chat.Message and tool types
+// (API.md §5, §8.2) so sessions stored by either program read the same.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// chatMessage is one message of a conversation (the reference's chat.Message).
+// Role and content are always serialised; everything else is omitted when empty.
+type chatMessage struct {
+	Role              string        `json:"role"`
+	Content           string        `json:"content"`
+	MultiContent      []messagePart `json:"multi_content,omitempty"`
+	ReasoningContent  string        `json:"reasoning_content,omitempty"`
+	ThinkingSignature string        `json:"thinking_signature,omitempty"`
+	ThoughtSignature  []byte        `json:"thought_signature,omitempty"`
+	FunctionCall      *functionCall `json:"function_call,omitempty"`
+	ToolCalls         []toolCall    `json:"tool_calls,omitempty"`
+	ToolDefinitions   []toolDef     `json:"tool_definitions,omitempty"`
+	ToolCallID        string        `json:"tool_call_id,omitempty"`
+	IsError           bool          `json:"is_error,omitempty"`
+	CreatedAt         string        `json:"created_at,omitempty"`
+	Usage             *messageUsage `json:"usage,omitempty"`
+	Model             string        `json:"model,omitempty"`
+	Cost              float64       `json:"cost,omitempty"`
+	CacheControl      bool          `json:"cache_control,omitempty"`
+}
+
+// messagePart is one element of multi_content: text, an image URL or a file.
+type messagePart struct {
+	Type     string    `json:"type"`
+	Text     string    `json:"text,omitempty"`
+	ImageURL *imageURL `json:"image_url,omitempty"`
+	File     *filePart `json:"file,omitempty"`
+}
+
+type imageURL struct {
+	URL    string `json:"url"`
+	Detail string `json:"detail,omitempty"`
+}
+
+type filePart struct {
+	Path     string `json:"path,omitempty"`
+	FileID   string `json:"file_id,omitempty"`
+	MimeType string `json:"mime_type,omitempty"`
+}
+
+// toolCall is a call requested by the model. Arguments is the raw JSON text the model
+// streamed, resent verbatim to providers.
+type toolCall struct {
+	ID       string       `json:"id,omitempty"`
+	Type     string       `json:"type"`
+	Function functionCall `json:"function"`
+}
+
+type functionCall struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments,omitempty"`
+}
+
+// messageUsage is the token usage of one model call, as stored on assistant messages.
+type messageUsage struct {
+	InputTokens       int64 `json:"input_tokens"`
+	OutputTokens      int64 `json:"output_tokens"`
+	CachedInputTokens int64 `json:"cached_input_tokens"`
+	CacheWriteTokens  int64 `json:"cached_write_tokens"`
+	ReasoningTokens   int64 `json:"reasoning_tokens,omitempty"`
+}
+
+// toolDef describes a tool to the model and to clients (the reference's tools.Tool JSON).
+type toolDef struct {
+	Name         string          `json:"name"`
+	Category     string          `json:"category"`
+	Description  string          `json:"description,omitempty"`
+	Parameters   json.RawMessage `json:"parameters"`
+	Annotations  toolAnnotations `json:"annotations"`
+	OutputSchema json.RawMessage `json:"outputSchema"`
+}
+
+type toolAnnotations struct {
+	DestructiveHint *bool  `json:"destructiveHint,omitempty"`
+	IdempotentHint  *bool  `json:"idempotentHint,omitempty"`
+	OpenWorldHint   *bool  `json:"openWorldHint,omitempty"`
+	ReadOnlyHint    bool   `json:"readOnlyHint,omitempty"`
+	Title           string `json:"title,omitempty"`
+}
+
+// toolResult is what a tool returns (camelCase keys, as the reference's ToolCallResult).
+type toolResult struct {
+	Output            string         `json:"output"`
+	IsError           bool           `json:"isError,omitempty"`
+	Meta              any            `json:"meta,omitempty"`
+	Images            []mediaContent `json:"images,omitempty"`
+	Audios            []mediaContent `json:"audios,omitempty"`
+	StructuredContent any            `json:"structuredContent,omitempty"`
+}
+
+type mediaContent struct {
+	Data     string `json:"data"` // base64
+	MimeType string `json:"mimeType"`
+}
+
+// toolErrorf returns an error result; errors are data for the model, never Go errors.
+func toolErrorf(format string, args ...any) toolResult {
+	return toolResult{Output: fmt.Sprintf(format, args...), IsError: true}
+}
+
+// tool is one callable tool. run must honour ctx (cancelled when the run ends) and
+// report failures as an error toolResult.
+type tool struct {
+	def toolDef
+	run func(ctx context.Context, env *toolEnv, args json.RawMessage) toolResult
+}
+
+// toolEnv is what a running tool may use of the session that called it. Toolsets are
+// shared by every session of an agent config, so per-session facts travel here.
+type toolEnv struct {
+	SessionID  string
+	WorkingDir string              // absolute; file and shell tools are confined to it
+	Getenv     func(string) string // the server's environment (with --env-from-file)
+	HTTP       *http.Client
+	// Elicit asks the client a question through an elicitation_request event and waits
+	// for POST /api/sessions/{id}/elicitation. Nil when no client can answer.
+	Elicit func(ctx context.Context, req elicitationRequest) (elicitationResponse, error)
+}
+
+// elicitationRequest is a question for the user (MCP elicitation/create, user_prompt).
+type elicitationRequest struct {
+	Message       string          `json:"message"`
+	Mode          string          `json:"mode,omitempty"`
+	Schema        json.RawMessage `json:"schema,omitempty"`
+	URL           string          `json:"url,omitempty"`
+	ElicitationID string          `json:"elicitation_id,omitempty"`
+	Meta          map[string]any  `json:"meta,omitempty"`
+}
+
+// elicitationResponse is the client's answer: action accept, decline or cancel.
+type elicitationResponse struct {
+	Action  string         `json:"action"`
+	Content map[string]any `json:"content,omitempty"`
+}
+
+// toolset is a source of tools for an agent: a built-in family, an MCP server...
+// One instance serves every session of the agent config that declared it.
+type toolset interface {
+	// tools lists the tools currently offered (starting the toolset if needed).
+	tools(ctx context.Context) ([]tool, error)
+	// instruction is the toolset's system-prompt text, "" for none.
+	instruction() string
+	// close stops processes and connections; the toolset is not used afterwards.
+	close() error
+}
+
+// modelSpec is one resolved model: which API to speak, where, and with what options.
+// The config layer builds it from `models:` entries and inline provider/model refs.
+type modelSpec struct {
+	Ref               string // the name the agent used: "openai/gpt-4o" or a models key
+	Provider          string // openai, anthropic, google, dmr, mistral, … or a custom provider name
+	Model             string
+	APIType           string // openai_chatcompletions, openai_responses, anthropic, google; "" = by provider
+	BaseURL           string // "" = the provider's default
+	TokenKey          string // name of the env var holding the key; "" = the provider's default
+	MaxTokens         int64  // 0 = default
+	Temperature       *float64
+	TopP              *float64
+	FrequencyPenalty  *float64
+	PresencePenalty   *float64
+	ParallelToolCalls *bool
+	TrackUsage        *bool
+	ThinkingBudget    any // nil, int64 token budget, or effort string ("low", "none", …)
+	ProviderOpts      map[string]any
+}
+
+// modelRequest is one streaming completion, provider-neutral. Messages holds the
+// system messages first, then the conversation.
+type modelRequest struct {
+	Messages  []chatMessage
+	Tools     []toolDef
+	MaxTokens int64 // overrides the spec's when > 0 (title generation uses 20)
+	Thinking  bool  // the session's thinking toggle
+	NoTools   bool
+}
+
+// modelEventKind says which field of a modelEvent is set.
+type modelEventKind int
+
+const (
+	evText          modelEventKind = iota // Text
+	evReasoning                           // Text (and Signature when the provider signs thinking)
+	evToolCallStart                       // ToolID, ToolName
+	evToolCallArgs                        // ToolID, Text = argument fragment
+	evUsage                               // Usage (the last one seen wins)
+	evStop                                // StopReason: stop, length, tool_calls, …
+)
+
+// modelEvent is one item of a provider stream (PROVIDERS.md §1).
+type modelEvent struct {
+	Kind             modelEventKind
+	Text             string
+	Signature        string // Anthropic thinking signature
+	ThoughtSignature []byte // Gemini thoughtSignature
+	ToolID           string
+	ToolName         string
+	Usage            *messageUsage
+	StopReason       string
+	Model            string // model name reported by the provider, when known
+}
+
+// modelClient streams completions from one model.
+type modelClient interface {
+	// stream sends req and calls emit for every event until the stream ends. An HTTP
+	// failure before the first event is a *modelError so callers can retry or fall back.
+	stream(ctx context.Context, req *modelRequest, emit func(modelEvent)) error
+	// spec is the model this client talks to.
+	spec() modelSpec
+}
+
+// modelError is a provider failure with what retry logic needs to know.
+type modelError struct {
+	Status     int           // HTTP status, 0 for transport errors
+	RetryAfter time.Duration // from Retry-After / Retry-After-Ms, 0 if absent
+	Msg        string        // human readable, with the provider's own message
+	MidStream  bool          // the stream had started when it failed
+}
+
+func (e *modelError) Error() string { return e.Msg }
+
+// clientEnv is what a model client needs from the server.
+type clientEnv struct {
+	HTTP    *http.Client
+	Gateway string // when set (--fake, --record), every request goes there with X-Cagent-Forward: <real base URL>
+	Getenv  func(string) string
+}
+
+// sseEvent is one Server-Sent Event read from a provider stream.
+type sseEvent struct {
+	Event string // "" when the stream sends no event: lines
+	Data  string
+}
+
+// readSSE calls fn for every event in r until EOF, fn's error, or a line longer than
+// maxSSELine. Comment lines are skipped; multi-line data is joined with "\n".
+func readSSE(r io.Reader, fn func(sseEvent) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), maxSSELine)
+	var ev sseEvent
+	var data []string
+	for sc.Scan() {
+		line := strings.TrimSuffix(sc.Text(), "\r")
+		switch {
+		case line == "":
+			if data != nil {
+				ev.Data = strings.Join(data, "\n")
+				if err := fn(ev); err != nil {
+					return err
+				}
+			}
+			ev, data = sseEvent{}, nil
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "event:"):
+			ev.Event = strings.TrimSpace(line[len("event:"):])
+		case strings.HasPrefix(line, "data:"):
+			data = append(data, strings.TrimPrefix(line[len("data:"):], " "))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if data != nil {
+		ev.Data = strings.Join(data, "\n")
+		return fn(ev)
+	}
+	return nil
+}
+
+// toolsetOptions is what building a toolset needs from the agent file and the server.
+type toolsetOptions struct {
+	ConfigPath string              // the agent file ("" for embedded sources)
+	WorkingDir string              // the server's --working-dir root (absolute)
+	DataDir    string              // per-user data dir for default memory databases
+	Getenv     func(string) string // environment, with --env-from-file applied
+	Logger     *slog.Logger
+}

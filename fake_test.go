@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeTurn is one scripted answer of fakeOpenAI: text deltas, or tool calls, or an
+// HTTP error status with a body.
+type fakeTurn struct {
+	Text      []string       // content deltas
+	Reasoning []string       // reasoning_content deltas
+	ToolCalls []fakeToolCall // streamed as one start chunk plus one argument chunk each
+	Status    int            // non-zero: answer with this status and Body instead of a stream
+	Body      string
+	CutAfter  int // > 0: drop the connection after this many text deltas
+}
+
+type fakeToolCall struct {
+	ID, Name, Args string
+}
+
+// fakeOpenAI is an in-process OpenAI-compatible chat completions server speaking the
+// real streaming wire format. It serves turns in order and records every request body.
+type fakeOpenAI struct {
+	*httptest.Server
+	mu       sync.Mutex
+	turns    []fakeTurn
+	Requests []map[string]any
+}
+
+// newFakeOpenAI starts the server; its URL + "/v1" is the base_url to configure.
+func newFakeOpenAI(t testing.TB, turns ...fakeTurn) *fakeOpenAI {
+	t.Helper()
+	f := &fakeOpenAI{turns: turns}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// requests returns a copy of the recorded request bodies.
+func (f *fakeOpenAI) requests() []map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]map[string]any(nil), f.Requests...)
+}
+
+func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != "POST" || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
+		http.Error(w, `{"error":{"message":"unexpected path"}}`, 404)
+		return
+	}
+	b, _ := io.ReadAll(r.Body)
+	var req map[string]any
+	json.Unmarshal(b, &req)
+	f.mu.Lock()
+	f.Requests = append(f.Requests, req)
+	var turn fakeTurn
+	if len(f.turns) > 0 {
+		turn, f.turns = f.turns[0], f.turns[1:]
+	} else {
+		turn = fakeTurn{Text: []string{"ok"}}
+	}
+	f.mu.Unlock()
+	if turn.Status != 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(turn.Status)
+		io.WriteString(w, turn.Body)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	fl := w.(http.Flusher)
+	chunk := func(delta string, finish string, usage string) {
+		fin := "null"
+		if finish != "" {
+			fin = `"` + finish + `"`
+		}
+		fmt.Fprintf(w, `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"fake-model","choices":[{"index":0,"delta":%s,"finish_reason":%s}],"usage":%s}`+"\n\n", delta, fin, usage)
+		fl.Flush()
+	}
+	for _, r := range turn.Reasoning {
+		chunk(fmt.Sprintf(`{"reasoning_content":%q}`, r), "", "null")
+	}
+	for i, txt := range turn.Text {
+		if turn.CutAfter > 0 && i == turn.CutAfter {
+			panic(http.ErrAbortHandler)
+		}
+		chunk(fmt.Sprintf(`{"content":%q}`, txt), "", "null")
+	}
+	for i, tc := range turn.ToolCalls {
+		chunk(fmt.Sprintf(`{"tool_calls":[{"index":%d,"id":%q,"type":"function","function":{"name":%q,"arguments":""}}]}`, i, tc.ID, tc.Name), "", "null")
+		chunk(fmt.Sprintf(`{"tool_calls":[{"index":%d,"function":{"arguments":%q}}]}`, i, tc.Args), "", "null")
+	}
+	finish := "stop"
+	if len(turn.ToolCalls) > 0 {
+		finish = "tool_calls"
+	}
+	chunk(`{}`, finish, "null")
+	fmt.Fprint(w, `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"fake-model","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":2}}}`+"\n\n")
+	fmt.Fprint(w, "data: [DONE]\n\n")
+	fl.Flush()
+}

@@ -1,0 +1,3 @@
+package main
+
+// oci.go: pulls agent definitions from OCI registries (spec/OCI.md).
