@@ -32,7 +32,9 @@ type fakeOpenAI struct {
 	*httptest.Server
 	mu       sync.Mutex
 	turns    []fakeTurn
-	Requests []map[string]any
+	Requests []map[string]any // chat requests, title requests excluded
+	Title    string           // answer to title-generation requests ("Test title" if empty)
+	titles   int
 }
 
 // newFakeOpenAI starts the server; its URL + "/v1" is the base_url to configure.
@@ -60,6 +62,16 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	var req map[string]any
 	json.Unmarshal(b, &req)
 	f.mu.Lock()
+	if isTitleRequest(req) {
+		f.titles++
+		title := f.Title
+		f.mu.Unlock()
+		if title == "" {
+			title = "Test title"
+		}
+		f.writeTurn(w, fakeTurn{Text: []string{title}})
+		return
+	}
 	f.Requests = append(f.Requests, req)
 	var turn fakeTurn
 	if len(f.turns) > 0 {
@@ -68,6 +80,23 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 		turn = fakeTurn{Text: []string{"ok"}}
 	}
 	f.mu.Unlock()
+	f.writeTurn(w, turn)
+}
+
+// isTitleRequest recognises the runtime's title-generation call by its system prompt,
+// so titles never consume scripted turns.
+func isTitleRequest(req map[string]any) bool {
+	msgs, _ := req["messages"].([]any)
+	if len(msgs) == 0 {
+		return false
+	}
+	m, _ := msgs[0].(map[string]any)
+	c, _ := m["content"].(string)
+	return strings.Contains(c, "generates concise, descriptive titles")
+}
+
+// writeTurn answers one request with turn in the OpenAI streaming format.
+func (f *fakeOpenAI) writeTurn(w http.ResponseWriter, turn fakeTurn) {
 	if turn.Status != 0 {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(turn.Status)

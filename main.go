@@ -1,26 +1,451 @@
-// Command agentd serves AI agents defined in YAML over HTTP with Server-Sent Events,
-// compatible with `docker agent serve api`.
+// Command agentd serves AI agents defined in YAML over HTTP with Server-Sent Events.
+// It is a drop-in replacement for `docker agent serve api`: same command line, same
+// /api routes, same JSON and SSE events.
+//
+// Usage:
+//
+//	agentd serve api SOURCE [flags]   serve the agents of SOURCE (file, directory or OCI ref)
+//	agentd yaml FILE                  print a YAML file as JSON (for checking the parser)
+//	agentd pull REF                   download an agent from a registry into the cache
+//	agentd version                    print the version
+//
+// Flags of serve api may come before or after SOURCE:
+//
+//	-l, --listen ADDR        host:port, [::1]:port or unix:///path (default 127.0.0.1:8080)
+//	-s, --session-db PATH    SQLite session database (default session.db, ~ expanded)
+//	--working-dir DIR        root directory for sessions and relative paths (default: cwd)
+//	--env-from-file FILE     KEY=VALUE lines merged over the environment (repeatable)
+//	--pull-interval N        re-pull an OCI source every N minutes (or a Go duration: 30s)
+//	--cache-dir DIR          OCI cache directory (default: the user cache dir)
+//	--fake CASSETTE          replay model traffic from a cassette (offline demos, tests)
+//	--record CASSETTE        record model traffic into a cassette
+//	--auth-token-file PATH   require "Authorization: Bearer <token>" (also $AGENTD_AUTH_TOKEN)
+//	--insecure-no-auth       allow a non-loopback listen address without a token
+//	--allowed-host HOST      extra Host header value to accept (repeatable)
+//	--cors-origin ORIGIN     origin allowed to call the API from a browser (repeatable)
+//	--max-runs N             concurrent agent runs before 429 (default 64)
+//	-d, --debug              debug logging
 package main
 
 import (
+	"cmp"
+	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
 )
+
+const version = "0.1.0"
 
 // Every input has a limit; they are all here so an auditor can read them in one place.
 const (
-	maxSSELine = 8 << 20 // longest provider SSE line accepted
+	maxSSELine         = 8 << 20  // longest provider SSE line accepted
+	maxMetadataBody    = 1 << 20  // session create/title/permissions/resume/elicitation bodies
+	maxRunBody         = 16 << 20 // run request: the user's messages, images inlined
+	maxTitleLen        = 1024     // characters in a session title
+	maxAgentFile       = 4 << 20  // bytes of one agent YAML file
+	maxPatterns        = 1000     // permission patterns per session
+	maxPatternLen      = 1024     // characters in one permission pattern
+	heartbeatEvery     = 15 * time.Second
+	readHeaderTimeout  = 10 * time.Second
+	idleTimeout        = 120 * time.Second
+	shutdownTimeout    = 10 * time.Second
+	reloadPollInterval = time.Second
+	defaultMaxRuns     = 64
 )
 
-// Sentinel errors; handlers map them to HTTP statuses in one place.
+// Sentinel errors; writeError maps them to HTTP statuses in one place.
 var (
-	errNotFound = errors.New("not found")
-	errConflict = errors.New("conflict")
-	errInvalid  = errors.New("invalid")
+	errNotFound    = errors.New("not found")
+	errConflict    = errors.New("conflict")
+	errInvalid     = errors.New("invalid")
+	errTooManyRuns = errors.New("too many concurrent runs")
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "agentd: not yet")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the process exit code: 0 success,
+// 1 failure, 2 usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		if len(args) < 2 || args[1] != "api" {
+			fmt.Fprintln(stderr, "agentd: usage: agentd serve api SOURCE [flags]")
+			return 2
+		}
+		opts, err := parseServeFlags(args[2:], stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "agentd: %v\n", err)
+			return 2
+		}
+		if err := serve(ctx, opts, stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "agentd: %v\n", err)
+			return 1
+		}
+		return 0
+	case "yaml":
+		return cmdYAML(args[1:], stdout, stderr)
+	case "pull":
+		return cmdPull(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "agentd", version)
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "agentd: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+const usage = `usage:
+  agentd serve api SOURCE [flags]   serve the agents of SOURCE (file, directory or OCI ref)
+  agentd yaml FILE                  print a YAML file as JSON
+  agentd pull REF                   download an agent from a registry into the cache
+  agentd version                    print the version
+Run 'agentd serve api -h' for the serve flags.
+`
+
+// serveOptions is the parsed command line of `serve api`.
+type serveOptions struct {
+	source         string
+	listen         string
+	sessionDB      string
+	workingDir     string
+	envFiles       []string
+	pullInterval   time.Duration
+	cacheDir       string
+	fake, record   string
+	authTokenFile  string
+	insecureNoAuth bool
+	allowedHosts   []string
+	corsOrigins    []string
+	maxRuns        int
+	debug          bool
+
+	readHeaderTimeout time.Duration // tests shorten it
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// parseServeFlags parses the flags of `serve api`, which may come before or after the
+// one positional SOURCE.
+func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
+	o := &serveOptions{}
+	fs := flag.NewFlagSet("serve api", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, n := range []string{"l", "listen"} {
+		fs.StringVar(&o.listen, n, "127.0.0.1:8080", "listen address")
+	}
+	for _, n := range []string{"s", "session-db"} {
+		fs.StringVar(&o.sessionDB, n, "session.db", "session database")
+	}
+	for _, n := range []string{"d", "debug"} {
+		fs.BoolVar(&o.debug, n, false, "debug logging")
+	}
+	fs.StringVar(&o.workingDir, "working-dir", "", "working directory")
+	fs.Var((*stringList)(&o.envFiles), "env-from-file", "env file (repeatable)")
+	pull := fs.String("pull-interval", "0", "OCI refresh interval (minutes or duration)")
+	fs.StringVar(&o.cacheDir, "cache-dir", "", "OCI cache directory")
+	fs.StringVar(&o.fake, "fake", "", "replay cassette")
+	fs.StringVar(&o.record, "record", "", "record cassette")
+	fs.StringVar(&o.authTokenFile, "auth-token-file", "", "bearer token file")
+	fs.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "allow non-loopback without auth")
+	fs.Var((*stringList)(&o.allowedHosts), "allowed-host", "extra allowed Host (repeatable)")
+	fs.Var((*stringList)(&o.corsOrigins), "cors-origin", "allowed CORS origin (repeatable)")
+	fs.IntVar(&o.maxRuns, "max-runs", defaultMaxRuns, "concurrent runs")
+	fs.Usage = func() {}
+
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+	switch {
+	case len(positional) == 0:
+		return nil, errors.New("missing SOURCE: agentd serve api <agent.yaml | dir | oci-ref> [flags]")
+	case len(positional) > 1:
+		return nil, fmt.Errorf("exactly one SOURCE expected, got %q", positional)
+	}
+	o.source = positional[0]
+	d, err := parseInterval(*pull)
+	if err != nil {
+		return nil, fmt.Errorf("--pull-interval: %v", err)
+	}
+	o.pullInterval = d
+	if o.fake != "" && o.record != "" {
+		return nil, errors.New("--fake and --record cannot be used together")
+	}
+	if o.maxRuns < 1 {
+		return nil, errors.New("--max-runs must be at least 1")
+	}
+	return o, nil
+}
+
+// parseInterval reads --pull-interval: whole minutes as the reference, or a Go duration.
+func parseInterval(s string) (time.Duration, error) {
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s {
+		if n < 0 {
+			return 0, errors.New("must not be negative")
+		}
+		return time.Duration(n) * time.Minute, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is neither minutes nor a duration such as 30s", s)
+	}
+	return d, nil
+}
+
+// serve runs the API server until ctx is cancelled, then shuts down gracefully: stop
+// accepting, end open streams, close the database.
+func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error {
+	level := slog.LevelInfo
+	if o.debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	root, err := resolveWorkingDir(o.workingDir)
+	if err != nil {
+		return err
+	}
+	getenv, err := loadEnv(root, o.envFiles)
+	if err != nil {
+		return err
+	}
+	token, err := loadAuthToken(o.authTokenFile, getenv)
+	if err != nil {
+		return err
+	}
+	if token == "" && !o.insecureNoAuth && !isLoopbackListen(o.listen) {
+		return fmt.Errorf("refusing to listen on %s without authentication: set --auth-token-file or AGENTD_AUTH_TOKEN, or pass --insecure-no-auth", o.listen)
+	}
+
+	cenv := clientEnv{HTTP: &http.Client{}, Getenv: getenv}
+	if o.fake != "" || o.record != "" {
+		mode, path := "replay", o.fake
+		if o.record != "" {
+			mode, path = "record", o.record
+		}
+		cs, err := startCassette(absPath(root, path), mode, getenv, log)
+		if err != nil {
+			return err
+		}
+		defer cs.Close()
+		cenv.Gateway = cs.URL()
+	}
+
+	st, err := openStore(ctx, absPath(root, expandHome(o.sessionDB)))
+	if err != nil {
+		return fmt.Errorf("session database: %w", err)
+	}
+	defer st.Close()
+
+	srcs, err := newAgentSources(ctx, o.source, sourceOptions{
+		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP,
+	})
+	if err != nil {
+		return err
+	}
+	defer srcs.close()
+
+	s := newServer(st, srcs, log, serverConfig{
+		root: root, getenv: getenv, clientEnv: cenv, token: token,
+		allowedHosts: o.allowedHosts, corsOrigins: o.corsOrigins, maxRuns: o.maxRuns,
+	})
+	defer s.close()
+
+	ln, addr, err := listen(o.listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: cmp.Or(o.readHeaderTimeout, readHeaderTimeout),
+		IdleTimeout:       idleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(stdout, "Listening on %s\n", addr)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// resolveWorkingDir returns the absolute server root: --working-dir or the cwd.
+func resolveWorkingDir(dir string) (string, error) {
+	if dir == "" {
+		return os.Getwd()
+	}
+	abs, err := filepath.Abs(expandHome(dir))
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("--working-dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("--working-dir: %s is not a directory", abs)
+	}
+	return abs, nil
+}
+
+// absPath resolves p against root unless it is already absolute.
+func absPath(root, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(root, p)
+}
+
+// expandHome replaces a leading ~ with the user's home directory.
+func expandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, p[1:])
+		}
+	}
+	return p
+}
+
+// loadEnv returns a lookup over the process environment with the env files merged
+// over it (later files win). Files are KEY=VALUE lines; # comments; quotes stripped.
+func loadEnv(root string, files []string) (func(string) string, error) {
+	vars := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(absPath(root, expandHome(f)))
+		if err != nil {
+			return nil, fmt.Errorf("--env-from-file: %w", err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return nil, fmt.Errorf("--env-from-file %s:%d: want KEY=VALUE", f, i+1)
+			}
+			v = strings.TrimSpace(v)
+			if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+				v = v[1 : len(v)-1]
+			}
+			vars[strings.TrimSpace(k)] = v
+		}
+	}
+	return func(k string) string {
+		if v, ok := vars[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	}, nil
+}
+
+// listen opens the listener: unix:///path (socket 0600, an existing non-socket is
+// never removed) or a TCP host:port (IPv4 or IPv6).
+func listen(addr string) (net.Listener, string, error) {
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if fi, err := os.Lstat(path); err == nil {
+			if fi.Mode()&os.ModeSocket == 0 {
+				return nil, "", fmt.Errorf("listen %s: a file that is not a socket is in the way", addr)
+			}
+			os.Remove(path) // a stale socket from an earlier run
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, "", err
+		}
+		// The socket is created with the process umask; tighten it before anyone can
+		// connect by creating it under a restrictive umask.
+		old := syscall.Umask(0o177)
+		ln, err := net.Listen("unix", path)
+		syscall.Umask(old)
+		if err != nil {
+			return nil, "", err
+		}
+		return ln, addr, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	return ln, ln.Addr().String(), nil
+}
+
+// isLoopbackListen reports whether addr only accepts local connections.
+func isLoopbackListen(addr string) bool {
+	if strings.HasPrefix(addr, "unix://") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loadAuthToken reads the bearer token from --auth-token-file or $AGENTD_AUTH_TOKEN.
+func loadAuthToken(file string, getenv func(string) string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(getenv("AGENTD_AUTH_TOKEN")), nil
+	}
+	b, err := os.ReadFile(expandHome(file))
+	if err != nil {
+		return "", fmt.Errorf("--auth-token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", errors.New("--auth-token-file: file is empty")
+	}
+	return tok, nil
 }

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const pirateYAML = `agents:
+  root:
+    model: openai/gpt-4o
+    description: Talk like a pirate
+    instruction: Talk like a pirate.
+`
+
+const teamYAML = `agents:
+  root:
+    model: openai/gpt-4o
+    description: Multi Agent
+    instruction: Delegate.
+    sub_agents: [helper]
+  helper:
+    model: openai/gpt-4o
+    description: Helps
+    instruction: Help.
+`
+
+func TestPingAndUnknownRoutes(t *testing.T) {
+	e := newTestEnv(t, nil)
+	code, b := e.do("GET", "/api/ping", nil)
+	if code != 200 || string(b) != "{\"status\":\"ok\"}\n" {
+		t.Fatalf("ping = %d %q", code, b)
+	}
+	code, b = e.do("GET", "/api/nope", nil)
+	if m := decode[map[string]string](t, b); code != 404 || m["error"] == "" || m["message"] == "" {
+		t.Fatalf("unknown route = %d %s; want 404 with error and message", code, b)
+	}
+	code, b = e.do("DELETE", "/api/agents", nil)
+	if code != 405 {
+		t.Fatalf("wrong method = %d %s; want 405", code, b)
+	}
+	if m := decode[map[string]string](t, b); m["error"] != "Method Not Allowed" {
+		t.Fatalf("405 body = %s", b)
+	}
+}
+
+func TestAgentsList(t *testing.T) {
+	e := newTestEnv(t, map[string]string{
+		"pirate.yaml":      pirateYAML,
+		"multi_agents.yml": teamYAML,
+		"broken.yaml":      "agents:\n  root:\n    bogus: 1\n",
+		"notes.txt":        "not an agent",
+		"zempty.yaml":      "",
+	})
+	code, b := e.do("GET", "/api/agents", nil)
+	if code != 200 {
+		t.Fatalf("GET /api/agents = %d %s", code, b)
+	}
+	list := decode[[]agentSummary](t, b)
+	var names []string
+	for _, a := range list {
+		names = append(names, a.Name)
+	}
+	if strings.Join(names, ",") != "broken,multi_agents,pirate,zempty" {
+		t.Fatalf("ids = %v", names)
+	}
+	if list[2].Description != "Talk like a pirate" || list[2].Multi || list[2].Error != "" {
+		t.Errorf("pirate = %+v", list[2])
+	}
+	if list[1].Description != "Multi Agent" || !list[1].Multi {
+		t.Errorf("multi_agents = %+v", list[1])
+	}
+	if !strings.Contains(list[0].Error, "broken.yaml:3:5") {
+		t.Errorf("broken entry error = %q; want a file:line:col position", list[0].Error)
+	}
+	if list[3].Error == "" {
+		t.Errorf("empty file should be reported as an error entry: %+v", list[3])
+	}
+}
+
+func TestAgentsEmptyDir(t *testing.T) {
+	e := newTestEnv(t, nil)
+	code, b := e.do("GET", "/api/agents", nil)
+	if code != 200 || string(b) != "[]\n" {
+		t.Fatalf("empty dir = %d %q; want []", code, b)
+	}
+}
+
+func TestAgentConfigRoute(t *testing.T) {
+	e := newTestEnv(t, map[string]string{
+		"pirate.yaml": pirateYAML,
+		"secret.yaml": `agents:
+  root:
+    model: openai/gpt-4o
+    toolsets:
+      - type: mcp
+        remote:
+          url: https://mcp.example.com/
+          transport_type: streamable
+          headers:
+            Authorization: Bearer sk-live-123456
+`,
+	})
+	code, b := e.do("GET", "/api/agents/pirate", nil)
+	if code != 200 {
+		t.Fatalf("GET pirate = %d %s", code, b)
+	}
+	cfg := decode[map[string]any](t, b)
+	agents := cfg["agents"].([]any)
+	if agents[0].(map[string]any)["Name"] != "root" {
+		t.Errorf("agents[0] = %v; want Name root", agents[0])
+	}
+	if _, ok := cfg["metadata"]; !ok {
+		t.Errorf("metadata missing: %s", b)
+	}
+	code, b = e.do("GET", "/api/agents/secret", nil)
+	if code != 200 || strings.Contains(string(b), "sk-live-123456") || !strings.Contains(string(b), "REDACTED") {
+		t.Fatalf("secret config not redacted: %d %s", code, b)
+	}
+	code, b = e.do("GET", "/api/agents/nope", nil)
+	if code != 404 || !strings.Contains(string(b), `"error"`) {
+		t.Fatalf("unknown agent = %d %s", code, b)
+	}
+}
+
+func TestToolCount(t *testing.T) {
+	e := newTestEnv(t, map[string]string{"team.yaml": teamYAML + `    toolsets:
+      - type: think
+`})
+	code, b := e.do("GET", "/api/agents/team/helper/tools/count", nil)
+	if code != 200 || strings.TrimSpace(string(b)) != `{"available_tools":1}` {
+		t.Fatalf("helper tools = %d %s", code, b)
+	}
+	code, b = e.do("GET", "/api/agents/team/root/tools/count", nil)
+	if code != 200 || strings.TrimSpace(string(b)) != `{"available_tools":1}` {
+		t.Fatalf("root tools (transfer_task) = %d %s", code, b)
+	}
+	if code, _ := e.do("GET", "/api/agents/team/ghost/tools/count", nil); code != 404 {
+		t.Fatalf("unknown agent name = %d; want 404", code)
+	}
+}
+
+func TestHotReload(t *testing.T) {
+	e := newTestEnv(t, map[string]string{"pirate.yaml": pirateYAML})
+	desc := func(id string) (string, string) {
+		_, b := e.do("GET", "/api/agents", nil)
+		for _, a := range decode[[]agentSummary](t, b) {
+			if a.Name == id {
+				return a.Description, a.Error
+			}
+		}
+		return "<absent>", ""
+	}
+	// A valid edit is picked up.
+	e.write("pirate.yaml", strings.Replace(pirateYAML, "Talk like a pirate\n", "Arr v2\n", 1))
+	waitFor(t, "edited description", func() bool { d, _ := desc("pirate"); return d == "Arr v2" })
+	// An invalid edit keeps the last good version serving and reports the error.
+	e.write("pirate.yaml", "agents:\n  root:\n    model: [\n")
+	waitFor(t, "reload error", func() bool { _, err := desc("pirate"); return err != "" })
+	if d, _ := desc("pirate"); d != "Arr v2" {
+		t.Fatalf("after invalid edit description = %q; want the last good one", d)
+	}
+	if code, _ := e.do("GET", "/api/agents/pirate", nil); code != 200 {
+		t.Fatalf("last good config no longer served: %d", code)
+	}
+	// Added and removed files.
+	e.write("second.yaml", pirateYAML)
+	waitFor(t, "new file", func() bool { d, _ := desc("second"); return d == "Talk like a pirate" })
+	os.Remove(filepath.Join(e.dir, "second.yaml"))
+	waitFor(t, "removed file", func() bool { d, _ := desc("second"); return d == "<absent>" })
+}
+
+func TestSingleFileSourceAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.01.expert.yaml")
+	os.WriteFile(p, []byte(pirateYAML), 0o644)
+	a, err := newAgentSources(context.Background(), p, sourceOptions{root: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	if l := a.list(); len(l) != 1 || l[0].Name != "config.01.expert" {
+		t.Fatalf("list = %+v", l)
+	}
+	if _, err := newAgentSources(context.Background(), p, sourceOptions{root: dir, pullInterval: 60e9}); err == nil ||
+		!strings.Contains(err.Error(), "only be used with OCI references") {
+		t.Fatalf("--pull-interval on a file: err = %v", err)
+	}
+	// A missing .yaml path is accepted and reported, as the reference does.
+	m, err := newAgentSources(context.Background(), filepath.Join(dir, "missing.yaml"), sourceOptions{root: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	if l := m.list(); len(l) != 1 || l[0].Error == "" {
+		t.Fatalf("missing file list = %+v", l)
+	}
+}

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeAgentYAML is a one-agent config talking to the fake model at url.
+func fakeAgentYAML(url, extra string) string {
+	return fmt.Sprintf(`models:
+  fake:
+    provider: openai
+    model: gpt-4o
+    base_url: %s/v1
+agents:
+  root:
+    model: fake
+    description: Test agent
+    instruction: Be brief.
+%s`, url, extra)
+}
+
+// newRunEnv starts a fake model with turns and a server with one agent "a".
+func newRunEnv(t *testing.T, extra string, turns ...fakeTurn) (*testEnv, *fakeOpenAI) {
+	t.Helper()
+	f := newFakeOpenAI(t, turns...)
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, extra)})
+	e.env["OPENAI_API_KEY"] = "test-key"
+	return e, f
+}
+
+func withoutTitle(types []string) []string {
+	return slices.DeleteFunc(slices.Clone(types), func(s string) bool { return s == "session_title" })
+}
+
+func TestRunPlainAnswer(t *testing.T) {
+	e, f := newRunEnv(t, "", fakeTurn{Text: []string{"Ahoy", " there"}})
+	id := e.newSession(nil)
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"role": "user", "content": "Hello!"}})
+	if s.resp.StatusCode != 200 || s.resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("status %d, content type %q", s.resp.StatusCode, s.resp.Header.Get("Content-Type"))
+	}
+	evs := s.all()
+	want := []string{"agent_info", "team_info", "toolset_info", "user_message", "stream_started", "toolset_info",
+		"agent_choice", "agent_choice", "message_added", "token_usage", "stream_stopped"}
+	if got := withoutTitle(s.types()); !slices.Equal(got, want) {
+		t.Fatalf("events = %v\nwant %v", got, want)
+	}
+	byType := map[string]map[string]any{}
+	for _, ev := range evs {
+		byType[ev["type"].(string)] = ev
+		if _, ok := ev["timestamp"]; !ok {
+			t.Errorf("%s has no timestamp", ev["type"])
+		}
+	}
+	if ev := byType["agent_info"]; ev["agent_name"] != "root" || ev["model"] != "openai/gpt-4o" || ev["description"] != "Test agent" {
+		t.Errorf("agent_info = %v", ev)
+	}
+	if ev := byType["user_message"]; ev["message"] != "Hello!" || ev["session_id"] != id || ev["session_position"].(float64) != 0 {
+		t.Errorf("user_message = %v", ev)
+	}
+	if _, ok := byType["user_message"]["agent_name"]; ok {
+		t.Errorf("user_message must not carry agent_name")
+	}
+	if ev := byType["stream_started"]; ev["session_id"] != id || ev["agent_name"] != "root" {
+		t.Errorf("stream_started = %v", ev)
+	}
+	u := byType["token_usage"]["usage"].(map[string]any)
+	last := u["last_message"].(map[string]any)
+	if u["input_tokens"].(float64) != 12 || u["output_tokens"].(float64) != 5 || last["Model"] != "fake-model" || last["cached_input_tokens"].(float64) != 2 {
+		t.Errorf("usage = %v", u)
+	}
+	if u["cost"].(float64) <= 0 || last["Cost"].(float64) <= 0 {
+		t.Errorf("gpt-4o has a known price; cost = %v", u["cost"])
+	}
+	if ev := byType["session_title"]; ev == nil || ev["title"] != "Test title" || ev["timestamp"] != "0001-01-01T00:00:00Z" {
+		t.Errorf("session_title = %v", ev)
+	}
+	// What the model was sent: the instruction as a system message, then the user's.
+	req := f.requests()[0]
+	msgs := req["messages"].([]any)
+	if len(msgs) != 2 || msgs[0].(map[string]any)["content"] != "Be brief." || msgs[1].(map[string]any)["content"] != "Hello!" {
+		t.Errorf("model request messages = %v", msgs)
+	}
+	// The stored session.
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	got := decode[sessionResponse](t, b)
+	if got.Title != "Test title" || len(got.Messages) != 2 || got.InputTokens != 12 || got.OutputTokens != 5 {
+		t.Fatalf("stored session = %s", b)
+	}
+	a := got.Messages[1]
+	if a.AgentName != "root" || a.Message.Content != "Ahoy there" || a.Message.Usage == nil || a.Message.Model != "fake-model" || a.Message.Cost <= 0 {
+		t.Errorf("stored answer = %+v", a.Message)
+	}
+	if got.Messages[0].AgentName != "" || got.Messages[0].Message.Role != "user" {
+		t.Errorf("stored user message = %+v", got.Messages[0])
+	}
+	_, b = e.do("GET", "/api/sessions", nil)
+	if l := decode[[]sessionListItem](t, b); l[0].NumMessages != 2 {
+		t.Errorf("num_messages = %d; want 2", l[0].NumMessages)
+	}
+}
+
+func TestRunStoresEveryMessage(t *testing.T) {
+	e, f := newRunEnv(t, "", fakeTurn{Text: []string{"ok"}})
+	id := e.newSession(map[string]any{"title": "given"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "one"}, {"content": "two"}})
+	evs := s.all()
+	var users []string
+	for _, ev := range evs {
+		if ev["type"] == "user_message" {
+			users = append(users, ev["message"].(string))
+		}
+		if ev["type"] == "session_title" {
+			t.Errorf("a titled session must not get a generated title")
+		}
+	}
+	if !slices.Equal(users, []string{"one", "two"}) {
+		t.Fatalf("user messages = %v", users)
+	}
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	if got := decode[sessionResponse](t, b); len(got.Messages) != 3 {
+		t.Fatalf("stored %d messages; want 3: %s", len(got.Messages), b)
+	}
+	if n := len(f.requests()[0]["messages"].([]any)); n != 3 {
+		t.Errorf("model saw %d messages; want system + 2 user", n)
+	}
+	// [] adds nothing: the model sees the same conversation plus the answer.
+	s = e.run("/api/sessions/"+id+"/agent/a", []any{})
+	s.all()
+	_, b = e.do("GET", "/api/sessions/"+id, nil)
+	if got := decode[sessionResponse](t, b); len(got.Messages) != 4 {
+		t.Fatalf("after [] run: %d messages; want 4", len(got.Messages))
+	}
+}
+
+func TestRunErrorsBeforeStream(t *testing.T) {
+	e, _ := newRunEnv(t, "", fakeTurn{Text: []string{"ok"}})
+	id := e.newSession(nil)
+	cases := []struct {
+		path, body string
+		want       int
+	}{
+		{"/api/sessions/" + id + "/agent/nope", `[{"content":"x"}]`, 404},
+		{"/api/sessions/" + id + "/agent/a/ghost", `[{"content":"x"}]`, 404},
+		{"/api/sessions/" + id + "/agent/a", `{"content":"x"}`, 400},
+		{"/api/sessions/" + id + "/agent/a", `[{"content":`, 400},
+	}
+	for _, tc := range cases {
+		code, b := e.do("POST", tc.path, tc.body)
+		if code != tc.want || !strings.Contains(string(b), `"error"`) {
+			t.Errorf("POST %s %s = %d %s; want %d", tc.path, tc.body, code, b, tc.want)
+		}
+	}
+}
+
+func TestRunConflictWhileRunning(t *testing.T) {
+	e, _ := newRunEnv(t, "    toolsets:\n      - type: shell\n",
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_1", Name: "shell", Args: `{"cmd":"echo hi"}`}}})
+	id := e.newSession(nil)
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "run it"}})
+	s.until("tool_call_confirmation")
+	code, b := e.do("POST", "/api/sessions/"+id+"/agent/a", `[{"content":"again"}]`)
+	if code != 409 {
+		t.Fatalf("second run = %d %s; want 409", code, b)
+	}
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"})
+	s.all()
+}
+
+func TestRunMissingKey(t *testing.T) {
+	e, f := newRunEnv(t, "", fakeTurn{Text: []string{"never"}})
+	delete(e.env, "OPENAI_API_KEY")
+	id := e.newSession(nil)
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+	evs := s.all()
+	var errs []string
+	for _, ev := range evs {
+		if ev["type"] == "error" {
+			errs = append(errs, ev["error"].(string))
+		}
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0], "OPENAI_API_KEY") {
+		t.Fatalf("errors = %v; want one naming OPENAI_API_KEY", errs)
+	}
+	if evs[len(evs)-1]["type"] != "stream_stopped" {
+		t.Errorf("last event = %v", evs[len(evs)-1]["type"])
+	}
+	if len(f.requests()) != 0 {
+		t.Errorf("no request may reach the model without a key")
+	}
+}
+
+func TestRunProviderErrors(t *testing.T) {
+	t.Run("401", func(t *testing.T) {
+		e, f := newRunEnv(t, "", fakeTurn{Status: 401, Body: `{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}`})
+		id := e.newSession(map[string]any{"title": "t"})
+		ev := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).until("error")
+		if !strings.Contains(ev["error"].(string), "Incorrect API key") || ev["timestamp"] != "0001-01-01T00:00:00Z" {
+			t.Fatalf("error = %v", ev)
+		}
+		if n := len(f.requests()); n != 1 {
+			t.Errorf("401 was tried %d times; want 1", n)
+		}
+	})
+	t.Run("429 then success", func(t *testing.T) {
+		e, f := newRunEnv(t, "", fakeTurn{Status: 429, Body: `{"error":{"message":"slow down"}}`}, fakeTurn{Text: []string{"fine"}})
+		id := e.newSession(map[string]any{"title": "t"})
+		s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+		if ev := s.until("agent_choice"); ev["content"] != "fine" {
+			t.Fatalf("after retry: %v", ev)
+		}
+		s.all()
+		if n := len(f.requests()); n != 2 {
+			t.Errorf("requests = %d; want 2", n)
+		}
+	})
+	t.Run("cut mid-answer", func(t *testing.T) {
+		e, _ := newRunEnv(t, "", fakeTurn{Text: []string{"partial", " never"}, CutAfter: 1})
+		id := e.newSession(map[string]any{"title": "t"})
+		s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+		s.until("error")
+		if last := s.all(); last[len(last)-1]["type"] != "stream_stopped" {
+			t.Fatalf("stream did not end with stream_stopped: %v", s.types())
+		}
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		got := decode[sessionResponse](t, b)
+		if len(got.Messages) != 2 || got.Messages[1].Message.Content != "partial" {
+			t.Fatalf("what was said before the cut must be kept: %s", b)
+		}
+	})
+}
+
+func TestRunClientDisconnectKeepsText(t *testing.T) {
+	e, _ := newRunEnv(t, "    toolsets:\n      - type: shell\n",
+		fakeTurn{Text: []string{"Let me check."}, ToolCalls: []fakeToolCall{{ID: "call_1", Name: "shell", Args: `{"cmd":"ls"}`}}})
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+	s.until("tool_call_confirmation")
+	s.cancel()
+	waitFor(t, "run to end", func() bool { return e.s.runs.get(id) == nil })
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	got := decode[sessionResponse](t, b)
+	if len(got.Messages) < 2 || got.Messages[1].Message.Content != "Let me check." {
+		t.Fatalf("after disconnect: %s", b)
+	}
+	// The session is usable again.
+	if code, _ := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"}); code != 409 {
+		t.Errorf("resume after the run ended = %d; want 409", code)
+	}
+}
+
+func TestRunMaxIterations(t *testing.T) {
+	call := fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_1", Name: "think", Args: `{"thought":"hmm"}`}}}
+	e, _ := newRunEnv(t, "    max_iterations: 1\n    toolsets:\n      - type: think\n", call, call)
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "think"}})
+	ev := s.until("max_iterations_reached")
+	if ev["max_iterations"].(float64) != 1 {
+		t.Fatalf("max_iterations_reached = %v", ev)
+	}
+	if code, b := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"}); code != 200 {
+		t.Fatalf("resume = %d %s", code, b)
+	}
+	s.all()
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	got := decode[sessionResponse](t, b)
+	lastMsg := got.Messages[len(got.Messages)-1].Message
+	if lastMsg.Content != "Execution stopped after reaching the configured max_iterations limit (1)." {
+		t.Fatalf("last message = %+v", lastMsg)
+	}
+}
+
+func TestRunTitleSuppressedByPatch(t *testing.T) {
+	e, f := newRunEnv(t, "", fakeTurn{Text: []string{"ok"}})
+	id := e.newSession(nil)
+	e.do("PATCH", "/api/sessions/"+id+"/title", map[string]string{"title": "Mine"})
+	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	if got := decode[sessionResponse](t, b); got.Title != "Mine" {
+		t.Fatalf("title = %q", got.Title)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.titles != 0 {
+		t.Errorf("a title was generated for a titled session")
+	}
+}
+
+func TestRunNamedAgentAndDefault(t *testing.T) {
+	f := newFakeOpenAI(t)
+	yaml := strings.Replace(fakeAgentYAML(f.URL, ""), "  root:\n", "  first:\n", 1) + `  second:
+    model: fake
+    description: Second
+`
+	e := newTestEnv(t, map[string]string{"t.yaml": yaml})
+	e.env["OPENAI_API_KEY"] = "k"
+	id := e.newSession(map[string]any{"title": "t"})
+	// Without a name the team's default (no root → the first agent) answers.
+	ev := e.run("/api/sessions/"+id+"/agent/t", []map[string]any{{"content": "hi"}}).until("stream_started")
+	if ev["agent_name"] != "first" {
+		t.Fatalf("default agent = %v", ev["agent_name"])
+	}
+	id2 := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id2+"/agent/t/second", []map[string]any{{"content": "hi"}})
+	if ev := s.until("team_info"); ev["current_agent"] != "second" || len(ev["available_agents"].([]any)) != 2 {
+		t.Fatalf("team_info = %v", ev)
+	}
+	s.all()
+}
+
+func TestRunFilePartsConfined(t *testing.T) {
+	e, _ := newRunEnv(t, "", fakeTurn{Text: []string{"ok"}})
+	os.WriteFile(filepath.Join(e.root, "in.txt"), []byte("x"), 0o644)
+	id := e.newSession(map[string]any{"title": "t"})
+	bad := []map[string]any{{"content": "see", "multi_content": []map[string]any{{"type": "file", "file": map[string]string{"path": "/etc/passwd"}}}}}
+	body, _ := json.Marshal(bad)
+	if code, b := e.do("POST", "/api/sessions/"+id+"/agent/a", string(body)); code != 400 {
+		t.Fatalf("file outside working dir = %d %s; want 400", code, b)
+	}
+	good := []map[string]any{{"content": "see", "multi_content": []map[string]any{{"type": "file", "file": map[string]string{"path": "in.txt"}}}}}
+	s := e.run("/api/sessions/"+id+"/agent/a", good)
+	if s.resp.StatusCode != 200 {
+		t.Fatalf("file inside working dir = %d", s.resp.StatusCode)
+	}
+	s.all()
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAuthToken(t *testing.T) {
+	e := newTestEnv(t, map[string]string{"pirate.yaml": pirateYAML}, func(c *serverConfig) { c.token = "s3cret-token" })
+	id := "00000000-0000-4000-8000-000000000000"
+	routes := [][2]string{
+		{"GET", "/api/agents"}, {"GET", "/api/agents/pirate"}, {"GET", "/api/agents/pirate/root/tools/count"},
+		{"GET", "/api/sessions"}, {"POST", "/api/sessions"}, {"GET", "/api/sessions/" + id},
+		{"DELETE", "/api/sessions/" + id}, {"PATCH", "/api/sessions/" + id + "/title"},
+		{"PATCH", "/api/sessions/" + id + "/permissions"}, {"POST", "/api/sessions/" + id + "/resume"},
+		{"POST", "/api/sessions/" + id + "/tools/toggle"}, {"POST", "/api/sessions/" + id + "/thinking/toggle"},
+		{"POST", "/api/sessions/" + id + "/elicitation"}, {"POST", "/api/sessions/" + id + "/agent/pirate"},
+		{"POST", "/api/sessions/" + id + "/agent/pirate/root"},
+	}
+	for _, auth := range []string{"", "Bearer wrong", "s3cret-token", "Basic s3cret-token"} {
+		for _, r := range routes {
+			req, _ := http.NewRequest(r[0], e.srv.URL+r[1], nil)
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 401 {
+				t.Errorf("%s %s with %q = %d; want 401", r[0], r[1], auth, resp.StatusCode)
+			}
+		}
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/api/agents", nil)
+	req.Header.Set("Authorization", "Bearer s3cret-token")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("right token: %v %v", resp, err)
+	}
+	if code, _ := e.do("GET", "/api/ping", nil); code != 200 {
+		t.Fatalf("ping must stay open, got %d", code)
+	}
+}
+
+func TestBrowserAttacksRefused(t *testing.T) {
+	e := newTestEnv(t, nil, func(c *serverConfig) { c.corsOrigins = []string{"https://app.example"} })
+	send := func(method, path, host, origin, ctype, body string) *http.Response {
+		req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+		if host != "" {
+			req.Host = host
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := send("GET", "/api/sessions", "evil.example:8080", "", "", ""); r.StatusCode != 403 {
+		t.Errorf("rebinding Host = %d; want 403", r.StatusCode)
+	}
+	if r := send("GET", "/api/sessions", "localhost:8080", "", "", ""); r.StatusCode != 200 {
+		t.Errorf("localhost Host = %d; want 200", r.StatusCode)
+	}
+	if r := send("POST", "/api/sessions", "", "https://evil.example", "application/json", "{}"); r.StatusCode != 403 {
+		t.Errorf("cross-origin POST = %d; want 403", r.StatusCode)
+	}
+	if r := send("POST", "/api/sessions", "", "", "text/plain", "{}"); r.StatusCode != 415 {
+		t.Errorf("text/plain POST = %d; want 415", r.StatusCode)
+	}
+	if r := send("POST", "/api/sessions", "", "", "application/x-www-form-urlencoded", "a=b"); r.StatusCode != 415 {
+		t.Errorf("form POST = %d; want 415", r.StatusCode)
+	}
+	r := send("POST", "/api/sessions", "", "https://app.example", "application/json", "{}")
+	if r.StatusCode != 200 || r.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("allowed origin = %d, ACAO %q", r.StatusCode, r.Header.Get("Access-Control-Allow-Origin"))
+	}
+	if r := send("GET", "/api/sessions", "", "", "", ""); r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("CORS headers sent without an allowed origin")
+	}
+}
+
+func TestPanicBecomes500(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.s.mux.HandleFunc("GET /api/test-panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	code, b := e.do("GET", "/api/test-panic", nil)
+	if code != 500 || !strings.Contains(string(b), "internal error") || strings.Contains(string(b), "boom") {
+		t.Fatalf("panic = %d %s", code, b)
+	}
+	if code, _ := e.do("GET", "/api/ping", nil); code != 200 {
+		t.Fatalf("server stopped serving after a panic")
+	}
+}
+
+func TestSlowHeaderClientCutOff(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(pirateYAML), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	o, err := parseServeFlags([]string{"a.yaml", "-l", "127.0.0.1:0", "--working-dir", dir}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.readHeaderTimeout = 200 * time.Millisecond
+	go serve(ctx, o, pw, io.Discard)
+	buf := make([]byte, 256)
+	n, _ := pr.Read(buf)
+	go io.Copy(io.Discard, pr)
+	addr := strings.TrimSpace(strings.TrimPrefix(string(buf[:n]), "Listening on "))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET /api/ping HTTP/1.1\r\nHost: localhost\r\n")) // never finishes the headers
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var got bytes.Buffer
+	_, err = io.Copy(&got, c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("slow client was not cut off")
+	}
+}
+
+// FuzzRequestDecoders feeds arbitrary bodies to every JSON-decoding route: the server
+// must answer with a 4xx/2xx JSON status and never panic or 500.
+func FuzzRequestDecoders(f *testing.F) {
+	for _, s := range []string{`{}`, `[]`, `[{"content":"x","multi_content":[{"type":"file","file":{"path":"../../etc/passwd"}}]}]`,
+		`{"permissions":{"deny":["[x"]}}`, `{"confirmation":"approve"}`, `{"action":"accept","content":{"a":1}}`, `{"title":null}`, "\x00", `{"working_dir":"/"}`} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	st, err := openStore(context.Background(), filepath.Join(dir, "s.db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer st.Close()
+	srcs, _ := newAgentSources(context.Background(), dir, sourceOptions{root: dir})
+	defer srcs.close()
+	s := newServer(st, srcs, nil, serverConfig{root: dir})
+	rec, _ := s.createSession(context.Background(), createSessionRequest{Title: "t"})
+	paths := []string{"POST /api/sessions", "PATCH /api/sessions/ID/title", "PATCH /api/sessions/ID/permissions",
+		"POST /api/sessions/ID/resume", "POST /api/sessions/ID/elicitation", "POST /api/sessions/ID/agent/none"}
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, p := range paths {
+			method, path, _ := strings.Cut(strings.ReplaceAll(p, "ID", rec.ID), " ")
+			req := httptest.NewRequest(method, path, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, req)
+			if w.Code >= 500 {
+				t.Fatalf("%s with %q = %d %s", p, body, w.Code, w.Body.String())
+			}
+		}
+	})
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testEnv is a running server over the real mux, a real SQLite file and a directory
+// of agent YAML files.
+type testEnv struct {
+	t    *testing.T
+	srv  *httptest.Server
+	s    *server
+	dir  string // agent files
+	root string // --working-dir
+	env  map[string]string
+}
+
+type testOption func(*serverConfig)
+
+// newTestEnv writes files (name → YAML) into an agent directory and starts a server.
+func newTestEnv(t *testing.T, files map[string]string, opts ...testOption) *testEnv {
+	t.Helper()
+	base := t.TempDir()
+	e := &testEnv{t: t, dir: filepath.Join(base, "agents"), root: filepath.Join(base, "work"), env: map[string]string{}}
+	os.MkdirAll(e.dir, 0o755)
+	os.MkdirAll(e.root, 0o755)
+	for name, body := range files {
+		e.write(name, body)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	getenv := func(k string) string { return e.env[k] }
+	ctx := context.Background()
+	st, err := openStore(ctx, filepath.Join(base, "session.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: getenv, log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := serverConfig{root: e.root, getenv: getenv, clientEnv: clientEnv{HTTP: &http.Client{}, Getenv: getenv}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e.s = newServer(st, srcs, log, cfg)
+	e.srv = httptest.NewServer(e.s)
+	t.Cleanup(func() {
+		e.srv.CloseClientConnections()
+		e.srv.Close()
+		srcs.close()
+		st.Close()
+	})
+	return e
+}
+
+// testWriter routes server logs into the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func (e *testEnv) write(name, body string) {
+	e.t.Helper()
+	if err := os.WriteFile(filepath.Join(e.dir, name), []byte(body), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// do sends a request with an optional JSON body and returns status and body.
+func (e *testEnv) do(method, path string, body any) (int, []byte) {
+	e.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		r = strings.NewReader(string(j))
+	}
+	req, _ := http.NewRequest(method, e.srv.URL+path, r)
+	if r != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// decode unmarshals b into v or fails the test.
+func decode[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decoding %s: %v", b, err)
+	}
+	return v
+}
+
+// newSession creates a session and returns its id.
+func (e *testEnv) newSession(body any) string {
+	e.t.Helper()
+	code, b := e.do("POST", "/api/sessions", body)
+	if code != 200 {
+		e.t.Fatalf("create session: %d %s", code, b)
+	}
+	return decode[map[string]any](e.t, b)["id"].(string)
+}
+
+// sseStream reads events of a run as a client does.
+type sseStream struct {
+	t      *testing.T
+	resp   *http.Response
+	sc     *bufio.Scanner
+	cancel context.CancelFunc
+	events []map[string]any
+}
+
+// run starts an agent run and returns the open stream (status checked by caller
+// through resp.StatusCode).
+func (e *testEnv) run(path string, msgs any) *sseStream {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	j, _ := json.Marshal(msgs)
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+path, strings.NewReader(string(j)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		e.t.Fatal(err)
+	}
+	s := &sseStream{t: e.t, resp: resp, sc: bufio.NewScanner(resp.Body), cancel: cancel}
+	s.sc.Buffer(make([]byte, 1<<20), 16<<20)
+	e.t.Cleanup(func() { cancel(); resp.Body.Close() })
+	return s
+}
+
+// next returns the next event, or nil at the end of the stream. It fails the test if
+// a frame is not exactly `data: {json}` followed by a blank line.
+func (s *sseStream) next() map[string]any {
+	s.t.Helper()
+	for s.sc.Scan() {
+		line := s.sc.Text()
+		if line == "" || strings.HasPrefix(line, ":") {
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			s.t.Fatalf("unexpected SSE line %q", line)
+		}
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			s.t.Fatalf("event is not JSON: %q", data)
+		}
+		s.events = append(s.events, ev)
+		return ev
+	}
+	return nil
+}
+
+// until reads events up to and including the first of type typ.
+func (s *sseStream) until(typ string) map[string]any {
+	s.t.Helper()
+	for {
+		ev := s.next()
+		if ev == nil {
+			s.t.Fatalf("stream ended before %s; got %v", typ, s.types())
+		}
+		if ev["type"] == typ {
+			return ev
+		}
+	}
+}
+
+// all reads the stream to its end.
+func (s *sseStream) all() []map[string]any {
+	for s.next() != nil {
+	}
+	return s.events
+}
+
+// types lists the event types read so far.
+func (s *sseStream) types() []string {
+	var out []string
+	for _, ev := range s.events {
+		out = append(out, ev["type"].(string))
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or a generous deadline passes; used for
+// asynchronous effects such as hot reload, not to assert speed.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
