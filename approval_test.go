@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-const shellToolset = "    toolsets:\n      - type: shell\n      - type: think\n"
+const shellThinkYAML = "    toolsets:\n      - type: shell\n      - type: think\n"
 
 func shellCall(id, cmd string) fakeToolCall {
 	return fakeToolCall{ID: id, Name: "shell", Args: `{"cmd":"` + cmd + `"}`}
@@ -23,7 +23,7 @@ func toolResponses(evs []map[string]any) []string {
 }
 
 func TestConfirmationApproveAndReject(t *testing.T) {
-	e, f := newRunEnv(t, shellToolset,
+	e, f := newRunEnv(t, shellThinkYAML,
 		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "echo approved")}},
 		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_2", "echo never")}},
 		fakeTurn{Text: []string{"done"}})
@@ -64,7 +64,7 @@ func TestConfirmationApproveAndReject(t *testing.T) {
 }
 
 func TestConfirmationApproveSessionAndTool(t *testing.T) {
-	e, _ := newRunEnv(t, shellToolset,
+	e, _ := newRunEnv(t, shellThinkYAML,
 		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "echo one")}},
 		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_2", "echo two")}},
 		fakeTurn{Text: []string{"done"}},
@@ -124,7 +124,7 @@ func TestApprovalPolicy(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e, _ := newRunEnv(t, shellToolset+tc.extra, fakeTurn{ToolCalls: []fakeToolCall{tc.call}}, fakeTurn{Text: []string{"end"}})
+			e, _ := newRunEnv(t, shellThinkYAML+tc.extra, fakeTurn{ToolCalls: []fakeToolCall{tc.call}}, fakeTurn{Text: []string{"end"}})
 			body := map[string]any{"title": "t"}
 			for k, v := range tc.session {
 				body[k] = v
@@ -149,7 +149,7 @@ func TestApprovalPolicy(t *testing.T) {
 }
 
 func TestParallelToolCallsInOrder(t *testing.T) {
-	e, f := newRunEnv(t, shellToolset,
+	e, f := newRunEnv(t, shellThinkYAML,
 		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_a", "echo first"), shellCall("call_b", "echo second")}},
 		fakeTurn{Text: []string{"done"}})
 	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})

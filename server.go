@@ -81,9 +81,6 @@ func (s *server) routes() {
 	m.HandleFunc("POST /api/sessions/{id}/elicitation", s.serveElicitation)
 	m.HandleFunc("POST /api/sessions/{id}/agent/{agent}", s.serveRun)
 	m.HandleFunc("POST /api/sessions/{id}/agent/{agent}/{name}", s.serveRun)
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody("Not Found"))
-	})
 }
 
 // close stops what the server started (running agents are cancelled by their requests).
