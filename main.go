@@ -23,7 +23,7 @@
 //	--insecure-no-auth       allow a non-loopback listen address without a token
 //	--allowed-host HOST      extra Host header value to accept (repeatable)
 //	--cors-origin ORIGIN     origin allowed to call the API from a browser (repeatable)
-//	--max-runs N             concurrent agent runs before 429 (default 64)
+//	--max-runs N             concurrent agent runs before 429 (default 256)
 //	-d, --debug              debug logging
 package main
 
@@ -61,7 +61,7 @@ const (
 	idleTimeout        = 120 * time.Second
 	shutdownTimeout    = 10 * time.Second
 	reloadPollInterval = time.Second
-	defaultMaxRuns     = 64
+	defaultMaxRuns     = 256
 )
 
 // Sentinel errors; writeError maps them to HTTP statuses in one place.
@@ -256,7 +256,7 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		return fmt.Errorf("refusing to listen on %s without authentication: set --auth-token-file or AGENTD_AUTH_TOKEN, or pass --insecure-no-auth", o.listen)
 	}
 
-	cenv := clientEnv{HTTP: &http.Client{}, Getenv: getenv}
+	cenv := clientEnv{HTTP: newOutboundClient(), Getenv: getenv}
 	if o.fake != "" || o.record != "" {
 		mode, path := "replay", o.fake
 		if o.record != "" {
@@ -448,4 +448,16 @@ func loadAuthToken(file string, getenv func(string) string) (string, error) {
 		return "", errors.New("--auth-token-file: file is empty")
 	}
 	return tok, nil
+}
+
+// newOutboundClient is the HTTP client for model providers, tools and registries. It
+// keeps enough idle connections per host for many concurrent runs against one provider
+// (the default keeps 2, which forces a new connection per request under load), and
+// leaves compression to the caller because transparent gzip breaks SSE streaming.
+func newOutboundClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 512
+	t.MaxIdleConnsPerHost = 256
+	t.DisableCompression = true
+	return &http.Client{Transport: t}
 }
