@@ -26,6 +26,7 @@ const (
 	anthropicDefaultMaxTokens = 32000
 	anthropicDefaultBudget    = 8192
 	anthropicMinBudget        = 1024 // the API rejects smaller thinking budgets
+	anthropicMaxCacheMarks    = 4    // the API rejects more cache_control blocks
 )
 
 // anthropicClient streams from POST {base}/v1/messages. It is safe for concurrent use.
@@ -144,10 +145,23 @@ func (c *anthropicClient) request(req *modelRequest) (*anthropicRequest, bool) {
 		ar.System = append(ar.System, b)
 	}
 	ar.Messages = anthropicMessages(msgs)
-	// Caching the last two messages lets the next turn reuse this one's prefix.
+	// Caching the last two messages lets the next turn reuse this one's prefix. Thinking
+	// blocks cannot carry cache_control.
+	marks := 0
 	for i := max(0, len(ar.Messages)-2); i < len(ar.Messages); i++ {
-		blocks := ar.Messages[i].Content
-		blocks[len(blocks)-1].CacheControl = &anthropicCache{"ephemeral"}
+		last := &ar.Messages[i].Content[len(ar.Messages[i].Content)-1]
+		if last.Type != "thinking" && last.Type != "redacted_thinking" {
+			last.CacheControl = &anthropicCache{"ephemeral"}
+			marks++
+		}
+	}
+	// The API takes at most anthropicMaxCacheMarks; the earliest system marks give way.
+	excess := anthropicSystemMarks(ar.System) + marks - anthropicMaxCacheMarks
+	for i := 0; i < len(ar.System) && excess > 0; i++ {
+		if ar.System[i].CacheControl != nil {
+			ar.System[i].CacheControl = nil
+			excess--
+		}
 	}
 	if !req.NoTools {
 		for _, t := range req.Tools {
@@ -171,6 +185,17 @@ func (c *anthropicClient) request(req *modelRequest) (*anthropicRequest, bool) {
 		ar.Temperature, ar.TopP = c.ms.Temperature, c.ms.TopP
 	}
 	return ar, interleaved
+}
+
+// anthropicSystemMarks counts the system blocks marked for caching.
+func anthropicSystemMarks(blocks []anthropicBlock) int {
+	n := 0
+	for _, b := range blocks {
+		if b.CacheControl != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // anthropicBudget reads thinking_budget: the token budget, whether it was configured, and
@@ -340,6 +365,7 @@ type anthropicEvent struct {
 		Type string `json:"type"`
 		ID   string `json:"id"`
 		Name string `json:"name"`
+		Text string `json:"text"`
 		Data string `json:"data"` // redacted_thinking
 	} `json:"content_block"`
 	Delta struct {
@@ -400,6 +426,10 @@ func (c *anthropicClient) stream(ctx context.Context, req *modelRequest, emit fu
 				emit(modelEvent{Kind: evReasoning, Signature: e.ContentBlock.Data})
 			case "thinking":
 				sig = ""
+			case "text":
+				if e.ContentBlock.Text != "" {
+					emit(modelEvent{Kind: evText, Text: e.ContentBlock.Text})
+				}
 			}
 		case "content_block_delta":
 			switch e.Delta.Type {
@@ -677,6 +707,11 @@ func provErrorText(b []byte) string {
 	var v struct {
 		Error   json.RawMessage `json:"error"`
 		Message string          `json:"message"`
+	}
+	// Gemini's streaming endpoint wraps its error object in an array.
+	var list []json.RawMessage
+	if json.Unmarshal(b, &list) == nil && len(list) > 0 {
+		b = list[0]
 	}
 	if json.Unmarshal(b, &v) == nil {
 		var e provErrorBody

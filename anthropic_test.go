@@ -564,6 +564,52 @@ func TestAnthropicConfig(t *testing.T) {
 	}
 }
 
+func TestAnthropicCacheMarks(t *testing.T) {
+	c := &anthropicClient{ms: modelSpec{Model: "m"}}
+	var msgs []chatMessage
+	for _, s := range []string{"a", "b", "c", "d"} {
+		msgs = append(msgs, chatMessage{Role: "system", Content: s, CacheControl: true})
+	}
+	msgs = append(msgs, chatMessage{Role: "user", Content: "q"},
+		chatMessage{Role: "assistant", ReasoningContent: "hmm", ThinkingSignature: "sig"}, // a thinking block cannot be marked
+		chatMessage{Role: "user", Content: "again"})
+	ar, _ := c.request(&modelRequest{Messages: msgs})
+	var marked []string
+	for _, b := range ar.System {
+		if b.CacheControl != nil {
+			marked = append(marked, b.Text)
+		}
+	}
+	for _, m := range ar.Messages {
+		for _, b := range m.Content {
+			if b.CacheControl != nil {
+				marked = append(marked, m.Role+":"+b.Type)
+			}
+		}
+	}
+	// Four at most: the latest system marks and the last message.
+	if want := []string{"b", "c", "d", "user:text"}; !reflect.DeepEqual(marked, want) {
+		t.Errorf("cache_control on %q; want %q", marked, want)
+	}
+}
+
+func TestProvErrorText(t *testing.T) {
+	tests := []struct{ body, want string }{
+		{`{"error":{"message":"Incorrect API key","type":"invalid_request_error","code":"invalid_api_key"}}`, "invalid_request_error Incorrect API key"},
+		{`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`, "overloaded_error Overloaded"},
+		{`[{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}}]`, "INVALID_ARGUMENT API key not valid."},
+		{`{"error":"plain"}`, "plain"},
+		{`{"message":"Failed to run request"}`, "Failed to run request"},
+		{"  upstream timeout\n", "upstream timeout"},
+		{"", "(empty body)"},
+	}
+	for _, tt := range tests {
+		if got := provErrorText([]byte(tt.body)); got != tt.want {
+			t.Errorf("provErrorText(%q) = %q; want %q", tt.body, got, tt.want)
+		}
+	}
+}
+
 func TestProvRetryAfter(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	tests := []struct {

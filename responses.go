@@ -268,17 +268,18 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 		}
 		model = provFirst(e.Response.Model, model)
 		switch e.Type {
-		case "response.output_text.delta":
+		case "response.output_text.delta", "response.refusal.delta":
 			textSeen[e.ItemID] = true
 			emit(modelEvent{Kind: evText, Text: e.Delta})
 		case "response.reasoning_summary_text.delta", "response.reasoning_text.delta":
 			emit(modelEvent{Kind: evReasoning, Text: e.Delta})
 		case "response.output_item.added":
 			if e.Item.Type == "function_call" {
-				calls[e.Item.ID] = e.Item.CallID
-				emit(modelEvent{Kind: evToolCallStart, ToolID: e.Item.CallID, ToolName: e.Item.Name})
+				id := provFirst(e.Item.CallID, e.Item.ID)
+				calls[e.Item.ID] = id
+				emit(modelEvent{Kind: evToolCallStart, ToolID: id, ToolName: e.Item.Name})
 				if e.Item.Arguments != "" {
-					emit(modelEvent{Kind: evToolCallArgs, ToolID: e.Item.CallID, Text: e.Item.Arguments})
+					emit(modelEvent{Kind: evToolCallArgs, ToolID: id, Text: e.Item.Arguments})
 				}
 			}
 		case "response.function_call_arguments.delta":
