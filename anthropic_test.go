@@ -633,3 +633,33 @@ func TestProvRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAnthropicStream measures decoding a long answer over loopback: 2000 text
+// deltas per turn.
+func BenchmarkAnthropicStream(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":1}}}\n\n")
+	for range 2000 {
+		sb.WriteString("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hello world \"}}\n\n")
+	}
+	sb.WriteString("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4000}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+	body := sb.String()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	c, err := newAnthropicClient(modelSpec{Model: "m", BaseURL: srv.URL}, provEnv(map[string]string{"ANTHROPIC_API_KEY": "k"}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &modelRequest{Messages: []chatMessage{{Role: "user", Content: "hi"}}}
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	for b.Loop() {
+		n := 0
+		if err := c.stream(context.Background(), req, func(e modelEvent) { n++ }); err != nil || n != 2002 {
+			b.Fatalf("stream: %v, %d events", err, n)
+		}
+	}
+}
