@@ -79,6 +79,7 @@ type anthropicBlock struct {
 	CacheControl *anthropicCache  `json:"cache_control,omitempty"`
 }
 
+// anthropicSource is an image: inline base64 data or a URL.
 type anthropicSource struct {
 	Type      string `json:"type"` // base64 or url
 	MediaType string `json:"media_type,omitempty"`
@@ -86,21 +87,25 @@ type anthropicSource struct {
 	URL       string `json:"url,omitempty"`
 }
 
+// anthropicCache marks a block as the end of a cacheable prefix.
 type anthropicCache struct {
 	Type string `json:"type"`
 }
 
+// anthropicMessage is one request message; content is always a block list.
 type anthropicMessage struct {
 	Role    string           `json:"role"`
 	Content []anthropicBlock `json:"content"`
 }
 
+// anthropicTool is a tool definition; the schema is passed through unchanged.
 type anthropicTool struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description,omitempty"`
 	InputSchema json.RawMessage `json:"input_schema"`
 }
 
+// anthropicThinking turns extended thinking on with a token budget.
 type anthropicThinking struct {
 	Type         string `json:"type"`
 	BudgetTokens int64  `json:"budget_tokens"`
@@ -243,7 +248,7 @@ func anthropicMessages(msgs []chatMessage) []anthropicMessage {
 			var results []anthropicBlock
 			for ; i+1 < len(msgs) && msgs[i+1].Role == "tool"; i++ {
 				r := msgs[i+1]
-				if answered[r.ToolCallID] || !slicesContainsCall(m.ToolCalls, r.ToolCallID) {
+				if answered[r.ToolCallID] || !anthropicHasCall(m.ToolCalls, r.ToolCallID) {
 					continue
 				}
 				answered[r.ToolCallID] = true
@@ -266,7 +271,8 @@ func anthropicMessages(msgs []chatMessage) []anthropicMessage {
 	return out
 }
 
-func slicesContainsCall(calls []toolCall, id string) bool {
+// anthropicHasCall reports whether calls contains the call id.
+func anthropicHasCall(calls []toolCall, id string) bool {
 	for _, c := range calls {
 		if c.ID == id {
 			return true
@@ -300,6 +306,7 @@ func anthropicAssistant(m chatMessage) []anthropicBlock {
 	return blocks
 }
 
+// anthropicUser renders a user message as trimmed text and image blocks.
 func anthropicUser(m chatMessage) []anthropicBlock {
 	var blocks []anthropicBlock
 	if text := strings.TrimSpace(m.Content); text != "" {
@@ -324,6 +331,7 @@ func anthropicImage(u string) *anthropicSource {
 	return &anthropicSource{Type: "url", URL: u}
 }
 
+// anthropicResult is one tool_result block, its text trimmed as the reference sends it.
 func anthropicResult(id, content string, isError bool) anthropicBlock {
 	b := anthropicBlock{Type: "tool_result", ToolUseID: id, IsError: &isError}
 	// Empty text blocks are rejected by the API, so an empty result has no content.
@@ -531,6 +539,8 @@ var provDefaultHTTP = &http.Client{Transport: func() http.RoundTripper {
 	return t
 }()}
 
+// newProvConn returns a provConn with the default timeouts and JSON/SSE headers;
+// the caller sets url and authentication.
 func newProvConn(name string, env clientEnv) provConn {
 	c := provConn{name: name, http: env.HTTP, header: http.Header{},
 		firstByteWait: provDefaultFirstByteWait, idleWait: provDefaultIdleWait}
@@ -775,6 +785,7 @@ func provKey(getenv func(string) string, tokenKey string, defaults ...string) (s
 	return "", fmt.Errorf("%s environment variable is required", defaults[0])
 }
 
+// provGetenv returns env.Getenv, or an empty environment when it is nil.
 func provGetenv(env clientEnv) func(string) string {
 	if env.Getenv != nil {
 		return env.Getenv
@@ -823,6 +834,7 @@ func provBudget(v any) any {
 	return nil
 }
 
+// provBool reads a provider_opts flag; anything but true is false.
 func provBool(v any) bool {
 	b, _ := v.(bool)
 	return b

@@ -63,6 +63,7 @@ type responsesItem struct {
 	Output    *string `json:"output,omitempty"` // present, even when empty, on outputs
 }
 
+// responsesPart is one input_text or input_image part of a user message.
 type responsesPart struct {
 	Type     string `json:"type"`
 	Text     string `json:"text,omitempty"`
@@ -70,6 +71,7 @@ type responsesPart struct {
 	Detail   string `json:"detail,omitempty"`
 }
 
+// responsesTool is a function tool in the Responses API's flat format.
 type responsesTool struct {
 	Type        string          `json:"type"`
 	Name        string          `json:"name"`
@@ -78,11 +80,13 @@ type responsesTool struct {
 	Strict      bool            `json:"strict"`
 }
 
+// responsesReasoning asks reasoning models for an effort and a summary.
 type responsesReasoning struct {
 	Effort  string `json:"effort,omitempty"`
 	Summary string `json:"summary,omitempty"`
 }
 
+// responsesRequest is the body of POST /responses.
 type responsesRequest struct {
 	Model             string              `json:"model"`
 	Instructions      string              `json:"instructions,omitempty"`
