@@ -738,7 +738,7 @@ func provErrorText(b []byte) string {
 	}
 	s := strings.TrimSpace(string(b))
 	if len(s) > 1000 {
-		s = s[:1000] + "…"
+		s = strings.ToValidUTF8(s[:1000], "") + "…"
 	}
 	if s == "" {
 		return "(empty body)"

@@ -20,7 +20,6 @@ import (
 type provReply struct {
 	File   string            // testdata/providers/<File>, replayed byte for byte
 	CutAt  string            // drop the connection just before this text of File
-	Hang   bool              // after File, keep the connection open and silent
 	Status int               // non-zero: answer with Status, Header and Body instead
 	Header map[string]string // response headers
 	Body   string
@@ -97,10 +96,6 @@ func (s *provServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	// No Content-Type, like the reference's replay proxy: clients must not require one.
 	w.Write(data)
-	w.(http.Flusher).Flush()
-	if rep.Hang {
-		<-r.Context().Done()
-	}
 }
 
 // requests returns the recorded requests.
@@ -490,7 +485,7 @@ func TestAnthropicTimeouts(t *testing.T) {
 		// First byte: not even the headers come.
 		provReply{Func: hang})
 	c := newTestAnthropic(t, s, modelSpec{})
-	c.conn.idleWait = 50 * time.Millisecond
+	c.conn.idleWait = 100 * time.Millisecond
 	_, err := provCollect(t, c, &modelRequest{Messages: []chatMessage{{Role: "user", Content: "hi"}}})
 	me := provModelError(t, err)
 	if !me.MidStream || !strings.Contains(me.Msg, "no data from the provider") {
