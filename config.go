@@ -20,8 +20,8 @@ import (
 
 // agentFile is one loaded, migrated and validated agent configuration (version "7").
 type agentFile struct {
-	Version     string                       `json:"version"` // the file's own version string, "7" when absent
-	Agents      []*agentConfig               `json:"agents"`  // document order
+	Version     string                       `json:"version"`          // the file's own version string, "7" when absent
+	Agents      []*agentConfig               `json:"agents,omitempty"` // document order; omitted when empty, as the reference does
 	Models      *orderedMap[*modelConfig]    `json:"models,omitempty"`
 	Providers   *orderedMap[*providerConfig] `json:"providers,omitempty"`
 	MCPs        *orderedMap[*toolsetConfig]  `json:"mcps,omitempty"`
@@ -324,6 +324,11 @@ func loadAgentFile(path string, data []byte) (*agentFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	return cfgLoadNode(path, root)
+}
+
+// cfgLoadNode is loadAgentFile after YAML parsing; root is nil for an empty document.
+func cfgLoadNode(path string, root *yamlNode) (*agentFile, error) {
 	f := &agentFile{Version: strconv.Itoa(cfgLatestVersion), path: path}
 	if root == nil {
 		return f, nil // an empty file loads; building a team from it fails later
@@ -2365,7 +2370,7 @@ func cfgRedact(v any, parent string) any {
 // credential.
 func cfgSecretName(name string) bool {
 	n := strings.ToUpper(name)
-	for _, w := range []string{"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PWD", "AUTH", "COOKIE", "CREDENTIAL", "PRIVATE", "SESSION", "SIGNATURE"} {
+	for _, w := range []string{"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "AUTH", "COOKIE", "CREDENTIAL", "PRIVATE", "SESSION", "SIGNATURE"} {
 		if strings.Contains(n, w) {
 			return true
 		}
