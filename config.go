@@ -726,8 +726,17 @@ func (d *cfgDecoder) file_(root *yamlNode, f *agentFile) error {
 		case k == "providers" && d.ver >= 3:
 			return true, d.providers(v, f)
 		case k == "permissions" && d.ver >= 3:
+			if cfgIsNull(v) {
+				return true, nil
+			}
 			f.Permissions = &permissionsConfig{}
 			return true, d.permissions(v, f.Permissions)
+		case k == "workflow" && d.ver <= 2:
+			// Early versions had a workflow list the upgrade drops; check its shape only.
+			if !cfgIsNull(v) && v.Kind != yamlSeq {
+				return true, d.typeErr(v, "sequence")
+			}
+			return true, nil
 		case k == "mcps" && d.ver >= 6:
 			return true, d.mcps(v, f)
 		}
@@ -952,7 +961,7 @@ func (d *cfgDecoder) agents(n *yamlNode, f *agentFile) error {
 func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 	a := &agentConfig{Name: name}
 	what := fmt.Sprintf("agent %q", name)
-	// v0 agent-level think/todo/memory become toolsets prepended in this order.
+	// v0 agent-level think/todo/memory become toolsets prepended to the agent's own.
 	var think, todo bool
 	var todoShared bool
 	var memory *toolsetConfig
@@ -1039,17 +1048,15 @@ func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The v0→v1 upgrade's order: todo, think, then memory (only with a path).
 	var pre []*toolsetConfig
-	if think {
-		pre = append(pre, &toolsetConfig{Type: "think"})
-	}
 	if todo {
 		pre = append(pre, &toolsetConfig{Type: "todo", Shared: todoShared})
 	}
-	if memory != nil {
-		if memory.Path == "" {
-			return nil, d.errf(n, "memory toolset requires a path to be set")
-		}
+	if think {
+		pre = append(pre, &toolsetConfig{Type: "think"})
+	}
+	if memory != nil && memory.Path != "" {
 		pre = append(pre, memory)
 	}
 	a.Toolsets = append(pre, toolsets...)
@@ -1350,8 +1357,14 @@ func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetCo
 	var sandbox *yamlNode
 	err := d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
 		switch {
-		case k == "type" && implicitType == "":
-			return true, d.str(v, &ts.Type)
+		case k == "type":
+			if err := d.str(v, &ts.Type); err != nil {
+				return true, err
+			}
+			if implicitType != "" {
+				ts.Type = implicitType // an mcps entry is always an MCP server
+			}
+			return true, nil
 		case k == "command":
 			return true, d.str(v, &ts.Command)
 		case k == "remote":
@@ -1363,8 +1376,13 @@ func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetCo
 		case k == "tools":
 			return true, d.strs(v, &ts.Tools)
 		case k == "env_file" && d.ver <= 1:
+			// A string or a list of strings.
 			var files []string
-			if err := d.strs(v, &files); err != nil {
+			if v.Kind == yamlScalar && !cfgIsNull(v) {
+				if v.Text != "" {
+					files = []string{v.Text}
+				}
+			} else if err := d.strs(v, &files); err != nil {
 				return true, err
 			}
 			if len(files) > 0 {

@@ -357,20 +357,26 @@ models:
 		for _, ts := range f.Agents[0].Toolsets {
 			types = append(types, ts.Type)
 		}
-		if !reflect.DeepEqual(types, []string{"think", "todo", "memory", "mcp"}) {
+		if !reflect.DeepEqual(types, []string{"todo", "think", "memory", "mcp"}) {
 			t.Errorf("toolsets %v", types)
 		}
-		if ts := f.Agents[0].Toolsets; !ts[1].Shared || ts[2].Path != "./mem.db" {
-			t.Errorf("todo/memory %+v %+v", ts[1], ts[2])
+		if ts := f.Agents[0].Toolsets; !ts[0].Shared || ts[2].Path != "./mem.db" {
+			t.Errorf("todo/memory %+v %+v", ts[0], ts[2])
 		}
 		if m, _ := f.Models.get("m"); m.Provider != "openai" {
 			t.Errorf("type→provider: %+v", m)
 		}
 	})
-	t.Run("v0 todo bool", func(t *testing.T) {
-		f := cfgLoad(t, "version: 0\nagents:\n  root:\n    todo: true\n")
+	t.Run("v0 todo bool, memory without path", func(t *testing.T) {
+		f := cfgLoad(t, "version: 0\nagents:\n  root:\n    todo: true\n    memory: {}\n")
 		if ts := f.Agents[0].Toolsets; len(ts) != 1 || ts[0].Type != "todo" || ts[0].Shared {
 			t.Errorf("%+v", ts)
+		}
+	})
+	t.Run("v1 workflow dropped", func(t *testing.T) {
+		f := cfgLoad(t, "version: \"1\"\nworkflow:\n  - type: agent\n    name: root\nagents:\n  root:\n    toolsets:\n      - type: shell\n        env_file: \"\"\n")
+		if b, _ := json.Marshal(f); strings.Contains(string(b), "workflow") {
+			t.Errorf("%s", b)
 		}
 	})
 	errs := []struct{ name, src, want string }{
