@@ -430,13 +430,8 @@ func (d *cfgDecoder) integer(n *yamlNode) (int64, error) {
 		return 0, d.typeErr(n, "integer")
 	}
 	t := strings.TrimSpace(n.Text)
-	if v, err := strconv.ParseInt(t, 0, 64); err == nil {
+	if v, ok := cfgParseInt(t); ok {
 		return v, nil
-	}
-	if strings.HasPrefix(t, "0o") || strings.HasPrefix(t, "+") {
-		if v, err := strconv.ParseInt(strings.TrimPrefix(t, "+"), 0, 64); err == nil {
-			return v, nil
-		}
 	}
 	if f, err := cfgParseFloat(t); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && math.Abs(f) < 1<<63 {
 		return int64(f), nil
@@ -454,6 +449,20 @@ func (d *cfgDecoder) intField(n *yamlNode, dst *int) error {
 	}
 	*dst = int(v)
 	return nil
+}
+
+// cfgParseInt reads YAML 1.2 core-schema ints: decimal (a leading 0 is not octal),
+// 0o octal and 0x hex.
+func cfgParseInt(t string) (int64, bool) {
+	if v, err := strconv.ParseInt(t, 10, 64); err == nil {
+		return v, true
+	}
+	if strings.HasPrefix(t, "0o") || strings.HasPrefix(t, "0x") {
+		if v, err := strconv.ParseInt(t, 0, 64); err == nil {
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 // cfgParseFloat reads YAML 1.2 core-schema floats, including .inf and .nan.
@@ -656,7 +665,7 @@ func cfgScalarValue(n *yamlNode) any {
 	case "bool":
 		return strings.EqualFold(t, "true")
 	case "int":
-		if v, err := strconv.ParseInt(strings.TrimPrefix(t, "+"), 0, 64); err == nil {
+		if v, ok := cfgParseInt(t); ok {
 			return v
 		}
 		if v, err := strconv.ParseFloat(t, 64); err == nil {

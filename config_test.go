@@ -160,6 +160,7 @@ func TestConfigCoercions(t *testing.T) {
     welcome_message: true
     instruction: ~
     max_iterations: "7"
+    num_history_items: "010"
     add_date: null
 models:
   m:
@@ -171,7 +172,7 @@ models:
     parallel_tool_calls: false
 `)
 	a := f.agent("root")
-	if a.Description != "1.50" || a.WelcomeMessage != "true" || a.Instruction != "" || a.MaxIterations != 7 || a.AddDate {
+	if a.Description != "1.50" || a.WelcomeMessage != "true" || a.Instruction != "" || a.MaxIterations != 7 || a.NumHistoryItems != 10 || a.AddDate {
 		t.Errorf("agent %+v", a)
 	}
 	m, _ := f.Models.get("m")
@@ -693,5 +694,18 @@ func TestConfigErrorsAreNotWrappedSentinels(t *testing.T) {
 	var ye *yamlError
 	if !errors.As(err, &ye) || ye.Line != 3 || ye.Col != 5 || filepath.Base(ye.File) != "agent.yaml" {
 		t.Errorf("want a positioned *yamlError, got %#v", err)
+	}
+}
+
+func BenchmarkLoadAgentFile(b *testing.B) {
+	src, err := os.ReadFile("testdata/config/full.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(src)))
+	for b.Loop() {
+		if _, err := loadAgentFile("full.yaml", src); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
