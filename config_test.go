@@ -231,6 +231,12 @@ func TestConfigDecodeErrors(t *testing.T) {
 		{"skills shape", "agents:\n  root:\n    skills: {a: 1}\n", `agent.yaml:3:13: skills must be a boolean or a list of sources`},
 		{"mcps non-docker ref", "mcps:\n  gh:\n    ref: other\n",
 			`agent.yaml:3:5: MCP definition 'gh': only docker refs are supported (e.g., 'docker:context7')`},
+		{"toolset headers", "agents:\n  root:\n    toolsets:\n      - type: mcp\n        command: x\n        headers: {A: b}\n",
+			`agent.yaml:4:9: headers can only be used with type 'openapi' or 'a2a'`},
+		{"remote headers", "agents:\n  root:\n    toolsets:\n      - type: openapi\n        url: https://x\n        remote: {headers: {A: b}}\n",
+			`agent.yaml:4:9: remote headers can only be used with type 'mcp' or 'a2a'`},
+		{"env on fetch", "agents:\n  root:\n    toolsets:\n      - type: fetch\n        env: {A: b}\n",
+			`agent.yaml:4:9: env can only be used with type 'shell', 'script', 'mcp' or 'lsp'`},
 		{"unsupported version", "version: 9\nagents: {}\n", `unsupported config version: 9 (valid versions: 0, 1, 2, 3, 4, 5, 6, 7)`},
 		{"version as float", "version: 2.0\n", `unsupported config version: 2.0 (valid versions: 0, 1, 2, 3, 4, 5, 6, 7)`},
 	}
@@ -707,5 +713,34 @@ func BenchmarkLoadAgentFile(b *testing.B) {
 		if _, err := loadAgentFile("full.yaml", src); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestConfigToolsetFreeFormValues(t *testing.T) {
+	f := cfgLoad(t, `agents:
+  root:
+    toolsets:
+      - type: mcp
+        ref: docker:brave
+        defer: [search, fetch]
+        toon: "list_.*"
+        config:
+          limit: 10
+          ratio: 1.0
+          on: true
+          none: null
+          nested: {b: [1, "2"], a: x}
+      - type: a2a
+        url: https://a2a.example
+        remote:
+          headers: {X: y}
+`)
+	ts := f.agent("root").Toolsets[0]
+	if ts.Defer.All || !reflect.DeepEqual(ts.Defer.Tools, []string{"search", "fetch"}) || ts.Toon != "list_.*" {
+		t.Errorf("%+v", ts)
+	}
+	want := `{"limit":10,"ratio":1,"on":true,"none":null,"nested":{"b":[1,"2"],"a":"x"}}`
+	if string(ts.Config) != want {
+		t.Errorf("config %s, want %s", ts.Config, want)
 	}
 }
