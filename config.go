@@ -358,7 +358,7 @@ func cfgLoadNode(path string, root *yamlNode) (*agentFile, error) {
 		}
 		f.Version, d.ver = v, n
 	}
-	if err := d.file_(root, f); err != nil {
+	if err := d.document(root, f); err != nil {
 		return nil, err
 	}
 	if err := cfgValidate(f); err != nil {
@@ -709,7 +709,7 @@ func (d *cfgDecoder) nodeValue(n *yamlNode) (any, error) {
 
 // ---- Decoding, one function per section; the version gates follow CONFIG.md §3 ----
 
-func (d *cfgDecoder) file_(root *yamlNode, f *agentFile) error {
+func (d *cfgDecoder) document(root *yamlNode, f *agentFile) error {
 	return d.mapping(root, "", func(k string, v *yamlNode) (bool, error) {
 		switch {
 		case k == "version":
