@@ -1731,6 +1731,30 @@ func cfgAlloyParts(ref string) []string {
 	return out
 }
 
+// cfgExpandAlloy trims a model reference and replaces references to alloy models
+// (no provider, comma-separated model) by their members, recursively; empty
+// entries are dropped. depth stops alloys that name each other.
+func cfgExpandAlloy(f *agentFile, ref string, depth int) string {
+	ref = strings.TrimSpace(ref)
+	if ref == "" || depth > 8 {
+		return ref
+	}
+	if !strings.Contains(ref, ",") {
+		mc, ok := f.Models.get(ref)
+		if !ok || mc.Provider != "" || !strings.Contains(mc.Model, ",") {
+			return ref
+		}
+		return cfgExpandAlloy(f, mc.Model, depth+1)
+	}
+	var out []string
+	for _, p := range cfgAlloyParts(ref) {
+		if e := cfgExpandAlloy(f, p, depth+1); e != "" {
+			out = append(out, e)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
 // cfgIsExternalRef reports whether a sub_agents/handoffs entry names an agent
 // outside this file (an OCI reference or a URL) rather than a local agent.
 func cfgIsExternalRef(ref string) bool {
@@ -1773,18 +1797,13 @@ func cfgValidate(f *agentFile) error {
 			mc.ParallelToolCalls = &t
 		}
 	}
-	var ensure func(ref, who string)
-	ensure = func(ref, who string) {
+	// ensure adds an inline provider/model reference to models, or reports it.
+	ensure := func(ref, who string) {
+		ref = strings.TrimSpace(ref)
 		if ref == "" || ref == "auto" {
 			return
 		}
 		if _, ok := f.Models.get(ref); ok {
-			return
-		}
-		if strings.Contains(ref, ",") {
-			for _, p := range cfgAlloyParts(ref) {
-				ensure(p, who)
-			}
 			return
 		}
 		if p, m, ok := cfgSplitInline(ref); ok {
@@ -1793,44 +1812,38 @@ func cfgValidate(f *agentFile) error {
 		}
 		fail("%s references non-existent model '%s'", who, ref)
 	}
-	for _, name := range named {
-		mc := f.Models.Values[name]
-		if mc.Provider == "" && strings.Contains(mc.Model, ",") {
-			for _, p := range cfgAlloyParts(mc.Model) {
-				ensure(p, fmt.Sprintf("model '%s'", name))
-			}
-		}
-		for i, r := range mc.RoutingRules {
-			ensure(r.Model, fmt.Sprintf("routing rule %d in model '%s'", i, name))
+	// Agents first: their model is rewritten with alloys expanded to member lists,
+	// as the reference does, then routing rules, then RAG strategies.
+	for _, a := range f.Agents {
+		a.Model = cfgExpandAlloy(f, a.Model, 0)
+		for p := range strings.SplitSeq(a.Model, ",") {
+			ensure(p, fmt.Sprintf("agent '%s'", a.Name))
 		}
 	}
-	for _, a := range f.Agents {
-		ensure(a.Model, fmt.Sprintf("agent '%s'", a.Name))
-		for _, ts := range a.Toolsets {
-			ensure(ts.Model, fmt.Sprintf("agent '%s'", a.Name))
+	for _, name := range named {
+		for i, r := range f.Models.Values[name].RoutingRules {
+			ensure(r.Model, fmt.Sprintf("routing rule %d in model '%s'", i, name))
 		}
 	}
 	for _, name := range f.RAG.keys() {
 		var src struct {
 			Strategies []map[string]any `json:"strategies"`
-			Results    struct {
-				Reranking struct {
-					Model string `json:"model"`
-				} `json:"reranking"`
-			} `json:"results"`
 		}
 		if json.Unmarshal(f.RAG.Values[name], &src) != nil {
 			continue // an unusual shape is the RAG builder's business
 		}
 		for _, st := range src.Strategies {
 			typ, _ := st["type"].(string)
-			for _, k := range []string{"model", "embedding_model", "chat_model"} {
-				if ref, ok := st[k].(string); ok {
-					ensure(ref, fmt.Sprintf("RAG strategy '%s' in RAG '%s'", typ, name))
-				}
+			raw, ok := st["model"]
+			if !ok {
+				continue
+			}
+			if ref, ok := raw.(string); ok {
+				ensure(ref, fmt.Sprintf("RAG strategy '%s' in RAG '%s'", typ, name))
+			} else {
+				fail("RAG strategy '%s' in RAG '%s' has non-string model value", typ, name)
 			}
 		}
-		ensure(src.Results.Reranking.Model, fmt.Sprintf("RAG reranking in RAG '%s'", name))
 	}
 	if f.Models.len() == 0 {
 		f.Models = nil

@@ -294,8 +294,8 @@ providers:
 		"provider 'bad/name': name cannot contain '/'",
 		"provider 'nourl': base_url is required",
 		"provider 'badtype': invalid api_type 'soap' (must be one of: openai_chatcompletions, openai_responses)",
-		"routing rule 0 in model 'router' references non-existent model 'absent'",
 		"agent 'root' references non-existent model 'nope'",
+		"routing rule 0 in model 'router' references non-existent model 'absent'",
 		"agent 'root' references non-existent MCP definition 'missing'",
 		"agent 'root' references non-existent sub-agent 'ghost'",
 		"agent 'root' references non-existent handoff agent 'phantom'",
@@ -320,10 +320,17 @@ rag:
     strategies:
       - type: chunked-embeddings
         embedding_model: openai/text-embedding-3-small
+        model: openai/small
         database: ./x.db
         vector_dimensions: 1536
 `)
-	want := []string{"a", "anthropic/claude-sonnet-4-5", "google/gemini-2.5-flash", "openai/gpt-4o", "openai/text-embedding-3-small"}
+	// The agent's model is rewritten with the alloy expanded, like the reference.
+	if m := f.agent("root").Model; m != "anthropic/claude-sonnet-4-5,google/gemini-2.5-flash,openai/gpt-4o" {
+		t.Errorf("agent model %q", m)
+	}
+	// Only strategies' `model` is a model reference (embedding_model is the RAG
+	// builder's business).
+	want := []string{"a", "anthropic/claude-sonnet-4-5", "google/gemini-2.5-flash", "openai/gpt-4o", "openai/small"}
 	if !reflect.DeepEqual(f.Models.Keys, want) {
 		t.Errorf("models %v", f.Models.Keys)
 	}
@@ -331,8 +338,11 @@ rag:
 	if !strings.Contains(string(raw), `"vector_dimensions":1536`) || !strings.HasPrefix(string(raw), `{"docs":["./docs"],"strategies"`) {
 		t.Errorf("rag JSON %s", raw)
 	}
-	_, err := loadAgentFile("agent.yaml", []byte("agents:\n  root:\n    model: x\nrag:\n  r:\n    strategies:\n      - type: bm25\n        model: ghost\n"))
-	if err == nil || !strings.Contains(err.Error(), "RAG strategy 'bm25' in RAG 'r' references non-existent model 'ghost'") {
+	_, err := loadAgentFile("agent.yaml", []byte("agents:\n  root:\n    model: x\nrag:\n  r:\n    strategies:\n      - type: bm25\n        model: ghost\n      - type: x\n        model: [1]\n"))
+	wantErr := "agent 'root' references non-existent model 'x'\n" +
+		"RAG strategy 'bm25' in RAG 'r' references non-existent model 'ghost'\n" +
+		"RAG strategy 'x' in RAG 'r' has non-string model value"
+	if err == nil || err.Error() != wantErr {
 		t.Errorf("got %v", err)
 	}
 }
