@@ -1891,10 +1891,10 @@ func cfgMergeMCP(ts, def *toolsetConfig) {
 	if ts.Command == "" {
 		ts.Command = def.Command
 	}
-	if ts.Remote.URL == "" && ts.Remote.TransportType == "" && ts.Remote.Headers == nil {
+	if ts.Remote.URL == "" {
 		ts.Remote = def.Remote
 	}
-	if ts.Args == nil {
+	if len(ts.Args) == 0 {
 		ts.Args = slices.Clone(def.Args)
 	}
 	if ts.Version == "" {
@@ -1909,7 +1909,7 @@ func cfgMergeMCP(ts, def *toolsetConfig) {
 	if ts.Instruction == "" {
 		ts.Instruction = def.Instruction
 	}
-	if ts.Tools == nil {
+	if len(ts.Tools) == 0 {
 		ts.Tools = slices.Clone(def.Tools)
 	}
 	if !ts.Defer.All && ts.Defer.Tools == nil {
