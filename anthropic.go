@@ -26,6 +26,7 @@ const (
 	anthropicDefaultMaxTokens = 32000
 	anthropicDefaultBudget    = 8192
 	anthropicMinBudget        = 1024 // the API rejects smaller thinking budgets
+	anthropicMaxCacheMarks    = 4    // the API rejects more cache_control blocks
 )
 
 // anthropicClient streams from POST {base}/v1/messages. It is safe for concurrent use.
@@ -78,6 +79,7 @@ type anthropicBlock struct {
 	CacheControl *anthropicCache  `json:"cache_control,omitempty"`
 }
 
+// anthropicSource is an image: inline base64 data or a URL.
 type anthropicSource struct {
 	Type      string `json:"type"` // base64 or url
 	MediaType string `json:"media_type,omitempty"`
@@ -85,21 +87,25 @@ type anthropicSource struct {
 	URL       string `json:"url,omitempty"`
 }
 
+// anthropicCache marks a block as the end of a cacheable prefix.
 type anthropicCache struct {
 	Type string `json:"type"`
 }
 
+// anthropicMessage is one request message; content is always a block list.
 type anthropicMessage struct {
 	Role    string           `json:"role"`
 	Content []anthropicBlock `json:"content"`
 }
 
+// anthropicTool is a tool definition; the schema is passed through unchanged.
 type anthropicTool struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description,omitempty"`
 	InputSchema json.RawMessage `json:"input_schema"`
 }
 
+// anthropicThinking turns extended thinking on with a token budget.
 type anthropicThinking struct {
 	Type         string `json:"type"`
 	BudgetTokens int64  `json:"budget_tokens"`
@@ -144,10 +150,23 @@ func (c *anthropicClient) request(req *modelRequest) (*anthropicRequest, bool) {
 		ar.System = append(ar.System, b)
 	}
 	ar.Messages = anthropicMessages(msgs)
-	// Caching the last two messages lets the next turn reuse this one's prefix.
+	// Caching the last two messages lets the next turn reuse this one's prefix. Thinking
+	// blocks cannot carry cache_control.
+	marks := 0
 	for i := max(0, len(ar.Messages)-2); i < len(ar.Messages); i++ {
-		blocks := ar.Messages[i].Content
-		blocks[len(blocks)-1].CacheControl = &anthropicCache{"ephemeral"}
+		last := &ar.Messages[i].Content[len(ar.Messages[i].Content)-1]
+		if last.Type != "thinking" && last.Type != "redacted_thinking" {
+			last.CacheControl = &anthropicCache{"ephemeral"}
+			marks++
+		}
+	}
+	// The API takes at most anthropicMaxCacheMarks; the earliest system marks give way.
+	excess := anthropicSystemMarks(ar.System) + marks - anthropicMaxCacheMarks
+	for i := 0; i < len(ar.System) && excess > 0; i++ {
+		if ar.System[i].CacheControl != nil {
+			ar.System[i].CacheControl = nil
+			excess--
+		}
 	}
 	if !req.NoTools {
 		for _, t := range req.Tools {
@@ -171,6 +190,17 @@ func (c *anthropicClient) request(req *modelRequest) (*anthropicRequest, bool) {
 		ar.Temperature, ar.TopP = c.ms.Temperature, c.ms.TopP
 	}
 	return ar, interleaved
+}
+
+// anthropicSystemMarks counts the system blocks marked for caching.
+func anthropicSystemMarks(blocks []anthropicBlock) int {
+	n := 0
+	for _, b := range blocks {
+		if b.CacheControl != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // anthropicBudget reads thinking_budget: the token budget, whether it was configured, and
@@ -218,7 +248,7 @@ func anthropicMessages(msgs []chatMessage) []anthropicMessage {
 			var results []anthropicBlock
 			for ; i+1 < len(msgs) && msgs[i+1].Role == "tool"; i++ {
 				r := msgs[i+1]
-				if answered[r.ToolCallID] || !slicesContainsCall(m.ToolCalls, r.ToolCallID) {
+				if answered[r.ToolCallID] || !anthropicHasCall(m.ToolCalls, r.ToolCallID) {
 					continue
 				}
 				answered[r.ToolCallID] = true
@@ -241,7 +271,8 @@ func anthropicMessages(msgs []chatMessage) []anthropicMessage {
 	return out
 }
 
-func slicesContainsCall(calls []toolCall, id string) bool {
+// anthropicHasCall reports whether calls contains the call id.
+func anthropicHasCall(calls []toolCall, id string) bool {
 	for _, c := range calls {
 		if c.ID == id {
 			return true
@@ -275,6 +306,7 @@ func anthropicAssistant(m chatMessage) []anthropicBlock {
 	return blocks
 }
 
+// anthropicUser renders a user message as trimmed text and image blocks.
 func anthropicUser(m chatMessage) []anthropicBlock {
 	var blocks []anthropicBlock
 	if text := strings.TrimSpace(m.Content); text != "" {
@@ -299,6 +331,7 @@ func anthropicImage(u string) *anthropicSource {
 	return &anthropicSource{Type: "url", URL: u}
 }
 
+// anthropicResult is one tool_result block, its text trimmed as the reference sends it.
 func anthropicResult(id, content string, isError bool) anthropicBlock {
 	b := anthropicBlock{Type: "tool_result", ToolUseID: id, IsError: &isError}
 	// Empty text blocks are rejected by the API, so an empty result has no content.
@@ -340,6 +373,7 @@ type anthropicEvent struct {
 		Type string `json:"type"`
 		ID   string `json:"id"`
 		Name string `json:"name"`
+		Text string `json:"text"`
 		Data string `json:"data"` // redacted_thinking
 	} `json:"content_block"`
 	Delta struct {
@@ -400,6 +434,10 @@ func (c *anthropicClient) stream(ctx context.Context, req *modelRequest, emit fu
 				emit(modelEvent{Kind: evReasoning, Signature: e.ContentBlock.Data})
 			case "thinking":
 				sig = ""
+			case "text":
+				if e.ContentBlock.Text != "" {
+					emit(modelEvent{Kind: evText, Text: e.ContentBlock.Text})
+				}
 			}
 		case "content_block_delta":
 			switch e.Delta.Type {
@@ -501,6 +539,8 @@ var provDefaultHTTP = &http.Client{Transport: func() http.RoundTripper {
 	return t
 }()}
 
+// newProvConn returns a provConn with the default timeouts and JSON/SSE headers;
+// the caller sets url and authentication.
 func newProvConn(name string, env clientEnv) provConn {
 	c := provConn{name: name, http: env.HTTP, header: http.Header{},
 		firstByteWait: provDefaultFirstByteWait, idleWait: provDefaultIdleWait}
@@ -678,6 +718,11 @@ func provErrorText(b []byte) string {
 		Error   json.RawMessage `json:"error"`
 		Message string          `json:"message"`
 	}
+	// Gemini's streaming endpoint wraps its error object in an array.
+	var list []json.RawMessage
+	if json.Unmarshal(b, &list) == nil && len(list) > 0 {
+		b = list[0]
+	}
 	if json.Unmarshal(b, &v) == nil {
 		var e provErrorBody
 		if json.Unmarshal(v.Error, &e) == nil && e.Message != "" {
@@ -693,7 +738,7 @@ func provErrorText(b []byte) string {
 	}
 	s := strings.TrimSpace(string(b))
 	if len(s) > 1000 {
-		s = s[:1000] + "…"
+		s = strings.ToValidUTF8(s[:1000], "") + "…"
 	}
 	if s == "" {
 		return "(empty body)"
@@ -740,6 +785,7 @@ func provKey(getenv func(string) string, tokenKey string, defaults ...string) (s
 	return "", fmt.Errorf("%s environment variable is required", defaults[0])
 }
 
+// provGetenv returns env.Getenv, or an empty environment when it is nil.
 func provGetenv(env clientEnv) func(string) string {
 	if env.Getenv != nil {
 		return env.Getenv
@@ -788,6 +834,7 @@ func provBudget(v any) any {
 	return nil
 }
 
+// provBool reads a provider_opts flag; anything but true is false.
 func provBool(v any) bool {
 	b, _ := v.(bool)
 	return b

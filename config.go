@@ -20,8 +20,8 @@ import (
 
 // agentFile is one loaded, migrated and validated agent configuration (version "7").
 type agentFile struct {
-	Version     string                       `json:"version"` // the file's own version string, "7" when absent
-	Agents      []*agentConfig               `json:"agents"`  // document order
+	Version     string                       `json:"version"`          // the file's own version string, "7" when absent
+	Agents      []*agentConfig               `json:"agents,omitempty"` // document order; omitted when empty, as the reference does
 	Models      *orderedMap[*modelConfig]    `json:"models,omitempty"`
 	Providers   *orderedMap[*providerConfig] `json:"providers,omitempty"`
 	MCPs        *orderedMap[*toolsetConfig]  `json:"mcps,omitempty"`
@@ -324,6 +324,11 @@ func loadAgentFile(path string, data []byte) (*agentFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	return cfgLoadNode(path, root)
+}
+
+// cfgLoadNode is loadAgentFile after YAML parsing; root is nil for an empty document.
+func cfgLoadNode(path string, root *yamlNode) (*agentFile, error) {
 	f := &agentFile{Version: strconv.Itoa(cfgLatestVersion), path: path}
 	if root == nil {
 		return f, nil // an empty file loads; building a team from it fails later
@@ -353,7 +358,7 @@ func loadAgentFile(path string, data []byte) (*agentFile, error) {
 		}
 		f.Version, d.ver = v, n
 	}
-	if err := d.file_(root, f); err != nil {
+	if err := d.document(root, f); err != nil {
 		return nil, err
 	}
 	if err := cfgValidate(f); err != nil {
@@ -425,13 +430,8 @@ func (d *cfgDecoder) integer(n *yamlNode) (int64, error) {
 		return 0, d.typeErr(n, "integer")
 	}
 	t := strings.TrimSpace(n.Text)
-	if v, err := strconv.ParseInt(t, 0, 64); err == nil {
+	if v, ok := cfgParseInt(t); ok {
 		return v, nil
-	}
-	if strings.HasPrefix(t, "0o") || strings.HasPrefix(t, "+") {
-		if v, err := strconv.ParseInt(strings.TrimPrefix(t, "+"), 0, 64); err == nil {
-			return v, nil
-		}
 	}
 	if f, err := cfgParseFloat(t); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && math.Abs(f) < 1<<63 {
 		return int64(f), nil
@@ -449,6 +449,20 @@ func (d *cfgDecoder) intField(n *yamlNode, dst *int) error {
 	}
 	*dst = int(v)
 	return nil
+}
+
+// cfgParseInt reads YAML 1.2 core-schema ints: decimal (a leading 0 is not octal),
+// 0o octal and 0x hex.
+func cfgParseInt(t string) (int64, bool) {
+	if v, err := strconv.ParseInt(t, 10, 64); err == nil {
+		return v, true
+	}
+	if strings.HasPrefix(t, "0o") || strings.HasPrefix(t, "0x") {
+		if v, err := strconv.ParseInt(t, 0, 64); err == nil {
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 // cfgParseFloat reads YAML 1.2 core-schema floats, including .inf and .nan.
@@ -651,7 +665,7 @@ func cfgScalarValue(n *yamlNode) any {
 	case "bool":
 		return strings.EqualFold(t, "true")
 	case "int":
-		if v, err := strconv.ParseInt(strings.TrimPrefix(t, "+"), 0, 64); err == nil {
+		if v, ok := cfgParseInt(t); ok {
 			return v
 		}
 		if v, err := strconv.ParseFloat(t, 64); err == nil {
@@ -695,7 +709,7 @@ func (d *cfgDecoder) nodeValue(n *yamlNode) (any, error) {
 
 // ---- Decoding, one function per section; the version gates follow CONFIG.md §3 ----
 
-func (d *cfgDecoder) file_(root *yamlNode, f *agentFile) error {
+func (d *cfgDecoder) document(root *yamlNode, f *agentFile) error {
 	return d.mapping(root, "", func(k string, v *yamlNode) (bool, error) {
 		switch {
 		case k == "version":
@@ -721,8 +735,17 @@ func (d *cfgDecoder) file_(root *yamlNode, f *agentFile) error {
 		case k == "providers" && d.ver >= 3:
 			return true, d.providers(v, f)
 		case k == "permissions" && d.ver >= 3:
+			if cfgIsNull(v) {
+				return true, nil
+			}
 			f.Permissions = &permissionsConfig{}
 			return true, d.permissions(v, f.Permissions)
+		case k == "workflow" && d.ver <= 2:
+			// Early versions had a workflow list the upgrade drops; check its shape only.
+			if !cfgIsNull(v) && v.Kind != yamlSeq {
+				return true, d.typeErr(v, "sequence")
+			}
+			return true, nil
 		case k == "mcps" && d.ver >= 6:
 			return true, d.mcps(v, f)
 		}
@@ -947,7 +970,7 @@ func (d *cfgDecoder) agents(n *yamlNode, f *agentFile) error {
 func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 	a := &agentConfig{Name: name}
 	what := fmt.Sprintf("agent %q", name)
-	// v0 agent-level think/todo/memory become toolsets prepended in this order.
+	// v0 agent-level think/todo/memory become toolsets prepended to the agent's own.
 	var think, todo bool
 	var todoShared bool
 	var memory *toolsetConfig
@@ -1034,17 +1057,15 @@ func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The v0→v1 upgrade's order: todo, think, then memory (only with a path).
 	var pre []*toolsetConfig
-	if think {
-		pre = append(pre, &toolsetConfig{Type: "think"})
-	}
 	if todo {
 		pre = append(pre, &toolsetConfig{Type: "todo", Shared: todoShared})
 	}
-	if memory != nil {
-		if memory.Path == "" {
-			return nil, d.errf(n, "memory toolset requires a path to be set")
-		}
+	if think {
+		pre = append(pre, &toolsetConfig{Type: "think"})
+	}
+	if memory != nil && memory.Path != "" {
 		pre = append(pre, memory)
 	}
 	a.Toolsets = append(pre, toolsets...)
@@ -1345,8 +1366,14 @@ func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetCo
 	var sandbox *yamlNode
 	err := d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
 		switch {
-		case k == "type" && implicitType == "":
-			return true, d.str(v, &ts.Type)
+		case k == "type":
+			if err := d.str(v, &ts.Type); err != nil {
+				return true, err
+			}
+			if implicitType != "" {
+				ts.Type = implicitType // an mcps entry is always an MCP server
+			}
+			return true, nil
 		case k == "command":
 			return true, d.str(v, &ts.Command)
 		case k == "remote":
@@ -1358,8 +1385,13 @@ func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetCo
 		case k == "tools":
 			return true, d.strs(v, &ts.Tools)
 		case k == "env_file" && d.ver <= 1:
+			// A string or a list of strings.
 			var files []string
-			if err := d.strs(v, &files); err != nil {
+			if v.Kind == yamlScalar && !cfgIsNull(v) {
+				if v.Text != "" {
+					files = []string{v.Text}
+				}
+			} else if err := d.strs(v, &files); err != nil {
 				return true, err
 			}
 			if len(files) > 0 {
@@ -1699,6 +1731,30 @@ func cfgAlloyParts(ref string) []string {
 	return out
 }
 
+// cfgExpandAlloy trims a model reference and replaces references to alloy models
+// (no provider, comma-separated model) by their members, recursively; empty
+// entries are dropped. depth stops alloys that name each other.
+func cfgExpandAlloy(f *agentFile, ref string, depth int) string {
+	ref = strings.TrimSpace(ref)
+	if ref == "" || depth > 8 {
+		return ref
+	}
+	if !strings.Contains(ref, ",") {
+		mc, ok := f.Models.get(ref)
+		if !ok || mc.Provider != "" || !strings.Contains(mc.Model, ",") {
+			return ref
+		}
+		return cfgExpandAlloy(f, mc.Model, depth+1)
+	}
+	var out []string
+	for _, p := range cfgAlloyParts(ref) {
+		if e := cfgExpandAlloy(f, p, depth+1); e != "" {
+			out = append(out, e)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
 // cfgIsExternalRef reports whether a sub_agents/handoffs entry names an agent
 // outside this file (an OCI reference or a URL) rather than a local agent.
 func cfgIsExternalRef(ref string) bool {
@@ -1741,18 +1797,13 @@ func cfgValidate(f *agentFile) error {
 			mc.ParallelToolCalls = &t
 		}
 	}
-	var ensure func(ref, who string)
-	ensure = func(ref, who string) {
+	// ensure adds an inline provider/model reference to models, or reports it.
+	ensure := func(ref, who string) {
+		ref = strings.TrimSpace(ref)
 		if ref == "" || ref == "auto" {
 			return
 		}
 		if _, ok := f.Models.get(ref); ok {
-			return
-		}
-		if strings.Contains(ref, ",") {
-			for _, p := range cfgAlloyParts(ref) {
-				ensure(p, who)
-			}
 			return
 		}
 		if p, m, ok := cfgSplitInline(ref); ok {
@@ -1761,44 +1812,38 @@ func cfgValidate(f *agentFile) error {
 		}
 		fail("%s references non-existent model '%s'", who, ref)
 	}
-	for _, name := range named {
-		mc := f.Models.Values[name]
-		if mc.Provider == "" && strings.Contains(mc.Model, ",") {
-			for _, p := range cfgAlloyParts(mc.Model) {
-				ensure(p, fmt.Sprintf("model '%s'", name))
-			}
-		}
-		for i, r := range mc.RoutingRules {
-			ensure(r.Model, fmt.Sprintf("routing rule %d in model '%s'", i, name))
+	// Agents first: their model is rewritten with alloys expanded to member lists,
+	// as the reference does, then routing rules, then RAG strategies.
+	for _, a := range f.Agents {
+		a.Model = cfgExpandAlloy(f, a.Model, 0)
+		for p := range strings.SplitSeq(a.Model, ",") {
+			ensure(p, fmt.Sprintf("agent '%s'", a.Name))
 		}
 	}
-	for _, a := range f.Agents {
-		ensure(a.Model, fmt.Sprintf("agent '%s'", a.Name))
-		for _, ts := range a.Toolsets {
-			ensure(ts.Model, fmt.Sprintf("agent '%s'", a.Name))
+	for _, name := range named {
+		for i, r := range f.Models.Values[name].RoutingRules {
+			ensure(r.Model, fmt.Sprintf("routing rule %d in model '%s'", i, name))
 		}
 	}
 	for _, name := range f.RAG.keys() {
 		var src struct {
 			Strategies []map[string]any `json:"strategies"`
-			Results    struct {
-				Reranking struct {
-					Model string `json:"model"`
-				} `json:"reranking"`
-			} `json:"results"`
 		}
 		if json.Unmarshal(f.RAG.Values[name], &src) != nil {
 			continue // an unusual shape is the RAG builder's business
 		}
 		for _, st := range src.Strategies {
 			typ, _ := st["type"].(string)
-			for _, k := range []string{"model", "embedding_model", "chat_model"} {
-				if ref, ok := st[k].(string); ok {
-					ensure(ref, fmt.Sprintf("RAG strategy '%s' in RAG '%s'", typ, name))
-				}
+			raw, ok := st["model"]
+			if !ok {
+				continue
+			}
+			if ref, ok := raw.(string); ok {
+				ensure(ref, fmt.Sprintf("RAG strategy '%s' in RAG '%s'", typ, name))
+			} else {
+				fail("RAG strategy '%s' in RAG '%s' has non-string model value", typ, name)
 			}
 		}
-		ensure(src.Results.Reranking.Model, fmt.Sprintf("RAG reranking in RAG '%s'", name))
 	}
 	if f.Models.len() == 0 {
 		f.Models = nil
@@ -1846,10 +1891,10 @@ func cfgMergeMCP(ts, def *toolsetConfig) {
 	if ts.Command == "" {
 		ts.Command = def.Command
 	}
-	if ts.Remote.URL == "" && ts.Remote.TransportType == "" && ts.Remote.Headers == nil {
+	if ts.Remote.URL == "" {
 		ts.Remote = def.Remote
 	}
-	if ts.Args == nil {
+	if len(ts.Args) == 0 {
 		ts.Args = slices.Clone(def.Args)
 	}
 	if ts.Version == "" {
@@ -1864,7 +1909,7 @@ func cfgMergeMCP(ts, def *toolsetConfig) {
 	if ts.Instruction == "" {
 		ts.Instruction = def.Instruction
 	}
-	if ts.Tools == nil {
+	if len(ts.Tools) == 0 {
 		ts.Tools = slices.Clone(def.Tools)
 	}
 	if !ts.Defer.All && ts.Defer.Tools == nil {
@@ -2365,7 +2410,7 @@ func cfgRedact(v any, parent string) any {
 // credential.
 func cfgSecretName(name string) bool {
 	n := strings.ToUpper(name)
-	for _, w := range []string{"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PWD", "AUTH", "COOKIE", "CREDENTIAL", "PRIVATE", "SESSION", "SIGNATURE"} {
+	for _, w := range []string{"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "AUTH", "COOKIE", "CREDENTIAL", "PRIVATE", "SESSION", "SIGNATURE"} {
 		if strings.Contains(n, w) {
 			return true
 		}

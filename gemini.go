@@ -55,6 +55,7 @@ func (c *geminiClient) spec() modelSpec { return c.ms }
 // geminiCallID returns "call_" and 26 random lower-case letters and digits.
 func geminiCallID() string { return "call_" + strings.ToLower(rand.Text()) }
 
+// geminiPart is one part of a content: text, a thought, data, a call or a response.
 type geminiPart struct {
 	Text             string                  `json:"text,omitempty"`
 	Thought          bool                    `json:"thought,omitempty"`
@@ -65,47 +66,56 @@ type geminiPart struct {
 	FunctionResponse *geminiFunctionResponse `json:"functionResponse,omitempty"`
 }
 
+// geminiBlob is inline base64 data.
 type geminiBlob struct {
 	MimeType string `json:"mimeType"`
 	Data     string `json:"data"`
 }
 
+// geminiFile is data referenced by URI.
 type geminiFile struct {
 	MimeType string `json:"mimeType,omitempty"`
 	FileURI  string `json:"fileUri"`
 }
 
+// geminiFunctionCall is a call the model made; Gemini gives it no id.
 type geminiFunctionCall struct {
 	Name string          `json:"name"`
 	Args json.RawMessage `json:"args,omitempty"`
 }
 
+// geminiFunctionResponse answers a call, matched by function name.
 type geminiFunctionResponse struct {
 	Name     string         `json:"name"`
 	Response map[string]any `json:"response"`
 }
 
+// geminiContent is one turn: role user or model, and its parts.
 type geminiContent struct {
 	Role  string       `json:"role,omitempty"`
 	Parts []geminiPart `json:"parts"`
 }
 
+// geminiFunctionDecl declares one tool.
 type geminiFunctionDecl struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
 	Parameters  any    `json:"parameters,omitempty"`
 }
 
+// geminiTool groups the function declarations.
 type geminiTool struct {
 	FunctionDeclarations []geminiFunctionDecl `json:"functionDeclarations"`
 }
 
+// geminiThinkingConfig is generationConfig.thinkingConfig.
 type geminiThinkingConfig struct {
 	IncludeThoughts bool   `json:"includeThoughts,omitempty"`
 	ThinkingBudget  *int64 `json:"thinkingBudget,omitempty"`
 	ThinkingLevel   string `json:"thinkingLevel,omitempty"`
 }
 
+// geminiGenerationConfig holds the sampling and output options; unset ones are omitted.
 type geminiGenerationConfig struct {
 	MaxOutputTokens  int64                 `json:"maxOutputTokens,omitempty"`
 	Temperature      *float64              `json:"temperature,omitempty"`
@@ -115,6 +125,7 @@ type geminiGenerationConfig struct {
 	ThinkingConfig   *geminiThinkingConfig `json:"thinkingConfig,omitempty"`
 }
 
+// geminiRequest is a GenerateContentRequest.
 type geminiRequest struct {
 	Contents          []geminiContent         `json:"contents"`
 	SystemInstruction *geminiContent          `json:"systemInstruction,omitempty"`
@@ -126,7 +137,7 @@ type geminiRequest struct {
 // request builds the wire body. Unlike the reference, which sends the system prompt as
 // user contents, system messages go in systemInstruction where the API expects them.
 func (c *geminiClient) request(req *modelRequest) *geminiRequest {
-	gr := &geminiRequest{}
+	gr := &geminiRequest{Contents: []geminiContent{}}
 	var system []geminiPart
 	var msgs []chatMessage
 	for _, m := range req.Messages {
@@ -141,7 +152,7 @@ func (c *geminiClient) request(req *modelRequest) *geminiRequest {
 	if system != nil {
 		gr.SystemInstruction = &geminiContent{Parts: system}
 	}
-	gr.Contents = geminiContents(msgs)
+	gr.Contents = append(gr.Contents, geminiContents(msgs)...)
 	if len(req.Tools) > 0 && !req.NoTools {
 		var decls []geminiFunctionDecl
 		for _, t := range req.Tools {

@@ -63,6 +63,7 @@ type responsesItem struct {
 	Output    *string `json:"output,omitempty"` // present, even when empty, on outputs
 }
 
+// responsesPart is one input_text or input_image part of a user message.
 type responsesPart struct {
 	Type     string `json:"type"`
 	Text     string `json:"text,omitempty"`
@@ -70,6 +71,7 @@ type responsesPart struct {
 	Detail   string `json:"detail,omitempty"`
 }
 
+// responsesTool is a function tool in the Responses API's flat format.
 type responsesTool struct {
 	Type        string          `json:"type"`
 	Name        string          `json:"name"`
@@ -78,11 +80,13 @@ type responsesTool struct {
 	Strict      bool            `json:"strict"`
 }
 
+// responsesReasoning asks reasoning models for an effort and a summary.
 type responsesReasoning struct {
 	Effort  string `json:"effort,omitempty"`
 	Summary string `json:"summary,omitempty"`
 }
 
+// responsesRequest is the body of POST /responses.
 type responsesRequest struct {
 	Model             string              `json:"model"`
 	Instructions      string              `json:"instructions,omitempty"`
@@ -268,17 +272,18 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 		}
 		model = provFirst(e.Response.Model, model)
 		switch e.Type {
-		case "response.output_text.delta":
+		case "response.output_text.delta", "response.refusal.delta":
 			textSeen[e.ItemID] = true
 			emit(modelEvent{Kind: evText, Text: e.Delta})
 		case "response.reasoning_summary_text.delta", "response.reasoning_text.delta":
 			emit(modelEvent{Kind: evReasoning, Text: e.Delta})
 		case "response.output_item.added":
 			if e.Item.Type == "function_call" {
-				calls[e.Item.ID] = e.Item.CallID
-				emit(modelEvent{Kind: evToolCallStart, ToolID: e.Item.CallID, ToolName: e.Item.Name})
+				id := provFirst(e.Item.CallID, e.Item.ID)
+				calls[e.Item.ID] = id
+				emit(modelEvent{Kind: evToolCallStart, ToolID: id, ToolName: e.Item.Name})
 				if e.Item.Arguments != "" {
-					emit(modelEvent{Kind: evToolCallArgs, ToolID: e.Item.CallID, Text: e.Item.Arguments})
+					emit(modelEvent{Kind: evToolCallArgs, ToolID: id, Text: e.Item.Arguments})
 				}
 			}
 		case "response.function_call_arguments.delta":
