@@ -705,7 +705,7 @@ func TestConfigCommandsListForm(t *testing.T) {
 	}
 }
 
-func TestConfigErrorsAreNotWrappedSentinels(t *testing.T) {
+func TestConfigDecodeErrorIsPositioned(t *testing.T) {
 	_, err := loadAgentFile("agent.yaml", []byte("agents:\n  root:\n    bogus: 1\n"))
 	var ye *yamlError
 	if !errors.As(err, &ye) || ye.Line != 3 || ye.Col != 5 || filepath.Base(ye.File) != "agent.yaml" {
