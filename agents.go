@@ -346,7 +346,7 @@ func (a *agentSources) list() []agentSummary {
 		s := agentSummary{Name: id}
 		if e.team != nil {
 			f := e.team.file
-			s.Description = f.Agents[0].Description
+			s.Description = e.team.describe(f.Agents[0].Description)
 			s.Multi = len(f.Agents) > 1
 		}
 		if e.err != nil {
@@ -466,6 +466,15 @@ func (t *team) closeToolsets() {
 			ts.close()
 		}
 	}
+}
+
+// describe expands ${env.NAME} placeholders in a description or welcome message, as
+// the reference does when it loads a config.
+func (t *team) describe(s string) string {
+	if t.opts.Getenv == nil {
+		return s
+	}
+	return expandEnvTemplate(s, t.opts.Getenv)
 }
 
 // agentNames lists the team's agents for error messages.

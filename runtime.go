@@ -481,10 +481,16 @@ func (rn *runner) loadConvo(ctx context.Context, rec *sessionRecord) (*convo, er
 // prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info.
 func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.sink.send(rn.agentInfo(ag))
-	var details []map[string]any
+	type agentDetails struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+		Provider    string `json:"provider"`
+		Model       string `json:"model"`
+	}
+	var details []agentDetails
 	for _, a := range rn.team.file.Agents {
 		spec, _ := rn.team.file.modelSpec(a.Model, rn.s.cfg.getenv)
-		details = append(details, map[string]any{"name": a.Name, "description": a.Description, "provider": spec.Provider, "model": spec.Model})
+		details = append(details, agentDetails{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
 	}
 	rn.sink.send(newEvent("team_info", "available_agents", details, "current_agent", ag.Name).ctx(ag.Name, time.Now()))
 	rn.listTools(ctx, ag)
@@ -492,9 +498,9 @@ func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 
 func (rn *runner) agentInfo(ag *agentConfig) *event {
 	spec, _ := rn.team.file.modelSpec(ag.Model, rn.s.cfg.getenv)
-	ev := newEvent("agent_info", "agent_name", ag.Name, "model", spec.Provider+"/"+spec.Model, "description", ag.Description)
+	ev := newEvent("agent_info", "agent_name", ag.Name, "model", spec.Provider+"/"+spec.Model, "description", rn.team.describe(ag.Description))
 	if ag.WelcomeMessage != "" {
-		ev.ctxKV("welcome_message", ag.WelcomeMessage)
+		ev.ctxKV("welcome_message", rn.team.describe(ag.WelcomeMessage))
 	}
 	return ev.ctxKV("timestamp", time.Now().Format(time.RFC3339Nano))
 }
@@ -806,7 +812,7 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 		for _, name := range ag.SubAgents {
 			desc := ""
 			if sub := f.agent(name); sub != nil {
-				desc = sub.Description
+				desc = rn.team.describe(sub.Description)
 			}
 			fmt.Fprintf(&b, "Name: %s | Description: %s\n", name, desc)
 		}

@@ -51,6 +51,25 @@ func TestRunPlainAnswer(t *testing.T) {
 	if got := withoutTitle(s.types()); !slices.Equal(got, want) {
 		t.Fatalf("events = %v\nwant %v", got, want)
 	}
+	// Key order as the reference emits it.
+	rawOf := func(typ string) string {
+		for i, ev := range evs {
+			if ev["type"] == typ {
+				return s.raw[i]
+			}
+		}
+		return ""
+	}
+	for typ, prefix := range map[string]string{
+		"agent_choice": `{"type":"agent_choice","content":"Ahoy","session_id":"` + id + `","agent_name":"root","timestamp":"`,
+		"team_info":    `{"type":"team_info","available_agents":[{"name":"root","description":"Test agent","provider":"openai","model":"gpt-4o"}],"current_agent":"root","agent_name":"root","timestamp":"`,
+		"user_message": `{"type":"user_message","message":"Hello!","session_id":"` + id + `","session_position":0,"timestamp":"`,
+		"token_usage":  `{"type":"token_usage","session_id":"` + id + `","usage":{"input_tokens":12,"output_tokens":5,"context_length":17,"context_limit":128000,"cost":`,
+	} {
+		if got := rawOf(typ); !strings.HasPrefix(got, prefix) {
+			t.Errorf("%s =\n%s\nwant prefix\n%s", typ, got, prefix)
+		}
+	}
 	byType := map[string]map[string]any{}
 	for _, ev := range evs {
 		byType[ev["type"].(string)] = ev

@@ -131,6 +131,7 @@ type sseStream struct {
 	sc     *bufio.Scanner
 	cancel context.CancelFunc
 	events []map[string]any
+	raw    []string // the JSON of each event, as sent
 }
 
 // run starts an agent run and returns the open stream (status checked by caller
@@ -170,6 +171,7 @@ func (s *sseStream) next() map[string]any {
 			s.t.Fatalf("event is not JSON: %q", data)
 		}
 		s.events = append(s.events, ev)
+		s.raw = append(s.raw, data)
 		return ev
 	}
 	return nil
