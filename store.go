@@ -45,6 +45,10 @@ type store struct {
 	w   *sql.DB // exactly one connection: the only writer
 	r   *sql.DB // read pool, query_only
 	log *slog.Logger
+	// wgate admits writers to w one at a time in arrival order. database/sql hands a
+	// freed connection to a random waiter, which gave 100 concurrent writers a tail
+	// of hundreds of milliseconds; goroutines blocked on a channel are served FIFO.
+	wgate chan struct{}
 
 	now   func() time.Time // clock for new sessions and migration records
 	newID func() string    // session IDs (UUID v4, as the reference)
@@ -102,9 +106,7 @@ type storeMigration struct {
 }
 
 // storeMigrations is the reference's list, verbatim in name, description and effect
-// (API.md §9.2). Never edit a shipped step. agentd currently needs no schema of its own;
-// if it ever does, record it in a separate agentd_migrations table, not in `migrations`:
-// newer reference versions refuse a file whose MAX(migrations.id) they do not know.
+// (API.md §9.2). Never edit a shipped step; agentd's own steps are in storeOwnMigrations.
 var storeMigrations = []storeMigration{
 	{1, "001_add_tools_approved_column", "Add tools_approved column to sessions table",
 		`ALTER TABLE sessions ADD COLUMN tools_approved BOOLEAN DEFAULT 0`, nil},
@@ -168,6 +170,51 @@ var storeMigrations = []storeMigration{
 		ALTER TABLE sessions DROP COLUMN split_diff_view;`, nil},
 }
 
+// storeNonSystem is an SQL expression, 1 when the message JSON in column c is a non-system
+// message and 0 otherwise (NULL or invalid JSON count as 0, matching items, which skips
+// them). It reads the prefix encoding/json always writes ({"role":"...) and parses only
+// JSON written some other way; CASE, unlike AND, guarantees json_extract never sees
+// invalid JSON, which would fail the whole statement.
+func storeNonSystem(c string) string {
+	return strings.ReplaceAll(`(CASE WHEN substr(@, 1, 9) = '{"role":"' THEN substr(@, 10, 7) != 'system"'
+		WHEN json_valid(@) THEN coalesce(json_extract(@, '$.role'), '') != 'system' ELSE 0 END)`, "@", c)
+}
+
+// storeOwnMigrations are agentd's additions, applied after the reference's and recorded
+// in agentd_migrations, never in `migrations`: newer reference versions refuse a file
+// whose MAX(migrations.id) they do not know. Tables are not STRICT because the reference
+// may run an SQLite older than 3.37, which cannot read a schema containing STRICT.
+var storeOwnMigrations = []storeMigration{
+	// The reference loads every item of every session to list sessions (O(whole DB)).
+	// Triggers keep a per-session count of non-system messages, so listing reads one row
+	// per session. They live in the schema, so they also count what the reference writes.
+	{0, "agentd_001_message_counts", "Per-session non-system message counts kept by triggers", `
+		CREATE TABLE agentd_message_counts (
+			session_id TEXT PRIMARY KEY,  -- sessions.id (no FK: the triggers clean up)
+			n INTEGER NOT NULL DEFAULT 0   -- non-system message items of this session alone
+		);
+		CREATE TRIGGER agentd_items_insert AFTER INSERT ON session_items WHEN NEW.item_type = 'message' BEGIN
+			INSERT INTO agentd_message_counts (session_id, n) VALUES (NEW.session_id, ` + storeNonSystem("NEW.message_json") + `)
+			ON CONFLICT(session_id) DO UPDATE SET n = n + excluded.n;
+		END;
+		CREATE TRIGGER agentd_items_delete AFTER DELETE ON session_items WHEN OLD.item_type = 'message' BEGIN
+			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + ` WHERE session_id = OLD.session_id;
+		END;
+		CREATE TRIGGER agentd_items_update AFTER UPDATE OF session_id, item_type, message_json ON session_items BEGIN
+			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + `
+				WHERE session_id = OLD.session_id AND OLD.item_type = 'message';
+			INSERT INTO agentd_message_counts (session_id, n)
+				SELECT NEW.session_id, ` + storeNonSystem("NEW.message_json") + ` WHERE NEW.item_type = 'message'
+				ON CONFLICT(session_id) DO UPDATE SET n = n + excluded.n;
+		END;
+		CREATE TRIGGER agentd_sessions_delete AFTER DELETE ON sessions BEGIN
+			DELETE FROM agentd_message_counts WHERE session_id = OLD.id;
+		END;
+		INSERT INTO agentd_message_counts (session_id, n)
+			SELECT session_id, sum(` + storeNonSystem("message_json") + `) FROM session_items
+			WHERE item_type = 'message' GROUP BY session_id;`, nil},
+}
+
 // storeBaseSchema is what the reference creates before any migration runs.
 const storeBaseSchema = `
 	CREATE TABLE IF NOT EXISTS sessions (
@@ -202,7 +249,7 @@ func openStore(ctx context.Context, path string) (*store, error) {
 	uri := (&url.URL{Scheme: "file", Path: abs}).String()
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", storeBusyTimeoutMS)
 
-	st := &store{log: slog.Default(), now: time.Now, newID: storeNewUUID}
+	st := &store{log: slog.Default(), now: time.Now, newID: storeNewUUID, wgate: make(chan struct{}, 1)}
 	// synchronous=NORMAL is the documented safe pairing with WAL: a commit cannot corrupt
 	// the file, only the last commits may roll back on power loss, and commits no longer
 	// fsync, which keeps writer latency flat (https://sqlite.org/pragma.html#pragma_synchronous).
@@ -270,8 +317,33 @@ func (st *store) Close() error {
 	return errors.Join(errs...)
 }
 
+// writeLock waits for this writer's turn (FIFO) and returns the release function.
+func (st *store) writeLock(ctx context.Context) (func(), error) {
+	select {
+	case st.wgate <- struct{}{}:
+		return func() { <-st.wgate }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// exec runs one autocommit write statement in turn.
+func (st *store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	unlock, err := st.writeLock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return st.w.ExecContext(ctx, query, args...)
+}
+
 // inTx runs fn in one immediate write transaction, committing if fn returns nil.
 func (st *store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	unlock, err := st.writeLock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	tx, err := st.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -305,7 +377,7 @@ func (st *store) columns(ctx context.Context, table string) ([]string, error) {
 // its own transaction. Migrations recorded that we do not know (a newer reference) are
 // left alone.
 func (st *store) migrate(ctx context.Context) error {
-	if _, err := st.w.ExecContext(ctx, storeBaseSchema); err != nil {
+	if _, err := st.exec(ctx, storeBaseSchema); err != nil {
 		return err
 	}
 	for i := range storeMigrations {
@@ -331,6 +403,28 @@ func (st *store) migrate(ctx context.Context) error {
 			}
 			_, err := tx.ExecContext(ctx, "INSERT INTO migrations (id, name, description, applied_at) VALUES (?, ?, ?, ?)",
 				m.id, m.name, m.desc, st.now().Format(time.RFC3339))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+	}
+	if _, err := st.exec(ctx, `CREATE TABLE IF NOT EXISTS agentd_migrations (
+		name TEXT PRIMARY KEY,
+		applied_at TEXT NOT NULL  -- RFC3339
+	)`); err != nil {
+		return err
+	}
+	for _, m := range storeOwnMigrations {
+		err := st.inTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM agentd_migrations WHERE name = ?", m.name).Scan(&n); err != nil || n > 0 {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO agentd_migrations (name, applied_at) VALUES (?, ?)", m.name, st.now().Format(time.RFC3339))
 			return err
 		})
 		if err != nil {
@@ -488,28 +582,26 @@ func (st *store) scanSession(row interface{ Scan(...any) error }) (*sessionRecor
 // SQL without loading messages: non-system messages, sub-session messages included
 // recursively, summaries excluded. A row with odd values is listed as well as it can be.
 func (st *store) listSessions(ctx context.Context) ([]sessionSummary, error) {
-	// UNION (not UNION ALL) makes the recursion stop on a reference cycle in a corrupt file.
-	// The role test reads the prefix that encoding/json always writes ({"role":"...)
-	// and falls back to parsing only for JSON written some other way; CASE (unlike AND)
-	// guarantees json_extract never sees invalid JSON, which would fail the whole query.
+	// Own counts come from agentd_message_counts (kept by triggers). The recursion walks
+	// only subsession edges, so its cost is the number of sub-sessions, not of messages.
+	// UNION (not UNION ALL) stops it on a reference cycle in a corrupt file.
 	rows, err := st.r.QueryContext(ctx, `
-		WITH RECURSIVE tree(root, sid) AS (
-			SELECT id, id FROM sessions WHERE parent_id IS NULL OR parent_id = ''
+		WITH RECURSIVE edges(parent, child) AS (
+			SELECT session_id, subsession_id FROM session_items
+			WHERE item_type = 'subsession' AND subsession_id IS NOT NULL
+		), tree(root, sid) AS (
+			SELECT parent, child FROM edges
 			UNION
-			SELECT t.root, si.subsession_id FROM tree t
-			JOIN session_items si ON si.session_id = t.sid AND si.item_type = 'subsession'
-			WHERE si.subsession_id IS NOT NULL
-		), counts(root, n) AS (
-			SELECT t.root, COUNT(*) FROM tree t
-			JOIN session_items m ON m.session_id = t.sid AND m.item_type = 'message'
-			WHERE CASE WHEN substr(m.message_json, 1, 9) = '{"role":"'
-				THEN substr(m.message_json, 10, 7) != 'system"'
-				WHEN json_valid(m.message_json) THEN coalesce(json_extract(m.message_json, '$.role'), '') != 'system'
-				ELSE 0 END
-			GROUP BY t.root
+			SELECT t.root, e.child FROM tree t JOIN edges e ON e.parent = t.sid
+		), sub(root, n) AS (
+			SELECT t.root, sum(c.n) FROM tree t JOIN agentd_message_counts c ON c.session_id = t.sid
+			WHERE t.sid != t.root GROUP BY t.root
 		)
-		SELECT s.rowid, s.id, s.title, s.created_at, s.input_tokens, s.output_tokens, s.working_dir, coalesce(c.n, 0)
-		FROM sessions s LEFT JOIN counts c ON c.root = s.id
+		SELECT s.rowid, s.id, s.title, s.created_at, s.input_tokens, s.output_tokens, s.working_dir,
+			coalesce(own.n, 0) + coalesce(sub.n, 0)
+		FROM sessions s
+		LEFT JOIN agentd_message_counts own ON own.session_id = s.id
+		LEFT JOIN sub ON sub.root = s.id
 		WHERE s.parent_id IS NULL OR s.parent_id = ''`)
 	if err != nil {
 		return nil, err
@@ -558,7 +650,7 @@ func (st *store) deleteSession(ctx context.Context, id string) error {
 // update runs one statement that affects session id, mapping "no row" to errNotFound.
 // Being field-level, no update can re-create a deleted session (the reference upserts).
 func (st *store) update(ctx context.Context, id, query string, args ...any) error {
-	res, err := st.w.ExecContext(ctx, query, args...)
+	res, err := st.exec(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -651,9 +743,14 @@ func (st *store) appendMessage(ctx context.Context, sessionID, agentName string,
 // appendItem inserts an item at the session's next position in one statement: atomic
 // without a transaction, and no row at all (errNotFound) when the session is gone.
 func (st *store) appendItem(ctx context.Context, sessionID, typ string, agent, msg, implicit, sub, summary any) (int64, int, error) {
+	unlock, err := st.writeLock(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unlock()
 	var id int64
 	var pos int
-	err := st.w.QueryRowContext(ctx, `
+	err = st.w.QueryRowContext(ctx, `
 		INSERT INTO session_items (session_id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text)
 		SELECT s.id, (SELECT coalesce(max(position), -1) + 1 FROM session_items WHERE session_id = s.id), ?, ?, ?, ?, ?, ?
 		FROM sessions s WHERE s.id = ?
@@ -671,7 +768,7 @@ func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage
 	if err != nil {
 		return err
 	}
-	res, err := st.w.ExecContext(ctx, "UPDATE session_items SET message_json = ? WHERE id = ? AND item_type = 'message'", string(b), itemID)
+	res, err := st.exec(ctx, "UPDATE session_items SET message_json = ? WHERE id = ? AND item_type = 'message'", string(b), itemID)
 	if err != nil {
 		return err
 	}

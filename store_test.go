@@ -160,14 +160,21 @@ func TestStoreSchema(t *testing.T) {
 		objs = append(objs, s)
 	}
 	rows.Close()
+	// The reference's objects, plus ours, all named agentd_*.
 	wantObjs := []string{
 		"index idx_session_items_session session_items",
 		"index idx_session_items_session_type session_items",
 		"index idx_sessions_parent_id sessions",
+		"table agentd_message_counts agentd_message_counts",
+		"table agentd_migrations agentd_migrations",
 		"table migrations migrations",
 		"table session_items session_items",
 		"table sessions sessions",
 		"table sqlite_sequence sqlite_sequence",
+		"trigger agentd_items_delete session_items",
+		"trigger agentd_items_insert session_items",
+		"trigger agentd_items_update session_items",
+		"trigger agentd_sessions_delete sessions",
 	}
 	if !slices.Equal(objs, wantObjs) {
 		t.Errorf("schema objects = %q; want %q", objs, wantObjs)
@@ -781,6 +788,7 @@ func TestStoreMigrateV13(t *testing.T) {
 		t.Errorf("assistant message = %+v", m)
 	}
 
+	checkCounts(t, st)
 	// The undecodable session is skipped by the migration, then fails only its own read.
 	var badItems int
 	st.r.QueryRow("SELECT count(*) FROM session_items WHERE session_id = 'bad'").Scan(&badItems)
@@ -925,7 +933,7 @@ func TestStoreNewerReferenceDB(t *testing.T) {
 func TestStoreConcurrentWriters(t *testing.T) {
 	st, _ := newTestStore(t)
 	ctx := context.Background()
-	const writers, msgs = 100, 10
+	const writers, msgs = 100, 4
 	var wg sync.WaitGroup
 	errc := make(chan error, writers*2)
 	for w := range writers {
@@ -984,11 +992,56 @@ func TestStoreConcurrentWriters(t *testing.T) {
 			t.Errorf("session %s has %d messages; want %d", s.ID, s.NumMessages, msgs)
 		}
 	}
+	checkCounts(t, st)
 	items, _ := st.items(ctx, "w042")
 	for i, it := range items {
 		if it.Position != i || it.Message.Content != fmt.Sprint("final ", i) {
 			t.Errorf("w042 item %d = %d %q", i, it.Position, it.Message.Content)
 		}
+	}
+}
+
+// checkCounts compares the trigger-kept counts with a recount from scratch.
+func checkCounts(t *testing.T, st *store) {
+	t.Helper()
+	var bad int
+	err := st.r.QueryRow(`SELECT count(*) FROM (
+		SELECT s.id, coalesce(c.n, 0) AS kept, (SELECT count(*) FROM session_items m
+			WHERE m.session_id = s.id AND m.item_type = 'message' AND ` + storeNonSystem("m.message_json") + `) AS real
+		FROM sessions s LEFT JOIN agentd_message_counts c ON c.session_id = s.id) WHERE kept != real`).Scan(&bad)
+	if err != nil || bad != 0 {
+		t.Errorf("%d sessions with a wrong kept message count (err %v)", bad, err)
+	}
+}
+
+// TestStoreMessageCountTriggers: the kept counts follow inserts, updates and deletes made
+// directly in SQL, as the reference makes them.
+func TestStoreMessageCountTriggers(t *testing.T) {
+	st, _ := newTestStore(t)
+	ctx := context.Background()
+	mustCreate(t, st, &sessionRecord{ID: "a"})
+	mustCreate(t, st, &sessionRecord{ID: "b"})
+	id, _, _ := st.appendMessage(ctx, "a", "root", &chatMessage{Role: "system", Content: "s"}, false)
+	checkCounts(t, st)
+	for _, q := range []string{
+		fmt.Sprintf(`UPDATE session_items SET message_json = '{"role":"assistant","content":"x"}' WHERE id = %d`, id),
+		`INSERT INTO session_items (session_id, position, item_type, message_json) VALUES ('a', 1, 'message', '{"content":"y","role":"user"}')`,
+		`INSERT INTO session_items (session_id, position, item_type, summary_text) VALUES ('a', 2, 'summary', 'sum')`,
+		`UPDATE session_items SET session_id = 'b' WHERE position = 1`,
+		`UPDATE session_items SET item_type = 'summary' WHERE session_id = 'b'`,
+		fmt.Sprintf(`DELETE FROM session_items WHERE id = %d`, id),
+		`INSERT INTO session_items (session_id, position, item_type, message_json) VALUES ('b', 3, 'message', 'garbage')`,
+		`DELETE FROM sessions WHERE id = 'b'`,
+	} {
+		if _, err := st.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		checkCounts(t, st)
+	}
+	var n int
+	st.r.QueryRow("SELECT count(*) FROM agentd_message_counts WHERE session_id = 'b'").Scan(&n)
+	if n != 0 {
+		t.Errorf("count row of a deleted session kept")
 	}
 }
 
@@ -1014,4 +1067,117 @@ func TestStoreParseHelpers(t *testing.T) {
 	if _, err := storeParseTime("yesterday"); err == nil {
 		t.Errorf("storeParseTime(yesterday) succeeded")
 	}
+}
+
+func BenchmarkStoreCreateSession(b *testing.B) {
+	st, _ := newTestStore(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if err := st.createSession(ctx, &sessionRecord{Title: "bench", SendUserMessage: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStoreGetSession200 reads one session with 200 messages, as GET /api/sessions/{id} does.
+func BenchmarkStoreGetSession200(b *testing.B) {
+	st, _ := newTestStore(b)
+	ctx := context.Background()
+	rec := mustCreate(b, st, &sessionRecord{})
+	for i := range 200 {
+		m := &chatMessage{Role: "assistant", Content: strings.Repeat("word ", 50), Model: "gpt-4o", Usage: &messageUsage{InputTokens: int64(i)}}
+		if i%2 == 0 {
+			m = &chatMessage{Role: "user", Content: fmt.Sprint("question ", i)}
+		}
+		if _, _, err := st.appendMessage(ctx, rec.ID, "root", m, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		if _, err := st.session(ctx, rec.ID); err != nil {
+			b.Fatal(err)
+		}
+		items, err := st.items(ctx, rec.ID)
+		if err != nil || len(items) != 200 {
+			b.Fatal(len(items), err)
+		}
+	}
+}
+
+// BenchmarkStoreList10k lists 10,000 root sessions of 4 messages each (target < 50 ms/op).
+func BenchmarkStoreList10k(b *testing.B) {
+	st, _ := newTestStore(b)
+	ctx := context.Background()
+	err := st.inTx(ctx, func(tx *sql.Tx) error {
+		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := range 10000 {
+			id := fmt.Sprintf("s%05d", i)
+			if _, err := tx.Exec(`INSERT INTO sessions (id, created_at, title) VALUES (?, ?, 't')`, id, storeTimeText(base.Add(time.Duration(i)*time.Minute))); err != nil {
+				return err
+			}
+			for j, role := range []string{"system", "user", "assistant", "user", "assistant"} {
+				msg, _ := json.Marshal(&chatMessage{Role: role, Content: "some text of a typical length for a chat message"})
+				if _, err := tx.Exec(`INSERT INTO session_items (session_id, position, item_type, agent_name, message_json) VALUES (?, ?, 'message', 'root', ?)`, id, j, string(msg)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		list, err := st.listSessions(ctx)
+		if err != nil || len(list) != 10000 || list[0].NumMessages != 4 {
+			b.Fatal(len(list), err)
+		}
+	}
+}
+
+// BenchmarkStoreConcurrentWriters runs 100 writers at once (a streaming run each: append
+// then update its message) and reports the slowest single write (target < 100 ms).
+func BenchmarkStoreConcurrentWriters(b *testing.B) {
+	st, _ := newTestStore(b)
+	ctx := context.Background()
+	const writers = 100
+	ids := make([]string, writers)
+	for i := range ids {
+		ids[i] = mustCreate(b, st, &sessionRecord{}).ID
+	}
+	per := max(b.N/writers, 1)
+	var mu sync.Mutex
+	var worst time.Duration
+	var lat []time.Duration
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			var local []time.Duration
+			var itemID int64
+			for i := range per {
+				start := time.Now()
+				var err error
+				if i%2 == 0 {
+					itemID, _, err = st.appendMessage(ctx, ids[w], "root", &chatMessage{Role: "assistant", Content: "tok"}, false)
+				} else {
+					err = st.updateMessage(ctx, itemID, &chatMessage{Role: "assistant", Content: "tok tok"})
+				}
+				local = append(local, time.Since(start))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			worst = max(worst, slices.Max(local))
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(worst.Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
