@@ -758,3 +758,28 @@ func TestModelErrorMessage(t *testing.T) {
 		}
 	}
 }
+
+// A 200 answer that is plain JSON, not a stream, is an error, not an empty turn.
+func TestOpenAIChatNotAStream(t *testing.T) {
+	s := newScriptServer(t, errorStep(200, nil, `{"error":{"message":"gateway says no"}}`))
+	c := newTestChatClient(t, testSpec(s.URL+"/v1"), testEnv("OPENAI_API_KEY", "k"))
+	err := c.stream(context.Background(), userReq("x"), func(modelEvent) {})
+	if err == nil || !strings.Contains(err.Error(), "not an event stream: gateway says no") {
+		t.Errorf("err = %v; want the body's message", err)
+	}
+}
+
+func BenchmarkOpenAIReadStream(b *testing.B) {
+	var chunks []string
+	for range 200 {
+		chunks = append(chunks, `{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"token "},"finish_reason":null}],"usage":null,"obfuscation":"abcd"}`)
+	}
+	chunks = append(chunks, `{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":200}}`)
+	body := sseData(chunks...)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if err := openAIReadStream(strings.NewReader(body), func(modelEvent) {}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
