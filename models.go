@@ -373,14 +373,14 @@ func (w *modelWatchdog) fire() {
 }
 
 // reader resets the idle timer on every read that returns data.
-func (w *modelWatchdog) reader(r io.Reader) io.Reader { return watchdogReader{r, w} }
+func (w *modelWatchdog) reader(r io.Reader) io.Reader { return modelWatchdogReader{r, w} }
 
-type watchdogReader struct {
+type modelWatchdogReader struct {
 	r io.Reader
 	w *modelWatchdog
 }
 
-func (wr watchdogReader) Read(p []byte) (int, error) {
+func (wr modelWatchdogReader) Read(p []byte) (int, error) {
 	n, err := wr.r.Read(p)
 	if n > 0 {
 		wr.w.started.Store(true)
@@ -745,7 +745,7 @@ func openAIRewriteSchema(s map[string]any) {
 	} else if s["type"] == "object" {
 		s["additionalProperties"] = false
 	}
-	if s["type"] == "array" || slices.Contains(schemaTypes(s["type"]), "array") {
+	if s["type"] == "array" || slices.Contains(openAISchemaTypes(s["type"]), "array") {
 		if items, ok := s["items"].(map[string]any); ok {
 			openAIRewriteSchema(items)
 		} else if _, ok := s["items"]; !ok {
@@ -777,7 +777,7 @@ func openAINullable(p map[string]any) {
 	}
 }
 
-func schemaTypes(v any) []string {
+func openAISchemaTypes(v any) []string {
 	var out []string
 	if l, ok := v.([]any); ok {
 		for _, e := range l {

@@ -783,3 +783,29 @@ func BenchmarkOpenAIReadStream(b *testing.B) {
 		}
 	}
 }
+
+// One chain serves every session of an agent; concurrent turns must not race on the
+// pinning state (run with -race).
+func TestModelChainConcurrent(t *testing.T) {
+	primary := newScriptServer(t, errorStep(429, nil, `{}`))
+	second := newFakeOpenAI(t)
+	fb := testSpec(second.URL + "/v1")
+	fb.Model = "gpt-4o-mini"
+	ch, _ := chainForTest(t, testSpec(primary.URL+"/v1"), []modelSpec{fb}, nil, testEnv("OPENAI_API_KEY", "k"))
+	ch.sleep = func(context.Context, time.Duration) error { return nil }
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			var got turnResult
+			if _, err := ch.stream(context.Background(), userReq("x"), got.emit, func(fallbackNotice) {}); err != nil || got.Text != "ok" {
+				errs <- fmt.Errorf("err %v text %q", err, got.Text)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
