@@ -157,6 +157,9 @@ func TestShellBackgroundJobs(t *testing.T) {
 	}
 	toolsWantContains(t, "view_background_job(quick)", view, "Status: completed\nOutput:\nquick", false)
 	toolsWantContains(t, "list_background_jobs", toolsCall(t, s, env, "list_background_jobs", "{}"), "ID: "+id1+"\nCommand: sleep 60", false)
+	other := &toolEnv{SessionID: "s2", WorkingDir: env.WorkingDir}
+	toolsWant(t, "list_background_jobs(other session)", toolsCall(t, s, other, "list_background_jobs", "{}"), "No background jobs", false)
+	toolsWantContains(t, "stop_background_job(other session)", toolsCall(t, s, other, "stop_background_job", map[string]string{"job_id": id1}), "not found", true)
 	toolsWantContains(t, "view_background_job(unknown)", toolsCall(t, s, env, "view_background_job", map[string]string{"job_id": "job_x"}), "job job_x not found", true)
 
 	toolsWant(t, "stop_background_job", toolsCall(t, s, env, "stop_background_job", map[string]string{"job_id": id1}), "Background job "+id1+" stopped", false)

@@ -226,6 +226,8 @@ func TestToolsThink(t *testing.T) {
 	toolsWant(t, "think(a)", toolsCall(t, s, env, "think", map[string]string{"thought": "a"}), "Thoughts:\na", false)
 	toolsWant(t, "think(b)", toolsCall(t, s, env, "think", map[string]string{"thought": "b"}), "Thoughts:\na\nb", false)
 	toolsWantContains(t, "think(bad json)", toolsCall(t, s, env, "think", `{"thought":`), "invalid arguments", true)
+	// The toolset is shared by sessions; thoughts are not.
+	toolsWant(t, "think(other session)", toolsCall(t, s, &toolEnv{SessionID: "s2"}, "think", map[string]string{"thought": "c"}), "Thoughts:\nc", false)
 }
 
 func TestToolsTodo(t *testing.T) {
@@ -246,7 +248,7 @@ func TestToolsTodo(t *testing.T) {
 }
 
 // TestToolsTodoShared checks that shared todo toolsets see one process-wide list
-// while unshared ones each have their own.
+// while unshared ones have one list per session.
 func TestToolsTodoShared(t *testing.T) {
 	env := toolsTestEnv(t)
 	a := toolsBuild(t, &toolsetConfig{Type: "todo", Shared: true}, toolsTestOpts(t, nil))
@@ -256,6 +258,11 @@ func TestToolsTodoShared(t *testing.T) {
 	toolsCall(t, a, env, "create_todo", map[string]string{"description": desc})
 	toolsWantContains(t, "shared list_todos", toolsCall(t, b, env, "list_todos", "{}"), desc, false)
 	toolsWant(t, "unshared list_todos", toolsCall(t, c, env, "list_todos", "{}"), `{"todos":null}`, false)
+	toolsWantContains(t, "shared list_todos(other session)", toolsCall(t, a, &toolEnv{SessionID: "s2"}, "list_todos", "{}"), desc, false)
+
+	toolsCall(t, c, env, "create_todo", map[string]string{"description": "mine"})
+	toolsWantContains(t, "unshared list_todos(same session)", toolsCall(t, c, env, "list_todos", "{}"), `"mine"`, false)
+	toolsWant(t, "unshared list_todos(other session)", toolsCall(t, c, &toolEnv{SessionID: "s2"}, "list_todos", "{}"), `{"todos":null}`, false)
 }
 
 func TestToolsUserPrompt(t *testing.T) {
