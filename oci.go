@@ -517,7 +517,7 @@ func (p *ociPuller) credentials(ctx context.Context, ref ociRef) (ociCreds, erro
 			if err != nil {
 				return ociCreds{}, err
 			}
-		} else if e, ok := ociFindAuth(cfg.Auths, key); ok {
+		} else if e, ok := ociFindHubAuth(cfg.Auths, key); ok {
 			c, err = ociDecodeAuth(e)
 			if err != nil {
 				return ociCreds{}, fmt.Errorf("docker config auths[%q]: %w", key, err)
@@ -595,6 +595,21 @@ func ociFindAuth(auths map[string]ociAuthEntry, key string) (ociAuthEntry, bool)
 	for _, k := range keys {
 		if ociConvertToHostname(k) == key {
 			return auths[k], true
+		}
+	}
+	return ociAuthEntry{}, false
+}
+
+// ociFindHubAuth is ociFindAuth plus, for Docker Hub's bare key, the other
+// names Docker Hub goes by. The reference only knows https://index.docker.io/v1/,
+// so a podman auth.json (which writes "docker.io") gives it no credentials.
+func ociFindHubAuth(auths map[string]ociAuthEntry, key string) (ociAuthEntry, bool) {
+	if e, ok := ociFindAuth(auths, key); ok || key != ociDockerHubAuthKey {
+		return e, ok
+	}
+	for _, alias := range []string{ociDockerHub, "docker.io", "registry-1.docker.io"} {
+		if e, ok := ociFindAuth(auths, alias); ok {
+			return e, true
 		}
 	}
 	return ociAuthEntry{}, false
