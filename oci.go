@@ -1610,6 +1610,7 @@ func (p *ociPuller) fetch(ctx context.Context, ref ociRef) ([]byte, string, erro
 	if err := p.storeBlob(digest, top); err != nil {
 		return nil, "", err
 	}
+	p.logger().Info("pulled OCI agent", "ref", name, "digest", digest, "bytes", len(data))
 	return data, digest, p.storeRef(ref, digest)
 }
 

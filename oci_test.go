@@ -62,7 +62,8 @@ type ociTestRegistry struct {
 	tamper        map[string][]byte // digest → bytes served instead
 	failStatus    int               // non-zero: manifest and blob requests answer this
 	failBody      string
-	noLength      bool // stream manifests without Content-Length
+	noLength      bool   // stream manifests without Content-Length
+	realm         string // bearer: realm in the challenge instead of our /token
 	log           []string
 	auths         []string // Authorization headers seen on /v2/ requests other than ping
 }
@@ -170,7 +171,11 @@ func (reg *ociTestRegistry) authorized(w http.ResponseWriter, r *http.Request) b
 		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && reg.tokens[tok] {
 			return true
 		}
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="test-registry"`, reg.URL))
+		realm := reg.URL + "/token"
+		if reg.realm != "" {
+			realm = reg.realm
+		}
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s",service="test-registry"`, realm))
 	default:
 		return true
 	}
@@ -671,6 +676,43 @@ func TestOCIPullBearerAnonymousTokenKey(t *testing.T) {
 			t.Errorf("token requests = %+v; want one without Authorization", reg.tokenReqs)
 		}
 	})
+}
+
+// TestOCITokenRevoked: a cached token the registry no longer accepts is
+// replaced after the 401 re-challenge, and the request retried once.
+func TestOCITokenRevoked(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	yaml := ociTestYAML(t, "agent.yaml")
+	reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	p, _ := newOCITestPuller(t, nil)
+	ref := reg.host + "/test/agent"
+	if _, _, err := p.pull(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	reg.set(func() { clear(reg.tokens) })
+	reg.requests()
+	if data, _, err := p.pull(context.Background(), ref); err != nil || !bytes.Equal(data, yaml) {
+		t.Fatalf("pull after token revocation = %q, %v", data, err)
+	}
+	want := []string{"GET /v2/", "HEAD /v2/test/agent/manifests/latest", "GET /token", "HEAD /v2/test/agent/manifests/latest"}
+	if got := reg.requests(); !slices.Equal(got, want) {
+		t.Errorf("requests = %q; want %q", got, want)
+	}
+}
+
+// TestOCIRealmRefused: a public registry may not send credentials to a
+// plain-http token realm.
+func TestOCIRealmRefused(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	reg.realm = "http://auth.example.com/token"
+	env := ociTestDockerConfig(t, `{"auths":{"`+reg.host+`":{"auth":"`+ociB64("u:p")+`"}}}`)
+	p, _ := newOCITestPuller(t, env)
+	_, err := p.remoteDigest(context.Background(), reg.host+"/test/agent")
+	if err == nil || !strings.Contains(err.Error(), `refusing token realm "http://auth.example.com/token"`) {
+		t.Errorf("remoteDigest with an http realm on a public host = %v; want refusal", err)
+	}
 }
 
 func TestOCIPullBasic(t *testing.T) {
