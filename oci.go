@@ -1101,9 +1101,17 @@ func (s *ociSession) do(ctx context.Context, method, path string, hdr http.Heade
 		if err != nil {
 			return nil, err
 		}
-		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && s.bearer != nil {
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
 			if chs, err := parseAuthChallenge(resp.Header.Get("WWW-Authenticate")); err == nil && chs[0].Scheme == "bearer" {
 				resp.Body.Close()
+				if s.bearer == nil {
+					// The ping was anonymous but this repository is not
+					// (the reference gives up here).
+					s.bearer = &chs[0]
+					if s.creds, err = s.p.credentials(ctx, s.ref); err != nil {
+						return nil, err
+					}
+				}
 				if sc := chs[0].Params["scope"]; sc != "" {
 					s.scopes = append(s.scopes, strings.Fields(sc)...)
 				}

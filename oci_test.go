@@ -64,6 +64,7 @@ type ociTestRegistry struct {
 	failBody      string
 	noLength      bool   // stream manifests without Content-Length
 	realm         string // bearer: realm in the challenge instead of our /token
+	openPing      bool   // bearer: GET /v2/ answers 200 without a token
 	log           []string
 	auths         []string // Authorization headers seen on /v2/ requests other than ping
 }
@@ -92,6 +93,10 @@ func (reg *ociTestRegistry) serve(w http.ResponseWriter, r *http.Request) {
 	reg.log = append(reg.log, r.Method+" "+r.URL.Path)
 	if r.URL.Path == "/token" {
 		reg.serveToken(w, r)
+		return
+	}
+	if r.URL.Path == "/v2/" && reg.openPing {
+		w.Write([]byte("{}"))
 		return
 	}
 	if !reg.authorized(w, r) {
@@ -698,6 +703,20 @@ func TestOCITokenRevoked(t *testing.T) {
 	want := []string{"GET /v2/", "HEAD /v2/test/agent/manifests/latest", "GET /token", "HEAD /v2/test/agent/manifests/latest"}
 	if got := reg.requests(); !slices.Equal(got, want) {
 		t.Errorf("requests = %q; want %q", got, want)
+	}
+}
+
+// TestOCIAnonymousPingBearerRepo: a registry whose ping is open but whose
+// repository wants a token is answered on the first 401.
+func TestOCIAnonymousPingBearerRepo(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	reg.openPing = true
+	yaml := ociTestYAML(t, "agent.yaml")
+	reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	p, _ := newOCITestPuller(t, nil)
+	if data, _, err := p.pull(context.Background(), reg.host+"/test/agent"); err != nil || !bytes.Equal(data, yaml) {
+		t.Fatalf("pull = %q, %v", data, err)
 	}
 }
 
