@@ -516,16 +516,18 @@ func sortedKeys(v url.Values) []string {
 	return keys
 }
 
-var cassettePlain = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9 ._/:?&=%+~,()-]*$`)
+var cassettePlain = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._/:?&=%+~,()-]*$`)
 
 // cassetteScalar writes s plain when that cannot be misread (no ": ", " #", no
-// trailing space, not a YAML 1.2 keyword), single-quoted when it is one printable
+// trailing space, not a YAML 1.2 keyword or number), single-quoted when it is one printable
 // line, else double-quoted.
 func cassetteScalar(s string) string {
+	_, ferr := strconv.ParseFloat(s, 64)
+	_, ierr := strconv.ParseInt(s, 0, 64)
 	switch strings.ToLower(s) {
 	case "true", "false", "null", "~", "":
 	default:
-		if cassettePlain.MatchString(s) && !strings.Contains(s, ": ") && !strings.Contains(s, " #") && !strings.HasSuffix(s, " ") && !strings.HasSuffix(s, ":") {
+		if ferr != nil && ierr != nil && cassettePlain.MatchString(s) && !strings.Contains(s, ": ") && !strings.Contains(s, " #") && !strings.HasSuffix(s, " ") && !strings.HasSuffix(s, ":") {
 			return s
 		}
 	}

@@ -225,6 +225,9 @@ func modelNewRequest(ctx context.Context, env clientEnv, base, gatewayPrefix, pa
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
+	// Asking for identity also stops net/http's transparent gzip, which would buffer
+	// the stream (the reference turns compression off for the same reason).
+	req.Header.Set("Accept-Encoding", "identity")
 	if env.Gateway != "" {
 		req.Header.Set("X-Cagent-Forward", base)
 	}
@@ -370,14 +373,14 @@ func (w *modelWatchdog) fire() {
 }
 
 // reader resets the idle timer on every read that returns data.
-func (w *modelWatchdog) reader(r io.Reader) io.Reader { return watchdogReader{r, w} }
+func (w *modelWatchdog) reader(r io.Reader) io.Reader { return modelWatchdogReader{r, w} }
 
-type watchdogReader struct {
+type modelWatchdogReader struct {
 	r io.Reader
 	w *modelWatchdog
 }
 
-func (wr watchdogReader) Read(p []byte) (int, error) {
+func (wr modelWatchdogReader) Read(p []byte) (int, error) {
 	n, err := wr.r.Read(p)
 	if n > 0 {
 		wr.w.started.Store(true)
@@ -742,7 +745,7 @@ func openAIRewriteSchema(s map[string]any) {
 	} else if s["type"] == "object" {
 		s["additionalProperties"] = false
 	}
-	if s["type"] == "array" || slices.Contains(schemaTypes(s["type"]), "array") {
+	if s["type"] == "array" || slices.Contains(openAISchemaTypes(s["type"]), "array") {
 		if items, ok := s["items"].(map[string]any); ok {
 			openAIRewriteSchema(items)
 		} else if _, ok := s["items"]; !ok {
@@ -774,7 +777,7 @@ func openAINullable(p map[string]any) {
 	}
 }
 
-func schemaTypes(v any) []string {
+func openAISchemaTypes(v any) []string {
 	var out []string
 	if l, ok := v.([]any); ok {
 		for _, e := range l {
@@ -829,17 +832,20 @@ func openAIReadStream(r io.Reader, emit func(modelEvent)) error {
 	finish := ""
 	var usage *messageUsage
 	model := ""
-	done := false
+	chunks := 0
+	// The start of the body is kept to explain a 200 answer that is not a stream
+	// (some gateways answer errors that way).
+	head := &modelPrefixBuffer{max: 2048}
 	errDone := errors.New("done")
-	err := readSSE(r, func(ev sseEvent) error {
+	err := readSSE(io.TeeReader(r, head), func(ev sseEvent) error {
 		data := strings.TrimSpace(ev.Data)
 		if data == "[DONE]" {
-			done = true
 			return errDone
 		}
 		if data == "" {
 			return nil
 		}
+		chunks++
 		var ch oaChunk
 		if err := json.Unmarshal([]byte(data), &ch); err != nil {
 			return &modelError{Msg: fmt.Sprintf("error receiving from stream: invalid chunk %.200q: %v", data, err), MidStream: true}
@@ -903,7 +909,15 @@ func openAIReadStream(r io.Reader, emit func(modelEvent)) error {
 	if err != nil && err != errDone {
 		return modelStreamError(err)
 	}
-	_ = done // a clean EOF without [DONE] is accepted: some local servers omit it
+	if err == nil && chunks == 0 {
+		// EOF without a single chunk: not an SSE stream at all.
+		msg := modelErrorMessage(head.b)
+		if msg == "" {
+			msg = "empty response"
+		}
+		return &modelError{Msg: "error receiving from stream: not an event stream: " + msg, MidStream: true}
+	}
+	// A clean EOF without [DONE] is accepted: some local servers omit it.
 	if usage != nil {
 		emit(modelEvent{Kind: evUsage, Usage: usage, Model: model})
 	}
@@ -915,6 +929,19 @@ func openAIReadStream(r io.Reader, emit func(modelEvent)) error {
 	}
 	emit(modelEvent{Kind: evStop, StopReason: finish, Model: model})
 	return nil
+}
+
+// modelPrefixBuffer keeps the first max bytes written to it and drops the rest.
+type modelPrefixBuffer struct {
+	b   []byte
+	max int
+}
+
+func (p *modelPrefixBuffer) Write(b []byte) (int, error) {
+	if room := p.max - len(p.b); room > 0 {
+		p.b = append(p.b, b[:min(room, len(b))]...)
+	}
+	return len(b), nil
 }
 
 // modelChain is an agent's model with its fallbacks: retries, backoff and fallback

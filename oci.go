@@ -517,7 +517,7 @@ func (p *ociPuller) credentials(ctx context.Context, ref ociRef) (ociCreds, erro
 			if err != nil {
 				return ociCreds{}, err
 			}
-		} else if e, ok := ociFindAuth(cfg.Auths, key); ok {
+		} else if e, ok := ociFindHubAuth(cfg.Auths, key); ok {
 			c, err = ociDecodeAuth(e)
 			if err != nil {
 				return ociCreds{}, fmt.Errorf("docker config auths[%q]: %w", key, err)
@@ -595,6 +595,21 @@ func ociFindAuth(auths map[string]ociAuthEntry, key string) (ociAuthEntry, bool)
 	for _, k := range keys {
 		if ociConvertToHostname(k) == key {
 			return auths[k], true
+		}
+	}
+	return ociAuthEntry{}, false
+}
+
+// ociFindHubAuth is ociFindAuth plus, for Docker Hub's bare key, the other
+// names Docker Hub goes by. The reference only knows https://index.docker.io/v1/,
+// so a podman auth.json (which writes "docker.io") gives it no credentials.
+func ociFindHubAuth(auths map[string]ociAuthEntry, key string) (ociAuthEntry, bool) {
+	if e, ok := ociFindAuth(auths, key); ok || key != ociDockerHubAuthKey {
+		return e, ok
+	}
+	for _, alias := range []string{ociDockerHub, "docker.io", "registry-1.docker.io"} {
+		if e, ok := ociFindAuth(auths, alias); ok {
+			return e, true
 		}
 	}
 	return ociAuthEntry{}, false
@@ -1086,9 +1101,17 @@ func (s *ociSession) do(ctx context.Context, method, path string, hdr http.Heade
 		if err != nil {
 			return nil, err
 		}
-		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && s.bearer != nil {
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
 			if chs, err := parseAuthChallenge(resp.Header.Get("WWW-Authenticate")); err == nil && chs[0].Scheme == "bearer" {
 				resp.Body.Close()
+				if s.bearer == nil {
+					// The ping was anonymous but this repository is not
+					// (the reference gives up here).
+					s.bearer = &chs[0]
+					if s.creds, err = s.p.credentials(ctx, s.ref); err != nil {
+						return nil, err
+					}
+				}
 				if sc := chs[0].Params["scope"]; sc != "" {
 					s.scopes = append(s.scopes, strings.Fields(sc)...)
 				}
@@ -1595,6 +1618,7 @@ func (p *ociPuller) fetch(ctx context.Context, ref ociRef) ([]byte, string, erro
 	if err := p.storeBlob(digest, top); err != nil {
 		return nil, "", err
 	}
+	p.logger().Info("pulled OCI agent", "ref", name, "digest", digest, "bytes", len(data))
 	return data, digest, p.storeRef(ref, digest)
 }
 

@@ -1,5 +1,1268 @@
 package main
 
+// store.go owns all SQL: the session database, laid out exactly as the reference's after
+// its 19 migrations (API.md §9) so either program can open the other's file.
+//
+// Concurrency design: every write goes through one dedicated connection (a database/sql
+// pool of size 1), so our own writers queue in Go instead of spinning on SQLITE_BUSY, and
+// each write is one short autocommit statement or one short immediate transaction.
+// Reads use a separate pool of query_only connections; in WAL mode readers never block the
+// writer and the writer never blocks readers. busy_timeout still covers other processes
+// (the reference) that may have the same file open.
+
 import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
 	_ "modernc.org/sqlite" // the only dependency: pure-Go SQLite driver "sqlite"
 )
+
+const (
+	// storeBusyTimeoutMS is how long a statement waits for a lock held by another
+	// process before failing with SQLITE_BUSY (https://sqlite.org/pragma.html#pragma_busy_timeout).
+	storeBusyTimeoutMS = 5000
+	// storeMaxDepth bounds sub-session nesting followed when reading or migrating, so a
+	// corrupt or hostile file (a reference cycle, absurd nesting) cannot loop or blow the stack.
+	storeMaxDepth = 64
+)
+
+// store is the SQLite session database. It is safe for concurrent use; all methods
+// translate a missing session to an error wrapping errNotFound.
+type store struct {
+	w   *sql.DB // exactly one connection: the only writer
+	r   *sql.DB // read pool, query_only
+	log *slog.Logger
+	// wgate admits writers to w one at a time in arrival order. database/sql hands a
+	// freed connection to a random waiter, which gave 100 concurrent writers a tail
+	// of hundreds of milliseconds; goroutines blocked on a channel are served FIFO.
+	wgate chan struct{}
+
+	now   func() time.Time // clock for new sessions and migration records
+	newID func() string    // session IDs (UUID v4, as the reference)
+
+	// legacyColumn reports whether sessions.messages still exists. The reference's
+	// later migration 020 drops it; we keep working on such a file.
+	legacyColumn bool
+}
+
+// sessionRecord is one row of the sessions table, without its items.
+type sessionRecord struct {
+	ID, Title                                         string
+	CreatedAt                                         time.Time
+	ToolsApproved, Thinking, SendUserMessage, Starred bool
+	MaxIterations                                     int
+	WorkingDir                                        string
+	Permissions                                       *permissionsConfig
+	InputTokens, OutputTokens                         int64
+	Cost                                              float64
+	ParentID                                          string
+	AgentModelOverrides, CustomModelsUsed             string // raw JSON text as stored ('{}', '[]')
+}
+
+// sessionSummary is one element of the session list: metadata plus a message count
+// computed in SQL.
+type sessionSummary struct {
+	ID, Title                 string
+	CreatedAt                 time.Time
+	NumMessages               int
+	InputTokens, OutputTokens int64
+	WorkingDir                string
+}
+
+// sessionItem is one entry of a session's history: a message, a sub-session (loaded
+// recursively into SubSession and SubItems) or a compaction summary.
+type sessionItem struct {
+	ID         int64 // session_items.id; 0 for items decoded from the legacy messages column
+	Position   int
+	Type       string // "message" | "subsession" | "summary"
+	AgentName  string
+	Message    *chatMessage
+	Implicit   bool
+	SubSession *sessionRecord
+	SubItems   []sessionItem
+	Summary    string
+}
+
+// storeMigration is one schema step. Names are the identity (the reference checks names,
+// not ids), and each step runs in its own transaction together with its migrations row.
+type storeMigration struct {
+	id         int
+	name, desc string
+	sql        string
+	fn         func(ctx context.Context, st *store, tx *sql.Tx) error
+}
+
+// storeMigrations is the reference's list, verbatim in name, description and effect
+// (API.md §9.2). Never edit a shipped step; agentd's own steps are in storeOwnMigrations.
+var storeMigrations = []storeMigration{
+	{1, "001_add_tools_approved_column", "Add tools_approved column to sessions table",
+		`ALTER TABLE sessions ADD COLUMN tools_approved BOOLEAN DEFAULT 0`, nil},
+	{2, "002_add_usage_column", "Add usage column to sessions table",
+		`ALTER TABLE sessions ADD COLUMN input_tokens INTEGER DEFAULT 0`, nil},
+	{3, "003_add_output_tokens_column", "Add output_tokens column to sessions table",
+		`ALTER TABLE sessions ADD COLUMN output_tokens INTEGER DEFAULT 0`, nil},
+	{4, "004_add_title_column", "Add title column to sessions table",
+		`ALTER TABLE sessions ADD COLUMN title TEXT DEFAULT ''`, nil},
+	{5, "005_add_cost_column", "Add cost column to sessions table",
+		`ALTER TABLE sessions ADD COLUMN cost REAL DEFAULT 0`, nil},
+	{6, "006_add_send_user_message_column", "Add send_user_message column to sessions table",
+		`ALTER TABLE sessions ADD COLUMN send_user_message BOOLEAN DEFAULT 1`, nil},
+	{7, "007_add_max_iterations_column", "Add max_iterations column to sessions table",
+		`ALTER TABLE sessions ADD COLUMN max_iterations INTEGER DEFAULT 0`, nil},
+	{8, "008_add_working_dir_column", "Add working_dir column to sessions table",
+		`ALTER TABLE sessions ADD COLUMN working_dir TEXT DEFAULT ''`, nil},
+	{9, "009_add_starred_column", "Add starred column to sessions table",
+		`ALTER TABLE sessions ADD COLUMN starred BOOLEAN DEFAULT 0`, nil},
+	{10, "010_add_permissions_column", "Add permissions column to sessions table for session-level permission overrides",
+		`ALTER TABLE sessions ADD COLUMN permissions TEXT DEFAULT ''`, nil},
+	{11, "011_add_agent_model_overrides_column", "Add agent_model_overrides column to sessions table for per-session model switching",
+		`ALTER TABLE sessions ADD COLUMN agent_model_overrides TEXT DEFAULT '{}'`, nil},
+	{12, "012_add_custom_models_used_column", "Add custom_models_used column to sessions table for tracking custom models used in session",
+		`ALTER TABLE sessions ADD COLUMN custom_models_used TEXT DEFAULT '[]'`, nil},
+	{13, "013_add_thinking_column", "Add thinking column to sessions table for session-level thinking toggle (default enabled)",
+		`ALTER TABLE sessions ADD COLUMN thinking BOOLEAN DEFAULT 1`, nil},
+	{14, "014_normalize_session_items", "Add session_items table and parent_id column for normalized session storage", `
+		ALTER TABLE sessions ADD COLUMN parent_id TEXT REFERENCES sessions(id) ON DELETE CASCADE;
+		CREATE INDEX IF NOT EXISTS idx_sessions_parent_id ON sessions(parent_id);
+		CREATE TABLE IF NOT EXISTS session_items (
+			id INTEGER PRIMARY KEY AUTOINCREMENT,
+			session_id TEXT NOT NULL,
+			position INTEGER NOT NULL,     -- 0.. per session
+			item_type TEXT NOT NULL,       -- 'message' | 'subsession' | 'summary'
+			agent_name TEXT,               -- '' for user messages
+			message_json TEXT,             -- chat.Message JSON
+			implicit BOOLEAN DEFAULT 0,    -- 0/1
+			subsession_id TEXT,
+			summary_text TEXT,
+			FOREIGN KEY (session_id) REFERENCES sessions(id) ON DELETE CASCADE,
+			FOREIGN KEY (subsession_id) REFERENCES sessions(id) ON DELETE SET NULL
+		);
+		CREATE INDEX IF NOT EXISTS idx_session_items_session ON session_items(session_id, position);`, nil},
+	{15, "015_migrate_messages_to_session_items", "Migrate existing messages JSON data to session_items table",
+		"", storeMigrateLegacyItems},
+	{16, "016_add_branching_columns", "Add branch metadata columns for session branching", `
+		ALTER TABLE sessions ADD COLUMN branch_parent_session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL;
+		ALTER TABLE sessions ADD COLUMN branch_parent_position INTEGER;
+		ALTER TABLE sessions ADD COLUMN branch_created_at TEXT;
+		CREATE INDEX IF NOT EXISTS idx_sessions_branch_parent ON sessions(branch_parent_session_id);`, nil},
+	{17, "017_add_split_diff_view_column", "Add split_diff_view column to sessions table for persisting split diff toggle",
+		`ALTER TABLE sessions ADD COLUMN split_diff_view BOOLEAN`, nil},
+	{18, "018_add_session_items_type_index", "Add index on session_items(session_id, item_type) to speed up session summary message counts",
+		`CREATE INDEX IF NOT EXISTS idx_session_items_session_type ON session_items(session_id, item_type)`, nil},
+	{19, "019_drop_branch_and_split_diff_columns", "Drop unused branch metadata columns and split_diff_view column", `
+		DROP INDEX IF EXISTS idx_sessions_branch_parent;
+		ALTER TABLE sessions DROP COLUMN branch_parent_session_id;
+		ALTER TABLE sessions DROP COLUMN branch_parent_position;
+		ALTER TABLE sessions DROP COLUMN branch_created_at;
+		ALTER TABLE sessions DROP COLUMN split_diff_view;`, nil},
+}
+
+// storeNonSystem is an SQL expression, 1 when the message JSON in column c is a non-system
+// message and 0 otherwise (NULL or invalid JSON count as 0, matching items, which skips
+// them). It reads the prefix encoding/json always writes ({"role":"...) and parses only
+// JSON written some other way; CASE, unlike AND, guarantees json_extract never sees
+// invalid JSON, which would fail the whole statement.
+func storeNonSystem(c string) string {
+	return strings.ReplaceAll(`(CASE WHEN substr(@, 1, 9) = '{"role":"' THEN substr(@, 10, 7) != 'system"'
+		WHEN json_valid(@) THEN coalesce(json_extract(@, '$.role'), '') != 'system' ELSE 0 END)`, "@", c)
+}
+
+// storeOwnMigrations are agentd's additions, applied after the reference's and recorded
+// in agentd_migrations, never in `migrations`: newer reference versions refuse a file
+// whose MAX(migrations.id) they do not know. Tables are not STRICT because the reference
+// may run an SQLite older than 3.37, which cannot read a schema containing STRICT.
+var storeOwnMigrations = []storeMigration{
+	// The reference loads every item of every session to list sessions (O(whole DB)).
+	// Triggers keep a per-session count of non-system messages, so listing reads one row
+	// per session. They live in the schema, so they also count what the reference writes.
+	{0, "agentd_001_message_counts", "Per-session non-system message counts kept by triggers", `
+		CREATE TABLE agentd_message_counts (
+			session_id TEXT PRIMARY KEY,  -- sessions.id (no FK: the triggers clean up)
+			n INTEGER NOT NULL DEFAULT 0   -- non-system message items of this session alone
+		);
+		CREATE TRIGGER agentd_items_insert AFTER INSERT ON session_items WHEN NEW.item_type = 'message' BEGIN
+			INSERT INTO agentd_message_counts (session_id, n) VALUES (NEW.session_id, ` + storeNonSystem("NEW.message_json") + `)
+			ON CONFLICT(session_id) DO UPDATE SET n = n + excluded.n;
+		END;
+		CREATE TRIGGER agentd_items_delete AFTER DELETE ON session_items WHEN OLD.item_type = 'message' BEGIN
+			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + ` WHERE session_id = OLD.session_id;
+		END;
+		CREATE TRIGGER agentd_items_update AFTER UPDATE OF session_id, item_type, message_json ON session_items BEGIN
+			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + `
+				WHERE session_id = OLD.session_id AND OLD.item_type = 'message';
+			INSERT INTO agentd_message_counts (session_id, n)
+				SELECT NEW.session_id, ` + storeNonSystem("NEW.message_json") + ` WHERE NEW.item_type = 'message'
+				ON CONFLICT(session_id) DO UPDATE SET n = n + excluded.n;
+		END;
+		CREATE TRIGGER agentd_sessions_delete AFTER DELETE ON sessions BEGIN
+			DELETE FROM agentd_message_counts WHERE session_id = OLD.id;
+		END;
+		INSERT INTO agentd_message_counts (session_id, n)
+			SELECT session_id, sum(` + storeNonSystem("message_json") + `) FROM session_items
+			WHERE item_type = 'message' GROUP BY session_id;`, nil},
+}
+
+// storeBaseSchema is what the reference creates before any migration runs.
+const storeBaseSchema = `
+	CREATE TABLE IF NOT EXISTS sessions (
+		id TEXT PRIMARY KEY,
+		messages TEXT,     -- legacy JSON array of Items; NULL for sessions we create
+		created_at TEXT    -- RFC3339, seconds, local offset
+	);
+	CREATE TABLE IF NOT EXISTS migrations (
+		id INTEGER PRIMARY KEY,
+		name TEXT UNIQUE NOT NULL,
+		description TEXT,
+		applied_at TEXT NOT NULL
+	);`
+
+// openStore opens (creating if needed) the session database at path and migrates it
+// forward. The caller expands "~". A file that cannot be opened or migrated is left
+// exactly as it was and reported as an error; unlike the reference, it is never moved
+// aside to .bak and replaced by an empty database.
+func openStore(ctx context.Context, path string) (*store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("session database %q: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("session database: %w", err)
+	}
+	if fi, err := os.Stat(abs); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("session database %s: not a regular file", abs)
+	}
+	// A file: URI with an escaped path, so '?' or '#' in a directory name cannot be
+	// mistaken for DSN parameters (https://sqlite.org/uri.html).
+	uri := (&url.URL{Scheme: "file", Path: abs}).String()
+	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", storeBusyTimeoutMS)
+
+	st := &store{log: slog.Default(), now: time.Now, newID: storeNewUUID, wgate: make(chan struct{}, 1)}
+	// synchronous=NORMAL is the documented safe pairing with WAL: a commit cannot corrupt
+	// the file, only the last commits may roll back on power loss, and commits no longer
+	// fsync, which keeps writer latency flat (https://sqlite.org/pragma.html#pragma_synchronous).
+	st.w, err = sql.Open("sqlite", uri+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open session database %s: %w", abs, err)
+	}
+	st.w.SetMaxOpenConns(1)
+	st.w.SetMaxIdleConns(1)
+	st.w.SetConnMaxLifetime(0)
+	st.w.SetConnMaxIdleTime(0)
+	if err := st.init(ctx, abs, uri, common); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// init checks the pragmas took effect (SQLite ignores unknown ones silently), migrates,
+// then opens the read pool.
+func (st *store) init(ctx context.Context, abs, uri, common string) error {
+	var mode string
+	var fk int
+	if err := st.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("open session database %s: %w", abs, err)
+	}
+	if err := st.w.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		return fmt.Errorf("open session database %s: %w", abs, err)
+	}
+	if !strings.EqualFold(mode, "wal") || fk != 1 {
+		return fmt.Errorf("open session database %s: journal_mode=%s foreign_keys=%d; want wal and 1", abs, mode, fk)
+	}
+	if err := st.migrate(ctx); err != nil {
+		return fmt.Errorf("migrate session database %s: %w (the file was left untouched)", abs, err)
+	}
+	cols, err := st.columns(ctx, "sessions")
+	if err != nil {
+		return fmt.Errorf("open session database %s: %w", abs, err)
+	}
+	st.legacyColumn = slices.Contains(cols, "messages")
+
+	var err2 error
+	st.r, err2 = sql.Open("sqlite", uri+"?"+common+"&_pragma=query_only(1)")
+	if err2 != nil {
+		return fmt.Errorf("open session database %s: %w", abs, err2)
+	}
+	n := min(max(runtime.GOMAXPROCS(0), 2), 8)
+	st.r.SetMaxOpenConns(n)
+	st.r.SetMaxIdleConns(n)
+	if err := st.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("open session database %s: %w", abs, err)
+	}
+	return nil
+}
+
+// Close closes both pools. The last connection to close checkpoints the WAL.
+func (st *store) Close() error {
+	var errs []error
+	if st.r != nil {
+		errs = append(errs, st.r.Close())
+	}
+	if st.w != nil {
+		errs = append(errs, st.w.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// writeLock waits for this writer's turn (FIFO) and returns the release function.
+func (st *store) writeLock(ctx context.Context) (func(), error) {
+	select {
+	case st.wgate <- struct{}{}:
+		return func() { <-st.wgate }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// exec runs one autocommit write statement in turn.
+func (st *store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	unlock, err := st.writeLock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return st.w.ExecContext(ctx, query, args...)
+}
+
+// inTx runs fn in one immediate write transaction, committing if fn returns nil.
+func (st *store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	unlock, err := st.writeLock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	tx, err := st.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// columns lists a table's column names.
+func (st *store) columns(ctx context.Context, table string) ([]string, error) {
+	rows, err := st.w.QueryContext(ctx, "SELECT name FROM pragma_table_info(?)", table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		cols = append(cols, c)
+	}
+	return cols, rows.Err()
+}
+
+// migrate creates the base tables and applies every migration not yet recorded, each in
+// its own transaction. Migrations recorded that we do not know (a newer reference) are
+// left alone.
+func (st *store) migrate(ctx context.Context) error {
+	if _, err := st.exec(ctx, storeBaseSchema); err != nil {
+		return err
+	}
+	for i := range storeMigrations {
+		m := &storeMigrations[i]
+		err := st.inTx(ctx, func(tx *sql.Tx) error {
+			// Checked inside the immediate transaction: another process may be migrating too.
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM migrations WHERE name = ?", m.name).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if m.sql != "" {
+				if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+					return err
+				}
+			}
+			if m.fn != nil {
+				if err := m.fn(ctx, st, tx); err != nil {
+					return err
+				}
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO migrations (id, name, description, applied_at) VALUES (?, ?, ?, ?)",
+				m.id, m.name, m.desc, st.now().Format(time.RFC3339))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+	}
+	if _, err := st.exec(ctx, `CREATE TABLE IF NOT EXISTS agentd_migrations (
+		name TEXT PRIMARY KEY,
+		applied_at TEXT NOT NULL  -- RFC3339
+	)`); err != nil {
+		return err
+	}
+	for _, m := range storeOwnMigrations {
+		err := st.inTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM agentd_migrations WHERE name = ?", m.name).Scan(&n); err != nil || n > 0 {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO agentd_migrations (name, applied_at) VALUES (?, ?)", m.name, st.now().Format(time.RFC3339))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// storeNewUUID returns a random UUID v4, the reference's session ID format.
+func storeNewUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// storeSessionColumns is the column list scanned by storeScanSession, in order.
+const storeSessionColumns = `id, title, created_at, tools_approved, thinking, send_user_message, starred,
+	max_iterations, working_dir, permissions, input_tokens, output_tokens, cost, parent_id,
+	agent_model_overrides, custom_models_used`
+
+// createSession inserts s. An empty ID gets a fresh UUID and a zero CreatedAt gets the
+// current time; both are written back into s. ParentID "" is stored as NULL. It returns
+// errConflict if the ID is taken and errNotFound if ParentID names no session.
+func (st *store) createSession(ctx context.Context, s *sessionRecord) error {
+	if s.ID == "" {
+		s.ID = st.newID()
+	}
+	if s.CreatedAt.IsZero() {
+		s.CreatedAt = st.now()
+	}
+	perms, err := storePermissionsText(s.Permissions)
+	if err != nil {
+		return err
+	}
+	overrides, models := s.AgentModelOverrides, s.CustomModelsUsed
+	if overrides == "" {
+		overrides = "{}"
+	}
+	if models == "" {
+		models = "[]"
+	}
+	var parent any // NULL for root sessions, as the reference lists roots by parent_id IS NULL
+	if s.ParentID != "" {
+		parent = s.ParentID
+	}
+	return st.inTx(ctx, func(tx *sql.Tx) error {
+		if s.ParentID != "" {
+			if err := storeExists(ctx, tx, s.ParentID); err != nil {
+				return fmt.Errorf("parent %w", err)
+			}
+		}
+		// messages is left NULL: items live in session_items and the reference reads
+		// them when present. Maintaining the legacy column is the reference's O(n²) bug.
+		res, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, title, created_at, tools_approved, thinking,
+			send_user_message, starred, max_iterations, working_dir, permissions, input_tokens, output_tokens,
+			cost, parent_id, agent_model_overrides, custom_models_used)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
+			s.ID, s.Title, storeTimeText(s.CreatedAt), storeBit(s.ToolsApproved), storeBit(s.Thinking),
+			storeBit(s.SendUserMessage), storeBit(s.Starred), s.MaxIterations, s.WorkingDir, perms,
+			s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("session %q already exists: %w", s.ID, errConflict)
+		}
+		return nil
+	})
+}
+
+// storeExists returns an error wrapping errNotFound unless session id exists.
+func storeExists(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) error {
+	var one int
+	err := q.QueryRowContext(ctx, "SELECT 1 FROM sessions WHERE id = ?", id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("session %q: %w", id, errNotFound)
+	}
+	return err
+}
+
+// session returns the metadata of session id, or an error wrapping errNotFound.
+func (st *store) session(ctx context.Context, id string) (*sessionRecord, error) {
+	s, _, err := st.scanSession(st.r.QueryRowContext(ctx, "SELECT "+storeSessionColumns+", "+st.legacyExpr()+" FROM sessions WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("session %q: %w", id, errNotFound)
+	}
+	return s, err
+}
+
+// legacyExpr selects the legacy messages column, or NULL once a newer reference dropped it.
+func (st *store) legacyExpr() string {
+	if st.legacyColumn {
+		return "messages"
+	}
+	return "NULL"
+}
+
+// scanSession reads storeSessionColumns plus the legacy messages text. Values are read
+// leniently (booleans as 0/1/true/false, NULLs as defaults) so one odd value written by
+// another program does not make the session unreadable.
+func (st *store) scanSession(row interface{ Scan(...any) error }) (*sessionRecord, string, error) {
+	var v [17]any
+	ptrs := make([]any, len(v))
+	for i := range v {
+		ptrs[i] = &v[i]
+	}
+	if err := row.Scan(ptrs...); err != nil {
+		return nil, "", err
+	}
+	s := &sessionRecord{
+		ID:                  storeText(v[0]),
+		Title:               storeText(v[1]),
+		ToolsApproved:       storeBool(v[3], false),
+		Thinking:            storeBool(v[4], true),
+		SendUserMessage:     storeBool(v[5], true),
+		Starred:             storeBool(v[6], false),
+		MaxIterations:       int(storeInt(v[7])),
+		WorkingDir:          storeText(v[8]),
+		InputTokens:         storeInt(v[10]),
+		OutputTokens:        storeInt(v[11]),
+		Cost:                storeFloat(v[12]),
+		ParentID:            storeText(v[13]),
+		AgentModelOverrides: storeText(v[14]),
+		CustomModelsUsed:    storeText(v[15]),
+	}
+	if s.AgentModelOverrides == "" {
+		s.AgentModelOverrides = "{}"
+	}
+	if s.CustomModelsUsed == "" {
+		s.CustomModelsUsed = "[]"
+	}
+	var err error
+	if s.CreatedAt, err = storeParseTime(v[2]); err != nil {
+		st.log.Warn("session has an unreadable created_at", "session", s.ID, "err", err)
+	}
+	if p := strings.TrimSpace(storeText(v[9])); p != "" && p != "null" {
+		s.Permissions = new(permissionsConfig)
+		if err := json.Unmarshal([]byte(p), s.Permissions); err != nil {
+			st.log.Warn("session has unreadable permissions; ignoring them", "session", s.ID, "err", err)
+			s.Permissions = nil
+		}
+	}
+	return s, storeText(v[16]), nil
+}
+
+// listSessions returns the root sessions, newest first by real time (the reference
+// compares created_at as strings, wrong across UTC offsets). NumMessages is computed in
+// SQL without loading messages: non-system messages, sub-session messages included
+// recursively, summaries excluded. A row with odd values is listed as well as it can be.
+func (st *store) listSessions(ctx context.Context) ([]sessionSummary, error) {
+	// Own counts come from agentd_message_counts (kept by triggers). The recursion walks
+	// only subsession edges, so its cost is the number of sub-sessions, not of messages.
+	// UNION (not UNION ALL) stops it on a reference cycle in a corrupt file.
+	rows, err := st.r.QueryContext(ctx, `
+		WITH RECURSIVE edges(parent, child) AS (
+			SELECT session_id, subsession_id FROM session_items
+			WHERE item_type = 'subsession' AND subsession_id IS NOT NULL
+		), tree(root, sid) AS (
+			SELECT parent, child FROM edges
+			UNION
+			SELECT t.root, e.child FROM tree t JOIN edges e ON e.parent = t.sid
+		), sub(root, n) AS (
+			SELECT t.root, sum(c.n) FROM tree t JOIN agentd_message_counts c ON c.session_id = t.sid
+			WHERE t.sid != t.root GROUP BY t.root
+		)
+		SELECT s.rowid, s.id, s.title, s.created_at, s.input_tokens, s.output_tokens, s.working_dir,
+			coalesce(own.n, 0) + coalesce(sub.n, 0)
+		FROM sessions s
+		LEFT JOIN agentd_message_counts own ON own.session_id = s.id
+		LEFT JOIN sub ON sub.root = s.id
+		WHERE s.parent_id IS NULL OR s.parent_id = ''`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	type row struct {
+		rowid int64
+		sessionSummary
+	}
+	var list []row
+	for rows.Next() {
+		var rowid, n int64
+		var id, title, created, in, out, wd any
+		if err := rows.Scan(&rowid, &id, &title, &created, &in, &out, &wd, &n); err != nil {
+			return nil, err
+		}
+		s := sessionSummary{ID: storeText(id), Title: storeText(title), NumMessages: int(n),
+			InputTokens: storeInt(in), OutputTokens: storeInt(out), WorkingDir: storeText(wd)}
+		if s.CreatedAt, err = storeParseTime(created); err != nil {
+			st.log.Warn("session has an unreadable created_at", "session", s.ID, "err", err)
+		}
+		list = append(list, row{rowid, s})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(list, func(a, b row) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return int(b.rowid - a.rowid) // same second: the later insert first
+	})
+	out := make([]sessionSummary, len(list))
+	for i := range list {
+		out[i] = list[i].sessionSummary
+	}
+	return out, nil
+}
+
+// deleteSession deletes session id; foreign keys cascade to its items and its
+// sub-sessions. It returns an error wrapping errNotFound if there is no such session.
+func (st *store) deleteSession(ctx context.Context, id string) error {
+	return st.update(ctx, id, "DELETE FROM sessions WHERE id = ?", id)
+}
+
+// update runs one statement that affects session id, mapping "no row" to errNotFound.
+// Being field-level, no update can re-create a deleted session (the reference upserts).
+func (st *store) update(ctx context.Context, id, query string, args ...any) error {
+	res, err := st.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("session %q: %w", id, errNotFound)
+	}
+	return nil
+}
+
+// setTitle sets the title of session id.
+func (st *store) setTitle(ctx context.Context, id, title string) error {
+	return st.update(ctx, id, "UPDATE sessions SET title = ? WHERE id = ?", title, id)
+}
+
+// setPermissions replaces the permissions of session id; nil clears them (stored as ”).
+func (st *store) setPermissions(ctx context.Context, id string, p *permissionsConfig) error {
+	text, err := storePermissionsText(p)
+	if err != nil {
+		return err
+	}
+	return st.update(ctx, id, "UPDATE sessions SET permissions = ? WHERE id = ?", text, id)
+}
+
+// setToolsApproved sets the YOLO flag of session id.
+func (st *store) setToolsApproved(ctx context.Context, id string, v bool) error {
+	return st.update(ctx, id, "UPDATE sessions SET tools_approved = ? WHERE id = ?", storeBit(v), id)
+}
+
+// setThinking sets the thinking flag of session id.
+func (st *store) setThinking(ctx context.Context, id string, v bool) error {
+	return st.update(ctx, id, "UPDATE sessions SET thinking = ? WHERE id = ?", storeBit(v), id)
+}
+
+// toggleToolsApproved inverts the YOLO flag of session id and returns the new value.
+func (st *store) toggleToolsApproved(ctx context.Context, id string) (bool, error) {
+	return st.toggle(ctx, id, "tools_approved", false)
+}
+
+// toggleThinking inverts the thinking flag of session id and returns the new value.
+func (st *store) toggleThinking(ctx context.Context, id string) (bool, error) {
+	return st.toggle(ctx, id, "thinking", true)
+}
+
+// toggle flips a boolean column in one transaction, reading it as leniently as scanSession.
+func (st *store) toggle(ctx context.Context, id, col string, def bool) (bool, error) {
+	var v bool
+	err := st.inTx(ctx, func(tx *sql.Tx) error {
+		var cur any
+		err := tx.QueryRowContext(ctx, "SELECT "+col+" FROM sessions WHERE id = ?", id).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("session %q: %w", id, errNotFound)
+		} else if err != nil {
+			return err
+		}
+		v = !storeBool(cur, def)
+		_, err = tx.ExecContext(ctx, "UPDATE sessions SET "+col+" = ? WHERE id = ?", storeBit(v), id)
+		return err
+	})
+	return v, err
+}
+
+// setMaxIterations sets max_iterations of session id (0 = unlimited).
+func (st *store) setMaxIterations(ctx context.Context, id string, n int) error {
+	return st.update(ctx, id, "UPDATE sessions SET max_iterations = ? WHERE id = ?", n, id)
+}
+
+// setUsage records the last call's token counters and the session cost (API.md §8.4).
+func (st *store) setUsage(ctx context.Context, id string, in, out int64, cost float64) error {
+	return st.update(ctx, id, "UPDATE sessions SET input_tokens = ?, output_tokens = ?, cost = ? WHERE id = ?", in, out, cost, id)
+}
+
+// appendMessage appends a message item to session sessionID and returns its item ID and
+// position. agent_name is stored ” for user messages, as the reference does. It returns
+// an error wrapping errNotFound if the session does not exist.
+func (st *store) appendMessage(ctx context.Context, sessionID, agentName string, m *chatMessage, implicit bool) (int64, int, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return 0, 0, err
+	}
+	if m.Role == "user" {
+		agentName = ""
+	}
+	return st.appendItem(ctx, sessionID, "message", agentName, string(b), storeBit(implicit), nil, nil)
+}
+
+// appendItem inserts an item at the session's next position in one statement: atomic
+// without a transaction, and no row at all (errNotFound) when the session is gone.
+func (st *store) appendItem(ctx context.Context, sessionID, typ string, agent, msg, implicit, sub, summary any) (int64, int, error) {
+	unlock, err := st.writeLock(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unlock()
+	var id int64
+	var pos int
+	err = st.w.QueryRowContext(ctx, `
+		INSERT INTO session_items (session_id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text)
+		SELECT s.id, (SELECT coalesce(max(position), -1) + 1 FROM session_items WHERE session_id = s.id), ?, ?, ?, ?, ?, ?
+		FROM sessions s WHERE s.id = ?
+		RETURNING id, position`, typ, agent, msg, implicit, sub, summary, sessionID).Scan(&id, &pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, fmt.Errorf("session %q: %w", sessionID, errNotFound)
+	}
+	return id, pos, err
+}
+
+// updateMessage replaces the message of item itemID (a streaming assistant message being
+// finalised). It returns an error wrapping errNotFound if there is no such message item.
+func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	res, err := st.exec(ctx, "UPDATE session_items SET message_json = ? WHERE id = ? AND item_type = 'message'", string(b), itemID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("message item %d: %w", itemID, errNotFound)
+	}
+	return nil
+}
+
+// appendSummary appends a compaction summary item to session sessionID.
+func (st *store) appendSummary(ctx context.Context, sessionID, summary string) error {
+	_, _, err := st.appendItem(ctx, sessionID, "summary", nil, nil, 0, nil, summary)
+	return err
+}
+
+// appendSubSession records child as a sub-session of parent: a 'subsession' item at the
+// parent's next position, and the child's parent_id (so it is not listed as a root and is
+// deleted with its parent). errNotFound if either is missing, errConflict if the child
+// already belongs to another parent, errInvalid if the link would make a cycle.
+func (st *store) appendSubSession(ctx context.Context, parentID, childID string) error {
+	return st.inTx(ctx, func(tx *sql.Tx) error {
+		if err := storeExists(ctx, tx, parentID); err != nil {
+			return err
+		}
+		var cur sql.NullString
+		err := tx.QueryRowContext(ctx, "SELECT parent_id FROM sessions WHERE id = ?", childID).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("session %q: %w", childID, errNotFound)
+		} else if err != nil {
+			return err
+		}
+		if cur.String != "" && cur.String != parentID {
+			return fmt.Errorf("session %q is already a sub-session of %q: %w", childID, cur.String, errConflict)
+		}
+		// Walk up from the parent: finding the child there would make a cycle.
+		for id, depth := parentID, 0; id != ""; depth++ {
+			if id == childID || depth > storeMaxDepth {
+				return fmt.Errorf("session %q cannot be a sub-session of %q: %w", childID, parentID, errInvalid)
+			}
+			var up sql.NullString
+			if err := tx.QueryRowContext(ctx, "SELECT parent_id FROM sessions WHERE id = ?", id).Scan(&up); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			id = up.String
+		}
+		if cur.String == "" {
+			if _, err := tx.ExecContext(ctx, "UPDATE sessions SET parent_id = ? WHERE id = ?", parentID, childID); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `
+			INSERT INTO session_items (session_id, position, item_type, subsession_id)
+			VALUES (?, (SELECT coalesce(max(position), -1) + 1 FROM session_items WHERE session_id = ?), 'subsession', ?)`,
+			parentID, parentID, childID)
+		return err
+	})
+}
+
+// items returns the history of session id by position, sub-sessions loaded recursively.
+// A session with no session_items rows is read from the legacy messages column, as the
+// reference does. Sub-session items whose target is missing and message items whose
+// JSON is unreadable are skipped with a warning. Error wraps errNotFound if no session.
+func (st *store) items(ctx context.Context, id string) ([]sessionItem, error) {
+	// One read transaction: the session row and its items come from the same snapshot.
+	tx, err := st.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	var legacy any
+	err = tx.QueryRowContext(ctx, "SELECT "+st.legacyExpr()+" FROM sessions WHERE id = ?", id).Scan(&legacy)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("session %q: %w", id, errNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	return st.loadItems(ctx, tx, id, storeText(legacy), map[string]bool{id: true}, 0)
+}
+
+// loadItems reads one session's items; seen holds the sessions on the current path.
+func (st *store) loadItems(ctx context.Context, tx *sql.Tx, id, legacy string, seen map[string]bool, depth int) ([]sessionItem, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text
+		FROM session_items WHERE session_id = ? ORDER BY position, id`, id)
+	if err != nil {
+		return nil, err
+	}
+	var items []sessionItem
+	var subs []string // subsession_id per item, resolved after rows is closed
+	for rows.Next() {
+		var it sessionItem
+		var agent, msg, implicit, sub, summary any
+		if err := rows.Scan(&it.ID, &it.Position, &it.Type, &agent, &msg, &implicit, &sub, &summary); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		it.AgentName, it.Implicit, it.Summary = storeText(agent), storeBool(implicit, false), storeText(summary)
+		if it.Type == "message" {
+			it.Message = new(chatMessage)
+			if err := json.Unmarshal([]byte(storeText(msg)), it.Message); err != nil {
+				st.log.Warn("skipping unreadable message item", "session", id, "item", it.ID, "err", err)
+				continue
+			}
+		}
+		items = append(items, it)
+		subs = append(subs, storeText(sub))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(items) == 0 && legacy != "" {
+		return st.legacyItems(id, []byte(legacy), depth)
+	}
+	out := items[:0]
+	for i, it := range items {
+		if it.Type == "subsession" {
+			childID := subs[i]
+			if childID == "" || seen[childID] || depth >= storeMaxDepth {
+				st.log.Warn("skipping sub-session item", "session", id, "item", it.ID, "target", childID)
+				continue
+			}
+			child, childLegacy, err := st.scanSession(tx.QueryRowContext(ctx,
+				"SELECT "+storeSessionColumns+", "+st.legacyExpr()+" FROM sessions WHERE id = ?", childID))
+			if errors.Is(err, sql.ErrNoRows) {
+				st.log.Warn("skipping sub-session item with a missing target", "session", id, "item", it.ID, "target", childID)
+				continue
+			} else if err != nil {
+				return nil, err
+			}
+			seen[childID] = true
+			it.SubSession = child
+			it.SubItems, err = st.loadItems(ctx, tx, childID, childLegacy, seen, depth+1)
+			delete(seen, childID)
+			if err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// storeLegacyItem is one element of the legacy messages column: the reference's
+// session.Item, or in its oldest format a bare session.Message (agentName at top level).
+type storeLegacyItem struct {
+	Message    json.RawMessage     `json:"message"`
+	SubSession *storeLegacySession `json:"sub_session"`
+	Summary    string              `json:"summary"`
+	AgentName  *string             `json:"agentName"` // only in the oldest format
+	Implicit   bool                `json:"implicit"`  // only in the oldest format
+}
+
+// storeLegacyMessage is the reference's session.Message.
+type storeLegacyMessage struct {
+	AgentName string          `json:"agentName"`
+	Message   json.RawMessage `json:"message"`
+	Implicit  bool            `json:"implicit"`
+}
+
+// storeLegacySession is the reference's session.Session JSON (API.md §8.1) as embedded in
+// a sub_session item. SendUserMessage has no tag in the reference, hence its key.
+type storeLegacySession struct {
+	ID                  string             `json:"id"`
+	Title               string             `json:"title"`
+	Messages            json.RawMessage    `json:"messages"`
+	CreatedAt           string             `json:"created_at"`
+	ToolsApproved       bool               `json:"tools_approved"`
+	Thinking            bool               `json:"thinking"`
+	WorkingDir          string             `json:"working_dir"`
+	SendUserMessage     bool               `json:"SendUserMessage"`
+	MaxIterations       int                `json:"max_iterations"`
+	Starred             bool               `json:"starred"`
+	InputTokens         int64              `json:"input_tokens"`
+	OutputTokens        int64              `json:"output_tokens"`
+	Cost                float64            `json:"cost"`
+	Permissions         *permissionsConfig `json:"permissions"`
+	AgentModelOverrides json.RawMessage    `json:"agent_model_overrides"`
+	CustomModelsUsed    json.RawMessage    `json:"custom_models_used"`
+}
+
+// storeLegacyEntry is a decoded legacy element: exactly one of msg, sub, summary is set
+// (none for an empty element, which keeps its position as in the reference).
+type storeLegacyEntry struct {
+	msg     *storeLegacyMessage
+	chat    *chatMessage
+	sub     *storeLegacySession
+	summary string
+}
+
+// storeParseLegacy decodes a legacy messages column.
+func storeParseLegacy(raw []byte) ([]storeLegacyEntry, error) {
+	var elems []storeLegacyItem
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		return nil, fmt.Errorf("legacy messages JSON: %w", err)
+	}
+	out := make([]storeLegacyEntry, len(elems))
+	for i, e := range elems {
+		switch {
+		case e.AgentName != nil:
+			out[i].msg = &storeLegacyMessage{AgentName: *e.AgentName, Message: e.Message, Implicit: e.Implicit}
+		case len(e.Message) > 0 && string(e.Message) != "null":
+			out[i].msg = new(storeLegacyMessage)
+			if err := json.Unmarshal(e.Message, out[i].msg); err != nil {
+				return nil, fmt.Errorf("legacy item %d: %w", i, err)
+			}
+		case e.SubSession != nil:
+			out[i].sub = e.SubSession
+		default:
+			out[i].summary = e.Summary
+		}
+		if m := out[i].msg; m != nil {
+			out[i].chat = new(chatMessage)
+			if len(m.Message) > 0 && string(m.Message) != "null" {
+				if err := json.Unmarshal(m.Message, out[i].chat); err != nil {
+					return nil, fmt.Errorf("legacy item %d: %w", i, err)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// legacyItems turns a legacy messages column into items (IDs 0, positions by index).
+func (st *store) legacyItems(owner string, raw []byte, depth int) ([]sessionItem, error) {
+	entries, err := storeParseLegacy(raw)
+	if err != nil {
+		return nil, fmt.Errorf("session %q: %w", owner, err)
+	}
+	var items []sessionItem
+	for i, e := range entries {
+		switch {
+		case e.msg != nil:
+			items = append(items, sessionItem{Position: i, Type: "message", AgentName: e.msg.AgentName, Message: e.chat, Implicit: e.msg.Implicit})
+		case e.sub != nil:
+			if depth >= storeMaxDepth {
+				continue
+			}
+			rec := e.sub.record(owner)
+			var sub []sessionItem
+			if len(e.sub.Messages) > 0 {
+				if sub, err = st.legacyItems(rec.ID, e.sub.Messages, depth+1); err != nil {
+					return nil, err
+				}
+			}
+			items = append(items, sessionItem{Position: i, Type: "subsession", SubSession: rec, SubItems: sub})
+		case e.summary != "":
+			items = append(items, sessionItem{Position: i, Type: "summary", Summary: e.summary})
+		}
+	}
+	return items, nil
+}
+
+// record converts an embedded legacy session into a sessionRecord owned by parent.
+func (ls *storeLegacySession) record(parent string) *sessionRecord {
+	rec := &sessionRecord{ID: ls.ID, Title: ls.Title, ToolsApproved: ls.ToolsApproved, Thinking: ls.Thinking,
+		SendUserMessage: ls.SendUserMessage, Starred: ls.Starred, MaxIterations: ls.MaxIterations,
+		WorkingDir: ls.WorkingDir, Permissions: ls.Permissions, InputTokens: ls.InputTokens,
+		OutputTokens: ls.OutputTokens, Cost: ls.Cost, ParentID: parent,
+		AgentModelOverrides: "{}", CustomModelsUsed: "[]"}
+	rec.CreatedAt, _ = storeParseTime(ls.CreatedAt)
+	return rec
+}
+
+// storeMigrateLegacyItems is migration 015: every session whose legacy messages JSON has
+// no session_items yet gets one row per item; embedded sub-sessions become child sessions
+// (parent_id = owner) referenced by 'subsession' items. A session that fails is rolled
+// back to its savepoint, logged and skipped, as in the reference; it stays readable
+// through the legacy fallback in items.
+func storeMigrateLegacyItems(ctx context.Context, st *store, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, messages FROM sessions
+		WHERE messages IS NOT NULL AND messages != '' AND messages != '[]'
+		AND NOT EXISTS (SELECT 1 FROM session_items si WHERE si.session_id = sessions.id)`)
+	if err != nil {
+		return err
+	}
+	type pending struct{ id, messages string }
+	var todo []pending
+	for rows.Next() {
+		var p pending
+		var msgs any
+		if err := rows.Scan(&p.id, &msgs); err != nil {
+			rows.Close()
+			return err
+		}
+		p.messages = storeText(msgs)
+		todo = append(todo, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, p := range todo {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT m015"); err != nil {
+			return err
+		}
+		if err := st.migrateSession(ctx, tx, p.id, []byte(p.messages), "", 0); err != nil {
+			st.log.Warn("migration 015: skipping session", "session", p.id, "err", err)
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO m015"); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE m015"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateSession writes the items of one legacy session (and its sub-sessions).
+func (st *store) migrateSession(ctx context.Context, tx *sql.Tx, id string, raw []byte, parent string, depth int) error {
+	if depth > storeMaxDepth {
+		return fmt.Errorf("sub-sessions nested deeper than %d", storeMaxDepth)
+	}
+	entries, err := storeParseLegacy(raw)
+	if err != nil {
+		return err
+	}
+	if parent != "" {
+		if _, err := tx.ExecContext(ctx, "UPDATE sessions SET parent_id = ? WHERE id = ?", parent, id); err != nil {
+			return err
+		}
+	}
+	for pos, e := range entries {
+		switch {
+		case e.msg != nil:
+			// Re-encoded like the reference does, so message_json is canonical.
+			b, err := json.Marshal(e.chat)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO session_items (session_id, position, item_type, agent_name, message_json, implicit)
+				VALUES (?, ?, 'message', ?, ?, ?)`, id, pos, e.msg.AgentName, string(b), storeBit(e.msg.Implicit)); err != nil {
+				return err
+			}
+		case e.sub != nil:
+			childID := e.sub.ID
+			if childID == "" {
+				childID = st.newID()
+			}
+			if childID == id {
+				return fmt.Errorf("session %q embeds itself", id)
+			}
+			var one int
+			err := tx.QueryRowContext(ctx, "SELECT 1 FROM sessions WHERE id = ?", childID).Scan(&one)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				msgs := string(e.sub.Messages)
+				if msgs == "" {
+					msgs = "null" // the reference marshals a nil slice
+				}
+				rec := e.sub.record(id)
+				created := "0001-01-01T00:00:00Z" // the reference formats a missing time as zero
+				if !rec.CreatedAt.IsZero() {
+					created = rec.CreatedAt.Format(time.RFC3339)
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, messages, tools_approved, input_tokens, output_tokens, title, cost,
+					send_user_message, max_iterations, working_dir, created_at, starred, permissions,
+					agent_model_overrides, custom_models_used, parent_id)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '{}', '[]', ?)`,
+					childID, msgs, storeBit(rec.ToolsApproved), rec.InputTokens, rec.OutputTokens, rec.Title, rec.Cost,
+					storeBit(rec.SendUserMessage), rec.MaxIterations, rec.WorkingDir, created, storeBit(rec.Starred), id); err != nil {
+					return err
+				}
+				if err := st.migrateSession(ctx, tx, childID, []byte(msgs), id, depth+1); err != nil {
+					return fmt.Errorf("sub-session %q: %w", childID, err)
+				}
+			case err != nil:
+				return err
+			default:
+				if _, err := tx.ExecContext(ctx, "UPDATE sessions SET parent_id = ? WHERE id = ?", id, childID); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO session_items (session_id, position, item_type, subsession_id)
+				VALUES (?, ?, 'subsession', ?)`, id, pos, childID); err != nil {
+				return err
+			}
+		case e.summary != "":
+			if _, err := tx.ExecContext(ctx, `INSERT INTO session_items (session_id, position, item_type, summary_text)
+				VALUES (?, ?, 'summary', ?)`, id, pos, e.summary); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// storeBit encodes a boolean as the reference does (INTEGER 0/1).
+func storeBit(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// storeTimeText encodes a time as stored: RFC3339, seconds, local offset.
+func storeTimeText(t time.Time) string {
+	return t.Local().Format(time.RFC3339)
+}
+
+// storePermissionsText encodes permissions as stored: ” for none, else JSON.
+func storePermissionsText(p *permissionsConfig) (string, error) {
+	if p == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(p)
+	return string(b), err
+}
+
+// storeText reads a scanned value as text; NULL is "".
+func storeText(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case time.Time:
+		return x.Format(time.RFC3339Nano)
+	}
+	return fmt.Sprint(v)
+}
+
+// storeBool reads a boolean leniently: integers, and text as strconv.ParseBool (what the
+// reference accepts); NULL or anything else gives def.
+func storeBool(v any, def bool) bool {
+	switch x := v.(type) {
+	case int64:
+		return x != 0
+	case float64:
+		return x != 0
+	case string, []byte:
+		if b, err := strconv.ParseBool(strings.TrimSpace(storeText(x))); err == nil {
+			return b
+		}
+	}
+	return def
+}
+
+// storeInt reads an integer leniently; NULL or garbage is 0.
+func storeInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case float64:
+		return int64(x)
+	case string, []byte:
+		s := strings.TrimSpace(storeText(x))
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return int64(f)
+		}
+	}
+	return 0
+}
+
+// storeFloat reads a float leniently; NULL or garbage is 0.
+func storeFloat(v any) float64 {
+	switch x := v.(type) {
+	case int64:
+		return float64(x)
+	case float64:
+		return x
+	case string, []byte:
+		if f, err := strconv.ParseFloat(strings.TrimSpace(storeText(x)), 64); err == nil {
+			return f
+		}
+	}
+	return 0
+}
+
+// storeParseTime reads created_at: RFC3339 with or without fractional seconds (Go's
+// RFC3339 layout accepts both), or SQLite's "YYYY-MM-DD HH:MM:SS" forms.
+func storeParseTime(v any) (time.Time, error) {
+	if t, ok := v.(time.Time); ok {
+		return t, nil
+	}
+	s := strings.TrimSpace(storeText(v))
+	if s == "" {
+		return time.Time{}, errors.New("empty time")
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05Z07:00", "2006-01-02T15:04:05", "2006-01-02 15:04:05"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("bad time %q", s)
+}

@@ -165,19 +165,55 @@ func toolsTruncate(s string) string {
 
 // --- think ---
 
-// newThinkToolset returns the think tool: a scratchpad whose log is per toolset.
+// toolsPerSession holds one T per session ID. The reference builds a team (and so its
+// toolsets) per session; ours are shared, so per-session state is keyed here. Entries
+// are small and live as long as the toolset.
+type toolsPerSession[T any] struct {
+	mu sync.Mutex
+	m  map[string]*T
+}
+
+// get returns the session's T, creating it on first use.
+func (p *toolsPerSession[T]) get(env *toolEnv) *T {
+	id := toolsSessionID(env)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]*T{}
+	}
+	v, ok := p.m[id]
+	if !ok {
+		v = new(T)
+		p.m[id] = v
+	}
+	return v
+}
+
+// toolsSessionID is the calling session's ID, "" when there is no session.
+func toolsSessionID(env *toolEnv) string {
+	if env == nil {
+		return ""
+	}
+	return env.SessionID
+}
+
+// thinkLog is one session's thoughts.
+type thinkLog struct {
+	mu       sync.Mutex
+	thoughts []string
+}
+
+// newThinkToolset returns the think tool: a scratchpad whose log is per session.
 func newThinkToolset() *builtinToolset {
-	var (
-		mu       sync.Mutex
-		thoughts []string
-	)
+	logs := &toolsPerSession[thinkLog]{}
 	run := toolsRun(func(ctx context.Context, env *toolEnv, a struct {
 		Thought string `json:"thought"`
 	}) toolResult {
-		mu.Lock()
-		defer mu.Unlock()
-		thoughts = append(thoughts, a.Thought)
-		return toolResult{Output: "Thoughts:\n" + strings.Join(thoughts, "\n")}
+		l := logs.get(env)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.thoughts = append(l.thoughts, a.Thought)
+		return toolResult{Output: "Thoughts:\n" + strings.Join(l.thoughts, "\n")}
 	})
 	return &builtinToolset{
 		list: []tool{{def: toolsDef("think", "think", "Think",
@@ -228,15 +264,19 @@ func (l *todoList) snapshot() ([]todoItem, string) {
 	return all, "The following todos are still incomplete and MUST be completed: " + strings.Join(pend, " ")
 }
 
-// newTodoToolset returns the todo tools over a private list, or over todoShared.
+// newTodoToolset returns the todo tools over one list per session, or over todoShared.
 func newTodoToolset(shared bool) *builtinToolset {
-	l := &todoList{}
-	if shared {
-		l = todoShared
+	lists := &toolsPerSession[todoList]{}
+	listOf := func(env *toolEnv) *todoList {
+		if shared {
+			return todoShared
+		}
+		return lists.get(env)
 	}
 	createOne := toolsRun(func(ctx context.Context, env *toolEnv, a struct {
 		Description string `json:"description"`
 	}) toolResult {
+		l := listOf(env)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		it := l.add(a.Description)
@@ -250,6 +290,7 @@ func newTodoToolset(shared bool) *builtinToolset {
 	createMany := toolsRun(func(ctx context.Context, env *toolEnv, a struct {
 		Descriptions []string `json:"descriptions"`
 	}) toolResult {
+		l := listOf(env)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		var created []todoItem
@@ -277,6 +318,7 @@ func newTodoToolset(shared bool) *builtinToolset {
 				return toolErrorf("invalid status %q for %s: use pending, in-progress or completed", u.Status, u.ID)
 			}
 		}
+		l := listOf(env)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		var updated []update
@@ -301,6 +343,7 @@ func newTodoToolset(shared bool) *builtinToolset {
 		return r
 	})
 	list := toolsRun(func(ctx context.Context, env *toolEnv, a struct{}) toolResult {
+		l := listOf(env)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		all, rem := l.snapshot()

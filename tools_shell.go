@@ -135,8 +135,10 @@ type shellToolset struct {
 }
 
 // shellJob is one background job; status and err are guarded by the toolset's mu.
+// Only the session that started a job sees it.
 type shellJob struct {
 	id, cmd, dir string
+	session      string
 	start        time.Time
 	out          *shellBuf
 	cancel       context.CancelFunc
@@ -226,14 +228,15 @@ func (s *shellToolset) startJob(ctx context.Context, env *toolEnv, a shellArgs) 
 	// The job must outlive this call, so it does not inherit ctx; close() ends it.
 	jctx, cancel := context.WithCancel(context.Background())
 	j := &shellJob{
-		id:     fmt.Sprintf("job_%d_%d", time.Now().Unix(), s.seq.Add(1)),
-		cmd:    a.Cmd,
-		dir:    dir,
-		start:  time.Now(),
-		out:    &shellBuf{limit: toolsMaxJobOutput},
-		cancel: cancel,
-		done:   make(chan struct{}),
-		status: "running",
+		id:      fmt.Sprintf("job_%d_%d", time.Now().Unix(), s.seq.Add(1)),
+		cmd:     a.Cmd,
+		dir:     dir,
+		session: toolsSessionID(env),
+		start:   time.Now(),
+		out:     &shellBuf{limit: toolsMaxJobOutput},
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		status:  "running",
 	}
 	cmd := shellCommand(jctx, s.sh, a.Cmd, dir, append(os.Environ(), s.env...), j.out)
 	if err := cmd.Start(); err != nil {
@@ -261,10 +264,11 @@ func (s *shellToolset) startJob(ctx context.Context, env *toolEnv, a shellArgs) 
 	return toolResult{Output: fmt.Sprintf("Background job started with ID: %s\nCommand: %s\nWorking directory: %s", j.id, j.cmd, j.dir)}
 }
 
-func (s *shellToolset) job(id string) *shellJob {
+// job returns the session's job with that ID, or nil.
+func (s *shellToolset) job(env *toolEnv, id string) *shellJob {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i := slices.IndexFunc(s.jobs, func(j *shellJob) bool { return j.id == id })
+	i := slices.IndexFunc(s.jobs, func(j *shellJob) bool { return j.id == id && j.session == toolsSessionID(env) })
 	if i < 0 {
 		return nil
 	}
@@ -274,18 +278,21 @@ func (s *shellToolset) job(id string) *shellJob {
 func (s *shellToolset) listJobs(ctx context.Context, env *toolEnv, a shellArgs) toolResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.jobs) == 0 {
-		return toolResult{Output: "No background jobs"}
-	}
 	var b strings.Builder
 	for _, j := range s.jobs {
+		if j.session != toolsSessionID(env) {
+			continue
+		}
 		fmt.Fprintf(&b, "ID: %s\nCommand: %s\nStatus: %s\nStarted: %s\n\n", j.id, j.cmd, j.status, j.start.Format(time.RFC3339))
+	}
+	if b.Len() == 0 {
+		return toolResult{Output: "No background jobs"}
 	}
 	return toolResult{Output: strings.TrimSuffix(b.String(), "\n\n")}
 }
 
 func (s *shellToolset) viewJob(ctx context.Context, env *toolEnv, a shellArgs) toolResult {
-	j := s.job(a.JobID)
+	j := s.job(env, a.JobID)
 	if j == nil {
 		return toolErrorf("job %s not found", a.JobID)
 	}
@@ -306,7 +313,7 @@ func (s *shellToolset) viewJob(ctx context.Context, env *toolEnv, a shellArgs) t
 }
 
 func (s *shellToolset) stopJob(ctx context.Context, env *toolEnv, a shellArgs) toolResult {
-	j := s.job(a.JobID)
+	j := s.job(env, a.JobID)
 	if j == nil {
 		return toolErrorf("job %s not found", a.JobID)
 	}

@@ -1,0 +1,1433 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ---------------------------------------------------------------------------
+// A distribution-API registry for tests.
+
+// ociTestManifest is a stored manifest with its Content-Type.
+type ociTestManifest struct {
+	body      []byte
+	mediaType string
+}
+
+// ociTestTokenReq records one request to the token endpoint.
+type ociTestTokenReq struct {
+	Method, Auth string
+	Form         url.Values // query for GET, body for POST
+}
+
+// ociTestRegistry is an in-process registry speaking the distribution API:
+// ping, manifests (HEAD/GET by tag or digest), blobs, and a token endpoint at
+// /token for Bearer mode. Fields may be changed between requests under mu.
+type ociTestRegistry struct {
+	*httptest.Server
+	t    *testing.T
+	host string // 127.0.0.1:port, the registry part of references
+
+	mu            sync.Mutex
+	manifests     map[string]ociTestManifest // "repo@tag-or-digest"
+	blobs         map[string][]byte          // digest → content
+	auth          string                     // "", "basic" or "bearer"
+	user, pass    string                     // required credentials ("" = anonymous tokens allowed)
+	identityToken string                     // bearer: accept this refresh_token on POST /token
+	noOAuth       bool                       // POST /token answers 404 (GET-only token server)
+	tokenOnlyKey  bool                       // answer {"token"} instead of {"token": junk, "access_token"}
+	expiresIn     int
+	tokens        map[string]bool
+	tokenReqs     []ociTestTokenReq
+	blobRedirect  string            // if set, blob GETs answer 307 to this base URL + path
+	tamper        map[string][]byte // digest → bytes served instead
+	failStatus    int               // non-zero: manifest and blob requests answer this
+	failBody      string
+	noLength      bool   // stream manifests without Content-Length
+	realm         string // bearer: realm in the challenge instead of our /token
+	openPing      bool   // bearer: GET /v2/ answers 200 without a token
+	log           []string
+	auths         []string // Authorization headers seen on /v2/ requests other than ping
+}
+
+// newOCITestRegistry starts a registry with the given auth mode.
+func newOCITestRegistry(t *testing.T, auth string) *ociTestRegistry {
+	t.Helper()
+	reg := &ociTestRegistry{t: t, auth: auth, manifests: map[string]ociTestManifest{}, blobs: map[string][]byte{},
+		tokens: map[string]bool{}, tamper: map[string][]byte{}, expiresIn: 300}
+	reg.Server = httptest.NewServer(http.HandlerFunc(reg.serve))
+	t.Cleanup(reg.Close)
+	reg.host = strings.TrimPrefix(reg.URL, "http://")
+	return reg
+}
+
+// ociTestError writes a distribution error body.
+func ociTestError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"errors":[{"code":%q,"message":%q,"detail":null}]}`, code, msg)
+}
+
+func (reg *ociTestRegistry) serve(w http.ResponseWriter, r *http.Request) {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	reg.log = append(reg.log, r.Method+" "+r.URL.Path)
+	if r.URL.Path == "/token" {
+		reg.serveToken(w, r)
+		return
+	}
+	if r.URL.Path == "/v2/" && reg.openPing {
+		w.Write([]byte("{}"))
+		return
+	}
+	if !reg.authorized(w, r) {
+		return
+	}
+	if r.URL.Path == "/v2/" {
+		w.Write([]byte("{}"))
+		return
+	}
+	reg.auths = append(reg.auths, r.Header.Get("Authorization"))
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v2/")
+	if !ok {
+		reg.t.Errorf("registry: unexpected path %s", r.URL.Path)
+		http.NotFound(w, r)
+		return
+	}
+	if reg.failStatus != 0 {
+		w.WriteHeader(reg.failStatus)
+		io.WriteString(w, reg.failBody)
+		return
+	}
+	if i := strings.LastIndex(rest, "/manifests/"); i > 0 {
+		repo, id := rest[:i], rest[i+len("/manifests/"):]
+		m, ok := reg.manifests[repo+"@"+id]
+		if !ok {
+			ociTestError(w, 404, "MANIFEST_UNKNOWN", "manifest unknown")
+			return
+		}
+		w.Header().Set("Content-Type", m.mediaType)
+		w.Header().Set("Docker-Content-Digest", ociHash(m.body))
+		if !reg.noLength {
+			w.Header().Set("Content-Length", fmt.Sprint(len(m.body)))
+		}
+		if r.Method == http.MethodGet {
+			w.Write(m.body)
+		}
+		return
+	}
+	if i := strings.LastIndex(rest, "/blobs/"); i > 0 {
+		dig := rest[i+len("/blobs/"):]
+		if reg.blobRedirect != "" {
+			http.Redirect(w, r, reg.blobRedirect+r.URL.Path+"?sig=secret", http.StatusTemporaryRedirect)
+			return
+		}
+		reg.writeBlob(w, dig)
+		return
+	}
+	reg.t.Errorf("registry: unexpected path %s", r.URL.Path)
+	http.NotFound(w, r)
+}
+
+// writeBlob serves a blob (or its tampered replacement); caller holds mu.
+func (reg *ociTestRegistry) writeBlob(w http.ResponseWriter, dig string) {
+	b, ok := reg.blobs[dig]
+	if !ok {
+		ociTestError(w, 404, "BLOB_UNKNOWN", "blob unknown to registry")
+		return
+	}
+	if tb, ok := reg.tamper[dig]; ok {
+		b = tb
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	w.Write(b)
+}
+
+// authorized checks the request's credentials and answers 401 with a
+// challenge if they are missing; caller holds mu.
+func (reg *ociTestRegistry) authorized(w http.ResponseWriter, r *http.Request) bool {
+	switch reg.auth {
+	case "basic":
+		if u, p, ok := r.BasicAuth(); ok && u == reg.user && p == reg.pass {
+			return true
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="test registry"`)
+	case "bearer":
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && reg.tokens[tok] {
+			return true
+		}
+		realm := reg.URL + "/token"
+		if reg.realm != "" {
+			realm = reg.realm
+		}
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s",service="test-registry"`, realm))
+	default:
+		return true
+	}
+	ociTestError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+	return false
+}
+
+// serveToken is the token endpoint; caller holds mu.
+func (reg *ociTestRegistry) serveToken(w http.ResponseWriter, r *http.Request) {
+	req := ociTestTokenReq{Method: r.Method, Auth: r.Header.Get("Authorization"), Form: r.URL.Query()}
+	if r.Method == http.MethodPost {
+		r.ParseForm()
+		req.Form = r.PostForm
+	}
+	reg.tokenReqs = append(reg.tokenReqs, req)
+	switch {
+	case r.Method == http.MethodPost && reg.noOAuth:
+		http.NotFound(w, r)
+		return
+	case r.Method == http.MethodPost:
+		if req.Form.Get("grant_type") != "refresh_token" || req.Form.Get("refresh_token") != reg.identityToken || reg.identityToken == "" {
+			ociTestError(w, 401, "UNAUTHORIZED", "bad refresh token")
+			return
+		}
+	case reg.user != "":
+		if u, p, ok := r.BasicAuth(); !ok || u != reg.user || p != reg.pass {
+			ociTestError(w, 401, "UNAUTHORIZED", "bad credentials")
+			return
+		}
+	}
+	tok := fmt.Sprintf("tok-%d", len(reg.tokens)+1)
+	reg.tokens[tok] = true
+	resp := map[string]any{"access_token": tok, "token": "not-this-one", "expires_in": reg.expiresIn}
+	if reg.tokenOnlyKey {
+		resp = map[string]any{"token": tok}
+	}
+	json.NewEncoder(w).Encode(resp)
+}
+
+// put stores a manifest under repo@id.
+func (reg *ociTestRegistry) put(repo, id, mediaType string, body []byte) {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	reg.manifests[repo+"@"+id] = ociTestManifest{body, mediaType}
+}
+
+// putBlob stores a blob and returns its descriptor.
+func (reg *ociTestRegistry) putBlob(mediaType string, b []byte) ociDescriptor {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	d := ociDescriptor{MediaType: mediaType, Size: int64(len(b)), Digest: ociHash(b)}
+	reg.blobs[d.Digest] = b
+	return d
+}
+
+// putManifest stores a manifest by digest and, if tag is set, by tag; it
+// returns the manifest's descriptor.
+func (reg *ociTestRegistry) putManifest(repo, tag string, m any) ociDescriptor {
+	body, err := json.Marshal(m)
+	if err != nil {
+		reg.t.Fatal(err)
+	}
+	mt := ociMediaManifest
+	if mm, ok := m.(map[string]any); ok {
+		if s, ok := mm["mediaType"].(string); ok {
+			mt = s
+		}
+	}
+	d := ociDescriptor{MediaType: mt, Size: int64(len(body)), Digest: ociHash(body)}
+	reg.put(repo, d.Digest, mt, body)
+	if tag != "" {
+		reg.put(repo, tag, mt, body)
+	}
+	return d
+}
+
+// requests returns and clears the request log.
+func (reg *ociTestRegistry) requests() []string {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	l := reg.log
+	reg.log = nil
+	return l
+}
+
+// set runs f under the registry's lock.
+func (reg *ociTestRegistry) set(f func()) {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	f()
+}
+
+// ociTestGzip compresses like the reference's pusher: BestSpeed, empty header.
+func ociTestGzip(t testing.TB, b []byte) []byte {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// ociTestConfig is the Docker image config the reference pushes for yaml.
+func ociTestConfig(yaml []byte) []byte {
+	return []byte(`{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{"created":"0001-01-01T00:00:00Z"}],"os":"","rootfs":{"type":"layers","diff_ids":["` + ociHash(yaml) + `"]},"config":{}}`)
+}
+
+// push uploads yaml in the format `docker agent share push` produces
+// (spec/OCI.md §2.1) and returns the manifest digest. The manifest goes
+// through a map so keys come out sorted, as the reference's do.
+func (reg *ociTestRegistry) push(repo, tag string, yaml []byte, created string) string {
+	cfg := reg.putBlob("application/vnd.docker.container.image.v1+json", ociTestConfig(yaml))
+	layer := reg.putBlob("application/vnd.docker.image.rootfs.diff.tar.gzip", ociTestGzip(reg.t, yaml))
+	m := map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     ociMediaManifest,
+		"artifactType":  ociArtifactType,
+		"config":        cfg,
+		"layers":        []ociDescriptor{layer},
+		"annotations": map[string]string{
+			ociAnnotationVersion:                   "dev",
+			ociAnnotationLegacy:                    "dev",
+			"org.opencontainers.image.created":     created,
+			"org.opencontainers.image.description": "OCI artifact containing agent.yaml",
+		},
+	}
+	return reg.putManifest(repo, tag, m).Digest
+}
+
+// ociTestYAML reads a fixture from testdata/oci.
+func ociTestYAML(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "oci", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ociTestLog is a goroutine-safe log sink.
+type ociTestLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *ociTestLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *ociTestLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// newOCITestPuller returns a puller with a temp cache and an environment
+// holding only env (HOME points at an empty temp dir unless env sets it).
+func newOCITestPuller(t *testing.T, env map[string]string) (*ociPuller, *ociTestLog) {
+	t.Helper()
+	full := map[string]string{"HOME": t.TempDir()}
+	for k, v := range env {
+		full[k] = v
+	}
+	logs := &ociTestLog{}
+	p := &ociPuller{
+		CacheDir: t.TempDir(),
+		Getenv:   func(k string) string { return full[k] },
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	}
+	return p, logs
+}
+
+// ociTestDockerConfig writes config.json into a new DOCKER_CONFIG dir and
+// returns the env pointing at it.
+func ociTestDockerConfig(t *testing.T, cfg string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"DOCKER_CONFIG": dir}
+}
+
+func ociB64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// ---------------------------------------------------------------------------
+// References
+
+func TestParseOCIRef(t *testing.T) {
+	t.Parallel()
+	hex := strings.Repeat("ab", 32)
+	tests := []struct {
+		in      string
+		want    ociRef
+		wantErr string
+	}{
+		// The examples table of spec/OCI.md §1.2.
+		{in: "agentcatalog/coder", want: ociRef{ociDockerHub, "agentcatalog/coder", "latest", ""}},
+		{in: "agentcatalog/coder:1.2", want: ociRef{ociDockerHub, "agentcatalog/coder", "1.2", ""}},
+		{in: "docker.io/x/y:tag", want: ociRef{ociDockerHub, "x/y", "tag", ""}},
+		{in: "ubuntu", want: ociRef{ociDockerHub, "library/ubuntu", "latest", ""}},
+		{in: "localhost:5000/a/b@sha256:" + hex, want: ociRef{"localhost:5000", "a/b", "", "sha256:" + hex}},
+		{in: "127.0.0.1:5000/test/basic", want: ociRef{"127.0.0.1:5000", "test/basic", "latest", ""}},
+		{in: "ghcr.io/org/repo/img:v1", want: ociRef{"ghcr.io", "org/repo/img", "v1", ""}},
+		{in: "localhost/ab", want: ociRef{ociDockerHub, "localhost/ab", "latest", ""}},
+		// More normalisation.
+		{in: "x/y:tag@sha256:" + hex, want: ociRef{ociDockerHub, "x/y", "", "sha256:" + hex}},
+		{in: "docker.io/ubuntu", want: ociRef{ociDockerHub, "library/ubuntu", "latest", ""}},
+		{in: "index.docker.io/ubuntu:22.04", want: ociRef{ociDockerHub, "library/ubuntu", "22.04", ""}},
+		{in: "registry-1.docker.io/ubuntu", want: ociRef{"registry-1.docker.io", "ubuntu", "latest", ""}},
+		{in: "[::1]:5000/ab/cd", want: ociRef{"[::1]:5000", "ab/cd", "latest", ""}},
+		{in: "localhost:5000", want: ociRef{ociDockerHub, "library/localhost", "5000", ""}}, // ggcr: port-looking tag
+		{in: "my.reg:443/a__b/c-d/e--f.g:V_1.0-rc", want: ociRef{"my.reg:443", "a__b/c-d/e--f.g", "V_1.0-rc", ""}},
+		{in: "ab:" + strings.Repeat("t", 128), want: ociRef{ociDockerHub, "library/ab", strings.Repeat("t", 128), ""}},
+		// Errors from the spec.
+		{in: "Agent", wantErr: "repository"},
+		{in: "a:b:c", wantErr: "repository"},
+		{in: "a/b:", wantErr: "tag"},
+		{in: "x", wantErr: "2-255"},
+		{in: "localhost:5000/a", wantErr: "2-255"},
+		{in: "", wantErr: "2-255"},
+		// Stricter than the reference, which accepts these and then fails on
+		// the network (registry "." or a repository with an empty component).
+		{in: "./agent", wantErr: "registry"},
+		{in: "/x/agent", wantErr: "repository"},
+		{in: "a//b", wantErr: "repository"},
+		{in: "a/b/", wantErr: "repository"},
+		{in: "a/-b", wantErr: "repository"},
+		{in: "a/b-/c", wantErr: "repository"},
+		{in: "a/b..c", wantErr: "repository"},
+		{in: "a/b___c", wantErr: "repository"},
+		{in: "a/b-_c", wantErr: "repository"},
+		{in: "a/b:-tag", wantErr: "tag"},
+		{in: "a/b:.tag", wantErr: "tag"},
+		{in: "ab:" + strings.Repeat("t", 129), wantErr: "tag"},
+		{in: "a/b@sha256:" + hex[:63], wantErr: "digest"},
+		{in: "a/b@sha256:" + strings.ToUpper(hex), wantErr: "digest"},
+		{in: "a/b@sha512:" + hex + hex, wantErr: "digest"},
+		{in: "a/b@sha256:" + hex + "@x", wantErr: "'@'"},
+		{in: "host:99999/ab", wantErr: "registry"},
+		{in: "host:0/ab", wantErr: "registry"},
+		{in: "ho_st.io/ab", wantErr: "registry"},
+		{in: "-host.io/ab", wantErr: "registry"},
+		{in: "[::1/ab", wantErr: "registry"},
+		{in: "[1.2.3.4]:5/ab", wantErr: "registry"},
+		{in: "a/" + strings.Repeat("b", 254), wantErr: "2-255"},
+	}
+	for _, tt := range tests {
+		got, err := parseOCIRef(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parseOCIRef(%q) = %+v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parseOCIRef(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+			continue
+		}
+		// The canonical form parses back to the same reference.
+		if again, err := parseOCIRef(got.String()); err != nil || again != got {
+			t.Errorf("parseOCIRef(%q) = %+v, %v; want %+v", got.String(), again, err, got)
+		}
+	}
+}
+
+func TestOCIRefID(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"agentcatalog/pirate", "agentcatalog_pirate.yaml"},
+		{"docker.io/org/agent:v1", "docker.io_org_agent_v1.yaml"},
+		{"127.0.0.1:5000/test/basic:latest", "127.0.0.1_5000_test_basic_latest.yaml"},
+		{"a/b@sha256:00", "a_b_sha256_00.yaml"},
+		{`a\b*c?d"e<f>g|h`, "a_b_c_d_e_f_g_h.yaml"},
+		{"org/agent.yaml", "org_agent.yaml"},
+	}
+	for _, tt := range tests {
+		if got := ociRefID(tt.in); got != tt.want {
+			t.Errorf("ociRefID(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestIsOCIRef(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"agentcatalog/pirate", true},
+		{"pirat", true}, // a missing extension-less name is a Docker Hub ref (API.md §3 quirk)
+		{"ghcr.io/org/agent:v1", true},
+		{"127.0.0.1:5000/test/basic", true},
+		{"agent.yaml", false},
+		{"dir/AGENT.YML", false},
+		{"https://example.com/agent", false},
+		{"HTTP://example.com/agent", false},
+		{"/dev/fd/3", false},
+		{"Agent", false},
+		{"./agent", false},
+		{"x", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := isOCIRef(tt.in); got != tt.want {
+			t.Errorf("isOCIRef(%q) = %v; want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestOCIAllowHTTP(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"127.0.0.1:5000", true},
+		{"127.0.0.2", true},
+		{"localhost:5000", true},
+		{"[::1]:5000", true},
+		{"registry.local", true},
+		{"registry.local:5000", true},
+		{"a.localhost:80", true},
+		{"10.1.2.3:5000", true},
+		{"172.16.0.1", true},
+		{"172.31.255.1:1", true},
+		{"192.168.1.1:5000", true},
+		{"172.32.0.1", false},
+		{"8.8.8.8", false},
+		{"ghcr.io", false},
+		{ociDockerHub, false},
+		{"local.example.com", false},
+		// The reference's substring match would allow these; a public name
+		// that merely contains a loopback address must not downgrade to http.
+		{"127.0.0.1.example.com", false},
+		{"my127.0.0.1host.io:5000", false},
+	}
+	for _, tt := range tests {
+		if got := ociAllowHTTP(tt.in); got != tt.want {
+			t.Errorf("ociAllowHTTP(%q) = %v; want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseAuthChallenge(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    []ociChallenge
+		wantErr string
+	}{
+		{in: `Bearer realm="https://auth.docker.io/token",service="registry.docker.io"`,
+			want: []ociChallenge{{"bearer", map[string]string{"realm": "https://auth.docker.io/token", "service": "registry.docker.io"}}}},
+		{in: `Basic realm="Registry Realm"`, want: []ociChallenge{{"basic", map[string]string{"realm": "Registry Realm"}}}},
+		{in: `Bearer realm="http://127.0.0.1:5201/token",service="local",scope="repository:a/b:pull,push",error="insufficient_scope"`,
+			want: []ociChallenge{{"bearer", map[string]string{"realm": "http://127.0.0.1:5201/token", "service": "local", "scope": "repository:a/b:pull,push", "error": "insufficient_scope"}}}},
+		{in: `Basic realm="a", Bearer realm="b", service="c"`,
+			want: []ociChallenge{{"basic", map[string]string{"realm": "a"}}, {"bearer", map[string]string{"realm": "b", "service": "c"}}}},
+		{in: `BEARER Realm=tok ,  Service = "s"`, want: []ociChallenge{{"bearer", map[string]string{"realm": "tok", "service": "s"}}}},
+		{in: `Bearer realm="a\"b\\c"`, want: []ociChallenge{{"bearer", map[string]string{"realm": `a"b\c`}}}},
+		{in: `Negotiate abc==, Basic realm="r"`,
+			want: []ociChallenge{{"negotiate", map[string]string{}}, {"basic", map[string]string{"realm": "r"}}}},
+		{in: `Basic`, want: []ociChallenge{{"basic", map[string]string{}}}},
+		{in: `Bearer realm="unterminated`, wantErr: "unterminated"},
+		{in: `realm="x"`, wantErr: "before any auth scheme"},
+		{in: ``, wantErr: "empty"},
+		{in: `Bearer "x"`, wantErr: "unexpected"},
+		{in: `Bearer realm="x";`, wantErr: "unexpected"},
+	}
+	for _, tt := range tests {
+		got, err := parseAuthChallenge(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parseAuthChallenge(%q) = %v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("parseAuthChallenge(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Pulls
+
+func TestOCIPullAnonymous(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "")
+	yaml := ociTestYAML(t, "agent.yaml")
+	want := reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	p, _ := newOCITestPuller(t, nil)
+	ref := reg.host + "/test/agent"
+	ctx := context.Background()
+
+	data, digest, err := p.pull(ctx, ref)
+	if err != nil || !bytes.Equal(data, yaml) || digest != want {
+		t.Fatalf("pull(%q) = %q, %q, %v; want the fixture, %q", ref, data, digest, err, want)
+	}
+	first := reg.requests()
+	if n := len(first); n != 5 || first[0] != "GET /v2/" || first[1] != "HEAD /v2/test/agent/manifests/latest" || first[2] != "GET /v2/test/agent/manifests/latest" {
+		t.Errorf("first pull requests = %q; want ping, HEAD, GET manifest, 2 blob GETs", first)
+	}
+	// Unchanged tag: ping + HEAD only, served from the cache.
+	data, digest, err = p.pull(ctx, ref)
+	if err != nil || !bytes.Equal(data, yaml) || digest != want {
+		t.Fatalf("second pull(%q) = %q, %q, %v", ref, data, digest, err)
+	}
+	if got := reg.requests(); !slices.Equal(got, []string{"GET /v2/", "HEAD /v2/test/agent/manifests/latest"}) {
+		t.Errorf("second pull requests = %q; want ping and HEAD only", got)
+	}
+	if got, err := p.remoteDigest(ctx, ref); err != nil || got != want {
+		t.Errorf("remoteDigest(%q) = %q, %v; want %q", ref, got, err, want)
+	}
+	// Cache layout: content-addressed blobs, one ref entry naming the full reference.
+	for _, d := range []string{want, ociHash(ociTestConfig(yaml)), ociHash(ociTestGzip(t, yaml))} {
+		if _, err := os.Stat(filepath.Join(p.CacheDir, "blobs", "sha256", strings.TrimPrefix(d, "sha256:"))); err != nil {
+			t.Errorf("%s not cached: %v", d, err)
+		}
+	}
+	refs, _ := filepath.Glob(filepath.Join(p.CacheDir, "refs", "*"))
+	if len(refs) != 1 {
+		t.Fatalf("refs = %q; want one entry", refs)
+	}
+	b, _ := os.ReadFile(refs[0])
+	if !strings.Contains(string(b), `"ref":"`+reg.host+`/test/agent:latest"`) || !strings.Contains(string(b), want) {
+		t.Errorf("ref entry = %s; want the full reference and its digest", b)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(p.CacheDir, "*", "*", ".tmp-*")); len(tmp) != 0 {
+		t.Errorf("temp files left behind: %q", tmp)
+	}
+}
+
+func TestOCIPullBearer(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	reg.user, reg.pass = "alice", "s3cret"
+	yaml := ociTestYAML(t, "agent.yaml")
+	want := reg.push("test/agent", "v1", yaml, "2026-01-01T00:00:00Z")
+	env := ociTestDockerConfig(t, `{"auths":{"`+reg.host+`":{"auth":"`+ociB64("alice:s3cret")+`"}}}`)
+	p, _ := newOCITestPuller(t, env)
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p.now = func() time.Time { return clock }
+	ref := reg.host + "/test/agent:v1"
+	ctx := context.Background()
+
+	data, digest, err := p.pull(ctx, ref)
+	if err != nil || !bytes.Equal(data, yaml) || digest != want {
+		t.Fatalf("pull(%q) = %q, %q, %v; want the fixture, %q", ref, data, digest, err, want)
+	}
+	reg.set(func() {
+		if len(reg.tokenReqs) != 1 {
+			t.Fatalf("token requests = %+v; want 1", reg.tokenReqs)
+		}
+		tr := reg.tokenReqs[0]
+		if tr.Method != "GET" || tr.Auth != "Basic "+ociB64("alice:s3cret") ||
+			!slices.Equal(tr.Form["scope"], []string{"repository:test/agent:pull"}) || tr.Form.Get("service") != "test-registry" {
+			t.Errorf("token request = %+v; want GET with Basic, scope repository:test/agent:pull, service test-registry", tr)
+		}
+		for _, a := range reg.auths {
+			if a != "Bearer tok-1" { // access_token wins over token
+				t.Errorf("registry saw Authorization %q; want Bearer tok-1", a)
+			}
+		}
+	})
+	// The token is cached until it expires (expires_in 300 s, renewed 30 s early).
+	clock = clock.Add(4 * time.Minute)
+	if _, _, err := p.pull(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(1 * time.Minute)
+	if _, _, err := p.pull(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	reg.set(func() {
+		if n := len(reg.tokenReqs); n != 2 {
+			t.Errorf("token requests after 3 pulls over 5 minutes = %d; want 2 (one cached reuse, one renewal)", n)
+		}
+	})
+}
+
+func TestOCIPullBearerAnonymousTokenKey(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	reg.tokenOnlyKey = true
+	yaml := ociTestYAML(t, "agent.yaml")
+	reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	p, _ := newOCITestPuller(t, nil)
+	if data, _, err := p.pull(context.Background(), reg.host+"/test/agent"); err != nil || !bytes.Equal(data, yaml) {
+		t.Fatalf("pull = %q, %v", data, err)
+	}
+	reg.set(func() {
+		if len(reg.tokenReqs) != 1 || reg.tokenReqs[0].Auth != "" {
+			t.Errorf("token requests = %+v; want one without Authorization", reg.tokenReqs)
+		}
+	})
+}
+
+// TestOCITokenRevoked: a cached token the registry no longer accepts is
+// replaced after the 401 re-challenge, and the request retried once.
+func TestOCITokenRevoked(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	yaml := ociTestYAML(t, "agent.yaml")
+	reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	p, _ := newOCITestPuller(t, nil)
+	ref := reg.host + "/test/agent"
+	if _, _, err := p.pull(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	reg.set(func() { clear(reg.tokens) })
+	reg.requests()
+	if data, _, err := p.pull(context.Background(), ref); err != nil || !bytes.Equal(data, yaml) {
+		t.Fatalf("pull after token revocation = %q, %v", data, err)
+	}
+	want := []string{"GET /v2/", "HEAD /v2/test/agent/manifests/latest", "GET /token", "HEAD /v2/test/agent/manifests/latest"}
+	if got := reg.requests(); !slices.Equal(got, want) {
+		t.Errorf("requests = %q; want %q", got, want)
+	}
+}
+
+// TestOCIAnonymousPingBearerRepo: a registry whose ping is open but whose
+// repository wants a token is answered on the first 401.
+func TestOCIAnonymousPingBearerRepo(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	reg.openPing = true
+	yaml := ociTestYAML(t, "agent.yaml")
+	reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	p, _ := newOCITestPuller(t, nil)
+	if data, _, err := p.pull(context.Background(), reg.host+"/test/agent"); err != nil || !bytes.Equal(data, yaml) {
+		t.Fatalf("pull = %q, %v", data, err)
+	}
+}
+
+// TestOCIRealmRefused: a public registry may not send credentials to a
+// plain-http token realm.
+func TestOCIRealmRefused(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	reg.realm = "http://auth.example.com/token"
+	env := ociTestDockerConfig(t, `{"auths":{"`+reg.host+`":{"auth":"`+ociB64("u:p")+`"}}}`)
+	p, _ := newOCITestPuller(t, env)
+	_, err := p.remoteDigest(context.Background(), reg.host+"/test/agent")
+	if err == nil || !strings.Contains(err.Error(), `refusing token realm "http://auth.example.com/token"`) {
+		t.Errorf("remoteDigest with an http realm on a public host = %v; want refusal", err)
+	}
+}
+
+func TestOCIPullBasic(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "basic")
+	reg.user, reg.pass = "bob", "pw:with:colons"
+	yaml := ociTestYAML(t, "agent.yaml")
+	reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	ref := reg.host + "/test/agent"
+
+	env := ociTestDockerConfig(t, `{"auths":{"`+reg.host+`":{"username":"bob","password":"pw:with:colons"}}}`)
+	p, _ := newOCITestPuller(t, env)
+	if data, _, err := p.pull(context.Background(), ref); err != nil || !bytes.Equal(data, yaml) {
+		t.Fatalf("pull with creds = %q, %v", data, err)
+	}
+	reg.set(func() {
+		for _, a := range reg.auths {
+			if a != "Basic "+ociB64("bob:pw:with:colons") {
+				t.Errorf("registry saw Authorization %q; want Basic for bob", a)
+			}
+		}
+	})
+
+	anon, _ := newOCITestPuller(t, nil)
+	_, _, err := anon.pull(context.Background(), ref)
+	if err == nil || !strings.Contains(err.Error(), "401 Unauthorized: UNAUTHORIZED: authentication required") {
+		t.Errorf("pull without creds = %v; want the registry's UNAUTHORIZED message", err)
+	}
+}
+
+func TestOCIPullIndex(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "")
+	yaml := ociTestYAML(t, "agent.yaml")
+	other := ociTestYAML(t, "agent-v2.yaml")
+	child := reg.push("test/agent", "", yaml, "2026-01-01T00:00:00Z")
+	wrong := reg.push("test/agent", "", other, "2026-01-01T00:00:00Z")
+	idx := reg.putManifest("test/agent", "latest", map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     ociMediaIndex,
+		"manifests": []ociDescriptor{
+			{MediaType: ociMediaManifest, Size: int64(len(reg.manifests["test/agent@"+wrong].body)), Digest: wrong, Platform: &ociPlatform{"linux", "arm64"}},
+			{MediaType: ociMediaManifest, Size: int64(len(reg.manifests["test/agent@"+child].body)), Digest: child, ArtifactType: ociArtifactType},
+		},
+	})
+	p, _ := newOCITestPuller(t, nil)
+	ref := reg.host + "/test/agent"
+	ctx := context.Background()
+	data, digest, err := p.pull(ctx, ref)
+	if err != nil || !bytes.Equal(data, yaml) || digest != idx.Digest {
+		t.Fatalf("pull(%q) = %q, %q, %v; want the platform-less child's YAML and the index digest %q", ref, data, digest, err, idx.Digest)
+	}
+	if got, err := p.remoteDigest(ctx, ref); err != nil || got != digest {
+		t.Errorf("remoteDigest = %q, %v; want the index digest %q", got, err, digest)
+	}
+	reg.requests()
+	// Unlike the reference (spec/OCI.md §3.6), an unchanged index is not re-downloaded.
+	if _, _, err := p.pull(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.requests(); len(got) != 2 {
+		t.Errorf("second pull of an index = %q; want ping and HEAD only", got)
+	}
+}
+
+func TestOCIBlobRedirectDropsAuthorization(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	var cdnHits int
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Authorization"); a != "" {
+			t.Errorf("blob host got Authorization %q; the registry token must not leave the registry host", a)
+		}
+		if r.URL.Query().Get("sig") != "secret" {
+			t.Errorf("blob host request %s lost its query", r.URL)
+		}
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		cdnHits++
+		reg.writeBlob(w, r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
+	}))
+	t.Cleanup(cdn.Close)
+	reg.blobRedirect = cdn.URL // same IP, other port: Go's default policy would keep the header
+	yaml := ociTestYAML(t, "agent.yaml")
+	reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	p, _ := newOCITestPuller(t, nil)
+	if data, _, err := p.pull(context.Background(), reg.host+"/test/agent"); err != nil || !bytes.Equal(data, yaml) {
+		t.Fatalf("pull = %q, %v", data, err)
+	}
+	reg.set(func() {
+		if cdnHits != 2 {
+			t.Errorf("blob host hits = %d; want 2 (config and layer)", cdnHits)
+		}
+	})
+}
+
+func TestOCITamperedBlob(t *testing.T) {
+	t.Parallel()
+	yaml := ociTestYAML(t, "agent.yaml")
+	for _, tt := range []struct {
+		name    string
+		replace func(orig []byte) []byte
+		wantErr string
+	}{
+		{"same size", func(b []byte) []byte { c := bytes.Clone(b); c[len(c)-5] ^= 0xff; return c }, "tampered"},
+		{"longer", func(b []byte) []byte { return append(bytes.Clone(b), 0) }, "Content-Length"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			reg := newOCITestRegistry(t, "")
+			reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+			layer := ociHash(ociTestGzip(t, yaml))
+			reg.tamper[layer] = tt.replace(reg.blobs[layer])
+			p, _ := newOCITestPuller(t, nil)
+			_, _, err := p.pull(context.Background(), reg.host+"/test/agent")
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), layer) {
+				t.Fatalf("pull of a tampered layer = %v; want an error naming %s and %q", err, layer, tt.wantErr)
+			}
+			if _, err := os.Stat(filepath.Join(p.CacheDir, "blobs", "sha256", strings.TrimPrefix(layer, "sha256:"))); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("tampered layer reached the cache: %v", err)
+			}
+			if refs, _ := filepath.Glob(filepath.Join(p.CacheDir, "refs", "*")); len(refs) != 0 {
+				t.Errorf("a failed pull recorded refs %q", refs)
+			}
+		})
+	}
+}
+
+func TestOCIOversizedManifest(t *testing.T) {
+	t.Parallel()
+	for _, noLength := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noLength=%v", noLength), func(t *testing.T) {
+			t.Parallel()
+			reg := newOCITestRegistry(t, "")
+			reg.noLength = noLength
+			body := append([]byte(`{"schemaVersion":2,"pad":"`), bytes.Repeat([]byte("x"), maxOCIManifest)...)
+			body = append(body, `"}`...)
+			reg.put("test/agent", "latest", ociMediaManifest, body)
+			p, _ := newOCITestPuller(t, nil)
+			_, _, err := p.pull(context.Background(), reg.host+"/test/agent")
+			if err == nil || !strings.Contains(err.Error(), "byte limit") {
+				t.Fatalf("pull of a %d byte manifest = %v; want a limit error", len(body), err)
+			}
+		})
+	}
+}
+
+func TestOCIRegistryErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		status     int
+		body       string
+		wantErr    string
+		isNotFound bool
+	}{
+		{"404 json", 404, `{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}`,
+			"404 Not Found: NAME_UNKNOWN: repository name not known to registry", true},
+		{"500 json", 500, `{"errors":[{"code":"UNKNOWN","message":"storage backend down"},{"code":"X","message":"second"}]}`,
+			"500 Internal Server Error: UNKNOWN: storage backend down; X: second", false},
+		{"503 text", 503, "maintenance window\n", "503 Service Unavailable: maintenance window", false},
+		{"502 html", 502, "<html>bad gateway</html>", "502 Bad Gateway", false},
+		{"401 json", 401, `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}`,
+			"401 Unauthorized: DENIED: requested access to the resource is denied", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			reg := newOCITestRegistry(t, "")
+			reg.failStatus, reg.failBody = tt.status, tt.body
+			p, _ := newOCITestPuller(t, nil)
+			_, _, err := p.pull(context.Background(), reg.host+"/test/agent")
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("pull = %v; want error containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "<html>") {
+				t.Errorf("error %q quotes an HTML page", err)
+			}
+			if got := errors.Is(err, errNotFound); got != tt.isNotFound {
+				t.Errorf("errors.Is(%v, errNotFound) = %v; want %v", err, got, tt.isNotFound)
+			}
+		})
+	}
+	// A missing tag: HEAD 404 falls back to GET, whose body names the problem.
+	reg := newOCITestRegistry(t, "")
+	p, _ := newOCITestPuller(t, nil)
+	_, err := p.remoteDigest(context.Background(), reg.host+"/test/agent:nope")
+	if err == nil || !strings.Contains(err.Error(), "MANIFEST_UNKNOWN: manifest unknown") || !errors.Is(err, errNotFound) {
+		t.Errorf("remoteDigest of a missing tag = %v; want MANIFEST_UNKNOWN, errNotFound", err)
+	}
+}
+
+func TestOCICacheFallback(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	yaml := ociTestYAML(t, "agent.yaml")
+	want := reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	p, logs := newOCITestPuller(t, nil)
+	ref := reg.host + "/test/agent"
+	ctx := context.Background()
+	if _, _, err := p.pull(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	reg.Close()
+
+	data, digest, err := p.pull(ctx, ref)
+	if err != nil || !bytes.Equal(data, yaml) || digest != want {
+		t.Fatalf("pull with the registry down = %q, %q, %v; want the cached artifact %q", data, digest, err, want)
+	}
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "serving cached agent") || !strings.Contains(l, "unreachable") {
+		t.Errorf("log = %q; want a warning about serving the cached agent", l)
+	}
+	if _, err := p.remoteDigest(ctx, ref); err == nil {
+		t.Error("remoteDigest with the registry down succeeded")
+	}
+	if _, _, err := p.pull(ctx, reg.host+"/test/other"); err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Errorf("pull of an uncached ref with the registry down = %v; want unreachable", err)
+	}
+}
+
+func TestOCIRepush(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "")
+	v1, v2 := ociTestYAML(t, "agent.yaml"), ociTestYAML(t, "agent-v2.yaml")
+	d1 := reg.push("test/agent", "latest", v1, "2026-01-01T00:00:00Z")
+	p, _ := newOCITestPuller(t, nil)
+	ref := reg.host + "/test/agent:latest"
+	ctx := context.Background()
+	if _, got, err := p.pull(ctx, ref); err != nil || got != d1 {
+		t.Fatalf("pull = %q, %v; want %q", got, err, d1)
+	}
+	// Re-pushing identical YAML still changes the digest (the created annotation).
+	d1b := reg.push("test/agent", "latest", v1, "2026-01-01T00:01:00Z")
+	if got, err := p.remoteDigest(ctx, ref); err != nil || got != d1b || got == d1 {
+		t.Errorf("remoteDigest after identical re-push = %q, %v; want new digest %q", got, err, d1b)
+	}
+	d2 := reg.push("test/agent", "latest", v2, "2026-01-02T00:00:00Z")
+	if got, err := p.remoteDigest(ctx, ref); err != nil || got != d2 {
+		t.Errorf("remoteDigest after push of v2 = %q, %v; want %q", got, err, d2)
+	}
+	data, got, err := p.pull(ctx, ref)
+	if err != nil || got != d2 || !bytes.Equal(data, v2) {
+		t.Errorf("pull after re-push = %q, %q, %v; want v2 at %q", data, got, err, d2)
+	}
+}
+
+func TestOCIPullByDigest(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "")
+	yaml := ociTestYAML(t, "agent.yaml")
+	d := reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	p, _ := newOCITestPuller(t, nil)
+	ref := reg.host + "/test/agent@" + d
+	ctx := context.Background()
+	if data, got, err := p.pull(ctx, ref); err != nil || got != d || !bytes.Equal(data, yaml) {
+		t.Fatalf("pull(%q) = %q, %q, %v", ref, data, got, err)
+	}
+	reg.requests()
+	// Content-addressed and cached: no network at all.
+	if data, got, err := p.pull(ctx, ref); err != nil || got != d || !bytes.Equal(data, yaml) {
+		t.Fatalf("second pull(%q) = %q, %q, %v", ref, data, got, err)
+	}
+	if got := reg.requests(); len(got) != 0 {
+		t.Errorf("cached digest pull made requests %q", got)
+	}
+	// A registry answering a digest with other content is caught.
+	other := reg.push("test/agent", "", ociTestYAML(t, "agent-v2.yaml"), "2026-01-01T00:00:00Z")
+	fake := strings.Repeat("0", 64)
+	reg.put("test/agent", "sha256:"+fake, ociMediaManifest, reg.manifests["test/agent@"+other].body)
+	_, _, err := p.pull(ctx, reg.host+"/test/agent@sha256:"+fake)
+	if err == nil || !strings.Contains(err.Error(), "tampered") {
+		t.Errorf("pull of a digest the registry answers wrongly = %v; want a digest mismatch", err)
+	}
+}
+
+// TestOCIArtifactVariants covers what the reference accepts and rejects on
+// pull (spec/OCI.md §2.3), with hand-made manifests.
+func TestOCIArtifactVariants(t *testing.T) {
+	t.Parallel()
+	yaml := ociTestYAML(t, "agent.yaml")
+	bomb := ociTestGzip(t, make([]byte, maxOCIBlob+1))
+	ann := map[string]string{ociAnnotationVersion: "handrolled"}
+	tests := []struct {
+		name    string
+		build   func(reg *ociTestRegistry) map[string]any
+		wantErr string // "" = pulls fine and yields yaml
+	}{
+		{"raw yaml layer", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
+				"config": reg.putBlob(ociArtifactType, ociTestConfig(yaml)),
+				"layers": []ociDescriptor{reg.putBlob("application/yaml", yaml)}}
+		}, ""},
+		{"legacy annotation, docker media type", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaDockerManifest,
+				"annotations": map[string]string{ociAnnotationLegacy: "v1.9"},
+				"config":      reg.putBlob("application/vnd.docker.container.image.v1+json", ociTestConfig(yaml)),
+				"layers":      []ociDescriptor{reg.putBlob("application/vnd.docker.image.rootfs.diff.tar.gzip", ociTestGzip(t, yaml))}}
+		}, ""},
+		{"empty config", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
+				"config": reg.putBlob("application/vnd.oci.empty.v1+json", []byte("{}")),
+				"layers": []ociDescriptor{reg.putBlob("application/yaml", yaml)}}
+		}, "has no rootfs.diff_ids"},
+		{"no agent annotation", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest,
+				"config": reg.putBlob(ociArtifactType, ociTestConfig(yaml)),
+				"layers": []ociDescriptor{reg.putBlob("application/yaml", yaml)}}
+		}, "wasn't created by `docker agent share push`"},
+		{"no layers", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
+				"config": reg.putBlob(ociArtifactType, ociTestConfig(yaml)), "layers": []ociDescriptor{}}
+		}, "has no layers"},
+		{"schema 1", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 1, "mediaType": ociMediaDockerV1Signed, "name": "test/agent"}
+		}, "schema 1"},
+		{"diff_id mismatch", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
+				"config": reg.putBlob(ociArtifactType, ociTestConfig([]byte("other"))),
+				"layers": []ociDescriptor{reg.putBlob("application/yaml", yaml)}}
+		}, "does not match config diff_id"},
+		{"path traversal digest", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
+				"config": reg.putBlob(ociArtifactType, ociTestConfig(yaml)),
+				"layers": []ociDescriptor{{MediaType: "application/yaml", Size: 10, Digest: "sha256:../../../etc/passwd"}}}
+		}, "is not sha256:<64 hex>"},
+		{"oversized layer descriptor", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
+				"config": reg.putBlob(ociArtifactType, ociTestConfig(yaml)),
+				"layers": []ociDescriptor{{MediaType: "application/yaml", Size: maxOCIBlob + 1, Digest: ociHash(yaml)}}}
+		}, "outside 1.."},
+		{"gzip bomb", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
+				"config": reg.putBlob(ociArtifactType, ociTestConfig(yaml)),
+				"layers": []ociDescriptor{reg.putBlob("application/gzip", bomb)}}
+		}, "decompressed layer is over"},
+		{"docker manifest list", func(reg *ociTestRegistry) map[string]any {
+			child := reg.putManifest("test/agent", "", map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
+				"config": reg.putBlob(ociArtifactType, ociTestConfig(yaml)),
+				"layers": []ociDescriptor{reg.putBlob("application/yaml", yaml)}})
+			child.Platform = &ociPlatform{"linux", "amd64"}
+			arm := child
+			arm.Platform = &ociPlatform{"linux", "arm64"}
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaDockerList, "manifests": []ociDescriptor{arm, child}}
+		}, ""},
+		{"index without a usable child", func(reg *ociTestRegistry) map[string]any {
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaIndex, "manifests": []ociDescriptor{
+				{MediaType: ociMediaManifest, Size: 2, Digest: ociHash([]byte("{}")), Platform: &ociPlatform{"windows", "amd64"}}}}
+		}, "no linux/amd64"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			reg := newOCITestRegistry(t, "")
+			reg.putManifest("test/agent", "latest", tt.build(reg))
+			p, _ := newOCITestPuller(t, nil)
+			data, _, err := p.pull(context.Background(), reg.host+"/test/agent")
+			if tt.wantErr == "" {
+				if err != nil || !bytes.Equal(data, yaml) {
+					t.Errorf("pull = %q, %v; want the YAML", data, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("pull = %v; want error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Credentials
+
+// ociTestHelper writes a fake docker-credential-<name> into a new PATH dir.
+// It logs each server URL it is asked about to the returned file and answers
+// from answers (server URL → JSON line); anything else is "not found", and
+// the server URL "boom" fails.
+func ociTestHelper(t *testing.T, name string, answers map[string]string) (pathDir, logFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	logFile = filepath.Join(dir, "helper.log")
+	var cases strings.Builder
+	keys := make([]string, 0, len(answers))
+	for k := range answers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&cases, "  '%s') echo '%s' ;;\n", k, answers[k])
+	}
+	script := "#!/bin/sh\n" +
+		"[ \"$1\" = get ] || { echo \"unexpected action $1\"; exit 3; }\n" +
+		"addr=$(cat)\n" +
+		"echo \"$addr\" >> '" + logFile + "'\n" +
+		"case \"$addr\" in\n" + cases.String() +
+		"  *) echo 'credentials not found in native keychain'; exit 1 ;;\n" +
+		"esac\n"
+	if err := os.WriteFile(filepath.Join(dir, "docker-credential-"+name), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, logFile
+}
+
+func TestOCICredHelper(t *testing.T) {
+	t.Parallel()
+	t.Run("credsStore", func(t *testing.T) {
+		t.Parallel()
+		reg := newOCITestRegistry(t, "bearer")
+		reg.user, reg.pass = "alice", "from-helper"
+		yaml := ociTestYAML(t, "agent.yaml")
+		reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+		dir, log := ociTestHelper(t, "x", map[string]string{reg.host: `{"ServerURL":"` + reg.host + `","Username":"alice","Secret":"from-helper"}`})
+		env := ociTestDockerConfig(t, `{"credsStore":"x","auths":{"`+reg.host+`":{"auth":"`+ociB64("wrong:wrong")+`"}}}`)
+		env["PATH"] = dir
+		p, _ := newOCITestPuller(t, env)
+		if data, _, err := p.pull(context.Background(), reg.host+"/test/agent"); err != nil || !bytes.Equal(data, yaml) {
+			t.Fatalf("pull = %q, %v", data, err)
+		}
+		b, _ := os.ReadFile(log)
+		if got, want := string(b), reg.host+"/test/agent\n"+reg.host+"\n"; got != want {
+			t.Errorf("helper was asked for %q; want %q (repository key first, then registry)", got, want)
+		}
+		reg.set(func() {
+			if len(reg.tokenReqs) != 1 || reg.tokenReqs[0].Auth != "Basic "+ociB64("alice:from-helper") {
+				t.Errorf("token requests = %+v; want Basic with the helper's credentials", reg.tokenReqs)
+			}
+		})
+	})
+	t.Run("credHelpers identity token", func(t *testing.T) {
+		t.Parallel()
+		reg := newOCITestRegistry(t, "bearer")
+		reg.identityToken = "idtok-123"
+		yaml := ociTestYAML(t, "agent.yaml")
+		reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+		key := reg.host + "/test/agent"
+		dir, log := ociTestHelper(t, "x", map[string]string{key: `{"ServerURL":"` + key + `","Username":"<token>","Secret":"idtok-123"}`})
+		// credHelpers for the repository key wins over credsStore "missing",
+		// which would fail if it were run.
+		env := ociTestDockerConfig(t, `{"credsStore":"missing","credHelpers":{"`+key+`":"x"}}`)
+		env["PATH"] = dir
+		p, _ := newOCITestPuller(t, env)
+		if data, _, err := p.pull(context.Background(), key); err != nil || !bytes.Equal(data, yaml) {
+			t.Fatalf("pull = %q, %v", data, err)
+		}
+		if b, _ := os.ReadFile(log); string(b) != key+"\n" {
+			t.Errorf("helper was asked for %q; want only %q", b, key)
+		}
+		reg.set(func() {
+			if len(reg.tokenReqs) != 1 {
+				t.Fatalf("token requests = %+v; want one POST", reg.tokenReqs)
+			}
+			f := reg.tokenReqs[0].Form
+			if reg.tokenReqs[0].Method != "POST" || f.Get("grant_type") != "refresh_token" || f.Get("refresh_token") != "idtok-123" ||
+				f.Get("service") != "test-registry" || f.Get("scope") != "repository:test/agent:pull" {
+				t.Errorf("token request = %+v; want the refresh_token grant", reg.tokenReqs[0])
+			}
+		})
+	})
+	t.Run("helper failure", func(t *testing.T) {
+		t.Parallel()
+		reg := newOCITestRegistry(t, "bearer")
+		dir, _ := ociTestHelper(t, "x", nil)
+		if err := os.WriteFile(filepath.Join(dir, "docker-credential-x"), []byte("#!/bin/sh\necho 'keychain locked' >&2\nexit 2\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		env := ociTestDockerConfig(t, `{"credsStore":"x"}`)
+		env["PATH"] = dir
+		p, _ := newOCITestPuller(t, env)
+		_, _, err := p.pull(context.Background(), reg.host+"/test/agent")
+		if err == nil || !strings.Contains(err.Error(), "keychain locked") || !strings.Contains(err.Error(), "docker-credential-x") {
+			t.Errorf("pull with a failing helper = %v; want the helper's message", err)
+		}
+	})
+	t.Run("helper missing", func(t *testing.T) {
+		t.Parallel()
+		reg := newOCITestRegistry(t, "bearer")
+		env := ociTestDockerConfig(t, `{"credsStore":"nope"}`)
+		env["PATH"] = t.TempDir()
+		p, _ := newOCITestPuller(t, env)
+		_, _, err := p.pull(context.Background(), reg.host+"/test/agent")
+		if err == nil || !strings.Contains(err.Error(), "docker-credential-nope not found on PATH") {
+			t.Errorf("pull with a missing helper = %v", err)
+		}
+	})
+}
+
+func TestOCIIdentityTokenFallback(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "bearer")
+	reg.noOAuth = true
+	yaml := ociTestYAML(t, "agent.yaml")
+	reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	env := ociTestDockerConfig(t, `{"auths":{"`+reg.host+`":{"identitytoken":"idtok"}}}`)
+	p, _ := newOCITestPuller(t, env)
+	if data, _, err := p.pull(context.Background(), reg.host+"/test/agent"); err != nil || !bytes.Equal(data, yaml) {
+		t.Fatalf("pull = %q, %v", data, err)
+	}
+	reg.set(func() {
+		if len(reg.tokenReqs) != 2 || reg.tokenReqs[0].Method != "POST" || reg.tokenReqs[1].Method != "GET" {
+			t.Errorf("token requests = %+v; want POST (404) then GET", reg.tokenReqs)
+		}
+	})
+}
+
+// TestOCICredentialLookup checks the config discovery and key order of
+// spec/OCI.md §3.2 without a registry.
+func TestOCICredentialLookup(t *testing.T) {
+	t.Parallel()
+	hub, _ := parseOCIRef("agentcatalog/coder")
+	local, _ := parseOCIRef("127.0.0.1:5000/test/basic")
+	basic := func(u, p string) ociCreds { return ociCreds{Username: u, Password: p} }
+	tests := []struct {
+		name    string
+		config  string            // DOCKER_CONFIG/config.json; "" = none
+		env     map[string]string // extra environment; files named in values are created by the case
+		ref     ociRef
+		want    ociCreds
+		wantErr string
+	}{
+		{name: "no config", ref: local},
+		{name: "auth base64", config: `{"auths":{"127.0.0.1:5000":{"auth":"` + ociB64("u:p:q") + `"}}}`, ref: local, want: basic("u", "p:q")},
+		{name: "username password", config: `{"auths":{"127.0.0.1:5000":{"username":"u","password":"p"}}}`, ref: local, want: basic("u", "p")},
+		{name: "identity token", config: `{"auths":{"127.0.0.1:5000":{"identitytoken":"it"}}}`, ref: local, want: ociCreds{IdentityToken: "it"}},
+		{name: "registry token", config: `{"auths":{"127.0.0.1:5000":{"registrytoken":"rt"}}}`, ref: local, want: ociCreds{RegistryToken: "rt"}},
+		{name: "repository key wins", config: `{"auths":{"127.0.0.1:5000":{"auth":"` + ociB64("reg:1") + `"},"127.0.0.1:5000/test/basic":{"auth":"` + ociB64("repo:2") + `"}}}`,
+			ref: local, want: basic("repo", "2")},
+		{name: "url key reduced to host", config: `{"auths":{"https://127.0.0.1:5000/v2/":{"auth":"` + ociB64("u:p") + `"}}}`, ref: local, want: basic("u", "p")},
+		{name: "other host ignored", config: `{"auths":{"127.0.0.1:5001":{"auth":"` + ociB64("u:p") + `"}}}`, ref: local},
+		{name: "docker hub v1 key", config: `{"auths":{"https://index.docker.io/v1/":{"auth":"` + ociB64("hub:p") + `"}}}`, ref: hub, want: basic("hub", "p")},
+		{name: "docker hub repository key", config: `{"auths":{"https://index.docker.io/v1/":{"auth":"` + ociB64("hub:p") + `"},"index.docker.io/agentcatalog/coder":{"auth":"` + ociB64("repo:p") + `"}}}`,
+			ref: hub, want: basic("repo", "p")},
+		// Beyond the reference: podman and older tools key Docker Hub as "docker.io".
+		{name: "docker hub docker.io alias", config: `{"auths":{"docker.io":{"auth":"` + ociB64("alias:p") + `"}}}`, ref: hub, want: basic("alias", "p")},
+		{name: "bad base64", config: `{"auths":{"127.0.0.1:5000":{"auth":"%%%"}}}`, ref: local, wantErr: "base64"},
+		{name: "auth without colon", config: `{"auths":{"127.0.0.1:5000":{"auth":"` + ociB64("nocolon") + `"}}}`, ref: local, wantErr: "user:password"},
+		{name: "bad json", config: `{"auths":`, ref: local, wantErr: "parsing"},
+		{name: "DOCKER_AUTH_CONFIG first", config: `{"auths":{"127.0.0.1:5000":{"auth":"` + ociB64("file:p") + `"}}}`,
+			env: map[string]string{"DOCKER_AUTH_CONFIG": `{"auths":{"127.0.0.1:5000":{"auth":"` + ociB64("env:p") + `"}}}`}, ref: local, want: basic("env", "p")},
+		{name: "DOCKER_AUTH_CONFIG needs a config file", env: map[string]string{"DOCKER_AUTH_CONFIG": `{"auths":{"127.0.0.1:5000":{"auth":"` + ociB64("env:p") + `"}}}`}, ref: local},
+		{name: "podman REGISTRY_AUTH_FILE", env: map[string]string{"REGISTRY_AUTH_FILE": `{"auths":{"127.0.0.1:5000":{"auth":"` + ociB64("podman:p") + `"}}}`}, ref: local, want: basic("podman", "p")},
+		{name: "podman XDG_RUNTIME_DIR", env: map[string]string{"XDG_RUNTIME_DIR": `{"auths":{"127.0.0.1:5000":{"auth":"` + ociB64("xdg:p") + `"}}}`}, ref: local, want: basic("xdg", "p")},
+		{name: "docker config wins over podman", config: `{}`, env: map[string]string{"REGISTRY_AUTH_FILE": `{"auths":{"127.0.0.1:5000":{"auth":"` + ociB64("podman:p") + `"}}}`}, ref: local},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{}
+			if tt.config != "" {
+				env = ociTestDockerConfig(t, tt.config)
+			}
+			for k, v := range tt.env {
+				switch k {
+				case "REGISTRY_AUTH_FILE":
+					f := filepath.Join(t.TempDir(), "auth.json")
+					os.WriteFile(f, []byte(v), 0o600)
+					v = f
+				case "XDG_RUNTIME_DIR":
+					d := t.TempDir()
+					os.MkdirAll(filepath.Join(d, "containers"), 0o700)
+					os.WriteFile(filepath.Join(d, "containers", "auth.json"), []byte(v), 0o600)
+					v = d
+				}
+				env[k] = v
+			}
+			p, _ := newOCITestPuller(t, env)
+			got, err := p.credentials(context.Background(), tt.ref)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("credentials(%s) = %+v, %v; want error containing %q", tt.ref, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("credentials(%s) = %+v, %v; want %+v", tt.ref, got, err, tt.want)
+			}
+		})
+	}
+	// ~/.docker/config.json is used when DOCKER_CONFIG is unset.
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, ".docker"), 0o700)
+	os.WriteFile(filepath.Join(home, ".docker", "config.json"), []byte(`{"auths":{"127.0.0.1:5000":{"auth":"`+ociB64("home:p")+`"}}}`), 0o600)
+	p, _ := newOCITestPuller(t, map[string]string{"HOME": home})
+	if got, err := p.credentials(context.Background(), local); err != nil || got != basic("home", "p") {
+		t.Errorf("credentials from ~/.docker = %+v, %v", got, err)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// cmdPull
+
+func TestCmdPull(t *testing.T) {
+	t.Parallel()
+	reg := newOCITestRegistry(t, "")
+	yaml := ociTestYAML(t, "agent.yaml")
+	want := reg.push("test/agent", "latest", yaml, "2026-01-01T00:00:00Z")
+	cache := t.TempDir()
+	ctx := context.Background()
+	var stdout, stderr bytes.Buffer
+	if code := cmdPull(ctx, []string{"--cache-dir", cache, reg.host + "/test/agent"}, &stdout, &stderr); code != 0 || stdout.String() != want+"\n" {
+		t.Fatalf("cmdPull = %d, stdout %q, stderr %q; want 0 and the digest", code, stdout.String(), stderr.String())
+	}
+	// The download is in the cache: a puller on it serves the agent offline.
+	reg.Close()
+	p := &ociPuller{CacheDir: cache, Getenv: func(string) string { return "" }}
+	if data, d, err := p.pull(ctx, reg.host+"/test/agent"); err != nil || d != want || !bytes.Equal(data, yaml) {
+		t.Errorf("pull from cmdPull's cache = %q, %q, %v", data, d, err)
+	}
+	for _, tt := range []struct {
+		args     []string
+		code     int
+		inStderr string
+	}{
+		{nil, 2, "usage: agentd pull"},
+		{[]string{"a/b", "c/d"}, 2, "usage: agentd pull"},
+		{[]string{"--bogus", "a/b"}, 2, "flag provided but not defined"},
+		{[]string{"Bad"}, 1, "invalid reference"},
+		// No cache fallback for an explicit pull.
+		{[]string{"--cache-dir", cache, reg.host + "/test/agent"}, 1, "unreachable"},
+	} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := cmdPull(ctx, tt.args, &stdout, &stderr); code != tt.code || !strings.Contains(stderr.String(), tt.inStderr) || stdout.Len() != 0 {
+			t.Errorf("cmdPull(%q) = %d, stdout %q, stderr %q; want %d and %q", tt.args, code, stdout.String(), stderr.String(), tt.code, tt.inStderr)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Fuzzing
+
+func FuzzParseOCIRef(f *testing.F) {
+	for _, s := range []string{"agentcatalog/coder", "docker.io/x/y:tag", "ubuntu", "localhost:5000/a/b@sha256:" + strings.Repeat("0", 64),
+		"[::1]:5000/ab/cd", "x/y:t@sha256:" + strings.Repeat("f", 64), "a//b", "a:b:c", "./agent", "ho_st:1/ab", "a__b/c--d.e_f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ref, err := parseOCIRef(s)
+		if err != nil {
+			return
+		}
+		if ref.Registry == "" || (ref.Tag == "") == (ref.Digest == "") || !ociValidRepository(ref.Repository) || !ociValidRegistry(ref.Registry) {
+			t.Fatalf("parseOCIRef(%q) = %+v: invalid result", s, ref)
+		}
+		if ref.Digest != "" && !ociValidDigest(ref.Digest) || ref.Tag != "" && !ociValidTag(ref.Tag) {
+			t.Fatalf("parseOCIRef(%q) = %+v: invalid tag or digest", s, ref)
+		}
+		again, err := parseOCIRef(ref.String())
+		if err != nil || again != ref {
+			t.Fatalf("parseOCIRef(%q) = %+v, %v; want %+v (round trip of %q)", ref.String(), again, err, ref, s)
+		}
+		if id := ociRefID(s); strings.ContainsAny(id, `/:@\*?"<>|`) {
+			t.Fatalf("ociRefID(%q) = %q contains a path separator", s, id)
+		}
+	})
+}
+
+// ociFormatChallenges writes challenges back in canonical form.
+func ociFormatChallenges(chs []ociChallenge) string {
+	var parts []string
+	for _, c := range chs {
+		keys := make([]string, 0, len(c.Params))
+		for k := range c.Params {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		s := c.Scheme
+		for i, k := range keys {
+			sep := ","
+			if i == 0 {
+				sep = " "
+			}
+			s += sep + k + `="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(c.Params[k]) + `"`
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func FuzzParseAuthChallenge(f *testing.F) {
+	for _, s := range []string{`Bearer realm="https://auth.docker.io/token",service="registry.docker.io"`, `Basic realm="x"`,
+		`Basic realm="a", Bearer realm="b",service="c",scope="repository:x:pull"`, `Negotiate abc==`, `Bearer realm="a\"b"`, `a=b`, `Bearer realm=`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		chs, err := parseAuthChallenge(s)
+		if err != nil {
+			return
+		}
+		for _, c := range chs {
+			if c.Scheme == "" || c.Scheme != strings.ToLower(c.Scheme) || c.Params == nil {
+				t.Fatalf("parseAuthChallenge(%q) = %+v: bad challenge", s, chs)
+			}
+		}
+		canon := ociFormatChallenges(chs)
+		again, err := parseAuthChallenge(canon)
+		if err != nil || !reflect.DeepEqual(again, chs) {
+			t.Fatalf("parseAuthChallenge(%q) = %+v, %v; want %+v (round trip of %q)", canon, again, err, chs, s)
+		}
+	})
+}
