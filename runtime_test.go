@@ -26,7 +26,7 @@ agents:
 }
 
 // newRunEnv starts a fake model with turns and a server with one agent "a".
-func newRunEnv(t *testing.T, extra string, turns ...fakeTurn) (*testEnv, *fakeOpenAI) {
+func newRunEnv(t *testing.T, extra string, turns ...fakeTurn) (*apiTest, *fakeOpenAI) {
 	t.Helper()
 	f := newFakeOpenAI(t, turns...)
 	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, extra)})

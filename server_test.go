@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// testEnv is a running server over the real mux, a real SQLite file and a directory
+// apiTest is a running server over the real mux, a real SQLite file and a directory
 // of agent YAML files.
-type testEnv struct {
+type apiTest struct {
 	t    *testing.T
 	srv  *httptest.Server
 	s    *server
@@ -29,10 +29,10 @@ type testEnv struct {
 type testOption func(*serverConfig)
 
 // newTestEnv writes files (name → YAML) into an agent directory and starts a server.
-func newTestEnv(t *testing.T, files map[string]string, opts ...testOption) *testEnv {
+func newTestEnv(t *testing.T, files map[string]string, opts ...testOption) *apiTest {
 	t.Helper()
 	base := t.TempDir()
-	e := &testEnv{t: t, dir: filepath.Join(base, "agents"), root: filepath.Join(base, "work"), env: map[string]string{}}
+	e := &apiTest{t: t, dir: filepath.Join(base, "agents"), root: filepath.Join(base, "work"), env: map[string]string{}}
 	os.MkdirAll(e.dir, 0o755)
 	os.MkdirAll(e.root, 0o755)
 	for name, body := range files {
@@ -72,7 +72,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (e *testEnv) write(name, body string) {
+func (e *apiTest) write(name, body string) {
 	e.t.Helper()
 	if err := os.WriteFile(filepath.Join(e.dir, name), []byte(body), 0o644); err != nil {
 		e.t.Fatal(err)
@@ -80,7 +80,7 @@ func (e *testEnv) write(name, body string) {
 }
 
 // do sends a request with an optional JSON body and returns status and body.
-func (e *testEnv) do(method, path string, body any) (int, []byte) {
+func (e *apiTest) do(method, path string, body any) (int, []byte) {
 	e.t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -115,7 +115,7 @@ func decode[T any](t *testing.T, b []byte) T {
 }
 
 // newSession creates a session and returns its id.
-func (e *testEnv) newSession(body any) string {
+func (e *apiTest) newSession(body any) string {
 	e.t.Helper()
 	code, b := e.do("POST", "/api/sessions", body)
 	if code != 200 {
@@ -136,7 +136,7 @@ type sseStream struct {
 
 // run starts an agent run and returns the open stream (status checked by caller
 // through resp.StatusCode).
-func (e *testEnv) run(path string, msgs any) *sseStream {
+func (e *apiTest) run(path string, msgs any) *sseStream {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	j, _ := json.Marshal(msgs)
