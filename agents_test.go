@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const pirateYAML = `agents:
@@ -196,5 +197,51 @@ func TestSingleFileSourceAndErrors(t *testing.T) {
 	defer m.close()
 	if l := m.list(); len(l) != 1 || l[0].Error == "" {
 		t.Fatalf("missing file list = %+v", l)
+	}
+}
+
+// TestOCISourceRefresh serves an agent from an in-process registry and picks up a
+// re-push within the pull interval; an invalid push keeps the last good version.
+func TestOCISourceRefresh(t *testing.T) {
+	reg := newOCITestRegistry(t, "")
+	v1 := strings.Replace(pirateYAML, "Talk like a pirate", "Version one", 1)
+	reg.push("test/agent", "latest", []byte(v1), "2026-01-01T00:00:00Z")
+	ref := reg.host + "/test/agent:latest"
+	dir := t.TempDir()
+	a, err := newAgentSources(context.Background(), ref, sourceOptions{root: dir, cacheDir: filepath.Join(dir, "cache"), pullInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	id := ociRefID(ref)
+	desc := func() (string, string) {
+		for _, s := range a.list() {
+			if s.Name == id {
+				return s.Description, s.Error
+			}
+		}
+		return "<absent>", ""
+	}
+	if d, err := desc(); d != "Version one" || err != "" {
+		t.Fatalf("first pull: %q %q (id %s, list %+v)", d, err, id, a.list())
+	}
+	if !strings.HasSuffix(id, ".yaml") || strings.ContainsAny(id, "/:") {
+		t.Fatalf("OCI id %q; want the reference's file-like id", id)
+	}
+	// A run holding the old team keeps it until it releases it.
+	old, err := a.team(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.push("test/agent", "latest", []byte(strings.Replace(v1, "Version one", "Version two", 1)), "2026-01-02T00:00:00Z")
+	waitFor(t, "re-pushed version", func() bool { d, _ := desc(); return d == "Version two" })
+	if old.file.Agents[0].Description != "Version one" {
+		t.Fatalf("running team changed under a run")
+	}
+	old.release()
+	reg.push("test/agent", "latest", []byte("agents:\n  root:\n    bogus: 1\n"), "2026-01-03T00:00:00Z")
+	waitFor(t, "invalid push reported", func() bool { _, err := desc(); return err != "" })
+	if d, _ := desc(); d != "Version two" {
+		t.Fatalf("after an invalid push description = %q; want the last good one", d)
 	}
 }
