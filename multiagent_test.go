@@ -53,7 +53,7 @@ func TestTransferTaskNested(t *testing.T) {
 		fakeTurn{Text: []string{"root final"}},                                           // root
 	)
 	e := newTestEnv(t, map[string]string{"team.yaml": teamYAMLFor(f.URL)})
-	e.env["OPENAI_API_KEY"] = "k"
+	e.setenv("OPENAI_API_KEY", "k")
 	id := e.newSession(map[string]any{"title": "t"})
 	s := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}})
 	// The confirmation inside the grandchild's parent surfaces on the root stream and is
@@ -121,6 +121,12 @@ func TestTransferTaskNested(t *testing.T) {
 	if strings.Index(all, "helper says hi") > strings.Index(all, "root final") {
 		t.Errorf("child messages must come before the parent's final answer:\n%s", all)
 	}
+	// After a restart the stored conversation reads back the same.
+	e.restart()
+	_, b2 := e.do("GET", "/api/sessions/"+id, nil)
+	if string(b2) != string(b) {
+		t.Fatalf("after restart:\n%s\nbefore:\n%s", b2, b)
+	}
 }
 
 func TestTransferTaskErrors(t *testing.T) {
@@ -128,7 +134,7 @@ func TestTransferTaskErrors(t *testing.T) {
 		fakeTurn{ToolCalls: []fakeToolCall{transferCall("call_1", "expert", "x")}},
 		fakeTurn{Text: []string{"ok"}})
 	e := newTestEnv(t, map[string]string{"team.yaml": teamYAMLFor(f.URL)})
-	e.env["OPENAI_API_KEY"] = "k"
+	e.setenv("OPENAI_API_KEY", "k")
 	id := e.newSession(map[string]any{"title": "t"})
 	evs := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}}).all()
 	got := toolResponses(evs)
@@ -143,7 +149,7 @@ func TestHandoffPersists(t *testing.T) {
 		fakeTurn{Text: []string{"expert here"}},
 		fakeTurn{Text: []string{"still expert"}})
 	e := newTestEnv(t, map[string]string{"team.yaml": teamYAMLFor(f.URL)})
-	e.env["OPENAI_API_KEY"] = "k"
+	e.setenv("OPENAI_API_KEY", "k")
 	id := e.newSession(map[string]any{"title": "t"})
 	s := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}})
 	evs := s.all()
@@ -178,7 +184,7 @@ func TestTransferTaskCancelledChild(t *testing.T) {
 		fakeTurn{ToolCalls: []fakeToolCall{transferCall("call_1", "helper", "x")}},
 		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_2", "echo x")}})
 	e := newTestEnv(t, map[string]string{"team.yaml": teamYAMLFor(f.URL)})
-	e.env["OPENAI_API_KEY"] = "k"
+	e.setenv("OPENAI_API_KEY", "k")
 	id := e.newSession(map[string]any{"title": "t"})
 	s := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}})
 	s.until("tool_call_confirmation")

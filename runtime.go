@@ -5,6 +5,7 @@ package main
 // titles, and the per-session run state that resume and elicitation answer.
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -340,7 +341,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.runs.finish(rs)
 
-	sink := newSSESink(w)
+	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
 	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec}
 	rn.run(ctx, ag, msgs)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeAgentYAML is a one-agent config talking to the fake model at url.
@@ -30,7 +31,7 @@ func newRunEnv(t *testing.T, extra string, turns ...fakeTurn) (*apiTest, *fakeOp
 	t.Helper()
 	f := newFakeOpenAI(t, turns...)
 	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, extra)})
-	e.env["OPENAI_API_KEY"] = "test-key"
+	e.setenv("OPENAI_API_KEY", "test-key")
 	return e, f
 }
 
@@ -194,7 +195,7 @@ func TestRunConflictWhileRunning(t *testing.T) {
 
 func TestRunMissingKey(t *testing.T) {
 	e, f := newRunEnv(t, "", fakeTurn{Text: []string{"never"}})
-	delete(e.env, "OPENAI_API_KEY")
+	e.setenv("OPENAI_API_KEY", "")
 	id := e.newSession(nil)
 	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
 	evs := s.all()
@@ -318,7 +319,7 @@ func TestRunNamedAgentAndDefault(t *testing.T) {
     description: Second
 `
 	e := newTestEnv(t, map[string]string{"t.yaml": yaml})
-	e.env["OPENAI_API_KEY"] = "k"
+	e.setenv("OPENAI_API_KEY", "k")
 	id := e.newSession(map[string]any{"title": "t"})
 	// Without a name the team's default (no root → the first agent) answers.
 	ev := e.run("/api/sessions/"+id+"/agent/t", []map[string]any{{"content": "hi"}}).until("stream_started")
@@ -347,5 +348,25 @@ func TestRunFilePartsConfined(t *testing.T) {
 	if s.resp.StatusCode != 200 {
 		t.Fatalf("file inside working dir = %d", s.resp.StatusCode)
 	}
+	s.all()
+}
+
+func TestIdleStreamHeartbeat(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "echo x")}})
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, shellThinkYAML)}, func(c *serverConfig) { c.heartbeat = 30 * time.Millisecond })
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}})
+	s.until("tool_call_confirmation")
+	// While the run waits for the user, the stream carries only comment lines.
+	for s.sc.Scan() {
+		if line := s.sc.Text(); line != "" {
+			if line != ": ping" {
+				t.Fatalf("idle stream line = %q; want the heartbeat comment", line)
+			}
+			break
+		}
+	}
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"})
 	s.all()
 }

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // serverConfig is what newServer needs besides its collaborators.
@@ -29,6 +30,7 @@ type serverConfig struct {
 	allowedHosts []string // extra Host values beyond the loopback names
 	corsOrigins  []string
 	maxRuns      int
+	heartbeat    time.Duration // idle-stream comment interval; 0 = heartbeatEvery
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.

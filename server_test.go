@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -21,9 +22,14 @@ type apiTest struct {
 	t    *testing.T
 	srv  *httptest.Server
 	s    *server
+	base string
 	dir  string // agent files
 	root string // --working-dir
+	opts []testOption
+
+	mu   sync.Mutex
 	env  map[string]string
+	stop func()
 }
 
 type testOption func(*serverConfig)
@@ -32,36 +38,64 @@ type testOption func(*serverConfig)
 func newTestEnv(t *testing.T, files map[string]string, opts ...testOption) *apiTest {
 	t.Helper()
 	base := t.TempDir()
-	e := &apiTest{t: t, dir: filepath.Join(base, "agents"), root: filepath.Join(base, "work"), env: map[string]string{}}
+	e := &apiTest{t: t, base: base, dir: filepath.Join(base, "agents"), root: filepath.Join(base, "work"), env: map[string]string{}, opts: opts}
 	os.MkdirAll(e.dir, 0o755)
 	os.MkdirAll(e.root, 0o755)
 	for name, body := range files {
 		e.write(name, body)
 	}
+	e.start()
+	t.Cleanup(func() { e.stop() })
+	return e
+}
+
+// start opens the store and the agent sources and serves them.
+func (e *apiTest) start() {
+	t := e.t
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	getenv := func(k string) string { return e.env[k] }
 	ctx := context.Background()
-	st, err := openStore(ctx, filepath.Join(base, "session.db"))
+	st, err := openStore(ctx, filepath.Join(e.base, "session.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: getenv, log: log})
+	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := serverConfig{root: e.root, getenv: getenv, clientEnv: clientEnv{HTTP: &http.Client{}, Getenv: getenv}}
-	for _, o := range opts {
+	cfg := serverConfig{root: e.root, getenv: e.getenv, clientEnv: clientEnv{HTTP: &http.Client{}, Getenv: e.getenv}}
+	for _, o := range e.opts {
 		o(&cfg)
 	}
 	e.s = newServer(st, srcs, log, cfg)
 	e.srv = httptest.NewServer(e.s)
-	t.Cleanup(func() {
+	e.stop = func() {
 		e.srv.CloseClientConnections()
 		e.srv.Close()
 		srcs.close()
 		st.Close()
-	})
-	return e
+	}
+}
+
+// restart stops the server and starts a new one on the same database and agents.
+func (e *apiTest) restart() {
+	e.stop()
+	e.start()
+}
+
+func (e *apiTest) getenv(k string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.env[k]
+}
+
+func (e *apiTest) setenv(k, v string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if v == "" {
+		delete(e.env, k)
+		return
+	}
+	e.env[k] = v
 }
 
 // testWriter routes server logs into the test log.

@@ -23,8 +23,8 @@ type sseSink struct {
 	stop   chan struct{}
 }
 
-// newSSESink writes the stream headers and starts the heartbeat.
-func newSSESink(w http.ResponseWriter) *sseSink {
+// newSSESink writes the stream headers and starts a heartbeat every beat.
+func newSSESink(w http.ResponseWriter, beat time.Duration) *sseSink {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -33,7 +33,7 @@ func newSSESink(w http.ResponseWriter) *sseSink {
 	w.WriteHeader(http.StatusOK)
 	s := &sseSink{w: w, rc: http.NewResponseController(w), last: time.Now(), stop: make(chan struct{})}
 	s.rc.Flush()
-	go s.heartbeat()
+	go s.heartbeat(beat)
 	return s
 }
 
@@ -56,8 +56,8 @@ func (s *sseSink) send(ev *event) {
 	s.last = time.Now()
 }
 
-func (s *sseSink) heartbeat() {
-	t := time.NewTicker(heartbeatEvery)
+func (s *sseSink) heartbeat(beat time.Duration) {
+	t := time.NewTicker(beat)
 	defer t.Stop()
 	for {
 		select {
@@ -65,7 +65,7 @@ func (s *sseSink) heartbeat() {
 			return
 		case <-t.C:
 			s.mu.Lock()
-			if !s.closed && time.Since(s.last) >= heartbeatEvery {
+			if !s.closed && time.Since(s.last) >= beat {
 				s.w.Write([]byte(": ping\n\n"))
 				s.rc.Flush()
 				s.last = time.Now()
