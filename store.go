@@ -192,7 +192,10 @@ var storeOwnMigrations = []storeMigration{
 		CREATE TABLE agentd_message_counts (
 			session_id TEXT PRIMARY KEY,  -- sessions.id (no FK: the triggers clean up)
 			n INTEGER NOT NULL DEFAULT 0   -- non-system message items of this session alone
-		);
+		) WITHOUT ROWID;
+		-- Sub-session edges only, so listing never scans message items.
+		CREATE INDEX agentd_idx_subsession_edges ON session_items(session_id, subsession_id)
+			WHERE item_type = 'subsession';
 		CREATE TRIGGER agentd_items_insert AFTER INSERT ON session_items WHEN NEW.item_type = 'message' BEGIN
 			INSERT INTO agentd_message_counts (session_id, n) VALUES (NEW.session_id, ` + storeNonSystem("NEW.message_json") + `)
 			ON CONFLICT(session_id) DO UPDATE SET n = n + excluded.n;
