@@ -253,3 +253,27 @@ func TestFSIgnoreVCS(t *testing.T) {
 		t.Errorf("search_files_content(ignore_vcs=false) found %d files; want 9:\n%s", n, r.Output)
 	}
 }
+
+// BenchmarkFSSearch searches 200 files of 500 lines each for a literal.
+func BenchmarkFSSearch(b *testing.B) {
+	dir := b.TempDir()
+	line := strings.Repeat("lorem ipsum dolor sit amet ", 3) + "\n"
+	for i := range 200 {
+		os.WriteFile(filepath.Join(dir, "f"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('a'+i/26))), []byte(strings.Repeat(line, 499)+"needle\n"), 0o644)
+	}
+	s, _ := newBuiltinToolset(&toolsetConfig{Type: "filesystem"}, toolsetOptions{})
+	list, _ := s.tools(b.Context())
+	var search tool
+	for _, tl := range list {
+		if tl.def.Name == "search_files_content" {
+			search = tl
+		}
+	}
+	env := &toolEnv{WorkingDir: dir}
+	args := json.RawMessage(`{"path":".","query":"needle"}`)
+	for b.Loop() {
+		if r := search.run(b.Context(), env, args); strings.Count(r.Output, "\n") != 199 {
+			b.Fatalf("search found %d lines", strings.Count(r.Output, "\n")+1)
+		}
+	}
+}
