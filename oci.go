@@ -46,7 +46,8 @@ const (
 	ociDockerHub        = "index.docker.io"             // Docker Hub: the default registry and the API host the reference talks to
 	ociDockerHubAuthKey = "https://index.docker.io/v1/" // config.json key for Docker Hub (docker/cli's legacy server address)
 	maxOCIManifest      = 4 << 20                       // manifest or index body
-	maxOCIBlob          = 16 << 20                      // config or layer blob, and the decompressed YAML
+	maxOCIBlob          = 16 << 20                      // config or layer blob
+	maxOCIYAML          = 4 << 20                       // agent YAML after decompression (gzip bomb guard)
 	maxOCIErrorBody     = 64 << 10                      // registry error bodies
 	maxOCITokenBody     = 1 << 20                       // token endpoint answers (JWTs can be long)
 	maxOCIHelperOutput  = 64 << 10                      // docker-credential-* stdout
@@ -1378,10 +1379,13 @@ func ociExtractAgent(ctx context.Context, get ociGetFunc, name string, top []byt
 			return nil, fmt.Errorf("artifact %s: layer %s: %w", name, m.Layers[0].Digest, err)
 		}
 		// The limit stops a gzip bomb from filling memory.
-		yaml, err = ociReadAll(zr, maxOCIBlob, "artifact "+name+": decompressed layer")
+		yaml, err = ociReadAll(zr, maxOCIYAML, "artifact "+name+": decompressed layer")
 		if err != nil {
 			return nil, err
 		}
+	}
+	if len(yaml) > maxOCIYAML {
+		return nil, fmt.Errorf("artifact %s: agent YAML is over the %d byte limit", name, maxOCIYAML)
 	}
 	if got := ociHash(yaml); got != cfg.RootFS.DiffIDs[0] {
 		return nil, fmt.Errorf("artifact %s: layer content %s does not match config diff_id %s", name, got, cfg.RootFS.DiffIDs[0])

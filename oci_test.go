@@ -1012,7 +1012,9 @@ func TestOCIPullByDigest(t *testing.T) {
 func TestOCIArtifactVariants(t *testing.T) {
 	t.Parallel()
 	yaml := ociTestYAML(t, "agent.yaml")
-	bomb := ociTestGzip(t, make([]byte, maxOCIBlob+1))
+	// Concatenated gzip members of 1 MiB of zeros: cheap to build, and
+	// gzip.Reader reads multi-member streams, so it inflates past maxOCIYAML.
+	bomb := bytes.Repeat(ociTestGzip(t, make([]byte, 1<<20)), maxOCIYAML>>20+1)
 	ann := map[string]string{ociAnnotationVersion: "handrolled"}
 	tests := []struct {
 		name    string
@@ -1067,6 +1069,12 @@ func TestOCIArtifactVariants(t *testing.T) {
 				"config": reg.putBlob(ociArtifactType, ociTestConfig(yaml)),
 				"layers": []ociDescriptor{reg.putBlob("application/gzip", bomb)}}
 		}, "decompressed layer is over"},
+		{"raw yaml over the limit", func(reg *ociTestRegistry) map[string]any {
+			big := bytes.Repeat([]byte("#\n"), maxOCIYAML/2+1)
+			return map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
+				"config": reg.putBlob(ociArtifactType, ociTestConfig(big)),
+				"layers": []ociDescriptor{reg.putBlob("application/yaml", big)}}
+		}, "agent YAML is over"},
 		{"docker manifest list", func(reg *ociTestRegistry) map[string]any {
 			child := reg.putManifest("test/agent", "", map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "annotations": ann,
 				"config": reg.putBlob(ociArtifactType, ociTestConfig(yaml)),

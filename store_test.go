@@ -58,6 +58,7 @@ func rawRow(t *testing.T, st *store, table, where string, cols ...string) []stri
 }
 
 func TestStorePragmas(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
 	for _, tt := range []struct {
@@ -89,6 +90,7 @@ func TestStorePragmas(t *testing.T) {
 }
 
 func TestStoreDirCreated0700(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	st, err := openStore(context.Background(), filepath.Join(dir, "s.db"))
 	if err != nil {
@@ -107,6 +109,7 @@ func TestStoreDirCreated0700(t *testing.T) {
 // TestStoreSchema checks the final layout against API.md §9.3, column by column, so the
 // reference can open our file.
 func TestStoreSchema(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	type col struct{ name, typ, dflt string }
 	cols := func(table string) []col {
@@ -162,6 +165,7 @@ func TestStoreSchema(t *testing.T) {
 	rows.Close()
 	// The reference's objects, plus ours, all named agentd_*.
 	wantObjs := []string{
+		"index agentd_idx_subsession_edges session_items",
 		"index idx_session_items_session session_items",
 		"index idx_session_items_session_type session_items",
 		"index idx_sessions_parent_id sessions",
@@ -217,6 +221,7 @@ func TestStoreSchema(t *testing.T) {
 }
 
 func TestStoreCreateAndGet(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
 	zone := time.FixedZone("X", 5*3600+30*60)
@@ -272,6 +277,7 @@ func TestStoreCreateAndGet(t *testing.T) {
 }
 
 func TestStoreUpdates(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
 	mustCreate(t, st, &sessionRecord{ID: "s", Thinking: true})
@@ -350,6 +356,7 @@ func TestStoreUpdates(t *testing.T) {
 
 // TestStoreToggleLenient reads booleans written as text by another program.
 func TestStoreToggleLenient(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
 	mustCreate(t, st, &sessionRecord{ID: "s"})
@@ -369,6 +376,7 @@ func TestStoreToggleLenient(t *testing.T) {
 }
 
 func TestStoreItems(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
 	mustCreate(t, st, &sessionRecord{ID: "p"})
@@ -481,6 +489,7 @@ func TestStoreItems(t *testing.T) {
 }
 
 func TestStoreAppendSubSessionErrors(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "c"} {
@@ -513,6 +522,7 @@ func TestStoreAppendSubSessionErrors(t *testing.T) {
 // TestStoreListOrderAndBadRows: real-time order across UTC offsets (the reference sorts
 // strings), and odd rows written by other programs are listed instead of failing the list.
 func TestStoreListOrderAndBadRows(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
 	// 10:30+02:00 is 08:30Z, earlier than 09:00Z although it sorts later as a string.
@@ -567,6 +577,7 @@ func TestStoreListOrderAndBadRows(t *testing.T) {
 
 // TestStorePersistence: close and reopen gives the same data.
 func TestStorePersistence(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "s.db")
 	st, err := openStore(ctx, path)
@@ -611,6 +622,7 @@ func TestStorePersistence(t *testing.T) {
 // TestStoreRefusesCorruptFile: the reference renames a DB it cannot open to .bak and starts
 // empty, silently losing the user's history. We fail with an error and touch nothing.
 func TestStoreRefusesCorruptFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "session.db")
 	garbage := bytes.Repeat([]byte("this is not an SQLite database\n"), 300)
@@ -639,6 +651,7 @@ func TestStoreRefusesCorruptFile(t *testing.T) {
 
 // TestStoreRefusesFailedMigration: a file whose migration fails is reported, not replaced.
 func TestStoreRefusesFailedMigration(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "s.db")
 	db, err := sql.Open("sqlite", path)
@@ -707,6 +720,7 @@ func buildDB(t *testing.T, path string, stmts ...string) {
 }
 
 func TestStoreMigrateV13(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v13.db")
 	legacy, err := os.ReadFile("testdata/store/v13-transfer.json")
@@ -823,6 +837,7 @@ func TestStoreMigrateV13(t *testing.T) {
 // TestStoreLegacyFallback: a session with a legacy messages column and no items (written
 // by an old reference after our migration ran, or skipped by it) is read from the JSON.
 func TestStoreLegacyFallback(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
 	legacy, err := os.ReadFile("testdata/store/v13-transfer.json")
@@ -843,6 +858,7 @@ func TestStoreLegacyFallback(t *testing.T) {
 }
 
 func TestStoreMigrateV15(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v15.db")
 	buildDB(t, path, v13Schema,
@@ -901,6 +917,7 @@ func TestStoreMigrateV15(t *testing.T) {
 // TestStoreNewerReferenceDB: a later reference drops sessions.messages (its migration 020);
 // we still open and use such a file.
 func TestStoreNewerReferenceDB(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "s.db")
 	st, err := openStore(ctx, path)
@@ -931,9 +948,10 @@ func TestStoreNewerReferenceDB(t *testing.T) {
 // TestStoreConcurrentWriters: 100 sessions streaming at once, with readers alongside, never
 // see "database is locked" (run with -race).
 func TestStoreConcurrentWriters(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
-	const writers, msgs = 100, 4
+	const writers, msgs = 100, 2
 	var wg sync.WaitGroup
 	errc := make(chan error, writers*2)
 	for w := range writers {
@@ -961,9 +979,9 @@ func TestStoreConcurrentWriters(t *testing.T) {
 			}
 		})
 	}
-	for range 4 {
+	for range 2 {
 		wg.Go(func() {
-			for range 20 {
+			for range 10 {
 				if _, err := st.listSessions(ctx); err != nil {
 					errc <- err
 					return
@@ -1017,6 +1035,7 @@ func checkCounts(t *testing.T, st *store) {
 // TestStoreMessageCountTriggers: the kept counts follow inserts, updates and deletes made
 // directly in SQL, as the reference makes them.
 func TestStoreMessageCountTriggers(t *testing.T) {
+	t.Parallel()
 	st, _ := newTestStore(t)
 	ctx := context.Background()
 	mustCreate(t, st, &sessionRecord{ID: "a"})
@@ -1046,6 +1065,7 @@ func TestStoreMessageCountTriggers(t *testing.T) {
 }
 
 func TestStoreParseHelpers(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		in   any
 		def  bool

@@ -133,7 +133,109 @@ type fsNode struct {
 	Children []*fsNode `json:"children,omitempty"`
 }
 
-func (f *fsToolset) skip(name string) bool { return f.ignoreVCS && name == ".git" }
+// fsIgnore is the VCS filter of listings and searches: .git plus the rules of the
+// working dir's top-level .gitignore (nested .gitignore files are not read). A nil
+// *fsIgnore skips nothing.
+type fsIgnore struct{ rules []fsIgnoreRule }
+
+type fsIgnoreRule struct {
+	re      *regexp.Regexp
+	negate  bool
+	dirOnly bool
+}
+
+// ignores returns the filter for root, or nil when ignore_vcs is off.
+func (f *fsToolset) ignores(root *os.Root) *fsIgnore {
+	if !f.ignoreVCS {
+		return nil
+	}
+	ig := &fsIgnore{}
+	data, err := root.ReadFile(".gitignore")
+	if err != nil || len(data) > toolsMaxReadFile {
+		return ig
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimRight(line, "\r ")
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var r fsIgnoreRule
+		if rest, ok := strings.CutPrefix(line, "!"); ok {
+			r.negate, line = true, rest
+		}
+		line = strings.TrimPrefix(line, "\\")
+		if rest, ok := strings.CutSuffix(line, "/"); ok {
+			r.dirOnly, line = true, rest
+		}
+		// A pattern with a slash other than at the end is anchored to the root; one
+		// without matches at any depth (gitignore(5)).
+		anchored := strings.Contains(line, "/")
+		line = strings.TrimPrefix(line, "/")
+		expr := fsGlobRegexp(line)
+		if !anchored {
+			expr = "(?:.*/)?" + expr
+		}
+		re, err := regexp.Compile("^" + expr + "$")
+		if err != nil {
+			continue // a malformed line ignores nothing, as git does
+		}
+		r.re = re
+		ig.rules = append(ig.rules, r)
+	}
+	return ig
+}
+
+// fsGlobRegexp translates a gitignore glob: ** spans directories, * and ? do not.
+func fsGlobRegexp(glob string) string {
+	var b strings.Builder
+	for i := 0; i < len(glob); i++ {
+		switch c := glob[i]; {
+		case strings.HasPrefix(glob[i:], "**/"):
+			b.WriteString("(?:.*/)?")
+			i += 2
+		case strings.HasPrefix(glob[i:], "**"):
+			b.WriteString(".*")
+			i++
+		case c == '*':
+			b.WriteString("[^/]*")
+		case c == '?':
+			b.WriteString("[^/]")
+		case c == '[':
+			if j := strings.IndexByte(glob[i:], ']'); j > 0 {
+				class := glob[i+1 : i+j]
+				if strings.HasPrefix(class, "!") {
+					class = "^" + class[1:]
+				}
+				b.WriteString("[" + strings.ReplaceAll(class, `\`, `\\`) + "]")
+				i += j
+				continue
+			}
+			b.WriteString(`\[`)
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	return b.String()
+}
+
+// skip reports whether the slash path p (relative to the root) is filtered out.
+// The last matching rule wins; a path under an ignored directory never gets here
+// because walks skip the directory.
+func (ig *fsIgnore) skip(p string, isDir bool) bool {
+	if ig == nil {
+		return false
+	}
+	if path.Base(p) == ".git" {
+		return true
+	}
+	skip := false
+	for _, r := range ig.rules {
+		if (!r.dirOnly || isDir) && r.re.MatchString(p) {
+			skip = !r.negate
+		}
+	}
+	return skip
+}
 
 func (f *fsToolset) tree(ctx context.Context, env *toolEnv, a fsArgs) toolResult {
 	return fsWith(env, a.Path, func(root *os.Root, rel string) toolResult {
@@ -142,6 +244,7 @@ func (f *fsToolset) tree(ctx context.Context, env *toolEnv, a fsArgs) toolResult
 		if err != nil {
 			return fsErr(a.Path, err)
 		}
+		ig := f.ignores(root)
 		count := 0
 		var walk func(dir string, n *fsNode) error
 		walk = func(dir string, n *fsNode) error {
@@ -150,7 +253,7 @@ func (f *fsToolset) tree(ctx context.Context, env *toolEnv, a fsArgs) toolResult
 				return err
 			}
 			for _, e := range ents {
-				if f.skip(e.Name()) {
+				if ig.skip(path.Join(dir, e.Name()), e.IsDir()) {
 					continue
 				}
 				if count >= toolsMaxListEntries || ctx.Err() != nil {
@@ -188,10 +291,11 @@ func (f *fsToolset) list(ctx context.Context, env *toolEnv, a fsArgs) toolResult
 		if err != nil {
 			return fsErr(a.Path, err)
 		}
+		ig := f.ignores(root)
 		var b strings.Builder
 		n := 0
 		for _, e := range ents {
-			if f.skip(e.Name()) {
+			if ig.skip(path.Join(rel, e.Name()), e.IsDir()) {
 				continue
 			}
 			if n == toolsMaxListEntries {
@@ -306,6 +410,7 @@ func (f *fsToolset) search(ctx context.Context, env *toolEnv, a fsArgs) toolResu
 	}
 	return fsWith(env, a.Path, func(root *os.Root, rel string) toolResult {
 		fsys := root.FS()
+		ig := f.ignores(root)
 		var b strings.Builder
 		hits := 0
 		err := fs.WalkDir(fsys, rel, func(p string, d fs.DirEntry, err error) error {
@@ -315,7 +420,7 @@ func (f *fsToolset) search(ctx context.Context, env *toolEnv, a fsArgs) toolResu
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if p != rel && (f.skip(d.Name()) || excluded(p)) {
+			if p != rel && (ig.skip(p, d.IsDir()) || excluded(p)) {
 				if d.IsDir() {
 					return fs.SkipDir
 				}

@@ -222,3 +222,58 @@ func fsCheckTree(t *testing.T, dir string, want map[string]string) {
 		}
 	}
 }
+
+// TestFSIgnoreVCS checks that listings and searches skip .git and .gitignored paths
+// unless ignore_vcs is false, and that direct reads are not filtered.
+func TestFSIgnoreVCS(t *testing.T) {
+	env := toolsTestEnv(t)
+	fsTestTree(t, env.WorkingDir, map[string]string{
+		".gitignore":       "# build output\n*.log\n/build/\ndocs/**/*.tmp\n!keep.log\nnode_modules/\n",
+		".git/config":      "needle",
+		"a.log":            "needle",
+		"keep.log":         "needle",
+		"build/out":        "needle",
+		"sub/build/x":      "needle", // /build/ is anchored
+		"sub/b.log":        "needle",
+		"docs/x/y/z.tmp":   "needle",
+		"docs/readme":      "needle",
+		"node_modules/m/i": "needle",
+	})
+	on := toolsBuild(t, &toolsetConfig{Type: "filesystem"}, toolsTestOpts(t, nil))
+	toolsWant(t, "search_files_content(ignore_vcs)", toolsCall(t, on, env, "search_files_content", map[string]any{"path": ".", "query": "needle"}),
+		"docs/readme:1:1: needle\nkeep.log:1:1: needle\nsub/build/x:1:1: needle", false)
+	toolsWant(t, "list_directory(ignore_vcs)", toolsCall(t, on, env, "list_directory", map[string]string{"path": "."}),
+		"FILE .gitignore\nDIR  docs\nFILE keep.log\nDIR  sub", false)
+	toolsWant(t, "read_file(ignored)", toolsCall(t, on, env, "read_file", map[string]string{"path": "a.log"}), "needle", false)
+
+	no := false
+	off := toolsBuild(t, &toolsetConfig{Type: "filesystem", IgnoreVCS: &no}, toolsTestOpts(t, nil))
+	r := toolsCall(t, off, env, "search_files_content", map[string]any{"path": ".", "query": "needle"})
+	if n := strings.Count(r.Output, "\n") + 1; n != 9 {
+		t.Errorf("search_files_content(ignore_vcs=false) found %d files; want 9:\n%s", n, r.Output)
+	}
+}
+
+// BenchmarkFSSearch searches 200 files of 500 lines each for a literal.
+func BenchmarkFSSearch(b *testing.B) {
+	dir := b.TempDir()
+	line := strings.Repeat("lorem ipsum dolor sit amet ", 3) + "\n"
+	for i := range 200 {
+		os.WriteFile(filepath.Join(dir, "f"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('a'+i/26))), []byte(strings.Repeat(line, 499)+"needle\n"), 0o644)
+	}
+	s, _ := newBuiltinToolset(&toolsetConfig{Type: "filesystem"}, toolsetOptions{})
+	list, _ := s.tools(b.Context())
+	var search tool
+	for _, tl := range list {
+		if tl.def.Name == "search_files_content" {
+			search = tl
+		}
+	}
+	env := &toolEnv{WorkingDir: dir}
+	args := json.RawMessage(`{"path":".","query":"needle"}`)
+	for b.Loop() {
+		if r := search.run(b.Context(), env, args); strings.Count(r.Output, "\n") != 199 {
+			b.Fatalf("search found %d lines", strings.Count(r.Output, "\n")+1)
+		}
+	}
+}

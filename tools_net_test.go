@@ -224,3 +224,11 @@ func TestAPIExpandEnv(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkFetchHTMLConvert(b *testing.B) {
+	page := strings.Repeat(`<div><h2>Section</h2><p>Some <b>bold</b> text with a <a href="/x?a=1&amp;b=2">link</a> and &lt;entities&gt;.</p><ul><li>one</li><li>two</li></ul><script>var x = 1;</script></div>`, 2000)
+	b.SetBytes(int64(len(page)))
+	for b.Loop() {
+		fetchHTMLConvert(page, true)
+	}
+}

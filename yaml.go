@@ -210,13 +210,6 @@ func yamlIsSeqEntry(t string, off int) bool {
 	return off < len(t) && t[off] == '-' && (off+1 == len(t) || t[off+1] == ' ' || t[off+1] == '\t')
 }
 
-// checkComment validates a comment running from off to the end of line li.
-func (p *yamlParser) checkComment(li, off int) {
-	if i := strings.IndexByte(p.lines[li].text[off:], '\t'); i >= 0 {
-		p.fail(li, off+i, yamlMsgTab)
-	}
-}
-
 // skip returns the first line at or after li that holds content, skipping blank
 // lines and comment lines (which may be indented any amount). Document markers
 // end the document, which the subset does not allow to happen twice.
@@ -238,7 +231,9 @@ func (p *yamlParser) skip(li int) int {
 		case '\t':
 			p.fail(li, ind, yamlMsgTab)
 		case '#':
-			p.checkComment(li, ind)
+			// Tabs inside comment text are fine (unlike YAML.md §4.1's strict
+			// reading): they cannot change the document's meaning, both reference
+			// parsers accept them, and rejecting them would only break configs.
 			continue
 		}
 		return li
@@ -258,7 +253,6 @@ func (p *yamlParser) lineEnd(li, off int, what string) {
 	case t[i] == '\t':
 		p.fail(li, i, yamlMsgTab)
 	case t[i] == '#' && (i > off || off == 0 || t[off-1] == ' '):
-		p.checkComment(li, i)
 	case t[i] == ':' && what == "a flow collection":
 		p.fail(li, i, "flow collections cannot be mapping keys")
 	default:
@@ -289,7 +283,6 @@ prologue:
 		switch {
 		case ind == len(t):
 		case t[ind] == '#':
-			p.checkComment(li, ind)
 		default:
 			break prologue
 		}
@@ -326,9 +319,12 @@ func (p *yamlParser) failIndented(li int, prev *yamlNode) {
 			p.fail(li, ind, yamlMsgMultiLine)
 		}
 		if looksKey {
-			p.fail(li, ind, yamlMsgMapValues)
+			p.fail(li, ind, yamlMsgMapValues+"; line this key up with its siblings, or nest it under a key with no value")
 		}
 		p.fail(li, ind, "unexpected text on a new line after a complete value; "+yamlMsgMultiQ)
+	}
+	if prev != nil && prev.Kind == yamlScalar && (prev.Style == "literal" || prev.Style == "folded") {
+		p.fail(li, ind, "bad indentation: this line is less indented than the block scalar started at line %d, but more than its key", prev.Line)
 	}
 	p.fail(li, ind, yamlMsgBadIndent)
 }
@@ -415,9 +411,6 @@ func (p *yamlParser) blockMap(li, off int) (*yamlNode, int) {
 			p.fail(li, v, yamlMsgTab)
 		}
 		if v == len(t) || t[v] == '#' {
-			if v < len(t) {
-				p.checkComment(li, v)
-			}
 			val = &yamlNode{Kind: yamlScalar, Line: li + 1, Col: p.col(li, end), Tag: "null", Style: "plain"}
 			next = p.skip(li + 1)
 			if next < len(p.lines) {
@@ -491,9 +484,6 @@ func (p *yamlParser) blockSeq(li, off int, indentless bool) (*yamlNode, int) {
 			p.fail(li, v, yamlMsgTab)
 		}
 		if v == len(t) || t[v] == '#' {
-			if v < len(t) {
-				p.checkComment(li, v)
-			}
 			item = &yamlNode{Kind: yamlScalar, Line: li + 1, Col: p.col(li, off+1), Tag: "null", Style: "plain"}
 			next = p.skip(li + 1)
 			if next < len(p.lines) {
@@ -656,6 +646,11 @@ scan:
 		case ',', '[', ']', '{', '}':
 			if flow {
 				break scan
+			}
+		case '?':
+			if flow {
+				// PyYAML ends a flow plain scalar here and YAML 1.2 does not.
+				p.fail(li, i, "'?' inside a plain scalar in a flow collection is not supported; quote the value")
 			}
 		}
 	}
@@ -869,7 +864,6 @@ func (p *yamlParser) flowSkip(owner, openLi, openOff int) {
 				p.fail(p.fli, p.foff, yamlMsgTab)
 			case '#':
 				if p.foff == 0 || p.foff > start || t[p.foff-1] == ' ' {
-					p.checkComment(p.fli, p.foff)
 					p.foff = len(t)
 					continue
 				}
@@ -1121,8 +1115,8 @@ func yamlFloatSyntax(s string) bool {
 	return (yamlDigits(whole, 10) && (frac == "" || yamlDigits(frac, 10))) || (whole == "" && yamlDigits(frac, 10))
 }
 
-// yamlExpSyntax reports whether s is a number with an exponent that the core
-// schema does not accept as a float: no '.' (1e3) or no exponent digits (1.5e).
+// yamlExpSyntax reports whether s (unsigned) is a number with an exponent but no
+// '.', like 1e3, which the core schema reads as a float and goccy as a string.
 func yamlExpSyntax(s string) bool {
 	mant, exp, ok := strings.Cut(strings.ReplaceAll(s, "E", "e"), "e")
 	if !ok || strings.Contains(exp, "e") {
