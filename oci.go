@@ -1528,7 +1528,11 @@ func (p *ociPuller) storeRef(ref ociRef, digest string) error {
 		Ref    string `json:"ref"`
 		Digest string `json:"digest"`
 	}{ref.String(), digest})
-	return ociWriteFileAtomic(path, append(b, '\n'))
+	b = append(b, '\n')
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return nil // unchanged tag: spare the fsync on every refresh
+	}
+	return ociWriteFileAtomic(path, b)
 }
 
 // ociReadFileLimit reads a file of at most limit bytes.
