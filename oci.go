@@ -1670,12 +1670,12 @@ func cmdPull(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	p := &ociPuller{CacheDir: *cacheDir, Logger: slog.New(slog.NewTextHandler(stderr, nil))}
-	data, digest, err := p.fetch(ctx, ref)
+	// fetch logs one line on stderr when it downloads something new.
+	_, digest, err := p.fetch(ctx, ref)
 	if err != nil {
 		fmt.Fprintf(stderr, "agentd pull: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "pulled %s (%d bytes of YAML)\n", ref, len(data))
 	fmt.Fprintln(stdout, digest)
 	return 0
 }
