@@ -2,8 +2,8 @@ package main
 
 // oci.go: pulls agent definitions from OCI registries (spec/OCI.md).
 //
-// The sequence follows go-containerregistry (the reference's registry library) in
-// a few hundred lines: parse the reference, ping GET /v2/, answer the
+// The sequence follows go-containerregistry (the reference's registry library),
+// standard library only: parse the reference, ping GET /v2/, answer the
 // WWW-Authenticate challenge (anonymous, Basic, or a Bearer token), HEAD the
 // manifest for its digest, then GET manifest, config and the one layer, each
 // verified by size and sha256. Everything verified lands in a content-addressed
