@@ -2,8 +2,8 @@ package main
 
 // oci.go: pulls agent definitions from OCI registries (spec/OCI.md).
 //
-// The sequence follows go-containerregistry (the reference's registry library) in
-// a few hundred lines: parse the reference, ping GET /v2/, answer the
+// The sequence follows go-containerregistry (the reference's registry library),
+// standard library only: parse the reference, ping GET /v2/, answer the
 // WWW-Authenticate challenge (anonymous, Basic, or a Bearer token), HEAD the
 // manifest for its digest, then GET manifest, config and the one layer, each
 // verified by size and sha256. Everything verified lands in a content-addressed
@@ -1528,7 +1528,11 @@ func (p *ociPuller) storeRef(ref ociRef, digest string) error {
 		Ref    string `json:"ref"`
 		Digest string `json:"digest"`
 	}{ref.String(), digest})
-	return ociWriteFileAtomic(path, append(b, '\n'))
+	b = append(b, '\n')
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return nil // unchanged tag: spare the fsync on every refresh
+	}
+	return ociWriteFileAtomic(path, b)
 }
 
 // ociReadFileLimit reads a file of at most limit bytes.
@@ -1666,12 +1670,12 @@ func cmdPull(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	p := &ociPuller{CacheDir: *cacheDir, Logger: slog.New(slog.NewTextHandler(stderr, nil))}
-	data, digest, err := p.fetch(ctx, ref)
+	// fetch logs one line on stderr when it downloads something new.
+	_, digest, err := p.fetch(ctx, ref)
 	if err != nil {
 		fmt.Fprintf(stderr, "agentd pull: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "pulled %s (%d bytes of YAML)\n", ref, len(data))
 	fmt.Fprintln(stdout, digest)
 	return 0
 }

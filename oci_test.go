@@ -1439,3 +1439,41 @@ func FuzzParseAuthChallenge(f *testing.F) {
 		}
 	})
 }
+
+// ---------------------------------------------------------------------------
+// Benchmarks
+
+func BenchmarkParseOCIRef(b *testing.B) {
+	for b.Loop() {
+		if _, err := parseOCIRef("ghcr.io/org/repo/img:v1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOCIPullUnchanged measures one refresh of an unchanged tag behind
+// token auth: ping, HEAD (cached token) and the artifact read from the cache.
+func BenchmarkOCIPullUnchanged(b *testing.B) {
+	reg := &ociTestRegistry{auth: "bearer", manifests: map[string]ociTestManifest{}, blobs: map[string][]byte{},
+		tokens: map[string]bool{}, tamper: map[string][]byte{}, expiresIn: 300}
+	reg.Server = httptest.NewServer(http.HandlerFunc(reg.serve))
+	defer reg.Close()
+	reg.host = strings.TrimPrefix(reg.URL, "http://")
+	yaml, err := os.ReadFile(filepath.Join("testdata", "oci", "agent.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := reg.putBlob("application/vnd.docker.container.image.v1+json", ociTestConfig(yaml))
+	layer := reg.putBlob("application/vnd.docker.image.rootfs.diff.tar.gzip", ociTestGzip(b, yaml))
+	body, _ := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": ociMediaManifest, "config": cfg,
+		"layers": []ociDescriptor{layer}, "annotations": map[string]string{ociAnnotationVersion: "dev"}})
+	reg.put("test/agent", "latest", ociMediaManifest, body)
+	p := &ociPuller{CacheDir: b.TempDir(), Getenv: func(string) string { return "" }}
+	ref := reg.host + "/test/agent"
+	ctx := context.Background()
+	for b.Loop() {
+		if _, _, err := p.pull(ctx, ref); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
