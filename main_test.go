@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -165,5 +166,44 @@ func TestEnvFromFile(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "bad.env"), []byte("novalue\n"), 0o644)
 	if _, err := loadEnv(dir, []string{"bad.env"}); err == nil || !strings.Contains(err.Error(), "bad.env:1") {
 		t.Fatalf("bad env file err = %v", err)
+	}
+}
+
+// TestShutdownEndsOpenStreams: a run waiting for a confirmation ends cleanly when the
+// server is told to stop, and run returns 0.
+func TestShutdownEndsOpenStreams(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "echo x")}})
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(fakeAgentYAML(f.URL, shellThinkYAML)), 0o644)
+	os.WriteFile(filepath.Join(dir, "keys.env"), []byte("OPENAI_API_KEY=k\n"), 0o600)
+	addr, stop := startServe(t, "a.yaml", "--working-dir", dir, "--env-from-file", "keys.env", "-l", "127.0.0.1:0")
+	resp, err := http.Post("http://"+addr+"/api/sessions", "application/json", strings.NewReader(`{"title":"t"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sess struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&sess)
+	resp.Body.Close()
+	resp, err = http.Post("http://"+addr+"/api/sessions/"+sess.ID+"/agent/a", "application/json", strings.NewReader(`[{"content":"go"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && !strings.Contains(sc.Text(), "tool_call_confirmation") {
+	}
+	code := make(chan int, 1)
+	go func() { code <- stop() }()
+	var last string
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, "data: ") {
+			last = l
+		}
+	}
+	if !strings.Contains(last, `"type":"stream_stopped"`) {
+		t.Fatalf("last event before shutdown = %q; want stream_stopped", last)
+	}
+	if c := <-code; c != 0 {
+		t.Fatalf("exit code = %d", c)
 	}
 }
