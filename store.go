@@ -290,7 +290,9 @@ func (st *store) init(ctx context.Context, abs, uri, common string) error {
 		return fmt.Errorf("open session database %s: journal_mode=%s foreign_keys=%d; want wal and 1", abs, mode, fk)
 	}
 	if err := st.migrate(ctx); err != nil {
-		return fmt.Errorf("migrate session database %s: %w (the file was left untouched)", abs, err)
+		// Steps before the failed one stay applied (each is its own transaction); the
+		// file is never moved aside or replaced.
+		return fmt.Errorf("migrate session database %s: %w (the failed step was rolled back; the file was not replaced)", abs, err)
 	}
 	cols, err := st.columns(ctx, "sessions")
 	if err != nil {
