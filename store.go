@@ -207,7 +207,10 @@ var storeOwnMigrations = []storeMigration{
 		CREATE TRIGGER agentd_items_delete AFTER DELETE ON session_items WHEN OLD.item_type = 'message' BEGIN
 			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + ` WHERE session_id = OLD.session_id;
 		END;
-		CREATE TRIGGER agentd_items_update AFTER UPDATE OF session_id, item_type, message_json ON session_items BEGIN
+		-- Per-token updates of a streaming message keep its role, so the WHEN skips them.
+		CREATE TRIGGER agentd_items_update AFTER UPDATE OF session_id, item_type, message_json ON session_items
+		WHEN OLD.session_id IS NOT NEW.session_id OR OLD.item_type IS NOT NEW.item_type
+			OR ` + storeNonSystem("OLD.message_json") + ` != ` + storeNonSystem("NEW.message_json") + ` BEGIN
 			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + `
 				WHERE session_id = OLD.session_id AND OLD.item_type = 'message';
 			INSERT INTO agentd_message_counts (session_id, n)
