@@ -207,7 +207,10 @@ var storeOwnMigrations = []storeMigration{
 		CREATE TRIGGER agentd_items_delete AFTER DELETE ON session_items WHEN OLD.item_type = 'message' BEGIN
 			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + ` WHERE session_id = OLD.session_id;
 		END;
-		CREATE TRIGGER agentd_items_update AFTER UPDATE OF session_id, item_type, message_json ON session_items BEGIN
+		-- Per-token updates of a streaming message keep its role, so the WHEN skips them.
+		CREATE TRIGGER agentd_items_update AFTER UPDATE OF session_id, item_type, message_json ON session_items
+		WHEN OLD.session_id IS NOT NEW.session_id OR OLD.item_type IS NOT NEW.item_type
+			OR ` + storeNonSystem("OLD.message_json") + ` != ` + storeNonSystem("NEW.message_json") + ` BEGIN
 			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + `
 				WHERE session_id = OLD.session_id AND OLD.item_type = 'message';
 			INSERT INTO agentd_message_counts (session_id, n)
@@ -290,7 +293,9 @@ func (st *store) init(ctx context.Context, abs, uri, common string) error {
 		return fmt.Errorf("open session database %s: journal_mode=%s foreign_keys=%d; want wal and 1", abs, mode, fk)
 	}
 	if err := st.migrate(ctx); err != nil {
-		return fmt.Errorf("migrate session database %s: %w (the file was left untouched)", abs, err)
+		// Steps before the failed one stay applied (each is its own transaction); the
+		// file is never moved aside or replaced.
+		return fmt.Errorf("migrate session database %s: %w (the failed step was rolled back; the file was not replaced)", abs, err)
 	}
 	cols, err := st.columns(ctx, "sessions")
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 	"time"
 )
 
-// newTestStore opens a fresh store in t.TempDir(), closed at cleanup.
-func newTestStore(t testing.TB) (*store, string) {
+// storeTestOpen opens a fresh store in t.TempDir(), closed at cleanup.
+func storeTestOpen(t testing.TB) (*store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "session.db")
 	st, err := openStore(context.Background(), path)
@@ -29,8 +29,8 @@ func newTestStore(t testing.TB) (*store, string) {
 	return st, path
 }
 
-// mustCreate creates a session with the given fields filled in.
-func mustCreate(t testing.TB, st *store, s *sessionRecord) *sessionRecord {
+// storeMustCreate creates a session with the given fields filled in.
+func storeMustCreate(t testing.TB, st *store, s *sessionRecord) *sessionRecord {
 	t.Helper()
 	if err := st.createSession(context.Background(), s); err != nil {
 		t.Fatalf("createSession(%+v) = %v", s, err)
@@ -38,8 +38,8 @@ func mustCreate(t testing.TB, st *store, s *sessionRecord) *sessionRecord {
 	return s
 }
 
-// rawRow returns the stored text of the given columns of a sessions row, NULL as "<nil>".
-func rawRow(t *testing.T, st *store, table, where string, cols ...string) []string {
+// storeRawRow returns the stored text of the given columns of a sessions row, NULL as "<nil>".
+func storeRawRow(t *testing.T, st *store, table, where string, cols ...string) []string {
 	t.Helper()
 	exprs := make([]string, len(cols))
 	for i, c := range cols {
@@ -59,7 +59,7 @@ func rawRow(t *testing.T, st *store, table, where string, cols ...string) []stri
 
 func TestStorePragmas(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
 	for _, tt := range []struct {
 		db     *sql.DB
@@ -110,7 +110,7 @@ func TestStoreDirCreated0700(t *testing.T) {
 // reference can open our file.
 func TestStoreSchema(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	type col struct{ name, typ, dflt string }
 	cols := func(table string) []col {
 		rows, err := st.r.Query("SELECT name, type, coalesce(dflt_value, '<nil>') FROM pragma_table_info(?) ORDER BY cid", table)
@@ -222,7 +222,7 @@ func TestStoreSchema(t *testing.T) {
 
 func TestStoreCreateAndGet(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
 	zone := time.FixedZone("X", 5*3600+30*60)
 	created := time.Date(2026, 2, 3, 9, 56, 37, 123456789, zone)
@@ -231,7 +231,7 @@ func TestStoreCreateAndGet(t *testing.T) {
 		MaxIterations: 7, WorkingDir: "/tmp/w", Permissions: &permissionsConfig{Allow: []string{"read_*"}, Deny: []string{"shell"}},
 		InputTokens: 10, OutputTokens: 20, Cost: 0.5,
 	}
-	mustCreate(t, st, in)
+	storeMustCreate(t, st, in)
 	if len(in.ID) != 36 || in.ID[14] != '4' {
 		t.Errorf("generated ID = %q; want a UUID v4", in.ID)
 	}
@@ -251,7 +251,7 @@ func TestStoreCreateAndGet(t *testing.T) {
 	}
 
 	// Stored encodings, as the reference writes and reads them.
-	raw := rawRow(t, st, "sessions", "id = '"+in.ID+"'", "messages", "created_at", "tools_approved", "thinking",
+	raw := storeRawRow(t, st, "sessions", "id = '"+in.ID+"'", "messages", "created_at", "tools_approved", "thinking",
 		"send_user_message", "starred", "permissions", "parent_id", "agent_model_overrides", "custom_models_used")
 	wantRaw := []string{"<nil>", "text:" + created.Local().Format(time.RFC3339), "integer:1", "integer:0", "integer:1",
 		"integer:0", `text:{"allow":["read_*"],"deny":["shell"]}`, "<nil>", "text:{}", "text:[]"}
@@ -260,14 +260,14 @@ func TestStoreCreateAndGet(t *testing.T) {
 	}
 
 	// Fixed ID, conflict, missing parent, child.
-	mustCreate(t, st, &sessionRecord{ID: "fixed"})
+	storeMustCreate(t, st, &sessionRecord{ID: "fixed"})
 	if err := st.createSession(ctx, &sessionRecord{ID: "fixed"}); !errors.Is(err, errConflict) {
 		t.Errorf("createSession(duplicate) = %v; want errConflict", err)
 	}
 	if err := st.createSession(ctx, &sessionRecord{ID: "orphan", ParentID: "nope"}); !errors.Is(err, errNotFound) {
 		t.Errorf("createSession(missing parent) = %v; want errNotFound", err)
 	}
-	mustCreate(t, st, &sessionRecord{ID: "child", ParentID: "fixed"})
+	storeMustCreate(t, st, &sessionRecord{ID: "child", ParentID: "fixed"})
 	if c, err := st.session(ctx, "child"); err != nil || c.ParentID != "fixed" {
 		t.Errorf("session(child) = %+v, %v; want ParentID fixed", c, err)
 	}
@@ -278,9 +278,9 @@ func TestStoreCreateAndGet(t *testing.T) {
 
 func TestStoreUpdates(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
-	mustCreate(t, st, &sessionRecord{ID: "s", Thinking: true})
+	storeMustCreate(t, st, &sessionRecord{ID: "s", Thinking: true})
 	perms := &permissionsConfig{Ask: []string{"x"}}
 	tests := []struct {
 		name   string
@@ -357,9 +357,9 @@ func TestStoreUpdates(t *testing.T) {
 // TestStoreToggleLenient reads booleans written as text by another program.
 func TestStoreToggleLenient(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
-	mustCreate(t, st, &sessionRecord{ID: "s"})
+	storeMustCreate(t, st, &sessionRecord{ID: "s"})
 	if _, err := st.w.Exec("UPDATE sessions SET tools_approved = 'true', thinking = NULL WHERE id = 's'"); err != nil {
 		t.Fatal(err)
 	}
@@ -370,17 +370,17 @@ func TestStoreToggleLenient(t *testing.T) {
 	if v, err := st.toggleToolsApproved(ctx, "s"); err != nil || v {
 		t.Errorf("toggleToolsApproved = %v, %v; want false", v, err)
 	}
-	if got := rawRow(t, st, "sessions", "id='s'", "tools_approved"); got[0] != "integer:0" {
+	if got := storeRawRow(t, st, "sessions", "id='s'", "tools_approved"); got[0] != "integer:0" {
 		t.Errorf("tools_approved stored as %q; want integer:0", got[0])
 	}
 }
 
 func TestStoreItems(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
-	mustCreate(t, st, &sessionRecord{ID: "p"})
-	mustCreate(t, st, &sessionRecord{ID: "c"})
+	storeMustCreate(t, st, &sessionRecord{ID: "p"})
+	storeMustCreate(t, st, &sessionRecord{ID: "c"})
 	user := &chatMessage{Role: "user", Content: "hi <there> & co", CreatedAt: "2026-01-01T10:00:00+01:00"}
 	id0, pos0, err := st.appendMessage(ctx, "p", "root", user, false)
 	if err != nil || pos0 != 0 {
@@ -420,20 +420,20 @@ func TestStoreItems(t *testing.T) {
 	// Raw encodings: message JSON exactly as encoding/json writes chat.Message, '' agent for
 	// user messages, implicit 0/1.
 	wantJSON, _ := json.Marshal(user)
-	if got := rawRow(t, st, "session_items", fmt.Sprintf("id = %d", id0), "agent_name", "message_json", "implicit", "item_type"); !slices.Equal(got,
+	if got := storeRawRow(t, st, "session_items", fmt.Sprintf("id = %d", id0), "agent_name", "message_json", "implicit", "item_type"); !slices.Equal(got,
 		[]string{"text:", "text:" + string(wantJSON), "integer:0", "text:message"}) {
 		t.Errorf("user item stored as %q", got)
 	}
 	if !strings.Contains(string(wantJSON), `\u003cthere\u003e \u0026 co`) {
 		t.Errorf("message JSON %s does not escape HTML as the reference's encoder does", wantJSON)
 	}
-	if got := rawRow(t, st, "session_items", "session_id = 'c' AND position = 1", "agent_name", "implicit"); !slices.Equal(got, []string{"text:", "integer:1"}) {
+	if got := storeRawRow(t, st, "session_items", "session_id = 'c' AND position = 1", "agent_name", "implicit"); !slices.Equal(got, []string{"text:", "integer:1"}) {
 		t.Errorf("implicit user item stored as %q", got)
 	}
-	if got := rawRow(t, st, "session_items", "session_id = 'p' AND position = 2", "item_type", "subsession_id", "message_json"); !slices.Equal(got, []string{"text:subsession", "text:c", "<nil>"}) {
+	if got := storeRawRow(t, st, "session_items", "session_id = 'p' AND position = 2", "item_type", "subsession_id", "message_json"); !slices.Equal(got, []string{"text:subsession", "text:c", "<nil>"}) {
 		t.Errorf("subsession item stored as %q", got)
 	}
-	if got := rawRow(t, st, "sessions", "id = 'c'", "parent_id"); got[0] != "text:p" {
+	if got := storeRawRow(t, st, "sessions", "id = 'c'", "parent_id"); got[0] != "text:p" {
 		t.Errorf("child parent_id = %q; want p", got[0])
 	}
 
@@ -490,10 +490,10 @@ func TestStoreItems(t *testing.T) {
 
 func TestStoreAppendSubSessionErrors(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "c"} {
-		mustCreate(t, st, &sessionRecord{ID: id})
+		storeMustCreate(t, st, &sessionRecord{ID: id})
 	}
 	if err := st.appendSubSession(ctx, "a", "b"); err != nil {
 		t.Fatal(err)
@@ -523,7 +523,7 @@ func TestStoreAppendSubSessionErrors(t *testing.T) {
 // strings), and odd rows written by other programs are listed instead of failing the list.
 func TestStoreListOrderAndBadRows(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
 	// 10:30+02:00 is 08:30Z, earlier than 09:00Z although it sorts later as a string.
 	rows := []string{
@@ -584,7 +584,7 @@ func TestStorePersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := mustCreate(t, st, &sessionRecord{Title: "keep", CreatedAt: time.Now(), Thinking: true, Permissions: &permissionsConfig{Allow: []string{"a"}}})
+	rec := storeMustCreate(t, st, &sessionRecord{Title: "keep", CreatedAt: time.Now(), Thinking: true, Permissions: &permissionsConfig{Allow: []string{"a"}}})
 	st.appendMessage(ctx, rec.ID, "", &chatMessage{Role: "user", Content: "one"}, false)
 	st.appendMessage(ctx, rec.ID, "root", &chatMessage{Role: "assistant", Content: "two", Cost: 0.1}, false)
 	st.setUsage(ctx, rec.ID, 5, 6, 0.1)
@@ -684,9 +684,9 @@ func TestStoreRefusesFailedMigration(t *testing.T) {
 	}
 }
 
-// v13Schema builds the layout the reference had after migration 13 (API.md §9.2), written
+// storeV13Schema builds the layout the reference had after migration 13 (API.md §9.2), written
 // out here independently of storeMigrations.
-const v13Schema = `
+const storeV13Schema = `
 CREATE TABLE sessions (id TEXT PRIMARY KEY, messages TEXT, created_at TEXT,
 	tools_approved BOOLEAN DEFAULT 0, input_tokens INTEGER DEFAULT 0, output_tokens INTEGER DEFAULT 0,
 	title TEXT DEFAULT '', cost REAL DEFAULT 0, send_user_message BOOLEAN DEFAULT 1,
@@ -704,8 +704,8 @@ INSERT INTO migrations (id, name, applied_at) VALUES
 	(13, '013_add_thinking_column', '2025-01-01T00:00:00Z');
 `
 
-// buildDB creates a database file from SQL statements, in WAL mode as the reference leaves it.
-func buildDB(t *testing.T, path string, stmts ...string) {
+// storeBuildDB creates a database file from SQL statements, in WAL mode as the reference leaves it.
+func storeBuildDB(t *testing.T, path string, stmts ...string) {
 	t.Helper()
 	db, err := sql.Open("sqlite", path+"?_pragma=journal_mode(WAL)")
 	if err != nil {
@@ -730,7 +730,7 @@ func TestStoreMigrateV13(t *testing.T) {
 	legacyBad := `[{"message":{"agentName":"root","message":{"role":"user","content":`
 	// The oldest format: an array of session.Message, agentName at top level.
 	legacyOld := `[{"agentName":"","message":{"role":"user","content":"old hi"}},{"agentName":"root","message":{"role":"assistant","content":"old yo"}}]`
-	buildDB(t, path, v13Schema)
+	storeBuildDB(t, path, storeV13Schema)
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -784,7 +784,7 @@ func TestStoreMigrateV13(t *testing.T) {
 		t.Errorf("migrated child = %+v", child)
 	}
 	// The child row keeps its own JSON in messages, as the reference writes it.
-	if got := rawRow(t, st, "sessions", "id = 'sub-1'", "typeof(messages)"); got[0] != "text:text" {
+	if got := storeRawRow(t, st, "sessions", "id = 'sub-1'", "typeof(messages)"); got[0] != "text:text" {
 		t.Errorf("child messages column type = %q", got[0])
 	}
 
@@ -802,7 +802,7 @@ func TestStoreMigrateV13(t *testing.T) {
 		t.Errorf("assistant message = %+v", m)
 	}
 
-	checkCounts(t, st)
+	storeCheckCounts(t, st)
 	// The undecodable session is skipped by the migration, then fails only its own read.
 	var badItems int
 	st.r.QueryRow("SELECT count(*) FROM session_items WHERE session_id = 'bad'").Scan(&badItems)
@@ -838,7 +838,7 @@ func TestStoreMigrateV13(t *testing.T) {
 // by an old reference after our migration ran, or skipped by it) is read from the JSON.
 func TestStoreLegacyFallback(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
 	legacy, err := os.ReadFile("testdata/store/v13-transfer.json")
 	if err != nil {
@@ -861,7 +861,7 @@ func TestStoreMigrateV15(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v15.db")
-	buildDB(t, path, v13Schema,
+	storeBuildDB(t, path, storeV13Schema,
 		`ALTER TABLE sessions ADD COLUMN parent_id TEXT REFERENCES sessions(id) ON DELETE CASCADE`,
 		`CREATE INDEX idx_sessions_parent_id ON sessions(parent_id)`,
 		`CREATE TABLE session_items (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, position INTEGER NOT NULL,
@@ -924,16 +924,16 @@ func TestStoreNewerReferenceDB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustCreate(t, st, &sessionRecord{ID: "a"})
+	storeMustCreate(t, st, &sessionRecord{ID: "a"})
 	st.Close()
-	buildDB(t, path, `ALTER TABLE sessions DROP COLUMN messages`,
+	storeBuildDB(t, path, `ALTER TABLE sessions DROP COLUMN messages`,
 		`INSERT INTO migrations (id, name, applied_at) VALUES (20, '020_drop_messages_column', '2026-01-01T00:00:00Z')`)
 	st, err = openStore(ctx, path)
 	if err != nil {
 		t.Fatalf("openStore(newer) = %v", err)
 	}
 	defer st.Close()
-	mustCreate(t, st, &sessionRecord{ID: "b"})
+	storeMustCreate(t, st, &sessionRecord{ID: "b"})
 	if _, _, err := st.appendMessage(ctx, "b", "", &chatMessage{Role: "user", Content: "x"}, false); err != nil {
 		t.Fatal(err)
 	}
@@ -949,7 +949,7 @@ func TestStoreNewerReferenceDB(t *testing.T) {
 // see "database is locked" (run with -race).
 func TestStoreConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
 	const writers, msgs = 100, 2
 	var wg sync.WaitGroup
@@ -1010,7 +1010,7 @@ func TestStoreConcurrentWriters(t *testing.T) {
 			t.Errorf("session %s has %d messages; want %d", s.ID, s.NumMessages, msgs)
 		}
 	}
-	checkCounts(t, st)
+	storeCheckCounts(t, st)
 	items, _ := st.items(ctx, "w042")
 	for i, it := range items {
 		if it.Position != i || it.Message.Content != fmt.Sprint("final ", i) {
@@ -1019,8 +1019,8 @@ func TestStoreConcurrentWriters(t *testing.T) {
 	}
 }
 
-// checkCounts compares the trigger-kept counts with a recount from scratch.
-func checkCounts(t *testing.T, st *store) {
+// storeCheckCounts compares the trigger-kept counts with a recount from scratch.
+func storeCheckCounts(t *testing.T, st *store) {
 	t.Helper()
 	var bad int
 	err := st.r.QueryRow(`SELECT count(*) FROM (
@@ -1036,12 +1036,12 @@ func checkCounts(t *testing.T, st *store) {
 // directly in SQL, as the reference makes them.
 func TestStoreMessageCountTriggers(t *testing.T) {
 	t.Parallel()
-	st, _ := newTestStore(t)
+	st, _ := storeTestOpen(t)
 	ctx := context.Background()
-	mustCreate(t, st, &sessionRecord{ID: "a"})
-	mustCreate(t, st, &sessionRecord{ID: "b"})
+	storeMustCreate(t, st, &sessionRecord{ID: "a"})
+	storeMustCreate(t, st, &sessionRecord{ID: "b"})
 	id, _, _ := st.appendMessage(ctx, "a", "root", &chatMessage{Role: "system", Content: "s"}, false)
-	checkCounts(t, st)
+	storeCheckCounts(t, st)
 	for _, q := range []string{
 		fmt.Sprintf(`UPDATE session_items SET message_json = '{"role":"assistant","content":"x"}' WHERE id = %d`, id),
 		`INSERT INTO session_items (session_id, position, item_type, message_json) VALUES ('a', 1, 'message', '{"content":"y","role":"user"}')`,
@@ -1055,7 +1055,7 @@ func TestStoreMessageCountTriggers(t *testing.T) {
 		if _, err := st.w.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
-		checkCounts(t, st)
+		storeCheckCounts(t, st)
 	}
 	var n int
 	st.r.QueryRow("SELECT count(*) FROM agentd_message_counts WHERE session_id = 'b'").Scan(&n)
@@ -1090,7 +1090,7 @@ func TestStoreParseHelpers(t *testing.T) {
 }
 
 func BenchmarkStoreCreateSession(b *testing.B) {
-	st, _ := newTestStore(b)
+	st, _ := storeTestOpen(b)
 	ctx := context.Background()
 	for b.Loop() {
 		if err := st.createSession(ctx, &sessionRecord{Title: "bench", SendUserMessage: true}); err != nil {
@@ -1101,9 +1101,9 @@ func BenchmarkStoreCreateSession(b *testing.B) {
 
 // BenchmarkStoreGetSession200 reads one session with 200 messages, as GET /api/sessions/{id} does.
 func BenchmarkStoreGetSession200(b *testing.B) {
-	st, _ := newTestStore(b)
+	st, _ := storeTestOpen(b)
 	ctx := context.Background()
-	rec := mustCreate(b, st, &sessionRecord{})
+	rec := storeMustCreate(b, st, &sessionRecord{})
 	for i := range 200 {
 		m := &chatMessage{Role: "assistant", Content: strings.Repeat("word ", 50), Model: "gpt-4o", Usage: &messageUsage{InputTokens: int64(i)}}
 		if i%2 == 0 {
@@ -1126,7 +1126,7 @@ func BenchmarkStoreGetSession200(b *testing.B) {
 
 // BenchmarkStoreList10k lists 10,000 root sessions of 4 messages each (target < 50 ms/op).
 func BenchmarkStoreList10k(b *testing.B) {
-	st, _ := newTestStore(b)
+	st, _ := storeTestOpen(b)
 	ctx := context.Background()
 	err := st.inTx(ctx, func(tx *sql.Tx) error {
 		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -1158,12 +1158,12 @@ func BenchmarkStoreList10k(b *testing.B) {
 // BenchmarkStoreConcurrentWriters runs 100 writers at once (a streaming run each: append
 // then update its message) and reports the slowest single write (target < 100 ms).
 func BenchmarkStoreConcurrentWriters(b *testing.B) {
-	st, _ := newTestStore(b)
+	st, _ := storeTestOpen(b)
 	ctx := context.Background()
 	const writers = 100
 	ids := make([]string, writers)
 	for i := range ids {
-		ids[i] = mustCreate(b, st, &sessionRecord{}).ID
+		ids[i] = storeMustCreate(b, st, &sessionRecord{}).ID
 	}
 	per := max(b.N/writers, 1)
 	var mu sync.Mutex
