@@ -232,3 +232,20 @@ func BenchmarkFetchHTMLConvert(b *testing.B) {
 		fetchHTMLConvert(page, true)
 	}
 }
+
+// FuzzFetchHTMLConvert checks the hand-written tag scanner never panics and drops
+// script content after any text without markup (after arbitrary markup, HTML's own
+// rules can legitimately turn a script into text).
+func FuzzFetchHTMLConvert(f *testing.F) {
+	for _, s := range []string{"", "<", "a < b > c", "<p>x", "<script>alert(1)", "<SCRIPT>x</script >y", "<!-- x", "<a href='x'>y", "</a></a>", "<pre><pre></pre>", "<h7>x</h7>", "&amp;&#x41;&bogus;", "<li><b>é</b>",
+		"<A", "<SCRIPT></sCript", "<SCRIPT></sCript "} { // the last three were found by fuzzing
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		for _, md := range []bool{true, false} {
+			if out := fetchHTMLConvert(src+"<script>SECRET</script>", md); strings.Contains(out, "SECRET") && !strings.ContainsAny(src, "<S") {
+				t.Errorf("fetchHTMLConvert(%q) kept script content: %q", src, out)
+			}
+		}
+	})
+}
