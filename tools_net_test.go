@@ -249,3 +249,17 @@ func FuzzFetchHTMLConvert(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRobotsAllowed checks the robots.txt parser never panics and that an empty
+// Disallow never forbids anything.
+func FuzzRobotsAllowed(f *testing.F) {
+	f.Add("User-agent: *\nDisallow: /a*b$\nAllow: /a\n", "/ab")
+	f.Add("User-agent:\nDisallow: [\n", "/[")
+	f.Add("Disallow: /\n", "/")
+	f.Fuzz(func(t *testing.T, robots, path string) {
+		robotsAllowed(robots, "agentd", path)
+		if !robotsAllowed("User-agent: *\nDisallow:\n"+robots, "nobody", path) && !strings.Contains(robots, "isallow") {
+			t.Errorf("empty Disallow forbade %q", path)
+		}
+	})
+}
