@@ -565,9 +565,12 @@ func apiString(v any) string {
 }
 
 func (a *apiTool) run(ctx context.Context, env *toolEnv, raw json.RawMessage) toolResult {
-	args := map[string]any{}
+	var args map[string]any
 	if err := toolsArgs(raw, &args); err != nil {
 		return toolErrorf("%v", err)
+	}
+	if args == nil { // no arguments, or a JSON null: POST an empty object
+		args = map[string]any{}
 	}
 	endpoint := a.endpoint
 	var body io.Reader

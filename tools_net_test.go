@@ -182,6 +182,7 @@ func TestAPITool(t *testing.T) {
 		OutputSchema: json.RawMessage(`{"type":"object"}`),
 	}}, opts)
 	toolsWant(t, "create_item", toolsCall(t, post, env, "create_item", map[string]any{"id": "1", "q": "x"}), `POST /items ? auth= ct=application/json body={"id":"1","q":"x"}`, false)
+	toolsWant(t, "create_item(null)", toolsCall(t, post, env, "create_item", "null"), `POST /items ? auth= ct=application/json body={}`, false)
 	if list, _ := post.tools(t.Context()); string(list[0].def.OutputSchema) != `{"type":"object"}` {
 		t.Errorf("output_schema not used: %s", list[0].def.OutputSchema)
 	}
