@@ -277,3 +277,23 @@ func BenchmarkFSSearch(b *testing.B) {
 		}
 	}
 }
+
+// FuzzFSGlobRegexp checks that every gitignore line yields a filter without panics.
+func FuzzFSGlobRegexp(f *testing.F) {
+	for _, s := range []string{"*.log", "/build/", "a/**/b", "[!a-z]x", "[", `\#x`, "!keep", "**"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		root, err := os.OpenRoot(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer root.Close()
+		if err := root.WriteFile(".gitignore", []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ig := (&fsToolset{ignoreVCS: true}).ignores(root)
+		ig.skip("a/b.log", false)
+		ig.skip("build", true)
+	})
+}

@@ -323,8 +323,8 @@ func fetchHTMLConvert(src string, markdown bool) string {
 			n++
 		}
 		gt := strings.IndexByte(src[n:], '>')
-		if n == k || gt < 0 {
-			i++ // not a tag: the '<' stays text
+		if n == k || gt < 0 || strings.IndexByte(src[n:n+gt], '<') >= 0 {
+			i++ // not a tag (or a broken one): the '<' stays text
 			continue
 		}
 		text(src[last:i])
@@ -333,17 +333,7 @@ func fetchHTMLConvert(src string, markdown bool) string {
 		i = n + gt + 1
 		last = i
 		if !closing && slices.Contains(fetchSkipped, name) {
-			end := strings.Index(lower[i:], "</"+name)
-			if end < 0 {
-				last, i = len(src), len(src)
-				break
-			}
-			i += end
-			if gt := strings.IndexByte(src[i:], '>'); gt >= 0 {
-				i += gt + 1
-			} else {
-				i = len(src)
-			}
+			i = fetchSkipElement(lower, i, name)
 			last = i
 			continue
 		}
@@ -424,6 +414,27 @@ func fetchHTMLConvert(src string, markdown bool) string {
 		out = append(out, l)
 	}
 	return strings.TrimSpace(strings.Join(out, "\n"))
+}
+
+// fetchSkipElement returns the offset just past the end tag of the element name
+// whose content starts at i, or len(lower) when it has none. As in HTML, "</name"
+// only ends the element when followed by whitespace, '/' or '>'.
+func fetchSkipElement(lower string, i int, name string) int {
+	for {
+		end := strings.Index(lower[i:], "</"+name)
+		if end < 0 {
+			return len(lower)
+		}
+		i += end + 2 + len(name)
+		if i < len(lower) && strings.IndexByte(" \t\r\n\f/>", lower[i]) < 0 {
+			continue
+		}
+		gt := strings.IndexByte(lower[i:], '>')
+		if gt < 0 {
+			return len(lower)
+		}
+		return i + gt + 1
+	}
 }
 
 // fetchCollapse replaces every run of HTML whitespace with one space.
@@ -554,9 +565,12 @@ func apiString(v any) string {
 }
 
 func (a *apiTool) run(ctx context.Context, env *toolEnv, raw json.RawMessage) toolResult {
-	args := map[string]any{}
+	var args map[string]any
 	if err := toolsArgs(raw, &args); err != nil {
 		return toolErrorf("%v", err)
+	}
+	if args == nil { // no arguments, or a JSON null: POST an empty object
+		args = map[string]any{}
 	}
 	endpoint := a.endpoint
 	var body io.Reader

@@ -182,6 +182,7 @@ func TestAPITool(t *testing.T) {
 		OutputSchema: json.RawMessage(`{"type":"object"}`),
 	}}, opts)
 	toolsWant(t, "create_item", toolsCall(t, post, env, "create_item", map[string]any{"id": "1", "q": "x"}), `POST /items ? auth= ct=application/json body={"id":"1","q":"x"}`, false)
+	toolsWant(t, "create_item(null)", toolsCall(t, post, env, "create_item", "null"), `POST /items ? auth= ct=application/json body={}`, false)
 	if list, _ := post.tools(t.Context()); string(list[0].def.OutputSchema) != `{"type":"object"}` {
 		t.Errorf("output_schema not used: %s", list[0].def.OutputSchema)
 	}
@@ -231,4 +232,35 @@ func BenchmarkFetchHTMLConvert(b *testing.B) {
 	for b.Loop() {
 		fetchHTMLConvert(page, true)
 	}
+}
+
+// FuzzFetchHTMLConvert checks the hand-written tag scanner never panics and drops
+// script content after any text without markup (after arbitrary markup, HTML's own
+// rules can legitimately turn a script into text).
+func FuzzFetchHTMLConvert(f *testing.F) {
+	for _, s := range []string{"", "<", "a < b > c", "<p>x", "<script>alert(1)", "<SCRIPT>x</script >y", "<!-- x", "<a href='x'>y", "</a></a>", "<pre><pre></pre>", "<h7>x</h7>", "&amp;&#x41;&bogus;", "<li><b>é</b>",
+		"<A", "<SCRIPT></sCript", "<SCRIPT></sCript "} { // the last three were found by fuzzing
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		for _, md := range []bool{true, false} {
+			if out := fetchHTMLConvert(src+"<script>SECRET</script>", md); strings.Contains(out, "SECRET") && !strings.ContainsAny(src, "<S") {
+				t.Errorf("fetchHTMLConvert(%q) kept script content: %q", src, out)
+			}
+		}
+	})
+}
+
+// FuzzRobotsAllowed checks the robots.txt parser never panics and that an empty
+// Disallow never forbids anything.
+func FuzzRobotsAllowed(f *testing.F) {
+	f.Add("User-agent: *\nDisallow: /a*b$\nAllow: /a\n", "/ab")
+	f.Add("User-agent:\nDisallow: [\n", "/[")
+	f.Add("Disallow: /\n", "/")
+	f.Fuzz(func(t *testing.T, robots, path string) {
+		robotsAllowed(robots, "agentd", path)
+		if !robotsAllowed("User-agent: *\nDisallow:\n"+robots, "nobody", path) && !strings.Contains(robots, "isallow") {
+			t.Errorf("empty Disallow forbade %q", path)
+		}
+	})
 }

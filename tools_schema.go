@@ -1,7 +1,10 @@
 package main
 
 // tools_schema.go: the JSON schemas of the built-in tools, identical to the reference's
-// (spec/builtin-tools.json) so models and clients see the same parameters.
+// (spec/builtin-tools.json) so models and clients see the same parameters. That dump
+// lost every key named "description" or "title", including the properties of those
+// names (create_todo.description, create_task.title, user_prompt.title, …); they are
+// restored here as strings. TestToolsSchemas strips the same keys before comparing.
 
 // toolsSchema is the parameter and output schema of one built-in tool.
 type toolsSchema struct{ params, output string }

@@ -111,7 +111,11 @@ func shellDir(env *toolEnv, cwd string) (string, error) {
 	}
 	dir, err := filepath.EvalSymlinks(filepath.Join(root, filepath.FromSlash(rel)))
 	if err != nil {
-		return "", fmt.Errorf("cwd %q: %v", cwd, errors.Unwrap(err))
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the absolute path would repeat the server's layout
+		}
+		return "", fmt.Errorf("cwd %q: %v", cwd, err)
 	}
 	if r, err := filepath.Rel(root, dir); err != nil || !filepath.IsLocal(r) {
 		return "", fmt.Errorf("cwd %q is outside the working directory", cwd)

@@ -78,6 +78,7 @@ func TestShellTool(t *testing.T) {
 		{"cwd ..", map[string]any{"cmd": "pwd", "cwd": ".."}, `path ".." is outside the working directory`, true},
 		{"cwd /", map[string]any{"cmd": "pwd", "cwd": "/"}, `path "/" is outside the working directory`, true},
 		{"cwd symlink out", map[string]any{"cmd": "pwd", "cwd": "out"}, `cwd "out" is outside the working directory`, true},
+		{"cwd missing", map[string]any{"cmd": "pwd", "cwd": "nope"}, `cwd "nope": no such file or directory`, true},
 		{"cwd file", map[string]any{"cmd": "pwd", "cwd": "sub/f"}, `cwd "sub/f" is not a directory`, true},
 		{"timeout", map[string]any{"cmd": "echo before; sleep 30", "timeout": 1}, "Command timed out after 1s\nOutput: before", false},
 	}
