@@ -207,3 +207,29 @@ func TestShutdownEndsOpenStreams(t *testing.T) {
 		t.Fatalf("exit code = %d", c)
 	}
 }
+
+// TestDeps keeps the promise to auditors: the standard library plus modernc.org/sqlite.
+func TestDeps(t *testing.T) {
+	b, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var direct []string
+	inBlock := false
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "require ("):
+			inBlock = true
+		case inBlock && line == ")":
+			inBlock = false
+		case strings.HasPrefix(line, "require "), inBlock && line != "":
+			if !strings.Contains(line, "// indirect") {
+				direct = append(direct, strings.Fields(strings.TrimPrefix(line, "require "))[0])
+			}
+		}
+	}
+	if len(direct) != 1 || direct[0] != "modernc.org/sqlite" {
+		t.Fatalf("direct dependencies = %v; want only modernc.org/sqlite", direct)
+	}
+}
