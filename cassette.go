@@ -192,17 +192,39 @@ func cassetteUpstream(forward string, r *http.Request) (string, error) {
 
 // Request-body normalisations applied to both sides before matching (PROVIDERS.md
 // §6.2): generated call ids, token limits and Gemini thinking settings vary between
-// runs of the same conversation.
+// runs of the same conversation. The reference only removes fields followed by a
+// comma; a field last in its object is removed too.
 var (
-	cassetteCallID     = regexp.MustCompile(`call_[a-z0-9-]+`)
-	cassetteMaxTokens  = regexp.MustCompile(`"(?:max_tokens|max_output_tokens|maxOutputTokens)":\d+,`)
-	cassetteThinkingCf = regexp.MustCompile(`"thinkingConfig":\{[^{}]*\},`)
+	cassetteCallID   = regexp.MustCompile(`call_[a-z0-9-]+`)
+	cassetteVolatile = regexp.MustCompile(`"(?:max_tokens|max_output_tokens|maxOutputTokens)":\d+|"thinkingConfig":\{[^{}]*\}`)
 )
 
 func cassetteNormalize(body string) string {
+	// Trailing whitespace too: some SDKs end JSON bodies with a newline, others not.
+	body = strings.TrimSpace(body)
 	body = cassetteCallID.ReplaceAllString(body, "call_ID")
-	body = cassetteMaxTokens.ReplaceAllString(body, "")
-	return cassetteThinkingCf.ReplaceAllString(body, "")
+	loc := cassetteVolatile.FindAllStringIndex(body, -1)
+	if loc == nil {
+		return body
+	}
+	var b strings.Builder
+	last := 0
+	for _, l := range loc {
+		start, end := l[0], l[1]
+		if start < last {
+			continue
+		}
+		switch {
+		case end < len(body) && body[end] == ',':
+			end++ // "k":v, → drop with its comma
+		case start > last && body[start-1] == ',':
+			start-- // ,"k":v} → drop the comma before it
+		}
+		b.WriteString(body[last:start])
+		last = end
+	}
+	b.WriteString(body[last:])
+	return b.String()
 }
 
 // match returns the first unused interaction, in file order, with the same method, URL
@@ -516,7 +538,12 @@ func sortedKeys(v url.Values) []string {
 	return keys
 }
 
-var cassettePlain = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._/:?&=%+~,()-]*$`)
+// Plain scalars: text that starts with a letter, an HTTP status line, or a Go
+// duration. Anything else starting with a digit could read as a number, so it is quoted.
+var (
+	cassettePlain     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9 ._/:?&=%+~,()-]*$`)
+	cassettePlainNums = regexp.MustCompile(`^(?:[1-5][0-9][0-9] [A-Za-z][A-Za-z -]*|(?:[0-9]+(?:\.[0-9]+)?(?:ns|µs|us|ms|s|m|h))+)$`)
+)
 
 // cassetteScalar writes s plain when that cannot be misread (no ": ", " #", no
 // trailing space, not a YAML 1.2 keyword or number), single-quoted when it is one printable
@@ -527,7 +554,7 @@ func cassetteScalar(s string) string {
 	switch strings.ToLower(s) {
 	case "true", "false", "null", "~", "":
 	default:
-		if ferr != nil && ierr != nil && cassettePlain.MatchString(s) && !strings.Contains(s, ": ") && !strings.Contains(s, " #") && !strings.HasSuffix(s, " ") && !strings.HasSuffix(s, ":") {
+		if ferr != nil && ierr != nil && (cassettePlain.MatchString(s) || cassettePlainNums.MatchString(s)) && !strings.Contains(s, ": ") && !strings.Contains(s, " #") && !strings.HasSuffix(s, " ") && !strings.HasSuffix(s, ":") {
 			return s
 		}
 	}
@@ -544,7 +571,7 @@ func cassettePrintableLine(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xfeff {
+		if !strconv.IsPrint(r) { // YAML allows printable characters only, unescaped
 			return false
 		}
 	}
@@ -592,7 +619,7 @@ func cassetteBlockSafe(body string) bool {
 			return false
 		}
 		for _, r := range line {
-			if (r < 0x20 && r != '\t') || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xfeff {
+			if r != '\t' && !strconv.IsPrint(r) {
 				return false
 			}
 		}
