@@ -132,6 +132,12 @@ func (cs *cassetteServer) URL() string { return "http://" + cs.ln.Addr().String(
 // Close stops the gateway and, in record mode, writes the cassette atomically (a
 // temporary file renamed over the path), so an interrupted run never leaves half a file.
 func (cs *cassetteServer) Close() error {
+	cs.mu.Lock()
+	closed := cs.closed
+	cs.mu.Unlock()
+	if closed {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cassetteShutdownWait)
 	defer cancel()
 	err := cs.srv.Shutdown(ctx)
@@ -145,10 +151,10 @@ func (cs *cassetteServer) Close() error {
 		return nil
 	}
 	cs.closed = true
-	return writeFileAtomic(cs.opts.Path, encodeCassette(cs.interactions))
+	return cassetteWriteFile(cs.opts.Path, encodeCassette(cs.interactions))
 }
 
-func writeFileAtomic(path string, data []byte) error {
+func cassetteWriteFile(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("cassette: %w", err)
@@ -422,10 +428,10 @@ func parseCassette(path string, b []byte) ([]*cassetteInteraction, error) {
 	if root == nil || root.Kind != yamlMap {
 		return nil, fmt.Errorf("cassette %s: not a mapping", path)
 	}
-	if v := yamlLookup(root, "version"); v == nil || v.Text != "2" {
+	if v := cassetteYAMLLookup(root, "version"); v == nil || v.Text != "2" {
 		return nil, fmt.Errorf("cassette %s: want version: 2", path)
 	}
-	list := yamlLookup(root, "interactions")
+	list := cassetteYAMLLookup(root, "interactions")
 	if list == nil || (list.Kind == yamlScalar && list.Tag == "null") {
 		return nil, nil
 	}
@@ -434,23 +440,23 @@ func parseCassette(path string, b []byte) ([]*cassetteInteraction, error) {
 	}
 	var out []*cassetteInteraction
 	for _, n := range list.Values {
-		req, resp := yamlLookup(n, "request"), yamlLookup(n, "response")
+		req, resp := cassetteYAMLLookup(n, "request"), cassetteYAMLLookup(n, "response")
 		if req == nil || resp == nil || req.Kind != yamlMap || resp.Kind != yamlMap {
 			return nil, fmt.Errorf("cassette %s:%d: interaction needs request and response mappings", path, n.Line)
 		}
 		in := &cassetteInteraction{
-			Method:   yamlText(req, "method"),
-			URL:      yamlText(req, "url"),
-			Host:     yamlText(req, "host"),
-			ReqBody:  yamlText(req, "body"),
-			Proto:    yamlText(resp, "proto"),
-			Status:   yamlText(resp, "status"),
-			RespBody: yamlText(resp, "body"),
+			Method:   cassetteYAMLText(req, "method"),
+			URL:      cassetteYAMLText(req, "url"),
+			Host:     cassetteYAMLText(req, "host"),
+			ReqBody:  cassetteYAMLText(req, "body"),
+			Proto:    cassetteYAMLText(resp, "proto"),
+			Status:   cassetteYAMLText(resp, "status"),
+			RespBody: cassetteYAMLText(resp, "body"),
 		}
 		if in.Method == "" || in.URL == "" {
 			return nil, fmt.Errorf("cassette %s:%d: request needs method and url", path, req.Line)
 		}
-		if c := yamlText(resp, "code"); c != "" {
+		if c := cassetteYAMLText(resp, "code"); c != "" {
 			in.Code, err = strconv.Atoi(c)
 			if err != nil {
 				return nil, fmt.Errorf("cassette %s:%d: response code %q is not a number", path, resp.Line, c)
@@ -461,8 +467,8 @@ func parseCassette(path string, b []byte) ([]*cassetteInteraction, error) {
 	return out, nil
 }
 
-// yamlLookup returns the value of key in mapping n, nil if absent.
-func yamlLookup(n *yamlNode, key string) *yamlNode {
+// cassetteYAMLLookup returns the value of key in mapping n, nil if absent.
+func cassetteYAMLLookup(n *yamlNode, key string) *yamlNode {
 	if n == nil || n.Kind != yamlMap {
 		return nil
 	}
@@ -474,9 +480,9 @@ func yamlLookup(n *yamlNode, key string) *yamlNode {
 	return nil
 }
 
-// yamlText is the text of scalar key in n, "" if absent, null or not a scalar.
-func yamlText(n *yamlNode, key string) string {
-	v := yamlLookup(n, key)
+// cassetteYAMLText is the text of scalar key in n, "" if absent, null or not a scalar.
+func cassetteYAMLText(n *yamlNode, key string) string {
+	v := cassetteYAMLLookup(n, key)
 	if v == nil || v.Kind != yamlScalar || v.Tag == "null" {
 		return ""
 	}
@@ -501,7 +507,7 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		cassetteBody(&b, "        ", "body", in.ReqBody)
 		if len(in.Form) > 0 {
 			b.WriteString("        form:\n")
-			for _, k := range sortedKeys(in.Form) {
+			for _, k := range cassetteSortedKeys(in.Form) {
 				fmt.Fprintf(&b, "            %s:\n", cassetteScalar(k))
 				for _, v := range in.Form[k] {
 					fmt.Fprintf(&b, "                - %s\n", cassetteScalar(v))
@@ -529,7 +535,7 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 	return b.Bytes()
 }
 
-func sortedKeys(v url.Values) []string {
+func cassetteSortedKeys(v url.Values) []string {
 	keys := make([]string, 0, len(v))
 	for k := range v {
 		keys = append(keys, k)

@@ -275,27 +275,27 @@ func TestOpenAIChatReasoningEffortOnlyForReasoningModels(t *testing.T) {
 		{"grok-3", "high", ""}, // aliases never get it, as in the reference
 		{"mistral-small", nil, ""},
 	} {
-		if got := openAIReasoningEffort(modelSpec{Model: tt.model, ThinkingBudget: tt.budget}); got != tt.want {
-			t.Errorf("openAIReasoningEffort(%s, %v) = %q; want %q", tt.model, tt.budget, got, tt.want)
+		if got := openAIChatReasoningEffort(modelSpec{Model: tt.model, ThinkingBudget: tt.budget}); got != tt.want {
+			t.Errorf("openAIChatReasoningEffort(%s, %v) = %q; want %q", tt.model, tt.budget, got, tt.want)
 		}
 	}
 }
 
 func TestOpenAIChatDMRMergesMessages(t *testing.T) {
-	msgs := openAIMessages([]chatMessage{
+	msgs := openAIChatMessages([]chatMessage{
 		{Role: "system", Content: "a"}, {Role: "system", Content: "b"},
 		{Role: "user", Content: "c"}, {Role: "user", Content: "d"},
 	}, true)
-	want := []oaMessage{{Role: "system", Content: "a\nb"}, {Role: "user", Content: "c\nd"}}
+	want := []openAIChatMessage{{Role: "system", Content: "a\nb"}, {Role: "user", Content: "c\nd"}}
 	if !reflect.DeepEqual(msgs, want) {
-		t.Errorf("openAIMessages(merge) = %+v; want %+v", msgs, want)
+		t.Errorf("openAIChatMessages(merge) = %+v; want %+v", msgs, want)
 	}
 }
 
 func TestOpenAISchemaRewrite(t *testing.T) {
 	in := `{"type":"object","properties":{"path":{"type":"string","format":"uri"},"depth":{"type":"integer","minimum":1},` +
 		`"tags":{"type":"array"},"opts":{"type":"object","properties":{"x":{"type":["string","number"]}}}},"required":["path"]}`
-	got, err := openAISchema(json.RawMessage(in))
+	got, err := openAIChatSchema(json.RawMessage(in))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,10 +304,10 @@ func TestOpenAISchemaRewrite(t *testing.T) {
 		`"opts":{"additionalProperties":false,"properties":{"x":{"type":["string","number","null"]}},"required":["x"],"type":["object","null"]},` +
 		`"path":{"type":"string"},"tags":{"items":{"type":"object"},"type":["array","null"]}},"required":["path","depth","opts","tags"],"type":"object"}`
 	if string(b) != want {
-		t.Errorf("openAISchema:\n got %s\nwant %s", b, want)
+		t.Errorf("openAIChatSchema:\n got %s\nwant %s", b, want)
 	}
-	if _, err := openAISchema(json.RawMessage(`[1]`)); err == nil {
-		t.Errorf("openAISchema([1]) succeeded; want an error")
+	if _, err := openAIChatSchema(json.RawMessage(`[1]`)); err == nil {
+		t.Errorf("openAIChatSchema([1]) succeeded; want an error")
 	}
 }
 
@@ -778,7 +778,7 @@ func BenchmarkOpenAIReadStream(b *testing.B) {
 	body := sseData(chunks...)
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if err := openAIReadStream(strings.NewReader(body), func(modelEvent) {}); err != nil {
+		if err := openAIChatReadStream(strings.NewReader(body), func(modelEvent) {}); err != nil {
 			b.Fatal(err)
 		}
 	}
