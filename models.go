@@ -3,6 +3,19 @@ package main
 // models.go: provider selection, the shared provider helpers (base URL, key, gateway,
 // HTTP errors, stream timeouts), the OpenAI-compatible chat client, and the model chain
 // with retries and fallbacks (PROVIDERS.md §2, §3.1, §3.5, §5).
+//
+// Every provider client follows the same steps with the shared helpers, so that
+// gateway mode, errors and timeouts behave alike across API families:
+//
+//	base, err := modelBaseURL(spec, env)     // configured, env override, or default
+//	key, keyErr := modelAPIKey(spec, env)    // report keyErr from stream, not a *modelError
+//	wctx, wd := newModelWatchdog(ctx, modelFirstByteTimeout, modelIdleTimeout)
+//	defer wd.stop()
+//	req, err := modelNewRequest(wctx, env, base, gatewayPrefix, path, query, body) // then set auth
+//	resp, err := modelDo(wctx, env, req)     // non-2xx → *modelError via modelHTTPError
+//	if err != nil { return wd.err(err, false) }
+//	err = readSSE(wd.reader(resp.Body), …)   // read failures: modelStreamError(err)
+//	return wd.err(err, emitted)
 
 import (
 	"bytes"
@@ -667,7 +680,9 @@ func openAIChatMessages(msgs []chatMessage, merge bool) []openAIChatMessage {
 						parts = append(parts, openAIChatPart{Type: "image_url", ImageURL: p.ImageURL})
 					}
 				}
-				om.Content = parts
+				if len(parts) > 0 { // only file parts: keep the text content
+					om.Content = parts
+				}
 			}
 			if merge && len(out) > 0 {
 				last := &out[len(out)-1]
