@@ -210,13 +210,6 @@ func yamlIsSeqEntry(t string, off int) bool {
 	return off < len(t) && t[off] == '-' && (off+1 == len(t) || t[off+1] == ' ' || t[off+1] == '\t')
 }
 
-// checkComment validates a comment running from off to the end of line li.
-func (p *yamlParser) checkComment(li, off int) {
-	if i := strings.IndexByte(p.lines[li].text[off:], '\t'); i >= 0 {
-		p.fail(li, off+i, yamlMsgTab)
-	}
-}
-
 // skip returns the first line at or after li that holds content, skipping blank
 // lines and comment lines (which may be indented any amount). Document markers
 // end the document, which the subset does not allow to happen twice.
@@ -238,7 +231,9 @@ func (p *yamlParser) skip(li int) int {
 		case '\t':
 			p.fail(li, ind, yamlMsgTab)
 		case '#':
-			p.checkComment(li, ind)
+			// Tabs inside comment text are fine (unlike YAML.md §4.1's strict
+			// reading): they cannot change the document's meaning, both reference
+			// parsers accept them, and rejecting them would only break configs.
 			continue
 		}
 		return li
@@ -258,7 +253,6 @@ func (p *yamlParser) lineEnd(li, off int, what string) {
 	case t[i] == '\t':
 		p.fail(li, i, yamlMsgTab)
 	case t[i] == '#' && (i > off || off == 0 || t[off-1] == ' '):
-		p.checkComment(li, i)
 	case t[i] == ':' && what == "a flow collection":
 		p.fail(li, i, "flow collections cannot be mapping keys")
 	default:
@@ -289,7 +283,6 @@ prologue:
 		switch {
 		case ind == len(t):
 		case t[ind] == '#':
-			p.checkComment(li, ind)
 		default:
 			break prologue
 		}
@@ -326,9 +319,12 @@ func (p *yamlParser) failIndented(li int, prev *yamlNode) {
 			p.fail(li, ind, yamlMsgMultiLine)
 		}
 		if looksKey {
-			p.fail(li, ind, yamlMsgMapValues)
+			p.fail(li, ind, yamlMsgMapValues+"; line this key up with its siblings, or nest it under a key with no value")
 		}
 		p.fail(li, ind, "unexpected text on a new line after a complete value; "+yamlMsgMultiQ)
+	}
+	if prev != nil && prev.Kind == yamlScalar && (prev.Style == "literal" || prev.Style == "folded") {
+		p.fail(li, ind, "bad indentation: this line is less indented than the block scalar started at line %d, but more than its key", prev.Line)
 	}
 	p.fail(li, ind, yamlMsgBadIndent)
 }
@@ -415,9 +411,6 @@ func (p *yamlParser) blockMap(li, off int) (*yamlNode, int) {
 			p.fail(li, v, yamlMsgTab)
 		}
 		if v == len(t) || t[v] == '#' {
-			if v < len(t) {
-				p.checkComment(li, v)
-			}
 			val = &yamlNode{Kind: yamlScalar, Line: li + 1, Col: p.col(li, end), Tag: "null", Style: "plain"}
 			next = p.skip(li + 1)
 			if next < len(p.lines) {
@@ -491,9 +484,6 @@ func (p *yamlParser) blockSeq(li, off int, indentless bool) (*yamlNode, int) {
 			p.fail(li, v, yamlMsgTab)
 		}
 		if v == len(t) || t[v] == '#' {
-			if v < len(t) {
-				p.checkComment(li, v)
-			}
 			item = &yamlNode{Kind: yamlScalar, Line: li + 1, Col: p.col(li, off+1), Tag: "null", Style: "plain"}
 			next = p.skip(li + 1)
 			if next < len(p.lines) {
@@ -656,6 +646,11 @@ scan:
 		case ',', '[', ']', '{', '}':
 			if flow {
 				break scan
+			}
+		case '?':
+			if flow {
+				// PyYAML ends a flow plain scalar here and YAML 1.2 does not.
+				p.fail(li, i, "'?' inside a plain scalar in a flow collection is not supported; quote the value")
 			}
 		}
 	}
@@ -869,7 +864,6 @@ func (p *yamlParser) flowSkip(owner, openLi, openOff int) {
 				p.fail(p.fli, p.foff, yamlMsgTab)
 			case '#':
 				if p.foff == 0 || p.foff > start || t[p.foff-1] == ' ' {
-					p.checkComment(p.fli, p.foff)
 					p.foff = len(t)
 					continue
 				}
@@ -1121,8 +1115,8 @@ func yamlFloatSyntax(s string) bool {
 	return (yamlDigits(whole, 10) && (frac == "" || yamlDigits(frac, 10))) || (whole == "" && yamlDigits(frac, 10))
 }
 
-// yamlExpSyntax reports whether s is a number with an exponent that the core
-// schema does not accept as a float: no '.' (1e3) or no exponent digits (1.5e).
+// yamlExpSyntax reports whether s (unsigned) is a number with an exponent but no
+// '.', like 1e3, which the core schema reads as a float and goccy as a string.
 func yamlExpSyntax(s string) bool {
 	mant, exp, ok := strings.Cut(strings.ReplaceAll(s, "E", "e"), "e")
 	if !ok || strings.Contains(exp, "e") {
@@ -1216,9 +1210,15 @@ func yamlWriteJSON(b *bytes.Buffer, n *yamlNode, indent string) error {
 			if !ok || !yamlFloatSyntax(n.Text) {
 				return fmt.Errorf("yaml: %d:%d: %q is not a finite float", n.Line, n.Col, n.Text)
 			}
+			// Always print a '.', so the number stays a float for readers that tell
+			// 1 from 1.0, and the output is itself inside the subset (1e+20 is not).
 			s := strconv.FormatFloat(f, 'g', -1, 64)
-			if !strings.ContainsAny(s, ".eE") {
-				s += ".0" // keep it a float for readers that tell 1 from 1.0
+			if !strings.Contains(s, ".") {
+				mant, exp, hasExp := strings.Cut(s, "e")
+				s = mant + ".0"
+				if hasExp {
+					s += "e" + exp
+				}
 			}
 			b.WriteString(s)
 		case "str":
@@ -1233,6 +1233,8 @@ func yamlWriteJSON(b *bytes.Buffer, n *yamlNode, indent string) error {
 
 // yamlQuoteJSON appends s as a JSON string. Unlike encoding/json it leaves <, >
 // and & alone, so instructions stay readable; invalid UTF-8 becomes U+FFFD.
+// Characters that parseYAML refuses to see raw (§4.1) are escaped, so the
+// output can be parsed again.
 func yamlQuoteJSON(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
 	for _, r := range s {
@@ -1247,7 +1249,8 @@ func yamlQuoteJSON(b *bytes.Buffer, s string) {
 			b.WriteString(`\r`)
 		case r == '\t':
 			b.WriteString(`\t`)
-		case r < 0x20:
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0x2028 || r == 0x2029 ||
+			r == 0xfeff || r == 0xfffe || r == 0xffff:
 			fmt.Fprintf(b, `\u%04x`, r)
 		default:
 			b.WriteRune(r)
