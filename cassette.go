@@ -132,6 +132,12 @@ func (cs *cassetteServer) URL() string { return "http://" + cs.ln.Addr().String(
 // Close stops the gateway and, in record mode, writes the cassette atomically (a
 // temporary file renamed over the path), so an interrupted run never leaves half a file.
 func (cs *cassetteServer) Close() error {
+	cs.mu.Lock()
+	closed := cs.closed
+	cs.mu.Unlock()
+	if closed {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cassetteShutdownWait)
 	defer cancel()
 	err := cs.srv.Shutdown(ctx)
@@ -145,10 +151,10 @@ func (cs *cassetteServer) Close() error {
 		return nil
 	}
 	cs.closed = true
-	return writeFileAtomic(cs.opts.Path, encodeCassette(cs.interactions))
+	return cassetteWriteFile(cs.opts.Path, encodeCassette(cs.interactions))
 }
 
-func writeFileAtomic(path string, data []byte) error {
+func cassetteWriteFile(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("cassette: %w", err)
@@ -192,17 +198,39 @@ func cassetteUpstream(forward string, r *http.Request) (string, error) {
 
 // Request-body normalisations applied to both sides before matching (PROVIDERS.md
 // §6.2): generated call ids, token limits and Gemini thinking settings vary between
-// runs of the same conversation.
+// runs of the same conversation. The reference only removes fields followed by a
+// comma; a field last in its object is removed too.
 var (
-	cassetteCallID     = regexp.MustCompile(`call_[a-z0-9-]+`)
-	cassetteMaxTokens  = regexp.MustCompile(`"(?:max_tokens|max_output_tokens|maxOutputTokens)":\d+,`)
-	cassetteThinkingCf = regexp.MustCompile(`"thinkingConfig":\{[^{}]*\},`)
+	cassetteCallID   = regexp.MustCompile(`call_[a-z0-9-]+`)
+	cassetteVolatile = regexp.MustCompile(`"(?:max_tokens|max_output_tokens|maxOutputTokens)":\d+|"thinkingConfig":\{[^{}]*\}`)
 )
 
 func cassetteNormalize(body string) string {
+	// Trailing whitespace too: some SDKs end JSON bodies with a newline, others not.
+	body = strings.TrimSpace(body)
 	body = cassetteCallID.ReplaceAllString(body, "call_ID")
-	body = cassetteMaxTokens.ReplaceAllString(body, "")
-	return cassetteThinkingCf.ReplaceAllString(body, "")
+	loc := cassetteVolatile.FindAllStringIndex(body, -1)
+	if loc == nil {
+		return body
+	}
+	var b strings.Builder
+	last := 0
+	for _, l := range loc {
+		start, end := l[0], l[1]
+		if start < last {
+			continue
+		}
+		switch {
+		case end < len(body) && body[end] == ',':
+			end++ // "k":v, → drop with its comma
+		case start > last && body[start-1] == ',':
+			start-- // ,"k":v} → drop the comma before it
+		}
+		b.WriteString(body[last:start])
+		last = end
+	}
+	b.WriteString(body[last:])
+	return b.String()
 }
 
 // match returns the first unused interaction, in file order, with the same method, URL
@@ -400,10 +428,10 @@ func parseCassette(path string, b []byte) ([]*cassetteInteraction, error) {
 	if root == nil || root.Kind != yamlMap {
 		return nil, fmt.Errorf("cassette %s: not a mapping", path)
 	}
-	if v := yamlLookup(root, "version"); v == nil || v.Text != "2" {
+	if v := cassetteYAMLLookup(root, "version"); v == nil || v.Text != "2" {
 		return nil, fmt.Errorf("cassette %s: want version: 2", path)
 	}
-	list := yamlLookup(root, "interactions")
+	list := cassetteYAMLLookup(root, "interactions")
 	if list == nil || (list.Kind == yamlScalar && list.Tag == "null") {
 		return nil, nil
 	}
@@ -412,23 +440,23 @@ func parseCassette(path string, b []byte) ([]*cassetteInteraction, error) {
 	}
 	var out []*cassetteInteraction
 	for _, n := range list.Values {
-		req, resp := yamlLookup(n, "request"), yamlLookup(n, "response")
+		req, resp := cassetteYAMLLookup(n, "request"), cassetteYAMLLookup(n, "response")
 		if req == nil || resp == nil || req.Kind != yamlMap || resp.Kind != yamlMap {
 			return nil, fmt.Errorf("cassette %s:%d: interaction needs request and response mappings", path, n.Line)
 		}
 		in := &cassetteInteraction{
-			Method:   yamlText(req, "method"),
-			URL:      yamlText(req, "url"),
-			Host:     yamlText(req, "host"),
-			ReqBody:  yamlText(req, "body"),
-			Proto:    yamlText(resp, "proto"),
-			Status:   yamlText(resp, "status"),
-			RespBody: yamlText(resp, "body"),
+			Method:   cassetteYAMLText(req, "method"),
+			URL:      cassetteYAMLText(req, "url"),
+			Host:     cassetteYAMLText(req, "host"),
+			ReqBody:  cassetteYAMLText(req, "body"),
+			Proto:    cassetteYAMLText(resp, "proto"),
+			Status:   cassetteYAMLText(resp, "status"),
+			RespBody: cassetteYAMLText(resp, "body"),
 		}
 		if in.Method == "" || in.URL == "" {
 			return nil, fmt.Errorf("cassette %s:%d: request needs method and url", path, req.Line)
 		}
-		if c := yamlText(resp, "code"); c != "" {
+		if c := cassetteYAMLText(resp, "code"); c != "" {
 			in.Code, err = strconv.Atoi(c)
 			if err != nil {
 				return nil, fmt.Errorf("cassette %s:%d: response code %q is not a number", path, resp.Line, c)
@@ -439,8 +467,8 @@ func parseCassette(path string, b []byte) ([]*cassetteInteraction, error) {
 	return out, nil
 }
 
-// yamlLookup returns the value of key in mapping n, nil if absent.
-func yamlLookup(n *yamlNode, key string) *yamlNode {
+// cassetteYAMLLookup returns the value of key in mapping n, nil if absent.
+func cassetteYAMLLookup(n *yamlNode, key string) *yamlNode {
 	if n == nil || n.Kind != yamlMap {
 		return nil
 	}
@@ -452,9 +480,9 @@ func yamlLookup(n *yamlNode, key string) *yamlNode {
 	return nil
 }
 
-// yamlText is the text of scalar key in n, "" if absent, null or not a scalar.
-func yamlText(n *yamlNode, key string) string {
-	v := yamlLookup(n, key)
+// cassetteYAMLText is the text of scalar key in n, "" if absent, null or not a scalar.
+func cassetteYAMLText(n *yamlNode, key string) string {
+	v := cassetteYAMLLookup(n, key)
 	if v == nil || v.Kind != yamlScalar || v.Tag == "null" {
 		return ""
 	}
@@ -479,7 +507,7 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		cassetteBody(&b, "        ", "body", in.ReqBody)
 		if len(in.Form) > 0 {
 			b.WriteString("        form:\n")
-			for _, k := range sortedKeys(in.Form) {
+			for _, k := range cassetteSortedKeys(in.Form) {
 				fmt.Fprintf(&b, "            %s:\n", cassetteScalar(k))
 				for _, v := range in.Form[k] {
 					fmt.Fprintf(&b, "                - %s\n", cassetteScalar(v))
@@ -507,7 +535,7 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 	return b.Bytes()
 }
 
-func sortedKeys(v url.Values) []string {
+func cassetteSortedKeys(v url.Values) []string {
 	keys := make([]string, 0, len(v))
 	for k := range v {
 		keys = append(keys, k)
@@ -516,7 +544,12 @@ func sortedKeys(v url.Values) []string {
 	return keys
 }
 
-var cassettePlain = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._/:?&=%+~,()-]*$`)
+// Plain scalars: text that starts with a letter, an HTTP status line, or a Go
+// duration. Anything else starting with a digit could read as a number, so it is quoted.
+var (
+	cassettePlain     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9 ._/:?&=%+~,()-]*$`)
+	cassettePlainNums = regexp.MustCompile(`^(?:[1-5][0-9][0-9] [A-Za-z][A-Za-z -]*|(?:[0-9]+(?:\.[0-9]+)?(?:ns|µs|us|ms|s|m|h))+)$`)
+)
 
 // cassetteScalar writes s plain when that cannot be misread (no ": ", " #", no
 // trailing space, not a YAML 1.2 keyword or number), single-quoted when it is one printable
@@ -527,7 +560,7 @@ func cassetteScalar(s string) string {
 	switch strings.ToLower(s) {
 	case "true", "false", "null", "~", "":
 	default:
-		if ferr != nil && ierr != nil && cassettePlain.MatchString(s) && !strings.Contains(s, ": ") && !strings.Contains(s, " #") && !strings.HasSuffix(s, " ") && !strings.HasSuffix(s, ":") {
+		if ferr != nil && ierr != nil && (cassettePlain.MatchString(s) || cassettePlainNums.MatchString(s)) && !strings.Contains(s, ": ") && !strings.Contains(s, " #") && !strings.HasSuffix(s, " ") && !strings.HasSuffix(s, ":") {
 			return s
 		}
 	}
@@ -544,7 +577,7 @@ func cassettePrintableLine(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xfeff {
+		if !strconv.IsPrint(r) { // YAML allows printable characters only, unescaped
 			return false
 		}
 	}
@@ -592,7 +625,7 @@ func cassetteBlockSafe(body string) bool {
 			return false
 		}
 		for _, r := range line {
-			if (r < 0x20 && r != '\t') || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xfeff {
+			if r != '\t' && !strconv.IsPrint(r) {
 				return false
 			}
 		}

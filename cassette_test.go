@@ -13,9 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
-func startTestCassette(t *testing.T, opts cassetteOptions) *cassetteServer {
+func startCassetteForTest(t *testing.T, opts cassetteOptions) *cassetteServer {
 	t.Helper()
 	cs, err := startCassetteWith(opts)
 	if err != nil {
@@ -25,23 +26,23 @@ func startTestCassette(t *testing.T, opts cassetteOptions) *cassetteServer {
 	return cs
 }
 
-// gatewayClient is a chat client that reaches providers through the cassette gateway,
+// cassetteGatewayClient is a chat client that reaches providers through the cassette gateway,
 // with no API keys in its environment.
-func gatewayClient(t *testing.T, cs *cassetteServer, spec modelSpec) *openAIChatClient {
-	env := testEnv()
+func cassetteGatewayClient(t *testing.T, cs *cassetteServer, spec modelSpec) *openAIChatClient {
+	env := modelTestEnv()
 	env.Gateway = cs.URL()
-	return newTestChatClient(t, spec, env)
+	return newModelTestChatClient(t, spec, env)
 }
 
 func TestCassetteReplay(t *testing.T) {
-	cs := startTestCassette(t, cassetteOptions{Path: "testdata/cassettes/replay.yaml", Mode: "replay"})
-	c := gatewayClient(t, cs, modelSpec{Provider: "openai", Model: "gpt-4o", MaxTokens: 1234})
+	cs := startCassetteForTest(t, cassetteOptions{Path: "testdata/cassettes/replay.yaml", Mode: "replay"})
+	c := cassetteGatewayClient(t, cs, modelSpec{Provider: "openai", Model: "gpt-4o", MaxTokens: 1234})
 
 	// Identical requests consume successive interactions in file order; max_tokens is
 	// ignored by the matcher.
 	for _, want := range []string{"first", "second"} {
-		var got turnResult
-		if err := c.stream(context.Background(), userReq("What's 2+2?"), got.emit); err != nil {
+		var got modelTurn
+		if err := c.stream(context.Background(), modelUserReq("What's 2+2?"), got.emit); err != nil {
 			t.Fatalf("stream: %v", err)
 		}
 		if got.Text != want || got.Stop != "stop" {
@@ -49,26 +50,26 @@ func TestCassetteReplay(t *testing.T) {
 		}
 	}
 	// Used up: a miss is a 500 naming the request.
-	err := c.stream(context.Background(), userReq("What's 2+2?"), func(modelEvent) {})
+	err := c.stream(context.Background(), modelUserReq("What's 2+2?"), func(modelEvent) {})
 	var me *modelError
 	if !errors.As(err, &me) || me.Status != 500 || !strings.Contains(me.Msg, "requested interaction not found") || !strings.Contains(me.Msg, "https://api.openai.com/v1/chat/completions") {
 		t.Errorf("miss: err = %v; want a 500 naming the interaction", err)
 	}
 
 	// Generated call ids are normalised; the Mistral URL is rebuilt from X-Cagent-Forward.
-	mc := gatewayClient(t, cs, modelSpec{Provider: "mistral", Model: "mistral-small"})
+	mc := cassetteGatewayClient(t, cs, modelSpec{Provider: "mistral", Model: "mistral-small"})
 	req := &modelRequest{Messages: []chatMessage{
 		{Role: "user", Content: "List it."},
 		{Role: "assistant", ToolCalls: []toolCall{{ID: "call_9b1c-00", Type: "function", Function: functionCall{Name: "ls", Arguments: "{}"}}}},
 		{Role: "tool", ToolCallID: "call_9b1c-00", Content: "a.txt\n"},
 	}}
-	var got turnResult
+	var got modelTurn
 	if err := mc.stream(context.Background(), req, got.emit); err != nil || got.Text != "One file." || got.Usage == nil || got.Usage.InputTokens != 30 {
 		t.Errorf("mistral replay: err %v text %q usage %+v", err, got.Text, got.Usage)
 	}
 
 	// A recorded error answer replays as that error.
-	err = c.stream(context.Background(), userReq("fail please"), func(modelEvent) {})
+	err = c.stream(context.Background(), modelUserReq("fail please"), func(modelEvent) {})
 	if !errors.As(err, &me) || me.Status != 401 || !strings.Contains(me.Msg, "Incorrect API key provided: sk-xxxx.") {
 		t.Errorf("recorded 401: err = %v", err)
 	}
@@ -77,7 +78,7 @@ func TestCassetteReplay(t *testing.T) {
 // Replay writes streams without Content-Type, in small flushed pieces, so clients
 // must parse SSE whatever the type says.
 func TestCassetteReplayRawResponse(t *testing.T) {
-	cs := startTestCassette(t, cassetteOptions{Path: "testdata/cassettes/replay.yaml", Mode: "replay"})
+	cs := startCassetteForTest(t, cassetteOptions{Path: "testdata/cassettes/replay.yaml", Mode: "replay"})
 	body := `{"messages":[{"content":"Be brief.\n","role":"system"},{"content":"What's 2+2?","role":"user"}],"model":"gpt-4o","stream_options":{"include_usage":true},"stream":true}`
 	req, _ := http.NewRequest("POST", cs.URL()+"/v1/chat/completions", strings.NewReader(body))
 	req.Header.Set("X-Cagent-Forward", "https://api.openai.com/v1")
@@ -102,10 +103,10 @@ func TestCassetteReplayRawResponse(t *testing.T) {
 }
 
 func TestCassetteEmptyAndInvalid(t *testing.T) {
-	cs := startTestCassette(t, cassetteOptions{Path: "testdata/cassettes/empty.yaml", Mode: "replay"})
-	c := gatewayClient(t, cs, testSpec(""))
+	cs := startCassetteForTest(t, cassetteOptions{Path: "testdata/cassettes/empty.yaml", Mode: "replay"})
+	c := cassetteGatewayClient(t, cs, modelTestSpec(""))
 	var me *modelError
-	if err := c.stream(context.Background(), userReq("x"), func(modelEvent) {}); !errors.As(err, &me) || me.Status != 500 {
+	if err := c.stream(context.Background(), modelUserReq("x"), func(modelEvent) {}); !errors.As(err, &me) || me.Status != 500 {
 		t.Errorf("empty cassette: err = %v; want a 500 miss", err)
 	}
 	dir := t.TempDir()
@@ -130,23 +131,23 @@ func TestCassetteEmptyAndInvalid(t *testing.T) {
 }
 
 func TestCassetteRecordThenReplay(t *testing.T) {
-	up := newScriptServer(t,
-		sseStep(sseData(
+	up := newModelScriptServer(t,
+		modelSSEStep(modelSSEData(
 			`{"model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{"content":"It's \"4\" — ünïcode\ttab"},"finish_reason":null}]}`,
 			`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":4}}`)),
-		errorStep(400, nil, `{"error":{"message":"bad request","type":"invalid_request_error"}}`))
+		modelErrorStep(400, nil, `{"error":{"message":"bad request","type":"invalid_request_error"}}`))
 	path := filepath.Join(t.TempDir(), "rec.yaml")
-	getenv := testEnv("OPENAI_API_KEY", "sk-secret-123").Getenv
-	rec := startTestCassette(t, cassetteOptions{Path: path, Mode: "record", Getenv: getenv,
+	getenv := modelTestEnv("OPENAI_API_KEY", "sk-secret-123").Getenv
+	rec := startCassetteForTest(t, cassetteOptions{Path: path, Mode: "record", Getenv: getenv,
 		Upstream: map[string]string{"https://api.openai.com": up.URL}})
-	c := gatewayClient(t, rec, testSpec(""))
-	c.env.Getenv = testEnv("DOCKER_TOKEN", "client-token").Getenv
+	c := cassetteGatewayClient(t, rec, modelTestSpec(""))
+	c.env.Getenv = modelTestEnv("DOCKER_TOKEN", "client-token").Getenv
 
-	var first turnResult
-	if err := c.stream(context.Background(), userReq("What's 2+2?"), first.emit); err != nil {
+	var first modelTurn
+	if err := c.stream(context.Background(), modelUserReq("What's 2+2?"), first.emit); err != nil {
 		t.Fatalf("recording: %v", err)
 	}
-	err1 := c.stream(context.Background(), userReq("bad one"), func(modelEvent) {})
+	err1 := c.stream(context.Background(), modelUserReq("bad one"), func(modelEvent) {})
 	if err1 == nil || !strings.Contains(err1.Error(), "400 Bad Request: bad request") {
 		t.Fatalf("recording error answer: %v", err1)
 	}
@@ -171,16 +172,16 @@ func TestCassetteRecordThenReplay(t *testing.T) {
 	}
 
 	// Replay gives the same events and the same error, with no upstream at all.
-	rp := startTestCassette(t, cassetteOptions{Path: path, Mode: "replay"})
-	c2 := gatewayClient(t, rp, testSpec(""))
-	var again turnResult
-	if err := c2.stream(context.Background(), userReq("What's 2+2?"), again.emit); err != nil {
+	rp := startCassetteForTest(t, cassetteOptions{Path: path, Mode: "replay"})
+	c2 := cassetteGatewayClient(t, rp, modelTestSpec(""))
+	var again modelTurn
+	if err := c2.stream(context.Background(), modelUserReq("What's 2+2?"), again.emit); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
 	if !reflect.DeepEqual(first.Events, again.Events) {
 		t.Errorf("replayed events differ:\n got %+v\nwant %+v", again.Events, first.Events)
 	}
-	err2 := c2.stream(context.Background(), userReq("bad one"), func(modelEvent) {})
+	err2 := c2.stream(context.Background(), modelUserReq("bad one"), func(modelEvent) {})
 	if err2 == nil || !strings.Contains(err2.Error(), "400 Bad Request: bad request") {
 		t.Errorf("replayed error: %v", err2)
 	}
@@ -275,4 +276,59 @@ func TestCassetteNormalize(t *testing.T) {
 	if cassetteNormalize(`{"id":"call_ABC"}`) == cassetteNormalize(`{"id":"call_XYZ"}`) {
 		t.Errorf("upper-case ids were normalised; the reference only rewrites lower-case ones")
 	}
+}
+
+// Gemini cassettes hold the request as a literal block (with the SDK's trailing
+// newline), a form, and a double-quoted CRLF stream; the gateway path is the full path.
+func TestCassetteReplayGeminiShape(t *testing.T) {
+	cs := startCassetteForTest(t, cassetteOptions{Path: "testdata/cassettes/gemini.yaml", Mode: "replay"})
+	body := `{"contents":[{"parts":[{"text":"Hi"}],"role":"user"},{"parts":[{"functionResponse":{"name":"call_99aa-bb","response":{"result":"ok\n"}}}],"role":"user"}],"generationConfig":{"maxOutputTokens":20,"thinkingConfig":{"thinkingLevel":"LOW"}}}`
+	req, _ := http.NewRequest("POST", cs.URL()+"/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", strings.NewReader(body))
+	req.Header.Set("X-Cagent-Forward", "https://generativelanguage.googleapis.com")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	want := "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hello\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}]}\r\n\r\n"
+	if resp.StatusCode != 200 || string(b) != want {
+		t.Errorf("status %d body %q; want 200 %q", resp.StatusCode, b, want)
+	}
+}
+
+func TestCassetteNormalizeFieldPositions(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{`{"a":1,"max_tokens":5,"b":2}`, `{"a":1,"b":2}`},
+		{`{"a":1,"max_tokens":5}`, `{"a":1}`},
+		{`{"max_tokens":5}`, `{}`},
+		{`{"g":{"maxOutputTokens":20,"thinkingConfig":{"thinkingBudget":0}},"x":1}`, `{"g":{},"x":1}`},
+		{`{"g":{"thinkingConfig":{"thinkingLevel":"LOW"},"maxOutputTokens":200}}` + "\n", `{"g":{}}`},
+		{`{"max_completion_tokens":5}`, `{"max_completion_tokens":5}`},
+	} {
+		if got := cassetteNormalize(tt.in); got != tt.want {
+			t.Errorf("cassetteNormalize(%s) = %s; want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+// Any body survives the emitter and the parser; normalising never panics.
+func FuzzCassetteBody(f *testing.F) {
+	for _, s := range []string{"", "data: x\n\n", " a\n", "\r\n", "a\x00b", "'\"", "x\n \n", "\xff", "1e5", "a: b # c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		cassetteNormalize(body)
+		if !utf8.ValidString(body) {
+			return // YAML is text: invalid UTF-8 cannot round-trip exactly
+		}
+		enc := encodeCassette([]*cassetteInteraction{{Method: "POST", URL: "https://h/x", ReqBody: body, RespBody: body, Status: "200 OK", Code: 200}})
+		got, err := parseCassette("f.yaml", enc)
+		if err != nil {
+			t.Fatalf("parse: %v\n%s", err, enc)
+		}
+		if len(got) != 1 || got[0].ReqBody != body || got[0].RespBody != body {
+			t.Fatalf("body %q came back as %q / %q\n%s", body, got[0].ReqBody, got[0].RespBody, enc)
+		}
+	})
 }

@@ -3,6 +3,19 @@ package main
 // models.go: provider selection, the shared provider helpers (base URL, key, gateway,
 // HTTP errors, stream timeouts), the OpenAI-compatible chat client, and the model chain
 // with retries and fallbacks (PROVIDERS.md §2, §3.1, §3.5, §5).
+//
+// Every provider client follows the same steps with the shared helpers, so that
+// gateway mode, errors and timeouts behave alike across API families:
+//
+//	base, err := modelBaseURL(spec, env)     // configured, env override, or default
+//	key, keyErr := modelAPIKey(spec, env)    // report keyErr from stream, not a *modelError
+//	wctx, wd := newModelWatchdog(ctx, modelFirstByteTimeout, modelIdleTimeout)
+//	defer wd.stop()
+//	req, err := modelNewRequest(wctx, env, base, gatewayPrefix, path, query, body) // then set auth
+//	resp, err := modelDo(wctx, env, req)     // non-2xx → *modelError via modelHTTPError
+//	if err != nil { return wd.err(err, false) }
+//	err = readSSE(wd.reader(resp.Body), …)   // read failures: modelStreamError(err)
+//	return wd.err(err, emitted)
 
 import (
 	"bytes"
@@ -454,66 +467,66 @@ func (c *openAIChatClient) spec() modelSpec { return c.s }
 
 // Wire types for chat completions. Field order follows the reference's SDK so that
 // request bodies match recorded cassettes byte for byte (PROVIDERS.md §6.2).
-type oaChatRequest struct {
-	Messages            []oaMessage      `json:"messages"`
-	Model               string           `json:"model"`
-	FrequencyPenalty    *float64         `json:"frequency_penalty,omitempty"`
-	MaxCompletionTokens int64            `json:"max_completion_tokens,omitempty"`
-	MaxTokens           int64            `json:"max_tokens,omitempty"`
-	PresencePenalty     *float64         `json:"presence_penalty,omitempty"`
-	Temperature         *float64         `json:"temperature,omitempty"`
-	TopP                *float64         `json:"top_p,omitempty"`
-	ParallelToolCalls   *bool            `json:"parallel_tool_calls,omitempty"`
-	ReasoningEffort     string           `json:"reasoning_effort,omitempty"`
-	StreamOptions       *oaStreamOptions `json:"stream_options,omitempty"`
-	Tools               []oaTool         `json:"tools,omitempty"`
-	Stream              bool             `json:"stream"`
+type openAIChatRequest struct {
+	Messages            []openAIChatMessage      `json:"messages"`
+	Model               string                   `json:"model"`
+	FrequencyPenalty    *float64                 `json:"frequency_penalty,omitempty"`
+	MaxCompletionTokens int64                    `json:"max_completion_tokens,omitempty"`
+	MaxTokens           int64                    `json:"max_tokens,omitempty"`
+	PresencePenalty     *float64                 `json:"presence_penalty,omitempty"`
+	Temperature         *float64                 `json:"temperature,omitempty"`
+	TopP                *float64                 `json:"top_p,omitempty"`
+	ParallelToolCalls   *bool                    `json:"parallel_tool_calls,omitempty"`
+	ReasoningEffort     string                   `json:"reasoning_effort,omitempty"`
+	StreamOptions       *openAIChatStreamOptions `json:"stream_options,omitempty"`
+	Tools               []openAIChatTool         `json:"tools,omitempty"`
+	Stream              bool                     `json:"stream"`
 }
 
-type oaStreamOptions struct {
+type openAIChatStreamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
 }
 
-// oaMessage: Content is a string, a []oaPart, or nil (omitted: an assistant message
+// openAIChatMessage: Content is a string, a []openAIChatPart, or nil (omitted: an assistant message
 // that only calls tools).
-type oaMessage struct {
-	Content    any          `json:"content,omitempty"`
-	ToolCalls  []oaToolCall `json:"tool_calls,omitempty"`
-	ToolCallID string       `json:"tool_call_id,omitempty"`
-	Role       string       `json:"role"`
+type openAIChatMessage struct {
+	Content    any                  `json:"content,omitempty"`
+	ToolCalls  []openAIChatToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string               `json:"tool_call_id,omitempty"`
+	Role       string               `json:"role"`
 }
 
-type oaPart struct {
+type openAIChatPart struct {
 	Text     string    `json:"text,omitempty"`
 	ImageURL *imageURL `json:"image_url,omitempty"`
 	Type     string    `json:"type"`
 }
 
-type oaToolCall struct {
-	ID       string         `json:"id"`
-	Function oaFunctionCall `json:"function"`
-	Type     string         `json:"type"`
+type openAIChatToolCall struct {
+	ID       string                 `json:"id"`
+	Function openAIChatFunctionCall `json:"function"`
+	Type     string                 `json:"type"`
 }
 
-type oaFunctionCall struct {
+type openAIChatFunctionCall struct {
 	Arguments string `json:"arguments"`
 	Name      string `json:"name"`
 }
 
-type oaTool struct {
-	Function oaFunction `json:"function"`
-	Type     string     `json:"type"`
+type openAIChatTool struct {
+	Function openAIChatFunction `json:"function"`
+	Type     string             `json:"type"`
 }
 
-type oaFunction struct {
+type openAIChatFunction struct {
 	Name        string         `json:"name"`
 	Description string         `json:"description,omitempty"`
 	Parameters  map[string]any `json:"parameters"`
 }
 
-// oaChunk is one streamed chunk. Unknown fields (obfuscation, service_tier, Mistral's
+// openAIChatChunk is one streamed chunk. Unknown fields (obfuscation, service_tier, Mistral's
 // padding "p") are ignored by encoding/json.
-type oaChunk struct {
+type openAIChatChunk struct {
 	Model   string `json:"model"`
 	Choices []struct {
 		Delta struct {
@@ -547,8 +560,8 @@ type oaChunk struct {
 // requestBody builds the chat completions request (PROVIDERS.md §3.1, §3.5, §4).
 func (c *openAIChatClient) requestBody(req *modelRequest) ([]byte, error) {
 	s := c.s
-	r := oaChatRequest{
-		Messages:         openAIMessages(req.Messages, c.dmr),
+	r := openAIChatRequest{
+		Messages:         openAIChatMessages(req.Messages, c.dmr),
 		Model:            s.Model,
 		FrequencyPenalty: s.FrequencyPenalty,
 		PresencePenalty:  s.PresencePenalty,
@@ -566,11 +579,11 @@ func (c *openAIChatClient) requestBody(req *modelRequest) ([]byte, error) {
 		r.MaxTokens = maxTokens
 	}
 	if s.TrackUsage == nil || *s.TrackUsage {
-		r.StreamOptions = &oaStreamOptions{IncludeUsage: true}
+		r.StreamOptions = &openAIChatStreamOptions{IncludeUsage: true}
 	}
 	if !req.NoTools && len(req.Tools) > 0 {
 		for _, t := range req.Tools {
-			params, err := openAISchema(t.Parameters)
+			params, err := openAIChatSchema(t.Parameters)
 			if err != nil {
 				return nil, fmt.Errorf("tool %s: %w", t.Name, err)
 			}
@@ -578,19 +591,19 @@ func (c *openAIChatClient) requestBody(req *modelRequest) ([]byte, error) {
 			if desc == "" && c.dmr {
 				desc = "Function " + t.Name // llama.cpp rejects tools without a description
 			}
-			r.Tools = append(r.Tools, oaTool{Type: "function", Function: oaFunction{Name: t.Name, Description: desc, Parameters: params}})
+			r.Tools = append(r.Tools, openAIChatTool{Type: "function", Function: openAIChatFunction{Name: t.Name, Description: desc, Parameters: params}})
 		}
 		r.ParallelToolCalls = s.ParallelToolCalls
 	}
 	if req.Thinking && !c.dmr {
-		r.ReasoningEffort = openAIReasoningEffort(s)
+		r.ReasoningEffort = openAIChatReasoningEffort(s)
 	}
 	return json.Marshal(r)
 }
 
-// openAIReasoningEffort is the reasoning_effort for spec when thinking is on: only the
+// openAIChatReasoningEffort is the reasoning_effort for spec when thinking is on: only the
 // o1/o3/o4/gpt-5 families accept it (PROVIDERS.md §3.1); the default is medium.
-func openAIReasoningEffort(spec modelSpec) string {
+func openAIChatReasoningEffort(spec modelSpec) string {
 	m := strings.ToLower(spec.Model)
 	if !(strings.HasPrefix(m, "o1") || strings.HasPrefix(m, "o3") || strings.HasPrefix(m, "o4") || strings.HasPrefix(m, "gpt-5")) {
 		return ""
@@ -615,20 +628,20 @@ func openAIReasoningEffort(spec modelSpec) string {
 	return "medium"
 }
 
-// openAIMessages converts the conversation. Empty assistant messages are dropped (a
+// openAIChatMessages converts the conversation. Empty assistant messages are dropped (a
 // turn cut by max_tokens leaves one, and providers reject it). Tool-result images
 // follow as a user message, since the tool role takes text only. For DMR, consecutive
 // system and consecutive user messages are merged: llama.cpp chat templates reject
 // them otherwise.
-func openAIMessages(msgs []chatMessage, merge bool) []oaMessage {
-	out := make([]oaMessage, 0, len(msgs))
+func openAIChatMessages(msgs []chatMessage, merge bool) []openAIChatMessage {
+	out := make([]openAIChatMessage, 0, len(msgs))
 	for _, m := range msgs {
 		switch m.Role {
 		case "assistant":
 			if len(m.ToolCalls) == 0 && strings.TrimSpace(m.Content) == "" {
 				continue
 			}
-			om := oaMessage{Role: "assistant"}
+			om := openAIChatMessage{Role: "assistant"}
 			if m.Content != "" {
 				om.Content = m.Content
 			}
@@ -637,37 +650,39 @@ func openAIMessages(msgs []chatMessage, merge bool) []oaMessage {
 				if typ == "" {
 					typ = "function"
 				}
-				om.ToolCalls = append(om.ToolCalls, oaToolCall{ID: tc.ID, Type: typ, Function: oaFunctionCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments}})
+				om.ToolCalls = append(om.ToolCalls, openAIChatToolCall{ID: tc.ID, Type: typ, Function: openAIChatFunctionCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments}})
 			}
 			if len(om.ToolCalls) == 0 && om.Content == nil {
 				om.Content = ""
 			}
 			out = append(out, om)
 		case "tool":
-			out = append(out, oaMessage{Role: "tool", Content: m.Content, ToolCallID: m.ToolCallID})
-			var imgs []oaPart
+			out = append(out, openAIChatMessage{Role: "tool", Content: m.Content, ToolCallID: m.ToolCallID})
+			var imgs []openAIChatPart
 			for _, p := range m.MultiContent {
 				if p.Type == "image_url" && p.ImageURL != nil {
-					imgs = append(imgs, oaPart{Type: "image_url", ImageURL: p.ImageURL})
+					imgs = append(imgs, openAIChatPart{Type: "image_url", ImageURL: p.ImageURL})
 				}
 			}
 			if len(imgs) > 0 {
-				parts := append([]oaPart{{Type: "text", Text: "Attached image(s) from tool result:"}}, imgs...)
-				out = append(out, oaMessage{Role: "user", Content: parts})
+				parts := append([]openAIChatPart{{Type: "text", Text: "Attached image(s) from tool result:"}}, imgs...)
+				out = append(out, openAIChatMessage{Role: "user", Content: parts})
 			}
 		default:
-			om := oaMessage{Role: m.Role, Content: m.Content}
+			om := openAIChatMessage{Role: m.Role, Content: m.Content}
 			if len(m.MultiContent) > 0 {
-				var parts []oaPart
+				var parts []openAIChatPart
 				for _, p := range m.MultiContent {
 					switch {
 					case p.Type == "text":
-						parts = append(parts, oaPart{Type: "text", Text: p.Text})
+						parts = append(parts, openAIChatPart{Type: "text", Text: p.Text})
 					case p.Type == "image_url" && p.ImageURL != nil:
-						parts = append(parts, oaPart{Type: "image_url", ImageURL: p.ImageURL})
+						parts = append(parts, openAIChatPart{Type: "image_url", ImageURL: p.ImageURL})
 					}
 				}
-				om.Content = parts
+				if len(parts) > 0 { // only file parts: keep the text content
+					om.Content = parts
+				}
 			}
 			if merge && len(out) > 0 {
 				last := &out[len(out)-1]
@@ -684,12 +699,12 @@ func openAIMessages(msgs []chatMessage, merge bool) []oaMessage {
 	return out
 }
 
-// openAISchema rewrites a tool's JSON schema the way OpenAI's strict function calling
+// openAIChatSchema rewrites a tool's JSON schema the way OpenAI's strict function calling
 // wants it (PROVIDERS.md §3.1): every property required, optional ones nullable,
 // additionalProperties false on objects, no "format", arrays always with items. No
 // parameters at all is an empty object schema. Keys come out sorted (encoding/json
 // sorts map keys), as the reference's bodies are.
-func openAISchema(raw json.RawMessage) (map[string]any, error) {
+func openAIChatSchema(raw json.RawMessage) (map[string]any, error) {
 	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
 		return map[string]any{"type": "object", "properties": map[string]any{}}, nil
 	}
@@ -699,14 +714,14 @@ func openAISchema(raw json.RawMessage) (map[string]any, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, fmt.Errorf("parameters are not a JSON object: %w", err)
 	}
-	openAIRewriteSchema(v)
+	openAIChatRewriteSchema(v)
 	if _, ok := v["properties"]; !ok && v["type"] == "object" {
 		v["properties"] = map[string]any{}
 	}
 	return v, nil
 }
 
-func openAIRewriteSchema(s map[string]any) {
+func openAIChatRewriteSchema(s map[string]any) {
 	delete(s, "format")
 	if props, ok := s["properties"].(map[string]any); ok {
 		var req []string
@@ -726,14 +741,14 @@ func openAIRewriteSchema(s map[string]any) {
 		for _, name := range names {
 			p, _ := props[name].(map[string]any)
 			if p != nil {
-				openAIRewriteSchema(p)
+				openAIChatRewriteSchema(p)
 			}
 			if slices.Contains(req, name) {
 				continue
 			}
 			all = append(all, name)
 			if p != nil {
-				openAINullable(p)
+				openAIChatNullable(p)
 			}
 		}
 		reqAny := make([]any, len(all))
@@ -745,9 +760,9 @@ func openAIRewriteSchema(s map[string]any) {
 	} else if s["type"] == "object" {
 		s["additionalProperties"] = false
 	}
-	if s["type"] == "array" || slices.Contains(openAISchemaTypes(s["type"]), "array") {
+	if s["type"] == "array" || slices.Contains(openAIChatSchemaTypes(s["type"]), "array") {
 		if items, ok := s["items"].(map[string]any); ok {
-			openAIRewriteSchema(items)
+			openAIChatRewriteSchema(items)
 		} else if _, ok := s["items"]; !ok {
 			s["items"] = map[string]any{"type": "object"}
 		}
@@ -756,15 +771,15 @@ func openAIRewriteSchema(s map[string]any) {
 		if list, ok := s[k].([]any); ok {
 			for _, e := range list {
 				if m, ok := e.(map[string]any); ok {
-					openAIRewriteSchema(m)
+					openAIChatRewriteSchema(m)
 				}
 			}
 		}
 	}
 }
 
-// openAINullable widens a property's type to also accept null.
-func openAINullable(p map[string]any) {
+// openAIChatNullable widens a property's type to also accept null.
+func openAIChatNullable(p map[string]any) {
 	switch t := p["type"].(type) {
 	case string:
 		if t != "null" {
@@ -777,7 +792,7 @@ func openAINullable(p map[string]any) {
 	}
 }
 
-func openAISchemaTypes(v any) []string {
+func openAIChatSchemaTypes(v any) []string {
 	var out []string
 	if l, ok := v.([]any); ok {
 		for _, e := range l {
@@ -814,19 +829,19 @@ func (c *openAIChatClient) stream(ctx context.Context, req *modelRequest, emit f
 	}
 	defer resp.Body.Close()
 	emitted := false
-	err = openAIReadStream(wd.reader(resp.Body), func(ev modelEvent) {
+	err = openAIChatReadStream(wd.reader(resp.Body), func(ev modelEvent) {
 		emitted = true
 		emit(ev)
 	})
 	return wd.err(err, emitted)
 }
 
-// openAIReadStream parses a chat completions SSE stream into events. Deltas, usage and
+// openAIChatReadStream parses a chat completions SSE stream into events. Deltas, usage and
 // finish reasons may come in any combination in one chunk (Mistral sends the whole
 // tool call, the finish reason and the usage together). Tool-call fragments carry only
 // an index after the first, so the id is remembered per index. Stop is emitted last,
 // after the usage chunk that follows the finish reason.
-func openAIReadStream(r io.Reader, emit func(modelEvent)) error {
+func openAIChatReadStream(r io.Reader, emit func(modelEvent)) error {
 	ids := map[int]string{}
 	names := map[int]string{}
 	finish := ""
@@ -846,7 +861,7 @@ func openAIReadStream(r io.Reader, emit func(modelEvent)) error {
 			return nil
 		}
 		chunks++
-		var ch oaChunk
+		var ch openAIChatChunk
 		if err := json.Unmarshal([]byte(data), &ch); err != nil {
 			return &modelError{Msg: fmt.Sprintf("error receiving from stream: invalid chunk %.200q: %v", data, err), MidStream: true}
 		}

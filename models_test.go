@@ -15,28 +15,28 @@ import (
 	"time"
 )
 
-// scriptServer is an httptest server that answers each request with the next step
+// modelScriptServer is an httptest server that answers each request with the next step
 // (the last step repeats) and records what it received, headers included.
-type scriptServer struct {
+type modelScriptServer struct {
 	*httptest.Server
 	mu    sync.Mutex
 	steps []http.HandlerFunc
-	reqs  []scriptRequest
+	reqs  []modelScriptRequest
 }
 
-type scriptRequest struct {
+type modelScriptRequest struct {
 	Method, Path, RawQuery string
 	Header                 http.Header
 	Body                   string
 }
 
-func newScriptServer(t testing.TB, steps ...http.HandlerFunc) *scriptServer {
+func newModelScriptServer(t testing.TB, steps ...http.HandlerFunc) *modelScriptServer {
 	t.Helper()
-	s := &scriptServer{steps: steps}
+	s := &modelScriptServer{steps: steps}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
-		s.reqs = append(s.reqs, scriptRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b)})
+		s.reqs = append(s.reqs, modelScriptRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b)})
 		step := s.steps[0]
 		if len(s.steps) > 1 {
 			s.steps = s.steps[1:]
@@ -48,23 +48,23 @@ func newScriptServer(t testing.TB, steps ...http.HandlerFunc) *scriptServer {
 	return s
 }
 
-func (s *scriptServer) requests() []scriptRequest {
+func (s *modelScriptServer) requests() []modelScriptRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]scriptRequest(nil), s.reqs...)
+	return append([]modelScriptRequest(nil), s.reqs...)
 }
 
-// sseStep streams body as is, flushed in one write, with no Content-Type (as a
+// modelSSEStep streams body as is, flushed in one write, with no Content-Type (as a
 // replaying cassette does).
-func sseStep(body string) http.HandlerFunc {
+func modelSSEStep(body string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Content-Type"] = nil
 		io.WriteString(w, body)
 	}
 }
 
-// sseData frames JSON chunks as SSE data events and ends with [DONE].
-func sseData(chunks ...string) string {
+// modelSSEData frames JSON chunks as SSE data events and ends with [DONE].
+func modelSSEData(chunks ...string) string {
 	var b strings.Builder
 	for _, c := range chunks {
 		b.WriteString("data: " + c + "\n\n")
@@ -73,7 +73,7 @@ func sseData(chunks ...string) string {
 	return b.String()
 }
 
-func errorStep(status int, header map[string]string, body string) http.HandlerFunc {
+func modelErrorStep(status int, header map[string]string, body string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		for k, v := range header {
 			w.Header().Set(k, v)
@@ -84,7 +84,7 @@ func errorStep(status int, header map[string]string, body string) http.HandlerFu
 	}
 }
 
-func testEnv(vars ...string) clientEnv {
+func modelTestEnv(vars ...string) clientEnv {
 	m := map[string]string{}
 	for i := 0; i+1 < len(vars); i += 2 {
 		m[vars[i]] = vars[i+1]
@@ -92,12 +92,12 @@ func testEnv(vars ...string) clientEnv {
 	return clientEnv{Getenv: func(k string) string { return m[k] }}
 }
 
-// testSpec is openai/gpt-4o (a chat-completions model) at base.
-func testSpec(base string) modelSpec {
+// modelTestSpec is openai/gpt-4o (a chat-completions model) at base.
+func modelTestSpec(base string) modelSpec {
 	return modelSpec{Provider: "openai", Model: "gpt-4o", BaseURL: base}
 }
 
-func newTestChatClient(t *testing.T, spec modelSpec, env clientEnv) *openAIChatClient {
+func newModelTestChatClient(t *testing.T, spec modelSpec, env clientEnv) *openAIChatClient {
 	t.Helper()
 	c, err := newOpenAIChatClient(spec, env)
 	if err != nil {
@@ -106,8 +106,8 @@ func newTestChatClient(t *testing.T, spec modelSpec, env clientEnv) *openAIChatC
 	return c
 }
 
-// turnResult is the events of one stream folded into what a runtime would keep.
-type turnResult struct {
+// modelTurn is the events of one stream folded into what a runtime would keep.
+type modelTurn struct {
 	Text, Reasoning string
 	Calls           []toolCall
 	Usage           *messageUsage
@@ -116,7 +116,7 @@ type turnResult struct {
 	Events          []modelEvent
 }
 
-func (r *turnResult) emit(ev modelEvent) {
+func (r *modelTurn) emit(ev modelEvent) {
 	r.Events = append(r.Events, ev)
 	if ev.Model != "" {
 		r.Model = ev.Model
@@ -151,15 +151,15 @@ func (r *turnResult) emit(ev modelEvent) {
 	}
 }
 
-func userReq(text string) *modelRequest {
+func modelUserReq(text string) *modelRequest {
 	return &modelRequest{Messages: []chatMessage{{Role: "system", Content: "Be brief.\n"}, {Role: "user", Content: text}}}
 }
 
 func TestOpenAIChatPlainAnswer(t *testing.T) {
 	f := newFakeOpenAI(t, fakeTurn{Text: []string{"2 + 2", " equals 4."}})
-	c := newTestChatClient(t, testSpec(f.URL+"/v1"), testEnv("OPENAI_API_KEY", "sk-test"))
-	var got turnResult
-	if err := c.stream(context.Background(), userReq("What's 2+2?"), got.emit); err != nil {
+	c := newModelTestChatClient(t, modelTestSpec(f.URL+"/v1"), modelTestEnv("OPENAI_API_KEY", "sk-test"))
+	var got modelTurn
+	if err := c.stream(context.Background(), modelUserReq("What's 2+2?"), got.emit); err != nil {
 		t.Fatalf("stream: %v", err)
 	}
 	want := &messageUsage{InputTokens: 10, OutputTokens: 5, CachedInputTokens: 2}
@@ -184,8 +184,8 @@ func TestOpenAIChatPlainAnswer(t *testing.T) {
 // TestOpenAIChatRequestBodyBytes pins the exact body of a cassette-style request:
 // replay matches bodies byte for byte, so key order matters.
 func TestOpenAIChatRequestBodyBytes(t *testing.T) {
-	s := newScriptServer(t, sseStep(sseData(`{"choices":[{"index":0,"delta":{"content":"1"},"finish_reason":"stop"}]}`)))
-	c := newTestChatClient(t, testSpec(s.URL+"/v1"), testEnv("OPENAI_API_KEY", "sk-test"))
+	s := newModelScriptServer(t, modelSSEStep(modelSSEData(`{"choices":[{"index":0,"delta":{"content":"1"},"finish_reason":"stop"}]}`)))
+	c := newModelTestChatClient(t, modelTestSpec(s.URL+"/v1"), modelTestEnv("OPENAI_API_KEY", "sk-test"))
 	req := &modelRequest{
 		Messages: []chatMessage{
 			{Role: "system", Content: "You are helpful.\n"},
@@ -195,7 +195,7 @@ func TestOpenAIChatRequestBodyBytes(t *testing.T) {
 		},
 		Tools: []toolDef{{Name: "list_directory", Description: "List a directory.", Parameters: json.RawMessage(`{"type":"object","properties":{"path":{"type":"string","description":"The directory"}},"required":["path"]}`)}},
 	}
-	var got turnResult
+	var got modelTurn
 	if err := c.stream(context.Background(), req, got.emit); err != nil {
 		t.Fatal(err)
 	}
@@ -213,12 +213,12 @@ func TestOpenAIChatRequestBodyBytes(t *testing.T) {
 }
 
 func TestOpenAIChatRequestOptions(t *testing.T) {
-	s := newScriptServer(t, sseStep(sseData(`{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}`)))
+	s := newModelScriptServer(t, modelSSEStep(modelSSEData(`{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}`)))
 	temp, yes, no := 0.2, true, false
 	spec := modelSpec{Provider: "azure", Model: "gpt-5-mini", BaseURL: s.URL + "/openai/deployments/d", MaxTokens: 1000,
 		Temperature: &temp, ParallelToolCalls: &yes, TrackUsage: &no, ThinkingBudget: "high",
 		ProviderOpts: map[string]any{"api_version": "2024-10-21"}}
-	c := newTestChatClient(t, spec, testEnv("AZURE_API_KEY", "az"))
+	c := newModelTestChatClient(t, spec, modelTestEnv("AZURE_API_KEY", "az"))
 	req := &modelRequest{
 		Thinking: true,
 		Messages: []chatMessage{
@@ -229,7 +229,7 @@ func TestOpenAIChatRequestOptions(t *testing.T) {
 		},
 		Tools: []toolDef{{Name: "shot", Description: "Screenshot."}},
 	}
-	var got turnResult
+	var got modelTurn
 	if err := c.stream(context.Background(), req, got.emit); err != nil {
 		t.Fatal(err)
 	}
@@ -275,27 +275,27 @@ func TestOpenAIChatReasoningEffortOnlyForReasoningModels(t *testing.T) {
 		{"grok-3", "high", ""}, // aliases never get it, as in the reference
 		{"mistral-small", nil, ""},
 	} {
-		if got := openAIReasoningEffort(modelSpec{Model: tt.model, ThinkingBudget: tt.budget}); got != tt.want {
-			t.Errorf("openAIReasoningEffort(%s, %v) = %q; want %q", tt.model, tt.budget, got, tt.want)
+		if got := openAIChatReasoningEffort(modelSpec{Model: tt.model, ThinkingBudget: tt.budget}); got != tt.want {
+			t.Errorf("openAIChatReasoningEffort(%s, %v) = %q; want %q", tt.model, tt.budget, got, tt.want)
 		}
 	}
 }
 
 func TestOpenAIChatDMRMergesMessages(t *testing.T) {
-	msgs := openAIMessages([]chatMessage{
+	msgs := openAIChatMessages([]chatMessage{
 		{Role: "system", Content: "a"}, {Role: "system", Content: "b"},
 		{Role: "user", Content: "c"}, {Role: "user", Content: "d"},
 	}, true)
-	want := []oaMessage{{Role: "system", Content: "a\nb"}, {Role: "user", Content: "c\nd"}}
+	want := []openAIChatMessage{{Role: "system", Content: "a\nb"}, {Role: "user", Content: "c\nd"}}
 	if !reflect.DeepEqual(msgs, want) {
-		t.Errorf("openAIMessages(merge) = %+v; want %+v", msgs, want)
+		t.Errorf("openAIChatMessages(merge) = %+v; want %+v", msgs, want)
 	}
 }
 
 func TestOpenAISchemaRewrite(t *testing.T) {
 	in := `{"type":"object","properties":{"path":{"type":"string","format":"uri"},"depth":{"type":"integer","minimum":1},` +
 		`"tags":{"type":"array"},"opts":{"type":"object","properties":{"x":{"type":["string","number"]}}}},"required":["path"]}`
-	got, err := openAISchema(json.RawMessage(in))
+	got, err := openAIChatSchema(json.RawMessage(in))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,10 +304,10 @@ func TestOpenAISchemaRewrite(t *testing.T) {
 		`"opts":{"additionalProperties":false,"properties":{"x":{"type":["string","number","null"]}},"required":["x"],"type":["object","null"]},` +
 		`"path":{"type":"string"},"tags":{"items":{"type":"object"},"type":["array","null"]}},"required":["path","depth","opts","tags"],"type":"object"}`
 	if string(b) != want {
-		t.Errorf("openAISchema:\n got %s\nwant %s", b, want)
+		t.Errorf("openAIChatSchema:\n got %s\nwant %s", b, want)
 	}
-	if _, err := openAISchema(json.RawMessage(`[1]`)); err == nil {
-		t.Errorf("openAISchema([1]) succeeded; want an error")
+	if _, err := openAIChatSchema(json.RawMessage(`[1]`)); err == nil {
+		t.Errorf("openAIChatSchema([1]) succeeded; want an error")
 	}
 }
 
@@ -316,9 +316,9 @@ func TestOpenAIChatToolCallDeltas(t *testing.T) {
 		{ID: "call_a", Name: "read_file", Args: `{"path":"a.txt"}`},
 		{ID: "call_b", Name: "list_directory", Args: `{"path":"."}`},
 	}})
-	c := newTestChatClient(t, testSpec(f.URL+"/v1"), testEnv("OPENAI_API_KEY", "k"))
-	var got turnResult
-	if err := c.stream(context.Background(), userReq("go"), got.emit); err != nil {
+	c := newModelTestChatClient(t, modelTestSpec(f.URL+"/v1"), modelTestEnv("OPENAI_API_KEY", "k"))
+	var got modelTurn
+	if err := c.stream(context.Background(), modelUserReq("go"), got.emit); err != nil {
 		t.Fatal(err)
 	}
 	want := []toolCall{
@@ -337,17 +337,17 @@ func TestOpenAIChatToolCallDeltas(t *testing.T) {
 }
 
 func TestOpenAIChatSplitArgumentsByIndex(t *testing.T) {
-	body := sseData(
+	body := modelSSEData(
 		`{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_X","type":"function","function":{"name":"list_directory","arguments":""}}]},"finish_reason":null}],"usage":null,"obfuscation":"x"}`,
 		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\""}}]},"finish_reason":null}],"usage":null}`,
 		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"path\":\"x\"}"}}]},"finish_reason":null}],"usage":null}`,
 		`{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}],"usage":null}`,
 		`{"choices":[],"usage":{"prompt_tokens":491,"completion_tokens":18,"total_tokens":509,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":3}}}`,
 	)
-	s := newScriptServer(t, sseStep(body))
-	c := newTestChatClient(t, testSpec(s.URL+"/v1"), testEnv("OPENAI_API_KEY", "k"))
-	var got turnResult
-	if err := c.stream(context.Background(), userReq("go"), got.emit); err != nil {
+	s := newModelScriptServer(t, modelSSEStep(body))
+	c := newModelTestChatClient(t, modelTestSpec(s.URL+"/v1"), modelTestEnv("OPENAI_API_KEY", "k"))
+	var got modelTurn
+	if err := c.stream(context.Background(), modelUserReq("go"), got.emit); err != nil {
 		t.Fatal(err)
 	}
 	want := []toolCall{{ID: "call_X", Type: "function", Function: functionCall{Name: "list_directory", Arguments: `{"path":"x"}`}}}
@@ -360,15 +360,15 @@ func TestOpenAIChatSplitArgumentsByIndex(t *testing.T) {
 // Mistral sends the whole call, the finish reason and the usage in one chunk, with
 // no usage:null elsewhere and a padding field.
 func TestOpenAIChatMistralOneChunk(t *testing.T) {
-	body := sseData(
+	body := modelSSEData(
 		`{"id":"fb09","object":"chat.completion.chunk","model":"mistral-small","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}`,
 		`{"id":"fb09","object":"chat.completion.chunk","model":"mistral-small","choices":[{"index":0,"delta":{"tool_calls":[{"id":"Y7lnCq211","function":{"name":"list_directory","arguments":"{\"path\": \"testdata/working_dir\"}"},"index":0}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":987,"total_tokens":1002,"completion_tokens":15},"p":"abcdefghijklmnopqrstuvwxyz0"}`,
 	)
-	s := newScriptServer(t, sseStep(body))
+	s := newModelScriptServer(t, modelSSEStep(body))
 	spec := modelSpec{Provider: "mistral", Model: "mistral-small", BaseURL: s.URL + "/v1"}
-	c := newTestChatClient(t, spec, testEnv("MISTRAL_API_KEY", "m"))
-	var got turnResult
-	if err := c.stream(context.Background(), userReq("go"), got.emit); err != nil {
+	c := newModelTestChatClient(t, spec, modelTestEnv("MISTRAL_API_KEY", "m"))
+	var got modelTurn
+	if err := c.stream(context.Background(), modelUserReq("go"), got.emit); err != nil {
 		t.Fatal(err)
 	}
 	want := []toolCall{{ID: "Y7lnCq211", Type: "function", Function: functionCall{Name: "list_directory", Arguments: `{"path": "testdata/working_dir"}`}}}
@@ -376,11 +376,11 @@ func TestOpenAIChatMistralOneChunk(t *testing.T) {
 		t.Errorf("calls %+v stop %q usage %+v", got.Calls, got.Stop, got.Usage)
 	}
 	// Text and stop in one chunk, too.
-	s2 := newScriptServer(t, sseStep(sseData(
+	s2 := newModelScriptServer(t, modelSSEStep(modelSSEData(
 		`{"model":"mistral-small","choices":[{"index":0,"delta":{"content":"The sum is 4."},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"total_tokens":12,"completion_tokens":2}}`)))
-	c2 := newTestChatClient(t, modelSpec{Provider: "mistral", Model: "mistral-small", BaseURL: s2.URL + "/v1"}, testEnv("MISTRAL_API_KEY", "m"))
-	var got2 turnResult
-	if err := c2.stream(context.Background(), userReq("go"), got2.emit); err != nil {
+	c2 := newModelTestChatClient(t, modelSpec{Provider: "mistral", Model: "mistral-small", BaseURL: s2.URL + "/v1"}, modelTestEnv("MISTRAL_API_KEY", "m"))
+	var got2 modelTurn
+	if err := c2.stream(context.Background(), modelUserReq("go"), got2.emit); err != nil {
 		t.Fatal(err)
 	}
 	if got2.Text != "The sum is 4." || got2.Stop != "stop" || got2.Usage == nil || got2.Usage.OutputTokens != 2 {
@@ -391,9 +391,9 @@ func TestOpenAIChatMistralOneChunk(t *testing.T) {
 // reasoning_content is what DeepSeek, vLLM and llama.cpp stream; the reference drops it.
 func TestOpenAIChatReasoningContent(t *testing.T) {
 	f := newFakeOpenAI(t, fakeTurn{Reasoning: []string{"Two plus ", "two."}, Text: []string{"4"}})
-	c := newTestChatClient(t, testSpec(f.URL+"/v1"), testEnv("OPENAI_API_KEY", "k"))
-	var got turnResult
-	if err := c.stream(context.Background(), userReq("2+2?"), got.emit); err != nil {
+	c := newModelTestChatClient(t, modelTestSpec(f.URL+"/v1"), modelTestEnv("OPENAI_API_KEY", "k"))
+	var got modelTurn
+	if err := c.stream(context.Background(), modelUserReq("2+2?"), got.emit); err != nil {
 		t.Fatal(err)
 	}
 	if got.Reasoning != "Two plus two." || got.Text != "4" {
@@ -402,16 +402,16 @@ func TestOpenAIChatReasoningContent(t *testing.T) {
 }
 
 func TestOpenAIChatMidStreamErrorEvent(t *testing.T) {
-	s := newScriptServer(t, sseStep(sseData(
+	s := newModelScriptServer(t, modelSSEStep(modelSSEData(
 		`{"choices":[{"index":0,"delta":{"content":"2 +"},"finish_reason":null}]}`,
 		`{"error":{"message":"The server had an error","type":"server_error"}}`)))
-	ch, err := newModelChain(testSpec(s.URL+"/v1"), nil, nil, testEnv("OPENAI_API_KEY", "k"))
+	ch, err := newModelChain(modelTestSpec(s.URL+"/v1"), nil, nil, modelTestEnv("OPENAI_API_KEY", "k"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ch.sleep = func(context.Context, time.Duration) error { return nil }
-	var got turnResult
-	_, err = ch.stream(context.Background(), userReq("x"), got.emit, nil)
+	var got modelTurn
+	_, err = ch.stream(context.Background(), modelUserReq("x"), got.emit, nil)
 	if err == nil || !strings.Contains(err.Error(), "all models failed: received error while streaming: The server had an error") {
 		t.Errorf("err = %v; want the provider's streamed error", err)
 	}
@@ -420,8 +420,8 @@ func TestOpenAIChatMidStreamErrorEvent(t *testing.T) {
 	}
 }
 
-// chainForTest builds a chain whose waits are recorded instead of slept.
-func chainForTest(t *testing.T, primary modelSpec, fallbacks []modelSpec, fb *fallbackConfig, env clientEnv) (*modelChain, *[]time.Duration) {
+// newModelTestChain builds a chain whose waits are recorded instead of slept.
+func newModelTestChain(t *testing.T, primary modelSpec, fallbacks []modelSpec, fb *fallbackConfig, env clientEnv) (*modelChain, *[]time.Duration) {
 	t.Helper()
 	ch, err := newModelChain(primary, fallbacks, fb, env)
 	if err != nil {
@@ -437,9 +437,9 @@ func chainForTest(t *testing.T, primary modelSpec, fallbacks []modelSpec, fb *fa
 
 func TestModelChain401NotRetried(t *testing.T) {
 	f := newFakeOpenAI(t, fakeTurn{Status: 401, Body: `{"error":{"message":"Incorrect API key provided: sk-bad.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`})
-	ch, waits := chainForTest(t, testSpec(f.URL+"/v1"), nil, nil, testEnv("OPENAI_API_KEY", "sk-bad"))
-	var got turnResult
-	_, err := ch.stream(context.Background(), userReq("x"), got.emit, nil)
+	ch, waits := newModelTestChain(t, modelTestSpec(f.URL+"/v1"), nil, nil, modelTestEnv("OPENAI_API_KEY", "sk-bad"))
+	var got modelTurn
+	_, err := ch.stream(context.Background(), modelUserReq("x"), got.emit, nil)
 	want := fmt.Sprintf(`all models failed: POST "%s/v1/chat/completions": 401 Unauthorized: Incorrect API key provided: sk-bad. (invalid_request_error)`, f.URL)
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant %s", err, want)
@@ -454,23 +454,23 @@ func TestModelChain401NotRetried(t *testing.T) {
 }
 
 func TestModelChain429RetryAfter(t *testing.T) {
-	s := newScriptServer(t,
-		errorStep(429, map[string]string{"Retry-After": "7"}, `{"error":{"message":"Rate limit reached","type":"requests"}}`),
-		sseStep(sseData(`{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}`)))
-	ch, waits := chainForTest(t, testSpec(s.URL+"/v1"), nil, nil, testEnv("OPENAI_API_KEY", "k"))
-	var got turnResult
-	if _, err := ch.stream(context.Background(), userReq("x"), got.emit, nil); err != nil {
+	s := newModelScriptServer(t,
+		modelErrorStep(429, map[string]string{"Retry-After": "7"}, `{"error":{"message":"Rate limit reached","type":"requests"}}`),
+		modelSSEStep(modelSSEData(`{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}`)))
+	ch, waits := newModelTestChain(t, modelTestSpec(s.URL+"/v1"), nil, nil, modelTestEnv("OPENAI_API_KEY", "k"))
+	var got modelTurn
+	if _, err := ch.stream(context.Background(), modelUserReq("x"), got.emit, nil); err != nil {
 		t.Fatalf("stream: %v", err)
 	}
 	if got.Text != "ok" || len(s.requests()) != 2 || !reflect.DeepEqual(*waits, []time.Duration{7 * time.Second}) {
 		t.Errorf("text %q, %d requests, waits %v; want ok, 2, [7s]", got.Text, len(s.requests()), *waits)
 	}
 	// A huge Retry-After is capped.
-	s2 := newScriptServer(t,
-		errorStep(429, map[string]string{"Retry-After": "3600"}, `{}`),
-		sseStep(sseData(`{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}`)))
-	ch2, waits2 := chainForTest(t, testSpec(s2.URL+"/v1"), nil, nil, testEnv("OPENAI_API_KEY", "k"))
-	if _, err := ch2.stream(context.Background(), userReq("x"), func(modelEvent) {}, nil); err != nil {
+	s2 := newModelScriptServer(t,
+		modelErrorStep(429, map[string]string{"Retry-After": "3600"}, `{}`),
+		modelSSEStep(modelSSEData(`{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}`)))
+	ch2, waits2 := newModelTestChain(t, modelTestSpec(s2.URL+"/v1"), nil, nil, modelTestEnv("OPENAI_API_KEY", "k"))
+	if _, err := ch2.stream(context.Background(), modelUserReq("x"), func(modelEvent) {}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(*waits2, []time.Duration{modelMaxRetryAfter}) {
@@ -483,9 +483,9 @@ func TestModelChain500TwiceThenOK(t *testing.T) {
 		fakeTurn{Status: 500, Body: `{"error":{"message":"boom"}}`},
 		fakeTurn{Status: 502, Body: `bad gateway`},
 		fakeTurn{Text: []string{"fine"}})
-	ch, waits := chainForTest(t, testSpec(f.URL+"/v1"), nil, nil, testEnv("OPENAI_API_KEY", "k"))
-	var got turnResult
-	if _, err := ch.stream(context.Background(), userReq("x"), got.emit, nil); err != nil {
+	ch, waits := newModelTestChain(t, modelTestSpec(f.URL+"/v1"), nil, nil, modelTestEnv("OPENAI_API_KEY", "k"))
+	var got modelTurn
+	if _, err := ch.stream(context.Background(), modelUserReq("x"), got.emit, nil); err != nil {
 		t.Fatalf("stream: %v", err)
 	}
 	if got.Text != "fine" || len(f.requests()) != 3 || len(*waits) != 2 {
@@ -499,25 +499,25 @@ func TestModelChain500TwiceThenOK(t *testing.T) {
 	}
 	// A persistent 500 gives up after 1 + retries attempts.
 	f2 := newFakeOpenAI(t, fakeTurn{Status: 500}, fakeTurn{Status: 500}, fakeTurn{Status: 500}, fakeTurn{Status: 500})
-	ch2, _ := chainForTest(t, testSpec(f2.URL+"/v1"), nil, &fallbackConfig{Retries: 1}, testEnv("OPENAI_API_KEY", "k"))
-	_, err := ch2.stream(context.Background(), userReq("x"), func(modelEvent) {}, nil)
+	ch2, _ := newModelTestChain(t, modelTestSpec(f2.URL+"/v1"), nil, &fallbackConfig{Retries: 1}, modelTestEnv("OPENAI_API_KEY", "k"))
+	_, err := ch2.stream(context.Background(), modelUserReq("x"), func(modelEvent) {}, nil)
 	if err == nil || !strings.Contains(err.Error(), "500 Internal Server Error") || len(f2.requests()) != 2 {
 		t.Errorf("err %v after %d requests; want a 500 after 2", err, len(f2.requests()))
 	}
 }
 
 func TestModelChainFallbackAndCooldown(t *testing.T) {
-	primary := newScriptServer(t, errorStep(429, nil, `{"error":{"message":"quota"}}`))
+	primary := newModelScriptServer(t, modelErrorStep(429, nil, `{"error":{"message":"quota"}}`))
 	second := newFakeOpenAI(t)
-	env := testEnv("OPENAI_API_KEY", "k", "MISTRAL_API_KEY", "m")
+	env := modelTestEnv("OPENAI_API_KEY", "k", "MISTRAL_API_KEY", "m")
 	fb := modelSpec{Provider: "mistral", Model: "mistral-small", BaseURL: second.URL + "/v1"}
-	ch, waits := chainForTest(t, testSpec(primary.URL+"/v1"), []modelSpec{fb}, &fallbackConfig{Cooldown: "1m"}, env)
+	ch, waits := newModelTestChain(t, modelTestSpec(primary.URL+"/v1"), []modelSpec{fb}, &fallbackConfig{Cooldown: "1m"}, env)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	ch.now = func() time.Time { return now }
 
 	var notices []fallbackNotice
-	var got turnResult
-	used, err := ch.stream(context.Background(), userReq("x"), got.emit, func(n fallbackNotice) { notices = append(notices, n) })
+	var got modelTurn
+	used, err := ch.stream(context.Background(), modelUserReq("x"), got.emit, func(n fallbackNotice) { notices = append(notices, n) })
 	if err != nil {
 		t.Fatalf("stream: %v", err)
 	}
@@ -529,22 +529,22 @@ func TestModelChainFallbackAndCooldown(t *testing.T) {
 	}
 	// Within the cooldown the fallback is used directly.
 	now = now.Add(30 * time.Second)
-	if used, err := ch.stream(context.Background(), userReq("x"), func(modelEvent) {}, nil); err != nil || used.Model != "mistral-small" || len(primary.requests()) != 1 {
+	if used, err := ch.stream(context.Background(), modelUserReq("x"), func(modelEvent) {}, nil); err != nil || used.Model != "mistral-small" || len(primary.requests()) != 1 {
 		t.Errorf("during cooldown: used %s err %v, primary requests %d; want mistral-small and primary untouched", used.Model, err, len(primary.requests()))
 	}
 	// After it, the primary is tried again.
 	now = now.Add(time.Minute)
-	ch.stream(context.Background(), userReq("x"), func(modelEvent) {}, nil)
+	ch.stream(context.Background(), modelUserReq("x"), func(modelEvent) {}, nil)
 	if n := len(primary.requests()); n != 2 {
 		t.Errorf("after cooldown primary saw %d requests; want 2", n)
 	}
 }
 
 func TestModelChainAllFail(t *testing.T) {
-	a := newScriptServer(t, errorStep(400, nil, `{"error":{"message":"bad a"}}`))
-	b := newScriptServer(t, errorStep(403, nil, `{"error":{"message":"bad b"}}`))
-	ch, _ := chainForTest(t, testSpec(a.URL+"/v1"), []modelSpec{{Provider: "openai", Model: "gpt-4o-mini", BaseURL: b.URL + "/v1"}}, nil, testEnv("OPENAI_API_KEY", "k"))
-	_, err := ch.stream(context.Background(), userReq("x"), func(modelEvent) {}, nil)
+	a := newModelScriptServer(t, modelErrorStep(400, nil, `{"error":{"message":"bad a"}}`))
+	b := newModelScriptServer(t, modelErrorStep(403, nil, `{"error":{"message":"bad b"}}`))
+	ch, _ := newModelTestChain(t, modelTestSpec(a.URL+"/v1"), []modelSpec{{Provider: "openai", Model: "gpt-4o-mini", BaseURL: b.URL + "/v1"}}, nil, modelTestEnv("OPENAI_API_KEY", "k"))
+	_, err := ch.stream(context.Background(), modelUserReq("x"), func(modelEvent) {}, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "all models failed: ") || !strings.Contains(err.Error(), "bad b") {
 		t.Errorf("err = %v; want all models failed with the last cause", err)
 	}
@@ -552,9 +552,9 @@ func TestModelChainAllFail(t *testing.T) {
 
 func TestModelChainConnectionCutMidStream(t *testing.T) {
 	f := newFakeOpenAI(t, fakeTurn{Text: []string{"2 ", "+ ", "2"}, CutAfter: 1}, fakeTurn{Text: []string{"never"}})
-	ch, waits := chainForTest(t, testSpec(f.URL+"/v1"), nil, nil, testEnv("OPENAI_API_KEY", "k"))
-	var got turnResult
-	_, err := ch.stream(context.Background(), userReq("x"), got.emit, nil)
+	ch, waits := newModelTestChain(t, modelTestSpec(f.URL+"/v1"), nil, nil, modelTestEnv("OPENAI_API_KEY", "k"))
+	var got modelTurn
+	_, err := ch.stream(context.Background(), modelUserReq("x"), got.emit, nil)
 	var me *modelError
 	if err == nil || !errors.As(err, &me) || !me.MidStream || !strings.Contains(err.Error(), "unexpected EOF") {
 		t.Errorf("err = %v; want a mid-stream unexpected EOF", err)
@@ -567,7 +567,7 @@ func TestModelChainConnectionCutMidStream(t *testing.T) {
 func TestOpenAIChatTimeouts(t *testing.T) {
 	stall := make(chan struct{})
 	defer close(stall)
-	s := newScriptServer(t,
+	s := newModelScriptServer(t,
 		// Idle: one chunk, then nothing.
 		func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "data: "+`{"choices":[{"index":0,"delta":{"content":"a"}}]}`+"\n\n")
@@ -586,16 +586,16 @@ func TestOpenAIChatTimeouts(t *testing.T) {
 			case <-stall:
 			}
 		})
-	c := newTestChatClient(t, testSpec(s.URL+"/v1"), testEnv("OPENAI_API_KEY", "k"))
+	c := newModelTestChatClient(t, modelTestSpec(s.URL+"/v1"), modelTestEnv("OPENAI_API_KEY", "k"))
 	c.timeout.firstByte, c.timeout.idle = 50*time.Millisecond, 50*time.Millisecond
 
-	var got turnResult
-	err := c.stream(context.Background(), userReq("x"), got.emit)
+	var got modelTurn
+	err := c.stream(context.Background(), modelUserReq("x"), got.emit)
 	var me *modelError
 	if !errors.As(err, &me) || !me.MidStream || !strings.Contains(me.Msg, "stalled") || got.Text != "a" {
 		t.Errorf("idle: err %v text %q; want a mid-stream stall after %q", err, got.Text, "a")
 	}
-	err = c.stream(context.Background(), userReq("x"), func(modelEvent) {})
+	err = c.stream(context.Background(), modelUserReq("x"), func(modelEvent) {})
 	if !errors.As(err, &me) || me.MidStream || !strings.Contains(me.Msg, "no response within") {
 		t.Errorf("first byte: err %v; want a retryable first-byte timeout", err)
 	}
@@ -605,17 +605,17 @@ func TestOpenAIChatTimeouts(t *testing.T) {
 	// A caller's cancellation is reported as such, not as a provider failure.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := c.stream(ctx, userReq("x"), func(modelEvent) {}); !errors.Is(err, context.Canceled) {
+	if err := c.stream(ctx, modelUserReq("x"), func(modelEvent) {}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: err %v; want context.Canceled", err)
 	}
 }
 
 func TestOpenAIChatGateway(t *testing.T) {
-	s := newScriptServer(t, sseStep(sseData(`{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}`)))
-	env := testEnv("DOCKER_TOKEN", "dt") // no MISTRAL_API_KEY: the gateway holds keys
+	s := newModelScriptServer(t, modelSSEStep(modelSSEData(`{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}`)))
+	env := modelTestEnv("DOCKER_TOKEN", "dt") // no MISTRAL_API_KEY: the gateway holds keys
 	env.Gateway = s.URL
-	c := newTestChatClient(t, modelSpec{Provider: "mistral", Model: "mistral-small"}, env)
-	if err := c.stream(context.Background(), userReq("x"), func(modelEvent) {}); err != nil {
+	c := newModelTestChatClient(t, modelSpec{Provider: "mistral", Model: "mistral-small"}, env)
+	if err := c.stream(context.Background(), modelUserReq("x"), func(modelEvent) {}); err != nil {
 		t.Fatal(err)
 	}
 	r := s.requests()[0]
@@ -625,13 +625,13 @@ func TestOpenAIChatGateway(t *testing.T) {
 }
 
 func TestModelMissingKey(t *testing.T) {
-	ch, waits := chainForTest(t, modelSpec{Provider: "openai", Model: "gpt-4o"}, nil, nil, testEnv())
-	_, err := ch.stream(context.Background(), userReq("x"), func(modelEvent) {}, nil)
+	ch, waits := newModelTestChain(t, modelSpec{Provider: "openai", Model: "gpt-4o"}, nil, nil, modelTestEnv())
+	_, err := ch.stream(context.Background(), modelUserReq("x"), func(modelEvent) {}, nil)
 	if err == nil || err.Error() != "all models failed: model openai/gpt-4o: OPENAI_API_KEY environment variable is required" || len(*waits) != 0 {
 		t.Errorf("err = %v, waits %v; want one clear missing-key error", err, *waits)
 	}
-	c := newTestChatClient(t, modelSpec{Provider: "openai", Model: "gpt-4o", TokenKey: "MY_KEY"}, testEnv("OPENAI_API_KEY", "k"))
-	if err := c.stream(context.Background(), userReq("x"), func(modelEvent) {}); err == nil || !strings.Contains(err.Error(), "MY_KEY environment variable is required") {
+	c := newModelTestChatClient(t, modelSpec{Provider: "openai", Model: "gpt-4o", TokenKey: "MY_KEY"}, modelTestEnv("OPENAI_API_KEY", "k"))
+	if err := c.stream(context.Background(), modelUserReq("x"), func(modelEvent) {}); err == nil || !strings.Contains(err.Error(), "MY_KEY environment variable is required") {
 		t.Errorf("token_key: err = %v", err)
 	}
 }
@@ -665,10 +665,10 @@ func TestModelAPIType(t *testing.T) {
 			t.Errorf("modelAPIType(%s/%s) = %q, %v; want %q, %q", tt.spec.Provider, tt.spec.Model, got, err, tt.want, tt.wantErr)
 		}
 	}
-	if _, err := newModelClient(modelSpec{Provider: "amazon-bedrock", Model: "m"}, testEnv()); err == nil || !strings.Contains(err.Error(), "amazon-bedrock is not supported") {
+	if _, err := newModelClient(modelSpec{Provider: "amazon-bedrock", Model: "m"}, modelTestEnv()); err == nil || !strings.Contains(err.Error(), "amazon-bedrock is not supported") {
 		t.Errorf("bedrock: err = %v; want not supported", err)
 	}
-	if _, err := newModelClient(modelSpec{Provider: "azure", Model: "m"}, testEnv()); err == nil || !strings.Contains(err.Error(), "base_url is required") {
+	if _, err := newModelClient(modelSpec{Provider: "azure", Model: "m"}, modelTestEnv()); err == nil || !strings.Contains(err.Error(), "base_url is required") {
 		t.Errorf("azure without base_url: err = %v", err)
 	}
 }
@@ -688,12 +688,12 @@ func TestModelBaseURL(t *testing.T) {
 		{modelSpec{Provider: "nebius"}, nil, "https://api.studio.nebius.com/v1"},
 		{modelSpec{Provider: "ollama"}, nil, "http://localhost:11434/v1"},
 	} {
-		got, err := modelBaseURL(tt.spec, testEnv(tt.env...))
+		got, err := modelBaseURL(tt.spec, modelTestEnv(tt.env...))
 		if err != nil || got != tt.want {
 			t.Errorf("modelBaseURL(%s, %v) = %q, %v; want %q", tt.spec.Provider, tt.env, got, err, tt.want)
 		}
 	}
-	if _, err := modelBaseURL(modelSpec{Provider: "mine", BaseURL: "ftp://x"}, testEnv()); err == nil {
+	if _, err := modelBaseURL(modelSpec{Provider: "mine", BaseURL: "ftp://x"}, modelTestEnv()); err == nil {
 		t.Errorf("modelBaseURL(ftp://x) succeeded; want an error")
 	}
 }
@@ -713,7 +713,7 @@ func TestModelAPIKey(t *testing.T) {
 		{modelSpec{Provider: "mine", BaseURL: "http://x"}, nil, "", ""},
 		{modelSpec{Provider: "mine", TokenKey: "MINE"}, []string{"MINE", "s"}, "s", ""},
 	} {
-		got, err := modelAPIKey(tt.spec, testEnv(tt.env...))
+		got, err := modelAPIKey(tt.spec, modelTestEnv(tt.env...))
 		if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && err.Error() != tt.wantErr) {
 			t.Errorf("modelAPIKey(%+v, %v) = %q, %v; want %q, %q", tt.spec, tt.env, got, err, tt.want, tt.wantErr)
 		}
@@ -761,9 +761,9 @@ func TestModelErrorMessage(t *testing.T) {
 
 // A 200 answer that is plain JSON, not a stream, is an error, not an empty turn.
 func TestOpenAIChatNotAStream(t *testing.T) {
-	s := newScriptServer(t, errorStep(200, nil, `{"error":{"message":"gateway says no"}}`))
-	c := newTestChatClient(t, testSpec(s.URL+"/v1"), testEnv("OPENAI_API_KEY", "k"))
-	err := c.stream(context.Background(), userReq("x"), func(modelEvent) {})
+	s := newModelScriptServer(t, modelErrorStep(200, nil, `{"error":{"message":"gateway says no"}}`))
+	c := newModelTestChatClient(t, modelTestSpec(s.URL+"/v1"), modelTestEnv("OPENAI_API_KEY", "k"))
+	err := c.stream(context.Background(), modelUserReq("x"), func(modelEvent) {})
 	if err == nil || !strings.Contains(err.Error(), "not an event stream: gateway says no") {
 		t.Errorf("err = %v; want the body's message", err)
 	}
@@ -775,10 +775,10 @@ func BenchmarkOpenAIReadStream(b *testing.B) {
 		chunks = append(chunks, `{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"token "},"finish_reason":null}],"usage":null,"obfuscation":"abcd"}`)
 	}
 	chunks = append(chunks, `{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":200}}`)
-	body := sseData(chunks...)
+	body := modelSSEData(chunks...)
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if err := openAIReadStream(strings.NewReader(body), func(modelEvent) {}); err != nil {
+		if err := openAIChatReadStream(strings.NewReader(body), func(modelEvent) {}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -787,18 +787,18 @@ func BenchmarkOpenAIReadStream(b *testing.B) {
 // One chain serves every session of an agent; concurrent turns must not race on the
 // pinning state (run with -race).
 func TestModelChainConcurrent(t *testing.T) {
-	primary := newScriptServer(t, errorStep(429, nil, `{}`))
+	primary := newModelScriptServer(t, modelErrorStep(429, nil, `{}`))
 	second := newFakeOpenAI(t)
-	fb := testSpec(second.URL + "/v1")
+	fb := modelTestSpec(second.URL + "/v1")
 	fb.Model = "gpt-4o-mini"
-	ch, _ := chainForTest(t, testSpec(primary.URL+"/v1"), []modelSpec{fb}, nil, testEnv("OPENAI_API_KEY", "k"))
+	ch, _ := newModelTestChain(t, modelTestSpec(primary.URL+"/v1"), []modelSpec{fb}, nil, modelTestEnv("OPENAI_API_KEY", "k"))
 	ch.sleep = func(context.Context, time.Duration) error { return nil }
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 8 {
 		wg.Go(func() {
-			var got turnResult
-			if _, err := ch.stream(context.Background(), userReq("x"), got.emit, func(fallbackNotice) {}); err != nil || got.Text != "ok" {
+			var got modelTurn
+			if _, err := ch.stream(context.Background(), modelUserReq("x"), got.emit, func(fallbackNotice) {}); err != nil || got.Text != "ok" {
 				errs <- fmt.Errorf("err %v text %q", err, got.Text)
 			}
 		})

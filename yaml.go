@@ -1210,9 +1210,15 @@ func yamlWriteJSON(b *bytes.Buffer, n *yamlNode, indent string) error {
 			if !ok || !yamlFloatSyntax(n.Text) {
 				return fmt.Errorf("yaml: %d:%d: %q is not a finite float", n.Line, n.Col, n.Text)
 			}
+			// Always print a '.', so the number stays a float for readers that tell
+			// 1 from 1.0, and the output is itself inside the subset (1e+20 is not).
 			s := strconv.FormatFloat(f, 'g', -1, 64)
-			if !strings.ContainsAny(s, ".eE") {
-				s += ".0" // keep it a float for readers that tell 1 from 1.0
+			if !strings.Contains(s, ".") {
+				mant, exp, hasExp := strings.Cut(s, "e")
+				s = mant + ".0"
+				if hasExp {
+					s += "e" + exp
+				}
 			}
 			b.WriteString(s)
 		case "str":
@@ -1227,6 +1233,8 @@ func yamlWriteJSON(b *bytes.Buffer, n *yamlNode, indent string) error {
 
 // yamlQuoteJSON appends s as a JSON string. Unlike encoding/json it leaves <, >
 // and & alone, so instructions stay readable; invalid UTF-8 becomes U+FFFD.
+// Characters that parseYAML refuses to see raw (§4.1) are escaped, so the
+// output can be parsed again.
 func yamlQuoteJSON(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
 	for _, r := range s {
@@ -1241,7 +1249,8 @@ func yamlQuoteJSON(b *bytes.Buffer, s string) {
 			b.WriteString(`\r`)
 		case r == '\t':
 			b.WriteString(`\t`)
-		case r < 0x20:
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0x2028 || r == 0x2029 ||
+			r == 0xfeff || r == 0xfffe || r == 0xffff:
 			fmt.Fprintf(b, `\u%04x`, r)
 		default:
 			b.WriteRune(r)
