@@ -234,22 +234,29 @@ func cassetteNormalize(body string) string {
 }
 
 // match returns the first unused interaction, in file order, with the same method, URL
-// and normalised body, and marks it used; nil when none matches.
+// and normalised body, and marks it used. Once every matching interaction has been
+// used, the last of them answers again (the reference would fail), so a demo server
+// answers the same question for every new session. nil when none matches.
 func (cs *cassetteServer) match(method, u, body string) *cassetteInteraction {
 	nb := cassetteNormalize(body)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	var again *cassetteInteraction
 	for _, in := range cs.interactions {
-		if in.used || in.Method != method || in.URL != u {
+		if in.Method != method || in.URL != u {
 			continue
 		}
 		if body != "" && cassetteNormalize(in.ReqBody) != nb {
 			continue
 		}
+		if in.used {
+			again = in
+			continue
+		}
 		in.used = true
 		return in
 	}
-	return nil
+	return again
 }
 
 func (cs *cassetteServer) readRequest(w http.ResponseWriter, r *http.Request) (upstream, body string, ok bool) {

@@ -49,8 +49,13 @@ func TestCassetteReplay(t *testing.T) {
 			t.Errorf("replayed text %q stop %q; want %q stop", got.Text, got.Stop, want)
 		}
 	}
-	// Used up: a miss is a 500 naming the request.
-	err := c.stream(context.Background(), modelUserReq("What's 2+2?"), func(modelEvent) {})
+	// Used up: the last matching interaction answers again (the reference fails here).
+	var again modelTurn
+	if err := c.stream(context.Background(), modelUserReq("What's 2+2?"), again.emit); err != nil || again.Text != "second" {
+		t.Errorf("replay after use: %q, %v; want the last match again", again.Text, err)
+	}
+	// A request nothing matches is a 500 naming the request.
+	err := c.stream(context.Background(), modelUserReq("What's 3+3?"), func(modelEvent) {})
 	var me *modelError
 	if !errors.As(err, &me) || me.Status != 500 || !strings.Contains(me.Msg, "requested interaction not found") || !strings.Contains(me.Msg, "https://api.openai.com/v1/chat/completions") {
 		t.Errorf("miss: err = %v; want a 500 naming the interaction", err)

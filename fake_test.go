@@ -34,6 +34,7 @@ type fakeOpenAI struct {
 	turns    []fakeTurn
 	Requests []map[string]any // chat requests, title requests excluded
 	Title    string           // answer to title-generation requests ("Test title" if empty)
+	Default  *fakeTurn        // answer once the scripted turns are used up ("ok" if nil)
 	titles   int
 }
 
@@ -76,6 +77,8 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	var turn fakeTurn
 	if len(f.turns) > 0 {
 		turn, f.turns = f.turns[0], f.turns[1:]
+	} else if f.Default != nil {
+		turn = *f.Default
 	} else {
 		turn = fakeTurn{Text: []string{"ok"}}
 	}

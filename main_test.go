@@ -233,3 +233,44 @@ func TestDeps(t *testing.T) {
 		t.Fatalf("direct dependencies = %v; want only modernc.org/sqlite", direct)
 	}
 }
+
+// TestDemo runs the README's demo command and asks the README's question twice (two
+// sessions): the agent answers from the shipped cassette with no key and no network.
+func TestDemo(t *testing.T) {
+	wd, _ := os.Getwd()
+	addr, stop := startServe(t, "testdata/demo.yaml", "--fake", "testdata/demo-cassette.yaml",
+		"-l", "127.0.0.1:0", "--working-dir", wd, "-s", filepath.Join(t.TempDir(), "s.db"))
+	defer stop()
+	for range 2 {
+		resp, err := http.Post("http://"+addr+"/api/sessions", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sess struct{ ID string }
+		json.NewDecoder(resp.Body).Decode(&sess)
+		resp.Body.Close()
+		resp, err = http.Post("http://"+addr+"/api/sessions/"+sess.ID+"/agent/demo", "application/json",
+			strings.NewReader(`[{"role":"user","content":"What can you do?"}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var answer strings.Builder
+		for _, line := range strings.Split(string(b), "\n") {
+			var ev struct{ Type, Content, Error string }
+			if data, ok := strings.CutPrefix(line, "data: "); ok {
+				json.Unmarshal([]byte(data), &ev)
+				if ev.Type == "agent_choice" {
+					answer.WriteString(ev.Content)
+				}
+				if ev.Type == "error" {
+					t.Fatalf("demo error: %s", ev.Error)
+				}
+			}
+		}
+		if !strings.Contains(answer.String(), "I am the agentd demo agent") {
+			t.Fatalf("demo answer = %q", answer.String())
+		}
+	}
+}

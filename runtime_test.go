@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -369,4 +371,45 @@ func TestIdleStreamHeartbeat(t *testing.T) {
 	}
 	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"})
 	s.all()
+}
+
+// BenchmarkRun measures one whole run as a client sees it: create a session, run the
+// agent on one message, read the stream to its end (100 text deltas, plus the title).
+func BenchmarkRun(b *testing.B) {
+	toks := make([]string, 100)
+	for i := range toks {
+		toks[i] = fmt.Sprintf("tok%d ", i)
+	}
+	f := newFakeOpenAI(b)
+	f.Default = &fakeTurn{Text: toks}
+	e := newTestEnv(b, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "")})
+	e.setenv("OPENAI_API_KEY", "k")
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	post := func(path, body string) (int, string) {
+		resp, err := client.Post(e.srv.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			code, body := post("/api/sessions", `{}`)
+			var s struct{ ID string }
+			json.Unmarshal([]byte(body), &s)
+			if code != 200 || s.ID == "" {
+				b.Errorf("create: %d %s", code, body)
+				return
+			}
+			code, body = post("/api/sessions/"+s.ID+"/agent/a", `[{"role":"user","content":"Hello there"}]`)
+			if code != 200 || !strings.Contains(body, `"type":"stream_stopped"`) {
+				b.Errorf("run: %d %s", code, body)
+				return
+			}
+		}
+	})
 }

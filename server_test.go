@@ -19,7 +19,7 @@ import (
 // apiTest is a running server over the real mux, a real SQLite file and a directory
 // of agent YAML files.
 type apiTest struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	s    *server
 	base string
@@ -35,7 +35,7 @@ type apiTest struct {
 type testOption func(*serverConfig)
 
 // newTestEnv writes files (name → YAML) into an agent directory and starts a server.
-func newTestEnv(t *testing.T, files map[string]string, opts ...testOption) *apiTest {
+func newTestEnv(t testing.TB, files map[string]string, opts ...testOption) *apiTest {
 	t.Helper()
 	base := t.TempDir()
 	e := &apiTest{t: t, base: base, dir: filepath.Join(base, "agents"), root: filepath.Join(base, "work"), env: map[string]string{}, opts: opts}
@@ -53,6 +53,9 @@ func newTestEnv(t *testing.T, files map[string]string, opts ...testOption) *apiT
 func (e *apiTest) start() {
 	t := e.t
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if _, bench := t.(*testing.B); bench {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ctx := context.Background()
 	st, err := openStore(ctx, filepath.Join(e.base, "session.db"))
 	if err != nil {
@@ -99,7 +102,7 @@ func (e *apiTest) setenv(k, v string) {
 }
 
 // testWriter routes server logs into the test log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
@@ -139,7 +142,7 @@ func (e *apiTest) do(method, path string, body any) (int, []byte) {
 }
 
 // decode unmarshals b into v or fails the test.
-func decode[T any](t *testing.T, b []byte) T {
+func decode[T any](t testing.TB, b []byte) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(b, &v); err != nil {
@@ -160,7 +163,7 @@ func (e *apiTest) newSession(body any) string {
 
 // sseStream reads events of a run as a client does.
 type sseStream struct {
-	t      *testing.T
+	t      testing.TB
 	resp   *http.Response
 	sc     *bufio.Scanner
 	cancel context.CancelFunc
