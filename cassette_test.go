@@ -337,3 +337,62 @@ func FuzzCassetteBody(f *testing.F) {
 		}
 	})
 }
+
+// TestCassetteEveryProvider records one answer of each wire format through the
+// gateway (against in-process upstreams speaking that format) and replays it offline:
+// --fake works for every provider, not only OpenAI chat.
+func TestCassetteEveryProvider(t *testing.T) {
+	cases := []struct {
+		name, upstream, stream string
+		spec                   modelSpec
+	}{
+		{"openai chat", "https://api.openai.com", "", modelSpec{Provider: "openai", Model: "gpt-4o"}},
+		{"responses", "https://api.openai.com", "responses_text.sse", modelSpec{Provider: "openai", Model: "gpt-5-mini"}},
+		{"anthropic", "https://api.anthropic.com", "anthropic_text.sse", modelSpec{Provider: "anthropic", Model: "claude-sonnet-4-0"}},
+		{"gemini", "https://generativelanguage.googleapis.com", "gemini_text.sse", modelSpec{Provider: "google", Model: "gemini-2.5-flash"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := []byte("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"4\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n")
+			if tc.stream != "" {
+				var err error
+				if body, err = os.ReadFile(filepath.Join("testdata", "providers", tc.stream)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.Write(body)
+			}))
+			defer up.Close()
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			keys := modelTestEnv("OPENAI_API_KEY", "k", "ANTHROPIC_API_KEY", "k", "GOOGLE_API_KEY", "k").Getenv
+			rec := startCassetteForTest(t, cassetteOptions{Path: path, Mode: "record", Getenv: keys, Upstream: map[string]string{tc.upstream: up.URL}})
+			turn := func(gateway string) modelTurn {
+				env := modelTestEnv()
+				env.Gateway = gateway
+				c, err := newModelClient(tc.spec, env)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got modelTurn
+				if err := c.stream(context.Background(), modelUserReq("What's 2+2?"), got.emit); err != nil {
+					t.Fatalf("stream via %s: %v", gateway, err)
+				}
+				return got
+			}
+			first := turn(rec.URL())
+			if first.Text == "" {
+				t.Fatalf("recorded turn has no text: %+v", first)
+			}
+			if err := rec.Close(); err != nil {
+				t.Fatal(err)
+			}
+			up.Close() // replay must not need the upstream
+			rp := startCassetteForTest(t, cassetteOptions{Path: path, Mode: "replay"})
+			if again := turn(rp.URL()); again.Text != first.Text || !reflect.DeepEqual(again.Usage, first.Usage) {
+				t.Fatalf("replay = %q %+v; recorded %q %+v", again.Text, again.Usage, first.Text, first.Usage)
+			}
+		})
+	}
+}
