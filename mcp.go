@@ -1110,6 +1110,7 @@ func (s *mcpStreamable) send(ctx context.Context, m *mcpMessage) error {
 	if resp.StatusCode == http.StatusNotFound && m.Method != "initialize" {
 		s.mu.Lock()
 		had := s.sessionID != ""
+		s.sessionID = "" // gone: nothing to DELETE on close
 		s.mu.Unlock()
 		if had {
 			return errMCPSessionExpired
