@@ -310,7 +310,8 @@ func newStdioMCP(t *testing.T, ts *toolsetConfig, getenv func(string) string, ex
 	ts.Type = "mcp"
 	ts.Command = exe
 	ts.Args = []string{"-test.run=^TestMCPHelperServer$"}
-	ts.Env = mcpOrdered(append([]string{"MCP_TEST_SERVER", "1"}, extraEnv...)...)
+	// Under -race the helper would sleep 1s at exit to flush reports; nothing to wait for here.
+	ts.Env = mcpOrdered(append([]string{"MCP_TEST_SERVER", "1", "GORACE", "atexit_sleep_ms=0"}, extraEnv...)...)
 	lg := &mcpTestLog{t: t}
 	if getenv == nil {
 		getenv = func(string) string { return "" }
@@ -351,6 +352,7 @@ func mcpRun(t *testing.T, ts toolset, env *toolEnv, name, args string) toolResul
 }
 
 func TestMCPStdioListAndCall(t *testing.T) {
+	t.Parallel()
 	m, lg := newStdioMCP(t, &toolsetConfig{Instruction: "Use it.\n{ORIGINAL_INSTRUCTIONS}"},
 		func(k string) string { return map[string]string{"GREETING": "hi there"}[k] },
 		"FAKE_GREETING", "${GREETING}!", "HOME", "/overridden")
@@ -406,6 +408,7 @@ func TestMCPStdioListAndCall(t *testing.T) {
 }
 
 func TestMCPNamePrefixAndAllowList(t *testing.T) {
+	t.Parallel()
 	m, _ := newStdioMCP(t, &toolsetConfig{Name: "fk", Tools: []string{"echo", "fk_fail"}}, nil)
 	tools, err := m.tools(context.Background())
 	if err != nil {
@@ -420,6 +423,7 @@ func TestMCPNamePrefixAndAllowList(t *testing.T) {
 }
 
 func TestMCPListChanged(t *testing.T) {
+	t.Parallel()
 	m, _ := newStdioMCP(t, &toolsetConfig{}, nil)
 	if got := mcpRun(t, m, nil, "add", `{}`); got.Output != "ok" {
 		t.Fatalf("add = %+v", got)
@@ -469,11 +473,13 @@ func checkMCPElicitation(t *testing.T, ts toolset) {
 }
 
 func TestMCPStdioElicitation(t *testing.T) {
+	t.Parallel()
 	m, _ := newStdioMCP(t, &toolsetConfig{}, nil)
 	checkMCPElicitation(t, m)
 }
 
 func TestMCPCrashRestart(t *testing.T) {
+	t.Parallel()
 	starts := filepath.Join(t.TempDir(), "starts")
 	m, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_STARTS", starts)
 	pid1 := mcpRun(t, m, nil, "pid", `{}`).Output
@@ -492,6 +498,7 @@ func TestMCPCrashRestart(t *testing.T) {
 }
 
 func TestMCPStartsOnceAndCloses(t *testing.T) {
+	t.Parallel()
 	starts := filepath.Join(t.TempDir(), "starts")
 	m, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_STARTS", starts)
 	var wg sync.WaitGroup
@@ -523,6 +530,7 @@ func TestMCPStartsOnceAndCloses(t *testing.T) {
 }
 
 func TestMCPGivesUpOnDyingServer(t *testing.T) {
+	t.Parallel()
 	m, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_MODE", "exit")
 	var err error
 	for i := 0; i <= m.maxRestarts; i++ {
@@ -538,6 +546,7 @@ func TestMCPGivesUpOnDyingServer(t *testing.T) {
 }
 
 func TestMCPCancellation(t *testing.T) {
+	t.Parallel()
 	m, lg := newStdioMCP(t, &toolsetConfig{}, nil)
 	tools, err := m.tools(context.Background())
 	if err != nil {
@@ -557,6 +566,7 @@ func TestMCPCancellation(t *testing.T) {
 }
 
 func TestMCPTimeout(t *testing.T) {
+	t.Parallel()
 	m, _ := newStdioMCP(t, &toolsetConfig{}, nil)
 	m.callTimeout = 200 * time.Millisecond
 	got := mcpRun(t, m, nil, "slow", `{}`)
@@ -570,6 +580,7 @@ func TestMCPTimeout(t *testing.T) {
 }
 
 func TestMCPConfigErrors(t *testing.T) {
+	t.Parallel()
 	opts := toolsetOptions{Getenv: func(string) string { return "" }}
 	tests := []struct {
 		name string
@@ -593,6 +604,7 @@ func TestMCPConfigErrors(t *testing.T) {
 }
 
 func TestMCPExpandTemplate(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{"TOKEN": "s3cr3t", "HOST": "example.com"}
 	getenv := func(k string) string { return env[k] }
 	tests := []struct{ in, want string }{
@@ -613,6 +625,7 @@ func TestMCPExpandTemplate(t *testing.T) {
 }
 
 func TestMCPToolResult(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, raw string
 		want      toolResult
@@ -734,6 +747,7 @@ func newHTTPMCP(t *testing.T, url, transport string) *mcpToolset {
 }
 
 func TestMCPStreamable(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"json", "sse"} {
 		t.Run(mode, func(t *testing.T) {
 			fs := &fakeStreamable{t: t, f: newFakeMCP(), sse: mode == "sse", sessions: map[string]bool{}}
@@ -838,6 +852,7 @@ func (s *fakeLegacySSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestMCPLegacySSE(t *testing.T) {
+	t.Parallel()
 	fs := &fakeLegacySSE{t: t, f: newFakeMCP(), endpoint: "/messages?sessionId=1"}
 	srv := httptest.NewServer(fs)
 	t.Cleanup(srv.Close) // registered first so the toolset closes its stream before
@@ -849,6 +864,7 @@ func TestMCPLegacySSE(t *testing.T) {
 }
 
 func TestMCPLegacySSERejectsForeignEndpoint(t *testing.T) {
+	t.Parallel()
 	// A server must not be able to redirect our POSTs (and the token header) elsewhere.
 	fs := &fakeLegacySSE{t: t, f: newFakeMCP(), endpoint: "http://evil.example/messages?sessionId=1"}
 	srv := httptest.NewServer(fs)
