@@ -874,3 +874,30 @@ func TestMCPLegacySSERejectsForeignEndpoint(t *testing.T) {
 		t.Errorf("tools() = %v; want the foreign endpoint rejected", err)
 	}
 }
+
+// BenchmarkMCPStdioCall measures one tools/call round trip to a stdio server.
+func BenchmarkMCPStdioCall(b *testing.B) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := &toolsetConfig{Type: "mcp", Command: exe, Args: []string{"-test.run=^TestMCPHelperServer$"},
+		Env: mcpOrdered("MCP_TEST_SERVER", "1", "GORACE", "atexit_sleep_ms=0")}
+	got, err := newMCPToolset(ts, toolsetOptions{WorkingDir: b.TempDir(), Getenv: os.Getenv})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer got.close()
+	tools, err := got.tools(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	echo := tools[0]
+	args := json.RawMessage(`{"text":"hello"}`)
+	b.ResetTimer()
+	for b.Loop() {
+		if r := echo.run(context.Background(), nil, args); r.Output != "hello" {
+			b.Fatalf("echo = %+v", r)
+		}
+	}
+}
