@@ -364,6 +364,7 @@ func (t *mcpToolset) start(ctx context.Context) (*mcpConn, error) {
 		return nil, fmt.Errorf("mcp %s: %w", t.label, err)
 	}
 	c.t = tr
+	close(c.ready)
 	instr, err := c.initialize(ictx, t.initTimeout)
 	if err != nil {
 		c.close()
@@ -603,11 +604,12 @@ type mcpConn struct {
 	pending map[int64]*mcpPending
 	failErr error
 	done    chan struct{} // closed when the connection is dead
+	ready   chan struct{} // closed once t is set; server requests wait for it
 	version string        // negotiated protocol version
 }
 
 func newMCPConn(log *slog.Logger) *mcpConn {
-	return &mcpConn{log: log, pending: map[int64]*mcpPending{}, done: make(chan struct{})}
+	return &mcpConn{log: log, pending: map[int64]*mcpPending{}, done: make(chan struct{}), ready: make(chan struct{})}
 }
 
 // fail marks the connection dead with err; the first error wins.
@@ -803,6 +805,11 @@ func mcpIsID(raw json.RawMessage, want int64) bool {
 
 // serve answers one server-initiated request.
 func (c *mcpConn) serve(m *mcpMessage, related int64) {
+	select { // the reader may see a request before dial has returned the transport
+	case <-c.ready:
+	case <-c.done:
+		return
+	}
 	reply := &mcpMessage{JSONRPC: "2.0", ID: m.ID}
 	ctx := context.Background()
 	switch m.Method {
@@ -1110,6 +1117,7 @@ func (s *mcpStreamable) send(ctx context.Context, m *mcpMessage) error {
 	if resp.StatusCode == http.StatusNotFound && m.Method != "initialize" {
 		s.mu.Lock()
 		had := s.sessionID != ""
+		s.sessionID = "" // gone: nothing to DELETE on close
 		s.mu.Unlock()
 		if had {
 			return errMCPSessionExpired
