@@ -327,7 +327,12 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer t.release()
-	ag, err := s.startAgent(r.Context(), t, rec.ID, name)
+	items, err := s.st.items(r.Context(), rec.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ag, err := startAgent(t, items, name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -344,22 +349,18 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
 	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec}
-	rn.run(ctx, ag, msgs)
+	rn.run(ctx, ag, msgs, items)
 }
 
 // startAgent picks the agent a run starts with: the named one; else the agent that
 // last answered in this session (so a handoff sticks across runs); else the team's
 // default (root, else the first — the reference hard-codes root).
-func (s *server) startAgent(ctx context.Context, t *team, sessionID, name string) (*agentConfig, error) {
+func startAgent(t *team, items []sessionItem, name string) (*agentConfig, error) {
 	if name != "" {
 		if ag := t.file.agent(name); ag != nil {
 			return ag, nil
 		}
 		return nil, notFound("agent not found: %s (available agents: %s)", name, t.agentNames())
-	}
-	items, err := s.st.items(ctx, sessionID)
-	if err != nil {
-		return nil, err
 	}
 	for i := len(items) - 1; i >= 0; i-- {
 		it := items[i]
@@ -413,12 +414,8 @@ type convo struct {
 
 // run is the whole run of the root session: prefix events, the user's messages, the
 // loop, the final stream_stopped; then it waits briefly for the title.
-func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []runMessage) {
-	c, err := rn.loadConvo(ctx, rn.root)
-	if err != nil {
-		rn.sink.send(newEvent("error", "error", err.Error()).ctx("", zeroTime))
-		return
-	}
+func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []runMessage, items []sessionItem) {
+	c := newConvo(rn.root, items)
 	rn.prefix(ctx, c, ag)
 	var contents []string
 	for _, m := range msgs {
@@ -463,20 +460,16 @@ func (e *event) ctxKV(kv ...any) *event {
 	return e
 }
 
-// loadConvo reads a session's conversation for the model: its own messages in order
+// newConvo is a session's conversation for the model: its own messages in order
 // (sub-sessions are not part of the parent's prompt).
-func (rn *runner) loadConvo(ctx context.Context, rec *sessionRecord) (*convo, error) {
-	items, err := rn.s.st.items(ctx, rec.ID)
-	if err != nil {
-		return nil, err
-	}
+func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	c := &convo{rec: rec, cost: rec.Cost}
 	for _, it := range items {
 		if it.Type == "message" && it.Message != nil && it.Message.Role != "system" {
 			c.history = append(c.history, *it.Message)
 		}
 	}
-	return c, nil
+	return c
 }
 
 // prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info.
