@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,5 +53,70 @@ func TestElicitationThroughUserPrompt(t *testing.T) {
 			}
 			s.all()
 		})
+	}
+}
+
+// TestMCPThroughRun drives an MCP server (the test binary re-executed as the fake
+// server) through the HTTP API: its tools are counted and offered, a read-only tool
+// runs without confirmation, a server elicitation reaches the client as an
+// elicitation_request and the answer goes back; the server process is started once
+// per agent config, not once per session.
+func TestMCPThroughRun(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := filepath.Join(t.TempDir(), "starts")
+	mcpYAML := fmt.Sprintf(`    toolsets:
+      - type: mcp
+        command: %q
+        args: ["-test.run=^TestMCPHelperServer$"]
+        env:
+          MCP_TEST_SERVER: "1"
+          MCP_TEST_STARTS: %q
+          GORACE: atexit_sleep_ms=0
+`, exe, starts)
+	e, f := newRunEnv(t, mcpYAML,
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_1", Name: "echo", Args: `{"text":"hello mcp"}`}}},
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_2", Name: "ask", Args: `{}`}}},
+		fakeTurn{Text: []string{"done"}},
+		fakeTurn{Text: []string{"second session"}})
+	code, b := e.do("GET", "/api/agents/a/root/tools/count", nil)
+	if code != 200 || !strings.Contains(string(b), `"available_tools":11`) {
+		t.Fatalf("tools/count = %d %s; want the 11 MCP tools", code, b)
+	}
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}})
+	if ev := s.until("toolset_info"); ev["available_tools"].(float64) != 11 {
+		t.Fatalf("toolset_info = %v", ev)
+	}
+	if resp := s.until("tool_call_response"); resp["response"] != "hello mcp" {
+		t.Fatalf("echo response = %v", resp)
+	}
+	// "ask" has no read-only hint: it needs a confirmation first.
+	if ev := s.until("tool_call_confirmation"); ev["tool_call"].(map[string]any)["function"].(map[string]any)["name"] != "ask" {
+		t.Fatalf("confirmation = %v", ev)
+	}
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"})
+	ev := s.until("elicitation_request")
+	if ev["message"] != "Your name?" {
+		t.Fatalf("elicitation_request = %v", ev)
+	}
+	if code, b := e.do("POST", "/api/sessions/"+id+"/elicitation", map[string]any{"action": "accept", "content": map[string]any{"name": "Ada"}}); code != 200 {
+		t.Fatalf("elicitation answer = %d %s", code, b)
+	}
+	if resp := s.until("tool_call_response"); !strings.Contains(resp["response"].(string), "Ada") {
+		t.Fatalf("ask response = %v", resp)
+	}
+	s.all()
+	// The tools were offered to the model.
+	if tools := f.requests()[0]["tools"].([]any); len(tools) != 11 {
+		t.Fatalf("model saw %d tools; want 11", len(tools))
+	}
+	id2 := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	e.run("/api/sessions/"+id2+"/agent/a", []map[string]any{{"content": "again"}}).all()
+	b, _ = os.ReadFile(starts)
+	if n := len(strings.Fields(string(b))); n != 1 {
+		t.Fatalf("MCP server started %d times for two sessions; want once", n)
 	}
 }
