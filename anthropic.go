@@ -508,12 +508,6 @@ func anthropicStreamError(e *provErrorBody) error {
 
 // ---- shared HTTP plumbing for the provider clients ----
 
-const (
-	provMaxErrorBody         = 64 << 10 // longest provider error body read
-	provDefaultFirstByteWait = 5 * time.Minute
-	provDefaultIdleWait      = 10 * time.Minute // long: reasoning models can be silent for minutes
-)
-
 // errProvDone is returned by an event handler when the provider's final event arrived.
 var errProvDone = errors.New("stream done")
 

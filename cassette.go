@@ -25,13 +25,6 @@ import (
 	"unicode/utf8"
 )
 
-const (
-	maxCassetteFile      = 256 << 20 // cassette file read on --fake
-	maxCassetteBody      = 32 << 20  // one request body through the gateway
-	cassetteReplayChunk  = 256       // replayed streams are written in reads this size, flushed each
-	cassetteShutdownWait = 3 * time.Second
-)
-
 // cassetteServer is the running gateway. URL is what clientEnv.Gateway must be set to.
 type cassetteServer struct {
 	opts cassetteOptions

@@ -64,6 +64,67 @@ const (
 	defaultMaxRuns     = 256
 )
 
+// Limits and timeouts of the other parts, by file, so they can be audited here too.
+const (
+	// anthropic.go
+	provMaxErrorBody         = 64 << 10 // longest provider error body read
+	provDefaultFirstByteWait = 5 * time.Minute
+	provDefaultIdleWait      = 10 * time.Minute // long: reasoning models can be silent for minutes
+
+	// cassette.go
+	maxCassetteFile      = 256 << 20 // cassette file read on --fake
+	maxCassetteBody      = 32 << 20  // one request body through the gateway
+	cassetteReplayChunk  = 256       // replayed streams are written in reads this size, flushed each
+	cassetteShutdownWait = 3 * time.Second
+
+	// models.go
+	maxModelErrorBody     = 64 << 10         // provider error bodies read for the message
+	maxModelErrorMsg      = 2000             // characters of a raw (non-JSON) error body kept in messages
+	modelFirstByteTimeout = 60 * time.Second // request sent → first body byte
+	modelIdleTimeout      = 120 * time.Second
+	modelMaxRetryAfter    = 30 * time.Second // longest Retry-After we wait for
+	modelBackoffBase      = 200 * time.Millisecond
+	modelBackoffCap       = 2 * time.Second
+	modelDefaultRetries   = 2
+	modelDefaultCooldown  = time.Minute
+
+	// oci.go
+	maxOCIManifest     = 4 << 20          // manifest or index body
+	maxOCIBlob         = 16 << 20         // config or layer blob
+	maxOCIYAML         = 4 << 20          // agent YAML after decompression (gzip bomb guard)
+	maxOCIErrorBody    = 64 << 10         // registry error bodies
+	maxOCITokenBody    = 1 << 20          // token endpoint answers (JWTs can be long)
+	maxOCIHelperOutput = 64 << 10         // docker-credential-* stdout
+	maxOCIConfigFile   = 4 << 20          // ~/.docker/config.json
+	ociRequestTimeout  = 2 * time.Minute  // per HTTP request when the caller gives no client
+	ociTokenDefaultTTL = 60 * time.Second // token lifetime when expires_in is absent (token spec)
+
+	// store.go
+	// storeBusyTimeoutMS is how long a statement waits for a lock held by another
+	// process before failing with SQLITE_BUSY (https://sqlite.org/pragma.html#pragma_busy_timeout).
+	storeBusyTimeoutMS = 5000
+	// storeMaxDepth bounds sub-session nesting followed when reading or migrating, so a
+	// corrupt or hostile file (a reference cycle, absurd nesting) cannot loop or blow the stack.
+	storeMaxDepth = 64
+
+	// tools.go
+	toolsMaxOutput      = 30000    // shell, script and api outputs are cut here (chars)
+	toolsMaxJobOutput   = 10 << 20 // a background job keeps at most this much output
+	toolsMaxHTTPBody    = 1 << 20  // fetch and api read at most this much of a body
+	toolsMaxReadFile    = 8 << 20  // read_file refuses larger files
+	toolsMaxSearchFile  = 4 << 20  // search_files_content skips larger files
+	toolsMaxSearchHits  = 1000     // search_files_content stops after this many matches
+	toolsMaxListEntries = 100      // list_directory and directory_tree entry limit
+	toolsShellTimeout   = 30       // default shell timeout, seconds
+	toolsHTTPTimeout    = 30       // default fetch and api timeout, seconds
+
+	// runtime.go
+	flushEvery       = time.Second // persist a streaming answer at most this often
+	titleTimeout     = 30 * time.Second
+	titleWaitAtEnd   = 5 * time.Second // how long a finished run waits for its title
+	maxTransferDepth = 10
+)
+
 // Sentinel errors; writeError maps them to HTTP statuses in one place.
 var (
 	errNotFound    = errors.New("not found")

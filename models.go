@@ -39,15 +39,6 @@ import (
 // Limits and defaults of the model layer. They belong with main.go's const block; they
 // live here until the branches are merged.
 const (
-	maxModelErrorBody        = 64 << 10         // provider error bodies read for the message
-	maxModelErrorMsg         = 2000             // characters of a raw (non-JSON) error body kept in messages
-	modelFirstByteTimeout    = 60 * time.Second // request sent → first body byte
-	modelIdleTimeout         = 120 * time.Second
-	modelMaxRetryAfter       = 30 * time.Second // longest Retry-After we wait for
-	modelBackoffBase         = 200 * time.Millisecond
-	modelBackoffCap          = 2 * time.Second
-	modelDefaultRetries      = 2
-	modelDefaultCooldown     = time.Minute
 	apiOpenAIChat            = "openai_chatcompletions"
 	apiOpenAIResponses       = "openai_responses"
 	apiAnthropic             = "anthropic"

@@ -45,15 +45,6 @@ import (
 const (
 	ociDockerHub        = "index.docker.io"             // Docker Hub: the default registry and the API host the reference talks to
 	ociDockerHubAuthKey = "https://index.docker.io/v1/" // config.json key for Docker Hub (docker/cli's legacy server address)
-	maxOCIManifest      = 4 << 20                       // manifest or index body
-	maxOCIBlob          = 16 << 20                      // config or layer blob
-	maxOCIYAML          = 4 << 20                       // agent YAML after decompression (gzip bomb guard)
-	maxOCIErrorBody     = 64 << 10                      // registry error bodies
-	maxOCITokenBody     = 1 << 20                       // token endpoint answers (JWTs can be long)
-	maxOCIHelperOutput  = 64 << 10                      // docker-credential-* stdout
-	maxOCIConfigFile    = 4 << 20                       // ~/.docker/config.json
-	ociRequestTimeout   = 2 * time.Minute               // per HTTP request when the caller gives no client
-	ociTokenDefaultTTL  = 60 * time.Second              // token lifetime when expires_in is absent (token spec)
 	ociUserAgent        = "agentd"
 )
 

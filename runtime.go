@@ -20,13 +20,6 @@ import (
 	"time"
 )
 
-const (
-	flushEvery       = time.Second // persist a streaming answer at most this often
-	titleTimeout     = 30 * time.Second
-	titleWaitAtEnd   = 5 * time.Second // how long a finished run waits for its title
-	maxTransferDepth = 10
-)
-
 func randRead(b []byte) { rand.Read(b) }
 
 // runRegistry knows the active run of each session: one at a time per session, at

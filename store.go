@@ -30,15 +30,6 @@ import (
 	_ "modernc.org/sqlite" // the only dependency: pure-Go SQLite driver "sqlite"
 )
 
-const (
-	// storeBusyTimeoutMS is how long a statement waits for a lock held by another
-	// process before failing with SQLITE_BUSY (https://sqlite.org/pragma.html#pragma_busy_timeout).
-	storeBusyTimeoutMS = 5000
-	// storeMaxDepth bounds sub-session nesting followed when reading or migrating, so a
-	// corrupt or hostile file (a reference cycle, absurd nesting) cannot loop or blow the stack.
-	storeMaxDepth = 64
-)
-
 // store is the SQLite session database. It is safe for concurrent use; all methods
 // translate a missing session to an error wrapping errNotFound.
 type store struct {

@@ -16,17 +16,6 @@ import (
 
 // Limits of the built-in tools. They live here rather than in main.go's const block
 // only because this file is owned by the tools helper; the integrator may move them.
-const (
-	toolsMaxOutput      = 30000    // shell, script and api outputs are cut here (chars)
-	toolsMaxJobOutput   = 10 << 20 // a background job keeps at most this much output
-	toolsMaxHTTPBody    = 1 << 20  // fetch and api read at most this much of a body
-	toolsMaxReadFile    = 8 << 20  // read_file refuses larger files
-	toolsMaxSearchFile  = 4 << 20  // search_files_content skips larger files
-	toolsMaxSearchHits  = 1000     // search_files_content stops after this many matches
-	toolsMaxListEntries = 100      // list_directory and directory_tree entry limit
-	toolsShellTimeout   = 30       // default shell timeout, seconds
-	toolsHTTPTimeout    = 30       // default fetch and api timeout, seconds
-)
 
 // toolsTruncNote is appended to outputs cut at toolsMaxOutput (reference wording).
 const toolsTruncNote = "\n\n[Output truncated: exceeded 30,000 character limit]"
