@@ -170,3 +170,22 @@ func FuzzRequestDecoders(f *testing.F) {
 		}
 	})
 }
+
+func TestMaxRuns(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "echo x")}})
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, shellThinkYAML)}, func(c *serverConfig) { c.maxRuns = 1 })
+	e.setenv("OPENAI_API_KEY", "k")
+	first := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+first+"/agent/a", []map[string]any{{"content": "go"}})
+	s.until("tool_call_confirmation")
+	second := e.newSession(map[string]any{"title": "t"})
+	if code, b := e.do("POST", "/api/sessions/"+second+"/agent/a", `[{"content":"x"}]`); code != 429 {
+		t.Fatalf("run beyond --max-runs = %d %s; want 429", code, b)
+	}
+	e.do("POST", "/api/sessions/"+first+"/resume", map[string]string{"confirmation": "reject"})
+	s.all()
+	waitFor(t, "slot freed", func() bool { return e.s.runs.get(first) == nil })
+	if code, _ := e.do("POST", "/api/sessions/"+second+"/agent/a", `[{"content":"x"}]`); code != 200 {
+		t.Fatalf("run after the slot was freed = %d", code)
+	}
+}
