@@ -188,20 +188,24 @@ func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("confirmation must be approve, approve-session, approve-tool or reject, not %q", req.Confirmation))
 		return
 	}
-	if _, err := s.st.session(r.Context(), id); err != nil {
-		s.writeError(w, r, sessionErr(id, err))
-		return
-	}
-	rs := s.runs.get(id)
-	if rs == nil {
-		s.writeError(w, r, conflict("session %s has no run waiting for a confirmation", id))
-		return
-	}
-	if err := rs.answer(req, nil, "confirmation", "max_iterations"); err != nil {
+	if err := s.answerRun(r.Context(), id, req, nil, "confirmation", "max_iterations"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session resumed"})
+}
+
+// answerRun delivers an answer to what session id's run is waiting for: 404 for an
+// unknown session, 409 when no run is waiting for an answer of one of kinds.
+func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pendingRequest) error, kinds ...string) error {
+	if _, err := s.st.session(ctx, id); err != nil {
+		return sessionErr(id, err)
+	}
+	rs := s.runs.get(id)
+	if rs == nil {
+		return conflict("session %s has no run waiting for an answer", id)
+	}
+	return rs.answer(v, check, kinds...)
 }
 
 func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
@@ -217,15 +221,6 @@ func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("action must be accept, decline or cancel, not %q", req.Action))
 		return
 	}
-	if _, err := s.st.session(r.Context(), id); err != nil {
-		s.writeError(w, r, sessionErr(id, err))
-		return
-	}
-	rs := s.runs.get(id)
-	if rs == nil {
-		s.writeError(w, r, conflict("no elicitation request in progress for session %s", id))
-		return
-	}
 	check := func(p *pendingRequest) error {
 		if req.Action != "accept" {
 			return nil
@@ -235,7 +230,7 @@ func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}
-	if err := rs.answer(req, check, "elicitation"); err != nil {
+	if err := s.answerRun(r.Context(), id, req, check, "elicitation"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
