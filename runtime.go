@@ -475,7 +475,7 @@ func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 		details = append(details, agentDetails{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
 	}
 	rn.sink.send(newEvent("team_info", "available_agents", details, "current_agent", ag.Name).ctx(ag.Name, time.Now()))
-	rn.listTools(ctx, ag)
+	rn.listTools(ctx, ag, true)
 }
 
 func (rn *runner) agentInfo(ag *agentConfig) *event {
@@ -487,17 +487,19 @@ func (rn *runner) agentInfo(ag *agentConfig) *event {
 	return ev.ctxKV("timestamp", time.Now().Format(time.RFC3339Nano))
 }
 
-// listTools lists the agent's tools with the events the reference emits around it.
-func (rn *runner) listTools(ctx context.Context, ag *agentConfig) []tool {
+// listTools lists the agent's tools with the events the reference emits around it:
+// [warning] (toolsets that failed; only when warn, once per run), MCP markers when the
+// agent has toolsets, toolset_info.
+func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []tool {
+	tools, warnings := rn.team.agentTools(ctx, ag)
+	for _, w := range warnings {
+		if warn {
+			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
+		}
+	}
 	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0
 	if hasSets {
 		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
-	}
-	tools, warnings := rn.team.agentTools(ctx, ag)
-	for _, w := range warnings {
-		rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
-	}
-	if hasSets {
 		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))
 	}
 	rn.sink.send(newEvent("toolset_info", "available_tools", len(tools), "loading", false).ctx(ag.Name, time.Now()))
@@ -512,14 +514,11 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		maxIter = ag.MaxIterations
 	}
 	chain, chainErr := rn.chainFor(ag)
-	tools := rn.toolsNow(ctx, ag, nil)
 	for iter := 0; ; iter++ {
 		if ctx.Err() != nil {
 			return ag
 		}
-		if iter > 0 {
-			tools = rn.toolsNow(ctx, ag, tools)
-		}
+		tools := rn.listTools(ctx, ag, false)
 		if maxIter > 0 && iter >= maxIter {
 			more, stop := rn.maxIterations(ctx, c, ag, maxIter)
 			if stop {
@@ -549,11 +548,6 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			iter = -1
 		}
 	}
-}
-
-// toolsNow lists tools at the top of an iteration (the reference re-lists every turn).
-func (rn *runner) toolsNow(ctx context.Context, ag *agentConfig, _ []tool) []tool {
-	return rn.listTools(ctx, ag)
 }
 
 // chainFor builds the agent's model chain (primary plus fallbacks).

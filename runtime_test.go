@@ -413,3 +413,22 @@ func BenchmarkRun(b *testing.B) {
 		}
 	})
 }
+
+func TestRunWarnsOnceForBrokenToolset(t *testing.T) {
+	e, _ := newRunEnv(t, "    toolsets:\n      - type: nope\n      - type: think\n",
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "c1", Name: "think", Args: `{"thought":"x"}`}}}, fakeTurn{Text: []string{"ok"}})
+	id := e.newSession(map[string]any{"title": "t"})
+	evs := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}}).all()
+	var warnings []string
+	for _, ev := range evs {
+		if ev["type"] == "warning" {
+			warnings = append(warnings, ev["message"].(string))
+		}
+	}
+	if len(warnings) != 1 || warnings[0] != "toolset nope failed: unknown toolset type: nope" {
+		t.Fatalf("warnings = %q; want one for the unknown toolset", warnings)
+	}
+	if got := toolResponses(evs); len(got) != 1 || got[0] != "Thoughts:\nx" {
+		t.Fatalf("the other toolsets still work: %v", got)
+	}
+}
