@@ -894,6 +894,7 @@ func (c *mcpConn) elicit(ctx context.Context, env *toolEnv, params json.RawMessa
 // mcpStdio runs the server as a child process in its own process group, exchanging
 // newline-delimited JSON-RPC on stdin/stdout. stderr lines go to the logger.
 type mcpStdio struct {
+	c      *mcpConn
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	wmu    sync.Mutex
@@ -910,7 +911,7 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so close() can kill helpers it spawns (npx → node)
 	cmd.WaitDelay = mcpStopGrace
-	s := &mcpStdio{cmd: cmd, exited: make(chan struct{}), stderr: &mcpStderr{log: log}}
+	s := &mcpStdio{c: c, cmd: cmd, exited: make(chan struct{}), stderr: &mcpStderr{log: log}}
 	cmd.Stderr = s.stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -980,10 +981,33 @@ func (s *mcpStdio) send(ctx context.Context, m *mcpMessage) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if _, err := s.stdin.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("writing to server: %w", err)
+	// A server that stopped reading fills the pipe and the write blocks; honour ctx so
+	// one stuck server cannot hang every session. A half-written line leaves the stream
+	// unusable, so the server is killed (and restarted on next use).
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.stdin.Write(append(b, '\n'))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if err != nil {
+			err = fmt.Errorf("writing to server: %w", err)
+			s.c.fail(err) // the pipe is broken: the server is gone or going
+		}
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-errc: // the write was done or nearly so; the caller sees ctx itself
+			return err
+		case <-time.After(mcpStopGrace):
+		}
+		err := fmt.Errorf("server stopped reading its input: %w", ctx.Err())
+		s.c.fail(err)
+		s.kill()
+		<-errc // the pipe breaks once the group is dead
+		return err
 	}
-	return nil
 }
 
 // close follows the spec's shutdown: close stdin, then SIGTERM, then SIGKILL, each

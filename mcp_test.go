@@ -241,6 +241,9 @@ func TestMCPHelperServer(t *testing.T) {
 		if !f.handleInline(m) {
 			go f.handle(m, out)
 		}
+		if m.Method == "tools/call" && os.Getenv("MCP_TEST_MODE") == "deaf" {
+			select {} // stop reading stdin: the client's writes will fill the pipe
+		}
 	}
 	os.Exit(0) // stdin closed: the client is done with us
 }
@@ -899,5 +902,21 @@ func BenchmarkMCPStdioCall(b *testing.B) {
 		if r := echo.run(context.Background(), nil, args); r.Output != "hello" {
 			b.Fatalf("echo = %+v", r)
 		}
+	}
+}
+
+func TestMCPServerStopsReading(t *testing.T) {
+	t.Parallel()
+	m, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_MODE", "deaf")
+	m.callTimeout = 100 * time.Millisecond
+	pid1 := mcpRun(t, m, nil, "pid", `{}`)                 // answered; then the server stops reading
+	big := `{"text":"` + strings.Repeat("x", 1<<20) + `"}` // far more than a pipe buffer
+	got := mcpRun(t, m, nil, "echo", big)
+	if !got.IsError || !strings.Contains(got.Output, "timed out") && !strings.Contains(got.Output, "stopped reading") {
+		t.Errorf("echo to a deaf server = %.200v; want a timeout", got)
+	}
+	// The blocked write was abandoned by killing the server, so the next use restarts it.
+	if pid2 := mcpRun(t, m, nil, "pid", `{}`); pid2.IsError || pid2.Output == pid1.Output {
+		t.Errorf("pid after the stuck write = %+v, before %+v; want a new server", pid2, pid1)
 	}
 }
