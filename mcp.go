@@ -157,7 +157,7 @@ func mcpExpandEnv(env *orderedMap[string], getenv func(string) string) ([]string
 	return out, nil
 }
 
-// mcpTemplateExpr matches the JS template expressions we evaluate: alternatives of
+// mcpTemplateTerm matches the JS template expressions we evaluate: alternatives of
 // env.NAME or a quoted literal joined by ||.
 var mcpTemplateTerm = regexp.MustCompile(`^\s*(?:env\.([A-Za-z_][A-Za-z0-9_]*)|'([^']*)'|"([^"]*)")\s*$`)
 
@@ -899,6 +899,7 @@ type mcpStdio struct {
 	stdin  io.WriteCloser
 	wmu    sync.Mutex
 	exited chan struct{} // closed after Wait returns
+	exit   error         // why the process ended (status, stderr tail); set before exited closes
 	once   sync.Once
 	stderr *mcpStderr
 }
@@ -929,9 +930,16 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 	}
 	pw.Close() // the child holds its copy; EOF on pr means every writer is gone
 	s.stdin = stdin
-	var waitErr error
 	go func() {
-		waitErr = cmd.Wait()
+		err := cmd.Wait()
+		msg := "server exited"
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		if tail := s.stderr.tail(); tail != "" {
+			msg += " (stderr: " + tail + ")"
+		}
+		s.exit = errors.New(msg)
 		close(s.exited)
 		// The leader is gone; stop anything it left in its group holding stdout.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -953,23 +961,7 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 			s.kill()
 			return
 		}
-		select {
-		case <-s.exited:
-		case <-time.After(2 * mcpStopGrace):
-		}
-		select {
-		case <-s.exited:
-			msg := "server exited"
-			if waitErr != nil {
-				msg += ": " + waitErr.Error()
-			}
-			if tail := s.stderr.tail(); tail != "" {
-				msg += " (stderr: " + tail + ")"
-			}
-			c.fail(errors.New(msg))
-		default:
-			c.fail(errors.New("server closed its stdout"))
-		}
+		c.fail(s.exitError(errors.New("server closed its stdout")))
 	}()
 	return s, nil
 }
@@ -991,11 +983,11 @@ func (s *mcpStdio) send(ctx context.Context, m *mcpMessage) error {
 	}()
 	select {
 	case err := <-errc:
-		if err != nil {
-			err = fmt.Errorf("writing to server: %w", err)
-			s.c.fail(err) // the pipe is broken: the server is gone or going
+		if err != nil { // the pipe is broken: the server is gone or going
+			s.c.fail(s.exitError(fmt.Errorf("writing to server: %w", err)))
+			return s.c.err()
 		}
-		return err
+		return nil
 	case <-ctx.Done():
 		select {
 		case err := <-errc: // the write was done or nearly so; the caller sees ctx itself
@@ -1028,6 +1020,17 @@ func (s *mcpStdio) close() error {
 		<-s.exited
 	})
 	return nil
+}
+
+// exitError waits briefly for the process to end and returns why it did, which says more
+// than the pipe error that noticed it; fallback if it does not end.
+func (s *mcpStdio) exitError(fallback error) error {
+	select {
+	case <-s.exited:
+		return s.exit
+	case <-time.After(2 * mcpStopGrace):
+		return fallback
+	}
 }
 
 func (s *mcpStdio) kill() { syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL) }
