@@ -120,7 +120,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 			}
 		case "sse":
 			t.dial = func(ctx context.Context, c *mcpConn) (mcpTransport, error) {
-				return mcpDialSSE(ctx, c, u, headers, t.httpClient, t.log)
+				return mcpDialSSE(ctx, c, u, headers, t.httpClient)
 			}
 		default:
 			return nil, fmt.Errorf("unsupported transport type: %s", ts.Remote.TransportType)
@@ -678,6 +678,9 @@ func (c *mcpConn) initialize(ctx context.Context, timeout time.Duration) (string
 	if err := c.notify(ctx, "notifications/initialized", nil); err != nil {
 		return "", err
 	}
+	if l, ok := c.t.(interface{ listen() }); ok {
+		l.listen()
+	}
 	c.log.Info("mcp server ready", "server", res.ServerInfo.Name, "version", res.ServerInfo.Version, "protocol", res.ProtocolVersion)
 	return res.Instructions, nil
 }
@@ -1230,11 +1233,18 @@ func mcpReadEvents(r io.Reader, fn func(*mcpMessage) bool) error {
 	return err
 }
 
-// initialized records the negotiated version and opens the optional GET stream.
+// initialized records the negotiated version, sent on every later request.
 func (s *mcpStreamable) initialized(version string) {
-	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
 	s.version = version
+	s.mu.Unlock()
+}
+
+// listen opens the optional GET stream for messages the server sends unprompted. It is
+// not reopened if it ends; tools/list_changed then still arrives on response streams.
+func (s *mcpStreamable) listen() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
 	s.getCancel = cancel
 	s.mu.Unlock()
 	go func() {
@@ -1311,7 +1321,7 @@ type mcpSSE struct {
 
 // mcpDialSSE opens the stream and waits for the endpoint event. The endpoint must have
 // the stream's origin so configured headers (tokens) never go to another host.
-func mcpDialSSE(ctx context.Context, c *mcpConn, u *url.URL, headers http.Header, client *http.Client, log *slog.Logger) (*mcpSSE, error) {
+func mcpDialSSE(ctx context.Context, c *mcpConn, u *url.URL, headers http.Header, client *http.Client) (*mcpSSE, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u.String(), nil)
 	if err != nil {

@@ -660,6 +660,11 @@ type fakeStreamable struct {
 	inits    int
 	deleted  []string
 	expire   bool // forget every session (as after a server restart)
+
+	// JSON mode serves a GET stream; notifications go there.
+	getOnce  sync.Once
+	getReady chan struct{} // closed when the GET stream is open
+	getOut   func(any)
 }
 
 func (s *fakeStreamable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -675,7 +680,31 @@ func (s *fakeStreamable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	switch r.Method {
 	case http.MethodGet:
-		http.Error(w, "no server stream", http.StatusMethodNotAllowed)
+		if s.sse || !known {
+			http.Error(w, "no server stream", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		var wmu sync.Mutex
+		done := false
+		s.mu.Lock()
+		s.getOut = func(v any) {
+			b, _ := json.Marshal(v)
+			wmu.Lock()
+			defer wmu.Unlock()
+			if !done {
+				fmt.Fprintf(w, "data: %s\n\n", b)
+				http.NewResponseController(w).Flush()
+			}
+		}
+		s.mu.Unlock()
+		s.getOnce.Do(func() { close(s.getReady) })
+		<-r.Context().Done()
+		wmu.Lock()
+		done = true
+		wmu.Unlock()
 		return
 	case http.MethodDelete:
 		s.mu.Lock()
@@ -716,6 +745,13 @@ func (s *fakeStreamable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.f.handle(m, func(v any) {
 			if mm, ok := v.(map[string]any); ok && mm["id"] != nil && mm["method"] == nil {
 				resp = v
+			} else if ok && mm["id"] == nil { // a notification: only the GET stream can carry it
+				s.mu.Lock()
+				out := s.getOut
+				s.mu.Unlock()
+				if out != nil {
+					out(v)
+				}
 			}
 		})
 		w.Header().Set("Content-Type", "application/json")
@@ -753,9 +789,9 @@ func TestMCPStreamable(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{"json", "sse"} {
 		t.Run(mode, func(t *testing.T) {
-			fs := &fakeStreamable{t: t, f: newFakeMCP(), sse: mode == "sse", sessions: map[string]bool{}}
+			fs := &fakeStreamable{t: t, f: newFakeMCP(), sse: mode == "sse", sessions: map[string]bool{}, getReady: make(chan struct{})}
 			srv := httptest.NewServer(fs)
-			defer srv.Close()
+			t.Cleanup(srv.Close) // registered first so the toolset closes its GET stream before
 			m := newHTTPMCP(t, srv.URL+"/mcp", "streamable")
 			tools, err := m.tools(context.Background())
 			if err != nil {
@@ -779,6 +815,21 @@ func TestMCPStreamable(t *testing.T) {
 				tools, _ := m.tools(context.Background())
 				if !slices.Contains(mcpToolNames(tools), "added") {
 					t.Errorf("list_changed on the response stream did not refresh tools")
+				}
+			} else {
+				<-fs.getReady
+				mcpRun(t, m, nil, "add", `{}`)
+				// The notification travels on the GET stream, unordered with the POST
+				// response: wait for the refresh rather than assume it happened.
+				for i := 0; ; i++ {
+					tools, _ := m.tools(context.Background())
+					if slices.Contains(mcpToolNames(tools), "added") {
+						break
+					}
+					if i == 500 {
+						t.Fatal("list_changed on the GET stream never refreshed tools")
+					}
+					time.Sleep(10 * time.Millisecond)
 				}
 			}
 			// The server forgets the session: the call is resent on a new one.
