@@ -120,7 +120,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 			}
 		case "sse":
 			t.dial = func(ctx context.Context, c *mcpConn) (mcpTransport, error) {
-				return mcpDialSSE(ctx, c, u, headers, t.httpClient, t.log)
+				return mcpDialSSE(ctx, c, u, headers, t.httpClient)
 			}
 		default:
 			return nil, fmt.Errorf("unsupported transport type: %s", ts.Remote.TransportType)
@@ -157,7 +157,7 @@ func mcpExpandEnv(env *orderedMap[string], getenv func(string) string) ([]string
 	return out, nil
 }
 
-// mcpTemplateExpr matches the JS template expressions we evaluate: alternatives of
+// mcpTemplateTerm matches the JS template expressions we evaluate: alternatives of
 // env.NAME or a quoted literal joined by ||.
 var mcpTemplateTerm = regexp.MustCompile(`^\s*(?:env\.([A-Za-z_][A-Za-z0-9_]*)|'([^']*)'|"([^"]*)")\s*$`)
 
@@ -678,6 +678,9 @@ func (c *mcpConn) initialize(ctx context.Context, timeout time.Duration) (string
 	if err := c.notify(ctx, "notifications/initialized", nil); err != nil {
 		return "", err
 	}
+	if l, ok := c.t.(interface{ listen() }); ok {
+		l.listen()
+	}
 	c.log.Info("mcp server ready", "server", res.ServerInfo.Name, "version", res.ServerInfo.Version, "protocol", res.ProtocolVersion)
 	return res.Instructions, nil
 }
@@ -894,10 +897,12 @@ func (c *mcpConn) elicit(ctx context.Context, env *toolEnv, params json.RawMessa
 // mcpStdio runs the server as a child process in its own process group, exchanging
 // newline-delimited JSON-RPC on stdin/stdout. stderr lines go to the logger.
 type mcpStdio struct {
+	c      *mcpConn
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	wmu    sync.Mutex
 	exited chan struct{} // closed after Wait returns
+	exit   error         // why the process ended (status, stderr tail); set before exited closes
 	once   sync.Once
 	stderr *mcpStderr
 }
@@ -910,7 +915,7 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so close() can kill helpers it spawns (npx → node)
 	cmd.WaitDelay = mcpStopGrace
-	s := &mcpStdio{cmd: cmd, exited: make(chan struct{}), stderr: &mcpStderr{log: log}}
+	s := &mcpStdio{c: c, cmd: cmd, exited: make(chan struct{}), stderr: &mcpStderr{log: log}}
 	cmd.Stderr = s.stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -928,9 +933,16 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 	}
 	pw.Close() // the child holds its copy; EOF on pr means every writer is gone
 	s.stdin = stdin
-	var waitErr error
 	go func() {
-		waitErr = cmd.Wait()
+		err := cmd.Wait()
+		msg := "server exited"
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		if tail := s.stderr.tail(); tail != "" {
+			msg += " (stderr: " + tail + ")"
+		}
+		s.exit = errors.New(msg)
 		close(s.exited)
 		// The leader is gone; stop anything it left in its group holding stdout.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -952,23 +964,7 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 			s.kill()
 			return
 		}
-		select {
-		case <-s.exited:
-		case <-time.After(2 * mcpStopGrace):
-		}
-		select {
-		case <-s.exited:
-			msg := "server exited"
-			if waitErr != nil {
-				msg += ": " + waitErr.Error()
-			}
-			if tail := s.stderr.tail(); tail != "" {
-				msg += " (stderr: " + tail + ")"
-			}
-			c.fail(errors.New(msg))
-		default:
-			c.fail(errors.New("server closed its stdout"))
-		}
+		c.fail(s.exitError(errors.New("server closed its stdout")))
 	}()
 	return s, nil
 }
@@ -980,10 +976,33 @@ func (s *mcpStdio) send(ctx context.Context, m *mcpMessage) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if _, err := s.stdin.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("writing to server: %w", err)
+	// A server that stopped reading fills the pipe and the write blocks; honour ctx so
+	// one stuck server cannot hang every session. A half-written line leaves the stream
+	// unusable, so the server is killed (and restarted on next use).
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.stdin.Write(append(b, '\n'))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if err != nil { // the pipe is broken: the server is gone or going
+			s.c.fail(s.exitError(fmt.Errorf("writing to server: %w", err)))
+			return s.c.err()
+		}
+		return nil
+	case <-ctx.Done():
+		select {
+		case err := <-errc: // the write was done or nearly so; the caller sees ctx itself
+			return err
+		case <-time.After(mcpStopGrace):
+		}
+		err := fmt.Errorf("server stopped reading its input: %w", ctx.Err())
+		s.c.fail(err)
+		s.kill()
+		<-errc // the pipe breaks once the group is dead
+		return err
 	}
-	return nil
 }
 
 // close follows the spec's shutdown: close stdin, then SIGTERM, then SIGKILL, each
@@ -1004,6 +1023,17 @@ func (s *mcpStdio) close() error {
 		<-s.exited
 	})
 	return nil
+}
+
+// exitError waits briefly for the process to end and returns why it did, which says more
+// than the pipe error that noticed it; fallback if it does not end.
+func (s *mcpStdio) exitError(fallback error) error {
+	select {
+	case <-s.exited:
+		return s.exit
+	case <-time.After(2 * mcpStopGrace):
+		return fallback
+	}
 }
 
 func (s *mcpStdio) kill() { syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL) }
@@ -1203,11 +1233,18 @@ func mcpReadEvents(r io.Reader, fn func(*mcpMessage) bool) error {
 	return err
 }
 
-// initialized records the negotiated version and opens the optional GET stream.
+// initialized records the negotiated version, sent on every later request.
 func (s *mcpStreamable) initialized(version string) {
-	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
 	s.version = version
+	s.mu.Unlock()
+}
+
+// listen opens the optional GET stream for messages the server sends unprompted. It is
+// not reopened if it ends; tools/list_changed then still arrives on response streams.
+func (s *mcpStreamable) listen() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
 	s.getCancel = cancel
 	s.mu.Unlock()
 	go func() {
@@ -1284,7 +1321,7 @@ type mcpSSE struct {
 
 // mcpDialSSE opens the stream and waits for the endpoint event. The endpoint must have
 // the stream's origin so configured headers (tokens) never go to another host.
-func mcpDialSSE(ctx context.Context, c *mcpConn, u *url.URL, headers http.Header, client *http.Client, log *slog.Logger) (*mcpSSE, error) {
+func mcpDialSSE(ctx context.Context, c *mcpConn, u *url.URL, headers http.Header, client *http.Client) (*mcpSSE, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u.String(), nil)
 	if err != nil {

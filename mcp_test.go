@@ -241,6 +241,9 @@ func TestMCPHelperServer(t *testing.T) {
 		if !f.handleInline(m) {
 			go f.handle(m, out)
 		}
+		if m.Method == "tools/call" && os.Getenv("MCP_TEST_MODE") == "deaf" {
+			select {} // stop reading stdin: the client's writes will fill the pipe
+		}
 	}
 	os.Exit(0) // stdin closed: the client is done with us
 }
@@ -657,6 +660,11 @@ type fakeStreamable struct {
 	inits    int
 	deleted  []string
 	expire   bool // forget every session (as after a server restart)
+
+	// JSON mode serves a GET stream; notifications go there.
+	getOnce  sync.Once
+	getReady chan struct{} // closed when the GET stream is open
+	getOut   func(any)
 }
 
 func (s *fakeStreamable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -672,7 +680,31 @@ func (s *fakeStreamable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	switch r.Method {
 	case http.MethodGet:
-		http.Error(w, "no server stream", http.StatusMethodNotAllowed)
+		if s.sse || !known {
+			http.Error(w, "no server stream", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		var wmu sync.Mutex
+		done := false
+		s.mu.Lock()
+		s.getOut = func(v any) {
+			b, _ := json.Marshal(v)
+			wmu.Lock()
+			defer wmu.Unlock()
+			if !done {
+				fmt.Fprintf(w, "data: %s\n\n", b)
+				http.NewResponseController(w).Flush()
+			}
+		}
+		s.mu.Unlock()
+		s.getOnce.Do(func() { close(s.getReady) })
+		<-r.Context().Done()
+		wmu.Lock()
+		done = true
+		wmu.Unlock()
 		return
 	case http.MethodDelete:
 		s.mu.Lock()
@@ -713,6 +745,13 @@ func (s *fakeStreamable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.f.handle(m, func(v any) {
 			if mm, ok := v.(map[string]any); ok && mm["id"] != nil && mm["method"] == nil {
 				resp = v
+			} else if ok && mm["id"] == nil { // a notification: only the GET stream can carry it
+				s.mu.Lock()
+				out := s.getOut
+				s.mu.Unlock()
+				if out != nil {
+					out(v)
+				}
 			}
 		})
 		w.Header().Set("Content-Type", "application/json")
@@ -750,9 +789,9 @@ func TestMCPStreamable(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{"json", "sse"} {
 		t.Run(mode, func(t *testing.T) {
-			fs := &fakeStreamable{t: t, f: newFakeMCP(), sse: mode == "sse", sessions: map[string]bool{}}
+			fs := &fakeStreamable{t: t, f: newFakeMCP(), sse: mode == "sse", sessions: map[string]bool{}, getReady: make(chan struct{})}
 			srv := httptest.NewServer(fs)
-			defer srv.Close()
+			t.Cleanup(srv.Close) // registered first so the toolset closes its GET stream before
 			m := newHTTPMCP(t, srv.URL+"/mcp", "streamable")
 			tools, err := m.tools(context.Background())
 			if err != nil {
@@ -776,6 +815,21 @@ func TestMCPStreamable(t *testing.T) {
 				tools, _ := m.tools(context.Background())
 				if !slices.Contains(mcpToolNames(tools), "added") {
 					t.Errorf("list_changed on the response stream did not refresh tools")
+				}
+			} else {
+				<-fs.getReady
+				mcpRun(t, m, nil, "add", `{}`)
+				// The notification travels on the GET stream, unordered with the POST
+				// response: wait for the refresh rather than assume it happened.
+				for i := 0; ; i++ {
+					tools, _ := m.tools(context.Background())
+					if slices.Contains(mcpToolNames(tools), "added") {
+						break
+					}
+					if i == 500 {
+						t.Fatal("list_changed on the GET stream never refreshed tools")
+					}
+					time.Sleep(10 * time.Millisecond)
 				}
 			}
 			// The server forgets the session: the call is resent on a new one.
@@ -899,5 +953,21 @@ func BenchmarkMCPStdioCall(b *testing.B) {
 		if r := echo.run(context.Background(), nil, args); r.Output != "hello" {
 			b.Fatalf("echo = %+v", r)
 		}
+	}
+}
+
+func TestMCPServerStopsReading(t *testing.T) {
+	t.Parallel()
+	m, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_MODE", "deaf")
+	m.callTimeout = 100 * time.Millisecond
+	pid1 := mcpRun(t, m, nil, "pid", `{}`)                 // answered; then the server stops reading
+	big := `{"text":"` + strings.Repeat("x", 1<<20) + `"}` // far more than a pipe buffer
+	got := mcpRun(t, m, nil, "echo", big)
+	if !got.IsError || !strings.Contains(got.Output, "timed out") && !strings.Contains(got.Output, "stopped reading") {
+		t.Errorf("echo to a deaf server = %.200v; want a timeout", got)
+	}
+	// The blocked write was abandoned by killing the server, so the next use restarts it.
+	if pid2 := mcpRun(t, m, nil, "pid", `{}`); pid2.IsError || pid2.Output == pid1.Output {
+		t.Errorf("pid after the stuck write = %+v, before %+v; want a new server", pid2, pid1)
 	}
 }
