@@ -646,7 +646,7 @@ func TestMCPToolResult(t *testing.T) {
 
 // fakeStreamable serves the fake over Streamable HTTP, answering requests with JSON or SSE.
 type fakeStreamable struct {
-	t   *testing.T
+	t   testing.TB
 	f   *fakeMCP
 	sse bool
 
@@ -765,7 +765,7 @@ func (s *fakeStreamable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func newHTTPMCP(t *testing.T, url, transport string) *mcpToolset {
+func newHTTPMCP(t testing.TB, url, transport string) *mcpToolset {
 	t.Helper()
 	ts := &toolsetConfig{Type: "mcp", Remote: remoteConfig{URL: url, TransportType: transport,
 		Headers: mcpOrdered("Authorization", "Bearer ${env.TOKEN}")}}
@@ -964,5 +964,28 @@ func TestMCPServerStopsReading(t *testing.T) {
 	// The blocked write was abandoned by killing the server, so the next use restarts it.
 	if pid2 := mcpRun(t, m, nil, "pid", `{}`); pid2.IsError || pid2.Output == pid1.Output {
 		t.Errorf("pid after the stuck write = %+v, before %+v; want a new server", pid2, pid1)
+	}
+}
+
+// BenchmarkMCPStreamableCall measures one tools/call round trip over Streamable HTTP
+// (JSON and SSE responses) on loopback.
+func BenchmarkMCPStreamableCall(b *testing.B) {
+	for _, mode := range []string{"json", "sse"} {
+		b.Run(mode, func(b *testing.B) {
+			fs := &fakeStreamable{t: b, f: newFakeMCP(), sse: mode == "sse", sessions: map[string]bool{}, getReady: make(chan struct{})}
+			srv := httptest.NewServer(fs)
+			b.Cleanup(srv.Close)
+			m := newHTTPMCP(b, srv.URL+"/mcp", "streamable")
+			tools, err := m.tools(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			args := json.RawMessage(`{"text":"hello"}`)
+			for b.Loop() {
+				if r := tools[0].run(context.Background(), nil, args); r.Output != "hello" {
+					b.Fatalf("echo = %+v", r)
+				}
+			}
+		})
 	}
 }
