@@ -304,7 +304,7 @@ func mcpOrdered(kv ...string) *orderedMap[string] {
 }
 
 // newStdioMCP builds a toolset running the fake server; extraEnv are more env entries.
-func newStdioMCP(t *testing.T, ts *toolsetConfig, getenv func(string) string, extraEnv ...string) (*mcpToolset, *mcpTestLog) {
+func newStdioMCP(t *testing.T, ts *toolsetConfig, getenv func(string) string, extraEnv ...string) (*mcpToolset, *mcpTestLog, string) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -319,7 +319,8 @@ func newStdioMCP(t *testing.T, ts *toolsetConfig, getenv func(string) string, ex
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	got, err := newMCPToolset(ts, toolsetOptions{WorkingDir: t.TempDir(), Getenv: getenv, Logger: slog.New(lg)})
+	dir := t.TempDir()
+	got, err := newMCPToolset(ts, toolsetOptions{WorkingDir: dir, Getenv: getenv, Logger: slog.New(lg)})
 	if err != nil {
 		t.Fatalf("newMCPToolset: %v", err)
 	}
@@ -327,7 +328,7 @@ func newStdioMCP(t *testing.T, ts *toolsetConfig, getenv func(string) string, ex
 	m.backoffBase = time.Millisecond
 	m.backoffMax = 5 * time.Millisecond
 	t.Cleanup(func() { m.close() })
-	return m, lg
+	return m, lg, dir
 }
 
 func mcpToolNames(tools []tool) []string {
@@ -356,7 +357,7 @@ func mcpRun(t *testing.T, ts toolset, env *toolEnv, name, args string) toolResul
 
 func TestMCPStdioListAndCall(t *testing.T) {
 	t.Parallel()
-	m, lg := newStdioMCP(t, &toolsetConfig{Instruction: "Use it.\n{ORIGINAL_INSTRUCTIONS}"},
+	m, lg, dir := newStdioMCP(t, &toolsetConfig{Instruction: "Use it.\n{ORIGINAL_INSTRUCTIONS}"},
 		func(k string) string { return map[string]string{"GREETING": "hi there"}[k] },
 		"FAKE_GREETING", "${GREETING}!", "HOME", "/overridden")
 	ctx := context.Background()
@@ -389,17 +390,11 @@ func TestMCPStdioListAndCall(t *testing.T) {
 		{"expanded env", "env", `{"text":"FAKE_GREETING"}`, toolResult{Output: "hi there!"}},
 		// The reference appends the process env after the toolset's, so the process wins; ours wins.
 		{"config env beats process env", "env", `{"text":"HOME"}`, toolResult{Output: "/overridden"}},
-		{"working dir", "cwd", `{}`, toolResult{Output: m.cfg.Command}}, // placeholder, fixed below
+		{"working dir", "cwd", `{}`, toolResult{Output: dir}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := mcpRun(t, m, &toolEnv{}, tt.tool, tt.args)
-			if tt.tool == "cwd" {
-				if !strings.HasPrefix(got.Output, os.TempDir()) || got.IsError {
-					t.Errorf("cwd = %+v; want the configured working dir", got)
-				}
-				return
-			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("%s(%s) = %+v; want %+v", tt.tool, tt.args, got, tt.want)
 			}
@@ -412,7 +407,7 @@ func TestMCPStdioListAndCall(t *testing.T) {
 
 func TestMCPNamePrefixAndAllowList(t *testing.T) {
 	t.Parallel()
-	m, _ := newStdioMCP(t, &toolsetConfig{Name: "fk", Tools: []string{"echo", "fk_fail"}}, nil)
+	m, _, _ := newStdioMCP(t, &toolsetConfig{Name: "fk", Tools: []string{"echo", "fk_fail"}}, nil)
 	tools, err := m.tools(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -427,7 +422,7 @@ func TestMCPNamePrefixAndAllowList(t *testing.T) {
 
 func TestMCPListChanged(t *testing.T) {
 	t.Parallel()
-	m, _ := newStdioMCP(t, &toolsetConfig{}, nil)
+	m, _, _ := newStdioMCP(t, &toolsetConfig{}, nil)
 	if got := mcpRun(t, m, nil, "add", `{}`); got.Output != "ok" {
 		t.Fatalf("add = %+v", got)
 	}
@@ -477,14 +472,14 @@ func checkMCPElicitation(t *testing.T, ts toolset) {
 
 func TestMCPStdioElicitation(t *testing.T) {
 	t.Parallel()
-	m, _ := newStdioMCP(t, &toolsetConfig{}, nil)
+	m, _, _ := newStdioMCP(t, &toolsetConfig{}, nil)
 	checkMCPElicitation(t, m)
 }
 
 func TestMCPCrashRestart(t *testing.T) {
 	t.Parallel()
 	starts := filepath.Join(t.TempDir(), "starts")
-	m, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_STARTS", starts)
+	m, _, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_STARTS", starts)
 	pid1 := mcpRun(t, m, nil, "pid", `{}`).Output
 	got := mcpRun(t, m, nil, "crash", `{}`)
 	if !got.IsError || !strings.Contains(got.Output, "exit status 3") {
@@ -503,7 +498,7 @@ func TestMCPCrashRestart(t *testing.T) {
 func TestMCPStartsOnceAndCloses(t *testing.T) {
 	t.Parallel()
 	starts := filepath.Join(t.TempDir(), "starts")
-	m, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_STARTS", starts)
+	m, _, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_STARTS", starts)
 	var wg sync.WaitGroup
 	for range 8 { // sessions sharing the toolset
 		wg.Go(func() {
@@ -534,7 +529,7 @@ func TestMCPStartsOnceAndCloses(t *testing.T) {
 
 func TestMCPGivesUpOnDyingServer(t *testing.T) {
 	t.Parallel()
-	m, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_MODE", "exit")
+	m, _, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_MODE", "exit")
 	var err error
 	for i := 0; i <= m.maxRestarts; i++ {
 		_, err = m.tools(context.Background())
@@ -550,7 +545,7 @@ func TestMCPGivesUpOnDyingServer(t *testing.T) {
 
 func TestMCPCancellation(t *testing.T) {
 	t.Parallel()
-	m, lg := newStdioMCP(t, &toolsetConfig{}, nil)
+	m, lg, _ := newStdioMCP(t, &toolsetConfig{}, nil)
 	tools, err := m.tools(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -570,7 +565,7 @@ func TestMCPCancellation(t *testing.T) {
 
 func TestMCPTimeout(t *testing.T) {
 	t.Parallel()
-	m, _ := newStdioMCP(t, &toolsetConfig{}, nil)
+	m, _, _ := newStdioMCP(t, &toolsetConfig{}, nil)
 	m.callTimeout = 200 * time.Millisecond
 	got := mcpRun(t, m, nil, "slow", `{}`)
 	if !got.IsError || !strings.Contains(got.Output, "timed out after 200ms") {
@@ -651,7 +646,7 @@ func TestMCPToolResult(t *testing.T) {
 
 // fakeStreamable serves the fake over Streamable HTTP, answering requests with JSON or SSE.
 type fakeStreamable struct {
-	t   *testing.T
+	t   testing.TB
 	f   *fakeMCP
 	sse bool
 
@@ -770,7 +765,7 @@ func (s *fakeStreamable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func newHTTPMCP(t *testing.T, url, transport string) *mcpToolset {
+func newHTTPMCP(t testing.TB, url, transport string) *mcpToolset {
 	t.Helper()
 	ts := &toolsetConfig{Type: "mcp", Remote: remoteConfig{URL: url, TransportType: transport,
 		Headers: mcpOrdered("Authorization", "Bearer ${env.TOKEN}")}}
@@ -958,7 +953,7 @@ func BenchmarkMCPStdioCall(b *testing.B) {
 
 func TestMCPServerStopsReading(t *testing.T) {
 	t.Parallel()
-	m, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_MODE", "deaf")
+	m, _, _ := newStdioMCP(t, &toolsetConfig{}, nil, "MCP_TEST_MODE", "deaf")
 	m.callTimeout = 100 * time.Millisecond
 	pid1 := mcpRun(t, m, nil, "pid", `{}`)                 // answered; then the server stops reading
 	big := `{"text":"` + strings.Repeat("x", 1<<20) + `"}` // far more than a pipe buffer
@@ -969,5 +964,28 @@ func TestMCPServerStopsReading(t *testing.T) {
 	// The blocked write was abandoned by killing the server, so the next use restarts it.
 	if pid2 := mcpRun(t, m, nil, "pid", `{}`); pid2.IsError || pid2.Output == pid1.Output {
 		t.Errorf("pid after the stuck write = %+v, before %+v; want a new server", pid2, pid1)
+	}
+}
+
+// BenchmarkMCPStreamableCall measures one tools/call round trip over Streamable HTTP
+// (JSON and SSE responses) on loopback.
+func BenchmarkMCPStreamableCall(b *testing.B) {
+	for _, mode := range []string{"json", "sse"} {
+		b.Run(mode, func(b *testing.B) {
+			fs := &fakeStreamable{t: b, f: newFakeMCP(), sse: mode == "sse", sessions: map[string]bool{}, getReady: make(chan struct{})}
+			srv := httptest.NewServer(fs)
+			b.Cleanup(srv.Close)
+			m := newHTTPMCP(b, srv.URL+"/mcp", "streamable")
+			tools, err := m.tools(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			args := json.RawMessage(`{"text":"hello"}`)
+			for b.Loop() {
+				if r := tools[0].run(context.Background(), nil, args); r.Output != "hello" {
+					b.Fatalf("echo = %+v", r)
+				}
+			}
+		})
 	}
 }
