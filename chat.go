@@ -215,6 +215,7 @@ type modelEvent struct {
 	Usage            *messageUsage
 	StopReason       string
 	Model            string // model name reported by the provider, when known
+	More             bool   // more events are already buffered: a consumer may flush later
 }
 
 // modelClient streams completions from one model.
@@ -247,21 +248,32 @@ type clientEnv struct {
 type sseEvent struct {
 	Event string // "" when the stream sends no event: lines
 	Data  string
+	More  bool // more of the stream had already arrived when this event was read
 }
 
 // readSSE calls fn for every event in r until EOF, fn's error, or a line longer than
 // maxSSELine. Comment lines are skipped; multi-line data is joined with "\n".
 func readSSE(r io.Reader, fn func(sseEvent) error) error {
-	sc := bufio.NewScanner(r)
+	// Counting what was read against what was consumed tells whether the next event
+	// is already buffered, so consumers can batch their own flushes (sseEvent.More).
+	cr := &countingReader{r: r}
+	var consumed int64
+	sc := bufio.NewScanner(cr)
 	sc.Buffer(make([]byte, 64*1024), maxSSELine)
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		adv, tok, err := bufio.ScanLines(data, atEOF)
+		consumed += int64(adv)
+		return adv, tok, err
+	})
 	var ev sseEvent
 	var data []string
 	for sc.Scan() {
-		line := strings.TrimSuffix(sc.Text(), "\r")
+		line := sc.Text()
 		switch {
 		case line == "":
 			if data != nil {
 				ev.Data = strings.Join(data, "\n")
+				ev.More = cr.n > consumed
 				if err := fn(ev); err != nil {
 					return err
 				}
@@ -282,6 +294,18 @@ func readSSE(r io.Reader, fn func(sseEvent) error) error {
 		return fn(ev)
 	}
 	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // toolsetOptions is what building a toolset needs from the agent file and the server.

@@ -40,6 +40,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -295,6 +296,12 @@ func parseInterval(s string) (time.Duration, error) {
 // serve runs the API server until ctx is cancelled, then shuts down gracefully: stop
 // accepting, end open streams, close the database.
 func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error {
+	// A run makes short-lived garbage (a JSON value per streamed token); collecting
+	// less often trades a few MiB of heap for about a fifth of the CPU under load.
+	// GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	level := slog.LevelInfo
 	if o.debug {
 		level = slog.LevelDebug

@@ -844,6 +844,11 @@ func openAIChatReadStream(r io.Reader, emit func(modelEvent)) error {
 	head := &modelPrefixBuffer{max: 2048}
 	errDone := errors.New("done")
 	err := readSSE(io.TeeReader(r, head), func(ev sseEvent) error {
+		// Events of a chunk that arrived with more behind it can be flushed together.
+		emit := func(me modelEvent) {
+			me.More = ev.More
+			emit(me)
+		}
 		data := strings.TrimSpace(ev.Data)
 		if data == "[DONE]" {
 			return errDone

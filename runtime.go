@@ -650,6 +650,13 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 		}
 		return toolDef{Name: name}
 	}
+	send := func(ev modelEvent, e *event) {
+		if ev.More {
+			rn.sink.sendBuffered(e)
+		} else {
+			rn.sink.send(e)
+		}
+	}
 	emit := func(ev modelEvent) {
 		if ev.Model != "" {
 			reported = ev.Model
@@ -657,14 +664,14 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 		switch ev.Kind {
 		case evText:
 			content.WriteString(ev.Text)
-			rn.sink.send(newEvent("agent_choice", "content", ev.Text, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+			send(ev, newEvent("agent_choice", "content", ev.Text, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
 		case evReasoning:
 			reasoning.WriteString(ev.Text)
 			if ev.Signature != "" {
 				msg.ThinkingSignature = ev.Signature
 			}
 			if ev.Text != "" {
-				rn.sink.send(newEvent("agent_choice_reasoning", "content", ev.Text, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+				send(ev, newEvent("agent_choice_reasoning", "content", ev.Text, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
 			}
 		case evToolCallStart:
 			tc := &toolCall{ID: ev.ToolID, Type: "function", Function: functionCall{Name: ev.ToolName}}

@@ -37,9 +37,15 @@ func newSSESink(w http.ResponseWriter, beat time.Duration) *sseSink {
 	return s
 }
 
-// send writes one event; errors (a gone client) are noticed through the request
-// context, so they are not returned.
-func (s *sseSink) send(ev *event) {
+// send writes one event and flushes it (with any buffered before it); errors (a gone
+// client) are noticed through the request context, so they are not returned.
+func (s *sseSink) send(ev *event) { s.write(ev, true) }
+
+// sendBuffered writes an event that another one follows at once (it had already
+// arrived from the provider): the next send flushes both in one write.
+func (s *sseSink) sendBuffered(ev *event) { s.write(ev, false) }
+
+func (s *sseSink) write(ev *event, flush bool) {
 	b := ev.marshal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -52,7 +58,9 @@ func (s *sseSink) send(ev *event) {
 	buf.Write(b)
 	buf.WriteString("\n\n")
 	s.w.Write(buf.Bytes())
-	s.rc.Flush()
+	if flush {
+		s.rc.Flush()
+	}
 	s.last = time.Now()
 }
 
