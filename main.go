@@ -120,10 +120,12 @@ const (
 	toolsHTTPTimeout    = 30       // default fetch and api timeout, seconds
 
 	// runtime.go
-	flushEvery       = time.Second // persist a streaming answer at most this often
-	titleTimeout     = 30 * time.Second
-	titleWaitAtEnd   = 5 * time.Second // how long a finished run waits for its title
-	maxTransferDepth = 10
+	flushEvery        = time.Second // persist a streaming answer at most this often
+	titleTimeout      = 30 * time.Second
+	titleWaitAtEnd    = 5 * time.Second // how long a finished run waits for its title
+	maxTitleRead      = 256             // bytes of a title answer read before the rest is dropped
+	maxGeneratedTitle = 100             // bytes kept of a generated title
+	maxTransferDepth  = 10
 )
 
 // Sentinel errors; writeError maps them to HTTP statuses in one place.

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 func randRead(b []byte) { rand.Read(b) }
@@ -1127,22 +1128,25 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 		{Role: "system", Content: "You are a helpful AI assistant that generates concise, descriptive titles for conversations. Answer with the title only, on a single line."},
 		{Role: "user", Content: prompt.String()},
 	}}
+	// Only the first line is used: stop reading once it is complete, or once it is
+	// longer than any title (a server may ignore max_tokens).
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var out strings.Builder
-	if _, err := chain.stream(ctx, req, func(ev modelEvent) {
-		if ev.Kind == evText {
-			out.WriteString(ev.Text)
+	_, err = chain.stream(sctx, req, func(ev modelEvent) {
+		if ev.Kind != evText {
+			return
 		}
-	}, nil); err != nil {
+		out.WriteString(ev.Text)
+		if t := strings.TrimLeft(out.String(), " \t\r\n"); strings.ContainsRune(t, '\n') || len(t) >= maxTitleRead {
+			stop()
+		}
+	}, nil)
+	if err != nil && sctx.Err() == nil {
 		rn.s.log.Debug("title generation failed", "session", rn.root.ID, "err", err)
 		return
 	}
-	title := ""
-	for _, line := range strings.Split(strings.ReplaceAll(out.String(), "\r", ""), "\n") {
-		if t := strings.TrimSpace(line); t != "" {
-			title = t
-			break
-		}
-	}
+	title := firstLine(out.String(), maxGeneratedTitle)
 	if title == "" {
 		return
 	}
@@ -1158,6 +1162,29 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 		return
 	}
 	rn.sink.send(newEvent("session_title", "session_id", rn.root.ID, "title", title).ctx("", zeroTime))
+}
+
+// firstLine is the first non-blank line of s, trimmed, cut to at most max bytes at a
+// word (or rune) boundary.
+func firstLine(s string, max int) string {
+	for _, line := range strings.Split(strings.ReplaceAll(s, "\r", ""), "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" {
+			continue
+		}
+		if len(t) <= max {
+			return t
+		}
+		cut := max
+		for cut > 0 && !utf8.RuneStart(t[cut]) {
+			cut--
+		}
+		if sp := strings.LastIndexByte(t[:cut], ' '); sp > max/2 {
+			cut = sp
+		}
+		return strings.TrimSpace(t[:cut])
+	}
+	return ""
 }
 
 // modelPrice is USD per million tokens, and the context window, for cost reporting.

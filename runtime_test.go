@@ -432,3 +432,34 @@ func TestRunWarnsOnceForBrokenToolset(t *testing.T) {
 		t.Fatalf("the other toolsets still work: %v", got)
 	}
 }
+
+func TestFirstLine(t *testing.T) {
+	cases := []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"\n  Pirate greeting \nmore", 50, "Pirate greeting"},
+		{"\r\n\r\nTitle\r\n", 50, "Title"},
+		{"   ", 50, ""},
+		{"tok0 tok1 tok2 tok3 tok4 tok5", 15, "tok0 tok1 tok2"},
+		{"ééééé", 5, "éé"}, // never cuts inside a rune
+	}
+	for _, tc := range cases {
+		if got := firstLine(tc.in, tc.max); got != tc.want {
+			t.Errorf("firstLine(%q, %d) = %q; want %q", tc.in, tc.max, got, tc.want)
+		}
+	}
+}
+
+// A title model that ignores max_tokens and keeps talking is cut off: the run still
+// gets a short title.
+func TestRunTitleFromChattyModel(t *testing.T) {
+	e, f := newRunEnv(t, "", fakeTurn{Text: []string{"ok"}})
+	f.Title = strings.Repeat("word ", 400)
+	id := e.newSession(nil)
+	ev := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).until("session_title")
+	if title := ev["title"].(string); len(title) > 100 || !strings.HasPrefix(title, "word word") {
+		t.Fatalf("title = %q", title)
+	}
+}
