@@ -259,7 +259,7 @@ func readSSE(r io.Reader, fn func(sseEvent) error) error {
 	cr := &countingReader{r: r}
 	var consumed int64
 	sc := bufio.NewScanner(cr)
-	sc.Buffer(make([]byte, 64*1024), maxSSELine)
+	sc.Buffer(make([]byte, 4096), maxSSELine) // grows for long lines
 	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
 		adv, tok, err := bufio.ScanLines(data, atEOF)
 		consumed += int64(adv)

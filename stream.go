@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // sseSink writes events to one client. It is safe for concurrent use (the run and the
@@ -106,7 +108,8 @@ var zeroTime time.Time
 
 // newEvent starts an event of type typ with key/value pairs.
 func newEvent(typ string, kv ...any) *event {
-	e := &event{keys: []string{"type"}, vals: []any{typ}}
+	e := &event{keys: make([]string, 1, 8), vals: make([]any, 1, 8)}
+	e.keys[0], e.vals[0] = "type", typ
 	for i := 0; i+1 < len(kv); i += 2 {
 		e.keys = append(e.keys, kv[i].(string))
 		e.vals = append(e.vals, kv[i+1])
@@ -125,25 +128,95 @@ func (e *event) ctx(agent string, ts time.Time) *event {
 	return e
 }
 
-// marshal renders the event as compact JSON in key order.
+// marshal renders the event as compact JSON in key order. Keys are plain identifiers;
+// strings and integers, nearly every value, are encoded here (this runs once per
+// streamed token), everything else by encoding/json.
 func (e *event) marshal() []byte {
-	var b bytes.Buffer
-	b.WriteByte('{')
+	b := make([]byte, 0, 256)
+	b = append(b, '{')
 	for i, k := range e.keys {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		kb, _ := json.Marshal(k)
-		b.Write(kb)
-		b.WriteByte(':')
-		vb, err := json.Marshal(e.vals[i])
-		if err != nil {
-			vb = []byte("null")
-		}
-		b.Write(vb)
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		b = appendJSONValue(b, e.vals[i])
 	}
-	b.WriteByte('}')
-	return b.Bytes()
+	return append(b, '}')
+}
+
+func appendJSONValue(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case string:
+		return appendJSONString(b, x)
+	case bool:
+		return strconv.AppendBool(b, x)
+	case int:
+		return strconv.AppendInt(b, int64(x), 10)
+	case int64:
+		return strconv.AppendInt(b, x, 10)
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		j = []byte("null")
+	}
+	return append(b, j...)
+}
+
+// appendJSONString appends s as encoding/json would: HTML-escaped, invalid UTF-8 as
+// U+FFFD, U+2028 and U+2029 escaped (FuzzAppendJSONString compares the two).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // get returns the value of key, for tests and logging.
