@@ -820,7 +820,7 @@ func (c *openAIChatClient) stream(ctx context.Context, req *modelRequest, emit f
 	}
 	defer resp.Body.Close()
 	emitted := false
-	err = openAIChatReadStream(wd.reader(resp.Body), func(ev modelEvent) {
+	err = openAIChatReadStream(wctx, wd.reader(resp.Body), func(ev modelEvent) {
 		emitted = true
 		emit(ev)
 	})
@@ -831,8 +831,10 @@ func (c *openAIChatClient) stream(ctx context.Context, req *modelRequest, emit f
 // finish reasons may come in any combination in one chunk (Mistral sends the whole
 // tool call, the finish reason and the usage together). Tool-call fragments carry only
 // an index after the first, so the id is remembered per index. Stop is emitted last,
-// after the usage chunk that follows the finish reason.
-func openAIChatReadStream(r io.Reader, emit func(modelEvent)) error {
+// after the usage chunk that follows the finish reason. Parsing stops as soon as ctx is
+// done, even with more of the stream already buffered (a title reader cancels after
+// its first line).
+func openAIChatReadStream(ctx context.Context, r io.Reader, emit func(modelEvent)) error {
 	ids := map[int]string{}
 	names := map[int]string{}
 	finish := ""
@@ -844,6 +846,9 @@ func openAIChatReadStream(r io.Reader, emit func(modelEvent)) error {
 	head := &modelPrefixBuffer{max: 2048}
 	errDone := errors.New("done")
 	err := readSSE(io.TeeReader(r, head), func(ev sseEvent) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		// Events of a chunk that arrived with more behind it can be flushed together.
 		emit := func(me modelEvent) {
 			me.More = ev.More

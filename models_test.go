@@ -778,7 +778,7 @@ func BenchmarkOpenAIReadStream(b *testing.B) {
 	body := modelSSEData(chunks...)
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if err := openAIChatReadStream(strings.NewReader(body), func(modelEvent) {}); err != nil {
+		if err := openAIChatReadStream(context.Background(), strings.NewReader(body), func(modelEvent) {}); err != nil {
 			b.Fatal(err)
 		}
 	}
