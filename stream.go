@@ -5,7 +5,6 @@ package main
 // comment keeps idle streams alive through proxies.
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -48,18 +47,13 @@ func (s *sseSink) send(ev *event) { s.write(ev, true) }
 func (s *sseSink) sendBuffered(ev *event) { s.write(ev, false) }
 
 func (s *sseSink) write(ev *event, flush bool) {
-	b := ev.marshal()
+	b := ev.frame()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(b) + 8)
-	buf.WriteString("data: ")
-	buf.Write(b)
-	buf.WriteString("\n\n")
-	s.w.Write(buf.Bytes())
+	s.w.Write(b)
 	if flush {
 		s.rc.Flush()
 	}
@@ -124,15 +118,21 @@ func (e *event) ctx(agent string, ts time.Time) *event {
 		e.vals = append(e.vals, agent)
 	}
 	e.keys = append(e.keys, "timestamp")
-	e.vals = append(e.vals, ts.Format(time.RFC3339Nano))
+	e.vals = append(e.vals, ts)
 	return e
 }
 
 // marshal renders the event as compact JSON in key order. Keys are plain identifiers;
-// strings and integers, nearly every value, are encoded here (this runs once per
-// streamed token), everything else by encoding/json.
-func (e *event) marshal() []byte {
-	b := make([]byte, 0, 256)
+// strings, integers and times, nearly every value, are encoded here (this runs once
+// per streamed token), everything else by encoding/json.
+func (e *event) marshal() []byte { return e.appendJSON(make([]byte, 0, 256)) }
+
+// frame is the event as one SSE frame: `data: {json}` and a blank line.
+func (e *event) frame() []byte {
+	return append(e.appendJSON(append(make([]byte, 0, 256), "data: "...)), '\n', '\n')
+}
+
+func (e *event) appendJSON(b []byte) []byte {
 	b = append(b, '{')
 	for i, k := range e.keys {
 		if i > 0 {
@@ -156,6 +156,8 @@ func appendJSONValue(b []byte, v any) []byte {
 		return strconv.AppendInt(b, int64(x), 10)
 	case int64:
 		return strconv.AppendInt(b, x, 10)
+	case time.Time:
+		return append(x.AppendFormat(append(b, '"'), time.RFC3339Nano), '"')
 	}
 	j, err := json.Marshal(v)
 	if err != nil {
