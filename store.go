@@ -294,7 +294,7 @@ func (st *store) init(ctx context.Context, abs, uri, common string) error {
 	}
 	st.legacyColumn = slices.Contains(cols, "messages")
 	st.prepared = map[string]*sql.Stmt{}
-	for _, q := range []string{storeAppendSQL, storeUpdateMessageSQL, storeSetUsageSQL} {
+	for _, q := range []string{storeAppendSQL, storeUpdateMessageSQL, storeSetUsageSQL, storeSetTitleSQL, storeInsertSessionSQL} {
 		stmt, err := st.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("open session database %s: %w", abs, err)
@@ -490,21 +490,10 @@ func (st *store) createSession(ctx context.Context, s *sessionRecord) error {
 	if s.ParentID != "" {
 		parent = s.ParentID
 	}
-	return st.inTx(ctx, func(tx *sql.Tx) error {
-		if s.ParentID != "" {
-			if err := storeExists(ctx, tx, s.ParentID); err != nil {
-				return fmt.Errorf("parent %w", err)
-			}
-		}
-		// messages is left NULL: items live in session_items and the reference reads
-		// them when present. Maintaining the legacy column is the reference's O(n²) bug.
-		res, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, title, created_at, tools_approved, thinking,
-			send_user_message, starred, max_iterations, working_dir, permissions, input_tokens, output_tokens,
-			cost, parent_id, agent_model_overrides, custom_models_used)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
-			s.ID, s.Title, storeTimeText(s.CreatedAt), storeBit(s.ToolsApproved), storeBit(s.Thinking),
-			storeBit(s.SendUserMessage), storeBit(s.Starred), s.MaxIterations, s.WorkingDir, perms,
-			s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models)
+	args := []any{s.ID, s.Title, storeTimeText(s.CreatedAt), storeBit(s.ToolsApproved), storeBit(s.Thinking),
+		storeBit(s.SendUserMessage), storeBit(s.Starred), s.MaxIterations, s.WorkingDir, perms,
+		s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models}
+	inserted := func(res sql.Result, err error) error {
 		if err != nil {
 			return err
 		}
@@ -514,6 +503,17 @@ func (st *store) createSession(ctx context.Context, s *sessionRecord) error {
 			return fmt.Errorf("session %q already exists: %w", s.ID, errConflict)
 		}
 		return nil
+	}
+	// messages is left NULL: items live in session_items and the reference reads them
+	// when present. Maintaining the legacy column is the reference's O(n²) bug.
+	if s.ParentID == "" {
+		return inserted(st.exec(ctx, storeInsertSessionSQL, args...)) // one statement: atomic by itself
+	}
+	return st.inTx(ctx, func(tx *sql.Tx) error {
+		if err := storeExists(ctx, tx, s.ParentID); err != nil {
+			return fmt.Errorf("parent %w", err)
+		}
+		return inserted(tx.ExecContext(ctx, storeInsertSessionSQL, args...))
 	})
 }
 
@@ -683,7 +683,7 @@ func (st *store) update(ctx context.Context, id, query string, args ...any) erro
 
 // setTitle sets the title of session id.
 func (st *store) setTitle(ctx context.Context, id, title string) error {
-	return st.update(ctx, id, "UPDATE sessions SET title = ? WHERE id = ?", title, id)
+	return st.update(ctx, id, storeSetTitleSQL, title, id)
 }
 
 // setPermissions replaces the permissions of session id; nil clears them (stored as ”).
@@ -746,6 +746,11 @@ func (st *store) setUsage(ctx context.Context, id string, in, out int64, cost fl
 // The writer's prepared statements.
 const (
 	storeSetUsageSQL      = "UPDATE sessions SET input_tokens = ?, output_tokens = ?, cost = ? WHERE id = ?"
+	storeSetTitleSQL      = "UPDATE sessions SET title = ? WHERE id = ?"
+	storeInsertSessionSQL = `INSERT INTO sessions (id, title, created_at, tools_approved, thinking,
+		send_user_message, starred, max_iterations, working_dir, permissions, input_tokens, output_tokens,
+		cost, parent_id, agent_model_overrides, custom_models_used)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`
 	storeUpdateMessageSQL = "UPDATE session_items SET message_json = ? WHERE id = ? AND item_type = 'message'"
 	storeAppendSQL        = `
 		INSERT INTO session_items (session_id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text)
