@@ -518,24 +518,9 @@ type openAIChatFunction struct {
 // openAIChatChunk is one streamed chunk. Unknown fields (obfuscation, service_tier, Mistral's
 // padding "p") are ignored by encoding/json.
 type openAIChatChunk struct {
-	Model   string `json:"model"`
-	Choices []struct {
-		Delta struct {
-			Content          string `json:"content"`
-			ReasoningContent string `json:"reasoning_content"`
-			Reasoning        string `json:"reasoning"` // vLLM ≥ 0.9 and OpenRouter spell it so
-			ToolCalls        []struct {
-				Index    int    `json:"index"`
-				ID       string `json:"id"`
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
-		} `json:"delta"`
-		FinishReason string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *struct {
+	Model   string             `json:"model"`
+	Choices []openAIChatChoice `json:"choices"`
+	Usage   *struct {
 		PromptTokens        int64 `json:"prompt_tokens"`
 		CompletionTokens    int64 `json:"completion_tokens"`
 		PromptTokensDetails *struct {
@@ -546,6 +531,25 @@ type openAIChatChunk struct {
 		} `json:"completion_tokens_details"`
 	} `json:"usage"`
 	Error json.RawMessage `json:"error"`
+}
+
+type openAIChatChoice struct {
+	Delta        openAIChatDelta `json:"delta"`
+	FinishReason string          `json:"finish_reason"`
+}
+
+type openAIChatDelta struct {
+	Content          string `json:"content"`
+	ReasoningContent string `json:"reasoning_content"`
+	Reasoning        string `json:"reasoning"` // vLLM ≥ 0.9 and OpenRouter spell it so
+	ToolCalls        []struct {
+		Index    int    `json:"index"`
+		ID       string `json:"id"`
+		Function struct {
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		} `json:"function"`
+	} `json:"tool_calls"`
 }
 
 // requestBody builds the chat completions request (PROVIDERS.md §3.1, §3.5, §4).
@@ -863,7 +867,9 @@ func openAIChatReadStream(ctx context.Context, r io.Reader, emit func(modelEvent
 		}
 		chunks++
 		var ch openAIChatChunk
-		if err := json.Unmarshal([]byte(data), &ch); err != nil {
+		if openAIFastChunk(data, &ch) {
+			// the common text delta, decoded without reflection
+		} else if err := json.Unmarshal([]byte(data), &ch); err != nil {
 			return &modelError{Msg: fmt.Sprintf("error receiving from stream: invalid chunk %.200q: %v", data, err), MidStream: true}
 		}
 		if len(ch.Error) > 0 && string(ch.Error) != "null" {

@@ -809,3 +809,50 @@ func TestModelChainConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// FuzzOpenAIFastChunk: whenever the fast decoder accepts a chunk, encoding/json accepts
+// it too and decodes the same value.
+func FuzzOpenAIFastChunk(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}`,
+		`{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"model":"m"}`,
+		`{"choices":[{"delta":{"content":"a\"b\\n\u00e9"}}]}`,
+		`{"choices":[{"delta":{"content":null}}],"p":"padding","created":-1.5e3}`,
+		`{"choices":[{"delta":{"tool_calls":[]}}]}`, `{"choices":[{"delta":{},"finish_reason":"stop"}]}`,
+		`{"choices":[],"usage":{"prompt_tokens":1}}`, `{"Model":"x","choices":[]}`, `{"choices":[{"Delta":{}}]}`,
+		`{"choices":[{"delta":{"content":"x"}},{"delta":{"content":"y"}}]}`, `{"model":"a","model":"b"}`, "{\"choices\":[{\"delta\":{\"content\":\"\xff\"}}]}",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		var fast openAIChatChunk
+		if !openAIFastChunk(data, &fast) {
+			return
+		}
+		var slow openAIChatChunk
+		if err := json.Unmarshal([]byte(data), &slow); err != nil {
+			t.Fatalf("fast path accepted %q; encoding/json: %v", data, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("decoding %q:\nfast %+v\nslow %+v", data, fast, slow)
+		}
+	})
+}
+
+func TestOpenAIFastChunkTakesTextDeltas(t *testing.T) {
+	var ch openAIChatChunk
+	data := `{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"fake","choices":[{"index":0,"delta":{"content":"tok1 "},"finish_reason":null}]}`
+	if !openAIFastChunk(data, &ch) || ch.Model != "fake" || len(ch.Choices) != 1 || ch.Choices[0].Delta.Content != "tok1 " {
+		t.Fatalf("fast path on a text delta: %+v", ch)
+	}
+	for _, other := range []string{
+		`{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}`,
+		`{"choices":[{"delta":{},"finish_reason":"stop"}]}`,
+		`{"choices":[],"usage":{"prompt_tokens":1}}`,
+		`{"error":{"message":"x"}}`,
+	} {
+		if openAIFastChunk(other, &ch) {
+			t.Errorf("fast path took %s", other)
+		}
+	}
+}
