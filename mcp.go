@@ -21,7 +21,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,7 +84,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 	}
 	switch {
 	case command != "":
-		env, err := mcpExpandEnv(ts.Env, getenv)
+		env, err := shellEnv(ts.Env, getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +99,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 			return mcpStartStdio(c, command, args, env, opts.WorkingDir, t.log)
 		}
 	case ts.Remote.URL != "":
-		rawURL := mcpExpandTemplate(ts.Remote.URL, getenv)
+		rawURL := expandEnvTemplate(ts.Remote.URL, getenv)
 		u, err := url.Parse(rawURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("mcp: invalid remote url %q", rawURL)
@@ -108,7 +107,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		headers := http.Header{}
 		if h := ts.Remote.Headers; h != nil {
 			for _, k := range h.Keys {
-				headers.Set(k, mcpExpandTemplate(h.Values[k], getenv))
+				headers.Set(k, expandEnvTemplate(h.Values[k], getenv))
 			}
 		}
 		t.label = u.Redacted()
@@ -133,78 +132,6 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 	return t, nil
 }
 
-// mcpExpandEnv expands $X and ${X} in the toolset's env values with getenv (os.Expand
-// semantics, CONFIG.md §8.1). An unset or empty variable is an error naming it.
-func mcpExpandEnv(env *orderedMap[string], getenv func(string) string) ([]string, error) {
-	if env == nil {
-		return nil, nil
-	}
-	var out []string
-	for _, k := range env.Keys {
-		var missing string
-		v := os.Expand(env.Values[k], func(name string) string {
-			val := getenv(name)
-			if val == "" && missing == "" {
-				missing = name
-			}
-			return val
-		})
-		if missing != "" {
-			return nil, fmt.Errorf("environment variable %q not set", missing)
-		}
-		out = append(out, k+"="+v)
-	}
-	return out, nil
-}
-
-// mcpTemplateTerm matches the JS template expressions we evaluate: alternatives of
-// env.NAME or a quoted literal joined by ||.
-var mcpTemplateTerm = regexp.MustCompile(`^\s*(?:env\.([A-Za-z_][A-Za-z0-9_]*)|'([^']*)'|"([^"]*)")\s*$`)
-
-// mcpExpandTemplate expands ${env.NAME} and ${env.NAME || 'default'} in s, the subset of
-// the reference's JavaScript template literals used in practice (CONFIG.md §12). A
-// missing variable becomes "". Any other ${…} leaves the whole string unchanged, which
-// is what the reference does on a JS error.
-func mcpExpandTemplate(s string, getenv func(string) string) string {
-	var b strings.Builder
-	rest := s
-	for {
-		i := strings.Index(rest, "${")
-		if i < 0 {
-			b.WriteString(rest)
-			return b.String()
-		}
-		j := strings.IndexByte(rest[i:], '}')
-		if j < 0 {
-			return s
-		}
-		b.WriteString(rest[:i])
-		val, ok := "", false
-		for _, term := range strings.Split(rest[i+2:i+j], "||") {
-			m := mcpTemplateTerm.FindStringSubmatch(term)
-			if m == nil {
-				return s
-			}
-			switch {
-			case m[1] != "":
-				val = getenv(m[1])
-			case m[2] != "":
-				val = m[2]
-			default:
-				val = m[3]
-			}
-			ok = true
-			if val != "" {
-				break
-			}
-		}
-		if !ok {
-			return s
-		}
-		b.WriteString(val)
-		rest = rest[i+j+1:]
-	}
-}
 
 // mcpToolset is a toolset backed by one MCP server connection, started lazily and shared
 // by all sessions. Methods are safe for concurrent use.

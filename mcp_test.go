@@ -616,8 +616,8 @@ func TestMCPExpandTemplate(t *testing.T) {
 		{"${env.TOKEN", "${env.TOKEN"},
 	}
 	for _, tt := range tests {
-		if got := mcpExpandTemplate(tt.in, getenv); got != tt.want {
-			t.Errorf("mcpExpandTemplate(%q) = %q; want %q", tt.in, got, tt.want)
+		if got := expandEnvTemplate(tt.in, getenv); got != tt.want {
+			t.Errorf("expandEnvTemplate(%q) = %q; want %q", tt.in, got, tt.want)
 		}
 	}
 }
