@@ -70,7 +70,7 @@ func TestMCPThroughRun(t *testing.T) {
 	mcpYAML := fmt.Sprintf(`    toolsets:
       - type: mcp
         command: %q
-        args: ["-test.run=^TestMCPHelperServer$"]
+        args: ["-test.run=^$"]
         env:
           MCP_TEST_SERVER: "1"
           MCP_TEST_STARTS: %q

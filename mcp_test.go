@@ -206,13 +206,18 @@ func (f *fakeMCP) handle(m fakeMCPMsg, out func(any)) {
 	}
 }
 
-// TestMCPHelperServer is not a test: run with MCP_TEST_SERVER=1 it is the fake server's
-// stdio process (the test binary re-executes itself; no TestMain, so merging packages
-// cannot clash).
-func TestMCPHelperServer(t *testing.T) {
-	if os.Getenv("MCP_TEST_SERVER") != "1" {
-		t.Skip("helper process only")
+// TestMain lets the test binary double as the fake MCP server: re-executed with
+// MCP_TEST_SERVER=1 it serves stdio instead of running tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("MCP_TEST_SERVER") == "1" {
+		runFakeMCPServer()
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// runFakeMCPServer is the fake server's stdio process.
+func runFakeMCPServer() {
 	if p := os.Getenv("MCP_TEST_STARTS"); p != "" {
 		fh, _ := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 		fmt.Fprintln(fh, os.Getpid())
@@ -312,7 +317,7 @@ func newStdioMCP(t *testing.T, ts *toolsetConfig, getenv func(string) string, ex
 	}
 	ts.Type = "mcp"
 	ts.Command = exe
-	ts.Args = []string{"-test.run=^TestMCPHelperServer$"}
+	ts.Args = []string{"-test.run=^$"}
 	// Under -race the helper would sleep 1s at exit to flush reports; nothing to wait for here.
 	ts.Env = mcpOrdered(append([]string{"MCP_TEST_SERVER", "1", "GORACE", "atexit_sleep_ms=0"}, extraEnv...)...)
 	lg := &mcpTestLog{t: t}
@@ -930,7 +935,7 @@ func BenchmarkMCPStdioCall(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ts := &toolsetConfig{Type: "mcp", Command: exe, Args: []string{"-test.run=^TestMCPHelperServer$"},
+	ts := &toolsetConfig{Type: "mcp", Command: exe, Args: []string{"-test.run=^$"},
 		Env: mcpOrdered("MCP_TEST_SERVER", "1", "GORACE", "atexit_sleep_ms=0")}
 	got, err := newMCPToolset(ts, toolsetOptions{WorkingDir: b.TempDir(), Getenv: os.Getenv})
 	if err != nil {
