@@ -463,3 +463,39 @@ func TestRunTitleFromChattyModel(t *testing.T) {
 		t.Fatalf("title = %q", title)
 	}
 }
+
+func TestRunReasoningAndThinkingToggle(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{Reasoning: []string{"let me ", "think"}, Text: []string{"42"}}, fakeTurn{Text: []string{"43"}})
+	yaml := fmt.Sprintf(`providers:
+  local:
+    api_type: openai_chatcompletions
+    base_url: %s/v1
+agents:
+  root:
+    model: local/o3-mini
+`, f.URL)
+	e := newTestEnv(t, map[string]string{"r.yaml": yaml})
+	id := e.newSession(map[string]any{"title": "t", "thinking": true})
+	evs := e.run("/api/sessions/"+id+"/agent/r", []map[string]any{{"content": "q"}}).all()
+	var reasoning string
+	for _, ev := range evs {
+		if ev["type"] == "agent_choice_reasoning" {
+			reasoning += ev["content"].(string)
+		}
+	}
+	if reasoning != "let me think" {
+		t.Fatalf("reasoning events = %q (events %v)", reasoning, evs)
+	}
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	if got := decode[sessionResponse](t, b); got.Messages[1].Message.ReasoningContent != "let me think" {
+		t.Fatalf("stored reasoning = %q", got.Messages[1].Message.ReasoningContent)
+	}
+	if r := f.requests()[0]; r["reasoning_effort"] == nil {
+		t.Fatalf("thinking on: request has no reasoning_effort: %v", r)
+	}
+	e.do("POST", "/api/sessions/"+id+"/thinking/toggle", nil)
+	e.run("/api/sessions/"+id+"/agent/r", []map[string]any{{"content": "again"}}).all()
+	if r := f.requests()[1]; r["reasoning_effort"] != nil {
+		t.Fatalf("thinking toggled off: request still has reasoning_effort %v", r["reasoning_effort"])
+	}
+}
