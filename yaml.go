@@ -88,6 +88,7 @@ type yamlParser struct {
 
 	// flow cursor: flow collections are scanned across lines
 	fli, foff int
+	flowMaps  int // flow mappings enclosing the cursor
 
 	// column cache: columns are counted in characters, so converting a byte offset
 	// needs a scan; remembering the last answer keeps left-to-right scans linear.
@@ -450,8 +451,9 @@ func (p *yamlParser) checkKey(key *yamlNode, seen map[string]*yamlNode, li, off 
 		if key.Tag != "str" {
 			p.fail(li, off, "non-string mapping key %q; quote it", key.Text)
 		}
-		if key.Text == "<<" {
-			p.fail(li, off, "merge keys (<<) are not supported")
+		if strings.Contains(key.Text, "<<") {
+			// goccy also treats some keys that merely contain "<<" as merges.
+			p.fail(li, off, "merge keys (<<) are not supported; quote a key that contains \"<<\"")
 		}
 	}
 	if utf8.RuneCountInString(key.Text) > maxYAMLKeyLen {
@@ -489,6 +491,9 @@ func (p *yamlParser) blockSeq(li, off int, indentless bool) (*yamlNode, int) {
 			if next < len(p.lines) {
 				if ind := yamlIndent(p.lines[next].text); ind > col {
 					item, next = p.blockNode(next, ind, col)
+				} else if indentless && ind == col && !yamlIsSeqEntry(p.lines[next].text, ind) {
+					// goccy takes the next key as this entry's value.
+					p.fail(li, off, "an empty entry at the end of a sequence that is not indented under its key is ambiguous; write ~ or indent the sequence")
 				}
 			}
 		} else {
@@ -558,12 +563,21 @@ func (p *yamlParser) scalarOrKey(li, off int, flow bool) (n *yamlNode, end int, 
 		if j < len(t) && t[j] == '\t' {
 			p.fail(li, j, yamlMsgTab)
 		}
-		if j < len(t) && t[j] == ':' && (j+1 == len(t) || t[j+1] == ' ' || t[j+1] == '\t') {
+		isKey = j < len(t) && t[j] == ':' && (j+1 == len(t) || t[j+1] == ' ' || t[j+1] == '\t')
+		if i := strings.IndexByte(t[off:end], '\t'); i >= 0 && (flow || isKey) {
+			// goccy fails on these; a raw tab is fine in a quoted block value.
+			p.fail(li, off+i, "a raw tab inside a quoted key or a quoted scalar in a flow collection is not supported; write \\t")
+		}
+		if isKey {
 			return n, j + 1, true
 		}
 		return n, end, false
 	}
 	text, stop, colon := p.plain(li, off, flow)
+	if strings.HasPrefix(text, "...") {
+		// goccy takes a leading "..." as a document end marker.
+		p.fail(li, off, "a plain scalar starting with \"...\" is not supported; quote it")
+	}
 	n.Text, n.Style = text, "plain"
 	tag, bad := yamlResolve(text)
 	if bad {
@@ -806,7 +820,28 @@ indicators:
 	for ; j < len(p.lines) && blank(j); j++ {
 		breaks.WriteString(brk(j))
 	}
+	if j == len(p.lines) || !content(j) {
+		// goccy misreads an empty block scalar followed by blank lines, or by a
+		// line it might take as content (it even keeps the quotes of a following
+		// "key"), so only the plain "a: |\nb: x" form is accepted.
+		if j > start || (j < len(p.lines) && yamlIndent(p.lines[j].text) > parent) {
+			p.fail(li, off, "an empty block scalar must be followed directly by a line that is not indented more than its key; remove the | or > or add content")
+		}
+	} else if digit == 0 && p.lines[j].text[m] == '\t' {
+		// goccy counts such a tab as indentation when it detects the indentation.
+		p.fail(j, m, "a block scalar whose first line starts with a tab needs an indentation indicator (|2)")
+	}
 	lineBreak := ""
+	for k := j; folded && k < len(p.lines) && (blank(k) || content(k)); k++ {
+		// goccy folds these differently from YAML 1.2 (checked against v1.19.2).
+		kt := p.lines[k].text
+		if yamlIndent(kt) == len(kt) && len(kt) > m {
+			p.fail(k, m, "a whitespace-only line indented more than a folded (>) block scalar is ambiguous; remove its spaces")
+		}
+		if !p.lines[k].nl {
+			p.fail(k, len(kt), "a folded (>) block scalar must end with a line break")
+		}
+	}
 	for j < len(p.lines) && content(j) {
 		b.WriteString(breaks.String())
 		breaks.Reset()
@@ -833,9 +868,26 @@ indicators:
 		b.WriteString(lineBreak)
 	}
 	if chomp == '+' {
+		if b.Len() == 0 {
+			// goccy reads "a: |+" with no content as "\n" or fails; YAML 1.2 says "".
+			p.fail(li, off, "a keep (+) block scalar without content is not supported")
+		}
 		b.WriteString(breaks.String())
 	}
+	if digit > 0 && j == len(p.lines) && !content(j-1) {
+		// goccy fails on this ("invalid number of indent"); say so precisely.
+		p.fail(j-1, 0, "blank lines at the end of the file after a block scalar with an indentation indicator are not supported; remove them")
+	}
 	n.Text = b.String()
+	if strings.HasSuffix(n.Text, " ") {
+		// goccy drops trailing spaces when the value does not end in a line break.
+		last := j - 1
+		for last > li && !content(last) {
+			last--
+		}
+		p.fail(last, len(strings.TrimRight(p.lines[last].text, " ")),
+			"trailing spaces at the end of a block scalar without a final line break are ambiguous; remove them")
+	}
 	return n, j
 }
 
@@ -887,8 +939,7 @@ func (p *yamlParser) flowSkip(owner, openLi, openOff int) {
 }
 
 // flowNode parses one flow node at the flow cursor: a nested collection, a quoted
-// scalar or a plain scalar. inMap marks plain scalars of flow mappings, which end
-// at ",", "]" and "}" like any flow scalar.
+// scalar or a plain scalar. key marks flow mapping keys.
 func (p *yamlParser) flowNode(owner int, key bool) *yamlNode {
 	li, off := p.fli, p.foff
 	t := p.lines[li].text
@@ -921,6 +972,8 @@ func (p *yamlParser) flowCollection(owner int) *yamlNode {
 	closer := byte(']')
 	if isMap {
 		n.Kind, closer = yamlMap, '}'
+		p.flowMaps++
+		defer func() { p.flowMaps-- }()
 	}
 	seen := map[string]*yamlNode{}
 	p.foff++
@@ -961,7 +1014,12 @@ func (p *yamlParser) flowCollection(owner int) *yamlNode {
 			}
 			n.Values = append(n.Values, last)
 		} else {
+			eli, eoff := p.fli, p.foff
 			last = p.flowNode(owner, false)
+			if p.flowMaps > 0 && last.Style == "plain" && strings.Contains(last.Text, ":") {
+				// goccy reads {k: [a:b]} as {k: [{a: b}]}; YAML 1.2 as {k: ["a:b"]}.
+				p.fail(eli, eoff, "a plain scalar with ':' in a flow sequence inside a flow mapping is ambiguous; quote it")
+			}
 			n.Values = append(n.Values, last)
 		}
 		endLi := p.fli
@@ -1009,6 +1067,9 @@ func yamlResolve(s string) (tag string, bad bool) {
 	}
 	body := strings.TrimLeft(s, "+-")
 	if len(body) < len(s)-1 {
+		if t, b := yamlResolve(body); b || t == "int" || t == "float" {
+			return "", true // goccy reads +-15 as 15
+		}
 		return "str", false
 	}
 	if yamlExpSyntax(body) {
