@@ -119,6 +119,25 @@ const (
 	toolsShellTimeout   = 30       // default shell timeout, seconds
 	toolsHTTPTimeout    = 30       // default fetch and api timeout, seconds
 
+	// yaml.go
+	maxYAMLSize   = 4 << 20 // bytes in one document
+	maxYAMLDepth  = 100     // nested collections
+	maxYAMLKeyLen = 1024    // characters in one mapping key (as in YAML 1.2 implicit keys)
+
+	// mcp.go
+	mcpMaxMessage     = 32 << 20         // longest stdio line / HTTP JSON body accepted
+	mcpMaxErrorBody   = 4 << 10          // bytes of an HTTP error body quoted in errors
+	mcpMaxPages       = 100              // tools/list pages followed before giving up
+	mcpInitTimeout    = 2 * time.Minute  // initialize; covers `npx -y`/`uvx` first-run installs
+	mcpRequestTimeout = time.Minute      // tools/list and other short requests
+	mcpCallTimeout    = 10 * time.Minute // tools/call, including time spent in elicitation
+	mcpStopGrace      = time.Second      // wait after closing stdin, then after SIGTERM
+	mcpBackoffBase    = 250 * time.Millisecond
+	mcpBackoffMax     = 10 * time.Second
+	mcpMaxRestarts    = 5           // consecutive restarts of a dying server before giving up
+	mcpHealthyUptime  = time.Minute // a server that lived this long resets the restart count
+	mcpStderrKeep     = 5           // stderr lines quoted when a server dies
+
 	// runtime.go
 	flushEvery        = time.Second // persist a streaming answer at most this often
 	titleTimeout      = 30 * time.Second

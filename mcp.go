@@ -31,19 +31,7 @@ import (
 
 // Limits and defaults of the MCP client. Timeouts are per JSON-RPC request.
 const (
-	mcpProtocolVersion = "2025-06-18"     // the revision we speak and offer first
-	mcpMaxMessage      = 32 << 20         // longest stdio line / HTTP JSON body accepted
-	mcpMaxErrorBody    = 4 << 10          // bytes of an HTTP error body quoted in errors
-	mcpMaxPages        = 100              // tools/list pages followed before giving up
-	mcpInitTimeout     = 2 * time.Minute  // initialize; covers `npx -y`/`uvx` first-run installs
-	mcpRequestTimeout  = time.Minute      // tools/list and other short requests
-	mcpCallTimeout     = 10 * time.Minute // tools/call, including time spent in elicitation
-	mcpStopGrace       = time.Second      // wait after closing stdin, then after SIGTERM
-	mcpBackoffBase     = 250 * time.Millisecond
-	mcpBackoffMax      = 10 * time.Second
-	mcpMaxRestarts     = 5           // consecutive restarts of a dying server before giving up
-	mcpHealthyUptime   = time.Minute // a server that lived this long resets the restart count
-	mcpStderrKeep      = 5           // stderr lines quoted when a server dies
+	mcpProtocolVersion = "2025-06-18" // the revision we speak and offer first
 )
 
 // mcpSupportedVersions are the protocol revisions whose wire format this client handles.
@@ -131,7 +119,6 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 	}
 	return t, nil
 }
-
 
 // mcpToolset is a toolset backed by one MCP server connection, started lazily and shared
 // by all sessions. Methods are safe for concurrent use.

@@ -21,11 +21,6 @@ import (
 
 // Limits on untrusted YAML input (STYLE.md point 10). The corpus needs depth 9
 // and files of a few KiB.
-const (
-	maxYAMLSize   = 4 << 20 // bytes in one document
-	maxYAMLDepth  = 100     // nested collections
-	maxYAMLKeyLen = 1024    // characters in one mapping key (as in YAML 1.2 implicit keys)
-)
 
 type yamlKind int
 
