@@ -142,7 +142,7 @@ const (
 	flushEvery        = time.Second // persist a streaming answer at most this often
 	titleTimeout      = 30 * time.Second
 	titleWaitAtEnd    = 5 * time.Second // how long a finished run waits for its title
-	maxTitleRead      = 256             // bytes of a title answer read before the rest is dropped
+	maxTitleRead      = 16 << 10        // bytes of a title answer read before the stream is cut
 	maxGeneratedTitle = 100             // bytes kept of a generated title
 	maxTransferDepth  = 10
 )

@@ -1128,18 +1128,22 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 		{Role: "system", Content: "You are a helpful AI assistant that generates concise, descriptive titles for conversations. Answer with the title only, on a single line."},
 		{Role: "user", Content: prompt.String()},
 	}}
-	// Only the first line is used: stop reading once it is complete, or once it is
-	// longer than any title (a server may ignore max_tokens).
+	// Only the first line is used. A server that ignores max_tokens is read on to the
+	// end (cheap, and the connection stays reusable) unless it goes on for longer than
+	// any title could need.
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var out strings.Builder
+	read := 0
 	_, err = chain.stream(sctx, req, func(ev modelEvent) {
 		if ev.Kind != evText {
 			return
 		}
-		out.WriteString(ev.Text)
-		if t := strings.TrimLeft(out.String(), " \t\r\n"); strings.ContainsRune(t, '\n') || len(t) >= maxTitleRead {
+		if read += len(ev.Text); read > maxTitleRead {
 			stop()
+		}
+		if out.Len() < maxGeneratedTitle*2 {
+			out.WriteString(ev.Text)
 		}
 	}, nil)
 	if err != nil && sctx.Err() == nil {
