@@ -18,12 +18,11 @@ import (
 func openAIFastChunk(data string, ch *openAIChatChunk) bool {
 	p := fastJSON{s: data}
 	var out openAIChatChunk
-	seen := map[string]bool{}
+	var seen keySet
 	ok := p.object(func(key string) bool {
-		if seen[key] {
+		if !seen.add(key) {
 			return false // duplicate keys: leave the precedence rules to encoding/json
 		}
-		seen[key] = true
 		switch key {
 		case "model":
 			s, ok := p.str()
@@ -52,12 +51,11 @@ func (p *fastJSON) choices(out *openAIChatChunk) bool {
 		return true
 	}
 	var c openAIChatChoice
-	seen := map[string]bool{}
+	var seen keySet
 	ok := p.object(func(key string) bool {
-		if seen[key] {
+		if !seen.add(key) {
 			return false
 		}
-		seen[key] = true
 		switch key {
 		case "delta":
 			return p.delta(&c.Delta)
@@ -74,12 +72,11 @@ func (p *fastJSON) choices(out *openAIChatChunk) bool {
 }
 
 func (p *fastJSON) delta(d *openAIChatDelta) bool {
-	seen := map[string]bool{}
+	var seen keySet
 	return p.object(func(key string) bool {
-		if seen[key] {
+		if !seen.add(key) {
 			return false
 		}
-		seen[key] = true
 		switch key {
 		case "content":
 			if p.null() {
@@ -93,6 +90,28 @@ func (p *fastJSON) delta(d *openAIChatDelta) bool {
 		}
 		return false // reasoning, tool calls, refusals …: the general decoder
 	})
+}
+
+// keySet remembers the keys of one object; objects with more keys than it holds are
+// left to encoding/json.
+type keySet struct {
+	keys [12]string
+	n    int
+}
+
+// add records key; false if it was already there or the set is full.
+func (k *keySet) add(key string) bool {
+	if k.n == len(k.keys) {
+		return false
+	}
+	for _, s := range k.keys[:k.n] {
+		if s == key {
+			return false
+		}
+	}
+	k.keys[k.n] = key
+	k.n++
+	return true
 }
 
 // foldsTo reports whether key matches one of names case-insensitively, as
@@ -195,16 +214,50 @@ func (p *fastJSON) scalar() bool {
 		_, ok := p.str()
 		return ok
 	case c == '-' || c >= '0' && c <= '9':
-		j := p.i
-		for j < len(p.s) && strings.IndexByte("+-.0123456789eE", p.s[j]) >= 0 {
-			j++
-		}
-		var n json.Number
-		if json.Unmarshal([]byte(p.s[p.i:j]), &n) != nil {
+		n := jsonNumberLen(p.s[p.i:])
+		if n == 0 {
 			return false
 		}
-		p.i = j
+		p.i += n
 		return true
 	}
 	return p.lit("true") || p.lit("false") || p.null()
+}
+
+// jsonNumberLen is the length of the JSON number at the start of s (RFC 8259 §6:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?), or 0 if there is none.
+func jsonNumberLen(s string) int {
+	i := 0
+	digits := func() int {
+		j := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i - j
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case digits() == 0:
+		return 0
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return 0
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return 0
+		}
+	}
+	return i
 }
