@@ -425,7 +425,10 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []runMessage, i
 		}
 	}
 	rn.sink.send(newEvent("stream_started", "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
-	if rn.rs.title == "" && len(contents) > 0 {
+	rn.rs.mu.Lock()
+	untitled := rn.rs.title == ""
+	rn.rs.mu.Unlock()
+	if untitled && len(contents) > 0 {
 		rn.titleDone = make(chan struct{})
 		go rn.generateTitle(ctx, ag, contents)
 	}
