@@ -1157,15 +1157,17 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 	if title == "" {
 		return
 	}
+	// A title set meanwhile by PATCH …/title wins, whether it reached the run state
+	// or only the store.
 	rn.rs.mu.Lock()
-	if rn.rs.title != "" { // set meanwhile by PATCH …/title
-		rn.rs.mu.Unlock()
-		return
+	set := false
+	if rn.rs.title == "" {
+		if set, err = rn.s.st.setTitleIfEmpty(ctx, rn.root.ID, title); set {
+			rn.rs.title = title
+		}
 	}
-	rn.rs.title = title
-	err = rn.s.st.setTitle(ctx, rn.root.ID, title)
 	rn.rs.mu.Unlock()
-	if err != nil {
+	if !set || err != nil {
 		return
 	}
 	rn.sink.send(newEvent("session_title", "session_id", rn.root.ID, "title", title).ctx("", zeroTime))

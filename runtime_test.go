@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -497,5 +498,66 @@ agents:
 	e.run("/api/sessions/"+id+"/agent/r", []map[string]any{{"content": "again"}}).all()
 	if r := f.requests()[1]; r["reasoning_effort"] != nil {
 		t.Fatalf("thinking toggled off: request still has reasoning_effort %v", r["reasoning_effort"])
+	}
+}
+
+// TestConcurrentRunsAndEdits runs many sessions at once while their metadata is
+// edited; under -race this checks the run state and the store are shared safely.
+func TestConcurrentRunsAndEdits(t *testing.T) {
+	f := newFakeOpenAI(t)
+	f.Default = &fakeTurn{Text: []string{"a", "b", "c"}}
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "")})
+	e.setenv("OPENAI_API_KEY", "k")
+	const n = 20
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = e.newSession(nil)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4*n)
+	for _, id := range ids {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Post(e.srv.URL+"/api/sessions/"+id+"/agent/a", "application/json", strings.NewReader(`[{"content":"hi"}]`))
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(b), `"type":"stream_stopped"`) {
+				errs <- "stream without stream_stopped: " + string(b)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for _, r := range [][3]string{{"POST", "/tools/toggle", ""}, {"PATCH", "/title", `{"title":"edited"}`},
+				{"PATCH", "/permissions", `{"permissions":{"allow":["think"]}}`}, {"POST", "/thinking/toggle", ""}} {
+				req, _ := http.NewRequest(r[0], e.srv.URL+"/api/sessions/"+id+r[1], strings.NewReader(r[2]))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Sprintf("%s %s = %d", r[0], r[1], resp.StatusCode)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, id := range ids {
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		got := decode[sessionResponse](t, b)
+		if got.Title != "edited" || !got.ToolsApproved || got.Permissions == nil || len(got.Messages) != 2 {
+			t.Fatalf("session %s after concurrent edits: %s", id, b)
+		}
 	}
 }

@@ -294,7 +294,7 @@ func (st *store) init(ctx context.Context, abs, uri, common string) error {
 	}
 	st.legacyColumn = slices.Contains(cols, "messages")
 	st.prepared = map[string]*sql.Stmt{}
-	for _, q := range []string{storeAppendSQL, storeUpdateMessageSQL, storeSetUsageSQL, storeSetTitleSQL, storeInsertSessionSQL} {
+	for _, q := range []string{storeAppendSQL, storeUpdateMessageSQL, storeSetUsageSQL, storeSetTitleSQL, storeSetTitleIfEmptySQL, storeInsertSessionSQL} {
 		stmt, err := st.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("open session database %s: %w", abs, err)
@@ -686,6 +686,17 @@ func (st *store) setTitle(ctx context.Context, id, title string) error {
 	return st.update(ctx, id, storeSetTitleSQL, title, id)
 }
 
+// setTitleIfEmpty sets the title of session id only while it has none, so a generated
+// title never overwrites one a client set meanwhile. It reports whether it did.
+func (st *store) setTitleIfEmpty(ctx context.Context, id, title string) (bool, error) {
+	res, err := st.exec(ctx, storeSetTitleIfEmptySQL, title, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 // setPermissions replaces the permissions of session id; nil clears them (stored as ”).
 func (st *store) setPermissions(ctx context.Context, id string, p *permissionsConfig) error {
 	text, err := storePermissionsText(p)
@@ -745,9 +756,10 @@ func (st *store) setUsage(ctx context.Context, id string, in, out int64, cost fl
 
 // The writer's prepared statements.
 const (
-	storeSetUsageSQL      = "UPDATE sessions SET input_tokens = ?, output_tokens = ?, cost = ? WHERE id = ?"
-	storeSetTitleSQL      = "UPDATE sessions SET title = ? WHERE id = ?"
-	storeInsertSessionSQL = `INSERT INTO sessions (id, title, created_at, tools_approved, thinking,
+	storeSetUsageSQL        = "UPDATE sessions SET input_tokens = ?, output_tokens = ?, cost = ? WHERE id = ?"
+	storeSetTitleSQL        = "UPDATE sessions SET title = ? WHERE id = ?"
+	storeSetTitleIfEmptySQL = "UPDATE sessions SET title = ? WHERE id = ? AND (title IS NULL OR title = '')"
+	storeInsertSessionSQL   = `INSERT INTO sessions (id, title, created_at, tools_approved, thinking,
 		send_user_message, starred, max_iterations, working_dir, permissions, input_tokens, output_tokens,
 		cost, parent_id, agent_model_overrides, custom_models_used)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`
