@@ -334,6 +334,15 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.runs.finish(rs)
+	// Edits from now on reach rs directly; re-read the row so ones that landed while
+	// the request was being set up are not lost.
+	if rec, err = s.st.session(r.Context(), sid); err != nil {
+		s.writeError(w, r, sessionErr(sid, err))
+		return
+	}
+	rs.mu.Lock()
+	rs.title, rs.toolsApproved, rs.thinking, rs.permissions = rec.Title, rec.ToolsApproved, rec.Thinking, rec.Permissions
+	rs.mu.Unlock()
 
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
