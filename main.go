@@ -55,6 +55,7 @@ const (
 	maxRunBody         = 16 << 20 // run request: the user's messages, images inlined
 	maxTitleLen        = 1024     // characters in a session title
 	maxAgentFile       = 4 << 20  // bytes of one agent YAML file
+	maxPromptFile      = 1 << 20  // bytes of one add_prompt_files file
 	maxPatterns        = 1000     // permission patterns per session
 	maxPatternLen      = 1024     // characters in one permission pattern
 	heartbeatEvery     = 15 * time.Second

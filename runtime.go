@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -622,7 +623,8 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	for i, t := range tools {
 		defs[i] = t.def
 	}
-	req := &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), repairToolCalls(c.history)...), Tools: defs, Thinking: thinking}
+	history := repairToolCalls(trimHistory(c.history, ag.NumHistoryItems))
+	req := &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), history...), Tools: defs, Thinking: thinking}
 
 	msg := &chatMessage{Role: "assistant", CreatedAt: nowRFC3339()}
 	var (
@@ -827,6 +829,57 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	}
 	if ag.AddEnvironmentInfo {
 		add(fmt.Sprintf("Here is useful information about the environment you are running in:\n<env>\nWorking directory: %s\nPlatform: %s\nArchitecture: %s\n</env>", c.rec.WorkingDir, runtime.GOOS, runtime.GOARCH))
+	}
+	for _, name := range ag.AddPromptFiles {
+		add(promptFile(c.rec.WorkingDir, rn.s.cfg.root, name))
+	}
+	return out
+}
+
+// promptFile finds name in dir or a parent of it, up to root, and returns the
+// contents of the nearest copy ("" when there is none). Unlike the reference, which
+// climbs to / and also reads $HOME, the search stays inside the server's root.
+func promptFile(dir, root, name string) string {
+	if name == "" || filepath.IsAbs(name) || strings.Contains(filepath.ToSlash(name), "..") {
+		return ""
+	}
+	for d := dir; within(root, d); d = filepath.Dir(d) {
+		p := filepath.Join(d, name)
+		if real, err := filepath.EvalSymlinks(p); err == nil && within(root, real) {
+			if fi, err := os.Stat(real); err == nil && fi.Mode().IsRegular() && fi.Size() <= maxPromptFile {
+				if b, err := os.ReadFile(real); err == nil {
+					return string(b)
+				}
+			}
+		}
+		if d == root || d == filepath.Dir(d) {
+			break
+		}
+	}
+	return ""
+}
+
+// trimHistory keeps the last n messages of the conversation (num_history_items), and
+// every user message; tool results whose call was dropped go too, so the provider
+// never sees an answer to nothing.
+func trimHistory(h []chatMessage, n int) []chatMessage {
+	if n <= 0 || len(h) <= n {
+		return h
+	}
+	from := len(h) - n
+	var out []chatMessage
+	calls := map[string]bool{}
+	for i, m := range h {
+		if i < from && m.Role != "user" {
+			continue
+		}
+		if m.Role == "tool" && !calls[m.ToolCallID] {
+			continue
+		}
+		for _, tc := range m.ToolCalls {
+			calls[tc.ID] = true
+		}
+		out = append(out, m)
 	}
 	return out
 }

@@ -561,3 +561,32 @@ func TestConcurrentRunsAndEdits(t *testing.T) {
 		}
 	}
 }
+
+func TestPromptFilesAndHistoryCap(t *testing.T) {
+	e, f := newRunEnv(t, "    add_prompt_files: [AGENTS.md, NOTES.md]\n    num_history_items: 2\n",
+		fakeTurn{Text: []string{"one"}}, fakeTurn{Text: []string{"two"}})
+	os.MkdirAll(filepath.Join(e.root, "proj", "sub"), 0o755)
+	os.WriteFile(filepath.Join(e.root, "proj", "AGENTS.md"), []byte("Be nice to the project."), 0o644)
+	os.WriteFile(filepath.Join(filepath.Dir(e.root), "NOTES.md"), []byte("outside the root"), 0o644)
+	id := e.newSession(map[string]any{"title": "t", "working_dir": "proj/sub"})
+	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "first"}}).all()
+	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "second"}}).all()
+	var contents []string
+	for _, m := range f.requests()[1]["messages"].([]any) {
+		mm := m.(map[string]any)
+		contents = append(contents, mm["role"].(string)+":"+mm["content"].(string))
+	}
+	want := []string{"system:Be brief.", "system:Be nice to the project.", "user:first", "assistant:one", "user:second"}
+	if !slices.Equal(contents, want) {
+		t.Fatalf("second request = %q\nwant %q", contents, want)
+	}
+	h := []chatMessage{{Role: "user", Content: "u1"}, {Role: "assistant", ToolCalls: []toolCall{{ID: "c1"}}}, {Role: "tool", ToolCallID: "c1"},
+		{Role: "assistant", Content: "a1"}, {Role: "user", Content: "u2"}, {Role: "assistant", Content: "a2"}}
+	var got []string
+	for _, m := range trimHistory(h, 3) {
+		got = append(got, m.Role+":"+m.Content)
+	}
+	if !slices.Equal(got, []string{"user:u1", "assistant:a1", "user:u2", "assistant:a2"}) {
+		t.Fatalf("trimHistory = %q", got)
+	}
+}
