@@ -341,6 +341,13 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
 	}
+	// A session's first run turns thinking on when the agent's model configures a
+	// thinking budget, as the reference does; later toggles are never overridden.
+	if len(items) == 0 && !rec.Thinking && thinkingConfigured(t.file, ag, s.cfg.getenv) {
+		if err := s.st.setThinking(r.Context(), sid, true); err == nil {
+			rec.Thinking = true
+		}
+	}
 	rs.mu.Lock()
 	rs.title, rs.toolsApproved, rs.thinking, rs.permissions = rec.Title, rec.ToolsApproved, rec.Thinking, rec.Permissions
 	rs.mu.Unlock()
@@ -371,6 +378,22 @@ func startAgent(t *team, items []sessionItem, name string) (*agentConfig, error)
 		}
 	}
 	return t.file.defaultAgent(), nil
+}
+
+// thinkingConfigured reports whether the agent's model sets a thinking budget that is
+// not disabled (0 or "none").
+func thinkingConfigured(f *agentFile, ag *agentConfig, getenv func(string) string) bool {
+	spec, err := f.modelSpec(ag.Model, getenv)
+	if err != nil {
+		return false
+	}
+	switch b := spec.ThinkingBudget.(type) {
+	case int64:
+		return b != 0
+	case string:
+		return b != "" && !strings.EqualFold(b, "none")
+	}
+	return false
 }
 
 // checkFileParts refuses file attachments outside the session's working directory:

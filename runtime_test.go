@@ -590,3 +590,32 @@ func TestPromptFilesAndHistoryCap(t *testing.T) {
 		t.Fatalf("trimHistory = %q", got)
 	}
 }
+
+func TestThinkingOnFirstRunWhenBudgetConfigured(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{Text: []string{"a"}}, fakeTurn{Text: []string{"b"}})
+	yaml := fmt.Sprintf(`models:
+  m:
+    provider: openai
+    model: gpt-4o
+    base_url: %s/v1
+    thinking_budget: high
+agents:
+  root:
+    model: m
+`, f.URL)
+	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t"})
+	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "q"}}).all()
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	if !decode[sessionResponse](t, b).Thinking {
+		t.Fatalf("thinking_budget configured: the first run should turn thinking on: %s", b)
+	}
+	// A toggle after that sticks.
+	e.do("POST", "/api/sessions/"+id+"/thinking/toggle", nil)
+	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "again"}}).all()
+	_, b = e.do("GET", "/api/sessions/"+id, nil)
+	if decode[sessionResponse](t, b).Thinking {
+		t.Fatalf("the user's toggle was overridden: %s", b)
+	}
+}
