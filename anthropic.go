@@ -40,7 +40,7 @@ type anthropicClient struct {
 // read from spec.TokenKey's variable, else ANTHROPIC_API_KEY (unlike the reference, which
 // always reads ANTHROPIC_API_KEY); in gateway mode DOCKER_TOKEN is used instead.
 func newAnthropicClient(spec modelSpec, env clientEnv) (modelClient, error) {
-	getenv := provGetenv(env)
+	getenv := modelGetenv(env)
 	base := provFirst(spec.BaseURL, getenv("ANTHROPIC_BASE_URL"), anthropicDefaultBase)
 	c := &anthropicClient{ms: spec, conn: newProvConn("anthropic", env)}
 	h := c.conn.header
@@ -623,7 +623,7 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, provMaxErrorBody))
 		return nil, &modelError{
 			Status:     resp.StatusCode,
-			RetryAfter: provRetryAfter(resp.Header, time.Now()),
+			RetryAfter: modelRetryAfter(resp.Header, time.Now()),
 			Msg:        fmt.Sprintf("%s: POST %s: %s: %s", c.name, c.url, resp.Status, provErrorText(b)),
 		}
 	}
@@ -740,21 +740,6 @@ func provErrorText(b []byte) string {
 	return s
 }
 
-// provRetryAfter reads Retry-After-Ms, then Retry-After (seconds or an HTTP date).
-func provRetryAfter(h http.Header, now time.Time) time.Duration {
-	if ms, err := strconv.ParseFloat(h.Get("Retry-After-Ms"), 64); err == nil && ms > 0 {
-		return time.Duration(ms * float64(time.Millisecond))
-	}
-	v := h.Get("Retry-After")
-	if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
-		return time.Duration(s * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
 // provGatewayHeaders adds what a models gateway needs to route and authenticate a request
 // (PROVIDERS.md §2): the real base URL, the model, and DOCKER_TOKEN as a bearer token.
 func provGatewayHeaders(h http.Header, getenv func(string) string, base string, spec modelSpec) {
@@ -777,14 +762,6 @@ func provKey(getenv func(string) string, tokenKey string, defaults ...string) (s
 		}
 	}
 	return "", fmt.Errorf("%s environment variable is required", defaults[0])
-}
-
-// provGetenv returns env.Getenv, or an empty environment when it is nil.
-func provGetenv(env clientEnv) func(string) string {
-	if env.Getenv != nil {
-		return env.Getenv
-	}
-	return func(string) string { return "" }
 }
 
 // provFirst returns the first non-empty string.

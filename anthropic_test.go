@@ -605,30 +605,6 @@ func TestProvErrorText(t *testing.T) {
 	}
 }
 
-func TestProvRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		h    map[string]string
-		want time.Duration
-	}{
-		{map[string]string{}, 0},
-		{map[string]string{"Retry-After": "3"}, 3 * time.Second},
-		{map[string]string{"Retry-After": "0.5"}, 500 * time.Millisecond},
-		{map[string]string{"Retry-After-Ms": "250", "Retry-After": "3"}, 250 * time.Millisecond},
-		{map[string]string{"Retry-After": now.Add(90 * time.Second).Format(http.TimeFormat)}, 90 * time.Second},
-		{map[string]string{"Retry-After": "soon"}, 0},
-	}
-	for _, tt := range tests {
-		h := http.Header{}
-		for k, v := range tt.h {
-			h.Set(k, v)
-		}
-		if got := provRetryAfter(h, now); got != tt.want {
-			t.Errorf("provRetryAfter(%v) = %v; want %v", tt.h, got, tt.want)
-		}
-	}
-}
-
 // BenchmarkAnthropicStream measures decoding a long answer over loopback: 2000 text
 // deltas per turn.
 func BenchmarkAnthropicStream(b *testing.B) {

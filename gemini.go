@@ -28,7 +28,7 @@ type geminiClient struct {
 // DOCKER_TOKEN is used instead. GOOGLE_GEMINI_BASE_URL overrides the default base URL,
 // as it does for Google's SDK.
 func newGeminiClient(spec modelSpec, env clientEnv) (modelClient, error) {
-	getenv := provGetenv(env)
+	getenv := modelGetenv(env)
 	base := strings.TrimRight(provFirst(spec.BaseURL, getenv("GOOGLE_GEMINI_BASE_URL"), geminiDefaultBase), "/")
 	c := &geminiClient{ms: spec, conn: newProvConn("gemini", env), newID: geminiCallID}
 	c.conn.lines = true

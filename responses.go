@@ -23,7 +23,7 @@ type responsesClient struct {
 // provider without token_key sends no Authorization header at all (the reference sends an
 // empty bearer token). In gateway mode DOCKER_TOKEN is used instead.
 func newResponsesClient(spec modelSpec, env clientEnv) (modelClient, error) {
-	getenv := provGetenv(env)
+	getenv := modelGetenv(env)
 	isOpenAI := spec.Provider == "" || spec.Provider == "openai"
 	base := spec.BaseURL
 	if base == "" && isOpenAI {
