@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -392,6 +393,56 @@ func TestCassetteEveryProvider(t *testing.T) {
 			rp := startCassetteForTest(t, cassetteOptions{Path: path, Mode: "replay"})
 			if again := turn(rp.URL()); again.Text != first.Text || !reflect.DeepEqual(again.Usage, first.Usage) {
 				t.Fatalf("replay = %q %+v; recorded %q %+v", again.Text, again.Usage, first.Text, first.Usage)
+			}
+		})
+	}
+}
+
+// TestModelChain429EveryProvider: a 429 with Retry-After from any wire format is
+// waited out and retried through the chain, then the answer streams.
+func TestModelChain429EveryProvider(t *testing.T) {
+	for _, tc := range []struct {
+		name, stream string
+		spec         modelSpec
+	}{
+		{"responses", "responses_text.sse", modelSpec{Provider: "openai", Model: "gpt-5-mini", TokenKey: "K"}},
+		{"anthropic", "anthropic_text.sse", modelSpec{Provider: "anthropic", Model: "claude-sonnet-4-0", TokenKey: "K"}},
+		{"gemini", "gemini_text.sse", modelSpec{Provider: "google", Model: "gemini-2.5-flash", TokenKey: "K"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body, err := os.ReadFile(filepath.Join("testdata", "providers", tc.stream))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var calls int
+			var mu sync.Mutex
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				mu.Lock()
+				calls++
+				n := calls
+				mu.Unlock()
+				if n == 1 {
+					w.Header().Set("Retry-After", "2")
+					w.WriteHeader(429)
+					io.WriteString(w, `{"error":{"message":"slow down","type":"rate_limit_error"}}`)
+					return
+				}
+				w.Write(body)
+			}))
+			defer up.Close()
+			spec := tc.spec
+			spec.BaseURL = up.URL
+			if tc.name == "responses" {
+				spec.BaseURL = up.URL + "/v1"
+			}
+			ch, waits := newModelTestChain(t, spec, nil, nil, modelTestEnv("K", "key"))
+			var got modelTurn
+			if _, err := ch.stream(context.Background(), modelUserReq("What's 2+2?"), got.emit, nil); err != nil {
+				t.Fatalf("stream: %v", err)
+			}
+			if got.Text == "" || calls != 2 || !reflect.DeepEqual(*waits, []time.Duration{2 * time.Second}) {
+				t.Fatalf("text %q, %d calls, waits %v; want an answer after one 2s wait", got.Text, calls, *waits)
 			}
 		})
 	}
