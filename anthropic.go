@@ -33,7 +33,6 @@ const (
 type anthropicClient struct {
 	ms   modelSpec
 	conn provConn
-	key  string
 }
 
 // newAnthropicClient returns a streaming client for the Anthropic Messages API. The key is

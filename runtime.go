@@ -476,15 +476,6 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []runMessage, i
 	}
 }
 
-// ctxKV appends more fields before the agent context.
-func (e *event) ctxKV(kv ...any) *event {
-	for i := 0; i+1 < len(kv); i += 2 {
-		e.keys = append(e.keys, kv[i].(string))
-		e.vals = append(e.vals, kv[i+1])
-	}
-	return e
-}
-
 // newConvo is a session's conversation for the model: its own messages in order
 // (sub-sessions are not part of the parent's prompt).
 func newConvo(rec *sessionRecord, items []sessionItem) *convo {
@@ -770,23 +761,33 @@ func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg
 		u = &messageUsage{}
 	}
 	in := u.InputTokens + u.CachedInputTokens + u.CacheWriteTokens
-	lastEv := newEvent("", "input_tokens", u.InputTokens, "output_tokens", u.OutputTokens,
-		"cached_input_tokens", u.CachedInputTokens, "cached_write_tokens", u.CacheWriteTokens)
-	if u.ReasoningTokens > 0 {
-		lastEv.ctxKV("reasoning_tokens", u.ReasoningTokens)
+	usage := usageJSON{
+		InputTokens: in, OutputTokens: u.OutputTokens, ContextLength: in + u.OutputTokens,
+		ContextLimit: price.context, Cost: c.cost,
+		LastMessage: &lastMessageJSON{*u, msg.Cost, msg.Model},
 	}
-	lastEv.ctxKV("Cost", msg.Cost, "Model", msg.Model)
-	usage := newEvent("", "input_tokens", in, "output_tokens", u.OutputTokens, "context_length", in+u.OutputTokens,
-		"context_limit", price.context, "cost", c.cost, "last_message", json.RawMessage(lastEv.marshalWithoutType()))
-	rn.sink.send(newEvent("token_usage", "session_id", c.rec.ID, "usage", json.RawMessage(usage.marshalWithoutType())).ctx(ag.Name, time.Now()))
+	rn.sink.send(newEvent("token_usage", "session_id", c.rec.ID, "usage", usage).ctx(ag.Name, time.Now()))
 	if err := rn.s.st.setUsage(context.WithoutCancel(ctx), c.rec.ID, in, u.OutputTokens, c.cost); err != nil && !errors.Is(err, errNotFound) {
 		rn.s.log.Error("storing usage", "session", c.rec.ID, "err", err)
 	}
 }
 
-// marshalWithoutType renders the event's fields except "type", as a nested object.
-func (e *event) marshalWithoutType() []byte {
-	return (&event{keys: e.keys[1:], vals: e.vals[1:]}).marshal()
+// usageJSON is the usage of token_usage events (API.md §5).
+type usageJSON struct {
+	InputTokens   int64            `json:"input_tokens"`
+	OutputTokens  int64            `json:"output_tokens"`
+	ContextLength int64            `json:"context_length"`
+	ContextLimit  int64            `json:"context_limit"`
+	Cost          float64          `json:"cost"`
+	LastMessage   *lastMessageJSON `json:"last_message,omitempty"`
+}
+
+// lastMessageJSON is the last call's usage; Cost and Model are capitalised because the
+// reference leaves those fields untagged.
+type lastMessageJSON struct {
+	messageUsage
+	Cost  float64 `json:"Cost"`
+	Model string  `json:"Model"`
 }
 
 // nowRFC3339 is the created_at of stored messages: seconds, local offset.

@@ -122,6 +122,15 @@ func (e *event) ctx(agent string, ts time.Time) *event {
 	return e
 }
 
+// ctxKV appends more fields before the agent context.
+func (e *event) ctxKV(kv ...any) *event {
+	for i := 0; i+1 < len(kv); i += 2 {
+		e.keys = append(e.keys, kv[i].(string))
+		e.vals = append(e.vals, kv[i+1])
+	}
+	return e
+}
+
 // marshal renders the event as compact JSON in key order. Keys are plain identifiers;
 // strings, integers and times, nearly every value, are encoded here (this runs once
 // per streamed token), everything else by encoding/json.
@@ -219,14 +228,4 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
-}
-
-// get returns the value of key, for tests and logging.
-func (e *event) get(key string) any {
-	for i, k := range e.keys {
-		if k == key {
-			return e.vals[i]
-		}
-	}
-	return nil
 }

@@ -306,7 +306,7 @@ func fetchHTMLConvert(src string, markdown bool) string {
 			text(src[last:i])
 			end := strings.Index(src[i+4:], "-->")
 			if end < 0 {
-				last, i = len(src), len(src)
+				last = len(src)
 				break
 			}
 			i += 4 + end + 3

@@ -299,11 +299,9 @@ func TestParseYAMLNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	type want struct {
-		kind              yamlKind
-		line, col         int
-		text, tag, style  string
-		keyLine, keyCol   int
-		keyText, keyStyle string
+		kind             yamlKind
+		line, col        int
+		text, tag, style string
 	}
 	check := func(what string, got *yamlNode, w want) {
 		t.Helper()
