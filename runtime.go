@@ -297,11 +297,12 @@ type runMessage struct {
 
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var msgs []runMessage
-	if err := readJSON(w, r, maxRunBody, &msgs); err != nil {
+	var body []runMessage
+	if err := readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	msgs := arrayBodyMessages(body)
 	rec, err := s.st.session(r.Context(), sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
@@ -356,6 +357,18 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	defer sink.close()
 	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec}
 	rn.run(ctx, ag, msgs, items)
+}
+
+// arrayBodyMessages is what a bare-array run body adds to the session: its last
+// element only. docker-agent's remote client keeps just the user's messages and
+// re-sends all of them every turn, so the earlier elements are already stored; the
+// reference records only the last too (but still shows the model the repeats, which
+// we do not). An object body {"messages":[…]} would add every message it holds.
+func arrayBodyMessages(body []runMessage) []runMessage {
+	if len(body) > 1 {
+		return body[len(body)-1:]
+	}
+	return body
 }
 
 // startAgent picks the agent a run starts with: the named one; else the agent that
