@@ -775,14 +775,28 @@ func (d *cfgDecoder) permissions(n *yamlNode, p *permissionsConfig) error {
 	return d.mapping(n, "permissions", func(k string, v *yamlNode) (bool, error) {
 		switch k {
 		case "allow":
-			return true, d.strs(v, &p.Allow)
+			return true, d.patterns(v, &p.Allow)
 		case "ask":
-			return true, d.strs(v, &p.Ask)
+			return true, d.patterns(v, &p.Ask)
 		case "deny":
-			return true, d.strs(v, &p.Deny)
+			return true, d.patterns(v, &p.Deny)
 		}
 		return false, nil
 	})
+}
+
+// patterns decodes a list of permission patterns and rejects a malformed one at its
+// position: it could never match, so a bad deny would silently fail open.
+func (d *cfgDecoder) patterns(n *yamlNode, dst *[]string) error {
+	if err := d.strs(n, dst); err != nil {
+		return err
+	}
+	for i, p := range *dst {
+		if _, err := parsePattern(p); err != nil {
+			return d.errf(n.Values[i], "%v", err)
+		}
+	}
+	return nil
 }
 
 func (d *cfgDecoder) providers(n *yamlNode, f *agentFile) error {

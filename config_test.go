@@ -237,6 +237,11 @@ func TestConfigDecodeErrors(t *testing.T) {
 			`agent.yaml:4:9: remote headers can only be used with type 'mcp' or 'a2a'`},
 		{"env on fetch", "agents:\n  root:\n    toolsets:\n      - type: fetch\n        env: {A: b}\n",
 			`agent.yaml:4:9: env can only be used with type 'shell', 'script', 'mcp' or 'lsp'`},
+		{"deny glob", "agents: {}\npermissions:\n  deny: [\"shell:cmd=[\"]\n",
+			`agent.yaml:3:10: pattern "shell:cmd=[": malformed glob "["`},
+		{"allow condition", "agents: {}\npermissions:\n  allow:\n    - ok\n    - \"shell:cmd=x:oops\"\n",
+			`agent.yaml:5:7: pattern "shell:cmd=x:oops": "oops" is not a key=value condition`},
+		{"ask empty", "agents: {}\npermissions:\n  ask: [\"\"]\n", `agent.yaml:3:9: empty pattern`},
 		{"unsupported version", "version: 9\nagents: {}\n", `unsupported config version: 9 (valid versions: 0, 1, 2, 3, 4, 5, 6, 7)`},
 		{"version as float", "version: 2.0\n", `unsupported config version: 2.0 (valid versions: 0, 1, 2, 3, 4, 5, 6, 7)`},
 	}
