@@ -329,6 +329,37 @@ func (a *agentSources) team(id string) (*team, error) {
 	return e.team, nil
 }
 
+// runTeam is the team a run addresses, and the agent name to start with. id is a file
+// id first; when it names no file (and no agent name follows), it may name an agent of
+// exactly one file, which then starts: the documented `POST /api/sessions/$SID/agent/root`
+// while serving agent.yaml, whose file id is `agent`.
+func (a *agentSources) runTeam(id, name string) (*team, string, error) {
+	t, err := a.team(id)
+	if err == nil || name != "" {
+		return t, name, err
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.entries[id] != nil {
+		return nil, "", err // a file that failed to load keeps its id
+	}
+	var found *team
+	for _, e := range a.entries {
+		if e.team == nil || e.team.file.agent(id) == nil {
+			continue
+		}
+		if found != nil {
+			return nil, "", notFound("agent not found: %s (several files define an agent %s; use /agent/FILE/%s)", id, id, id)
+		}
+		found = e.team
+	}
+	if found == nil {
+		return nil, "", err
+	}
+	found.acquire()
+	return found, id, nil
+}
+
 // agentSummary is an element of GET /api/agents.
 type agentSummary struct {
 	Name        string `json:"name"`

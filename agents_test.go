@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,4 +245,61 @@ func TestOCISourceRefresh(t *testing.T) {
 	if d, _ := desc(); d != "Version two" {
 		t.Fatalf("after an invalid push description = %q; want the last good one", d)
 	}
+}
+
+// TestRunDocumentedExample follows the documentation verbatim while serving agent.yaml
+// (file id `agent`): create with {"agent":"root"}, then run /agent/root. A path segment
+// that names no file but an agent of exactly one file runs that agent; file ids keep
+// priority, and a name several files define stays unknown.
+func TestRunDocumentedExample(t *testing.T) {
+	f := newFakeOpenAI(t)
+	e := newTestEnv(t, map[string]string{
+		"agent.yaml":  teamYAMLFor(f.URL),
+		"expert.yaml": fakeAgentYAML(f.URL, ""),
+		"other.yaml":  fakeAgentYAML(f.URL, ""),
+	})
+	e.setenv("OPENAI_API_KEY", "k")
+	sid := e.newSession(map[string]any{"agent": "root"})
+	started := func(path string) string {
+		t.Helper()
+		s := e.run(path, []map[string]any{{"content": "hi"}})
+		if s.resp.StatusCode != 200 {
+			b, _ := io.ReadAll(s.resp.Body)
+			t.Fatalf("POST %s = %d %s", path, s.resp.StatusCode, b)
+		}
+		ev := s.until("stream_started")
+		s.all()
+		return ev["agent_name"].(string)
+	}
+	if got := started("/api/sessions/" + sid + "/agent/helper"); got != "helper" {
+		t.Errorf("/agent/helper started %q; want agent.yaml's helper", got)
+	}
+	// expert.yaml is a file id: its root runs, not agent.yaml's expert.
+	sid2 := e.newSession(nil)
+	if got := started("/api/sessions/" + sid2 + "/agent/expert"); got != "root" {
+		t.Errorf("/agent/expert started %q; want the root of expert.yaml", got)
+	}
+	// root is defined by all three files.
+	code, b := e.do("POST", "/api/sessions/"+e.newSession(nil)+"/agent/root", []map[string]any{{"content": "hi"}})
+	if code != 404 || !strings.Contains(string(b), "several files") {
+		t.Errorf("/agent/root with three roots = %d %s; want 404", code, b)
+	}
+}
+
+// TestRunDocumentedExampleSingleFile is the documentation's example exactly: one file
+// agent.yaml, POST /api/sessions {"agent":"root"}, POST …/agent/root.
+func TestRunDocumentedExampleSingleFile(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{Text: []string{"hello"}})
+	e := newTestEnv(t, map[string]string{"agent.yaml": fakeAgentYAML(f.URL, "")})
+	e.setenv("OPENAI_API_KEY", "k")
+	sid := e.newSession(map[string]any{"agent": "root"})
+	s := e.run("/api/sessions/"+sid+"/agent/root", []map[string]any{{"role": "user", "content": "hi"}})
+	if s.resp.StatusCode != 200 {
+		b, _ := io.ReadAll(s.resp.Body)
+		t.Fatalf("documented example = %d %s", s.resp.StatusCode, b)
+	}
+	if ev := s.until("agent_choice"); ev["content"] != "hello" || ev["agent_name"] != "root" {
+		t.Errorf("answer = %v", ev)
+	}
+	s.all()
 }

@@ -312,7 +312,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	t, err := s.agents.team(agentID)
+	t, name, err := s.agents.runTeam(agentID, name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
