@@ -636,3 +636,34 @@ agents:
 		t.Fatalf("the user's toggle was overridden: %s", b)
 	}
 }
+
+// TestThinkingBudgetMapping: the long form {effort: …} loads and reaches the model
+// like the short one (the reference's basic_with_thinking config uses it).
+func TestThinkingBudgetMapping(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{Text: []string{"a"}})
+	yaml := fmt.Sprintf(`providers:
+  local:
+    api_type: openai_chatcompletions
+    base_url: %s/v1
+models:
+  m:
+    provider: local
+    model: o3-mini
+    thinking_budget:
+      effort: low
+agents:
+  root:
+    model: m
+`, f.URL)
+	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "k")
+	if _, b := e.do("GET", "/api/agents", nil); strings.Contains(string(b), `"error"`) {
+		t.Fatalf("agents = %s", b)
+	}
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "q"}})
+	s.all()
+	if r := f.requests(); len(r) != 1 || r[0]["reasoning_effort"] != "low" {
+		t.Fatalf("requests = %v; want one with reasoning_effort low (events %s)", r, s.raw)
+	}
+}
