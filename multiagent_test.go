@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -194,5 +195,35 @@ func TestTransferTaskCancelledChild(t *testing.T) {
 	code, b := e.do("GET", "/api/sessions/"+id, nil)
 	if code != 200 || !strings.Contains(string(b), "transfer_task") {
 		t.Fatalf("after cancel: %d %s", code, b)
+	}
+}
+
+// TestSubSessionJSONOmitsEmpty: a session created without working_dir or
+// max_iterations leaves them out of sub_session_completed's sub_session, as the
+// reference does, and its tools still work in --working-dir.
+func TestSubSessionJSONOmitsEmpty(t *testing.T) {
+	f := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{transferCall("call_1", "helper", "where")}}, // root
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_2", "pwd")}},                // helper
+		fakeTurn{Text: []string{"here"}},                                               // helper
+		fakeTurn{Text: []string{"done"}})                                               // root
+	e := newTestEnv(t, map[string]string{"team.yaml": teamYAMLFor(f.URL)})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	s := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}})
+	ev := s.until("sub_session_completed")
+	sub := ev["sub_session"].(map[string]any)
+	for _, key := range []string{"working_dir", "max_iterations"} {
+		if _, ok := sub[key]; ok {
+			t.Errorf("sub_session has %s: %v", key, sub)
+		}
+	}
+	if len(sub["messages"].([]any)) == 0 {
+		t.Errorf("sub_session has no messages: %v", sub)
+	}
+	s.all()
+	root, _ := filepath.EvalSymlinks(e.root)
+	if got := toolResponses(s.events); len(got) < 1 || strings.TrimSpace(got[0]) != root {
+		t.Errorf("pwd in the sub-session = %q; want --working-dir %s", got, root)
 	}
 }

@@ -308,7 +308,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
 	}
-	if err := checkFileParts(rec.WorkingDir, msgs); err != nil {
+	if err := checkFileParts(s.workDir(rec), msgs); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -865,10 +865,10 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 		add("Today's date: " + time.Now().Format("2006-01-02"))
 	}
 	if ag.AddEnvironmentInfo {
-		add(fmt.Sprintf("Here is useful information about the environment you are running in:\n<env>\nWorking directory: %s\nPlatform: %s\nArchitecture: %s\n</env>", c.rec.WorkingDir, runtime.GOOS, runtime.GOARCH))
+		add(fmt.Sprintf("Here is useful information about the environment you are running in:\n<env>\nWorking directory: %s\nPlatform: %s\nArchitecture: %s\n</env>", rn.s.workDir(c.rec), runtime.GOOS, runtime.GOARCH))
 	}
 	for _, name := range ag.AddPromptFiles {
-		add(promptFile(c.rec.WorkingDir, rn.s.cfg.root, name))
+		add(promptFile(rn.s.workDir(c.rec), rn.s.cfg.root, name))
 	}
 	return out
 }
@@ -986,7 +986,7 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 // toolEnv is what tools of this run may use.
 func (rn *runner) toolEnv(c *convo) *toolEnv {
 	return &toolEnv{
-		SessionID: c.rec.ID, WorkingDir: c.rec.WorkingDir, Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
+		SessionID: c.rec.ID, WorkingDir: rn.s.workDir(c.rec), Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
 		Elicit: func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
 			return rn.elicit(ctx, req)
 		},
