@@ -227,3 +227,43 @@ func TestSubSessionJSONOmitsEmpty(t *testing.T) {
 		t.Errorf("pwd in the sub-session = %q; want --working-dir %s", got, root)
 	}
 }
+
+// TestHandoffKeepsSessionMaxIterations: a session's own max_iterations still caps the
+// agent a handoff switches to (the new agent sets no limit of its own).
+func TestHandoffKeepsSessionMaxIterations(t *testing.T) {
+	think := fakeToolCall{ID: "call_t", Name: "think", Args: `{"thought":"hmm"}`}
+	f := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_1", Name: "handoff", Args: `{"agent":"expert"}`}}}, // root
+		fakeTurn{ToolCalls: []fakeToolCall{think}}, // expert, iteration 1
+		fakeTurn{ToolCalls: []fakeToolCall{think}}, // expert, iteration 2
+		fakeTurn{ToolCalls: []fakeToolCall{think}}, // beyond the cap
+		fakeTurn{Text: []string{"done"}})
+	yaml := fmt.Sprintf(`models:
+  fake:
+    provider: openai
+    model: gpt-4o
+    base_url: %s/v1
+agents:
+  root:
+    model: fake
+    handoffs: [expert]
+    max_iterations: 5
+  expert:
+    model: fake
+    toolsets:
+      - type: think
+`, f.URL)
+	e := newTestEnv(t, map[string]string{"h.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t", "max_iterations": 2})
+	s := e.run("/api/sessions/"+id+"/agent/h", []map[string]any{{"content": "go"}})
+	ev := s.until("max_iterations_reached")
+	if ev["max_iterations"].(float64) != 2 {
+		t.Fatalf("max_iterations_reached = %v; want the session's 2", ev)
+	}
+	if n := len(f.requests()); n != 3 {
+		t.Errorf("model turns before the cap = %d; want 3 (root + 2 expert)", n)
+	}
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"})
+	s.all()
+}

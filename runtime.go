@@ -550,10 +550,8 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 // loop runs model turns and their tool calls until a plain answer, an error, a
 // cancellation or the iteration cap. It returns the agent active at the end.
 func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentConfig {
-	maxIter := c.rec.MaxIterations
-	if maxIter == 0 {
-		maxIter = ag.MaxIterations
-	}
+	// The session's own limit wins over the agent's, also after a handoff.
+	maxIter := cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 	chain, chainErr := rn.chainFor(ag)
 	for iter := 0; ; iter++ {
 		if ctx.Err() != nil {
@@ -585,7 +583,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		if next != ag {
 			ag = next
 			chain, chainErr = rn.chainFor(ag)
-			maxIter = ag.MaxIterations
+			maxIter = cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 			iter = -1
 		}
 	}
