@@ -251,14 +251,15 @@ func (a *agentSources) refreshOCI(ctx context.Context) {
 	id := ociRefID(a.path)
 	a.mu.RLock()
 	e := a.entries[id]
+	pulled := e != nil && e.digest != ""
 	a.mu.RUnlock()
-	if e != nil && e.digest != "" {
+	if pulled {
 		d, err := a.oci.remoteDigest(ctx, a.path)
 		if err != nil {
 			a.opts.log.Warn("checking for a new version", "ref", a.path, "err", err)
 			return
 		}
-		if d == e.digest {
+		if a.current(id, d) {
 			return
 		}
 	}
@@ -267,7 +268,25 @@ func (a *agentSources) refreshOCI(ctx context.Context) {
 		a.setError(id, "", fileStamp{}, err)
 		return
 	}
+	// A registry's HEAD digest need not be the manifest's hash, so a pull may bring
+	// back the artifact already serving: that is no reload.
+	if a.current(id, digest) {
+		return
+	}
 	a.load(id, "", data, fileStamp{}, digest)
+}
+
+// current reports whether id already serves the artifact with digest; if so, an error
+// left by a bad version pulled since is cleared, as the registry serves this one again.
+func (a *agentSources) current(id, digest string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e := a.entries[id]
+	if e == nil || e.team == nil || digest == "" || e.digest != digest {
+		return false
+	}
+	e.err = nil
+	return true
 }
 
 // load parses data and, if valid, makes it the entry's team; the previous team keeps

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -302,4 +304,64 @@ func TestRunDocumentedExampleSingleFile(t *testing.T) {
 		t.Errorf("answer = %v", ev)
 	}
 	s.all()
+}
+
+// syncBuffer is a log destination safe for the refresher goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestOCIPullLogsReloadOnlyOnChange: with --pull-interval, ticks that pull the same
+// artifact reload nothing and log nothing, even from a registry whose HEAD digest is
+// not the manifest's hash (so every tick looks like a change); a re-push logs one
+// "agent reloaded".
+func TestOCIPullLogsReloadOnlyOnChange(t *testing.T) {
+	reg := newOCITestRegistry(t, "")
+	reg.headDigest = "sha256:" + strings.Repeat("0", 64)
+	reg.push("test/agent", "latest", []byte(pirateYAML), "2026-01-01T00:00:00Z")
+	ref := reg.host + "/test/agent:latest"
+	dir := t.TempDir()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	a, err := newAgentSources(context.Background(), ref, sourceOptions{root: dir, cacheDir: filepath.Join(dir, "cache"), pullInterval: 10 * time.Millisecond, log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	manifestChecks := func() int {
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		n := 0
+		for _, l := range reg.log {
+			if strings.Contains(l, "/manifests/") {
+				n++
+			}
+		}
+		return n
+	}
+	start := manifestChecks()
+	waitFor(t, "several unchanged pulls", func() bool { return manifestChecks() >= start+5 })
+	if n := strings.Count(logs.String(), "agent reloaded"); n != 0 {
+		t.Fatalf("%d \"agent reloaded\" lines with nothing changed:\n%s", n, logs.String())
+	}
+	reg.push("test/agent", "latest", []byte(strings.Replace(pirateYAML, "Talk like a pirate", "Changed", 1)), "2026-01-02T00:00:00Z")
+	waitFor(t, "the re-push", func() bool { return strings.Contains(logs.String(), "agent reloaded") })
+	start = manifestChecks()
+	waitFor(t, "more unchanged pulls", func() bool { return manifestChecks() >= start+5 })
+	if n := strings.Count(logs.String(), "agent reloaded"); n != 1 {
+		t.Fatalf("%d \"agent reloaded\" lines for one change:\n%s", n, logs.String())
+	}
 }

@@ -234,9 +234,9 @@ func TestHandoffKeepsSessionMaxIterations(t *testing.T) {
 	think := fakeToolCall{ID: "call_t", Name: "think", Args: `{"thought":"hmm"}`}
 	f := newFakeOpenAI(t,
 		fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_1", Name: "handoff", Args: `{"agent":"expert"}`}}}, // root
-		fakeTurn{ToolCalls: []fakeToolCall{think}}, // expert, iteration 1
-		fakeTurn{ToolCalls: []fakeToolCall{think}}, // expert, iteration 2
-		fakeTurn{ToolCalls: []fakeToolCall{think}}, // beyond the cap
+		fakeTurn{ToolCalls: []fakeToolCall{think}},                                                       // expert, iteration 1
+		fakeTurn{ToolCalls: []fakeToolCall{think}},                                                       // expert, iteration 2
+		fakeTurn{ToolCalls: []fakeToolCall{think}},                                                       // beyond the cap
 		fakeTurn{Text: []string{"done"}})
 	yaml := fmt.Sprintf(`models:
   fake:
