@@ -69,11 +69,14 @@ func (e *apiTest) start() {
 	for _, o := range e.opts {
 		o(&cfg)
 	}
-	e.s = newServer(st, srcs, log, cfg)
+	if e.s, err = newServer(st, srcs, log, cfg); err != nil {
+		t.Fatal(err)
+	}
 	e.srv = httptest.NewServer(e.s)
 	e.stop = func() {
 		e.srv.CloseClientConnections()
 		e.srv.Close()
+		e.s.close()
 		srcs.close()
 		st.Close()
 	}
