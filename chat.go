@@ -128,14 +128,14 @@ type tool struct {
 // shared by every session of an agent config, so per-session facts travel here.
 type toolEnv struct {
 	SessionID  string
-	WorkingDir string // absolute; file and shell tools are confined to it
+	WorkingDir string              // absolute; file and shell tools are confined to it
+	Getenv     func(string) string // the server's environment (with --env-from-file)
+	HTTP       *http.Client
 	// Dir is WorkingDir as opened from the server's root when the run started; file
 	// tools go through it, so a directory later swapped for a symlink leads nowhere.
 	Dir *os.Root
 	// Protected are the server's secret files, which file tools refuse (protected.go).
 	Protected *protectedFiles
-	Getenv    func(string) string // the server's environment (with --env-from-file)
-	HTTP      *http.Client
 	// Elicit asks the client a question through an elicitation_request event and waits
 	// for POST /api/sessions/{id}/elicitation. Nil when no client can answer.
 	Elicit func(ctx context.Context, req elicitationRequest) (elicitationResponse, error)

@@ -27,6 +27,8 @@ type apiTest struct {
 	root string // --working-dir
 	opts []testOption
 
+	token string // sent as a bearer token when set (servers started by startServe)
+
 	mu   sync.Mutex
 	env  map[string]string
 	stop func()
@@ -135,6 +137,9 @@ func (e *apiTest) do(method, path string, body any) (int, []byte) {
 	if r != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -182,6 +187,9 @@ func (e *apiTest) run(path string, msgs any) *sseStream {
 	j, _ := json.Marshal(msgs)
 	req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+path, strings.NewReader(string(j)))
 	req.Header.Set("Content-Type", "application/json")
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
