@@ -550,7 +550,11 @@ func (st *scriptTool) run(ctx context.Context, env *toolEnv, raw json.RawMessage
 	}
 	dir := st.c.WorkingDir
 	if env != nil && env.WorkingDir != "" && !filepath.IsAbs(dir) {
-		dir = filepath.Join(env.WorkingDir, dir)
+		base, err := shellDir(env, "")
+		if err != nil {
+			return toolErrorf("%v", err)
+		}
+		dir = filepath.Join(base, dir)
 	}
 	tctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
