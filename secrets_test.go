@@ -289,3 +289,17 @@ func TestChildProcessEnvironment(t *testing.T) {
 		t.Errorf("MCP server env: AGENTD_AUTH_TOKEN=%q PROVIDER_SECRET_KEY=%q, PATH set %v; want only PATH", got[3], got[4], got[5] != "")
 	}
 }
+
+// TestToolsetEnvCannotNameAuthToken: a toolset cannot hand the API's token to its
+// processes by naming it in `env`, as a value or as a key.
+func TestToolsetEnvCannotNameAuthToken(t *testing.T) {
+	opts := toolsTestOpts(t, map[string]string{"AGENTD_AUTH_TOKEN": "tok", "OTHER": "x"})
+	for _, env := range []*orderedMap[string]{
+		{Keys: []string{"T"}, Values: map[string]string{"T": "Bearer $AGENTD_AUTH_TOKEN"}},
+		{Keys: []string{"AGENTD_AUTH_TOKEN"}, Values: map[string]string{"AGENTD_AUTH_TOKEN": "$OTHER"}},
+	} {
+		if _, err := newBuiltinToolset(&toolsetConfig{Type: "shell", Env: env}, opts); err == nil || !strings.Contains(err.Error(), "never passed to tools") {
+			t.Errorf("shell toolset with env %v: err = %v; want it refused", env.Values, err)
+		}
+	}
+}
