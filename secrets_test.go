@@ -43,6 +43,13 @@ func TestSecretFilesRefusedToTools(t *testing.T) {
 		"token.txt":     "tok-123\n",
 		"notes.txt":     "hunter2 is also a word in the notes\n",
 	})
+	// Other spellings of the same file: a hard link and a symlink.
+	if err := os.Link(filepath.Join(dir, "app.env"), filepath.Join(dir, "copy.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("app.env", filepath.Join(dir, "innocent.txt")); err != nil {
+		t.Fatal(err)
+	}
 	st, err := openStore(t.Context(), filepath.Join(dir, "session.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +85,9 @@ func TestSecretFilesRefusedToTools(t *testing.T) {
 		{"create_directory", map[string]any{"paths": []string{"session.db-journal"}}, true},
 		{"shell", map[string]any{"cmd": "cat ./app.env"}, true},
 		{"shell", map[string]any{"cmd": "echo shell-runs"}, false},
+		{"read_file", map[string]any{"path": "copy.txt"}, true},
+		{"read_file", map[string]any{"path": "innocent.txt"}, true},
+		{"read_file", map[string]any{"path": "agents/../app.env"}, true},
 	}
 	var tcs []fakeToolCall
 	for i, c := range calls {
@@ -110,7 +120,7 @@ func TestSecretFilesRefusedToTools(t *testing.T) {
 	if r := got[6]; r != "notes.txt:1:1: hunter2 is also a word in the notes" {
 		t.Errorf("search_files_content(hunter2) = %q; want only notes.txt", r)
 	}
-	if r := got[8]; r != "DIR  agents\nFILE notes.txt" {
+	if r := got[8]; r != "DIR  agents\nFILE innocent.txt\nFILE notes.txt" {
 		t.Errorf("list_directory = %q; want the secret files left out", r)
 	}
 	if r := got[14]; r != "shell-runs" {
