@@ -821,11 +821,12 @@ type mcpStdio struct {
 	stderr *mcpStderr
 }
 
-// mcpStartStdio starts the process. env entries override the inherited environment (the
-// reference appends the process environment after them, so its own values win: a bug).
+// mcpStartStdio starts the process. It inherits only childEnv's allow-list; env entries
+// override it (the reference passes the whole process environment after them, so its
+// own values win: a bug, and a leak of every key the server holds).
 func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, log *slog.Logger) (*mcpStdio, error) {
 	cmd := exec.Command(command, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = childEnv(env...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so close() can kill helpers it spawns (npx → node)
 	cmd.WaitDelay = mcpStopGrace

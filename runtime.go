@@ -311,6 +311,12 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	dir, err := s.openSessionDir(rec.WorkingDir)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer dir.Close()
 	t, err := s.agents.team(agentID)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -354,7 +360,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
-	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec}
+	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir}
 	rn.run(ctx, ag, msgs, items)
 }
 
@@ -422,6 +428,7 @@ type runner struct {
 	rs   *runState
 	sink *sseSink
 	root *sessionRecord
+	dir  *os.Root // the root session's working dir, which sub-sessions share
 
 	titleDone chan struct{}
 }
@@ -973,7 +980,8 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 // toolEnv is what tools of this run may use.
 func (rn *runner) toolEnv(c *convo) *toolEnv {
 	return &toolEnv{
-		SessionID: c.rec.ID, WorkingDir: c.rec.WorkingDir, Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
+		SessionID: c.rec.ID, WorkingDir: c.rec.WorkingDir, Dir: rn.dir, Protected: rn.s.cfg.protected,
+		Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
 		Elicit: func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
 			return rn.elicit(ctx, req)
 		},
