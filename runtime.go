@@ -944,6 +944,10 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			rn.toolResponse(ctx, c, ag, call, def, toolErrorf("Tool '%s' is not available. You can only use the tools provided to you.", call.Function.Name))
 			continue
 		}
+		if err := checkArgs(tl.def, call.Function.Arguments); err != nil {
+			rn.toolResponse(ctx, c, ag, call, tl.def, toolErrorf("Invalid arguments for tool '%s': %v", call.Function.Name, err))
+			continue
+		}
 		res, ok := rn.approve(ctx, c, ag, call, tl.def)
 		if !ok {
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
@@ -1032,9 +1036,9 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 // deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
 // it may not, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
-	name, args := call.Function.Name, call.Function.Arguments
+	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, c.rec.WorkingDir)
 	team := rn.team.file.Permissions
-	if team != nil && matchAny(team.Deny, name, args) {
+	if team != nil && matchAny(team.Deny, name, args, true) {
 		return toolErrorf("Tool '%s' is denied by permissions configuration.", name), false
 	}
 	rn.rs.mu.Lock()
@@ -1046,19 +1050,19 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	decision := ""
 	if session != nil {
 		switch {
-		case matchAny(session.Deny, name, args):
+		case matchAny(session.Deny, name, args, true):
 			return toolErrorf("Tool '%s' is denied by session permissions.", name), false
-		case matchAny(session.Allow, name, args):
+		case matchAny(session.Allow, name, args, false):
 			return toolResult{}, true
-		case matchAny(session.Ask, name, args):
+		case matchAny(session.Ask, name, args, true):
 			decision = "ask"
 		}
 	}
 	if decision == "" && team != nil {
 		switch {
-		case matchAny(team.Allow, name, args):
+		case matchAny(team.Allow, name, args, false):
 			return toolResult{}, true
-		case matchAny(team.Ask, name, args):
+		case matchAny(team.Ask, name, args, true):
 			decision = "ask"
 		}
 	}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// argsCall is a tool call with arguments given as a Go value.
+func argsCall(id, name string, args any) fakeToolCall {
+	b, _ := json.Marshal(args)
+	return fakeToolCall{ID: id, Name: name, Args: string(b)}
+}
+
+// A YAML deny holds however the model spells the arguments: case variants and
+// duplicate keys are refused before any rule is matched, paths are matched as the
+// filesystem tools resolve them. YOLO is on, so the deny is all that stands between.
+func TestDenyMatchesArgumentsAsToolsUseThem(t *testing.T) {
+	yaml := shellThinkYAML + "      - type: filesystem\n" + `permissions:
+  deny: ["shell:cmd=rm*", "read_file:path=secret.txt", "read_multiple_files:paths=secret.txt"]
+`
+	f := newFakeOpenAI(t)
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, yaml)})
+	e.setenv("OPENAI_API_KEY", "k")
+	for name, body := range map[string]string{"victim.txt": "keep me", "secret.txt": "TOPSECRET", "notes.txt": "notes", "sub/x.txt": "x"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(e.root, name)), 0o755)
+		os.WriteFile(filepath.Join(e.root, name), []byte(body), 0o644)
+	}
+	os.Symlink("secret.txt", filepath.Join(e.root, "alias.txt"))
+	attacks := []fakeToolCall{
+		{ID: "c1", Name: "shell", Args: `{"Cmd":"rm -f victim.txt"}`},
+		{ID: "c2", Name: "shell", Args: `{"cmd":"echo hi","CMD":"rm -f victim.txt"}`},
+		{ID: "c3", Name: "shell", Args: `{"cmd":"rm -f victim.txt"}`},
+		argsCall("c4", "read_file", map[string]string{"path": "./secret.txt"}),
+		argsCall("c5", "read_file", map[string]string{"path": "sub/../secret.txt"}),
+		argsCall("c6", "read_file", map[string]string{"path": filepath.Join(e.root, "secret.txt")}),
+		argsCall("c7", "read_file", map[string]string{"path": "alias.txt"}),
+		argsCall("c8", "read_file", map[string]string{"Path": "secret.txt"}),
+		argsCall("c9", "read_multiple_files", map[string]any{"paths": []string{"notes.txt", "./secret.txt"}}),
+		argsCall("c10", "read_file", map[string]string{"path": "notes.txt", "extra": "x"}),
+	}
+	allowed := []fakeToolCall{
+		{ID: "ok1", Name: "shell", Args: `{"cmd":"echo fine"}`},
+		argsCall("ok2", "read_file", map[string]string{"path": "./notes.txt"}),
+	}
+	f.turns = []fakeTurn{{ToolCalls: append(slices.Clone(attacks), allowed...)}, {Text: []string{"end"}}}
+	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	evs := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}}).all()
+	var got []map[string]any
+	for _, ev := range evs {
+		if ev["type"] == "tool_call_response" {
+			got = append(got, ev)
+		}
+	}
+	if len(got) != len(attacks)+len(allowed) {
+		t.Fatalf("got %d tool responses; want %d", len(got), len(attacks)+len(allowed))
+	}
+	for i, ev := range got[:len(attacks)] {
+		resp, _ := ev["response"].(string)
+		if ev["result"].(map[string]any)["isError"] != true || strings.Contains(resp, "TOPSECRET") {
+			t.Errorf("%s %s ran: %q", attacks[i].Name, attacks[i].Args, resp)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(e.root, "victim.txt")); err != nil || string(b) != "keep me" {
+		t.Errorf("victim.txt after the run: %q %v", b, err)
+	}
+	if got[len(attacks)]["response"] != "fine" || got[len(attacks)+1]["response"] != "notes" {
+		t.Errorf("allowed calls: %v / %v", got[len(attacks)]["response"], got[len(attacks)+1]["response"])
+	}
+	// The model is told why, in words it can act on.
+	if r := got[0]["response"].(string); !strings.Contains(r, `unknown argument "Cmd"`) || !strings.Contains(r, `"cmd"`) {
+		t.Errorf("case-variant key response = %q", r)
+	}
+}
+
+// MCP tools get undeclared keys passed on as given, so a deny on a key the call
+// leaves out denies (fails closed); a case variant of a declared key is refused.
+func TestDenyMCPArgumentsFailClosed(t *testing.T) {
+	fm := newFakeMCP()
+	srv := httptest.NewServer(&fakeStreamable{t: t, f: fm, sessions: map[string]bool{}, getReady: make(chan struct{})})
+	t.Cleanup(srv.Close)
+	yaml := `    toolsets:
+      - type: mcp
+        remote:
+          url: ` + srv.URL + `/mcp
+          transport_type: streamable
+          headers:
+            Authorization: Bearer ${env.TOKEN}
+permissions:
+  deny: ["echo:text=rm*"]
+`
+	f := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{
+			{ID: "c1", Name: "echo", Args: `{"Text":"rm -rf /"}`},
+			{ID: "c2", Name: "echo", Args: `{"other":"rm -rf /"}`},
+			{ID: "c3", Name: "echo", Args: `{"text":"rm -rf /"}`},
+			{ID: "c4", Name: "echo", Args: `{"text":"hello","other":1}`},
+		}},
+		fakeTurn{Text: []string{"end"}})
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, yaml)})
+	e.setenv("OPENAI_API_KEY", "k")
+	e.setenv("TOKEN", "s3cr3t")
+	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	got := toolResponses(e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}}).all())
+	if len(got) != 4 || got[3] != "hello" {
+		t.Fatalf("responses = %q", got)
+	}
+	if !strings.Contains(got[0], "case-sensitive") || !strings.Contains(got[1], "denied") || !strings.Contains(got[2], "denied") {
+		t.Errorf("denied calls answered %q", got[:3])
+	}
+	fm.mu.Lock()
+	calls := slices.Clone(fm.calls)
+	fm.mu.Unlock()
+	if !slices.Equal(calls, []string{"echo"}) {
+		t.Errorf("the MCP server ran %v; want only the allowed echo", calls)
+	}
+}
