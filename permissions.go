@@ -126,6 +126,24 @@ func matchAny(patterns []string, name string, a callArgs, restrictive bool) bool
 	return false
 }
 
+// exactPattern returns the pattern that matches the tool called name and no other
+// (glob characters escaped), for approve-tool; false if there is none.
+func exactPattern(name string) (string, bool) {
+	var b strings.Builder
+	for _, r := range name {
+		if strings.ContainsRune(`\*?[`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	p := b.String()
+	tp, err := parsePattern(p)
+	if err != nil || len(tp.conds) > 0 || !globMatch(tp.name, strings.ToLower(name)) {
+		return "", false
+	}
+	return p, true
+}
+
 // callArgs are a call's arguments as the tool will use them, keyed by lower-cased name
 // (checkArgs has made sure no two keys differ only in case).
 type callArgs struct {

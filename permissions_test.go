@@ -119,3 +119,85 @@ permissions:
 		t.Errorf("the MCP server ran %v; want only the allowed echo", calls)
 	}
 }
+
+// approve-tool allows exactly the pending call's tool: a tool_name naming anything
+// else (a pattern like `*` included) is refused, and tool_call_id ties an answer to
+// its call so a late one cannot approve the next confirmation.
+func TestApproveToolExactNameAndCallID(t *testing.T) {
+	e, _ := newRunEnv(t, shellThinkYAML+"      - type: filesystem\n",
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("c1", "echo one")}},
+		fakeTurn{ToolCalls: []fakeToolCall{argsCall("c2", "write_file", map[string]string{"path": "w.txt", "content": "x"})}},
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("c3", "echo three")}},
+		fakeTurn{Text: []string{"end"}})
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}})
+	resume := func(body map[string]string, want int) {
+		t.Helper()
+		if code, b := e.do("POST", "/api/sessions/"+id+"/resume", body); code != want || !json.Valid(b) {
+			t.Fatalf("resume %v = %d %s; want %d", body, code, b, want)
+		}
+	}
+	s.until("tool_call_confirmation")
+	resume(map[string]string{"confirmation": "approve-tool", "tool_name": "*"}, 400)
+	resume(map[string]string{"confirmation": "approve-tool", "tool_name": "write_file"}, 400)
+	resume(map[string]string{"confirmation": "approve", "tool_call_id": "c9"}, 409)
+	resume(map[string]string{"confirmation": "approve-tool", "tool_name": "shell", "tool_call_id": "c1"}, 200)
+	ev := s.until("tool_call_confirmation")
+	if got := ev["tool_call"].(map[string]any)["id"]; got != "c2" {
+		t.Fatalf("second confirmation is for %v; want c2 (write_file must still ask)", got)
+	}
+	resume(map[string]string{"confirmation": "approve", "tool_call_id": "c1"}, 409) // late answer
+	resume(map[string]string{"confirmation": "reject", "tool_call_id": "c2"}, 200)
+	got := toolResponses(s.all())
+	if len(got) != 3 || got[0] != "one" || !strings.Contains(got[1], "rejected") || got[2] != "three" {
+		t.Fatalf("responses = %q", got)
+	}
+	if n := strings.Count(strings.Join(s.types(), ","), "tool_call_confirmation"); n != 2 {
+		t.Fatalf("confirmations = %d; want 2", n)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "w.txt")); err == nil {
+		t.Fatal("the rejected write_file ran")
+	}
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	if p := decode[sessionResponse](t, b).Permissions; p == nil || !slices.Equal(p.Allow, []string{"shell"}) {
+		t.Fatalf("permissions after approve-tool = %+v", p)
+	}
+}
+
+// An MCP server cannot smuggle a pattern in as a tool name: names outside
+// [A-Za-z0-9_.-] are left out of the agent's tools.
+func TestMCPToolNamesArePlain(t *testing.T) {
+	fm := newFakeMCP()
+	fm.extra = []string{"*", "shell*", "a:b=c", "ok.tool-1"}
+	srv := httptest.NewServer(&fakeStreamable{t: t, f: fm, sessions: map[string]bool{}, getReady: make(chan struct{})})
+	t.Cleanup(srv.Close)
+	yaml := `    toolsets:
+      - type: mcp
+        remote:
+          url: ` + srv.URL + `/mcp
+          transport_type: streamable
+          headers:
+            Authorization: Bearer ${env.TOKEN}
+`
+	f := newFakeOpenAI(t, fakeTurn{ToolCalls: []fakeToolCall{{ID: "c1", Name: "*", Args: `{}`}}}, fakeTurn{Text: []string{"end"}})
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, yaml)})
+	e.setenv("OPENAI_API_KEY", "k")
+	e.setenv("TOKEN", "s3cr3t")
+	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	got := toolResponses(e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}}).all())
+	if len(got) != 1 || !strings.Contains(got[0], "not available") {
+		t.Fatalf("calling `*` answered %q", got)
+	}
+	var names []string
+	for _, tl := range f.requests()[0]["tools"].([]any) {
+		names = append(names, tl.(map[string]any)["function"].(map[string]any)["name"].(string))
+	}
+	if !slices.Contains(names, "echo") || !slices.Contains(names, "ok.tool-1") {
+		t.Fatalf("tools sent to the model = %v", names)
+	}
+	for _, bad := range fm.extra[:3] {
+		if slices.Contains(names, bad) {
+			t.Errorf("tool %q reached the model", bad)
+		}
+	}
+}
