@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -199,5 +202,43 @@ func TestMCPToolNamesArePlain(t *testing.T) {
 		if slices.Contains(names, bad) {
 			t.Errorf("tool %q reached the model", bad)
 		}
+	}
+}
+
+// Only a GET api tool is read-only: a POST one asks before it sends anything.
+func TestAPIToolPostAsks(t *testing.T) {
+	var mu sync.Mutex
+	var hits []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, r.Method)
+		mu.Unlock()
+		io.WriteString(w, "done "+r.Method)
+	}))
+	t.Cleanup(api.Close)
+	yaml := `    toolsets:
+      - type: api
+        api_config: {name: create_item, method: POST, endpoint: "` + api.URL + `/items"}
+      - type: api
+        api_config: {name: get_item, endpoint: "` + api.URL + `/items"}
+`
+	e, _ := newRunEnv(t, yaml,
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "c1", Name: "get_item", Args: `{}`}, {ID: "c2", Name: "create_item", Args: `{}`}}},
+		fakeTurn{Text: []string{"end"}})
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}})
+	ev := s.until("tool_call_confirmation")
+	if name := ev["tool_call"].(map[string]any)["function"].(map[string]any)["name"]; name != "create_item" {
+		t.Fatalf("confirmation for %v; want create_item", name)
+	}
+	if ev["tool_definition"].(map[string]any)["annotations"].(map[string]any)["readOnlyHint"] == true {
+		t.Errorf("a POST tool is marked read-only: %v", ev["tool_definition"])
+	}
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"})
+	got := toolResponses(s.all())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0] != "done GET" || !strings.Contains(got[1], "rejected") || !slices.Equal(hits, []string{"GET"}) {
+		t.Fatalf("responses %q, server saw %v", got, hits)
 	}
 }
