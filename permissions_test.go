@@ -242,3 +242,34 @@ func TestAPIToolPostAsks(t *testing.T) {
 		t.Fatalf("responses %q, server saw %v", got, hits)
 	}
 }
+
+// read_file and read_multiple_files cut a file's text like shell output, so a big
+// file reaches neither the model nor the database whole.
+func TestReadFileOutputCapped(t *testing.T) {
+	e, f := newRunEnv(t, "    toolsets:\n      - type: filesystem\n",
+		fakeTurn{ToolCalls: []fakeToolCall{
+			argsCall("c1", "read_file", map[string]string{"path": "big.txt"}),
+			argsCall("c2", "read_multiple_files", map[string]any{"paths": []string{"big.txt"}, "json": true}),
+		}},
+		fakeTurn{Text: []string{"end"}})
+	big := strings.Repeat("x", toolsMaxOutput+5000) + "THE-END"
+	os.WriteFile(filepath.Join(e.root, "big.txt"), []byte(big), 0o644)
+	id := e.newSession(map[string]any{"title": "t"})
+	got := toolResponses(e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}}).all())
+	want := big[:toolsMaxOutput] + toolsTruncNote
+	if len(got) != 2 || got[0] != want {
+		t.Fatalf("read_file answered %d chars; want the first %d and the note", len(got[0]), toolsMaxOutput)
+	}
+	var many []struct{ Content string }
+	if err := json.Unmarshal([]byte(got[1]), &many); err != nil || len(many) != 1 || many[0].Content != want {
+		t.Fatalf("read_multiple_files answered %d chars (%v)", len(got[1]), err)
+	}
+	for _, m := range f.requests()[1]["messages"].([]any) {
+		if c, _ := m.(map[string]any)["content"].(string); strings.Contains(c, "THE-END") {
+			t.Fatal("the whole file reached the model")
+		}
+	}
+	if _, b := e.do("GET", "/api/sessions/"+id, nil); strings.Contains(string(b), "THE-END") {
+		t.Fatal("the whole file was stored")
+	}
+}
