@@ -273,3 +273,18 @@ func TestReadFileOutputCapped(t *testing.T) {
 		t.Fatal("the whole file was stored")
 	}
 }
+
+func TestExactPattern(t *testing.T) {
+	for _, name := range []string{"shell", "a*b", "q?[x]", `back\slash`, "mcp:github:create"} {
+		p, ok := exactPattern(name)
+		if !ok || !matchAny([]string{p}, name, callArgs{}, false) {
+			t.Errorf("exactPattern(%q) = %q, %v: does not match its name", name, p, ok)
+		}
+		if other := strings.NewReplacer("*", "Z", "?", "Z", "[", "Z", "\\", "Z").Replace(name); other != name && matchAny([]string{p}, other, callArgs{}, false) {
+			t.Errorf("exactPattern(%q) = %q also matches %q", name, p, other)
+		}
+	}
+	if p, ok := exactPattern("a=b"); ok {
+		t.Errorf("exactPattern(a=b) = %q; a name with = cannot be a pattern", p)
+	}
+}
