@@ -111,7 +111,7 @@ const (
 	storeMaxDepth = 64
 
 	// tools.go
-	toolsMaxOutput      = 30000    // shell, script and api outputs are cut here (chars)
+	toolsMaxOutput      = 30000    // shell, script, api and file-read outputs are cut here (chars)
 	toolsMaxJobOutput   = 10 << 20 // a background job keeps at most this much output
 	toolsMaxHTTPBody    = 1 << 20  // fetch and api read at most this much of a body
 	toolsMaxReadFile    = 8 << 20  // read_file refuses larger files

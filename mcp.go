@@ -340,6 +340,11 @@ func (t *mcpToolset) list(ctx context.Context, c *mcpConn) ([]mcpToolDef, error)
 func (t *mcpToolset) wrap(defs []mcpToolDef) []tool {
 	var out []tool
 	for _, d := range defs {
+		if !mcpToolNameOK(d.Name) {
+			// A name such as `*` would be a pattern in permissions and approve-tool.
+			t.log.Warn("mcp: skipping tool with a name outside [A-Za-z0-9_.-]", "tool", d.Name)
+			continue
+		}
 		name := d.Name
 		if t.cfg.Name != "" {
 			name = t.cfg.Name + "_" + d.Name
@@ -375,6 +380,12 @@ func (t *mcpToolset) wrap(defs []mcpToolDef) []tool {
 		}})
 	}
 	return out
+}
+
+// mcpToolNameOK reports whether a server's tool name is non-empty and only
+// [A-Za-z0-9_.-], so it can never act as a permission pattern.
+func mcpToolNameOK(name string) bool {
+	return name != "" && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == ""
 }
 
 // call runs tools/call on the shared connection (restarting a dead server first).

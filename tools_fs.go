@@ -350,7 +350,7 @@ func (f *fsToolset) read(ctx context.Context, env *toolEnv, a fsArgs) toolResult
 				Images: []mediaContent{{Data: base64.StdEncoding.EncodeToString(data), MimeType: mime}},
 			}
 		}
-		return toolResult{Output: string(data)}
+		return toolResult{Output: toolsTruncate(string(data))}
 	})
 }
 
@@ -375,7 +375,7 @@ func (f *fsToolset) readMany(ctx context.Context, env *toolEnv, a fsArgs) toolRe
 		if err == nil {
 			var data []byte
 			data, err = fsReadFile(root, rel)
-			e.Content = string(data)
+			e.Content = toolsTruncate(string(data))
 		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
