@@ -540,6 +540,7 @@ func newProvConn(name string, env clientEnv) provConn {
 	if c.http == nil {
 		c.http = provDefaultHTTP
 	}
+	c.http = withRedirectPolicy(c.http)
 	c.header.Set("Content-Type", "application/json")
 	c.header.Set("Accept", "text/event-stream")
 	// Asking for identity ourselves also stops a caller-supplied client from gzipping.

@@ -83,6 +83,7 @@ func startCassetteWith(opts cassetteOptions) (*cassetteServer, error) {
 		// No transparent gzip: it buffers and so breaks streaming (PROVIDERS.md §2).
 		opts.HTTP = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DisableCompression: true}}
 	}
+	opts.HTTP = withRedirectPolicy(opts.HTTP) // the injected provider keys stay with the provider
 	cs := &cassetteServer{opts: opts}
 	switch opts.Mode {
 	case "replay":

@@ -63,7 +63,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		backoffBase:    mcpBackoffBase,
 		backoffMax:     mcpBackoffMax,
 		maxRestarts:    mcpMaxRestarts,
-		httpClient:     &http.Client{}, // no Timeout: SSE streams are long-lived; requests carry deadlines
+		httpClient:     &http.Client{CheckRedirect: checkRedirect}, // no Timeout: SSE streams are long-lived; requests carry deadlines
 	}
 	command, args := ts.Command, ts.Args
 	if command == "" && strings.HasPrefix(ts.Ref, "docker:") {

@@ -241,10 +241,7 @@ func modelNewRequest(ctx context.Context, env clientEnv, base, gatewayPrefix, pa
 // modelHTTPClient is env.HTTP or a default client. Streams have no client timeout; the
 // watchdog and the context bound them.
 func modelHTTPClient(env clientEnv) *http.Client {
-	if env.HTTP != nil {
-		return env.HTTP
-	}
-	return http.DefaultClient
+	return withRedirectPolicy(env.HTTP)
 }
 
 // modelDo sends req. A transport failure becomes a *modelError with Status 0, a non-2xx

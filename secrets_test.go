@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// headerRecorder is an HTTP server that records the headers of every request and
+// answers 400; redirector 307-redirects every request to it, keeping path and query.
+type headerRecorder struct {
+	*httptest.Server
+	mu      sync.Mutex
+	headers []http.Header
+}
+
+func newHeaderRecorder(t *testing.T) (rec *headerRecorder, redirector *httptest.Server) {
+	rec = &headerRecorder{}
+	rec.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.headers = append(rec.headers, r.Header.Clone())
+		rec.mu.Unlock()
+		http.Error(w, `{"error":{"message":"recorded"}}`, http.StatusBadRequest)
+	}))
+	t.Cleanup(rec.Close)
+	redirector = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, rec.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	return rec, redirector
+}
+
+// leaked reports the recorded headers that carry secret, and how many requests arrived.
+func (rec *headerRecorder) leaked(secret string) (leaks []string, n int) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, h := range rec.headers {
+		for k, vs := range h {
+			for _, v := range vs {
+				if strings.Contains(v, secret) {
+					leaks = append(leaks, k+": "+v)
+				}
+			}
+		}
+	}
+	return leaks, len(rec.headers)
+}
+
+// A redirect to another host must not carry the credentials configured for the first:
+// provider keys, api tool headers, MCP remote headers (issue 22, finding 4).
+func TestRedirectDropsConfiguredHeaders(t *testing.T) {
+	const secret = "SECRET-d41d8cd9"
+	model := func(provider, opts string) func(string) string {
+		return func(base string) string {
+			return fmt.Sprintf("models:\n  m:\n    provider: %s\n    model: x\n    base_url: %s\n%sagents:\n  root:\n    model: m\n", provider, base, opts)
+		}
+	}
+	cases := []struct {
+		name string
+		yaml func(base string) string // the agent file, given the redirecting URL
+		fake bool                     // the model is a fake OpenAI that calls tool "probe"
+	}{
+		{"openai", model("openai", ""), false},
+		{"responses", model("openai", "    provider_opts:\n      api_type: openai_responses\n"), false},
+		{"anthropic", model("anthropic", ""), false},
+		{"gemini", model("google", ""), false},
+		{"api tool", func(base string) string {
+			return "    toolsets:\n      - type: api\n        api_config:\n          name: probe\n          method: GET\n          endpoint: " + base +
+				"/probe\n          headers:\n            X-Access: " + secret + "\n"
+		}, true},
+		{"mcp streamable", func(base string) string {
+			return "    toolsets:\n      - type: mcp\n        remote:\n          url: " + base +
+				"/mcp\n          transport_type: streamable\n          headers:\n            X-Access: " + secret + "\n"
+		}, true},
+		{"mcp sse", func(base string) string {
+			return "    toolsets:\n      - type: mcp\n        remote:\n          url: " + base +
+				"/sse\n          transport_type: sse\n          headers:\n            X-Access: " + secret + "\n"
+		}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec, redirector := newHeaderRecorder(t)
+			yaml := c.yaml(redirector.URL)
+			if c.fake {
+				f := newFakeOpenAI(t, fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_1", Name: "probe", Args: "{}"}}}, fakeTurn{Text: []string{"done"}})
+				yaml = fakeAgentYAML(f.URL, yaml)
+			}
+			e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+			for _, k := range []string{"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY"} {
+				e.setenv(k, secret)
+			}
+			id := e.newSession(map[string]any{"tools_approved": true})
+			e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"role": "user", "content": "hi"}}).all()
+			leaks, n := rec.leaked(secret)
+			if n == 0 {
+				t.Fatal("the redirect target saw no request")
+			}
+			if len(leaks) > 0 {
+				t.Errorf("credentials followed the redirect: %v", leaks)
+			}
+		})
+	}
+}
