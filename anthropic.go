@@ -611,11 +611,11 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 		var to *provTimeout
 		switch {
 		case errors.As(cause, &to):
-			return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, c.url, to)}
+			return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, redactURL(c.url), to)}
 		case cause != nil:
 			return nil, fmt.Errorf("%s: %w", c.name, cause)
 		}
-		return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, c.url, err)}
+		return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, redactURL(c.url), err)}
 	}
 	if resp.StatusCode/100 != 2 {
 		defer fail()
@@ -624,7 +624,7 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 		return nil, &modelError{
 			Status:     resp.StatusCode,
 			RetryAfter: modelRetryAfter(resp.Header, time.Now()),
-			Msg:        fmt.Sprintf("%s: POST %s: %s: %s", c.name, c.url, resp.Status, provErrorText(b)),
+			Msg:        fmt.Sprintf("%s: POST %s: %s: %s", c.name, redactURL(c.url), resp.Status, provErrorText(b)),
 		}
 	}
 	return &provBody{rc: resp.Body, ctx: ctx, timer: timer, idle: c.idleWait, cancel: cancel}, nil

@@ -179,7 +179,7 @@ func modelBaseURL(spec modelSpec, env clientEnv) (string, error) {
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("model %s: base_url %q is not an http(s) URL", modelName(spec), base)
+		return "", fmt.Errorf("model %s: base_url %q is not an http(s) URL", modelName(spec), redactURL(base))
 	}
 	return strings.TrimRight(base, "/"), nil
 }
@@ -269,7 +269,7 @@ func modelHTTPError(resp *http.Response) *modelError {
 	msg := modelErrorMessage(b)
 	method, u := "POST", ""
 	if resp.Request != nil {
-		method, u = resp.Request.Method, resp.Request.URL.String()
+		method, u = resp.Request.Method, resp.Request.URL.Redacted()
 	}
 	text := fmt.Sprintf("%s %q: %s", method, u, resp.Status)
 	if msg != "" {

@@ -104,3 +104,39 @@ func TestRedirectDropsConfiguredHeaders(t *testing.T) {
 		})
 	}
 }
+
+// A base_url with a password must not show it in the error event of a failed request
+// (issue 22, finding 9).
+func TestProviderErrorRedactsBaseURLPassword(t *testing.T) {
+	const password = "PASSWORD-9f2c"
+	for _, c := range []struct{ name, provider, opts string }{
+		{"openai", "openai", ""},
+		{"responses", "openai", "    provider_opts:\n      api_type: openai_responses\n"},
+		{"anthropic", "anthropic", ""},
+		{"gemini", "google", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, `{"error":{"message":"bad key"}}`, http.StatusUnauthorized)
+			}))
+			t.Cleanup(p.Close)
+			base := strings.Replace(p.URL, "://", "://user:"+password+"@", 1)
+			yaml := fmt.Sprintf("models:\n  m:\n    provider: %s\n    model: x\n    base_url: %s\n%sagents:\n  root:\n    model: m\n", c.provider, base, c.opts)
+			e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+			for _, k := range []string{"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY"} {
+				e.setenv(k, "k")
+			}
+			s := e.run("/api/sessions/"+e.newSession(nil)+"/agent/a", []map[string]any{{"role": "user", "content": "hi"}})
+			ev := s.until("error")
+			s.all()
+			if !strings.Contains(fmt.Sprint(ev), "401") {
+				t.Errorf("error event does not report the failure: %v", ev)
+			}
+			for _, raw := range s.raw {
+				if strings.Contains(raw, password) {
+					t.Errorf("event shows the base_url password: %s", raw)
+				}
+			}
+		})
+	}
+}
