@@ -140,3 +140,60 @@ func TestProviderErrorRedactsBaseURLPassword(t *testing.T) {
 		})
 	}
 }
+
+// GET /api/agents/{id} shows no literal credential wherever the config holds one;
+// only values that are exactly one environment reference stay (issue 22, finding 6).
+func TestAgentConfigRedactsEverySecret(t *testing.T) {
+	secrets := []string{"xaccess-literal", "s3cr3t$tail", "dbpass-literal", "pat-literal", "ghp_abcdefghijklmnop1234",
+		"Xy7Zk2Lm9Qp4Rs8Tv1Wn3Bc5", "pw-in-userinfo", "tok-as-user", "sk-abcdefghijklmnop5678", "AIzaSyA1b2C3d4E5f6G7h8"}
+	yaml := `models:
+  m:
+    provider: openai
+    model: gpt-4o
+    base_url: https://user:pw-in-userinfo@proxy.example/v1
+    token_key: MY_KEY
+    provider_opts:
+      api_key: sk-abcdefghijklmnop5678
+agents:
+  root:
+    model: m
+    instruction: Call the API with AIzaSyA1b2C3d4E5f6G7h8 when asked.
+    toolsets:
+      - type: mcp
+        remote:
+          url: https://hooks.example.com/services/T0001/Xy7Zk2Lm9Qp4Rs8Tv1Wn3Bc5/mcp
+          transport_type: streamable
+          headers:
+            X-Access: xaccess-literal
+            Authorization: Bearer s3cr3t$tail
+            X-Ref: ${env.REF_TOKEN}
+      - type: mcp
+        command: server
+        args: ["--token", "ghp_abcdefghijklmnop1234", "${env.ARG_TOKEN}"]
+        env:
+          DB_PASS: dbpass-literal
+          GITHUB_PAT: pat-literal
+          FROM_ENV: $HOST_PAT
+      - type: api
+        api_config:
+          name: probe
+          endpoint: https://tok-as-user@api.example.com/v2/items
+`
+	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+	code, b := e.do("GET", "/api/agents/a", nil)
+	if code != 200 {
+		t.Fatalf("GET /api/agents/a = %d %s", code, b)
+	}
+	body := string(b)
+	for _, s := range secrets {
+		if strings.Contains(body, s) {
+			t.Errorf("%q shown: %s", s, body)
+		}
+	}
+	for _, kept := range []string{`"X-Ref":"${env.REF_TOKEN}"`, `"${env.ARG_TOKEN}"`, `"FROM_ENV":"$HOST_PAT"`, `"token_key":"MY_KEY"`,
+		"https://user:REDACTED@proxy.example/v1", "https://hooks.example.com/services/T0001/REDACTED/mcp", "api.example.com/v2/items"} {
+		if !strings.Contains(body, kept) {
+			t.Errorf("%s missing: %s", kept, body)
+		}
+	}
+}
