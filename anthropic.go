@@ -46,7 +46,7 @@ func newAnthropicClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	h.Set("Anthropic-Version", anthropicVersion)
 	if env.Gateway != "" {
 		c.conn.url = strings.TrimRight(env.Gateway, "/") + "/v1/messages"
-		provGatewayHeaders(h, getenv, base, spec)
+		provGatewayHeaders(h, env, base, spec)
 		h.Set("X-Api-Key", getenv("DOCKER_TOKEN"))
 		return c, nil
 	}
@@ -741,8 +741,13 @@ func provErrorText(b []byte) string {
 }
 
 // provGatewayHeaders adds what a models gateway needs to route and authenticate a request
-// (PROVIDERS.md §2): the real base URL, the model, and DOCKER_TOKEN as a bearer token.
-func provGatewayHeaders(h http.Header, getenv func(string) string, base string, spec modelSpec) {
+// (PROVIDERS.md §2): the real base URL, the model, and DOCKER_TOKEN as a bearer token;
+// for our cassette gateway also its secret.
+func provGatewayHeaders(h http.Header, env clientEnv, base string, spec modelSpec) {
+	getenv := modelGetenv(env)
+	if env.GatewayToken != "" {
+		h.Set(gatewayTokenHeader, env.GatewayToken)
+	}
 	h.Set("X-Cagent-Forward", strings.TrimRight(base, "/"))
 	h.Set("X-Cagent-Provider", spec.Provider)
 	h.Set("X-Cagent-Model", spec.Model)

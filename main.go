@@ -347,19 +347,6 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	}
 
 	cenv := clientEnv{HTTP: newOutboundClient(), Getenv: getenv}
-	if o.fake != "" || o.record != "" {
-		mode, path := "replay", o.fake
-		if o.record != "" {
-			mode, path = "record", o.record
-		}
-		cs, err := startCassette(absPath(root, path), mode, getenv, log)
-		if err != nil {
-			return err
-		}
-		defer cs.Close()
-		cenv.Gateway = cs.URL()
-	}
-
 	st, err := openStore(ctx, absPath(root, expandHome(o.sessionDB)))
 	if err != nil {
 		return fmt.Errorf("session database: %w", err)
@@ -373,6 +360,19 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		return err
 	}
 	defer srcs.close()
+
+	if o.fake != "" || o.record != "" {
+		mode, path := "replay", o.fake
+		if o.record != "" {
+			mode, path = "record", o.record
+		}
+		cs, err := startCassetteWith(cassetteOptions{Path: absPath(root, path), Mode: mode, Getenv: getenv, Logger: log, Allow: srcs.hasBaseURL})
+		if err != nil {
+			return err
+		}
+		defer cs.Close()
+		cenv.Gateway, cenv.GatewayToken = cs.URL(), cs.Token()
+	}
 
 	s := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,

@@ -234,6 +234,9 @@ func modelNewRequest(ctx context.Context, env clientEnv, base, gatewayPrefix, pa
 	req.Header.Set("Accept-Encoding", "identity")
 	if env.Gateway != "" {
 		req.Header.Set("X-Cagent-Forward", base)
+		if env.GatewayToken != "" {
+			req.Header.Set(gatewayTokenHeader, env.GatewayToken)
+		}
 	}
 	return req, nil
 }

@@ -31,9 +31,13 @@ func withRedirectPolicy(c *http.Client) *http.Client {
 
 // redactURL is s with the password of its userinfo replaced (url.URL.Redacted), for
 // every message, event and log line that names a configured URL: a base_url may carry
-// credentials. A string that does not parse loses everything between "://" and "@".
+// credentials. A URL without a password is returned as is; a string that does not
+// parse loses everything between "://" and "@".
 func redactURL(s string) string {
 	if u, err := url.Parse(s); err == nil {
+		if _, has := u.User.Password(); !has {
+			return s
+		}
 		return u.Redacted()
 	}
 	return urlUserinfo.ReplaceAllString(s, "://xxxxx@")

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -195,5 +199,104 @@ agents:
 		if !strings.Contains(body, kept) {
 			t.Errorf("%s missing: %s", kept, body)
 		}
+	}
+}
+
+// The --record gateway adds real provider keys, so it must not be an open relay on
+// loopback: it needs its per-process secret, its own Host, and a provider base URL as
+// the forward target (issue 22, finding 10).
+func TestRecordGatewayIsNoOpenRelay(t *testing.T) {
+	const key = "sk-real-provider-key"
+	up, upRedirector := newHeaderRecorder(t) // stands for api.openai.com
+	evil, _ := newHeaderRecorder(t)          // a host no config names
+	custom, _ := newHeaderRecorder(t)        // a configured custom base_url
+	upRedirector.Close()
+	rec := startCassetteForTest(t, cassetteOptions{Path: filepath.Join(t.TempDir(), "rec.yaml"), Mode: "record",
+		Getenv:   func(k string) string { return map[string]string{"OPENAI_API_KEY": key}[k] },
+		Upstream: map[string]string{"https://api.openai.com": up.URL},
+		Allow:    func(base string) bool { return base == custom.URL+"/v1" }})
+	send := func(forward, token, host string) int {
+		req, _ := http.NewRequest("POST", rec.URL()+"/v1/chat/completions", strings.NewReader(`{}`))
+		req.Header.Set("X-Cagent-Forward", forward)
+		if token != "" {
+			req.Header.Set(gatewayTokenHeader, token)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		name, forward, token, host string
+		want                       int
+	}{
+		{"no secret", "https://api.openai.com/v1", "", "", http.StatusUnauthorized},
+		{"wrong secret", "https://api.openai.com/v1", "guess", "", http.StatusUnauthorized},
+		{"foreign Host", "https://api.openai.com/v1", rec.Token(), "rebound.example:80", http.StatusForbidden},
+		{"unknown target", evil.URL, rec.Token(), "", http.StatusForbidden},
+		{"unknown target with a provider path", evil.URL + "/v1", rec.Token(), "", http.StatusForbidden},
+	} {
+		if got := send(c.forward, c.token, c.host); got != c.want {
+			t.Errorf("%s: status %d; want %d", c.name, got, c.want)
+		}
+	}
+	if _, n := up.leaked(key); n != 0 {
+		t.Errorf("refused requests reached the provider %d times", n)
+	}
+	if _, n := evil.leaked(key); n != 0 {
+		t.Errorf("the gateway forwarded %d requests to an unconfigured host", n)
+	}
+	// Our own clients still get through, to built-in and configured base URLs.
+	if got := send("https://api.openai.com/v1", rec.Token(), ""); got != http.StatusBadRequest { // the recorder's answer
+		t.Errorf("provider request: status %d; want the provider's 400", got)
+	}
+	if leaks, n := up.leaked(key); n != 1 || len(leaks) != 1 {
+		t.Errorf("provider saw %d requests, key injected %d times; want 1 and 1", n, len(leaks))
+	}
+	if got := send(custom.URL+"/v1", rec.Token(), ""); got != http.StatusBadRequest {
+		t.Errorf("configured base URL: status %d; want the server's 400", got)
+	}
+	if leaks, n := custom.leaked(key); n != 1 || len(leaks) != 0 {
+		t.Errorf("custom base URL saw %d requests, key %d times; want 1 and none", n, len(leaks))
+	}
+}
+
+// serve --record passes the secret to its own model clients and allows the base_url
+// the agent config names.
+func TestRecordServesConfiguredBaseURL(t *testing.T) {
+	t.Setenv("OPENAI_API_KEY", "k") // the config check wants it even when the gateway holds the keys
+	f := newFakeOpenAI(t, fakeTurn{Text: []string{"recorded answer"}})
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(fakeAgentYAML(f.URL, "")), 0o644)
+	cassette := filepath.Join(dir, "rec.yaml")
+	addr, stop := startServe(t, filepath.Join(dir, "a.yaml"), "--record", cassette, "-l", "127.0.0.1:0",
+		"--working-dir", dir, "-s", filepath.Join(dir, "s.db"))
+	resp, err := http.Post("http://"+addr+"/api/sessions", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sess struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&sess)
+	resp.Body.Close()
+	resp, err = http.Post("http://"+addr+"/api/sessions/"+sess.ID+"/agent/a", "application/json", strings.NewReader(`[{"role":"user","content":"hi"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "recorded answer") {
+		t.Fatalf("run through the record gateway: %s", b)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	data, err := os.ReadFile(cassette)
+	if err != nil || !strings.Contains(string(data), "url: "+f.URL+"/v1/chat/completions") {
+		t.Errorf("cassette does not hold the request: %v\n%s", err, data)
 	}
 }
