@@ -54,7 +54,7 @@ type cassetteOptions struct {
 	HTTP     *http.Client
 	Upstream map[string]string
 	// Allow reports whether a forward base URL other than a built-in provider's (or
-	// its OPENAI_BASE_URL / ANTHROPIC_BASE_URL override) is configured; nil: none is.
+	// one of cassetteBaseEnvs) is configured; nil: none is.
 	Allow func(base string) bool
 }
 
@@ -156,6 +156,10 @@ func (cs *cassetteServer) guard(h http.HandlerFunc) http.Handler {
 	})
 }
 
+// cassetteBaseEnvs are the variables the clients read to replace a provider's default
+// base URL.
+var cassetteBaseEnvs = []string{"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL"}
+
 // allowed reports whether the gateway may forward to base: a built-in provider's base
 // URL, its environment override, or one opts.Allow knows from the agent configs.
 func (cs *cassetteServer) allowed(base string) bool {
@@ -164,10 +168,10 @@ func (cs *cassetteServer) allowed(base string) bool {
 		if p.BaseURL != "" && strings.TrimRight(p.BaseURL, "/") == base {
 			return true
 		}
-		if p.BaseEnv != "" {
-			if v := cs.opts.Getenv(p.BaseEnv); v != "" && strings.TrimRight(v, "/") == base {
-				return true
-			}
+	}
+	for _, e := range cassetteBaseEnvs {
+		if v := cs.opts.Getenv(e); v != "" && strings.TrimRight(v, "/") == base {
+			return true
 		}
 	}
 	return cs.opts.Allow != nil && cs.opts.Allow(base)

@@ -1782,7 +1782,8 @@ func cfgValidate(f *agentFile) error {
 			fail("provider '%s': base_url is required", name)
 		default:
 			if _, err := url.Parse(p.BaseURL); err != nil {
-				fail("provider '%s': invalid base_url '%s': %v", name, p.BaseURL, err)
+				// err itself quotes the URL, password included; its cause does not.
+				fail("provider '%s': invalid base_url '%s': %v", name, redactURL(p.BaseURL), errors.Unwrap(err))
 			}
 		}
 	}

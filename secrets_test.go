@@ -300,3 +300,12 @@ func TestRecordServesConfiguredBaseURL(t *testing.T) {
 		t.Errorf("cassette does not hold the request: %v\n%s", err, data)
 	}
 }
+
+// A base_url that does not parse is reported without its password.
+func TestInvalidBaseURLErrorRedactsPassword(t *testing.T) {
+	e := newTestEnv(t, map[string]string{"a.yaml": "providers:\n  p:\n    base_url: http://u:pw-in-bad-url@host/%zz\nagents:\n  root:\n    model: p/x\n"})
+	code, b := e.do("GET", "/api/agents", nil)
+	if code != 200 || !strings.Contains(string(b), "invalid base_url") || strings.Contains(string(b), "pw-in-bad-url") {
+		t.Errorf("GET /api/agents = %d %s; want the load error without the password", code, b)
+	}
+}
