@@ -14,15 +14,15 @@ import (
 )
 
 // headerRecorder is an HTTP server that records the headers of every request and
-// answers 400; redirector 307-redirects every request to it, keeping path and query.
+// answers 400.
 type headerRecorder struct {
 	*httptest.Server
 	mu      sync.Mutex
 	headers []http.Header
 }
 
-func newHeaderRecorder(t *testing.T) (rec *headerRecorder, redirector *httptest.Server) {
-	rec = &headerRecorder{}
+func newHeaderRecorder(t *testing.T) *headerRecorder {
+	rec := &headerRecorder{}
 	rec.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec.mu.Lock()
 		rec.headers = append(rec.headers, r.Header.Clone())
@@ -30,11 +30,16 @@ func newHeaderRecorder(t *testing.T) (rec *headerRecorder, redirector *httptest.
 		http.Error(w, `{"error":{"message":"recorded"}}`, http.StatusBadRequest)
 	}))
 	t.Cleanup(rec.Close)
-	redirector = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, rec.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	return rec
+}
+
+// newRedirector 307-redirects every request to target, keeping path and query.
+func newRedirector(t *testing.T, target string) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 	}))
-	t.Cleanup(redirector.Close)
-	return rec, redirector
+	t.Cleanup(s.Close)
+	return s
 }
 
 // leaked reports the recorded headers that carry secret, and how many requests arrived.
@@ -86,7 +91,8 @@ func TestRedirectDropsConfiguredHeaders(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rec, redirector := newHeaderRecorder(t)
+			rec := newHeaderRecorder(t)
+			redirector := newRedirector(t, rec.URL)
 			yaml := c.yaml(redirector.URL)
 			if c.fake {
 				f := newFakeOpenAI(t, fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_1", Name: "probe", Args: "{}"}}}, fakeTurn{Text: []string{"done"}})
@@ -207,10 +213,9 @@ agents:
 // the forward target (issue 22, finding 10).
 func TestRecordGatewayIsNoOpenRelay(t *testing.T) {
 	const key = "sk-real-provider-key"
-	up, upRedirector := newHeaderRecorder(t) // stands for api.openai.com
-	evil, _ := newHeaderRecorder(t)          // a host no config names
-	custom, _ := newHeaderRecorder(t)        // a configured custom base_url
-	upRedirector.Close()
+	up := newHeaderRecorder(t)     // stands for api.openai.com
+	evil := newHeaderRecorder(t)   // a host no config names
+	custom := newHeaderRecorder(t) // a configured custom base_url
 	rec := startCassetteForTest(t, cassetteOptions{Path: filepath.Join(t.TempDir(), "rec.yaml"), Mode: "record",
 		Getenv:   func(k string) string { return map[string]string{"OPENAI_API_KEY": key}[k] },
 		Upstream: map[string]string{"https://api.openai.com": up.URL},
