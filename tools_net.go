@@ -28,9 +28,9 @@ const toolsUserAgent = "agentd"
 // toolsHTTPClient is the client of a call: the session's, else a default one.
 func toolsHTTPClient(env *toolEnv) *http.Client {
 	if env != nil && env.HTTP != nil {
-		return env.HTTP
+		return withRedirectPolicy(env.HTTP)
 	}
-	return http.DefaultClient
+	return withRedirectPolicy(http.DefaultClient)
 }
 
 // toolsCheckURL accepts only absolute http and https URLs.
