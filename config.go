@@ -1365,6 +1365,9 @@ func (d *cfgDecoder) hooks(n *yamlNode, a *agentConfig) error {
 			if m.Matcher != "" && m.Matcher != "*" {
 				// The reference skips a bad matcher with a log line, so its hooks never
 				// run; a guard that silently does nothing is worse than a load error.
+				if _, err := regexp.Compile(m.Matcher); err != nil { // the anchors stay out of the message
+					return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
+				}
 				if m.re, err = regexp.Compile("^(?:" + m.Matcher + ")$"); err != nil {
 					return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
 				}

@@ -474,7 +474,6 @@ type convo struct {
 // loop, the final stream_stopped; then it waits briefly for the title.
 func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []runMessage, items []sessionItem) {
 	c := newConvo(rn.root, items)
-	rn.sessionStart(ctx, c, ag)
 	rn.prefix(ctx, c, ag)
 	var contents []string
 	for _, m := range msgs {
@@ -527,9 +526,11 @@ func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	return c
 }
 
-// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info.
+// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info,
+// and runs the session_start hooks where the reference does, before team_info.
 func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.sink.send(rn.agentInfo(ag))
+	rn.sessionStart(ctx, c, ag)
 	type agentDetails struct {
 		Name        string `json:"name"`
 		Description string `json:"description"`
@@ -1230,7 +1231,6 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 
 	rn.sink.send(newEvent("agent_switching", "switching", true, "from_agent", ag.Name, "to_agent", sub.Name).ctx(sub.Name, time.Now()))
 	rn.sink.send(rn.agentInfo(sub))
-	rn.sessionStart(ctx, child, sub)
 	rn.prefix(ctx, child, sub)
 	rn.sink.send(newEvent("stream_started", "session_id", rec.ID).ctx(sub.Name, time.Now()))
 	last := rn.loop(ctx, child, sub)
