@@ -778,11 +778,13 @@ func ragStart(srcs []*ragSource, env clientEnv, agent string, send func(*event))
 
 // ragDB opens a rag database: WAL so that several processes may read, a busy timeout
 // for concurrent writers, and one connection so this process never contends with itself.
+// synchronous=NORMAL skips the fsync per commit: the index is derived data, and a
+// commit lost to a power cut only means that file is indexed again.
 func ragDB(path string) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}

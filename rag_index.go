@@ -31,6 +31,8 @@ import (
 const (
 	ragBM25Candidates = 1000     // FTS5 matches re-scored with the configured k1 and b
 	ragMaxEmbedBody   = 64 << 20 // an /embeddings answer larger than this is refused
+	ragBatchDocs      = 64       // documents per write transaction
+	ragBatchWait      = 200 * time.Millisecond
 )
 
 // ragFile is a document found by a pass.
@@ -156,40 +158,107 @@ func (s *ragSource) indexStrategy(ctx context.Context, env clientEnv, st *ragStr
 		return err
 	}
 	emit(ragEvent("rag_indexing_started", s.name, st.kind))
-	var mu sync.Mutex
-	done, next := 0, 0
-	workers := 1
-	if st.embed != nil {
-		workers = max(1, st.embed.conc) // embedding calls overlap; bm25 is CPU and SQLite bound
-	}
-	var wg sync.WaitGroup
-	for range min(workers, len(todo)) {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				if next == len(todo) || ctx.Err() != nil {
-					mu.Unlock()
-					return
-				}
-				f := todo[next]
-				next++
-				mu.Unlock()
-				if err := s.indexFile(ctx, env, st, idx, root, f); err != nil && ctx.Err() == nil {
-					s.log.Warn("rag document not indexed", "rag", s.name, "strategy", st.kind, "path", f.rel, "err", err)
-				}
-				mu.Lock()
-				done++
-				emit(ragEvent("rag_indexing_progress", s.name, st.kind, "current", done, "total", len(todo)))
-				mu.Unlock()
+	docs := s.prepareAll(ctx, env, st, root, todo)
+	done, failed := 0, 0
+	var firstErr error
+	var batch []ragDoc
+	flush := func() {
+		var ok []ragDoc
+		for _, d := range batch {
+			if d.err != nil {
+				s.log.Warn("rag document not indexed", "rag", s.name, "strategy", st.kind, "path", d.path, "err", d.err)
+				failed++
+				firstErr = cmpOr(firstErr, d.err)
+			} else {
+				_, d.replace = stored[d.path]
+				ok = append(ok, d)
 			}
-		})
+		}
+		if err := idx.store(ctx, ok, st.embed == nil); err != nil && ctx.Err() == nil {
+			s.log.Warn("rag documents not stored", "rag", s.name, "strategy", st.kind, "count", len(ok), "err", err)
+			failed += len(ok)
+			firstErr = cmpOr(firstErr, err)
+		}
+		for range batch {
+			done++
+			emit(ragEvent("rag_indexing_progress", s.name, st.kind, "current", done, "total", len(todo)))
+		}
+		batch = batch[:0]
 	}
-	wg.Wait()
+	// Documents are committed in batches: one transaction per file spends its time
+	// writing WAL frames. A batch closes at ragBatchDocs documents or ragBatchWait after
+	// its first, so slow embedding calls still show progress.
+	var timer <-chan time.Time
+	for open := true; open; {
+		select {
+		case d, more := <-docs:
+			if open = more; more {
+				batch = append(batch, d)
+				if len(batch) == 1 {
+					timer = time.After(ragBatchWait)
+				}
+				if len(batch) < ragBatchDocs {
+					continue
+				}
+			}
+		case <-timer:
+		}
+		flush()
+		timer = nil
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	emit(ragEvent("rag_indexing_completed", s.name, st.kind))
+	if failed > 0 {
+		// Not remembered, so the next pass retries them.
+		return fmt.Errorf("%s: %d of %d documents not indexed: %w", st.kind, failed, len(todo), firstErr)
+	}
 	return nil
+}
+
+// ragDoc is a document read, chunked (and embedded), ready to store.
+type ragDoc struct {
+	path    string // absolute
+	state   ragFileState
+	chunks  []string
+	vecs    [][]float32
+	err     error
+	replace bool // the index holds an older version
+}
+
+// prepareAll prepares the files on a few goroutines (several embedding calls at once;
+// one for bm25, which is bound by the writer) and sends them on the returned channel,
+// closed when all are done or ctx ends.
+func (s *ragSource) prepareAll(ctx context.Context, env clientEnv, st *ragStrategy, root *os.Root, files []ragFile) <-chan ragDoc {
+	out := make(chan ragDoc, ragBatchDocs)
+	workers := 1
+	if st.embed != nil {
+		workers = max(1, st.embed.conc)
+	}
+	var mu sync.Mutex
+	next := 0
+	var wg sync.WaitGroup
+	for range min(workers, len(files)) {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				if next == len(files) || ctx.Err() != nil {
+					mu.Unlock()
+					return
+				}
+				f := files[next]
+				next++
+				mu.Unlock()
+				out <- s.prepare(ctx, env, st, root, f)
+			}
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	return out
 }
 
 // changed returns the files whose content differs from the index. Files whose size or
@@ -231,22 +300,20 @@ func ragState(f ragFile, data []byte) ragFileState {
 	return st
 }
 
-// indexFile (re-)indexes one document.
-func (s *ragSource) indexFile(ctx context.Context, env clientEnv, st *ragStrategy, idx *ragIndex, root *os.Root, f ragFile) error {
-	abs := filepath.Join(s.root, filepath.FromSlash(f.rel))
+// prepare reads, chunks and (for embedding strategies) embeds one document.
+func (s *ragSource) prepare(ctx context.Context, env clientEnv, st *ragStrategy, root *os.Root, f ragFile) ragDoc {
+	d := ragDoc{path: filepath.Join(s.root, filepath.FromSlash(f.rel))}
 	data, err := ragReadFile(root, f.rel)
 	if err != nil {
-		return err
+		d.err = err
+		return d
 	}
-	state := ragState(f, data)
-	chunks := ragChunks(string(data), st.chunk)
-	var vecs [][]float32
-	if st.embed != nil && len(chunks) > 0 {
-		if vecs, err = st.embed.embed(ctx, env, chunks); err != nil {
-			return err
-		}
+	d.state = ragState(f, data)
+	d.chunks = ragChunks(string(data), st.chunk)
+	if st.embed != nil && len(d.chunks) > 0 {
+		d.vecs, d.err = st.embed.embed(ctx, env, d.chunks)
 	}
-	return idx.store(ctx, abs, state, chunks, vecs, st.embed == nil)
+	return d
 }
 
 // ragChunks cuts text into chunks of at most c.size characters, each starting
@@ -420,34 +487,48 @@ func (x *ragIndex) touch(ctx context.Context, path string, st ragFileState) erro
 	return err
 }
 
-// store replaces a document's chunks (and vectors, or FTS terms) in one transaction,
-// so a search sees the old version or the new one, never a mix.
-func (x *ragIndex) store(ctx context.Context, path string, st ragFileState, chunks []string, vecs [][]float32, fts bool) error {
+// store replaces the documents' chunks (and vectors, or FTS terms) in one
+// transaction, so a search sees each document's old version or its new one, never a mix.
+func (x *ragIndex) store(ctx context.Context, docs []ragDoc, fts bool) error {
+	if len(docs) == 0 {
+		return nil
+	}
 	return x.tx(ctx, func(tx *sql.Tx) error {
-		if err := x.dropChunks(tx, path); err != nil {
-			return err
-		}
-		for i, c := range chunks {
-			toks := ragTokens(c)
-			var vec []byte
-			if vecs != nil {
-				vec = ragEncodeVec(vecs[i])
-			}
-			res, err := tx.Exec(`INSERT INTO `+x.t+`_chunks (path, chunk_index, content, ntokens, vec) VALUES (?, ?, ?, ?, ?)`, path, i, c, len(toks), vec)
-			if err != nil {
+		for _, d := range docs {
+			if err := x.storeDoc(tx, d, fts); err != nil {
 				return err
 			}
-			if fts {
-				id, _ := res.LastInsertId()
-				if _, err := tx.Exec(`INSERT INTO `+x.t+`_fts (rowid, terms) VALUES (?, ?)`, id, strings.Join(toks, " ")); err != nil {
-					return err
-				}
+		}
+		return nil
+	})
+}
+
+func (x *ragIndex) storeDoc(tx *sql.Tx, d ragDoc, fts bool) error {
+	if d.replace {
+		if err := x.dropChunks(tx, d.path); err != nil {
+			return err
+		}
+	}
+	for i, c := range d.chunks {
+		toks := ragTokens(c)
+		var vec []byte
+		if d.vecs != nil {
+			vec = ragEncodeVec(d.vecs[i])
+		}
+		res, err := tx.Exec(`INSERT INTO `+x.t+`_chunks (path, chunk_index, content, ntokens, vec) VALUES (?, ?, ?, ?, ?)`, d.path, i, c, len(toks), vec)
+		if err != nil {
+			return err
+		}
+		if fts {
+			id, _ := res.LastInsertId()
+			if _, err := tx.Exec(`INSERT INTO `+x.t+`_fts (rowid, terms) VALUES (?, ?)`, id, strings.Join(toks, " ")); err != nil {
+				return err
 			}
 		}
-		_, err := tx.Exec(`INSERT INTO `+x.t+`_files (path, size, mtime, hash) VALUES (?, ?, ?, ?)
-			ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, hash = excluded.hash`, path, st.size, st.mtime, st.hash)
-		return err
-	})
+	}
+	_, err := tx.Exec(`INSERT INTO `+x.t+`_files (path, size, mtime, hash) VALUES (?, ?, ?, ?)
+		ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, hash = excluded.hash`, d.path, d.state.size, d.state.mtime, d.state.hash)
+	return err
 }
 
 // --- queries ---

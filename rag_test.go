@@ -380,6 +380,7 @@ func warningsOf(evs []map[string]any) []string {
 type fakeEmbeddings struct {
 	*httptest.Server
 	gate     chan struct{}
+	fail     atomic.Bool // answer 500 Overloaded
 	requests atomic.Int32
 	inputs   atomic.Int32
 }
@@ -404,6 +405,10 @@ func newFakeEmbeddings(t *testing.T, gate chan struct{}) *fakeEmbeddings {
 		if r.Method != "POST" || r.URL.Path != "/v1/embeddings" || err != nil || req.Model != "text-embedding-3-small" ||
 			len(req.Input) == 0 || r.Header.Get("Authorization") != "Bearer test-key" {
 			http.Error(w, `{"error":{"message":"bad request"}}`, 400)
+			return
+		}
+		if f.fail.Load() {
+			http.Error(w, `{"error":{"message":"overloaded"}}`, 500)
 			return
 		}
 		if f.gate != nil {
@@ -512,6 +517,36 @@ func TestRAGChunkedEmbeddingsOverHTTP(t *testing.T) {
 	}
 }
 
+// TestRAGEmbeddingsFailure: documents that could not be embedded are reported once,
+// as the reference's RAG error event, and retried by the next run.
+func TestRAGEmbeddingsFailure(t *testing.T) {
+	m := newRAGModel(t, "kb", "feline")
+	emb := newFakeEmbeddings(t, nil)
+	emb.fail.Store(true)
+	e := ragEmbedEnv(t, m, emb, ragEmbedStrategy, "")
+	evs := ragRun(e)
+	var errs []string
+	for _, ev := range evs {
+		if ev["type"] == "error" {
+			errs = append(errs, ev["error"].(string))
+		}
+	}
+	if len(errs) != 1 || !strings.HasPrefix(errs[0], "RAG kb error: chunked-embeddings: 3 of 3 documents not indexed: embeddings: POST") || !strings.Contains(errs[0], "overloaded") {
+		t.Fatalf("error events = %q", errs)
+	}
+	if res := toolResponses(evs); len(res) != 1 || !strings.HasPrefix(res[0], "RAG query failed: embeddings:") {
+		t.Fatalf("tool result = %q", res)
+	}
+	emb.fail.Store(false)
+	evs = ragRun(e)
+	if rag := ragEvents(evs); len(rag) != 5 || rag[1]["total"] != float64(3) {
+		t.Fatalf("retry events = %v", rag)
+	}
+	if got := ragPaths(ragHits(t, evs)); !slices.Equal(got, []string{"pets.md"}) {
+		t.Fatalf("hits after the retry = %v", got)
+	}
+}
+
 func TestRAGHybridRRFOverHTTP(t *testing.T) {
 	m := newRAGModel(t, "kb", "feline rocket")
 	emb := newFakeEmbeddings(t, nil)
@@ -589,8 +624,10 @@ func TestRAGConcurrentFirstQueries(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // let the tool calls reach the wait
 	close(gate)
 	wg.Wait()
+	// jam.md is first for both strategies: 1/61 each. A query that had not waited would
+	// see no vectors yet and give 1/61 alone.
 	for i, hits := range results {
-		if len(hits) == 0 || filepath.Base(hits[0].SourcePath) != "jam.md" {
+		if len(hits) == 0 || filepath.Base(hits[0].SourcePath) != "jam.md" || math.Abs(hits[0].Similarity-2.0/61) > 1e-9 {
 			t.Fatalf("run %d: hits = %+v", i, hits)
 		}
 	}
