@@ -158,7 +158,23 @@ func (s *ragSource) indexStrategy(ctx context.Context, env clientEnv, st *ragStr
 		return err
 	}
 	emit(ragEvent("rag_indexing_started", s.name, st.kind))
-	docs := s.prepareAll(ctx, env, st, root, todo)
+	failed, err := s.write(ctx, st, idx, s.prepareAll(ctx, env, st, root, todo), stored, len(todo), emit)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	emit(ragEvent("rag_indexing_completed", s.name, st.kind))
+	if failed > 0 {
+		// Not remembered, so the next pass retries them.
+		return fmt.Errorf("%s: %d of %d documents not indexed: %w", st.kind, failed, len(todo), err)
+	}
+	return nil
+}
+
+// write stores the prepared documents, reporting progress, and returns how many
+// failed with the first error. Documents are committed in batches: one transaction per
+// file spends its time writing WAL frames. A batch closes at ragBatchDocs documents or
+// ragBatchWait after its first, so slow embedding calls still show progress.
+func (s *ragSource) write(ctx context.Context, st *ragStrategy, idx *ragIndex, docs <-chan ragDoc, stored map[string]ragFileState, total int, emit func(*event)) (int, error) {
 	done, failed := 0, 0
 	var firstErr error
 	var batch []ragDoc
@@ -181,13 +197,10 @@ func (s *ragSource) indexStrategy(ctx context.Context, env clientEnv, st *ragStr
 		}
 		for range batch {
 			done++
-			emit(ragEvent("rag_indexing_progress", s.name, st.kind, "current", done, "total", len(todo)))
+			emit(ragEvent("rag_indexing_progress", s.name, st.kind, "current", done, "total", total))
 		}
 		batch = batch[:0]
 	}
-	// Documents are committed in batches: one transaction per file spends its time
-	// writing WAL frames. A batch closes at ragBatchDocs documents or ragBatchWait after
-	// its first, so slow embedding calls still show progress.
 	var timer <-chan time.Time
 	for open := true; open; {
 		select {
@@ -206,15 +219,7 @@ func (s *ragSource) indexStrategy(ctx context.Context, env clientEnv, st *ragStr
 		flush()
 		timer = nil
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	emit(ragEvent("rag_indexing_completed", s.name, st.kind))
-	if failed > 0 {
-		// Not remembered, so the next pass retries them.
-		return fmt.Errorf("%s: %d of %d documents not indexed: %w", st.kind, failed, len(todo), firstErr)
-	}
-	return nil
+	return failed, firstErr
 }
 
 // ragDoc is a document read, chunked (and embedded), ready to store.
