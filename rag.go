@@ -189,6 +189,7 @@ type ragStrategy struct {
 	kind      string   // bm25, chunked-embeddings or semantic-embeddings (embedded like chunked)
 	docs      []string // slash paths relative to root
 	dbPath    string
+	dbErr     error  // why dbPath cannot be used
 	table     string // table-name prefix inside the database
 	limit     int
 	threshold float64
@@ -349,12 +350,12 @@ func (s *ragSource) newStrategy(i int, raw json.RawMessage, f *agentFile, opts t
 	if c.Chunking.CodeAware {
 		s.warn("strategy %s: code_aware chunking (tree-sitter) is not supported; files are chunked as plain text", c.Type)
 	}
-	table := ragIdent(s.name + "_" + c.Type + "_" + fmt.Sprint(i))
-	dbPath, err := s.dbPath(c.Database, base, opts)
-	if err != nil {
-		return nil, err
+	st.table = ragIdent(s.name + "_" + c.Type + "_" + fmt.Sprint(i))
+	// A database we refuse to open leaves the tool in place (so tool counts match the
+	// reference's) and fails its searches with the reason.
+	if st.dbPath, st.dbErr = s.dbPath(c.Database, base, opts); st.dbErr != nil {
+		s.warn("strategy %s: %v", c.Type, st.dbErr)
 	}
-	st.dbPath, st.table = dbPath, table
 	return st, nil
 }
 
@@ -561,6 +562,9 @@ func (s *ragSource) open(st *ragStrategy) (*ragIndex, error) {
 	if s.closed {
 		return nil, errors.New("rag source is closed")
 	}
+	if st.dbErr != nil {
+		return nil, st.dbErr
+	}
 	idx, err := openRAGIndex(st.dbPath, st.table, st.fingerprint(), st.embed == nil)
 	if err != nil {
 		return nil, err
@@ -637,7 +641,7 @@ func (s *ragSource) search(ctx context.Context, query string) ([]ragHit, error) 
 		wg.Go(func() {
 			idx := s.index(st)
 			if idx == nil {
-				errs[i] = fmt.Errorf("strategy %s: index unavailable", st.kind)
+				errs[i] = fmt.Errorf("strategy %s: index unavailable: %v", st.kind, cmpOr(st.dbErr, errors.New("see the server log")))
 				return
 			}
 			lists[i], errs[i] = st.query(ctx, env, idx, query)

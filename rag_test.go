@@ -655,6 +655,10 @@ rag:
 	if err := os.Symlink(filepath.Join(outside, "secret.md"), filepath.Join(e.root, "notes", "link.md")); err != nil {
 		t.Fatal(err)
 	}
+	// leaky keeps its tool (the reference counts it) but cannot search.
+	if code, b := e.do("GET", "/api/agents/a/root/tools/count", nil); code != 200 || string(b) != `{"available_tools":2}`+"\n" {
+		t.Fatalf("tools/count = %d %s", code, b)
+	}
 	evs := ragRun(e)
 	if hits := ragHits(t, evs); len(hits) != 0 {
 		t.Fatalf("hits = %+v; the secret is outside the working dir", hits)
@@ -663,11 +667,16 @@ rag:
 	for _, want := range []string{
 		fmt.Sprintf("rag notes: document path %q is outside the working directory; skipped", outside),
 		`rag notes: document path "../../.." is outside the working directory; skipped`,
-		"rag leaky failed: database",
+		fmt.Sprintf("rag leaky: strategy bm25: database %q is outside the working directory", filepath.Join(outside, "x.db")),
 	} {
 		if !strings.Contains(w, want) {
 			t.Errorf("warnings lack %q:\n%s", want, w)
 		}
+	}
+	if !slices.ContainsFunc(evs, func(ev map[string]any) bool {
+		return ev["type"] == "error" && strings.HasPrefix(ev["error"].(string), "RAG leaky error: database")
+	}) {
+		t.Errorf("no error event for leaky's database: %v", typesOf(evs))
 	}
 	if _, err := os.Stat(filepath.Join(outside, "x.db")); !os.IsNotExist(err) {
 		t.Fatalf("a database was created outside the working dir")
