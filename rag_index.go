@@ -108,14 +108,17 @@ func (s *ragSource) collect(st *ragStrategy) ([]ragFile, error) {
 	return out, nil
 }
 
-// ragReadFile reads a document through root. Binary files read as empty: they are
-// remembered (so not retried every pass) but give no chunks.
+// ragReadFile reads a document through root. Binary and oversized files read as
+// empty: they are remembered (so not retried every pass) but give no chunks.
 func ragReadFile(root *os.Root, rel string) ([]byte, error) {
 	f, err := root.Open(filepath.FromSlash(rel))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if info, err := f.Stat(); err != nil || info.Size() > ragMaxFileBytes {
+		return nil, err
+	}
 	b, err := io.ReadAll(io.LimitReader(f, ragMaxFileBytes+1))
 	if err != nil {
 		return nil, err
