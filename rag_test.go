@@ -762,3 +762,37 @@ func BenchmarkRAGIndex(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "db-bytes")
 }
+
+// TestRAGFusionAndResults checks weighted and max fusion, and that full-content
+// results collapse a document's chunks into one hit.
+func TestRAGFusionAndResults(t *testing.T) {
+	s := &ragSource{fusion: "weighted", weights: map[string]float64{"bm25": 0.25, "chunked-embeddings": 1},
+		strats: []*ragStrategy{{kind: "bm25"}, {kind: "chunked-embeddings"}}}
+	lists := [][]ragHit{
+		{{SourcePath: "a", Similarity: 1}, {SourcePath: "b", Similarity: 0.8}},
+		{{SourcePath: "b", Similarity: 0.5}, {SourcePath: "c", Similarity: 0.6}},
+	}
+	fused, err := s.fuse(lists)
+	if err != nil || len(fused) != 3 || fused[0].SourcePath != "b" || math.Abs(fused[0].Similarity-0.7) > 1e-9 {
+		t.Fatalf("weighted = %+v, %v; want b (0.25·0.8 + 0.5) first", fused, err)
+	}
+	s.fusion = "max"
+	if fused, _ = s.fuse(lists); ragPaths(fused)[0] != "a" || fused[1].SourcePath != "b" || fused[1].Similarity != 0.8 {
+		t.Fatalf("max = %+v", fused)
+	}
+	s.fusion, s.weights = "weighted", map[string]float64{"bm25": 1}
+	if _, err := s.fuse(lists); err == nil || err.Error() != "missing weight for strategy: chunked-embeddings" {
+		t.Fatalf("missing weight: %v", err)
+	}
+
+	root := t.TempDir()
+	long := strings.Repeat("filler words here. ", 10) + "the walrus sings. " + strings.Repeat("more filler text. ", 10) + "walrus again."
+	writeFiles(t, root, map[string]string{"docs/long.md": long})
+	f := cfgLoad(t, "agents:\n  root:\n    model: openai/gpt-4o\nrag:\n  docs:\n    docs: [docs]\n    strategies:\n      - type: bm25\n        database: idx.db\n        chunking: {size: 60, overlap: 10}\n    results:\n      return_full_content: true\n")
+	set := newRAGSet(f, toolsetOptions{WorkingDir: root})
+	defer set.close()
+	hits, err := set.sources["docs"].search(context.Background(), "walrus")
+	if err != nil || len(hits) != 1 || hits[0].Content != long || hits[0].ChunkIndex != 0 {
+		t.Fatalf("full content hits = %+v, %v; want the one document once", hits, err)
+	}
+}
