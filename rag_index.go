@@ -180,6 +180,7 @@ func (s *ragSource) indexStrategy(ctx context.Context, env clientEnv, st *ragStr
 func (s *ragSource) write(ctx context.Context, st *ragStrategy, idx *ragIndex, docs <-chan ragDoc, stored map[string]ragFileState, total int, emit func(*event)) (int, error) {
 	done, failed := 0, 0
 	var firstErr error
+	var tokens int64
 	var batch []ragDoc
 	flush := func() {
 		var ok []ragDoc
@@ -192,6 +193,7 @@ func (s *ragSource) write(ctx context.Context, st *ragStrategy, idx *ragIndex, d
 				_, d.replace = stored[d.path]
 				ok = append(ok, d)
 			}
+			tokens += d.tokens
 		}
 		if err := idx.store(ctx, ok, st.embed == nil); err != nil && ctx.Err() == nil {
 			s.log.Warn("rag documents not stored", "rag", s.name, "strategy", st.kind, "count", len(ok), "err", err)
@@ -201,6 +203,9 @@ func (s *ragSource) write(ctx context.Context, st *ragStrategy, idx *ragIndex, d
 		for range batch {
 			done++
 			emit(ragEvent("rag_indexing_progress", s.name, st.kind, "current", done, "total", total))
+		}
+		if st.embed != nil && tokens > 0 {
+			emit(st.embed.usage(tokens))
 		}
 		batch = batch[:0]
 	}
@@ -231,6 +236,7 @@ type ragDoc struct {
 	state   ragFileState
 	chunks  []string
 	vecs    [][]float32
+	tokens  int64 // embedding tokens spent
 	err     error
 	replace bool // the index holds an older version
 }
@@ -319,7 +325,7 @@ func (s *ragSource) prepare(ctx context.Context, env clientEnv, st *ragStrategy,
 	d.state = ragState(f, data)
 	d.chunks = ragChunks(string(data), st.chunk)
 	if st.embed != nil && len(d.chunks) > 0 {
-		d.vecs, d.err = st.embed.embed(ctx, env, d.chunks)
+		d.vecs, d.tokens, d.err = st.embed.embed(ctx, env, d.chunks)
 	}
 	return d
 }
@@ -635,7 +641,7 @@ func (x *ragIndex) docFreq(ctx context.Context, terms []string) (map[string]int,
 
 // vectorQuery embeds the query and ranks every stored chunk by cosine similarity.
 func (st *ragStrategy) vectorQuery(ctx context.Context, env clientEnv, x *ragIndex, q string) ([]ragHit, error) {
-	qv, err := st.embed.embed(ctx, env, []string{q})
+	qv, _, err := st.embed.embed(ctx, env, []string{q})
 	if err != nil {
 		return nil, err
 	}
@@ -726,27 +732,35 @@ type ragEmbedder struct {
 	conc  int // documents embedded at once
 }
 
-// embed returns one vector per text, in order, batch by batch.
-func (e *ragEmbedder) embed(ctx context.Context, env clientEnv, texts []string) ([][]float32, error) {
+// embed returns one vector per text, in order, batch by batch, and the tokens used.
+func (e *ragEmbedder) embed(ctx context.Context, env clientEnv, texts []string) ([][]float32, int64, error) {
 	out := make([][]float32, 0, len(texts))
+	var tokens int64
 	for i := 0; i < len(texts); i += e.batch {
-		v, err := e.request(ctx, env, texts[i:min(i+e.batch, len(texts))])
+		v, n, err := e.request(ctx, env, texts[i:min(i+e.batch, len(texts))])
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		out = append(out, v...)
+		out, tokens = append(out, v...), tokens+n
 	}
-	return out, nil
+	return out, tokens, nil
 }
 
-func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string) ([][]float32, error) {
+// usage is the token_usage event of an indexing pass (session_id "", cumulative
+// input tokens), as the reference reports embedding costs.
+func (e *ragEmbedder) usage(tokens int64) *event {
+	u := usageJSON{InputTokens: tokens, ContextLength: tokens, Cost: priceOf(e.spec.Model).cost(&messageUsage{InputTokens: tokens})}
+	return newEvent("token_usage", "session_id", "", "usage", u)
+}
+
+func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string) ([][]float32, int64, error) {
 	base, err := modelBaseURL(e.spec, env)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	key, err := modelAPIKey(e.spec, env)
 	if err != nil {
-		return nil, fmt.Errorf("embedding model %s: %w", modelName(e.spec), err)
+		return nil, 0, fmt.Errorf("embedding model %s: %w", modelName(e.spec), err)
 	}
 	body, _ := json.Marshal(struct {
 		Model string   `json:"model"`
@@ -754,7 +768,7 @@ func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string
 	}{e.spec.Model, input})
 	req, err := modelNewRequest(ctx, env, base, modelGatewayOpenAIPrefix, "/embeddings", nil, body)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
 	if key != "" {
@@ -762,7 +776,7 @@ func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string
 	}
 	resp, err := modelDo(ctx, env, req)
 	if err != nil {
-		return nil, fmt.Errorf("embeddings: %w", err)
+		return nil, 0, fmt.Errorf("embeddings: %w", err)
 	}
 	defer resp.Body.Close()
 	var r struct {
@@ -770,24 +784,27 @@ func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string
 			Index     int       `json:"index"`
 			Embedding []float32 `json:"embedding"`
 		} `json:"data"`
+		Usage struct {
+			PromptTokens int64 `json:"prompt_tokens"`
+		} `json:"usage"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, ragMaxEmbedBody)).Decode(&r); err != nil {
-		return nil, fmt.Errorf("embeddings: decoding the answer: %v", err)
+		return nil, 0, fmt.Errorf("embeddings: decoding the answer: %v", err)
 	}
 	vecs := make([][]float32, len(input))
 	for _, d := range r.Data {
 		if d.Index < 0 || d.Index >= len(input) || len(d.Embedding) == 0 {
-			return nil, fmt.Errorf("embeddings: bad item index %d", d.Index)
+			return nil, 0, fmt.Errorf("embeddings: bad item index %d", d.Index)
 		}
 		if e.dims > 0 && len(d.Embedding) != e.dims {
-			return nil, fmt.Errorf("embeddings: the model returned %d dimensions; vector_dimensions is %d", len(d.Embedding), e.dims)
+			return nil, 0, fmt.Errorf("embeddings: the model returned %d dimensions; vector_dimensions is %d", len(d.Embedding), e.dims)
 		}
 		vecs[d.Index] = d.Embedding
 	}
 	for i, v := range vecs {
 		if v == nil {
-			return nil, fmt.Errorf("embeddings: no vector for input %d", i)
+			return nil, 0, fmt.Errorf("embeddings: no vector for input %d", i)
 		}
 	}
-	return vecs, nil
+	return vecs, r.Usage.PromptTokens, nil
 }

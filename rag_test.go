@@ -501,6 +501,16 @@ func TestRAGChunkedEmbeddingsOverHTTP(t *testing.T) {
 	if len(rag) != 5 || rag[0]["strategy_name"] != "chunked-embeddings" || rag[4]["type"] != "rag_indexing_completed" {
 		t.Fatalf("rag events = %v", rag)
 	}
+	// Embedding tokens are reported as the reference does: session_id "", cumulative.
+	var usage map[string]any
+	for _, ev := range evs {
+		if ev["type"] == "token_usage" && ev["session_id"] == "" {
+			usage = ev["usage"].(map[string]any)
+		}
+	}
+	if usage == nil || usage["input_tokens"] != float64(9) || usage["output_tokens"] != float64(0) {
+		t.Fatalf("rag token usage = %v; want 9 input tokens (3 per document)", usage)
+	}
 	// Found by meaning: no document says "feline".
 	hits := ragHits(t, evs)
 	if got := ragPaths(hits); !slices.Equal(got, []string{"pets.md"}) || hits[0].Similarity < 0.99 {
