@@ -537,6 +537,7 @@ func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 		details = append(details, agentDetails{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
 	}
 	rn.sink.send(newEvent("team_info", "available_agents", details, "current_agent", ag.Name).ctx(ag.Name, time.Now()))
+	ragStart(rn.team.toolsets(ag).rag, rn.s.cfg.clientEnv, ag.Name, rn.sink.send)
 	rn.listTools(ctx, ag, true)
 }
 
@@ -559,7 +560,7 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
 		}
 	}
-	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0
+	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0
 	if hasSets {
 		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
 		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))
@@ -879,6 +880,9 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	add(ag.Instruction)
 	for _, ts := range rn.team.toolsets(ag).sets {
 		add(ts.instruction())
+	}
+	for _, src := range rn.team.toolsets(ag).rag {
+		add(src.instruction())
 	}
 	if ag.AddDate {
 		add("Today's date: " + time.Now().Format("2006-01-02"))
