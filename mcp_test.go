@@ -213,6 +213,9 @@ func TestMain(m *testing.M) {
 		runFakeMCPServer()
 		os.Exit(0)
 	}
+	if p := os.Getenv("AGENTD_TEST_OPEN_STORE"); p != "" {
+		os.Exit(testOpenStoreMain(p))
+	}
 	os.Exit(m.Run())
 }
 
