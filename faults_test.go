@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // holdDBLock takes the database's write lock from a second connection, as another
@@ -255,5 +256,135 @@ func TestStartWarnsAboutNewerSchema(t *testing.T) {
 	}
 	if _, err := st.session(context.Background(), id); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func withSaveRetry(d time.Duration) testOption {
+	return func(c *serverConfig) { c.saveRetryFor = d }
+}
+
+// newGatedRun starts a server whose model answers text once gate is closed, with the
+// writer's busy timeout short so a held lock fails writes quickly.
+func newGatedRun(t *testing.T, retry time.Duration, text ...string) (e *apiTest, id string, gate chan struct{}) {
+	t.Helper()
+	gate = make(chan struct{})
+	f := newFakeOpenAI(t, fakeTurn{Text: text, Gate: gate})
+	e = newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "")}, withSaveRetry(retry))
+	e.setenv("OPENAI_API_KEY", "test-key")
+	id = e.newSession(nil)
+	setWriterPragma(t, e, "busy_timeout = 50")
+	return e, id, gate
+}
+
+// storedAnswer returns the session's messages as stored.
+func storedSession(t *testing.T, e *apiTest, id string) sessionResponse {
+	t.Helper()
+	code, b := e.do("GET", "/api/sessions/"+id, nil)
+	if code != 200 {
+		t.Fatalf("GET session: %d %s", code, b)
+	}
+	return decode[sessionResponse](t, b)
+}
+
+// lastTwo are the types of the stream's last two events, leaving out session_title
+// (a late title may follow stream_stopped).
+func lastTwo(s *sseStream) (string, string) {
+	ty := withoutTitle(s.types())
+	if len(ty) < 2 {
+		return "", ""
+	}
+	return ty[len(ty)-2], ty[len(ty)-1]
+}
+
+// lastError is the text of the stream's last error event.
+func lastError(s *sseStream) string {
+	for i := len(s.events) - 1; i >= 0; i-- {
+		if s.events[i]["type"] == "error" {
+			msg, _ := s.events[i]["error"].(string)
+			return msg
+		}
+	}
+	return ""
+}
+
+func TestRunAnswerIsStoredOnceTheLockIsReleased(t *testing.T) {
+	e, id, gate := newGatedRun(t, time.Minute, "Ahoy", " there")
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"role": "user", "content": "Hello!"}})
+	s.until("stream_started")
+	release := holdDBLock(t, filepath.Join(e.base, "session.db"))
+	close(gate)
+	s.until("token_usage") // the answer and its usage were shown while the lock was held
+	release()
+	for _, ev := range s.all() {
+		if ev["type"] == "error" {
+			t.Fatalf("error after the lock was released: %v", ev)
+		}
+	}
+	if _, last := lastTwo(s); last != "stream_stopped" {
+		t.Fatalf("events = %v; want stream_stopped last", s.types())
+	}
+	got := storedSession(t, e, id)
+	if len(got.Messages) != 2 || got.Messages[1].Message.Content != "Ahoy there" || got.InputTokens != 12 || got.OutputTokens != 5 {
+		t.Fatalf("stored = %+v; want the answer and its usage", got)
+	}
+}
+
+func TestRunTellsTheClientWhenTheAnswerCannotBeStored(t *testing.T) {
+	e, id, gate := newGatedRun(t, 300*time.Millisecond, "Ahoy", " there")
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"role": "user", "content": "Hello!"}})
+	s.until("stream_started")
+	release := holdDBLock(t, filepath.Join(e.base, "session.db"))
+	close(gate)
+	s.all()
+	if a, b := lastTwo(s); a != "error" || b != "stream_stopped" {
+		t.Fatalf("events = %v; want error then stream_stopped at the end", s.types())
+	}
+	msg := lastError(s)
+	if !strings.Contains(msg, "not saved") || !strings.Contains(msg, "busy") {
+		t.Fatalf("error = %q; want it to say the answer was not saved because the database is busy", msg)
+	}
+	release()
+	if got := storedSession(t, e, id); len(got.Messages) != 1 {
+		t.Fatalf("stored %d messages; the client was told only the question was kept", len(got.Messages))
+	}
+}
+
+func TestRunOnAFullDiskTellsTheClient(t *testing.T) {
+	e, id, gate := newGatedRun(t, 300*time.Millisecond, strings.Repeat("a", 40000))
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"role": "user", "content": "Hello!"}})
+	s.until("stream_started")
+	fillDatabase(t, e)
+	close(gate)
+	s.all()
+	if a, b := lastTwo(s); a != "error" || b != "stream_stopped" {
+		t.Fatalf("events = %v; want error then stream_stopped at the end", s.types())
+	}
+	if msg := lastError(s); !strings.Contains(msg, "not saved") || !strings.Contains(msg, "disk is full") {
+		t.Fatalf("error = %q", msg)
+	}
+}
+
+func TestRunStartOnALockedDatabaseIs503(t *testing.T) {
+	e, id, gate := newGatedRun(t, time.Minute, "ok")
+	close(gate)
+	release := holdDBLock(t, filepath.Join(e.base, "session.db"))
+	two := []map[string]any{{"role": "user", "content": "one"}, {"role": "user", "content": "two"}}
+	s := e.run("/api/sessions/"+id+"/agent/a", two)
+	body, _ := io.ReadAll(s.resp.Body)
+	if s.resp.StatusCode != 503 || s.resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "busy") {
+		t.Fatalf("run on a locked database: %d Retry-After=%q %s; want 503 with Retry-After", s.resp.StatusCode, s.resp.Header.Get("Retry-After"), body)
+	}
+	release()
+	// Nothing of the refused run was kept, and the session runs normally again.
+	if got := storedSession(t, e, id); len(got.Messages) != 0 {
+		t.Fatalf("stored %d messages of a refused run", len(got.Messages))
+	}
+	s = e.run("/api/sessions/"+id+"/agent/a", two)
+	s.all()
+	if _, last := lastTwo(s); last != "stream_stopped" {
+		t.Fatalf("events = %v", s.types())
+	}
+	if got := storedSession(t, e, id); len(got.Messages) != 3 {
+		t.Fatalf("stored %d messages; want the two questions and the answer", len(got.Messages))
 	}
 }

@@ -146,6 +146,11 @@ const (
 	maxTitleRead      = 16 << 10        // bytes of a title answer read before the stream is cut
 	maxGeneratedTitle = 100             // bytes kept of a generated title
 	maxTransferDepth  = 10
+
+	// runsave.go
+	saveRetryFor    = 30 * time.Second // a run's failed writes are retried this long after its end
+	saveBackoffBase = 250 * time.Millisecond
+	saveBackoffCap  = 5 * time.Second
 )
 
 // Sentinel errors; writeError maps them to HTTP statuses in one place.

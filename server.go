@@ -32,6 +32,7 @@ type serverConfig struct {
 	corsOrigins  []string
 	maxRuns      int
 	heartbeat    time.Duration // idle-stream comment interval; 0 = heartbeatEvery
+	saveRetryFor time.Duration // how long a run retries writes that failed; 0 = saveRetryFor
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.

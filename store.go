@@ -475,7 +475,7 @@ func storeFaultOf(err error) *storeFault {
 	}
 	switch se.Code() & 0xff { // extended codes keep the primary code in the low byte
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-		return &storeFault{503, 1, "the session database is busy: another process holds its lock; try again shortly"}
+		return &storeFault{503, 1, "the session database is busy: another process holds its lock"}
 	case sqlite3.SQLITE_FULL:
 		return &storeFault{507, 0, "the session database cannot grow: the disk is full"}
 	case sqlite3.SQLITE_READONLY:
@@ -899,6 +899,30 @@ func (st *store) appendMessage(ctx context.Context, sessionID, agentName string,
 		agentName = ""
 	}
 	return st.appendItem(ctx, sessionID, "message", agentName, string(b), storeBit(implicit), nil, nil)
+}
+
+// appendUserMessages appends a run's user messages in one transaction, so a failure
+// stores none of them, and returns their positions.
+func (st *store) appendUserMessages(ctx context.Context, sessionID string, msgs []chatMessage) ([]int, error) {
+	positions := make([]int, len(msgs))
+	err := st.inTx(ctx, func(tx *sql.Tx) error {
+		stmt := tx.StmtContext(ctx, st.prepared[storeAppendSQL])
+		for i := range msgs {
+			b, err := json.Marshal(&msgs[i])
+			if err != nil {
+				return err
+			}
+			var id int64
+			err = stmt.QueryRowContext(ctx, "message", "", string(b), 0, nil, nil, sessionID).Scan(&id, &positions[i])
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("session %q: %w", sessionID, errNotFound)
+			} else if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return positions, err
 }
 
 // appendItem inserts an item at the session's next position in one statement: atomic
