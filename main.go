@@ -365,14 +365,16 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		cenv.Gateway = cs.URL()
 	}
 
-	st, err := openStore(ctx, absPath(root, expandHome(o.sessionDB)))
+	st, err := openStoreLog(ctx, absPath(root, expandHome(o.sessionDB)), log)
 	if err != nil {
 		return fmt.Errorf("session database: %w", err)
 	}
 	defer st.Close()
+	procs := newProcGroups(st, log)
+	procs.reap(ctx)
 
 	srcs, err := newAgentSources(ctx, o.source, sourceOptions{
-		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP,
+		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP, procs: procs,
 	})
 	if err != nil {
 		return err

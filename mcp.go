@@ -84,7 +84,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		t.label = command
 		t.log = log.With("toolset", "mcp", "command", command)
 		t.dial = func(ctx context.Context, c *mcpConn) (mcpTransport, error) {
-			return mcpStartStdio(c, command, args, env, opts.WorkingDir, t.log)
+			return mcpStartStdio(c, command, args, env, opts.WorkingDir, t.log, opts.Procs)
 		}
 	case ts.Remote.URL != "":
 		rawURL := expandEnvTemplate(ts.Remote.URL, getenv)
@@ -823,7 +823,7 @@ type mcpStdio struct {
 
 // mcpStartStdio starts the process. env entries override the inherited environment (the
 // reference appends the process environment after them, so its own values win: a bug).
-func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, log *slog.Logger) (*mcpStdio, error) {
+func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, log *slog.Logger, procs *procGroups) (*mcpStdio, error) {
 	cmd := exec.Command(command, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Dir = dir
@@ -840,7 +840,8 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 		return nil, err
 	}
 	cmd.Stdout = pw
-	if err := cmd.Start(); err != nil {
+	forget, err := procs.start(cmd, strings.Join(append([]string{command}, args...), " "))
+	if err != nil {
 		pr.Close()
 		pw.Close()
 		return nil, err
@@ -860,6 +861,7 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 		close(s.exited)
 		// The leader is gone; stop anything it left in its group holding stdout.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		forget()
 	}()
 	go func() {
 		defer pr.Close()

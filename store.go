@@ -215,6 +215,18 @@ var storeOwnMigrations = []storeMigration{
 		INSERT INTO agentd_message_counts (session_id, n)
 			SELECT session_id, sum(` + storeNonSystem("message_json") + `) FROM session_items
 			WHERE item_type = 'message' GROUP BY session_id;`, nil},
+	// Children of runs (procs.go), so a start after a crash can end those still alive.
+	{0, "agentd_002_process_groups", "Process groups of running tool and MCP children", `
+		CREATE TABLE agentd_process_groups (
+			pgid INTEGER NOT NULL,           -- process group id = the leader's pid
+			started INTEGER NOT NULL,        -- leader's start time, clock ticks after boot; 0 unknown
+			tag TEXT NOT NULL,               -- value of AGENTD_PROCESS_GROUP in the children's environment
+			owner_pid INTEGER NOT NULL,      -- the agentd that started it
+			owner_started INTEGER NOT NULL,  -- and its start time, so a reused pid is not taken for it
+			command TEXT NOT NULL,           -- for the log
+			recorded_at TEXT NOT NULL,       -- RFC3339
+			PRIMARY KEY (pgid, tag)
+		);`, nil},
 }
 
 // storeBaseSchema is what the reference creates before any migration runs.
