@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 )
@@ -130,6 +131,11 @@ type toolEnv struct {
 	WorkingDir string              // absolute; file and shell tools are confined to it
 	Getenv     func(string) string // the server's environment (with --env-from-file)
 	HTTP       *http.Client
+	// Dir is WorkingDir as opened from the server's root when the run started; file
+	// tools go through it, so a directory later swapped for a symlink leads nowhere.
+	Dir *os.Root
+	// Protected are the server's secret files, which file tools refuse (protected.go).
+	Protected *protectedFiles
 	// Elicit asks the client a question through an elicitation_request event and waits
 	// for POST /api/sessions/{id}/elicitation. Nil when no client can answer.
 	Elicit func(ctx context.Context, req elicitationRequest) (elicitationResponse, error)

@@ -176,7 +176,7 @@ func TestStartRefusesReadOnlyDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	if err := os.Chmod(path, 0o444); err != nil {
+	if err := os.Chmod(path, 0o400); err != nil { // private and read-only, for its owner
 		t.Fatal(err)
 	}
 	if os.Geteuid() != 0 {
@@ -187,11 +187,14 @@ func TestStartRefusesReadOnlyDatabase(t *testing.T) {
 		return
 	}
 	// Root writes through file modes, so the check runs in a copy of the test binary
-	// as nobody, for whom the file is really read-only (the directory stays writable,
-	// so only the file itself is read-only).
+	// as nobody, who owns the file and for whom it is really read-only (the directory
+	// stays writable, so only the file itself is read-only).
 	exe := copyTestBinary(t, dir)
 	for _, d := range []string{filepath.Dir(dir), dir} {
 		os.Chmod(d, 0o777)
+	}
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), "AGENTD_TEST_OPEN_STORE="+path)

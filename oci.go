@@ -649,6 +649,9 @@ func (p *ociPuller) runCredHelper(ctx context.Context, name, serverURL string) (
 		return ociCreds{}, fmt.Errorf("credential helper %s: %w", prog, err)
 	}
 	cmd := exec.CommandContext(ctx, path, "get")
+	// Helpers need what docker gives them (keychains, cloud SDK settings), so they get
+	// the environment but for the API's token; the user chose them, not a model.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, authTokenEnv+"=") })
 	cmd.Stdin = strings.NewReader(serverURL)
 	var stdout, stderr ociLimitedBuffer
 	stdout.max, stderr.max = maxOCIHelperOutput, maxOCIErrorBody

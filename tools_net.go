@@ -531,7 +531,7 @@ func newAPIToolset(ts *toolsetConfig, opts toolsetOptions) (*builtinToolset, err
 	return &builtinToolset{
 		list: []tool{{
 			def: toolDef{Name: c.Name, Category: "api", Description: c.Instruction, Parameters: params,
-				Annotations: toolAnnotations{ReadOnlyHint: true}, OutputSchema: out},
+				Annotations: toolAnnotations{ReadOnlyHint: a.method == "GET"}, OutputSchema: out}, // POST changes things: ask
 			run: a.run,
 		}},
 		instr: c.Instruction,
