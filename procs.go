@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,14 +41,14 @@ func newProcGroups(st *store, log *slog.Logger) *procGroups {
 	return &procGroups{st: st, log: log, self: os.Getpid(), selfStarted: started, procReadable: err == nil}
 }
 
-// start starts cmd (which must be in its own process group and have Env set) with our
-// tag and records its group; forget removes the record once the group is gone.
+// start starts cmd (which must be in its own process group) with our tag added to its
+// environment and records its group; forget removes the record once the group is gone.
 func (pg *procGroups) start(cmd *exec.Cmd, what string) (forget func(), err error) {
 	if pg == nil || !pg.procReadable {
 		return func() {}, cmd.Start()
 	}
 	tag := rand.Text()
-	cmd.Env = append(slices.Clip(cmd.Env), procTagVar+"="+tag)
+	cmd.Env = append(cmd.Environ(), procTagVar+"="+tag)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

