@@ -247,7 +247,10 @@ func (e *modelError) Error() string { return e.Msg }
 type clientEnv struct {
 	HTTP    *http.Client
 	Gateway string // when set (--fake, --record), every request goes there with X-Cagent-Forward: <real base URL>
-	Getenv  func(string) string
+	// GatewayToken is the cassette gateway's per-process secret, sent as
+	// gatewayTokenHeader so that no other local process can use the gateway.
+	GatewayToken string
+	Getenv       func(string) string
 }
 
 // sseEvent is one Server-Sent Event read from a provider stream.

@@ -353,19 +353,6 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	}
 
 	cenv := clientEnv{HTTP: newOutboundClient(), Getenv: getenv}
-	if o.fake != "" || o.record != "" {
-		mode, path := "replay", o.fake
-		if o.record != "" {
-			mode, path = "record", o.record
-		}
-		cs, err := startCassette(absPath(root, path), mode, getenv, log)
-		if err != nil {
-			return err
-		}
-		defer cs.Close()
-		cenv.Gateway = cs.URL()
-	}
-
 	dbPath := sessionDBPath(root, o.sessionDB)
 	if within(root, dbPath) {
 		log.Warn("the session database is inside --working-dir: file tools are denied it, but shell commands can read it; move it or pass --session-db", "path", dbPath)
@@ -385,6 +372,19 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		return err
 	}
 	defer srcs.close()
+
+	if o.fake != "" || o.record != "" {
+		mode, path := "replay", o.fake
+		if o.record != "" {
+			mode, path = "record", o.record
+		}
+		cs, err := startCassetteWith(cassetteOptions{Path: absPath(root, path), Mode: mode, Getenv: getenv, Logger: log, Allow: srcs.hasBaseURL})
+		if err != nil {
+			return err
+		}
+		defer cs.Close()
+		cenv.Gateway, cenv.GatewayToken = cs.URL(), cs.Token()
+	}
 
 	s, err := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,
@@ -608,5 +608,5 @@ func newOutboundClient() *http.Client {
 	t.MaxIdleConns = 512
 	t.MaxIdleConnsPerHost = 256
 	t.DisableCompression = true
-	return &http.Client{Transport: t}
+	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
 }

@@ -63,7 +63,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		backoffBase:    mcpBackoffBase,
 		backoffMax:     mcpBackoffMax,
 		maxRestarts:    mcpMaxRestarts,
-		httpClient:     &http.Client{}, // no Timeout: SSE streams are long-lived; requests carry deadlines
+		httpClient:     &http.Client{CheckRedirect: checkRedirect}, // no Timeout: SSE streams are long-lived; requests carry deadlines
 	}
 	command, args := ts.Command, ts.Args
 	if command == "" && strings.HasPrefix(ts.Ref, "docker:") {
@@ -90,7 +90,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		rawURL := expandEnvTemplate(ts.Remote.URL, getenv)
 		u, err := url.Parse(rawURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("mcp: invalid remote url %q", rawURL)
+			return nil, fmt.Errorf("mcp: invalid remote url %q", redactURL(rawURL))
 		}
 		headers := http.Header{}
 		if h := ts.Remote.Headers; h != nil {

@@ -310,17 +310,18 @@ type runMessage struct {
 
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var msgs []runMessage
-	if err := readJSON(w, r, maxRunBody, &msgs); err != nil {
+	var body []runMessage
+	if err := readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	msgs := arrayBodyMessages(body)
 	rec, err := s.st.session(r.Context(), sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
 	}
-	if err := checkFileParts(rec.WorkingDir, msgs); err != nil {
+	if err := checkFileParts(s.workDir(rec), msgs); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -330,7 +331,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer dir.Close()
-	t, err := s.agents.team(agentID)
+	t, name, err := s.agents.runTeam(agentID, name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -387,6 +388,18 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	defer sink.close()
 	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
 	rn.run(ctx, ag, user, positions, items)
+}
+
+// arrayBodyMessages is what a bare-array run body adds to the session: its last
+// element only. docker-agent's remote client keeps just the user's messages and
+// re-sends all of them every turn, so the earlier elements are already stored; the
+// reference records only the last too (but still shows the model the repeats, which
+// we do not). An object body {"messages":[…]} would add every message it holds.
+func arrayBodyMessages(body []runMessage) []runMessage {
+	if len(body) > 1 {
+		return body[len(body)-1:]
+	}
+	return body
 }
 
 // startAgent picks the agent a run starts with: the named one; else the agent that
@@ -570,10 +583,8 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 // loop runs model turns and their tool calls until a plain answer, an error, a
 // cancellation or the iteration cap. It returns the agent active at the end.
 func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentConfig {
-	maxIter := c.rec.MaxIterations
-	if maxIter == 0 {
-		maxIter = ag.MaxIterations
-	}
+	// The session's own limit wins over the agent's, also after a handoff.
+	maxIter := cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 	chain, chainErr := rn.chainFor(ag)
 	for iter := 0; ; iter++ {
 		if ctx.Err() != nil {
@@ -605,7 +616,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		if next != ag {
 			ag = next
 			chain, chainErr = rn.chainFor(ag)
-			maxIter = ag.MaxIterations
+			maxIter = cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 			iter = -1
 		}
 	}
@@ -897,10 +908,10 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 		add("Today's date: " + time.Now().Format("2006-01-02"))
 	}
 	if ag.AddEnvironmentInfo {
-		add(fmt.Sprintf("Here is useful information about the environment you are running in:\n<env>\nWorking directory: %s\nPlatform: %s\nArchitecture: %s\n</env>", c.rec.WorkingDir, runtime.GOOS, runtime.GOARCH))
+		add(fmt.Sprintf("Here is useful information about the environment you are running in:\n<env>\nWorking directory: %s\nPlatform: %s\nArchitecture: %s\n</env>", rn.s.workDir(c.rec), runtime.GOOS, runtime.GOARCH))
 	}
 	for _, name := range ag.AddPromptFiles {
-		add(promptFile(c.rec.WorkingDir, rn.s.cfg.root, name))
+		add(promptFile(rn.s.workDir(c.rec), rn.s.cfg.root, name))
 	}
 	return out
 }
@@ -1022,7 +1033,7 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 // toolEnv is what tools of this run may use.
 func (rn *runner) toolEnv(c *convo) *toolEnv {
 	return &toolEnv{
-		SessionID: c.rec.ID, WorkingDir: c.rec.WorkingDir, Dir: rn.dir, Protected: rn.s.cfg.protected,
+		SessionID: c.rec.ID, WorkingDir: rn.s.workDir(c.rec), Dir: rn.dir, Protected: rn.s.cfg.protected,
 		Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
 		Elicit: func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
 			return rn.elicit(ctx, req)
@@ -1082,7 +1093,7 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 // deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
 // it may not, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
-	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, c.rec.WorkingDir)
+	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
 	team := rn.team.file.Permissions
 	if team != nil && matchAny(team.Deny, name, args, true) {
 		return toolErrorf("Tool '%s' is denied by permissions configuration.", name), false

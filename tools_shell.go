@@ -473,12 +473,9 @@ func newScriptToolset(ts *toolsetConfig, opts toolsetOptions) (*builtinToolset, 
 		var argNames []string
 		if c.Args != nil {
 			for _, k := range c.Args.Keys {
-				var schema map[string]any
-				if err := json.Unmarshal(c.Args.Values[k], &schema); err != nil || schema == nil {
+				schema, ok := argSchema(c.Args.Values[k], fmt.Sprintf("Value of $%s in the command.", k))
+				if !ok {
 					return nil, fmt.Errorf("tool '%s': arg '%s' must be a JSON schema object", name, k)
-				}
-				if _, ok := schema["type"]; !ok {
-					schema["type"] = "string"
 				}
 				props[k] = schema
 				argNames = append(argNames, k)
