@@ -36,6 +36,7 @@ type sourceOptions struct {
 	getenv       func(string) string
 	log          *slog.Logger
 	http         *http.Client
+	procs        *procGroups
 }
 
 // agentSources is the set of agent configs the server serves, keyed by agent id. Local
@@ -304,7 +305,7 @@ func (a *agentSources) load(id, path string, data []byte, stamp fileStamp, diges
 		a.setError(id, path, stamp, err)
 		return
 	}
-	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log})
+	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log, Procs: a.opts.procs})
 	a.mu.Lock()
 	e := a.entries[id]
 	if e == nil {
