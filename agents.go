@@ -36,6 +36,7 @@ type sourceOptions struct {
 	getenv       func(string) string
 	log          *slog.Logger
 	http         *http.Client
+	procs        *procGroups
 }
 
 // agentSources is the set of agent configs the server serves, keyed by agent id. Local
@@ -304,7 +305,7 @@ func (a *agentSources) load(id, path string, data []byte, stamp fileStamp, diges
 		a.setError(id, path, stamp, err)
 		return
 	}
-	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log})
+	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log, Procs: a.opts.procs})
 	a.mu.Lock()
 	e := a.entries[id]
 	if e == nil {
@@ -493,17 +494,19 @@ type team struct {
 	refs    int
 	retired bool
 	sets    map[string]*agentToolsets // by agent name
+	rag     *ragSet                   // the config's rag sources, shared by its agents
 }
 
 // agentToolsets are the started toolsets of one agent and the warnings of those that
 // could not be created (the reference skips them with a warning too).
 type agentToolsets struct {
 	sets     []toolset
+	rag      []*ragSource // one search tool each, after the delegation tools
 	warnings []string
 }
 
 func newTeam(id string, f *agentFile, opts toolsetOptions) *team {
-	return &team{id: id, file: f, opts: opts, sets: map[string]*agentToolsets{}}
+	return &team{id: id, file: f, opts: opts, sets: map[string]*agentToolsets{}, rag: newRAGSet(f, opts)}
 }
 
 func (t *team) acquire() {
@@ -545,6 +548,7 @@ func (t *team) closeToolsets() {
 			ts.close()
 		}
 	}
+	t.rag.close()
 }
 
 // describe expands ${env.NAME} placeholders in a description or welcome message, as
@@ -587,12 +591,15 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 		}
 		s.sets = append(s.sets, ts)
 	}
+	var warnings []string
+	s.rag, warnings = t.rag.forAgent(ag)
+	s.warnings = append(s.warnings, warnings...)
 	t.sets[ag.Name] = s
 	return s
 }
 
 // agentTools lists every tool the agent offers, in the reference's order: its
-// toolsets, then transfer_task and handoff. The first tool of a name wins.
+// toolsets, then transfer_task and handoff, then rag tools. The first tool of a name wins.
 // Toolsets that fail to list are reported as warnings.
 func (t *team) agentTools(ctx context.Context, ag *agentConfig) ([]tool, []string) {
 	s := t.toolsets(ag)
@@ -620,6 +627,9 @@ func (t *team) agentTools(ctx context.Context, ag *agentConfig) ([]tool, []strin
 	}
 	if len(ag.Handoffs) > 0 {
 		add(tool{def: handoffDef})
+	}
+	for _, src := range s.rag {
+		add(src.tool())
 	}
 	return out, warnings
 }

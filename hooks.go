@@ -26,7 +26,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -92,7 +91,7 @@ func hookTools(ms []hookMatcher, name string) []hookDef {
 }
 
 // runHooks runs hooks (each command once) in parallel on in and combines their answers.
-func runHooks(ctx context.Context, hooks []hookDef, in hookInput, sh string) hookOutcome {
+func runHooks(ctx context.Context, hooks []hookDef, in hookInput, sh string, procs *procGroups) hookOutcome {
 	var unique []hookDef
 	for _, h := range hooks {
 		if !slices.ContainsFunc(unique, func(u hookDef) bool { return u.Command == h.Command }) {
@@ -106,7 +105,7 @@ func runHooks(ctx context.Context, hooks []hookDef, in hookInput, sh string) hoo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runs[i] = runHook(ctx, h, stdin, in.Cwd, sh)
+			runs[i] = runHook(ctx, h, stdin, in.Cwd, sh, procs)
 		}()
 	}
 	wg.Wait()
@@ -117,9 +116,9 @@ func runHooks(ctx context.Context, hooks []hookDef, in hookInput, sh string) hoo
 	return out
 }
 
-// runHook runs one hook command with `sh -c` in its own process group, killed with
-// its children when the timeout passes or ctx ends.
-func runHook(ctx context.Context, h hookDef, stdin []byte, dir, sh string) hookRun {
+// runHook runs one hook command with `sh -c` in its own process group (recorded in
+// procs while it lives), killed with its children when the timeout passes or ctx ends.
+func runHook(ctx context.Context, h hookDef, stdin []byte, dir, sh string, procs *procGroups) hookRun {
 	timeout := hookDefaultTimeout
 	if h.Timeout > 0 {
 		timeout = time.Duration(h.Timeout) * time.Second
@@ -130,10 +129,7 @@ func runHook(ctx context.Context, h hookDef, stdin []byte, dir, sh string) hookR
 	cmd := shellCommand(tctx, sh, h.Command, dir, childEnv(), stdout)
 	cmd.Stderr = stderr
 	cmd.Stdin = strings.NewReader(string(stdin))
-	err := cmd.Run()
-	if cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what it left running goes too
-	}
+	err := runRecorded(cmd, procs, "hook: "+h.Command)
 	r := hookRun{stdout: stdout.String(), stderr: stderr.String()}
 	var exit *exec.ExitError
 	switch {
@@ -242,7 +238,7 @@ func (rn *runner) runAgentHooks(ctx context.Context, c *convo, ag *agentConfig, 
 		out.add(in.HookEventName, hookRun{failure: "could not run: " + err.Error()})
 	} else {
 		in.Cwd = dir
-		out = runHooks(ctx, hooks, in, sh)
+		out = runHooks(ctx, hooks, in, sh, rn.team.opts.Procs)
 	}
 	for _, w := range out.warnings {
 		if warn {

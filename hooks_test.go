@@ -311,7 +311,7 @@ func TestHookSessionLifecycle(t *testing.T) {
 
 // A hook's output is capped and a long reason is cut before it reaches the model.
 func TestHookOutputCapped(t *testing.T) {
-	out := runHook(t.Context(), hookDef{Command: "head -c 1000000 /dev/zero | tr '\\0' x; head -c 1000000 /dev/zero | tr '\\0' y >&2; exit 2"}, nil, t.TempDir(), "/bin/sh")
+	out := runHook(t.Context(), hookDef{Command: "head -c 1000000 /dev/zero | tr '\\0' x; head -c 1000000 /dev/zero | tr '\\0' y >&2; exit 2"}, nil, t.TempDir(), "/bin/sh", nil)
 	if len(out.stdout) > hookOutputLimit+100 || len(out.stderr) > hookOutputLimit+100 || out.code != 2 {
 		t.Fatalf("stdout %d bytes, stderr %d bytes, code %d", len(out.stdout), len(out.stderr), out.code)
 	}
