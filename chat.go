@@ -324,4 +324,6 @@ type toolsetOptions struct {
 	DataDir    string              // per-user data dir for default memory databases
 	Getenv     func(string) string // environment, with --env-from-file applied
 	Logger     *slog.Logger
+	HTTP       *http.Client // outbound client (remote skills sources)
+	CacheDir   string       // --cache-dir ("" = the user cache dir)
 }

@@ -540,7 +540,7 @@ func (rn *runner) agentInfo(ag *agentConfig) *event {
 // [warning] (toolsets that failed; only when warn, once per run), MCP markers when the
 // agent has toolsets, toolset_info.
 func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []tool {
-	tools, warnings := rn.team.agentTools(ctx, ag)
+	tools, warnings := rn.team.agentTools(ctx, ag, rn.root.WorkingDir)
 	for _, w := range warnings {
 		if warn {
 			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
@@ -869,6 +869,7 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	for _, ts := range rn.team.toolsets(ag).sets {
 		add(ts.instruction())
 	}
+	add(rn.team.skillsFor(ctx, ag, rn.root.WorkingDir).instruction())
 	if ag.AddDate {
 		add("Today's date: " + time.Now().Format("2006-01-02"))
 	}
