@@ -213,20 +213,20 @@ type skillsIndex struct {
 // reading a skill needs no network. When the source cannot be reached, the copy
 // cached by the last successful fetch is used. It returns how long the answer holds.
 func remoteSkills(ctx context.Context, client *http.Client, cacheDir, source string) ([]skill, time.Duration, error) {
-	base := strings.TrimRight(source, "/") + "/.well-known/skills/"
-	sum := sha256.Sum256([]byte(strings.TrimRight(source, "/")))
+	source = strings.TrimRight(source, "/")
+	base := source + "/.well-known/skills/"
+	sum := sha256.Sum256([]byte(source))
 	dir := filepath.Join(cacheDir, hex.EncodeToString(sum[:8]))
 	ctx, cancel := context.WithTimeout(ctx, skillsFetchTimeout)
 	defer cancel()
 	budget := int64(maxSkillSource)
 	body, hdr, err := skillsGet(ctx, client, base+"index.json", maxSkillIndex, &budget)
-	ttl := skillsRemoteTTL
-	if err == nil {
-		ttl = cacheMaxAge(hdr.Get("Cache-Control"))
+	online := err == nil
+	ttl := skillsRetryTTL
+	if online {
+		ttl = max(cacheMaxAge(hdr.Get("Cache-Control")), skillsRetryTTL)
 	} else if body, err = os.ReadFile(filepath.Join(dir, "index.json")); err != nil {
-		return nil, skillsRetryTTL, fmt.Errorf("skills source %s: unreachable and not cached", redactURL(source))
-	} else {
-		ttl, hdr = skillsRetryTTL, nil
+		return nil, ttl, fmt.Errorf("skills source %s: unreachable and not cached", redactURL(source))
 	}
 	var idx skillsIndex
 	if err := json.Unmarshal(body, &idx); err != nil {
@@ -239,22 +239,20 @@ func remoteSkills(ctx context.Context, client *http.Client, cacheDir, source str
 		}
 		files := slices.DeleteFunc(slices.Clone(e.Files), func(f string) bool { return !validSkillPath(f) || f == skillFileName })
 		files = files[:min(len(files), maxSkillFiles)]
-		sdir := filepath.Join(dir, "skills", e.Name)
-		for _, f := range append([]string{skillFileName}, files...) {
-			if hdr == nil {
-				break // offline: what the last fetch cached is what there is
-			}
-			// A file that fails to download keeps its cached copy.
-			if b, _, err := skillsGet(ctx, client, base+e.Name+"/"+f, maxSkillFile, &budget); err == nil {
-				writeFileAtomic(filepath.Join(sdir, filepath.FromSlash(f)), b)
+		k := skill{Name: e.Name, Description: e.Description, Dir: filepath.Join(dir, "skills", e.Name), Files: files}
+		if online {
+			for _, f := range append([]string{skillFileName}, files...) {
+				// A file that fails to download keeps its cached copy.
+				if b, _, err := skillsGet(ctx, client, base+e.Name+"/"+f, maxSkillFile, &budget); err == nil {
+					writeFileAtomic(filepath.Join(k.Dir, filepath.FromSlash(f)), b)
+				}
 			}
 		}
-		if _, err := os.Stat(filepath.Join(sdir, skillFileName)); err != nil {
-			continue // never fetched: nothing to read
+		if _, err := os.Stat(filepath.Join(k.Dir, skillFileName)); err == nil {
+			out = append(out, k) // one never fetched has nothing to read
 		}
-		out = append(out, skill{Name: e.Name, Description: e.Description, Dir: sdir, Files: files})
 	}
-	if hdr != nil {
+	if online {
 		writeFileAtomic(filepath.Join(dir, "index.json"), body)
 	}
 	return out, ttl, nil
@@ -545,6 +543,9 @@ func (t *team) remoteSkills(ctx context.Context, source string) []skill {
 		client = withRedirectPolicy(nil)
 	}
 	found, ttl, err := remoteSkills(ctx, client, skillsCacheDir(t.opts.CacheDir), source)
+	if err != nil && ctx.Err() != nil {
+		return found // the caller gave up: not the source's fault, ask again next time
+	}
 	if err != nil && t.opts.Logger != nil {
 		t.opts.Logger.Warn("skills source failed", "err", err)
 	}
