@@ -546,7 +546,8 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
 		}
 	}
-	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0
+	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 ||
+		rn.team.skillsFor(ctx, ag, rn.root.WorkingDir) != nil // found skills are a toolset in the reference
 	if hasSets {
 		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
 		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))

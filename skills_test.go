@@ -98,7 +98,12 @@ func TestSkillsLocal(t *testing.T) {
 	}
 
 	id := e.newSession(map[string]any{"title": "t", "working_dir": "proj/sub"})
-	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go deep"}}).all()
+	st := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go deep"}})
+	st.all()
+	// Found skills make a toolset, so the MCP markers come even with no toolsets configured.
+	if !slices.Contains(st.types(), "mcp_init_started") {
+		t.Fatalf("events = %v, want the mcp_init markers", st.types())
+	}
 	reqs := f.requests()
 	if len(reqs) != 2 {
 		t.Fatalf("model requests = %d, want 2", len(reqs))
