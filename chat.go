@@ -324,5 +324,7 @@ type toolsetOptions struct {
 	DataDir    string              // per-user data dir for default memory databases
 	Getenv     func(string) string // environment, with --env-from-file applied
 	Logger     *slog.Logger
-	Procs      *procGroups // where children's process groups are recorded; nil = nowhere
+	Procs      *procGroups  // where children's process groups are recorded; nil = nowhere
+	HTTP       *http.Client // outbound client (remote skills sources)
+	CacheDir   string       // --cache-dir ("" = the user cache dir)
 }

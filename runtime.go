@@ -572,13 +572,14 @@ func (rn *runner) agentInfo(ag *agentConfig) *event {
 // [warning] (toolsets that failed; only when warn, once per run), MCP markers when the
 // agent has toolsets, toolset_info.
 func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []tool {
-	tools, warnings := rn.team.agentTools(ctx, ag)
+	tools, warnings := rn.team.agentTools(ctx, ag, rn.root.WorkingDir)
 	for _, w := range warnings {
 		if warn {
 			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
 		}
 	}
-	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0
+	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0 ||
+		rn.team.skillsFor(ctx, ag, rn.root.WorkingDir) != nil // found skills are a toolset in the reference
 	if hasSets {
 		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
 		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))
@@ -915,6 +916,7 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	for _, src := range rn.team.toolsets(ag).rag {
 		add(src.instruction())
 	}
+	add(rn.team.skillsFor(ctx, ag, rn.root.WorkingDir).instruction())
 	if ag.AddDate {
 		add("Today's date: " + time.Now().Format("2006-01-02"))
 	}
