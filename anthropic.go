@@ -485,7 +485,7 @@ func (c *anthropicClient) stream(ctx context.Context, req *modelRequest, emit fu
 		return nil
 	}, func() error {
 		if !finished {
-			return errors.New("stream ended before message_stop")
+			return fmt.Errorf("no message_stop: %w", errStreamCut)
 		}
 		return nil
 	})

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -458,7 +457,7 @@ func (c *geminiClient) stream(ctx context.Context, req *modelRequest, emit func(
 		return nil
 	}, func() error {
 		if finish == "" {
-			return errors.New("stream ended without a finishReason")
+			return fmt.Errorf("no finishReason: %w", errStreamCut)
 		}
 		if usage != nil {
 			emit(modelEvent{Kind: evUsage, Usage: usage, Model: model})

@@ -414,6 +414,10 @@ func (w *modelWatchdog) err(err error, emitted bool) error {
 	return err
 }
 
+// errStreamCut says a provider stream ended without its final event: the connection
+// was cut and the answer is incomplete.
+var errStreamCut = errors.New("stream ended before the answer was complete (connection cut)")
+
 // modelStreamError wraps a failure while reading a stream that had started: never
 // retried on the same model because the provider already answered.
 func modelStreamError(err error) *modelError {
@@ -849,6 +853,9 @@ func openAIChatReadStream(ctx context.Context, r io.Reader, emit func(modelEvent
 	// (some gateways answer errors that way).
 	head := &modelPrefixBuffer{max: 2048}
 	errDone := errors.New("done")
+	emitted := false
+	outer := emit
+	emit = func(me modelEvent) { emitted = true; outer(me) }
 	err := readSSE(io.TeeReader(r, head), func(ev sseEvent) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -931,7 +938,7 @@ func openAIChatReadStream(ctx context.Context, r io.Reader, emit func(modelEvent
 	if err != nil && err != errDone {
 		return modelStreamError(err)
 	}
-	if err == nil && chunks == 0 {
+	if err == nil && chunks == 0 && len(bytes.TrimSpace(head.b)) > 0 {
 		// EOF without a single chunk: not an SSE stream at all.
 		msg := modelErrorMessage(head.b)
 		if msg == "" {
@@ -939,7 +946,12 @@ func openAIChatReadStream(ctx context.Context, r io.Reader, emit func(modelEvent
 		}
 		return &modelError{Msg: "error receiving from stream: not an event stream: " + msg, MidStream: true}
 	}
-	// A clean EOF without [DONE] is accepted: some local servers omit it.
+	// A clean EOF without [DONE] is accepted after a finish_reason (some local servers
+	// omit [DONE]); without either (an empty body included) the connection was cut.
+	// Nothing emitted yet means nothing was shown, so the chain may retry.
+	if err == nil && finish == "" {
+		return &modelError{Msg: "error receiving from stream: " + errStreamCut.Error(), MidStream: emitted}
+	}
 	if usage != nil {
 		emit(modelEvent{Kind: evUsage, Usage: usage, Model: model})
 	}

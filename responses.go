@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -336,7 +335,7 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 			return responsesError(e.Code, e.Message)
 		}
 		return nil
-	}, func() error { return errors.New("stream ended before response.completed") })
+	}, func() error { return fmt.Errorf("no response.completed: %w", errStreamCut) })
 }
 
 // responsesError builds a modelError from an error event's code and message, with an HTTP

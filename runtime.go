@@ -729,6 +729,12 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	if err != nil {
 		if content.Len() > 0 || reasoning.Len() > 0 {
 			calls = nil // half-streamed tool calls cannot be answered
+			if ctx.Err() == nil {
+				// The provider failed mid-answer: mark the kept text as incomplete, on
+				// the wire and on disk alike, so neither reader takes it as whole.
+				content.WriteString(answerCutMarker)
+				rn.sink.send(newEvent("agent_choice", "content", answerCutMarker, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+			}
 			flush(true)
 			c.history = append(c.history, *msg)
 		}
@@ -753,6 +759,9 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	rn.tokenUsage(ctx, c, ag, msg, price)
 	return msg, nil
 }
+
+// answerCutMarker ends an answer that the provider stopped sending part-way.
+const answerCutMarker = "\n\n[answer incomplete: the model provider stopped mid-answer]"
 
 // tokenUsage emits token_usage for the last call and stores the counters.
 func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg *chatMessage, price modelPrice) {

@@ -253,8 +253,63 @@ func TestRunProviderErrors(t *testing.T) {
 		}
 		_, b := e.do("GET", "/api/sessions/"+id, nil)
 		got := decode[sessionResponse](t, b)
-		if len(got.Messages) != 2 || got.Messages[1].Message.Content != "partial" {
-			t.Fatalf("what was said before the cut must be kept: %s", b)
+		if len(got.Messages) != 2 || got.Messages[1].Message.Content != "partial"+answerCutMarker {
+			t.Fatalf("what was said before the cut must be kept, marked: %s", b)
+		}
+	})
+}
+
+// A provider stream that ends cleanly but without finish_reason and without [DONE] was
+// cut: retried when nothing was streamed, otherwise an error with the partial text kept
+// and marked, on the wire and in the session.
+func TestRunStreamEndsWithoutFinish(t *testing.T) {
+	t.Run("nothing streamed yet", func(t *testing.T) {
+		e, f := newRunEnv(t, "", fakeTurn{EndEarly: true}, fakeTurn{Text: []string{"fine"}})
+		id := e.newSession(map[string]any{"title": "t"})
+		s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+		if ev := s.until("agent_choice"); ev["content"] != "fine" {
+			t.Fatalf("after retry: %v", ev)
+		}
+		if types := s.all(); slices.ContainsFunc(types, func(ev map[string]any) bool { return ev["type"] == "error" }) {
+			t.Fatalf("retried stream reported an error: %v", s.types())
+		}
+		if n := len(f.requests()); n != 2 {
+			t.Errorf("requests = %d; want 2 (the cut stream retried)", n)
+		}
+	})
+	t.Run("after text", func(t *testing.T) {
+		e, f := newRunEnv(t, "", fakeTurn{Text: []string{"partial"}, EndEarly: true}, fakeTurn{Text: []string{"never"}})
+		id := e.newSession(map[string]any{"title": "t"})
+		s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+		text := ""
+		for {
+			ev := s.next()
+			if ev == nil {
+				t.Fatalf("stream ended without error: %v", s.types())
+			}
+			if ev["type"] == "agent_choice" {
+				text += ev["content"].(string)
+			}
+			if ev["type"] == "error" {
+				if msg, _ := ev["error"].(string); !strings.Contains(msg, "connection cut") {
+					t.Errorf("error = %q; want it to say the stream was cut", msg)
+				}
+				break
+			}
+		}
+		if text != "partial"+answerCutMarker {
+			t.Errorf("client saw %q; want the partial text and the marker", text)
+		}
+		if last := s.all(); last[len(last)-1]["type"] != "stream_stopped" {
+			t.Fatalf("stream did not end with stream_stopped: %v", s.types())
+		}
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		got := decode[sessionResponse](t, b)
+		if len(got.Messages) != 2 || got.Messages[1].Message.Content != text {
+			t.Fatalf("stored answer differs from what the client saw: %s", b)
+		}
+		if n := len(f.requests()); n != 1 {
+			t.Errorf("requests = %d; want 1 (a half-shown answer is not re-asked)", n)
 		}
 	})
 }
