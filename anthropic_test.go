@@ -488,13 +488,13 @@ func TestAnthropicTimeouts(t *testing.T) {
 	c.conn.idleWait = 100 * time.Millisecond
 	_, err := provCollect(t, c, &modelRequest{Messages: []chatMessage{{Role: "user", Content: "hi"}}})
 	me := provModelError(t, err)
-	if !me.MidStream || !strings.Contains(me.Msg, "no data from the provider") {
+	if !me.MidStream || me.Stalled || !strings.Contains(me.Msg, "stalled: no data for 100ms") {
 		t.Errorf("idle error = %+v", me)
 	}
 	c.conn.firstByteWait = 50 * time.Millisecond
 	_, err = provCollect(t, c, &modelRequest{Messages: []chatMessage{{Role: "user", Content: "hi"}}})
 	me = provModelError(t, err)
-	if me.MidStream || !strings.Contains(me.Msg, "no data from the provider within 50ms") {
+	if me.MidStream || !me.Stalled || !strings.Contains(me.Msg, "no data from the provider within 50ms") {
 		t.Errorf("first-byte error = %+v", me)
 	}
 }

@@ -29,7 +29,7 @@ type geminiClient struct {
 func newGeminiClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	getenv := modelGetenv(env)
 	base := strings.TrimRight(provFirst(spec.BaseURL, getenv("GOOGLE_GEMINI_BASE_URL"), geminiDefaultBase), "/")
-	c := &geminiClient{ms: spec, conn: newProvConn("gemini", env), newID: geminiCallID}
+	c := &geminiClient{ms: spec, conn: newProvConn("gemini", spec, env), newID: geminiCallID}
 	c.conn.lines = true
 	model := strings.TrimPrefix(spec.Model, "models/")
 	path := "/v1beta/models/" + url.PathEscape(model) + ":streamGenerateContent?alt=sse"

@@ -9,7 +9,7 @@ package main
 //
 //	base, err := modelBaseURL(spec, env)     // configured, env override, or default
 //	key, keyErr := modelAPIKey(spec, env)    // report keyErr from stream, not a *modelError
-//	wctx, wd := newModelWatchdog(ctx, modelFirstByteTimeout, modelIdleTimeout)
+//	wctx, wd := newModelWatchdog(ctx, firstByte, idle)     // spec's timeouts or the defaults
 //	defer wd.stop()
 //	req, err := modelNewRequest(wctx, env, base, gatewayPrefix, path, query, body) // then set auth
 //	resp, err := modelDo(wctx, env, req)     // non-2xx → *modelError via modelHTTPError
@@ -19,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -409,7 +410,7 @@ func (w *modelWatchdog) err(err error, emitted bool) error {
 		return perr
 	}
 	if p := w.fired.Load(); p != nil {
-		return &modelError{Msg: (*p).Error(), MidStream: emitted}
+		return &modelError{Msg: (*p).Error(), MidStream: emitted, Stalled: !w.started.Load()}
 	}
 	return err
 }
@@ -448,7 +449,8 @@ func newOpenAIChatClient(spec modelSpec, env clientEnv) (*openAIChatClient, erro
 		return nil, err
 	}
 	c := &openAIChatClient{s: spec, env: env, base: base, dmr: spec.Provider == "dmr"}
-	c.timeout.firstByte, c.timeout.idle = modelFirstByteTimeout, modelIdleTimeout
+	c.timeout.firstByte = cmp.Or(spec.FirstByteTimeout, modelFirstByteTimeout)
+	c.timeout.idle = cmp.Or(spec.IdleTimeout, modelIdleTimeout)
 	c.key, c.keyErr = modelAPIKey(spec, env)
 	if spec.Provider == "azure" {
 		if v, ok := spec.ProviderOpts["api_version"].(string); ok && v != "" {
@@ -1050,11 +1052,13 @@ func modelSleep(ctx context.Context, d time.Duration) error {
 }
 
 // modelRetryable says whether err may be retried on the same model: transport errors
-// and timeouts before the stream started, 408, 5xx (529 included). 429 is decided by
-// the caller; everything else (other 4xx, bad config, context overflow) is final.
+// before the stream started, 408, 5xx (529 included). A provider that stalled past its
+// first-byte timeout is not retried: the wait already was the timeout, three would
+// triple it. 429 is decided by the caller; everything else (other 4xx, bad config,
+// context overflow) is final.
 func modelRetryable(err error) bool {
 	var me *modelError
-	if !errors.As(err, &me) || me.MidStream || modelContextOverflow(err) {
+	if !errors.As(err, &me) || me.MidStream || me.Stalled || modelContextOverflow(err) {
 		return false
 	}
 	return me.Status == 0 || me.Status == 408 || me.Status >= 500

@@ -32,7 +32,7 @@ func newResponsesClient(spec modelSpec, env clientEnv) (modelClient, error) {
 		return nil, fmt.Errorf("responses: provider %q has no base_url", spec.Provider)
 	}
 	base = strings.TrimRight(base, "/")
-	c := &responsesClient{ms: spec, conn: newProvConn("responses", env)}
+	c := &responsesClient{ms: spec, conn: newProvConn("responses", spec, env)}
 	if env.Gateway != "" {
 		c.conn.url = strings.TrimRight(env.Gateway, "/") + "/v1/responses"
 		provGatewayHeaders(c.conn.header, getenv, base, spec)

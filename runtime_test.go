@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -673,4 +675,66 @@ agents:
 	if decode[sessionResponse](t, b).Thinking {
 		t.Fatalf("the user's toggle was overridden: %s", b)
 	}
+}
+
+// A provider that never answers is reported after one first_byte_timeout, not after one
+// per retry, for the chat client and the other clients alike; idle_timeout bounds the
+// silence inside a stream.
+func TestRunStalledProviderTimeouts(t *testing.T) {
+	for _, provider := range []string{"openai", "anthropic"} {
+		t.Run(provider, func(t *testing.T) {
+			var requests atomic.Int32
+			stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				io.Copy(io.Discard, r.Body) // lets the server notice the client going away
+				<-r.Context().Done()
+			}))
+			t.Cleanup(stalled.Close)
+			yaml := fmt.Sprintf(`models:
+  slow:
+    provider: %s
+    model: m
+    base_url: %s/v1
+    first_byte_timeout: 300ms
+    idle_timeout: 5s
+agents:
+  root:
+    model: slow
+    instruction: Be brief.
+`, provider, stalled.URL)
+			e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+			e.setenv("OPENAI_API_KEY", "k")
+			e.setenv("ANTHROPIC_API_KEY", "k")
+			id := e.newSession(map[string]any{"title": "t"})
+			s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+			ev := s.until("error")
+			if msg, _ := ev["error"].(string); !strings.Contains(msg, "300ms") {
+				t.Errorf("error = %q; want it to name the 300ms first-byte timeout", msg)
+			}
+			s.all()
+			if n := requests.Load(); n != 1 {
+				t.Errorf("stalled provider got %d requests; want 1 (no retry after a first-byte timeout)", n)
+			}
+		})
+	}
+}
+
+func TestRunIdleTimeoutSetting(t *testing.T) {
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}`+"\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(silent.Close)
+	yaml := fmt.Sprintf("models:\n  m:\n    provider: openai\n    model: gpt-4o\n    base_url: %s/v1\n    idle_timeout: 250ms\nagents:\n  root:\n    model: m\n", silent.URL)
+	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+	ev := s.until("error")
+	if msg, _ := ev["error"].(string); !strings.Contains(msg, "stalled: no data for 250ms") {
+		t.Errorf("error = %q; want the 250ms idle timeout", msg)
+	}
+	s.all()
 }
