@@ -180,7 +180,7 @@ type resumeRequest struct {
 func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req resumeRequest
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -213,7 +213,7 @@ func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pe
 func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req elicitationResponse
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -298,7 +298,7 @@ type runMessage struct {
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
 	var msgs []runMessage
-	if err := readJSON(w, r, maxRunBody, &msgs); err != nil {
+	if err := s.readJSON(w, r, maxRunBody, &msgs); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

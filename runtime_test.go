@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -737,4 +738,51 @@ func TestRunIdleTimeoutSetting(t *testing.T) {
 		t.Errorf("error = %q; want the 250ms idle timeout", msg)
 	}
 	s.all()
+}
+
+// BenchmarkRunLargeBody posts a 15 MiB run body (one image as a data URL) through the
+// real server and reads the stream to its end; -benchmem gives the bytes allocated per
+// body, provider request and storage included. The provider discards what it gets, so
+// its own decoding is not counted.
+func BenchmarkRunLargeBody(b *testing.B) {
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+	}))
+	b.Cleanup(provider.Close)
+	e := newTestEnv(b, map[string]string{"a.yaml": fakeAgentYAML(provider.URL, "")})
+	e.setenv("OPENAI_API_KEY", "k")
+	img := "data:image/png;base64," + strings.Repeat("QUJD", (15<<20)/4)
+	body, _ := json.Marshal([]map[string]any{{"content": "what is this?", "multi_content": []map[string]any{
+		{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": map[string]string{"url": img}}}}})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		id := e.newSession(map[string]any{"title": "t"})
+		b.StartTimer()
+		resp, err := http.Post(e.srv.URL+"/api/sessions/"+id+"/agent/a", "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The stream echoes the image in user_message; keep only its end.
+		var tail tailWriter
+		io.Copy(&tail, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(tail), "stream_stopped") {
+			b.Fatalf("run = %d …%.300s", resp.StatusCode, tail)
+		}
+	}
+}
+
+// tailWriter keeps the last 4 KiB written to it.
+type tailWriter []byte
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	*t = append(*t, p...)
+	if len(*t) > 4096 {
+		*t = append((*t)[:0], (*t)[len(*t)-4096:]...)
+	}
+	return len(p), nil
 }
