@@ -284,6 +284,9 @@ func (s *server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v
 	defer release()
 	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Close after the answer: net/http would otherwise wait for the rest of the
+		// body before writing it.
+		w.Header().Set("Connection", "close")
 		return &httpError{http.StatusRequestTimeout, fmt.Sprintf("request body not received within %v", wait)}
 	}
 	if err != nil {
