@@ -41,6 +41,7 @@ type fakeMCP struct {
 	cancelled []string
 	added     bool
 	calls     []string // tool names called
+	extra     []string // more tool names to list (no tools/call behaviour)
 }
 
 func newFakeMCP() *fakeMCP {
@@ -66,6 +67,9 @@ func (f *fakeMCP) toolList() []map[string]any {
 	}
 	if f.added {
 		out = append(out, map[string]any{"name": "added", "inputSchema": map[string]any{"type": "object"}})
+	}
+	for _, n := range f.extra {
+		out = append(out, map[string]any{"name": n, "inputSchema": map[string]any{"type": "object"}})
 	}
 	return out
 }
@@ -212,6 +216,12 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MCP_TEST_SERVER") == "1" {
 		runFakeMCPServer()
 		os.Exit(0)
+	}
+	if p := os.Getenv("AGENTD_TEST_OPEN_STORE"); p != "" {
+		os.Exit(testOpenStoreMain(p))
+	}
+	if args := os.Getenv("AGENTD_TEST_SERVE"); args != "" {
+		os.Exit(run(context.Background(), strings.Split(args, "\n"), os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -95,10 +94,10 @@ type runState struct {
 // max-iterations prompt, or an elicitation. answer has room for one reply, so a
 // reply that arrives before the run starts waiting is kept, not dropped.
 type pendingRequest struct {
-	kind     string // "confirmation", "max_iterations" or "elicitation"
-	toolName string
-	schema   json.RawMessage
-	answer   chan any
+	kind   string   // "confirmation", "max_iterations" or "elicitation"
+	call   toolCall // the call a confirmation is about
+	schema json.RawMessage
+	answer chan any
 }
 
 func (rs *runState) setTitle(t string) {
@@ -126,8 +125,8 @@ func (rs *runState) setPermissions(p *permissionsConfig) {
 }
 
 // ask registers a pending request; the caller then emits its event and waits.
-func (rs *runState) ask(kind, toolName string, schema json.RawMessage) *pendingRequest {
-	p := &pendingRequest{kind: kind, toolName: toolName, schema: schema, answer: make(chan any, 1)}
+func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage) *pendingRequest {
+	p := &pendingRequest{kind: kind, call: call, schema: schema, answer: make(chan any, 1)}
 	rs.mu.Lock()
 	rs.pending = p
 	rs.mu.Unlock()
@@ -175,6 +174,7 @@ type resumeRequest struct {
 	Confirmation string `json:"confirmation"`
 	Reason       string `json:"reason,omitempty"`
 	ToolName     string `json:"tool_name,omitempty"`
+	ToolCallID   string `json:"tool_call_id,omitempty"` // optional: the call this answer is about
 }
 
 func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
@@ -190,11 +190,24 @@ func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("confirmation must be approve, approve-session, approve-tool or reject, not %q", req.Confirmation))
 		return
 	}
-	if err := s.answerRun(r.Context(), id, req, nil, "confirmation", "max_iterations"); err != nil {
+	if err := s.answerRun(r.Context(), id, req, req.matches, "confirmation", "max_iterations"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session resumed"})
+}
+
+// matches checks that the answer is about the pending request: a tool_call_id must be
+// the pending call's (409 otherwise, so a late answer cannot land on the next
+// confirmation), and a tool_name must be its tool's name (400).
+func (req resumeRequest) matches(p *pendingRequest) error {
+	if req.ToolCallID != "" && (p.kind != "confirmation" || req.ToolCallID != p.call.ID) {
+		return conflict("tool call %s is not the one waiting for confirmation", req.ToolCallID)
+	}
+	if req.ToolName != "" && p.kind == "confirmation" && req.ToolName != p.call.Function.Name {
+		return badRequest("tool_name %q is not the tool waiting for confirmation (%s)", req.ToolName, p.call.Function.Name)
+	}
+	return nil
 }
 
 // answerRun delivers an answer to what session id's run is waiting for: 404 for an
@@ -297,21 +310,28 @@ type runMessage struct {
 
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var msgs []runMessage
-	if err := s.readJSON(w, r, maxRunBody, &msgs); err != nil {
+	var body []runMessage
+	if err := s.readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	msgs := arrayBodyMessages(body)
 	rec, err := s.st.session(r.Context(), sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
 	}
-	if err := checkFileParts(rec.WorkingDir, msgs); err != nil {
+	if err := checkFileParts(s.workDir(rec), msgs); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	t, err := s.agents.team(agentID)
+	dir, err := s.openSessionDir(rec.WorkingDir)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer dir.Close()
+	t, name, err := s.agents.runTeam(agentID, name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -351,11 +371,35 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	rs.mu.Lock()
 	rs.title, rs.toolsApproved, rs.thinking, rs.permissions = rec.Title, rec.ToolsApproved, rec.Thinking, rec.Permissions
 	rs.mu.Unlock()
+	// The user's messages are stored before the stream opens, all or none, so a
+	// database that cannot take them is an HTTP error the client can retry (503 with
+	// Retry-After when busy), never a stream that started and then failed.
+	user := make([]chatMessage, len(msgs))
+	for i, m := range msgs {
+		user[i] = chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()}
+	}
+	positions, err := s.st.appendUserMessages(r.Context(), sid, user)
+	if err != nil {
+		s.writeError(w, r, sessionErr(sid, err))
+		return
+	}
 
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
-	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec}
-	rn.run(ctx, ag, msgs, items)
+	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
+	rn.run(ctx, ag, user, positions, items)
+}
+
+// arrayBodyMessages is what a bare-array run body adds to the session: its last
+// element only. docker-agent's remote client keeps just the user's messages and
+// re-sends all of them every turn, so the earlier elements are already stored; the
+// reference records only the last too (but still shows the model the repeats, which
+// we do not). An object body {"messages":[…]} would add every message it holds.
+func arrayBodyMessages(body []runMessage) []runMessage {
+	if len(body) > 1 {
+		return body[len(body)-1:]
+	}
+	return body
 }
 
 // startAgent picks the agent a run starts with: the named one; else the agent that
@@ -422,6 +466,8 @@ type runner struct {
 	rs   *runState
 	sink *sseSink
 	root *sessionRecord
+	save *runSaver // writes that failed, retried until the run ends
+	dir  *os.Root  // the root session's working dir, which sub-sessions share
 
 	titleDone chan struct{}
 }
@@ -434,25 +480,20 @@ type convo struct {
 	cost    float64
 }
 
-// run is the whole run of the root session: prefix events, the user's messages, the
-// loop, the final stream_stopped; then it waits briefly for the title.
-func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []runMessage, items []sessionItem) {
+// run is the whole run of the root session: prefix events, the user's messages
+// (already stored at positions), the loop, the final stream_stopped; then it waits
+// briefly for the title.
+func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, positions []int, items []sessionItem) {
 	c := newConvo(rn.root, items)
 	rn.prefix(ctx, c, ag)
 	var contents []string
-	for _, m := range msgs {
-		cm := chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()}
-		_, pos, err := rn.s.st.appendMessage(context.WithoutCancel(ctx), c.rec.ID, "", &cm, false)
-		if err != nil {
-			rn.sink.send(newEvent("error", "error", "storing the message: "+err.Error()).ctx("", zeroTime))
-			return
-		}
-		c.history = append(c.history, cm)
+	for i, m := range msgs {
+		c.history = append(c.history, m)
 		ev := newEvent("user_message", "message", m.Content)
 		if len(m.MultiContent) > 0 {
 			ev = newEvent("user_message", "message", m.Content, "multi_content", m.MultiContent)
 		}
-		rn.sink.send(ev.ctxKV("session_id", c.rec.ID, "session_position", pos).ctx("", time.Now()))
+		rn.sink.send(ev.ctxKV("session_id", c.rec.ID, "session_position", positions[i]).ctx("", time.Now()))
 		if strings.TrimSpace(m.Content) != "" {
 			contents = append(contents, m.Content)
 		}
@@ -466,6 +507,11 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []runMessage, i
 		go rn.generateTitle(ctx, ag, contents)
 	}
 	last := rn.loop(ctx, c, ag)
+	// Writes that failed are retried for a while, also when the client has gone; if
+	// they still fail, the client hears it before stream_stopped.
+	if err := rn.save.finish(context.WithoutCancel(ctx), cmp.Or(rn.s.cfg.saveRetryFor, saveRetryFor)); err != nil {
+		rn.sink.send(newEvent("error", "error", notSavedMessage(err)).ctx("", zeroTime))
+	}
 	rn.sink.send(newEvent("stream_stopped", "session_id", c.rec.ID).ctx(last.Name, time.Now()))
 	if rn.titleDone != nil {
 		select {
@@ -503,6 +549,7 @@ func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 		details = append(details, agentDetails{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
 	}
 	rn.sink.send(newEvent("team_info", "available_agents", details, "current_agent", ag.Name).ctx(ag.Name, time.Now()))
+	ragStart(rn.team.toolsets(ag).rag, rn.s.cfg.clientEnv, ag.Name, rn.sink.send)
 	rn.listTools(ctx, ag, true)
 }
 
@@ -525,7 +572,7 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
 		}
 	}
-	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0
+	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0
 	if hasSets {
 		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
 		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))
@@ -537,10 +584,8 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 // loop runs model turns and their tool calls until a plain answer, an error, a
 // cancellation or the iteration cap. It returns the agent active at the end.
 func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentConfig {
-	maxIter := c.rec.MaxIterations
-	if maxIter == 0 {
-		maxIter = ag.MaxIterations
-	}
+	// The session's own limit wins over the agent's, also after a handoff.
+	maxIter := cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 	chain, chainErr := rn.chainFor(ag)
 	for iter := 0; ; iter++ {
 		if ctx.Err() != nil {
@@ -572,7 +617,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		if next != ag {
 			ag = next
 			chain, chainErr = rn.chainFor(ag)
-			maxIter = ag.MaxIterations
+			maxIter = cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 			iter = -1
 		}
 	}
@@ -604,7 +649,7 @@ func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
 // maxIterations asks the client whether to go on past the cap: approve gives ten
 // more turns, anything else ends the run with a note in the conversation.
 func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, max int) (more int, stop bool) {
-	p := rn.rs.ask("max_iterations", "", nil)
+	p := rn.rs.ask("max_iterations", toolCall{}, nil)
 	rn.sink.send(newEvent("max_iterations_reached", "max_iterations", max).ctx("", zeroTime))
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -620,11 +665,18 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 
 // addMessage stores m in c's session, appends it to the history and announces it.
 func (rn *runner) addMessage(ctx context.Context, c *convo, ag *agentConfig, m *chatMessage) {
-	if _, _, err := rn.s.st.appendMessage(context.WithoutCancel(ctx), c.rec.ID, ag.Name, m, false); err != nil {
-		rn.s.log.Error("storing a message", "session", c.rec.ID, "err", err)
-	}
+	rn.appendMessage(ctx, c.rec.ID, ag.Name, m, false)
 	c.history = append(c.history, *m)
 	rn.sink.send(newEvent("message_added", "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+}
+
+// appendMessage stores a copy of m in session id through the run's saver.
+func (rn *runner) appendMessage(ctx context.Context, id, agent string, m *chatMessage, implicit bool) {
+	snap := *m
+	rn.save.save(context.WithoutCancel(ctx), nil, "a message of session "+id, func(ctx context.Context) error {
+		_, _, err := rn.s.st.appendMessage(ctx, id, agent, &snap, implicit)
+		return err
+	})
 }
 
 // turn streams one model answer, forwarding deltas as events and persisting the
@@ -660,15 +712,19 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 		if !final && msg.Content == "" && msg.ReasoningContent == "" {
 			return
 		}
-		var err error
-		if itemID == 0 {
-			itemID, _, err = rn.s.st.appendMessage(wctx, c.rec.ID, ag.Name, msg, false)
-		} else {
-			err = rn.s.st.updateMessage(wctx, itemID, msg)
-		}
-		if err != nil {
-			rn.s.log.Error("storing the answer", "session", c.rec.ID, "err", err)
-		}
+		// A snapshot: a write that fails is retried later with what it held, unless a
+		// newer snapshot of the same message replaces it first (same key).
+		snap := *msg
+		rn.save.save(wctx, &itemID, "the answer in session "+c.rec.ID, func(ctx context.Context) error {
+			if itemID != 0 {
+				return rn.s.st.updateMessage(ctx, itemID, &snap)
+			}
+			id, _, err := rn.s.st.appendMessage(ctx, c.rec.ID, ag.Name, &snap, false)
+			if err == nil {
+				itemID = id
+			}
+			return err
+		})
 		lastFlush = time.Now()
 	}
 	defByName := func(name string) toolDef {
@@ -776,9 +832,10 @@ func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg
 		LastMessage: &lastMessageJSON{*u, msg.Cost, msg.Model},
 	}
 	rn.sink.send(newEvent("token_usage", "session_id", c.rec.ID, "usage", usage).ctx(ag.Name, time.Now()))
-	if err := rn.s.st.setUsage(context.WithoutCancel(ctx), c.rec.ID, in, u.OutputTokens, c.cost); err != nil && !errors.Is(err, errNotFound) {
-		rn.s.log.Error("storing usage", "session", c.rec.ID, "err", err)
-	}
+	id, cost := c.rec.ID, c.cost
+	rn.save.save(context.WithoutCancel(ctx), "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {
+		return rn.s.st.setUsage(ctx, id, in, u.OutputTokens, cost)
+	})
 }
 
 // usageJSON is the usage of token_usage events (API.md §5).
@@ -857,14 +914,17 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	for _, ts := range rn.team.toolsets(ag).sets {
 		add(ts.instruction())
 	}
+	for _, src := range rn.team.toolsets(ag).rag {
+		add(src.instruction())
+	}
 	if ag.AddDate {
 		add("Today's date: " + time.Now().Format("2006-01-02"))
 	}
 	if ag.AddEnvironmentInfo {
-		add(fmt.Sprintf("Here is useful information about the environment you are running in:\n<env>\nWorking directory: %s\nPlatform: %s\nArchitecture: %s\n</env>", c.rec.WorkingDir, runtime.GOOS, runtime.GOARCH))
+		add(fmt.Sprintf("Here is useful information about the environment you are running in:\n<env>\nWorking directory: %s\nPlatform: %s\nArchitecture: %s\n</env>", rn.s.workDir(c.rec), runtime.GOOS, runtime.GOARCH))
 	}
 	for _, name := range ag.AddPromptFiles {
-		add(promptFile(c.rec.WorkingDir, rn.s.cfg.root, name))
+		add(promptFile(rn.s.workDir(c.rec), rn.s.cfg.root, name))
 	}
 	return out
 }
@@ -953,6 +1013,10 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			rn.toolResponse(ctx, c, ag, call, def, toolErrorf("Tool '%s' is not available. You can only use the tools provided to you.", call.Function.Name))
 			continue
 		}
+		if err := checkArgs(tl.def, call.Function.Arguments); err != nil {
+			rn.toolResponse(ctx, c, ag, call, tl.def, toolErrorf("Invalid arguments for tool '%s': %v", call.Function.Name, err))
+			continue
+		}
 		res, ok := rn.approve(ctx, c, ag, call, tl.def)
 		if !ok {
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
@@ -982,7 +1046,8 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 // toolEnv is what tools of this run may use.
 func (rn *runner) toolEnv(c *convo) *toolEnv {
 	return &toolEnv{
-		SessionID: c.rec.ID, WorkingDir: c.rec.WorkingDir, Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
+		SessionID: c.rec.ID, WorkingDir: rn.s.workDir(c.rec), Dir: rn.dir, Protected: rn.s.cfg.protected,
+		Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
 		Elicit: func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
 			return rn.elicit(ctx, req)
 		},
@@ -992,7 +1057,7 @@ func (rn *runner) toolEnv(c *convo) *toolEnv {
 // elicit asks the client a question on the run's stream and waits for the answer
 // posted to /api/sessions/{root}/elicitation.
 func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
-	p := rn.rs.ask("elicitation", "", req.Schema)
+	p := rn.rs.ask("elicitation", toolCall{}, req.Schema)
 	ev := newEvent("elicitation_request", "message", req.Message)
 	if req.Mode != "" {
 		ev.ctxKV("mode", req.Mode)
@@ -1041,9 +1106,9 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 // deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
 // it may not, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
-	name, args := call.Function.Name, call.Function.Arguments
+	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
 	team := rn.team.file.Permissions
-	if team != nil && matchAny(team.Deny, name, args) {
+	if team != nil && matchAny(team.Deny, name, args, true) {
 		return toolErrorf("Tool '%s' is denied by permissions configuration.", name), false
 	}
 	rn.rs.mu.Lock()
@@ -1055,19 +1120,19 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	decision := ""
 	if session != nil {
 		switch {
-		case matchAny(session.Deny, name, args):
+		case matchAny(session.Deny, name, args, true):
 			return toolErrorf("Tool '%s' is denied by session permissions.", name), false
-		case matchAny(session.Allow, name, args):
+		case matchAny(session.Allow, name, args, false):
 			return toolResult{}, true
-		case matchAny(session.Ask, name, args):
+		case matchAny(session.Ask, name, args, true):
 			decision = "ask"
 		}
 	}
 	if decision == "" && team != nil {
 		switch {
-		case matchAny(team.Allow, name, args):
+		case matchAny(team.Allow, name, args, false):
 			return toolResult{}, true
-		case matchAny(team.Ask, name, args):
+		case matchAny(team.Ask, name, args, true):
 			decision = "ask"
 		}
 	}
@@ -1079,7 +1144,7 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
-	p := rn.rs.ask("confirmation", call.Function.Name, nil)
+	p := rn.rs.ask("confirmation", call, nil)
 	rn.sink.send(newEvent("tool_call_confirmation", "tool_call", call, "tool_definition", def).ctx(ag.Name, time.Now()))
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -1092,9 +1157,10 @@ func (rn *runner) confirm(ctx context.Context, call toolCall, def toolDef, ag *a
 		rn.rs.setToolsApproved(true)
 		rn.s.st.setToolsApproved(wctx, rn.rs.sessionID, true)
 	case "approve-tool":
-		name := req.ToolName
-		if name == "" {
-			name = call.Function.Name
+		name, ok := exactPattern(call.Function.Name)
+		if !ok {
+			rn.s.log.Warn("approve-tool: tool name cannot be a pattern; approving this call only", "tool", call.Function.Name)
+			break
 		}
 		rn.rs.mu.Lock()
 		perms := permissionsConfig{}
@@ -1171,8 +1237,8 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	}
 	sys := chatMessage{Role: "system", Content: task, CreatedAt: nowRFC3339()}
 	proceed := chatMessage{Role: "user", Content: "Please proceed.", CreatedAt: nowRFC3339()}
-	rn.s.st.appendMessage(wctx, rec.ID, sub.Name, &sys, false)
-	rn.s.st.appendMessage(wctx, rec.ID, "", &proceed, true)
+	rn.appendMessage(wctx, rec.ID, sub.Name, &sys, false)
+	rn.appendMessage(wctx, rec.ID, "", &proceed, true)
 	child.history = []chatMessage{sys, proceed}
 
 	rn.sink.send(newEvent("agent_switching", "switching", true, "from_agent", ag.Name, "to_agent", sub.Name).ctx(sub.Name, time.Now()))
@@ -1182,9 +1248,9 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	last := rn.loop(ctx, child, sub)
 	rn.sink.send(newEvent("stream_stopped", "session_id", rec.ID).ctx(last.Name, time.Now()))
 
-	if err := rn.s.st.appendSubSession(wctx, parent.rec.ID, rec.ID); err != nil {
-		rn.s.log.Error("recording the sub-session", "session", parent.rec.ID, "err", err)
-	}
+	rn.save.save(wctx, nil, "the sub-session link of session "+parent.rec.ID, func(ctx context.Context) error {
+		return rn.s.st.appendSubSession(ctx, parent.rec.ID, rec.ID)
+	})
 	if full, err := rn.s.st.session(wctx, rec.ID); err == nil {
 		items, _ := rn.s.st.items(wctx, rec.ID)
 		rn.sink.send(newEvent("sub_session_completed", "parent_session_id", parent.rec.ID, "sub_session", toSessionJSON(full, items)).ctx(last.Name, time.Now()))

@@ -17,8 +17,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,9 +35,11 @@ type serverConfig struct {
 	allowedHosts []string // extra Host values beyond the loopback names
 	corsOrigins  []string
 	maxRuns      int
-	heartbeat    time.Duration // idle-stream comment interval; 0 = heartbeatEvery
-	bodyGrace    time.Duration // request body read deadline before size is counted; 0 = bodyReadGrace
-	bodyBudget   int64         // bytes for request bodies in flight; 0 = maxBodyMemory
+	heartbeat    time.Duration   // idle-stream comment interval; 0 = heartbeatEvery
+	bodyGrace    time.Duration   // request body read deadline before size is counted; 0 = bodyReadGrace
+	bodyBudget   int64           // bytes for request bodies in flight; 0 = maxBodyMemory
+	protected    *protectedFiles // the server's secret files, refused to file tools
+	saveRetryFor time.Duration   // how long a run retries writes that failed; 0 = saveRetryFor
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.
@@ -47,9 +51,15 @@ type server struct {
 	mux    *http.ServeMux
 	runs   *runRegistry
 	bodies *bodyBudget
+
+	// rootDir is cfg.root opened once at start; every run opens its session's
+	// directory from it, so swapping a directory for a symlink cannot lead outside.
+	rootDir  *os.Root
+	rootReal string // cfg.root with symlinks resolved, as session dirs are stored
 }
 
-func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConfig) *server {
+// newServer opens the root directory and builds the routes; close releases the root.
+func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConfig) (*server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -67,8 +77,15 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 	}
 	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns),
 		bodies: &bodyBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory)}}
+	var err error
+	if s.rootReal, err = filepath.EvalSymlinks(cfg.root); err != nil {
+		return nil, fmt.Errorf("working directory: %w", err)
+	}
+	if s.rootDir, err = os.OpenRoot(s.rootReal); err != nil {
+		return nil, fmt.Errorf("working directory: %w", err)
+	}
 	s.routes()
-	return s
+	return s, nil
 }
 
 // routes is the whole API.
@@ -92,8 +109,8 @@ func (s *server) routes() {
 	m.HandleFunc("POST /api/sessions/{id}/agent/{agent}/{name}", s.serveRun)
 }
 
-// close stops what the server started (running agents are cancelled by their requests).
-func (s *server) close() {}
+// close releases what the server holds (running agents are cancelled by their requests).
+func (s *server) close() { s.rootDir.Close() }
 
 func (s *server) servePing(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -231,12 +248,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // writeError maps err to a status: errNotFound 404, errInvalid 400, errConflict 409,
-// too large 413, anything else 500 with the detail only in the log.
+// too large 413, a database condition its storeFault (503 busy with Retry-After, 507
+// disk full, ...), anything else 500 with the detail only in the log.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	var he *httpError
 	status := http.StatusInternalServerError
+	fault := storeFaultOf(err)
 	switch {
+	case fault != nil:
+		s.log.Warn("request failed: session database", "method", r.Method, "path", r.URL.Path, "err", err)
+		if fault.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(fault.retryAfter))
+		}
+		writeJSON(w, fault.status, errorBody(fault.msg))
+		return
 	case errors.As(err, &he):
 		status = he.status
 	case errors.As(err, &tooBig):

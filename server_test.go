@@ -27,6 +27,8 @@ type apiTest struct {
 	root string // --working-dir
 	opts []testOption
 
+	token string // sent as a bearer token when set (servers started by startServe)
+
 	mu   sync.Mutex
 	env  map[string]string
 	stop func()
@@ -57,11 +59,13 @@ func (e *apiTest) start() {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx := context.Background()
-	st, err := openStore(ctx, filepath.Join(e.base, "session.db"))
+	st, err := openStoreLog(ctx, filepath.Join(e.base, "session.db"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log})
+	procs := newProcGroups(st, log)
+	procs.reap(ctx)
+	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log, procs: procs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +73,14 @@ func (e *apiTest) start() {
 	for _, o := range e.opts {
 		o(&cfg)
 	}
-	e.s = newServer(st, srcs, log, cfg)
+	if e.s, err = newServer(st, srcs, log, cfg); err != nil {
+		t.Fatal(err)
+	}
 	e.srv = httptest.NewServer(e.s)
 	e.stop = func() {
 		e.srv.CloseClientConnections()
 		e.srv.Close()
+		e.s.close()
 		srcs.close()
 		st.Close()
 	}
@@ -132,6 +139,9 @@ func (e *apiTest) do(method, path string, body any) (int, []byte) {
 	if r != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -179,6 +189,9 @@ func (e *apiTest) run(path string, msgs any) *sseStream {
 	j, _ := json.Marshal(msgs)
 	req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+path, strings.NewReader(string(j)))
 	req.Header.Set("Content-Type", "application/json")
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()

@@ -3,9 +3,11 @@ package main
 // sessions.go: the session routes (API.md §2.4–2.10, §7) and their JSON shapes.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,11 +27,11 @@ type sessionJSON struct {
 	HideToolResults bool               `json:"hide_tool_results"`
 	WorkingDir      string             `json:"working_dir,omitempty"`
 	SendUserMessage bool               `json:"SendUserMessage"`
-	MaxIterations   int                `json:"max_iterations"`
+	MaxIterations   int                `json:"max_iterations,omitempty"`
 	Starred         bool               `json:"starred"`
 	InputTokens     int64              `json:"input_tokens"`
 	OutputTokens    int64              `json:"output_tokens"`
-	Cost            float64            `json:"cost"`
+	Cost            float64            `json:"cost,omitempty"`
 	Permissions     *permissionsConfig `json:"permissions,omitempty"`
 }
 
@@ -48,7 +50,7 @@ type flatMessage struct {
 }
 
 // sessionResponse is GET /api/sessions/{id}. Beyond the reference it also reports
-// cost and max_iterations (API.md §11.20).
+// cost and max_iterations when set (API.md §11.20).
 type sessionResponse struct {
 	ID            string             `json:"id"`
 	Title         string             `json:"title"`
@@ -60,8 +62,8 @@ type sessionResponse struct {
 	OutputTokens  int64              `json:"output_tokens"`
 	WorkingDir    string             `json:"working_dir,omitempty"`
 	Permissions   *permissionsConfig `json:"permissions,omitempty"`
-	Cost          float64            `json:"cost"`
-	MaxIterations int                `json:"max_iterations"`
+	Cost          float64            `json:"cost,omitempty"`
+	MaxIterations int                `json:"max_iterations,omitempty"`
 }
 
 // sessionListItem is an element of GET /api/sessions.
@@ -179,12 +181,12 @@ func (s *server) createSession(ctx context.Context, req createSessionRequest) (*
 }
 
 // sessionDir resolves a requested working directory: it must exist and lie inside the
-// server's root (the reference accepts any host directory, API.md §11.25). Empty means
-// the root itself.
+// server's root (the reference accepts any host directory, API.md §11.25). Empty stays
+// empty, as in the reference's JSON; the session then works in the root (workDir).
 func (s *server) sessionDir(dir string) (string, error) {
 	dir = strings.TrimSpace(dir)
 	if dir == "" {
-		return s.cfg.root, nil
+		return "", nil
 	}
 	p := absPath(s.cfg.root, dir)
 	real, err := filepath.EvalSymlinks(p)
@@ -195,14 +197,42 @@ func (s *server) sessionDir(dir string) (string, error) {
 	if err != nil || !fi.IsDir() {
 		return "", badRequest("working_dir %q is not a directory", dir)
 	}
-	root, err := filepath.EvalSymlinks(s.cfg.root)
-	if err != nil {
-		return "", err
-	}
-	if !within(root, real) {
+	if !within(s.rootReal, real) {
 		return "", badRequest("working_dir %q is outside the server's working directory %s", dir, s.cfg.root)
 	}
 	return real, nil
+}
+
+// workDir is the directory a session's tools and prompt files work in.
+func (s *server) workDir(rec *sessionRecord) string {
+	return cmp.Or(rec.WorkingDir, s.rootReal)
+}
+
+// openSessionDir opens a session's stored working directory from the server's root,
+// as every run does: the check made when the session was created does not hold if
+// the directory has since been replaced by a symlink to somewhere else. The errors
+// are 409s naming the problem.
+func (s *server) openSessionDir(wd string) (*os.Root, error) {
+	rel := "."
+	if wd != "" {
+		// Stored paths are resolved, but older rows may hold the root as given.
+		r, err := filepath.Rel(s.rootReal, wd)
+		if err != nil || !filepath.IsLocal(r) {
+			r, err = filepath.Rel(s.cfg.root, wd)
+		}
+		if err != nil || !filepath.IsLocal(r) {
+			return nil, conflict("session working_dir %q is outside the server's working directory %s", wd, s.cfg.root)
+		}
+		rel = r
+	}
+	d, err := s.rootDir.OpenRoot(rel)
+	switch {
+	case err == nil:
+		return d, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, conflict("session working_dir %q no longer exists", wd)
+	}
+	return nil, conflict("session working_dir %q now leads outside the server's working directory %s (replaced by a symlink?): %v", wd, s.cfg.root, errors.Unwrap(err))
 }
 
 // within reports whether path is root or below it (both cleaned, absolute).

@@ -28,9 +28,9 @@ const toolsUserAgent = "agentd"
 // toolsHTTPClient is the client of a call: the session's, else a default one.
 func toolsHTTPClient(env *toolEnv) *http.Client {
 	if env != nil && env.HTTP != nil {
-		return env.HTTP
+		return withRedirectPolicy(env.HTTP)
 	}
-	return http.DefaultClient
+	return withRedirectPolicy(http.DefaultClient)
 }
 
 // toolsCheckURL accepts only absolute http and https URLs.
@@ -509,12 +509,13 @@ func newAPIToolset(ts *toolsetConfig, opts toolsetOptions) (*builtinToolset, err
 	props := map[string]any{}
 	if c.Args != nil {
 		for _, k := range c.Args.Keys {
-			var schema map[string]any
-			if err := json.Unmarshal(c.Args.Values[k], &schema); err != nil || schema == nil {
-				return nil, fmt.Errorf("api tool %s: arg '%s' must be a JSON schema object", c.Name, k)
+			desc := fmt.Sprintf("Field %s of the JSON request body.", k)
+			if a.method == "GET" {
+				desc = fmt.Sprintf("Value put in place of ${%s} in the request URL.", k)
 			}
-			if _, ok := schema["type"]; !ok {
-				schema["type"] = "string"
+			schema, ok := argSchema(c.Args.Values[k], desc)
+			if !ok {
+				return nil, fmt.Errorf("api tool %s: arg '%s' must be a JSON schema object", c.Name, k)
 			}
 			props[k] = schema
 		}
@@ -531,7 +532,7 @@ func newAPIToolset(ts *toolsetConfig, opts toolsetOptions) (*builtinToolset, err
 	return &builtinToolset{
 		list: []tool{{
 			def: toolDef{Name: c.Name, Category: "api", Description: c.Instruction, Parameters: params,
-				Annotations: toolAnnotations{ReadOnlyHint: true}, OutputSchema: out},
+				Annotations: toolAnnotations{ReadOnlyHint: a.method == "GET"}, OutputSchema: out}, // POST changes things: ask
 			run: a.run,
 		}},
 		instr: c.Instruction,
