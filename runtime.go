@@ -180,7 +180,7 @@ type resumeRequest struct {
 func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req resumeRequest
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -226,7 +226,7 @@ func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pe
 func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req elicitationResponse
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -311,7 +311,7 @@ type runMessage struct {
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
 	var body []runMessage
-	if err := readJSON(w, r, maxRunBody, &body); err != nil {
+	if err := s.readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -793,6 +793,12 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	if err != nil {
 		if content.Len() > 0 || reasoning.Len() > 0 {
 			calls = nil // half-streamed tool calls cannot be answered
+			if ctx.Err() == nil {
+				// The provider failed mid-answer: mark the kept text as incomplete, on
+				// the wire and on disk alike, so neither reader takes it as whole.
+				content.WriteString(answerCutMarker)
+				rn.sink.send(newEvent("agent_choice", "content", answerCutMarker, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+			}
 			flush(true)
 			c.history = append(c.history, *msg)
 		}
@@ -817,6 +823,9 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	rn.tokenUsage(ctx, c, ag, msg, price)
 	return msg, nil
 }
+
+// answerCutMarker ends an answer that the provider stopped sending part-way.
+const answerCutMarker = "\n\n[answer incomplete: the model provider stopped mid-answer]"
 
 // tokenUsage emits token_usage for the last call and stores the counters.
 func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg *chatMessage, price modelPrice) {
