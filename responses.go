@@ -3,13 +3,12 @@ package main
 // responses.go is the OpenAI Responses API streaming client (PROVIDERS.md §3.2, §4).
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 )
-
-const responsesDefaultBase = "https://api.openai.com/v1"
 
 // responsesClient streams from POST {base}/responses. It is safe for concurrent use.
 type responsesClient struct {
@@ -22,31 +21,11 @@ type responsesClient struct {
 // provider without token_key sends no Authorization header at all (the reference sends an
 // empty bearer token). In gateway mode DOCKER_TOKEN is used instead.
 func newResponsesClient(spec modelSpec, env clientEnv) (modelClient, error) {
-	getenv := modelGetenv(env)
-	isOpenAI := spec.Provider == "" || spec.Provider == "openai"
-	base := spec.BaseURL
-	if base == "" && isOpenAI {
-		base = provFirst(getenv("OPENAI_BASE_URL"), responsesDefaultBase)
+	conn, err := newProvConn(apiOpenAIResponses, spec, env, "/responses", nil)
+	if err != nil {
+		return nil, err
 	}
-	if base == "" {
-		return nil, fmt.Errorf("responses: provider %q has no base_url", spec.Provider)
-	}
-	base = strings.TrimRight(base, "/")
-	c := &responsesClient{ms: spec, conn: newProvConn("responses", spec, env)}
-	if env.Gateway != "" {
-		c.conn.url = strings.TrimRight(env.Gateway, "/") + "/v1/responses"
-		provGatewayHeaders(c.conn.header, env, base, spec)
-		return c, nil
-	}
-	c.conn.url = base + "/responses"
-	if spec.TokenKey != "" || isOpenAI {
-		key, err := provKey(getenv, spec.TokenKey, "OPENAI_API_KEY")
-		if err != nil {
-			return nil, err
-		}
-		c.conn.header.Set("Authorization", "Bearer "+key)
-	}
-	return c, nil
+	return &responsesClient{ms: spec, conn: conn}, nil
 }
 
 func (c *responsesClient) spec() modelSpec { return c.ms }
@@ -178,7 +157,7 @@ func responsesInput(m chatMessage) []responsesItem {
 		}
 		for _, tc := range m.ToolCalls {
 			items = append(items, responsesItem{Type: "function_call", CallID: tc.ID, Name: tc.Function.Name,
-				Arguments: provFirst(tc.Function.Arguments, "{}")})
+				Arguments: cmp.Or(tc.Function.Arguments, "{}")})
 		}
 		return items
 	}
@@ -197,7 +176,7 @@ func responsesInput(m chatMessage) []responsesItem {
 		case p.Type == "text" && p.Text != "":
 			parts = append(parts, responsesPart{Type: "input_text", Text: p.Text})
 		case p.Type == "image_url" && p.ImageURL != nil:
-			parts = append(parts, responsesPart{Type: "input_image", ImageURL: p.ImageURL.URL, Detail: provFirst(p.ImageURL.Detail, "auto")})
+			parts = append(parts, responsesPart{Type: "input_image", ImageURL: p.ImageURL.URL, Detail: cmp.Or(p.ImageURL.Detail, "auto")})
 		}
 	}
 	if parts == nil {
@@ -264,12 +243,12 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 	return c.conn.run(ctx, body, emit, func(ev sseEvent, emit func(modelEvent)) error {
 		var e responsesEvent
 		if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
-			return fmt.Errorf("decoding %s event: %w", provFirst(ev.Event, "stream"), err)
+			return fmt.Errorf("decoding %s event: %w", cmp.Or(ev.Event, "stream"), err)
 		}
 		if e.Type == "" {
 			e.Type = ev.Event
 		}
-		model = provFirst(e.Response.Model, model)
+		model = cmp.Or(e.Response.Model, model)
 		switch e.Type {
 		case "response.output_text.delta", "response.refusal.delta":
 			textSeen[e.ItemID] = true
@@ -278,7 +257,7 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 			emit(modelEvent{Kind: evReasoning, Text: e.Delta})
 		case "response.output_item.added":
 			if e.Item.Type == "function_call" {
-				id := provFirst(e.Item.CallID, e.Item.ID)
+				id := cmp.Or(e.Item.CallID, e.Item.ID)
 				calls[e.Item.ID] = id
 				emit(modelEvent{Kind: evToolCallStart, ToolID: id, ToolName: e.Item.Name})
 				if e.Item.Arguments != "" {
@@ -335,7 +314,12 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 			return responsesError(e.Code, e.Message)
 		}
 		return nil
-	}, func() error { return fmt.Errorf("no response.completed: %w", errStreamCut) })
+	}, func(done bool) error {
+		if !done {
+			return fmt.Errorf("no response.completed: %w", errStreamCut)
+		}
+		return nil
+	})
 }
 
 // responsesError builds a modelError from an error event's code and message, with an HTTP
@@ -349,5 +333,5 @@ func responsesError(code json.RawMessage, msg string) error {
 		"rate_limit_exceeded": 429, "insufficient_quota": 429, "server_error": 500,
 		"server_is_overloaded": 503, "invalid_prompt": 400, "context_length_exceeded": 400,
 	}[s]
-	return &modelError{Status: status, Msg: "stream error: " + provFirst(s, "error") + ": " + msg}
+	return &modelError{Status: status, Msg: "stream error: " + cmp.Or(s, "error") + ": " + msg}
 }
