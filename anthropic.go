@@ -3,12 +3,10 @@ package main
 // anthropic.go is the Anthropic Messages streaming client (PROVIDERS.md §3.3, §4).
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -496,62 +494,4 @@ func anthropicStreamError(e *provErrorBody) error {
 		"api_error": 500, "overloaded_error": 529,
 	}[e.Type]
 	return &modelError{Status: status, Msg: "stream error: " + e.Type + ": " + e.Message}
-}
-
-// ---- request helpers shared by the provider clients ----
-
-// provMaxTokens is the request's limit, else the model's, else def.
-func provMaxTokens(req *modelRequest, spec modelSpec, def int64) int64 {
-	switch {
-	case req.MaxTokens > 0:
-		return req.MaxTokens
-	case spec.MaxTokens > 0:
-		return spec.MaxTokens
-	}
-	return def
-}
-
-// provBudget normalises thinking_budget to nil, int64 or a lower-case effort string;
-// quoted numbers are numbers, as in the reference.
-func provBudget(v any) any {
-	switch b := v.(type) {
-	case int:
-		return int64(b)
-	case int64:
-		return b
-	case float64:
-		return int64(b)
-	case string:
-		b = strings.ToLower(strings.TrimSpace(b))
-		if n, err := strconv.ParseInt(b, 10, 64); err == nil {
-			return n
-		}
-		return b
-	}
-	return nil
-}
-
-// provBool reads a provider_opts flag; anything but true is false.
-func provBool(v any) bool {
-	b, _ := v.(bool)
-	return b
-}
-
-// provSchema returns a tool's parameter schema, or an empty object schema when it has none.
-func provSchema(p json.RawMessage) json.RawMessage {
-	if len(bytes.TrimSpace(p)) == 0 || string(bytes.TrimSpace(p)) == "null" {
-		return json.RawMessage(`{"type":"object","properties":{}}`)
-	}
-	return p
-}
-
-// provDataURL splits a data:<type>;base64,<data> URL.
-func provDataURL(u string) (mediaType, data string, ok bool) {
-	rest, found := strings.CutPrefix(u, "data:")
-	if !found {
-		return "", "", false
-	}
-	meta, data, found := strings.Cut(rest, ",")
-	mediaType, isB64 := strings.CutSuffix(meta, ";base64")
-	return mediaType, data, found && isB64
 }

@@ -475,7 +475,6 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 		return nil, fmt.Errorf("%s: %w", c.name, err)
 	}
 	req.Header = c.header.Clone()
-	what := fmt.Sprintf("%s: POST %q", c.name, redactURL(c.url))
 	resp, err := c.http.Do(req)
 	if err != nil {
 		cause := context.Cause(ctx)
@@ -483,23 +482,28 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 		var to *provTimeout
 		switch {
 		case errors.As(cause, &to):
-			return nil, &modelError{Msg: what + ": " + to.msg, Stalled: true}
+			return nil, &modelError{Msg: c.what() + ": " + to.msg, Stalled: true}
 		case cause != nil:
 			return nil, fmt.Errorf("%s: %w", c.name, cause)
 		}
-		return nil, &modelError{Msg: what + ": " + err.Error()}
+		return nil, &modelError{Msg: c.what() + ": " + err.Error()}
 	}
 	if resp.StatusCode/100 != 2 {
 		defer fail()
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxModelErrorBody))
-		msg := what + ": " + resp.Status
+		msg := c.what() + ": " + resp.Status
 		if m := modelErrorMessage(b); m != "" {
 			msg += ": " + m
 		}
 		return nil, &modelError{Status: resp.StatusCode, RetryAfter: modelRetryAfter(resp.Header, time.Now()), Msg: msg}
 	}
 	return &provBody{rc: resp.Body, ctx: ctx, timer: timer, idle: c.idleWait, cancel: cancel, started: started}, nil
+}
+
+// what names the request in errors: `<name>: POST "<url>"`, any password masked.
+func (c provConn) what() string {
+	return fmt.Sprintf("%s: POST %q", c.name, redactURL(c.url))
 }
 
 // provBody re-arms the idle timer on every read that returns data, and reports a watchdog
@@ -640,4 +644,62 @@ func modelRetryAfter(h http.Header, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
+}
+
+// ---- request-body helpers shared by the Anthropic, Gemini and Responses clients ----
+
+// provMaxTokens is the request's limit, else the model's, else def.
+func provMaxTokens(req *modelRequest, spec modelSpec, def int64) int64 {
+	switch {
+	case req.MaxTokens > 0:
+		return req.MaxTokens
+	case spec.MaxTokens > 0:
+		return spec.MaxTokens
+	}
+	return def
+}
+
+// provBudget normalises thinking_budget to nil, int64 or a lower-case effort string;
+// quoted numbers are numbers, as in the reference.
+func provBudget(v any) any {
+	switch b := v.(type) {
+	case int:
+		return int64(b)
+	case int64:
+		return b
+	case float64:
+		return int64(b)
+	case string:
+		b = strings.ToLower(strings.TrimSpace(b))
+		if n, err := strconv.ParseInt(b, 10, 64); err == nil {
+			return n
+		}
+		return b
+	}
+	return nil
+}
+
+// provBool reads a provider_opts flag; anything but true is false.
+func provBool(v any) bool {
+	b, _ := v.(bool)
+	return b
+}
+
+// provSchema returns a tool's parameter schema, or an empty object schema when it has none.
+func provSchema(p json.RawMessage) json.RawMessage {
+	if len(bytes.TrimSpace(p)) == 0 || string(bytes.TrimSpace(p)) == "null" {
+		return json.RawMessage(`{"type":"object","properties":{}}`)
+	}
+	return p
+}
+
+// provDataURL splits a data:<type>;base64,<data> URL.
+func provDataURL(u string) (mediaType, data string, ok bool) {
+	rest, found := strings.CutPrefix(u, "data:")
+	if !found {
+		return "", "", false
+	}
+	meta, data, found := strings.Cut(rest, ",")
+	mediaType, isB64 := strings.CutSuffix(meta, ";base64")
+	return mediaType, data, found && isB64
 }
