@@ -17,7 +17,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -512,31 +511,7 @@ func (p *ociPuller) connect(ctx context.Context, ref ociRef) (*ociSession, error
 	if resp.StatusCode == http.StatusOK {
 		return s, nil // anonymous registry
 	}
-	chs, err := parseAuthChallenge(resp.Header.Get("WWW-Authenticate"))
-	if err != nil {
-		return nil, fmt.Errorf("registry %s: %w", ref.Registry, err)
-	}
-	var ch *ociChallenge
-	for i := range chs { // the first Basic or Bearer challenge wins
-		if chs[i].Scheme == "basic" || chs[i].Scheme == "bearer" {
-			ch = &chs[i]
-			break
-		}
-	}
-	if ch == nil {
-		return nil, fmt.Errorf("registry %s: unsupported auth scheme %q", ref.Registry, chs[0].Scheme)
-	}
-	if s.creds, err = p.credentials(ctx, ref); err != nil {
-		return nil, err
-	}
-	if ch.Scheme == "basic" {
-		if s.creds.Username != "" || s.creds.Password != "" {
-			s.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(s.creds.Username+":"+s.creds.Password))
-		}
-		return s, nil
-	}
-	s.bearer = ch
-	if err := s.refreshToken(ctx, false); err != nil {
+	if err := s.authenticate(ctx, resp.Header.Get("WWW-Authenticate")); err != nil {
 		return nil, err
 	}
 	return s, nil

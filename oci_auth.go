@@ -423,6 +423,36 @@ type ociToken struct {
 	expires time.Time
 }
 
+// authenticate answers the ping's 401 challenge header: Basic sends the
+// credentials as they are, Bearer trades them for a token from the realm.
+func (s *ociSession) authenticate(ctx context.Context, header string) error {
+	chs, err := parseAuthChallenge(header)
+	if err != nil {
+		return fmt.Errorf("registry %s: %w", s.ref.Registry, err)
+	}
+	var ch *ociChallenge
+	for i := range chs { // the first Basic or Bearer challenge wins
+		if chs[i].Scheme == "basic" || chs[i].Scheme == "bearer" {
+			ch = &chs[i]
+			break
+		}
+	}
+	if ch == nil {
+		return fmt.Errorf("registry %s: unsupported auth scheme %q", s.ref.Registry, chs[0].Scheme)
+	}
+	if s.creds, err = s.p.credentials(ctx, s.ref); err != nil {
+		return err
+	}
+	if ch.Scheme == "basic" {
+		if s.creds.Username != "" || s.creds.Password != "" {
+			s.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(s.creds.Username+":"+s.creds.Password))
+		}
+		return nil
+	}
+	s.bearer = ch
+	return s.refreshToken(ctx, false)
+}
+
 // refreshToken obtains a Bearer token for s.scopes from the challenge's realm
 // (token spec), from the puller's cache unless force is set.
 func (s *ociSession) refreshToken(ctx context.Context, force bool) error {
