@@ -39,104 +39,131 @@ type ociChallenge struct {
 // (unterminated quotes, a parameter without a scheme) rather than guessing.
 func parseAuthChallenge(h string) ([]ociChallenge, error) {
 	var out []ociChallenge
-	i := 0
-	skip := func(set string) {
-		for i < len(h) && strings.IndexByte(set, h[i]) >= 0 {
-			i++
-		}
-	}
-	token := func() string {
-		start := i
-		for i < len(h) && ociTokenChar(h[i]) {
-			i++
-		}
-		return h[start:i]
-	}
+	sc := ociChallengeScanner{h: h}
 	for {
-		skip(" \t,")
-		if i >= len(h) {
+		sc.skip(" \t,")
+		if sc.i >= len(h) {
 			break
 		}
-		scheme := token()
+		scheme := sc.token()
 		if scheme == "" {
-			return nil, fmt.Errorf("malformed WWW-Authenticate %q: expected an auth scheme at offset %d", h, i)
+			return nil, fmt.Errorf("malformed WWW-Authenticate %q: expected an auth scheme at offset %d", h, sc.i)
 		}
-		if i < len(h) && h[i] == '=' {
+		if sc.at('=') {
 			return nil, fmt.Errorf("malformed WWW-Authenticate %q: parameter %q before any auth scheme", h, scheme)
 		}
 		c := ociChallenge{Scheme: strings.ToLower(scheme), Params: map[string]string{}}
-		// Parameters: name = (token | quoted-string), comma separated. A token
-		// not followed by '=' starts the next challenge.
-		for {
-			skip(" \t")
-			save := i
-			name := token()
-			if name == "" {
-				if i < len(h) && h[i] == ',' {
-					i++
-					continue
-				}
-				break
-			}
-			skip(" \t")
-			if i >= len(h) || h[i] != '=' {
-				i = save // next challenge's scheme
-				break
-			}
-			i++
-			if i < len(h) && h[i] == '=' || i >= len(h) || h[i] == ',' {
-				// token68 such as "abc==": skip to the next comma.
-				for i < len(h) && h[i] != ',' {
-					i++
-				}
-				continue
-			}
-			skip(" \t")
-			var val string
-			if i < len(h) && h[i] == '"' {
-				i++
-				var b strings.Builder
-				closed := false
-				for i < len(h) {
-					ch := h[i]
-					i++
-					if ch == '\\' && i < len(h) {
-						b.WriteByte(h[i])
-						i++
-						continue
-					}
-					if ch == '"' {
-						closed = true
-						break
-					}
-					b.WriteByte(ch)
-				}
-				if !closed {
-					return nil, fmt.Errorf("malformed WWW-Authenticate %q: unterminated quoted string", h)
-				}
-				val = b.String()
-			} else {
-				val = token()
-			}
-			c.Params[strings.ToLower(name)] = val
-			skip(" \t")
-			if i < len(h) && h[i] == ',' {
-				i++
-				continue
-			}
-			if i < len(h) && !ociTokenChar(h[i]) {
-				return nil, fmt.Errorf("malformed WWW-Authenticate %q: unexpected %q at offset %d", h, h[i], i)
-			}
+		if err := sc.params(c.Params); err != nil {
+			return nil, err
 		}
 		out = append(out, c)
-		if i < len(h) && !ociTokenChar(h[i]) && h[i] != ',' && h[i] != ' ' && h[i] != '\t' {
-			return nil, fmt.Errorf("malformed WWW-Authenticate %q: unexpected %q at offset %d", h, h[i], i)
+		if sc.i < len(h) && !ociTokenChar(h[sc.i]) && h[sc.i] != ',' && h[sc.i] != ' ' && h[sc.i] != '\t' {
+			return nil, sc.unexpected()
 		}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("empty WWW-Authenticate header")
 	}
 	return out, nil
+}
+
+// ociChallengeScanner reads a WWW-Authenticate value h from offset i.
+type ociChallengeScanner struct {
+	h string
+	i int
+}
+
+// at reports whether the next byte is c.
+func (sc *ociChallengeScanner) at(c byte) bool { return sc.i < len(sc.h) && sc.h[sc.i] == c }
+
+// skip advances over any bytes in set.
+func (sc *ociChallengeScanner) skip(set string) {
+	for sc.i < len(sc.h) && strings.IndexByte(set, sc.h[sc.i]) >= 0 {
+		sc.i++
+	}
+}
+
+// token reads a (possibly empty) run of tchars.
+func (sc *ociChallengeScanner) token() string {
+	start := sc.i
+	for sc.i < len(sc.h) && ociTokenChar(sc.h[sc.i]) {
+		sc.i++
+	}
+	return sc.h[start:sc.i]
+}
+
+// unexpected is the error for the byte at the current offset.
+func (sc *ociChallengeScanner) unexpected() error {
+	return fmt.Errorf("malformed WWW-Authenticate %q: unexpected %q at offset %d", sc.h, sc.h[sc.i], sc.i)
+}
+
+// params reads one challenge's parameters into params: name = (token |
+// quoted-string), comma separated, names lowercased. It stops at the end or
+// before a token not followed by '=', which starts the next challenge.
+func (sc *ociChallengeScanner) params(params map[string]string) error {
+	for {
+		sc.skip(" \t")
+		save := sc.i
+		name := sc.token()
+		if name == "" {
+			if sc.at(',') {
+				sc.i++
+				continue
+			}
+			return nil
+		}
+		sc.skip(" \t")
+		if !sc.at('=') {
+			sc.i = save // next challenge's scheme
+			return nil
+		}
+		sc.i++
+		if sc.i >= len(sc.h) || sc.at('=') || sc.at(',') {
+			// token68 such as "abc==": skip to the next comma.
+			for sc.i < len(sc.h) && !sc.at(',') {
+				sc.i++
+			}
+			continue
+		}
+		sc.skip(" \t")
+		val, err := sc.value()
+		if err != nil {
+			return err
+		}
+		params[strings.ToLower(name)] = val
+		sc.skip(" \t")
+		if sc.at(',') {
+			sc.i++
+			continue
+		}
+		if sc.i < len(sc.h) && !ociTokenChar(sc.h[sc.i]) {
+			return sc.unexpected()
+		}
+	}
+}
+
+// value reads a parameter value: a token, or a quoted-string with its
+// backslash escapes undone.
+func (sc *ociChallengeScanner) value() (string, error) {
+	if !sc.at('"') {
+		return sc.token(), nil
+	}
+	sc.i++
+	var b strings.Builder
+	for sc.i < len(sc.h) {
+		ch := sc.h[sc.i]
+		sc.i++
+		if ch == '\\' && sc.i < len(sc.h) {
+			b.WriteByte(sc.h[sc.i])
+			sc.i++
+			continue
+		}
+		if ch == '"' {
+			return b.String(), nil
+		}
+		b.WriteByte(ch)
+	}
+	return "", fmt.Errorf("malformed WWW-Authenticate %q: unterminated quoted string", sc.h)
 }
 
 // ociTokenChar reports whether c is an RFC 9110 tchar.
