@@ -737,85 +737,128 @@ func ociExtractAgent(ctx context.Context, get ociGetFunc, name string, top []byt
 		mt = headerType
 	}
 	if mt == ociMediaIndex || mt == ociMediaDockerList || (mt == "" && m.Manifests != nil && m.Config == nil) {
-		var child *ociDescriptor
-		for i, d := range m.Manifests {
-			if d.Platform == nil || d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
-				child = &m.Manifests[i]
-				break
-			}
-		}
-		if child == nil {
-			return nil, fmt.Errorf("artifact %s: index has no linux/amd64 or platform-less manifest", name)
-		}
-		if err := ociCheckDescriptor("index entry", *child, maxOCIManifest); err != nil {
-			return nil, fmt.Errorf("artifact %s: %w", name, err)
-		}
-		body, err := get(ctx, "manifests", *child)
-		if err != nil {
+		var err error
+		if m, mt, err = ociIndexChild(ctx, get, name, m); err != nil {
 			return nil, err
 		}
-		m = ociManifest{}
-		if err := json.Unmarshal(body, &m); err != nil {
-			return nil, fmt.Errorf("artifact %s: manifest %s is not JSON: %w", name, child.Digest, err)
-		}
-		mt = m.MediaType
-		if mt == "" {
-			mt = child.MediaType
-		}
-		if mt == ociMediaIndex || mt == ociMediaDockerList || m.Manifests != nil {
-			return nil, fmt.Errorf("artifact %s: nested indexes are not supported", name)
-		}
 	}
-	if m.SchemaVersion == 1 || mt == ociMediaDockerV1 || mt == ociMediaDockerV1Signed {
-		return nil, fmt.Errorf("artifact %s: Docker schema 1 manifests are not supported", name)
-	}
-	if m.SchemaVersion != 2 {
-		return nil, fmt.Errorf("artifact %s: manifest schemaVersion %d, want 2", name, m.SchemaVersion)
-	}
-	if mt != "" && mt != ociMediaManifest && mt != ociMediaDockerManifest {
-		return nil, fmt.Errorf("artifact %s: unsupported manifest media type %q", name, mt)
-	}
-	if m.Annotations[ociAnnotationVersion] == "" && m.Annotations[ociAnnotationLegacy] == "" {
-		return nil, fmt.Errorf("artifact %s wasn't created by `docker agent share push` (no %s annotation)", name, ociAnnotationVersion)
-	}
-	if len(m.Layers) == 0 {
-		return nil, fmt.Errorf("artifact %s has no layers", name)
-	}
-	if m.Config == nil {
-		return nil, fmt.Errorf("artifact %s has no config", name)
-	}
-	if err := ociCheckDescriptor("config", *m.Config, maxOCIBlob); err != nil {
-		return nil, fmt.Errorf("artifact %s: %w", name, err)
-	}
-	if err := ociCheckDescriptor("layer", m.Layers[0], maxOCIBlob); err != nil {
-		return nil, fmt.Errorf("artifact %s: %w", name, err)
+	if err := ociCheckAgentManifest(name, m, mt); err != nil {
+		return nil, err
 	}
 	cfgBytes, err := get(ctx, "blobs", *m.Config)
 	if err != nil {
 		return nil, err
 	}
-	var cfg struct {
-		RootFS struct {
-			DiffIDs []string `json:"diff_ids"`
-		} `json:"rootfs"`
-	}
-	if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
-		return nil, fmt.Errorf("artifact %s: config is not JSON: %w", name, err)
-	}
-	if len(cfg.RootFS.DiffIDs) == 0 {
-		// e.g. the OCI empty config {}: the reference pulls it, then fails
-		// with "local artifact store corrupted"; say why instead.
-		return nil, fmt.Errorf("artifact %s: config %s (%s) has no rootfs.diff_ids, so it is not an agent artifact from `docker agent share push`", name, m.Config.Digest, m.Config.MediaType)
+	diffID, err := ociConfigDiffID(name, *m.Config, cfgBytes)
+	if err != nil {
+		return nil, err
 	}
 	layer, err := get(ctx, "blobs", m.Layers[0])
 	if err != nil {
 		return nil, err
 	}
+	yaml, err := ociLayerYAML(name, m.Layers[0], layer)
+	if err != nil {
+		return nil, err
+	}
+	if got := ociHash(yaml); got != diffID {
+		return nil, fmt.Errorf("artifact %s: layer content %s does not match config diff_id %s", name, got, diffID)
+	}
+	return yaml, nil
+}
+
+// ociIndexChild fetches the manifest an index points at for linux/amd64 (or
+// the first platform-less entry) and returns it with its media type.
+func ociIndexChild(ctx context.Context, get ociGetFunc, name string, idx ociManifest) (ociManifest, string, error) {
+	var child *ociDescriptor
+	for i, d := range idx.Manifests {
+		if d.Platform == nil || d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
+			child = &idx.Manifests[i]
+			break
+		}
+	}
+	if child == nil {
+		return ociManifest{}, "", fmt.Errorf("artifact %s: index has no linux/amd64 or platform-less manifest", name)
+	}
+	if err := ociCheckDescriptor("index entry", *child, maxOCIManifest); err != nil {
+		return ociManifest{}, "", fmt.Errorf("artifact %s: %w", name, err)
+	}
+	body, err := get(ctx, "manifests", *child)
+	if err != nil {
+		return ociManifest{}, "", err
+	}
+	var m ociManifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		return ociManifest{}, "", fmt.Errorf("artifact %s: manifest %s is not JSON: %w", name, child.Digest, err)
+	}
+	mt := m.MediaType
+	if mt == "" {
+		mt = child.MediaType
+	}
+	if mt == ociMediaIndex || mt == ociMediaDockerList || m.Manifests != nil {
+		return ociManifest{}, "", fmt.Errorf("artifact %s: nested indexes are not supported", name)
+	}
+	return m, mt, nil
+}
+
+// ociCheckAgentManifest checks that m (of media type mt) is a schema 2 image
+// manifest pushed by `docker agent share push`, with a config and a layer
+// whose descriptors are safe to fetch.
+func ociCheckAgentManifest(name string, m ociManifest, mt string) error {
+	if m.SchemaVersion == 1 || mt == ociMediaDockerV1 || mt == ociMediaDockerV1Signed {
+		return fmt.Errorf("artifact %s: Docker schema 1 manifests are not supported", name)
+	}
+	if m.SchemaVersion != 2 {
+		return fmt.Errorf("artifact %s: manifest schemaVersion %d, want 2", name, m.SchemaVersion)
+	}
+	if mt != "" && mt != ociMediaManifest && mt != ociMediaDockerManifest {
+		return fmt.Errorf("artifact %s: unsupported manifest media type %q", name, mt)
+	}
+	if m.Annotations[ociAnnotationVersion] == "" && m.Annotations[ociAnnotationLegacy] == "" {
+		return fmt.Errorf("artifact %s wasn't created by `docker agent share push` (no %s annotation)", name, ociAnnotationVersion)
+	}
+	if len(m.Layers) == 0 {
+		return fmt.Errorf("artifact %s has no layers", name)
+	}
+	if m.Config == nil {
+		return fmt.Errorf("artifact %s has no config", name)
+	}
+	if err := ociCheckDescriptor("config", *m.Config, maxOCIBlob); err != nil {
+		return fmt.Errorf("artifact %s: %w", name, err)
+	}
+	if err := ociCheckDescriptor("layer", m.Layers[0], maxOCIBlob); err != nil {
+		return fmt.Errorf("artifact %s: %w", name, err)
+	}
+	return nil
+}
+
+// ociConfigDiffID returns rootfs.diff_ids[0] of an image config: the sha256
+// the agent YAML must have.
+func ociConfigDiffID(name string, d ociDescriptor, config []byte) (string, error) {
+	var cfg struct {
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		return "", fmt.Errorf("artifact %s: config is not JSON: %w", name, err)
+	}
+	if len(cfg.RootFS.DiffIDs) == 0 {
+		// e.g. the OCI empty config {}: the reference pulls it, then fails
+		// with "local artifact store corrupted"; say why instead.
+		return "", fmt.Errorf("artifact %s: config %s (%s) has no rootfs.diff_ids, so it is not an agent artifact from `docker agent share push`", name, d.Digest, d.MediaType)
+	}
+	return cfg.RootFS.DiffIDs[0], nil
+}
+
+// ociLayerYAML returns the agent YAML in a layer, gunzipping it when the
+// bytes start with the gzip magic.
+func ociLayerYAML(name string, d ociDescriptor, layer []byte) ([]byte, error) {
 	yaml := layer
 	if len(layer) >= 2 && layer[0] == 0x1f && layer[1] == 0x8b {
 		zr, err := gzip.NewReader(bytes.NewReader(layer))
 		if err != nil {
-			return nil, fmt.Errorf("artifact %s: layer %s: %w", name, m.Layers[0].Digest, err)
+			return nil, fmt.Errorf("artifact %s: layer %s: %w", name, d.Digest, err)
 		}
 		// The limit stops a gzip bomb from filling memory.
 		yaml, err = ociReadAll(zr, maxOCIYAML, "artifact "+name+": decompressed layer")
@@ -825,9 +868,6 @@ func ociExtractAgent(ctx context.Context, get ociGetFunc, name string, top []byt
 	}
 	if len(yaml) > maxOCIYAML {
 		return nil, fmt.Errorf("artifact %s: agent YAML is over the %d byte limit", name, maxOCIYAML)
-	}
-	if got := ociHash(yaml); got != cfg.RootFS.DiffIDs[0] {
-		return nil, fmt.Errorf("artifact %s: layer content %s does not match config diff_id %s", name, got, cfg.RootFS.DiffIDs[0])
 	}
 	return yaml, nil
 }
