@@ -7,7 +7,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,8 +20,6 @@ import (
 	"time"
 	"unicode/utf8"
 )
-
-func randRead(b []byte) { rand.Read(b) }
 
 // runRegistry knows the active run of each session: one at a time per session, at
 // most max in total.

@@ -254,7 +254,7 @@ func openStore(ctx context.Context, path string) (*store, error) {
 	uri := (&url.URL{Scheme: "file", Path: abs}).String()
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", storeBusyTimeoutMS)
 
-	st := &store{log: slog.Default(), now: time.Now, newID: storeNewUUID, wgate: make(chan struct{}, 1)}
+	st := &store{log: slog.Default(), now: time.Now, newID: newUUID, wgate: make(chan struct{}, 1)}
 	// synchronous=NORMAL is the documented safe pairing with WAL: a commit cannot corrupt
 	// the file, only the last commits may roll back on power loss, and commits no longer
 	// fsync, which keeps writer latency flat (https://sqlite.org/pragma.html#pragma_synchronous).
@@ -487,8 +487,8 @@ func (st *store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// storeNewUUID returns a random UUID v4, the reference's session ID format.
-func storeNewUUID() string {
+// newUUID returns a random RFC 4122 version 4 UUID, the reference's session ID format.
+func newUUID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
