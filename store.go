@@ -780,11 +780,6 @@ func (st *store) toggle(ctx context.Context, id, col string, def bool) (bool, er
 	return v, err
 }
 
-// setMaxIterations sets max_iterations of session id (0 = unlimited).
-func (st *store) setMaxIterations(ctx context.Context, id string, n int) error {
-	return st.update(ctx, id, "UPDATE sessions SET max_iterations = ? WHERE id = ?", n, id)
-}
-
 // setUsage records the last call's token counters and the session cost (API.md §8.4).
 func (st *store) setUsage(ctx context.Context, id string, in, out int64, cost float64) error {
 	return st.update(ctx, id, storeSetUsageSQL, in, out, cost, id)
@@ -855,12 +850,6 @@ func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage
 		return fmt.Errorf("message item %d: %w", itemID, errNotFound)
 	}
 	return nil
-}
-
-// appendSummary appends a compaction summary item to session sessionID.
-func (st *store) appendSummary(ctx context.Context, sessionID, summary string) error {
-	_, _, err := st.appendItem(ctx, sessionID, "summary", nil, nil, 0, nil, summary)
-	return err
 }
 
 // appendSubSession records child as a sub-session of parent: a 'subsession' item at the
