@@ -17,13 +17,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -567,7 +568,7 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		cassetteBody(&b, "        ", "body", in.ReqBody)
 		if len(in.Form) > 0 {
 			b.WriteString("        form:\n")
-			for _, k := range cassetteSortedKeys(in.Form) {
+			for _, k := range slices.Sorted(maps.Keys(in.Form)) {
 				fmt.Fprintf(&b, "            %s:\n", cassetteScalar(k))
 				for _, v := range in.Form[k] {
 					fmt.Fprintf(&b, "                - %s\n", cassetteScalar(v))
@@ -593,15 +594,6 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		fmt.Fprintf(&b, "        duration: %s\n", cassetteScalar(in.Duration.String()))
 	}
 	return b.Bytes()
-}
-
-func cassetteSortedKeys(v url.Values) []string {
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Plain scalars: text that starts with a letter, an HTTP status line, or a Go

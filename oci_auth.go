@@ -12,13 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 )
@@ -302,12 +302,7 @@ func ociFindAuth(auths map[string]ociAuthEntry, key string) (ociAuthEntry, bool)
 	if e, ok := auths[key]; ok {
 		return e, true
 	}
-	keys := make([]string, 0, len(auths))
-	for k := range auths {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(auths)) {
 		if ociConvertToHostname(k) == key {
 			return auths[k], true
 		}
