@@ -10,6 +10,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -578,11 +579,9 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		fmt.Fprintf(&b, "        url: %s\n", cassetteScalar(in.URL))
 		fmt.Fprintf(&b, "        method: %s\n", cassetteScalar(in.Method))
 		b.WriteString("      response:\n")
-		proto, major, minor := in.Proto, 1, 1
-		if proto == "" {
-			proto = "HTTP/1.1"
-		}
-		if _, err := fmt.Sscanf(proto, "HTTP/%d.%d", &major, &minor); err != nil {
+		proto := cmp.Or(in.Proto, "HTTP/1.1")
+		major, minor, ok := http.ParseHTTPVersion(proto)
+		if !ok {
 			major, minor = 1, 1
 		}
 		fmt.Fprintf(&b, "        proto: %s\n        proto_major: %d\n        proto_minor: %d\n", cassetteScalar(proto), major, minor)
