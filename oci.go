@@ -35,8 +35,7 @@ import (
 	"time"
 )
 
-// Limits and fixed names for the OCI puller. They belong in main.go's const
-// block; they live here until the integrator moves them.
+// Fixed names for the OCI puller (its limits are in main.go's const block).
 const (
 	ociDockerHub        = "index.docker.io"             // Docker Hub: the default registry and the API host the reference talks to
 	ociDockerHubAuthKey = "https://index.docker.io/v1/" // config.json key for Docker Hub (docker/cli's legacy server address)
