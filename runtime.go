@@ -295,13 +295,30 @@ type runMessage struct {
 	MultiContent []messagePart `json:"multi_content,omitempty"`
 }
 
+// runBody is the run request: the reference's bare array of messages, or the newer
+// object form {"messages":[…]} (API-UPSTREAM.md §3.1).
+type runBody []runMessage
+
+func (b *runBody) UnmarshalJSON(data []byte) error {
+	if trimmed := strings.TrimSpace(string(data)); strings.HasPrefix(trimmed, "{") {
+		var obj struct {
+			Messages []runMessage `json:"messages"`
+		}
+		err := json.Unmarshal(data, &obj)
+		*b = obj.Messages
+		return err
+	}
+	return json.Unmarshal(data, (*[]runMessage)(b))
+}
+
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var msgs []runMessage
-	if err := readJSON(w, r, maxRunBody, &msgs); err != nil {
+	var body runBody
+	if err := readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	msgs := []runMessage(body)
 	rec, err := s.st.session(r.Context(), sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
