@@ -19,7 +19,8 @@ type fakeTurn struct {
 	ToolCalls []fakeToolCall // streamed as one start chunk plus one argument chunk each
 	Status    int            // non-zero: answer with this status and Body instead of a stream
 	Body      string
-	CutAfter  int // > 0: drop the connection after this many text deltas
+	CutAfter  int           // > 0: drop the connection after this many text deltas
+	Hold      chan struct{} // non-nil: after the first text delta, wait until it is closed
 }
 
 type fakeToolCall struct {
@@ -124,6 +125,9 @@ func (f *fakeOpenAI) writeTurn(w http.ResponseWriter, turn fakeTurn) {
 			panic(http.ErrAbortHandler)
 		}
 		chunk(fmt.Sprintf(`{"content":%q}`, txt), "", "null")
+		if i == 0 && turn.Hold != nil {
+			<-turn.Hold
+		}
 	}
 	for i, tc := range turn.ToolCalls {
 		chunk(fmt.Sprintf(`{"tool_calls":[{"index":%d,"id":%q,"type":"function","function":{"name":%q,"arguments":""}}]}`, i, tc.ID, tc.Name), "", "null")

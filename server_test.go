@@ -19,13 +19,14 @@ import (
 // apiTest is a running server over the real mux, a real SQLite file and a directory
 // of agent YAML files.
 type apiTest struct {
-	t    testing.TB
-	srv  *httptest.Server
-	s    *server
-	base string
-	dir  string // agent files
-	root string // --working-dir
-	opts []testOption
+	t     testing.TB
+	srv   *httptest.Server
+	s     *server
+	base  string
+	dir   string // agent files
+	root  string // --working-dir
+	opts  []testOption
+	token string // sent as a bearer token by do when set
 
 	mu   sync.Mutex
 	env  map[string]string
@@ -131,6 +132,9 @@ func (e *apiTest) do(method, path string, body any) (int, []byte) {
 	req, _ := http.NewRequest(method, e.srv.URL+path, r)
 	if r != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -28,6 +28,7 @@ const state = {
   bubbles: new Map(),   // session_id → the assistant bubble text is streaming into
   tools: new Map(),     // tool call id → its card
   subSessions: new Set(),
+  renaming: false,      // a session title is being edited
 };
 
 // ---- HTTP ---------------------------------------------------------------------
@@ -458,8 +459,10 @@ function toggleStar(id) {
 }
 
 async function loadSessions() {
+  if (state.renaming) return; // redrawing would drop the title being edited
   await guarded(async () => {
     const list = await apiJSON('GET', '/api/sessions');
+    if (state.renaming) return;
     const stars = starred();
     list.sort((a, b) => stars.has(b.id) - stars.has(a.id));
     $('#sessions').replaceChildren(...list.map((s) => sessionItem(s, stars.has(s.id))));
@@ -498,14 +501,19 @@ function rename(li, title, s) {
   const finish = (save) => guarded(async () => {
     if (done) return;
     done = true;
-    if (save) await apiJSON('PATCH', sessionPath(s.id) + '/title', { title: input.value.trim() });
-    loadSessions();
+    try {
+      if (save) await apiJSON('PATCH', sessionPath(s.id) + '/title', { title: input.value.trim() });
+    } finally {
+      state.renaming = false;
+      loadSessions();
+    }
   });
   input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter') finish(true);
     if (e.key === 'Escape') finish(false);
   });
   input.addEventListener('blur', () => finish(true));
+  state.renaming = true;
   title.replaceWith(input);
   input.focus();
   input.select();
