@@ -223,7 +223,6 @@ func TestChatPageInBrowser(t *testing.T) {
 	wd.waitJS("the usage", "document.querySelector('#usage').textContent.includes('12 in · 5 out')")
 	sid := wd.js("return location.hash.slice(3)").(string)
 	wd.waitJS("the generated title", "document.querySelector('#sessions li[data-id=\"'+arguments[0]+'\"]')?.textContent.includes('Test title')", sid)
-	wd.screenshot("idle")
 
 	// Tool calls: approve the first (it asks a question), reject the second.
 	wd.typeInto("#input", "Use the tools")
@@ -242,6 +241,7 @@ func TestChatPageInBrowser(t *testing.T) {
 	wd.waitJS("the rejection", "document.querySelector('.tool.error[data-id=\"call_2\"] .result')?.textContent === 'The user rejected the tool call. Reason: not today'")
 	wd.waitJS("the final answer", "[...document.querySelectorAll('.msg.assistant')].some(m => m.textContent.includes('Done with the tools.'))")
 	wd.waitJS("the run's end", "!document.querySelector('#send').disabled")
+	wd.screenshot("idle")
 
 	// YOLO reaches the server.
 	wd.click("#yolo")

@@ -472,13 +472,13 @@ async function loadSessions() {
 function sessionItem(s, isStarred) {
   const li = el('li', { className: s.id === state.session ? 'active' : '', data: { id: s.id } });
   const title = el('button', { type: 'button', className: 'session-title', title: s.title || 'Untitled', onclick: () => guarded(() => openSession(s.id)) }, s.title || 'Untitled');
-  const del = el('button', { type: 'button', className: 'icon delete', title: 'Delete' }, '🗑');
+  const del = el('button', { type: 'button', className: 'icon delete', title: 'Delete' }, '×');
   del.addEventListener('click', () => {
     // Two clicks: the first arms the button for three seconds.
     if (!del.classList.contains('confirming')) {
       del.classList.add('confirming');
       del.textContent = 'Delete?';
-      setTimeout(() => { del.classList.remove('confirming'); del.textContent = '🗑'; }, 3000);
+      setTimeout(() => { del.classList.remove('confirming'); del.textContent = '×'; }, 3000);
       return;
     }
     guarded(async () => {
