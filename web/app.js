@@ -1,5 +1,5 @@
 // agentd chat page. Plain JavaScript, no build step. Everything the model or a tool
-// says is put on the page as text nodes (see renderMarkdown): never innerHTML.
+// says is put on the page as text nodes (see renderMarkdown), never parsed as HTML.
 'use strict';
 
 const $ = (sel) => document.querySelector(sel);
