@@ -176,7 +176,8 @@ func (wd *webDriver) screenshot(name string) {
 // server with a token, a scripted model and the test binary as an MCP server: the
 // token prompt, a streamed answer, one tool call approved (it asks an elicitation
 // question, answered through the generated form) and one rejected with a reason,
-// a reload in the middle of an answer, the YOLO toggle, rename and delete.
+// a reload in the middle of an answer, the YOLO toggle, rename and delete; then the
+// README's offline demo (Enter sends).
 func TestChatPageInBrowser(t *testing.T) {
 	wd := startBrowser(t)
 	exe, err := os.Executable()
@@ -281,7 +282,24 @@ func TestChatPageInBrowser(t *testing.T) {
 	if code, _ := e.do("GET", "/api/sessions/"+sid2, nil); code != 404 {
 		t.Fatalf("deleted session = %d; want 404", code)
 	}
+	wd.noError()
+
+	// The README's offline demo, served by the real command line on a real listener.
+	dir, _ := os.Getwd()
+	addr, stop := startServe(t, "testdata/demo.yaml", "--fake", "testdata/demo-cassette.yaml",
+		"-l", "127.0.0.1:0", "--working-dir", dir, "-s", filepath.Join(t.TempDir(), "s.db"))
+	defer stop()
+	wd.call("POST", "/url", map[string]string{"url": "http://" + addr + "/"}, nil)
+	wd.waitJS("the demo agent", "document.querySelector('#agent').value === 'demo'")
+	wd.typeInto("#input", "What can you do?\uE007")
+	wd.waitJS("the demo answer", "document.querySelector('.msg.assistant:not(.streaming)')?.textContent.includes('I am the agentd demo agent')")
+	wd.noError()
+}
+
+// noError fails the test when the page shows its error banner.
+func (wd *webDriver) noError() {
+	wd.t.Helper()
 	if shown := wd.js("return document.querySelector('#error').hidden"); shown != true {
-		t.Fatalf("the page shows an error: %v", wd.js("return document.querySelector('#error-text').textContent"))
+		wd.t.Fatalf("the page shows an error: %v", wd.js("return document.querySelector('#error-text').textContent"))
 	}
 }
