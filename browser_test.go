@@ -267,6 +267,10 @@ func TestChatPageInBrowser(t *testing.T) {
 	release()
 	wd.waitJS("the send button", "!document.querySelector('#send').disabled")
 
+	// Star the first session (kept in the browser): it is listed first.
+	wd.click(`#sessions li[data-id="` + sid + `"] .star`)
+	wd.waitJS("the star", "document.querySelector('#sessions li:first-child .star.on')?.parentElement.dataset.id === arguments[0]", sid)
+
 	// Rename the first session, delete the second.
 	wd.click(`#sessions li[data-id="` + sid + `"] .rename`)
 	// Ctrl+A, then the new title and Enter (WebDriver's clear would blur the field).
