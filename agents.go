@@ -329,6 +329,35 @@ func (a *agentSources) team(id string) (*team, error) {
 	return e.team, nil
 }
 
+// hasBaseURL reports whether a loaded config names base (trailing "/" ignored) as a
+// model's or provider's base_url: the --record gateway forwards only to those and to
+// the built-in providers.
+func (a *agentSources) hasBaseURL(base string) bool {
+	same := func(u string) bool { return u != "" && strings.TrimRight(u, "/") == base }
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for _, e := range a.entries {
+		if e.team == nil {
+			continue
+		}
+		if m := e.team.file.Models; m != nil {
+			for _, mc := range m.Values {
+				if same(mc.BaseURL) {
+					return true
+				}
+			}
+		}
+		if p := e.team.file.Providers; p != nil {
+			for _, pc := range p.Values {
+				if same(pc.BaseURL) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // agentSummary is an element of GET /api/agents.
 type agentSummary struct {
 	Name        string `json:"name"`

@@ -46,7 +46,7 @@ func newAnthropicClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	h.Set("Anthropic-Version", anthropicVersion)
 	if env.Gateway != "" {
 		c.conn.url = strings.TrimRight(env.Gateway, "/") + "/v1/messages"
-		provGatewayHeaders(h, getenv, base, spec)
+		provGatewayHeaders(h, env, base, spec)
 		h.Set("X-Api-Key", getenv("DOCKER_TOKEN"))
 		return c, nil
 	}
@@ -540,6 +540,7 @@ func newProvConn(name string, env clientEnv) provConn {
 	if c.http == nil {
 		c.http = provDefaultHTTP
 	}
+	c.http = withRedirectPolicy(c.http)
 	c.header.Set("Content-Type", "application/json")
 	c.header.Set("Accept", "text/event-stream")
 	// Asking for identity ourselves also stops a caller-supplied client from gzipping.
@@ -610,11 +611,11 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 		var to *provTimeout
 		switch {
 		case errors.As(cause, &to):
-			return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, c.url, to)}
+			return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, redactURL(c.url), to)}
 		case cause != nil:
 			return nil, fmt.Errorf("%s: %w", c.name, cause)
 		}
-		return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, c.url, err)}
+		return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, redactURL(c.url), err)}
 	}
 	if resp.StatusCode/100 != 2 {
 		defer fail()
@@ -623,7 +624,7 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 		return nil, &modelError{
 			Status:     resp.StatusCode,
 			RetryAfter: modelRetryAfter(resp.Header, time.Now()),
-			Msg:        fmt.Sprintf("%s: POST %s: %s: %s", c.name, c.url, resp.Status, provErrorText(b)),
+			Msg:        fmt.Sprintf("%s: POST %s: %s: %s", c.name, redactURL(c.url), resp.Status, provErrorText(b)),
 		}
 	}
 	return &provBody{rc: resp.Body, ctx: ctx, timer: timer, idle: c.idleWait, cancel: cancel}, nil
@@ -740,8 +741,13 @@ func provErrorText(b []byte) string {
 }
 
 // provGatewayHeaders adds what a models gateway needs to route and authenticate a request
-// (PROVIDERS.md §2): the real base URL, the model, and DOCKER_TOKEN as a bearer token.
-func provGatewayHeaders(h http.Header, getenv func(string) string, base string, spec modelSpec) {
+// (PROVIDERS.md §2): the real base URL, the model, and DOCKER_TOKEN as a bearer token;
+// for our cassette gateway also its secret.
+func provGatewayHeaders(h http.Header, env clientEnv, base string, spec modelSpec) {
+	getenv := modelGetenv(env)
+	if env.GatewayToken != "" {
+		h.Set(gatewayTokenHeader, env.GatewayToken)
+	}
 	h.Set("X-Cagent-Forward", strings.TrimRight(base, "/"))
 	h.Set("X-Cagent-Provider", spec.Provider)
 	h.Set("X-Cagent-Model", spec.Model)

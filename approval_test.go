@@ -188,7 +188,7 @@ func TestPermissionPatterns(t *testing.T) {
 		if err != nil {
 			t.Fatalf("parsePattern(%q): %v", tc.pattern, err)
 		}
-		if got := p.matches(tc.name, tc.args); got != tc.want {
+		if got := p.matches(tc.name, newCallArgs(toolDef{Name: tc.name}, tc.args, ""), false); got != tc.want {
 			t.Errorf("%q matches %s(%s) = %v; want %v", tc.pattern, tc.name, tc.args, got, tc.want)
 		}
 	}

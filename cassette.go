@@ -3,11 +3,17 @@ package main
 // cassette.go: --fake (replay) and --record, a local HTTP gateway that answers model
 // requests from, or records them into, a go-vcr "version: 2" YAML cassette
 // (PROVIDERS.md §6). Model clients reach it in gateway mode: every request carries
-// X-Cagent-Forward with the real base URL.
+// X-Cagent-Forward with the real base URL. In record mode it adds real API keys, so
+// it is no open relay: only our own clients know its per-process secret, the Host must
+// be its own address, and it forwards only to provider base URLs (built in or
+// configured).
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,9 +33,10 @@ import (
 
 // cassetteServer is the running gateway. URL is what clientEnv.Gateway must be set to.
 type cassetteServer struct {
-	opts cassetteOptions
-	ln   net.Listener
-	srv  *http.Server
+	opts  cassetteOptions
+	ln    net.Listener
+	srv   *http.Server
+	token string // the per-process secret clients send as gatewayTokenHeader
 
 	mu           sync.Mutex
 	interactions []*cassetteInteraction
@@ -46,7 +53,14 @@ type cassetteOptions struct {
 	Logger   *slog.Logger
 	HTTP     *http.Client
 	Upstream map[string]string
+	// Allow reports whether a forward base URL other than a built-in provider's (or
+	// one of cassetteBaseEnvs) is configured; nil: none is.
+	Allow func(base string) bool
 }
+
+// gatewayTokenHeader carries the gateway secret. Being X-Cagent-*, it is never
+// forwarded upstream.
+const gatewayTokenHeader = "X-Cagent-Gateway-Token"
 
 // cassetteInteraction is one recorded request and its response. Only the fields that
 // replay uses, or that the format requires, are kept.
@@ -65,13 +79,9 @@ type cassetteInteraction struct {
 	used bool
 }
 
-// startCassette starts the gateway on a loopback port. mode "replay" loads path and
+// startCassetteWith starts the gateway on a loopback port. Mode "replay" loads Path and
 // answers from it; mode "record" forwards to the real providers, injecting API keys
-// from getenv per upstream host, and writes path when Close is called.
-func startCassette(path, mode string, getenv func(string) string, logger *slog.Logger) (*cassetteServer, error) {
-	return startCassetteWith(cassetteOptions{Path: path, Mode: mode, Getenv: getenv, Logger: logger})
-}
-
+// from Getenv per upstream host, and writes Path when Close is called.
 func startCassetteWith(opts cassetteOptions) (*cassetteServer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -83,7 +93,12 @@ func startCassetteWith(opts cassetteOptions) (*cassetteServer, error) {
 		// No transparent gzip: it buffers and so breaks streaming (PROVIDERS.md §2).
 		opts.HTTP = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DisableCompression: true}}
 	}
-	cs := &cassetteServer{opts: opts}
+	opts.HTTP = withRedirectPolicy(opts.HTTP) // the injected provider keys stay with the provider
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("cassette: %w", err)
+	}
+	cs := &cassetteServer{opts: opts, token: hex.EncodeToString(secret)}
 	switch opts.Mode {
 	case "replay":
 		b, err := os.ReadFile(opts.Path)
@@ -114,13 +129,53 @@ func startCassetteWith(opts cassetteOptions) (*cassetteServer, error) {
 	if opts.Mode == "record" {
 		h = cs.serveRecord
 	}
-	cs.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	cs.srv = &http.Server{Handler: cs.guard(h), ReadHeaderTimeout: 10 * time.Second}
 	go cs.srv.Serve(ln)
 	return cs, nil
 }
 
 // URL is the gateway's base URL, for clientEnv.Gateway.
 func (cs *cassetteServer) URL() string { return "http://" + cs.ln.Addr().String() }
+
+// Token is the gateway's secret, for clientEnv.GatewayToken and no one else.
+func (cs *cassetteServer) Token() string { return cs.token }
+
+// guard refuses requests for another Host (DNS rebinding: a web page naming its own
+// host) and requests without the secret (any other local process or page).
+func (cs *cassetteServer) guard(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host != cs.ln.Addr().String() {
+			cassetteFail(w, http.StatusForbidden, "cassette gateway: wrong Host")
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get(gatewayTokenHeader)), []byte(cs.token)) != 1 {
+			cassetteFail(w, http.StatusUnauthorized, "cassette gateway: missing or wrong "+gatewayTokenHeader)
+			return
+		}
+		h(w, r)
+	})
+}
+
+// cassetteBaseEnvs are the variables the clients read to replace a provider's default
+// base URL.
+var cassetteBaseEnvs = []string{"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL"}
+
+// allowed reports whether the gateway may forward to base: a built-in provider's base
+// URL, its environment override, or one opts.Allow knows from the agent configs.
+func (cs *cassetteServer) allowed(base string) bool {
+	base = strings.TrimRight(base, "/")
+	for _, p := range modelProviders {
+		if p.BaseURL != "" && strings.TrimRight(p.BaseURL, "/") == base {
+			return true
+		}
+	}
+	for _, e := range cassetteBaseEnvs {
+		if v := cs.opts.Getenv(e); v != "" && strings.TrimRight(v, "/") == base {
+			return true
+		}
+	}
+	return cs.opts.Allow != nil && cs.opts.Allow(base)
+}
 
 // Close stops the gateway and, in record mode, writes the cassette atomically (a
 // temporary file renamed over the path), so an interrupted run never leaves half a file.
@@ -279,6 +334,7 @@ func (cs *cassetteServer) serveReplay(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	upstream = redactURL(upstream) // recorded so: a base_url password never reaches the file
 	in := cs.match(r.Method, upstream, body)
 	if in == nil {
 		cs.opts.Logger.Warn("cassette: no interaction matches", "method", r.Method, "url", upstream, "cassette", cs.opts.Path)
@@ -358,6 +414,10 @@ func (cs *cassetteServer) serveRecord(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if forward := r.Header.Get("X-Cagent-Forward"); !cs.allowed(forward) {
+		cassetteFail(w, http.StatusForbidden, fmt.Sprintf("cassette gateway: %s is not a configured provider base URL", redactURL(forward)))
+		return
+	}
 	uu, _ := url.Parse(upstream)
 	dial := upstream
 	if o, ok := cs.opts.Upstream[uu.Scheme+"://"+uu.Host]; ok {
@@ -381,7 +441,7 @@ func (cs *cassetteServer) serveRecord(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	resp, err := cs.opts.HTTP.Do(req)
 	if err != nil {
-		cs.opts.Logger.Warn("cassette: upstream failed", "url", upstream, "err", err)
+		cs.opts.Logger.Warn("cassette: upstream failed", "url", redactURL(upstream), "err", err)
 		cassetteFail(w, http.StatusBadGateway, "upstream: "+err.Error())
 		return
 	}
@@ -403,14 +463,14 @@ func (cs *cassetteServer) serveRecord(w http.ResponseWriter, r *http.Request) {
 		}
 		if rerr != nil {
 			if rerr != io.EOF {
-				cs.opts.Logger.Warn("cassette: upstream stream ended early", "url", upstream, "err", rerr)
+				cs.opts.Logger.Warn("cassette: upstream stream ended early", "url", redactURL(upstream), "err", rerr)
 			}
 			break
 		}
 	}
 	form, _ := url.ParseQuery(uu.RawQuery)
 	in := &cassetteInteraction{
-		Method: r.Method, URL: upstream, Host: uu.Host, Form: form, ReqBody: body,
+		Method: r.Method, URL: redactURL(upstream), Host: uu.Host, Form: form, ReqBody: body,
 		Proto: resp.Proto, Status: resp.Status, Code: resp.StatusCode,
 		ContentLength: resp.ContentLength, RespBody: copyBuf.String(), Duration: time.Since(start),
 	}

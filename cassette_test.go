@@ -31,7 +31,7 @@ func startCassetteForTest(t *testing.T, opts cassetteOptions) *cassetteServer {
 // with no API keys in its environment.
 func cassetteGatewayClient(t *testing.T, cs *cassetteServer, spec modelSpec) *openAIChatClient {
 	env := modelTestEnv()
-	env.Gateway = cs.URL()
+	env.Gateway, env.GatewayToken = cs.URL(), cs.Token()
 	return newModelTestChatClient(t, spec, env)
 }
 
@@ -88,6 +88,7 @@ func TestCassetteReplayRawResponse(t *testing.T) {
 	body := `{"messages":[{"content":"Be brief.\n","role":"system"},{"content":"What's 2+2?","role":"user"}],"model":"gpt-4o","stream_options":{"include_usage":true},"stream":true}`
 	req, _ := http.NewRequest("POST", cs.URL()+"/v1/chat/completions", strings.NewReader(body))
 	req.Header.Set("X-Cagent-Forward", "https://api.openai.com/v1")
+	req.Header.Set(gatewayTokenHeader, cs.Token())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +99,9 @@ func TestCassetteReplayRawResponse(t *testing.T) {
 		t.Errorf("status %d content-type %q body %q", resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	}
 	// Without X-Cagent-Forward the gateway cannot know the upstream.
-	resp2, err := http.Post(cs.URL()+"/v1/chat/completions", "application/json", strings.NewReader("{}"))
+	req2, _ := http.NewRequest("POST", cs.URL()+"/v1/chat/completions", strings.NewReader("{}"))
+	req2.Header.Set(gatewayTokenHeader, cs.Token())
+	resp2, err := http.DefaultClient.Do(req2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,14 +127,14 @@ func TestCassetteEmptyAndInvalid(t *testing.T) {
 	} {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, []byte(src), 0o644)
-		if _, err := startCassette(p, "replay", nil, nil); err == nil || !strings.Contains(err.Error(), name) {
+		if _, err := startCassetteWith(cassetteOptions{Path: p, Mode: "replay"}); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("startCassette(%s) err = %v; want an error naming the file", name, err)
 		}
 	}
-	if _, err := startCassette(filepath.Join(dir, "missing.yaml"), "replay", nil, nil); err == nil {
+	if _, err := startCassetteWith(cassetteOptions{Path: filepath.Join(dir, "missing.yaml"), Mode: "replay"}); err == nil {
 		t.Errorf("missing cassette: no error")
 	}
-	if _, err := startCassette(filepath.Join(dir, "x.yaml"), "rewind", nil, nil); err == nil || !strings.Contains(err.Error(), "unknown mode") {
+	if _, err := startCassetteWith(cassetteOptions{Path: filepath.Join(dir, "x.yaml"), Mode: "rewind"}); err == nil || !strings.Contains(err.Error(), "unknown mode") {
 		t.Errorf("bad mode: err = %v", err)
 	}
 }
@@ -291,6 +294,7 @@ func TestCassetteReplayGeminiShape(t *testing.T) {
 	body := `{"contents":[{"parts":[{"text":"Hi"}],"role":"user"},{"parts":[{"functionResponse":{"name":"call_99aa-bb","response":{"result":"ok\n"}}}],"role":"user"}],"generationConfig":{"maxOutputTokens":20,"thinkingConfig":{"thinkingLevel":"LOW"}}}`
 	req, _ := http.NewRequest("POST", cs.URL()+"/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", strings.NewReader(body))
 	req.Header.Set("X-Cagent-Forward", "https://generativelanguage.googleapis.com")
+	req.Header.Set(gatewayTokenHeader, cs.Token())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -369,20 +373,20 @@ func TestCassetteEveryProvider(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.yaml")
 			keys := modelTestEnv("OPENAI_API_KEY", "k", "ANTHROPIC_API_KEY", "k", "GOOGLE_API_KEY", "k").Getenv
 			rec := startCassetteForTest(t, cassetteOptions{Path: path, Mode: "record", Getenv: keys, Upstream: map[string]string{tc.upstream: up.URL}})
-			turn := func(gateway string) modelTurn {
+			turn := func(cs *cassetteServer) modelTurn {
 				env := modelTestEnv()
-				env.Gateway = gateway
+				env.Gateway, env.GatewayToken = cs.URL(), cs.Token()
 				c, err := newModelClient(tc.spec, env)
 				if err != nil {
 					t.Fatal(err)
 				}
 				var got modelTurn
 				if err := c.stream(context.Background(), modelUserReq("What's 2+2?"), got.emit); err != nil {
-					t.Fatalf("stream via %s: %v", gateway, err)
+					t.Fatalf("stream via %s: %v", cs.URL(), err)
 				}
 				return got
 			}
-			first := turn(rec.URL())
+			first := turn(rec)
 			if first.Text == "" {
 				t.Fatalf("recorded turn has no text: %+v", first)
 			}
@@ -391,7 +395,7 @@ func TestCassetteEveryProvider(t *testing.T) {
 			}
 			up.Close() // replay must not need the upstream
 			rp := startCassetteForTest(t, cassetteOptions{Path: path, Mode: "replay"})
-			if again := turn(rp.URL()); again.Text != first.Text || !reflect.DeepEqual(again.Usage, first.Usage) {
+			if again := turn(rp); again.Text != first.Text || !reflect.DeepEqual(again.Usage, first.Usage) {
 				t.Fatalf("replay = %q %+v; recorded %q %+v", again.Text, again.Usage, first.Text, first.Usage)
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 )
@@ -130,6 +131,11 @@ type toolEnv struct {
 	WorkingDir string              // absolute; file and shell tools are confined to it
 	Getenv     func(string) string // the server's environment (with --env-from-file)
 	HTTP       *http.Client
+	// Dir is WorkingDir as opened from the server's root when the run started; file
+	// tools go through it, so a directory later swapped for a symlink leads nowhere.
+	Dir *os.Root
+	// Protected are the server's secret files, which file tools refuse (protected.go).
+	Protected *protectedFiles
 	// Elicit asks the client a question through an elicitation_request event and waits
 	// for POST /api/sessions/{id}/elicitation. Nil when no client can answer.
 	Elicit func(ctx context.Context, req elicitationRequest) (elicitationResponse, error)
@@ -241,7 +247,10 @@ func (e *modelError) Error() string { return e.Msg }
 type clientEnv struct {
 	HTTP    *http.Client
 	Gateway string // when set (--fake, --record), every request goes there with X-Cagent-Forward: <real base URL>
-	Getenv  func(string) string
+	// GatewayToken is the cassette gateway's per-process secret, sent as
+	// gatewayTokenHeader so that no other local process can use the gateway.
+	GatewayToken string
+	Getenv       func(string) string
 }
 
 // sseEvent is one Server-Sent Event read from a provider stream.

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1781,7 +1782,8 @@ func cfgValidate(f *agentFile) error {
 			fail("provider '%s': base_url is required", name)
 		default:
 			if _, err := url.Parse(p.BaseURL); err != nil {
-				fail("provider '%s': invalid base_url '%s': %v", name, p.BaseURL, err)
+				// err itself quotes the URL, password included; its cause does not.
+				fail("provider '%s': invalid base_url '%s': %v", name, redactURL(p.BaseURL), errors.Unwrap(err))
 			}
 		}
 	}
@@ -2369,7 +2371,10 @@ func cfgWriteJSON(b *bytes.Buffer, v any) error {
 	return nil
 }
 
-// cfgRedact walks the JSON; parent is the key of the object holding v.
+// cfgRedact walks the JSON; parent is the key of the object holding v. Values of
+// `headers` and `env` maps and `args` lists are shown only when they are exactly one
+// environment reference: anything else may be, or contain, a credential, whatever its
+// name. Elsewhere secret-named options, URL credentials and token-shaped text go.
 func cfgRedact(v any, parent string) any {
 	switch t := v.(type) {
 	case *cfgJSONObject:
@@ -2378,11 +2383,12 @@ func cfgRedact(v any, parent string) any {
 				switch {
 				case k == "token_key":
 					// the name of a variable, not its value
-				case (parent == "headers" || parent == "env" || parent == "provider_opts" || parent == "config") &&
-					cfgSecretName(k) && !cfgIsEnvRef(s):
+				case parent == "headers" || parent == "env":
+					t.vals[i] = cfgRedactUnlessRef(s, parent)
+				case (parent == "provider_opts" || parent == "config") && cfgSecretName(k) && !cfgWholeEnvRef(s, parent):
 					t.vals[i] = "REDACTED"
 				default:
-					t.vals[i] = cfgRedactURL(s)
+					t.vals[i] = cfgRedactString(s)
 				}
 				continue
 			}
@@ -2395,15 +2401,25 @@ func cfgRedact(v any, parent string) any {
 		return t
 	case []any:
 		for i := range t {
-			if s, ok := t[i].(string); ok {
-				t[i] = cfgRedactURL(s)
-			} else {
+			switch s, ok := t[i].(string); {
+			case ok && parent == "args":
+				t[i] = cfgRedactUnlessRef(s, parent)
+			case ok:
+				t[i] = cfgRedactString(s)
+			default:
 				t[i] = cfgRedact(t[i], parent)
 			}
 		}
 		return t
 	}
 	return v
+}
+
+func cfgRedactUnlessRef(s, parent string) string {
+	if s == "" || cfgWholeEnvRef(s, parent) {
+		return s
+	}
+	return "REDACTED"
 }
 
 // cfgSecretName reports whether a header, env or option name looks like it holds a
@@ -2418,19 +2434,65 @@ func cfgSecretName(name string) bool {
 	return false
 }
 
-// cfgIsEnvRef reports whether s takes its secret from the environment (${env.X},
-// ${X} or $X) instead of containing it.
-func cfgIsEnvRef(s string) bool {
-	for i := 0; i < len(s)-1; i++ {
-		if s[i] == '$' && (s[i+1] == '{' || s[i+1] == '_' || s[i+1] >= 'A' && s[i+1] <= 'Z' || s[i+1] >= 'a' && s[i+1] <= 'z') {
-			return true
-		}
+// cfgWholeEnvRef reports whether s is exactly one environment reference, so that it
+// names a secret instead of containing one: `${env.X}` (expanded in headers and URLs),
+// and for `env` values, which are expanded shell-style, also `${X}` and `$X`.
+func cfgWholeEnvRef(s, parent string) bool {
+	if name, ok := strings.CutPrefix(s, "${env."); ok && strings.HasSuffix(name, "}") {
+		return cfgEnvName(name[:len(name)-1])
 	}
-	return false
+	if parent != "env" {
+		return false
+	}
+	if name, ok := strings.CutPrefix(s, "${"); ok && strings.HasSuffix(name, "}") {
+		return cfgEnvName(name[:len(name)-1])
+	}
+	name, ok := strings.CutPrefix(s, "$")
+	return ok && cfgEnvName(name)
 }
 
-// cfgRedactURL hides the password of a URL's userinfo and secret-looking query
-// parameters; other strings are returned unchanged.
+// cfgEnvName: a letter or underscore, then letters, digits and underscores.
+func cfgEnvName(s string) bool {
+	for i, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// cfgTokenText matches the shapes of well-known credentials (GitHub, GitLab, OpenAI
+// and Anthropic, Slack, AWS, Google, Hugging Face) wherever they appear.
+var cfgTokenText = regexp.MustCompile(`\b(?:gh[pousr]_|github_pat_|glpat-|sk-|xox[abposr]-|AKIA|AIza|hf_)[A-Za-z0-9_\-]{12,}`)
+
+// cfgRedactString replaces token-shaped text, and redacts URL credentials.
+func cfgRedactString(s string) string {
+	return cfgRedactURL(cfgTokenText.ReplaceAllString(s, "REDACTED"))
+}
+
+// cfgSecretSegment reports whether a URL path segment looks like a credential (a
+// webhook secret, a key in the path): long, with upper and lower case and digits.
+// Model names, versions and UUIDs are lower case and stay readable.
+func cfgSecretSegment(seg string) bool {
+	var upper, lower, digit bool
+	for _, c := range seg {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			upper = true
+		case c >= 'a' && c <= 'z':
+			lower = true
+		case c >= '0' && c <= '9':
+			digit = true
+		case c != '-' && c != '_' && c != '.' && c != '~':
+			return false
+		}
+	}
+	return len(seg) >= 20 && upper && lower && digit
+}
+
+// cfgRedactURL hides a URL's userinfo password (or a lone user name, often a token),
+// secret-looking path segments and query values, and the values of secret-named
+// query parameters; other strings are returned unchanged.
 func cfgRedactURL(s string) string {
 	if !strings.Contains(s, "://") || strings.ContainsAny(s, " \n\t") {
 		return s
@@ -2443,21 +2505,34 @@ func cfgRedactURL(s string) string {
 	if u.User != nil {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-			changed = true
+		} else {
+			u.User = url.User("REDACTED")
 		}
+		changed = true
+	}
+	if segs := strings.Split(u.Path, "/"); slices.ContainsFunc(segs, cfgSecretSegment) {
+		for i, seg := range segs {
+			if cfgSecretSegment(seg) {
+				segs[i] = "REDACTED"
+			}
+		}
+		u.Path, u.RawPath = strings.Join(segs, "/"), ""
+		changed = true
 	}
 	if u.RawQuery != "" {
 		q := u.Query()
+		qChanged := false
 		for k, vs := range q {
 			for i, v := range vs {
-				if cfgSecretName(k) && v != "" && !cfgIsEnvRef(v) {
+				if v != "" && !cfgWholeEnvRef(v, "") && (cfgSecretName(k) || cfgSecretSegment(v) || cfgTokenText.MatchString(v)) {
 					vs[i] = "REDACTED"
-					changed = true
+					qChanged = true
 				}
 			}
 		}
-		if changed {
+		if qChanged {
 			u.RawQuery = q.Encode()
+			changed = true
 		}
 	}
 	if !changed {

@@ -645,12 +645,14 @@ func TestConfigRedactedKeepsReferences(t *testing.T) {
           transport_type: sse
           headers:
             Authorization: Bearer ${env.GH_TOKEN}
+            X-Ref: ${env.GH_TOKEN}
             Cookie: session=xyz
             Accept: text/plain
       - type: shell
         env:
           API_TOKEN: literal
           REF_TOKEN: $GH_TOKEN
+          BRACED: ${GH_TOKEN}
           PATH_EXTRA: /opt/bin
 models:
   m:
@@ -669,8 +671,10 @@ models:
 			t.Errorf("%q not redacted: %s", gone, s)
 		}
 	}
-	for _, kept := range []string{"Bearer ${env.GH_TOKEN}", `"REF_TOKEN":"$GH_TOKEN"`, "MY_OPENAI_KEY", `"PATH_EXTRA":"/opt/bin"`,
-		`"Accept":"text/plain"`, "https://proxy.example/v1", `"Cookie":"REDACTED"`} {
+	// Only a value that is exactly one reference is shown: "Bearer ${env.X}" and
+	// harmless-looking literals are redacted too.
+	for _, kept := range []string{`"X-Ref":"${env.GH_TOKEN}"`, `"REF_TOKEN":"$GH_TOKEN"`, `"BRACED":"${GH_TOKEN}"`, "MY_OPENAI_KEY",
+		`"Authorization":"REDACTED"`, `"PATH_EXTRA":"REDACTED"`, `"Accept":"REDACTED"`, "https://proxy.example/v1", `"Cookie":"REDACTED"`} {
 		if !strings.Contains(s, kept) {
 			t.Errorf("%q missing: %s", kept, s)
 		}

@@ -37,7 +37,7 @@ func newGeminiClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	h := c.conn.header
 	if env.Gateway != "" {
 		c.conn.url = strings.TrimRight(env.Gateway, "/") + path
-		provGatewayHeaders(h, getenv, base, spec)
+		provGatewayHeaders(h, env, base, spec)
 		h.Set("X-Goog-Api-Key", getenv("DOCKER_TOKEN"))
 		return c, nil
 	}

@@ -12,7 +12,8 @@
 // Flags of serve api may come before or after SOURCE:
 //
 //	-l, --listen ADDR        host:port, [::1]:port or unix:///path (default 127.0.0.1:8080)
-//	-s, --session-db PATH    SQLite session database (default session.db, ~ expanded)
+//	-s, --session-db PATH    SQLite session database (default: session.db in the user
+//	                         config dir, or an existing one in --working-dir; ~ expanded)
 //	--working-dir DIR        root directory for sessions and relative paths (default: cwd)
 //	--env-from-file FILE     KEY=VALUE lines merged over the environment (repeatable)
 //	--pull-interval N        re-pull an OCI source every N minutes (or a Go duration: 30s)
@@ -110,7 +111,7 @@ const (
 	storeMaxDepth = 64
 
 	// tools.go
-	toolsMaxOutput      = 30000    // shell, script and api outputs are cut here (chars)
+	toolsMaxOutput      = 30000    // shell, script, api and file-read outputs are cut here (chars)
 	toolsMaxJobOutput   = 10 << 20 // a background job keeps at most this much output
 	toolsMaxHTTPBody    = 1 << 20  // fetch and api read at most this much of a body
 	toolsMaxReadFile    = 8 << 20  // read_file refuses larger files
@@ -248,7 +249,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 		fs.StringVar(&o.listen, n, "127.0.0.1:8080", "listen address")
 	}
 	for _, n := range []string{"s", "session-db"} {
-		fs.StringVar(&o.sessionDB, n, "session.db", "session database")
+		fs.StringVar(&o.sessionDB, n, "", "session database")
 	}
 	for _, n := range []string{"d", "debug"} {
 		fs.BoolVar(&o.debug, n, false, "debug logging")
@@ -347,20 +348,11 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	}
 
 	cenv := clientEnv{HTTP: newOutboundClient(), Getenv: getenv}
-	if o.fake != "" || o.record != "" {
-		mode, path := "replay", o.fake
-		if o.record != "" {
-			mode, path = "record", o.record
-		}
-		cs, err := startCassette(absPath(root, path), mode, getenv, log)
-		if err != nil {
-			return err
-		}
-		defer cs.Close()
-		cenv.Gateway = cs.URL()
+	dbPath := sessionDBPath(root, o.sessionDB)
+	if within(root, dbPath) {
+		log.Warn("the session database is inside --working-dir: file tools are denied it, but shell commands can read it; move it or pass --session-db", "path", dbPath)
 	}
-
-	st, err := openStore(ctx, absPath(root, expandHome(o.sessionDB)))
+	st, err := openStore(ctx, dbPath)
 	if err != nil {
 		return fmt.Errorf("session database: %w", err)
 	}
@@ -374,10 +366,27 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	}
 	defer srcs.close()
 
-	s := newServer(st, srcs, log, serverConfig{
+	if o.fake != "" || o.record != "" {
+		mode, path := "replay", o.fake
+		if o.record != "" {
+			mode, path = "record", o.record
+		}
+		cs, err := startCassetteWith(cassetteOptions{Path: absPath(root, path), Mode: mode, Getenv: getenv, Logger: log, Allow: srcs.hasBaseURL})
+		if err != nil {
+			return err
+		}
+		defer cs.Close()
+		cenv.Gateway, cenv.GatewayToken = cs.URL(), cs.Token()
+	}
+
+	s, err := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,
 		allowedHosts: o.allowedHosts, corsOrigins: o.corsOrigins, maxRuns: o.maxRuns,
+		protected: serverSecrets(root, dbPath, o, srcs),
 	})
+	if err != nil {
+		return err
+	}
 	defer s.close()
 
 	ln, addr, err := listen(o.listen)
@@ -406,6 +415,49 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		return err
 	}
 	return nil
+}
+
+// sessionDBPath is --session-db resolved against the root. Without the flag it is
+// session.db in the user's config dir, outside every session's working directory —
+// unless the root already holds the reference's default ./session.db, which keeps
+// being used so no conversation is lost. With no config dir (no $HOME) it is that
+// ./session.db too.
+func sessionDBPath(root, flag string) string {
+	if flag != "" {
+		return absPath(root, expandHome(flag))
+	}
+	legacy := filepath.Join(root, "session.db")
+	if _, err := os.Stat(legacy); err == nil {
+		return legacy
+	}
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "agentd", "session.db")
+	}
+	return legacy
+}
+
+// serverSecrets lists the files holding the server's secrets, which file tools refuse
+// even when they lie inside a session's working directory (protected.go).
+func serverSecrets(root, dbPath string, o *serveOptions, srcs *agentSources) *protectedFiles {
+	var files, dirs []string
+	for _, suffix := range storeSuffixes {
+		files = append(files, dbPath+suffix)
+	}
+	for _, f := range o.envFiles {
+		files = append(files, absPath(root, expandHome(f)))
+	}
+	if o.authTokenFile != "" {
+		if p, err := filepath.Abs(expandHome(o.authTokenFile)); err == nil {
+			files = append(files, p)
+		}
+	}
+	switch srcs.kind {
+	case "file":
+		files = append(files, srcs.path)
+	case "dir":
+		dirs = append(dirs, srcs.path)
+	}
+	return newProtectedFiles(files, dirs)
 }
 
 // resolveWorkingDir returns the absolute server root: --working-dir or the cwd.
@@ -549,5 +601,5 @@ func newOutboundClient() *http.Client {
 	t.MaxIdleConns = 512
 	t.MaxIdleConnsPerHost = 256
 	t.DisableCompression = true
-	return &http.Client{Transport: t}
+	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
 }

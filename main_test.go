@@ -22,7 +22,7 @@ func TestParseServeFlags(t *testing.T) {
 		check   func(*serveOptions) bool
 	}{
 		{args: []string{"a.yaml"}, check: func(o *serveOptions) bool {
-			return o.source == "a.yaml" && o.listen == "127.0.0.1:8080" && o.sessionDB == "session.db"
+			return o.source == "a.yaml" && o.listen == "127.0.0.1:8080" && o.sessionDB == ""
 		}},
 		{args: []string{"--listen", ":9", "a.yaml", "-s", "x.db", "--debug"}, check: func(o *serveOptions) bool {
 			return o.source == "a.yaml" && o.listen == ":9" && o.sessionDB == "x.db" && o.debug
@@ -67,9 +67,13 @@ func TestRunUsageErrors(t *testing.T) {
 }
 
 // startServe runs `agentd serve api` in-process and returns its address once it
-// prints "Listening on".
+// prints "Listening on". The user's config dir (the default session database's home)
+// is a temporary one, so no test touches the real one.
 func startServe(t *testing.T, args ...string) (addr string, cancel func() int) {
 	t.Helper()
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, "config"))
 	ctx, stop := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)

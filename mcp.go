@@ -63,7 +63,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		backoffBase:    mcpBackoffBase,
 		backoffMax:     mcpBackoffMax,
 		maxRestarts:    mcpMaxRestarts,
-		httpClient:     &http.Client{}, // no Timeout: SSE streams are long-lived; requests carry deadlines
+		httpClient:     &http.Client{CheckRedirect: checkRedirect}, // no Timeout: SSE streams are long-lived; requests carry deadlines
 	}
 	command, args := ts.Command, ts.Args
 	if command == "" && strings.HasPrefix(ts.Ref, "docker:") {
@@ -90,7 +90,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		rawURL := expandEnvTemplate(ts.Remote.URL, getenv)
 		u, err := url.Parse(rawURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("mcp: invalid remote url %q", rawURL)
+			return nil, fmt.Errorf("mcp: invalid remote url %q", redactURL(rawURL))
 		}
 		headers := http.Header{}
 		if h := ts.Remote.Headers; h != nil {
@@ -340,6 +340,11 @@ func (t *mcpToolset) list(ctx context.Context, c *mcpConn) ([]mcpToolDef, error)
 func (t *mcpToolset) wrap(defs []mcpToolDef) []tool {
 	var out []tool
 	for _, d := range defs {
+		if !mcpToolNameOK(d.Name) {
+			// A name such as `*` would be a pattern in permissions and approve-tool.
+			t.log.Warn("mcp: skipping tool with a name outside [A-Za-z0-9_.-]", "tool", d.Name)
+			continue
+		}
 		name := d.Name
 		if t.cfg.Name != "" {
 			name = t.cfg.Name + "_" + d.Name
@@ -375,6 +380,12 @@ func (t *mcpToolset) wrap(defs []mcpToolDef) []tool {
 		}})
 	}
 	return out
+}
+
+// mcpToolNameOK reports whether a server's tool name is non-empty and only
+// [A-Za-z0-9_.-], so it can never act as a permission pattern.
+func mcpToolNameOK(name string) bool {
+	return name != "" && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == ""
 }
 
 // call runs tools/call on the shared connection (restarting a dead server first).
@@ -821,11 +832,12 @@ type mcpStdio struct {
 	stderr *mcpStderr
 }
 
-// mcpStartStdio starts the process. env entries override the inherited environment (the
-// reference appends the process environment after them, so its own values win: a bug).
+// mcpStartStdio starts the process. It inherits only childEnv's allow-list; env entries
+// override it (the reference passes the whole process environment after them, so its
+// own values win: a bug, and a leak of every key the server holds).
 func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, log *slog.Logger) (*mcpStdio, error) {
 	cmd := exec.Command(command, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = childEnv(env...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so close() can kill helpers it spawns (npx → node)
 	cmd.WaitDelay = mcpStopGrace

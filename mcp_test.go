@@ -41,6 +41,7 @@ type fakeMCP struct {
 	cancelled []string
 	added     bool
 	calls     []string // tool names called
+	extra     []string // more tool names to list (no tools/call behaviour)
 }
 
 func newFakeMCP() *fakeMCP {
@@ -66,6 +67,9 @@ func (f *fakeMCP) toolList() []map[string]any {
 	}
 	if f.added {
 		out = append(out, map[string]any{"name": "added", "inputSchema": map[string]any{"type": "object"}})
+	}
+	for _, n := range f.extra {
+		out = append(out, map[string]any{"name": n, "inputSchema": map[string]any{"type": "object"}})
 	}
 	return out
 }

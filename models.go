@@ -179,7 +179,7 @@ func modelBaseURL(spec modelSpec, env clientEnv) (string, error) {
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("model %s: base_url %q is not an http(s) URL", modelName(spec), base)
+		return "", fmt.Errorf("model %s: base_url %q is not an http(s) URL", modelName(spec), redactURL(base))
 	}
 	return strings.TrimRight(base, "/"), nil
 }
@@ -234,6 +234,9 @@ func modelNewRequest(ctx context.Context, env clientEnv, base, gatewayPrefix, pa
 	req.Header.Set("Accept-Encoding", "identity")
 	if env.Gateway != "" {
 		req.Header.Set("X-Cagent-Forward", base)
+		if env.GatewayToken != "" {
+			req.Header.Set(gatewayTokenHeader, env.GatewayToken)
+		}
 	}
 	return req, nil
 }
@@ -241,10 +244,7 @@ func modelNewRequest(ctx context.Context, env clientEnv, base, gatewayPrefix, pa
 // modelHTTPClient is env.HTTP or a default client. Streams have no client timeout; the
 // watchdog and the context bound them.
 func modelHTTPClient(env clientEnv) *http.Client {
-	if env.HTTP != nil {
-		return env.HTTP
-	}
-	return http.DefaultClient
+	return withRedirectPolicy(env.HTTP)
 }
 
 // modelDo sends req. A transport failure becomes a *modelError with Status 0, a non-2xx
@@ -272,7 +272,7 @@ func modelHTTPError(resp *http.Response) *modelError {
 	msg := modelErrorMessage(b)
 	method, u := "POST", ""
 	if resp.Request != nil {
-		method, u = resp.Request.Method, resp.Request.URL.String()
+		method, u = resp.Request.Method, resp.Request.URL.Redacted()
 	}
 	text := fmt.Sprintf("%s %q: %s", method, u, resp.Status)
 	if msg != "" {

@@ -649,6 +649,9 @@ func (p *ociPuller) runCredHelper(ctx context.Context, name, serverURL string) (
 		return ociCreds{}, fmt.Errorf("credential helper %s: %w", prog, err)
 	}
 	cmd := exec.CommandContext(ctx, path, "get")
+	// Helpers need what docker gives them (keychains, cloud SDK settings), so they get
+	// the environment but for the API's token; the user chose them, not a model.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, authTokenEnv+"=") })
 	cmd.Stdin = strings.NewReader(serverURL)
 	var stdout, stderr ociLimitedBuffer
 	stdout.max, stderr.max = maxOCIHelperOutput, maxOCIErrorBody
@@ -763,24 +766,16 @@ func (p *ociPuller) clock() time.Time {
 	return time.Now()
 }
 
-// client returns an http.Client whose redirect policy drops Authorization
-// whenever the target is not exactly the original scheme and host. Go's own
-// rule keeps it for subdomains; a blob CDN under the registry's domain must
-// not receive the registry token either.
+// client returns an http.Client whose redirect policy (checkRedirect) drops
+// Authorization whenever the target is not exactly the original scheme and host.
+// Go's own rule keeps it for subdomains; a blob CDN under the registry's domain
+// must not receive the registry token either.
 func (p *ociPuller) client() *http.Client {
 	c := http.Client{Timeout: ociRequestTimeout}
 	if p.HTTP != nil {
 		c = *p.HTTP
 	}
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		if req.URL.Scheme != via[0].URL.Scheme || req.URL.Host != via[0].URL.Host {
-			req.Header.Del("Authorization")
-		}
-		return nil
-	}
+	c.CheckRedirect = checkRedirect
 	return &c
 }
 

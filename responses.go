@@ -36,7 +36,7 @@ func newResponsesClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	c := &responsesClient{ms: spec, conn: newProvConn("responses", env)}
 	if env.Gateway != "" {
 		c.conn.url = strings.TrimRight(env.Gateway, "/") + "/v1/responses"
-		provGatewayHeaders(c.conn.header, getenv, base, spec)
+		provGatewayHeaders(c.conn.header, env, base, spec)
 		return c, nil
 	}
 	c.conn.url = base + "/responses"

@@ -95,10 +95,10 @@ type runState struct {
 // max-iterations prompt, or an elicitation. answer has room for one reply, so a
 // reply that arrives before the run starts waiting is kept, not dropped.
 type pendingRequest struct {
-	kind     string // "confirmation", "max_iterations" or "elicitation"
-	toolName string
-	schema   json.RawMessage
-	answer   chan any
+	kind   string   // "confirmation", "max_iterations" or "elicitation"
+	call   toolCall // the call a confirmation is about
+	schema json.RawMessage
+	answer chan any
 }
 
 func (rs *runState) setTitle(t string) {
@@ -126,8 +126,8 @@ func (rs *runState) setPermissions(p *permissionsConfig) {
 }
 
 // ask registers a pending request; the caller then emits its event and waits.
-func (rs *runState) ask(kind, toolName string, schema json.RawMessage) *pendingRequest {
-	p := &pendingRequest{kind: kind, toolName: toolName, schema: schema, answer: make(chan any, 1)}
+func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage) *pendingRequest {
+	p := &pendingRequest{kind: kind, call: call, schema: schema, answer: make(chan any, 1)}
 	rs.mu.Lock()
 	rs.pending = p
 	rs.mu.Unlock()
@@ -175,6 +175,7 @@ type resumeRequest struct {
 	Confirmation string `json:"confirmation"`
 	Reason       string `json:"reason,omitempty"`
 	ToolName     string `json:"tool_name,omitempty"`
+	ToolCallID   string `json:"tool_call_id,omitempty"` // optional: the call this answer is about
 }
 
 func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
@@ -190,11 +191,24 @@ func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("confirmation must be approve, approve-session, approve-tool or reject, not %q", req.Confirmation))
 		return
 	}
-	if err := s.answerRun(r.Context(), id, req, nil, "confirmation", "max_iterations"); err != nil {
+	if err := s.answerRun(r.Context(), id, req, req.matches, "confirmation", "max_iterations"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session resumed"})
+}
+
+// matches checks that the answer is about the pending request: a tool_call_id must be
+// the pending call's (409 otherwise, so a late answer cannot land on the next
+// confirmation), and a tool_name must be its tool's name (400).
+func (req resumeRequest) matches(p *pendingRequest) error {
+	if req.ToolCallID != "" && (p.kind != "confirmation" || req.ToolCallID != p.call.ID) {
+		return conflict("tool call %s is not the one waiting for confirmation", req.ToolCallID)
+	}
+	if req.ToolName != "" && p.kind == "confirmation" && req.ToolName != p.call.Function.Name {
+		return badRequest("tool_name %q is not the tool waiting for confirmation (%s)", req.ToolName, p.call.Function.Name)
+	}
+	return nil
 }
 
 // answerRun delivers an answer to what session id's run is waiting for: 404 for an
@@ -328,6 +342,12 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	dir, err := s.openSessionDir(rec.WorkingDir)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer dir.Close()
 	t, err := s.agents.team(agentID)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -371,7 +391,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
-	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec}
+	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir}
 	rn.run(ctx, ag, msgs, items)
 }
 
@@ -439,6 +459,7 @@ type runner struct {
 	rs   *runState
 	sink *sseSink
 	root *sessionRecord
+	dir  *os.Root // the root session's working dir, which sub-sessions share
 
 	titleDone chan struct{}
 }
@@ -621,7 +642,7 @@ func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
 // maxIterations asks the client whether to go on past the cap: approve gives ten
 // more turns, anything else ends the run with a note in the conversation.
 func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, max int) (more int, stop bool) {
-	p := rn.rs.ask("max_iterations", "", nil)
+	p := rn.rs.ask("max_iterations", toolCall{}, nil)
 	rn.sink.send(newEvent("max_iterations_reached", "max_iterations", max).ctx("", zeroTime))
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -961,6 +982,10 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			rn.toolResponse(ctx, c, ag, call, def, toolErrorf("Tool '%s' is not available. You can only use the tools provided to you.", call.Function.Name))
 			continue
 		}
+		if err := checkArgs(tl.def, call.Function.Arguments); err != nil {
+			rn.toolResponse(ctx, c, ag, call, tl.def, toolErrorf("Invalid arguments for tool '%s': %v", call.Function.Name, err))
+			continue
+		}
 		res, ok := rn.approve(ctx, c, ag, call, tl.def)
 		if !ok {
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
@@ -990,7 +1015,8 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 // toolEnv is what tools of this run may use.
 func (rn *runner) toolEnv(c *convo) *toolEnv {
 	return &toolEnv{
-		SessionID: c.rec.ID, WorkingDir: c.rec.WorkingDir, Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
+		SessionID: c.rec.ID, WorkingDir: c.rec.WorkingDir, Dir: rn.dir, Protected: rn.s.cfg.protected,
+		Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
 		Elicit: func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
 			return rn.elicit(ctx, req)
 		},
@@ -1000,7 +1026,7 @@ func (rn *runner) toolEnv(c *convo) *toolEnv {
 // elicit asks the client a question on the run's stream and waits for the answer
 // posted to /api/sessions/{root}/elicitation.
 func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
-	p := rn.rs.ask("elicitation", "", req.Schema)
+	p := rn.rs.ask("elicitation", toolCall{}, req.Schema)
 	ev := newEvent("elicitation_request", "message", req.Message)
 	if req.Mode != "" {
 		ev.ctxKV("mode", req.Mode)
@@ -1049,9 +1075,9 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 // deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
 // it may not, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
-	name, args := call.Function.Name, call.Function.Arguments
+	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, c.rec.WorkingDir)
 	team := rn.team.file.Permissions
-	if team != nil && matchAny(team.Deny, name, args) {
+	if team != nil && matchAny(team.Deny, name, args, true) {
 		return toolErrorf("Tool '%s' is denied by permissions configuration.", name), false
 	}
 	rn.rs.mu.Lock()
@@ -1063,19 +1089,19 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	decision := ""
 	if session != nil {
 		switch {
-		case matchAny(session.Deny, name, args):
+		case matchAny(session.Deny, name, args, true):
 			return toolErrorf("Tool '%s' is denied by session permissions.", name), false
-		case matchAny(session.Allow, name, args):
+		case matchAny(session.Allow, name, args, false):
 			return toolResult{}, true
-		case matchAny(session.Ask, name, args):
+		case matchAny(session.Ask, name, args, true):
 			decision = "ask"
 		}
 	}
 	if decision == "" && team != nil {
 		switch {
-		case matchAny(team.Allow, name, args):
+		case matchAny(team.Allow, name, args, false):
 			return toolResult{}, true
-		case matchAny(team.Ask, name, args):
+		case matchAny(team.Ask, name, args, true):
 			decision = "ask"
 		}
 	}
@@ -1087,7 +1113,7 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
-	p := rn.rs.ask("confirmation", call.Function.Name, nil)
+	p := rn.rs.ask("confirmation", call, nil)
 	rn.sink.send(newEvent("tool_call_confirmation", "tool_call", call, "tool_definition", def).ctx(ag.Name, time.Now()))
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -1100,9 +1126,10 @@ func (rn *runner) confirm(ctx context.Context, call toolCall, def toolDef, ag *a
 		rn.rs.setToolsApproved(true)
 		rn.s.st.setToolsApproved(wctx, rn.rs.sessionID, true)
 	case "approve-tool":
-		name := req.ToolName
-		if name == "" {
-			name = call.Function.Name
+		name, ok := exactPattern(call.Function.Name)
+		if !ok {
+			rn.s.log.Warn("approve-tool: tool name cannot be a pattern; approving this call only", "tool", call.Function.Name)
+			break
 		}
 		rn.rs.mu.Lock()
 		perms := permissionsConfig{}

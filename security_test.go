@@ -114,7 +114,7 @@ func TestSlowHeaderClientCutOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
-	o, err := parseServeFlags([]string{"a.yaml", "-l", "127.0.0.1:0", "--working-dir", dir}, io.Discard)
+	o, err := parseServeFlags([]string{"a.yaml", "-l", "127.0.0.1:0", "--working-dir", dir, "-s", filepath.Join(t.TempDir(), "s.db")}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,11 @@ func FuzzRequestDecoders(f *testing.F) {
 	defer st.Close()
 	srcs, _ := newAgentSources(context.Background(), dir, sourceOptions{root: dir})
 	defer srcs.close()
-	s := newServer(st, srcs, nil, serverConfig{root: dir})
+	s, err := newServer(st, srcs, nil, serverConfig{root: dir})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.close()
 	rec, _ := s.createSession(context.Background(), createSessionRequest{Title: "t"})
 	paths := []string{"POST /api/sessions", "PATCH /api/sessions/ID/title", "PATCH /api/sessions/ID/permissions",
 		"POST /api/sessions/ID/resume", "POST /api/sessions/ID/elicitation", "POST /api/sessions/ID/agent/none"}

@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -30,7 +32,8 @@ type serverConfig struct {
 	allowedHosts []string // extra Host values beyond the loopback names
 	corsOrigins  []string
 	maxRuns      int
-	heartbeat    time.Duration // idle-stream comment interval; 0 = heartbeatEvery
+	heartbeat    time.Duration   // idle-stream comment interval; 0 = heartbeatEvery
+	protected    *protectedFiles // the server's secret files, refused to file tools
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.
@@ -41,9 +44,15 @@ type server struct {
 	cfg    serverConfig
 	mux    *http.ServeMux
 	runs   *runRegistry
+
+	// rootDir is cfg.root opened once at start; every run opens its session's
+	// directory from it, so swapping a directory for a symlink cannot lead outside.
+	rootDir  *os.Root
+	rootReal string // cfg.root with symlinks resolved, as session dirs are stored
 }
 
-func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConfig) *server {
+// newServer opens the root directory and builds the routes; close releases the root.
+func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConfig) (*server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -60,8 +69,15 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 		cfg.clientEnv.Getenv = cfg.getenv
 	}
 	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns)}
+	var err error
+	if s.rootReal, err = filepath.EvalSymlinks(cfg.root); err != nil {
+		return nil, fmt.Errorf("working directory: %w", err)
+	}
+	if s.rootDir, err = os.OpenRoot(s.rootReal); err != nil {
+		return nil, fmt.Errorf("working directory: %w", err)
+	}
 	s.routes()
-	return s
+	return s, nil
 }
 
 // route is one entry of the route table.
@@ -102,8 +118,8 @@ func (s *server) routes() {
 	}
 }
 
-// close stops what the server started (running agents are cancelled by their requests).
-func (s *server) close() {}
+// close releases what the server holds (running agents are cancelled by their requests).
+func (s *server) close() { s.rootDir.Close() }
 
 func (s *server) servePing(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

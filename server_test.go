@@ -28,6 +28,8 @@ type apiTest struct {
 	opts  []testOption
 	token string // sent as a bearer token by do when set
 
+	token string // sent as a bearer token when set (servers started by startServe)
+
 	mu   sync.Mutex
 	env  map[string]string
 	stop func()
@@ -70,11 +72,14 @@ func (e *apiTest) start() {
 	for _, o := range e.opts {
 		o(&cfg)
 	}
-	e.s = newServer(st, srcs, log, cfg)
+	if e.s, err = newServer(st, srcs, log, cfg); err != nil {
+		t.Fatal(err)
+	}
 	e.srv = httptest.NewServer(e.s)
 	e.stop = func() {
 		e.srv.CloseClientConnections()
 		e.srv.Close()
+		e.s.close()
 		srcs.close()
 		st.Close()
 	}
@@ -183,6 +188,9 @@ func (e *apiTest) run(path string, msgs any) *sseStream {
 	j, _ := json.Marshal(msgs)
 	req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+path, strings.NewReader(string(j)))
 	req.Header.Set("Content-Type", "application/json")
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()

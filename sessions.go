@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -184,7 +185,7 @@ func (s *server) createSession(ctx context.Context, req createSessionRequest) (*
 func (s *server) sessionDir(dir string) (string, error) {
 	dir = strings.TrimSpace(dir)
 	if dir == "" {
-		return s.cfg.root, nil
+		return s.rootReal, nil
 	}
 	p := absPath(s.cfg.root, dir)
 	real, err := filepath.EvalSymlinks(p)
@@ -195,14 +196,37 @@ func (s *server) sessionDir(dir string) (string, error) {
 	if err != nil || !fi.IsDir() {
 		return "", badRequest("working_dir %q is not a directory", dir)
 	}
-	root, err := filepath.EvalSymlinks(s.cfg.root)
-	if err != nil {
-		return "", err
-	}
-	if !within(root, real) {
+	if !within(s.rootReal, real) {
 		return "", badRequest("working_dir %q is outside the server's working directory %s", dir, s.cfg.root)
 	}
 	return real, nil
+}
+
+// openSessionDir opens a session's stored working directory from the server's root,
+// as every run does: the check made when the session was created does not hold if
+// the directory has since been replaced by a symlink to somewhere else. The errors
+// are 409s naming the problem.
+func (s *server) openSessionDir(wd string) (*os.Root, error) {
+	rel := "."
+	if wd != "" {
+		// Stored paths are resolved, but older rows may hold the root as given.
+		r, err := filepath.Rel(s.rootReal, wd)
+		if err != nil || !filepath.IsLocal(r) {
+			r, err = filepath.Rel(s.cfg.root, wd)
+		}
+		if err != nil || !filepath.IsLocal(r) {
+			return nil, conflict("session working_dir %q is outside the server's working directory %s", wd, s.cfg.root)
+		}
+		rel = r
+	}
+	d, err := s.rootDir.OpenRoot(rel)
+	switch {
+	case err == nil:
+		return d, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, conflict("session working_dir %q no longer exists", wd)
+	}
+	return nil, conflict("session working_dir %q now leads outside the server's working directory %s (replaced by a symlink?): %v", wd, s.cfg.root, errors.Unwrap(err))
 }
 
 // within reports whether path is root or below it (both cleaned, absolute).

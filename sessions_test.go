@@ -181,7 +181,11 @@ func TestSessionsPersistAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newServer(st, nil, nil, serverConfig{root: dir})
+	s, err := newServer(st, nil, nil, serverConfig{root: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
 	rec, err := s.createSession(ctx, createSessionRequest{Title: "kept"})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -245,6 +246,9 @@ func openStore(ctx context.Context, path string) (*store, error) {
 	if fi, err := os.Stat(abs); err == nil && !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("session database %s: not a regular file", abs)
 	}
+	if err := storeMakePrivate(abs); err != nil {
+		return nil, fmt.Errorf("session database: %w", err)
+	}
 	// A file: URI with an escaped path, so '?' or '#' in a directory name cannot be
 	// mistaken for DSN parameters (https://sqlite.org/uri.html).
 	uri := (&url.URL{Scheme: "file", Path: abs}).String()
@@ -267,6 +271,38 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// storeSuffixes are the files SQLite keeps next to a database: the WAL, its shared
+// memory index and the rollback journal (https://sqlite.org/tempfiles.html).
+var storeSuffixes = []string{"", "-wal", "-shm", "-journal"}
+
+// storeMakePrivate creates the database file 0600 when it is missing and takes group
+// and other access away from it and its companion files. The conversations are
+// private, SQLite's own default mode is 0644, and it creates -wal and -shm with the
+// database file's mode, so setting that one mode (with chmod, whatever the umask)
+// keeps all of them private.
+func storeMakePrivate(abs string) error {
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		f.Close()
+		if err := os.Chmod(abs, 0o600); err != nil { // the umask may have taken owner bits
+			return err
+		}
+	case !errors.Is(err, fs.ErrExist):
+		return err
+	}
+	for _, suffix := range storeSuffixes {
+		fi, err := os.Stat(abs + suffix)
+		if err != nil || fi.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		if err := os.Chmod(abs+suffix, fi.Mode().Perm()&0o700); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // init checks the pragmas took effect (SQLite ignores unknown ones silently), migrates,

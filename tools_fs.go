@@ -91,17 +91,20 @@ func fsLocal(wd, p string) (string, error) {
 	return filepath.ToSlash(q), nil
 }
 
-// fsOpenRoot opens the session's working directory as an os.Root.
+// fsOpenRoot returns a handle on the session's working directory, which the run
+// opened from the server's root (so a directory swapped for a symlink since cannot
+// redirect it); the caller closes it.
 func fsOpenRoot(env *toolEnv) (*os.Root, error) {
-	if env == nil || env.WorkingDir == "" {
+	if env == nil || env.Dir == nil {
 		return nil, errors.New("no working directory for this session")
 	}
-	return os.OpenRoot(env.WorkingDir)
+	return env.Dir.OpenRoot(".")
 }
 
-// fsWith resolves p and calls fn with the open root and the local path; failures to
-// resolve become tool errors, so nothing outside the root is ever touched.
-func fsWith(env *toolEnv, p string, fn func(root *os.Root, rel string) toolResult) toolResult {
+// fsWith resolves p and calls fn with the open root, the local path and the protected
+// files; failures to resolve and protected paths become tool errors, so nothing
+// outside the root, and none of the server's secrets, is ever touched.
+func fsWith(env *toolEnv, p string, fn func(root *os.Root, rel string, m *protectMatcher) toolResult) toolResult {
 	root, err := fsOpenRoot(env)
 	if err != nil {
 		return toolErrorf("%v", err)
@@ -111,7 +114,11 @@ func fsWith(env *toolEnv, p string, fn func(root *os.Root, rel string) toolResul
 	if err != nil {
 		return toolErrorf("%v", err)
 	}
-	return fn(root, rel)
+	m := env.Protected.matcher()
+	if m.blocks(root, rel) {
+		return toolErrorf(errProtected, p)
+	}
+	return fn(root, rel, m)
 }
 
 // fsErr words a filesystem error for the model without repeating the absolute root.
@@ -238,7 +245,7 @@ func (ig *fsIgnore) skip(p string, isDir bool) bool {
 }
 
 func (f *fsToolset) tree(ctx context.Context, env *toolEnv, a fsArgs) toolResult {
-	return fsWith(env, a.Path, func(root *os.Root, rel string) toolResult {
+	return fsWith(env, a.Path, func(root *os.Root, rel string, m *protectMatcher) toolResult {
 		fsys := root.FS()
 		info, err := fs.Stat(fsys, rel)
 		if err != nil {
@@ -253,7 +260,7 @@ func (f *fsToolset) tree(ctx context.Context, env *toolEnv, a fsArgs) toolResult
 				return err
 			}
 			for _, e := range ents {
-				if ig.skip(path.Join(dir, e.Name()), e.IsDir()) {
+				if ig.skip(path.Join(dir, e.Name()), e.IsDir()) || m.hides(root, path.Join(dir, e.Name()), e) {
 					continue
 				}
 				if count >= toolsMaxListEntries || ctx.Err() != nil {
@@ -286,7 +293,7 @@ func (f *fsToolset) tree(ctx context.Context, env *toolEnv, a fsArgs) toolResult
 }
 
 func (f *fsToolset) list(ctx context.Context, env *toolEnv, a fsArgs) toolResult {
-	return fsWith(env, a.Path, func(root *os.Root, rel string) toolResult {
+	return fsWith(env, a.Path, func(root *os.Root, rel string, m *protectMatcher) toolResult {
 		ents, err := fs.ReadDir(root.FS(), rel)
 		if err != nil {
 			return fsErr(a.Path, err)
@@ -295,7 +302,7 @@ func (f *fsToolset) list(ctx context.Context, env *toolEnv, a fsArgs) toolResult
 		var b strings.Builder
 		n := 0
 		for _, e := range ents {
-			if ig.skip(path.Join(rel, e.Name()), e.IsDir()) {
+			if ig.skip(path.Join(rel, e.Name()), e.IsDir()) || m.hides(root, path.Join(rel, e.Name()), e) {
 				continue
 			}
 			if n == toolsMaxListEntries {
@@ -332,7 +339,7 @@ func fsReadFile(root *os.Root, rel string) ([]byte, error) {
 }
 
 func (f *fsToolset) read(ctx context.Context, env *toolEnv, a fsArgs) toolResult {
-	return fsWith(env, a.Path, func(root *os.Root, rel string) toolResult {
+	return fsWith(env, a.Path, func(root *os.Root, rel string, m *protectMatcher) toolResult {
 		data, err := fsReadFile(root, rel)
 		if err != nil {
 			return fsErr(a.Path, err)
@@ -343,7 +350,7 @@ func (f *fsToolset) read(ctx context.Context, env *toolEnv, a fsArgs) toolResult
 				Images: []mediaContent{{Data: base64.StdEncoding.EncodeToString(data), MimeType: mime}},
 			}
 		}
-		return toolResult{Output: string(data)}
+		return toolResult{Output: toolsTruncate(string(data))}
 	})
 }
 
@@ -358,13 +365,17 @@ func (f *fsToolset) readMany(ctx context.Context, env *toolEnv, a fsArgs) toolRe
 		Content string `json:"content"`
 	}
 	var out []entry
+	m := env.Protected.matcher()
 	for _, p := range a.Paths {
 		e := entry{Path: p}
 		rel, err := fsLocal(env.WorkingDir, p)
+		if err == nil && m.blocks(root, rel) {
+			err = fmt.Errorf(errProtected, p)
+		}
 		if err == nil {
 			var data []byte
 			data, err = fsReadFile(root, rel)
-			e.Content = string(data)
+			e.Content = toolsTruncate(string(data))
 		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -408,7 +419,7 @@ func (f *fsToolset) search(ctx context.Context, env *toolEnv, a fsArgs) toolResu
 			return m1 || m2
 		})
 	}
-	return fsWith(env, a.Path, func(root *os.Root, rel string) toolResult {
+	return fsWith(env, a.Path, func(root *os.Root, rel string, m *protectMatcher) toolResult {
 		fsys := root.FS()
 		ig := f.ignores(root)
 		var b strings.Builder
@@ -420,7 +431,7 @@ func (f *fsToolset) search(ctx context.Context, env *toolEnv, a fsArgs) toolResu
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if p != rel && (ig.skip(p, d.IsDir()) || excluded(p)) {
+			if p != rel && (ig.skip(p, d.IsDir()) || excluded(p)) || m.hides(root, p, d) {
 				if d.IsDir() {
 					return fs.SkipDir
 				}
@@ -475,7 +486,7 @@ func fsPreview(line string, at int) string {
 }
 
 func (f *fsToolset) write(ctx context.Context, env *toolEnv, a fsArgs) toolResult {
-	return fsWith(env, a.Path, func(root *os.Root, rel string) toolResult {
+	return fsWith(env, a.Path, func(root *os.Root, rel string, m *protectMatcher) toolResult {
 		if dir := path.Dir(rel); dir != "." {
 			if err := root.MkdirAll(dir, 0o755); err != nil {
 				return fsErr(a.Path, err)
@@ -493,7 +504,7 @@ func (f *fsToolset) edit(ctx context.Context, env *toolEnv, a fsArgs) toolResult
 	if len(a.Edits) == 0 {
 		return toolErrorf("no edits given")
 	}
-	return fsWith(env, a.Path, func(root *os.Root, rel string) toolResult {
+	return fsWith(env, a.Path, func(root *os.Root, rel string, m *protectMatcher) toolResult {
 		info, err := root.Stat(rel)
 		if err != nil {
 			return fsErr(a.Path, err)
@@ -531,10 +542,15 @@ func (f *fsToolset) runPostEdit(ctx context.Context, env *toolEnv, rel string) s
 		if ok, _ := path.Match(pe.Path, path.Base(rel)); !ok {
 			continue
 		}
+		dir, err := shellDir(env, "")
+		if err != nil {
+			fmt.Fprintf(&notes, "\npost_edit command %q not run: %v", pe.Cmd, err)
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, toolsShellTimeout*time.Second)
 		cmd := exec.CommandContext(cctx, "/bin/sh", "-c", pe.Cmd)
-		cmd.Dir = env.WorkingDir
-		cmd.Env = append(os.Environ(), "path="+filepath.Join(env.WorkingDir, filepath.FromSlash(rel)))
+		cmd.Dir = dir
+		cmd.Env = childEnv("path=" + filepath.Join(env.WorkingDir, filepath.FromSlash(rel)))
 		out, err := cmd.CombinedOutput()
 		cancel()
 		if err != nil {
@@ -585,8 +601,12 @@ func (f *fsToolset) eachDir(env *toolEnv, paths []string, fn func(root *os.Root,
 	}
 	defer root.Close()
 	var lines []string
+	m := env.Protected.matcher()
 	for _, p := range paths {
 		rel, err := fsLocal(env.WorkingDir, p)
+		if err == nil && m.blocks(root, rel) {
+			err = fmt.Errorf(errProtected, p)
+		}
 		var line string
 		if err == nil {
 			line, err = fn(root, p, rel)

@@ -269,7 +269,12 @@ func BenchmarkFSSearch(b *testing.B) {
 			search = tl
 		}
 	}
-	env := &toolEnv{WorkingDir: dir}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer root.Close()
+	env := &toolEnv{WorkingDir: dir, Dir: root}
 	args := json.RawMessage(`{"path":".","query":"needle"}`)
 	for b.Loop() {
 		if r := search.run(b.Context(), env, args); strings.Count(r.Output, "\n") != 199 {

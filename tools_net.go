@@ -28,9 +28,9 @@ const toolsUserAgent = "agentd"
 // toolsHTTPClient is the client of a call: the session's, else a default one.
 func toolsHTTPClient(env *toolEnv) *http.Client {
 	if env != nil && env.HTTP != nil {
-		return env.HTTP
+		return withRedirectPolicy(env.HTTP)
 	}
-	return http.DefaultClient
+	return withRedirectPolicy(http.DefaultClient)
 }
 
 // toolsCheckURL accepts only absolute http and https URLs.
@@ -531,7 +531,7 @@ func newAPIToolset(ts *toolsetConfig, opts toolsetOptions) (*builtinToolset, err
 	return &builtinToolset{
 		list: []tool{{
 			def: toolDef{Name: c.Name, Category: "api", Description: c.Instruction, Parameters: params,
-				Annotations: toolAnnotations{ReadOnlyHint: true}, OutputSchema: out},
+				Annotations: toolAnnotations{ReadOnlyHint: a.method == "GET"}, OutputSchema: out}, // POST changes things: ask
 			run: a.run,
 		}},
 		instr: c.Instruction,

@@ -56,27 +56,71 @@ func (w *shellBuf) String() string {
 }
 
 // shellEnv expands a toolset's (or script tool's) env values with getenv; a variable
-// that is not set is an error, which skips the toolset (CONFIG.md §8.1).
+// that is not set is an error, which skips the toolset (CONFIG.md §8.1). The server's
+// auth token is never handed to a child, even by name.
 func shellEnv(m *orderedMap[string], getenv func(string) string) ([]string, error) {
 	if m == nil {
 		return nil, nil
 	}
 	var out []string
 	for _, k := range m.Keys {
-		var missing string
+		var missing, refused string
 		v := os.Expand(m.Values[k], func(name string) string {
+			if name == authTokenEnv {
+				refused = name
+				return ""
+			}
 			val := getenv(name)
 			if val == "" && missing == "" {
 				missing = name
 			}
 			return val
 		})
-		if missing != "" {
+		switch {
+		case refused != "" || k == authTokenEnv:
+			return nil, fmt.Errorf("env %s: %s is never passed to tools", k, authTokenEnv)
+		case missing != "":
 			return nil, fmt.Errorf("environment variable %q not set", missing)
 		}
 		out = append(out, k+"="+v)
 	}
 	return out, nil
+}
+
+// childEnvNames are the variables of the server's environment every child process
+// (shell, script, post_edit, MCP server) inherits; nothing else is passed, so model
+// provider keys, $AGENTD_AUTH_TOKEN and whatever else the server was started with stay
+// in the server. They are what programs need to run at all (PATH, HOME, USER, LOGNAME,
+// SHELL, TMPDIR), to print and sort text correctly (LANG, LC_*, TERM, TZ), to find
+// their per-user config and caches (XDG_*: npx, uvx), to go through the network's proxy
+// and trust its CA (*_PROXY, SSL_CERT_*), and to reach Docker (DOCKER_HOST,
+// DOCKER_CONFIG, DOCKER_CONTEXT: `docker mcp gateway`). A toolset's `env` adds more.
+var childEnvNames = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "LANG", "TERM", "TZ",
+	"XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR",
+	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT",
+}
+
+// authTokenEnv holds the API's bearer token; no child process ever sees it.
+const authTokenEnv = "AGENTD_AUTH_TOKEN"
+
+// childEnv is the environment of a child process: the allow-listed part of the
+// server's environment, then extra (which wins, being later).
+func childEnv(extra ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(childEnvNames, k) || strings.HasPrefix(k, "LC_") {
+			out = append(out, kv)
+		}
+	}
+	for _, kv := range extra {
+		if k, _, _ := strings.Cut(kv, "="); k != authTokenEnv {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // shellCommand builds `sh -c script` in its own process group. Cancelling ctx kills
@@ -93,19 +137,28 @@ func shellCommand(ctx context.Context, sh, script, dir string, env []string, out
 }
 
 // shellDir resolves a model-given cwd inside the working dir, following symlinks, and
-// fails if the result is not a directory inside it.
+// fails if the result is not a directory inside it, or if the working dir's path no
+// longer leads to the directory the run opened (env.Dir). A command runs at a path,
+// not at an open directory, so this narrows the window without closing it.
 func shellDir(env *toolEnv, cwd string) (string, error) {
 	if env == nil || env.WorkingDir == "" {
 		return "", errors.New("no working directory for this session")
 	}
+	root, err := filepath.EvalSymlinks(env.WorkingDir)
+	if err != nil {
+		return "", fmt.Errorf("working directory: %v", errors.Unwrap(err))
+	}
+	if env.Dir != nil {
+		opened, err1 := env.Dir.Stat(".")
+		now, err2 := os.Stat(root)
+		if err1 != nil || err2 != nil || !os.SameFile(opened, now) {
+			return "", errors.New("the working directory was moved or replaced during the run")
+		}
+	}
 	if cwd == "" {
-		return env.WorkingDir, nil
+		return root, nil
 	}
 	rel, err := fsLocal(env.WorkingDir, cwd)
-	if err != nil {
-		return "", err
-	}
-	root, err := filepath.EvalSymlinks(env.WorkingDir)
 	if err != nil {
 		return "", err
 	}
@@ -126,11 +179,24 @@ func shellDir(env *toolEnv, cwd string) (string, error) {
 	return dir, nil
 }
 
+// shellRefuses is the built-in deny of the shell: a command that names one of the
+// server's secret files is refused whatever the permissions. It is a tripwire against
+// `cat app.env`, not a sandbox (protected.go).
+func shellRefuses(env *toolEnv, cmd string) (toolResult, bool) {
+	if env == nil {
+		return toolResult{}, false
+	}
+	if name := env.Protected.namedIn(cmd); name != "" {
+		return toolErrorf("command refused: %s is protected (agentd keeps its session database, env files, auth token and agent configs away from tools)", name), true
+	}
+	return toolResult{}, false
+}
+
 // shellToolset runs commands and background jobs. Jobs outlive the call that started
 // them and are killed by close().
 type shellToolset struct {
 	sh      string
-	env     []string // toolset env, appended after the process env so it wins
+	env     []string // toolset env, appended after the inherited variables so it wins
 	timeout time.Duration
 
 	mu   sync.Mutex
@@ -190,6 +256,9 @@ func (s *shellToolset) run(ctx context.Context, env *toolEnv, a shellArgs) toolR
 	if strings.TrimSpace(a.Cmd) == "" {
 		return toolErrorf("Error: empty command")
 	}
+	if r, refused := shellRefuses(env, a.Cmd); refused {
+		return r
+	}
 	dir, err := shellDir(env, a.Cwd)
 	if err != nil {
 		return toolErrorf("%v", err)
@@ -201,7 +270,7 @@ func (s *shellToolset) run(ctx context.Context, env *toolEnv, a shellArgs) toolR
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	out := &shellBuf{limit: 4 * toolsMaxOutput}
-	cmd := shellCommand(tctx, s.sh, a.Cmd, dir, append(os.Environ(), s.env...), out)
+	cmd := shellCommand(tctx, s.sh, a.Cmd, dir, childEnv(s.env...), out)
 	err = cmd.Run()
 	// A fresh shell per call: whatever it left running in its group goes with it.
 	if cmd.Process != nil {
@@ -225,6 +294,9 @@ func (s *shellToolset) startJob(ctx context.Context, env *toolEnv, a shellArgs) 
 	if strings.TrimSpace(a.Cmd) == "" {
 		return toolErrorf("Error: empty command")
 	}
+	if r, refused := shellRefuses(env, a.Cmd); refused {
+		return r
+	}
 	dir, err := shellDir(env, a.Cwd)
 	if err != nil {
 		return toolErrorf("%v", err)
@@ -242,7 +314,7 @@ func (s *shellToolset) startJob(ctx context.Context, env *toolEnv, a shellArgs) 
 		done:    make(chan struct{}),
 		status:  "running",
 	}
-	cmd := shellCommand(jctx, s.sh, a.Cmd, dir, append(os.Environ(), s.env...), j.out)
+	cmd := shellCommand(jctx, s.sh, a.Cmd, dir, childEnv(s.env...), j.out)
 	if err := cmd.Start(); err != nil {
 		cancel()
 		return toolErrorf("failed to start background job: %v", err)
@@ -478,12 +550,16 @@ func (st *scriptTool) run(ctx context.Context, env *toolEnv, raw json.RawMessage
 	}
 	dir := st.c.WorkingDir
 	if env != nil && env.WorkingDir != "" && !filepath.IsAbs(dir) {
-		dir = filepath.Join(env.WorkingDir, dir)
+		base, err := shellDir(env, "")
+		if err != nil {
+			return toolErrorf("%v", err)
+		}
+		dir = filepath.Join(base, dir)
 	}
 	tctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
 	out := &shellBuf{limit: 4 * toolsMaxOutput}
-	cmd := shellCommand(tctx, st.sh, st.c.Cmd, dir, append(os.Environ(), vars...), out)
+	cmd := shellCommand(tctx, st.sh, st.c.Cmd, dir, childEnv(vars...), out)
 	err := cmd.Run()
 	if cmd.Process != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

@@ -15,7 +15,13 @@ import (
 // toolsTestEnv is a session environment rooted in a fresh temporary directory.
 func toolsTestEnv(t *testing.T) *toolEnv {
 	t.Helper()
-	return &toolEnv{SessionID: "s1", WorkingDir: t.TempDir(), Getenv: func(string) string { return "" }}
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return &toolEnv{SessionID: "s1", WorkingDir: dir, Dir: root, Getenv: func(string) string { return "" }}
 }
 
 // toolsTestOpts are build options with temporary working and data dirs and the given
