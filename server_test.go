@@ -19,14 +19,13 @@ import (
 // apiTest is a running server over the real mux, a real SQLite file and a directory
 // of agent YAML files.
 type apiTest struct {
-	t     testing.TB
-	srv   *httptest.Server
-	s     *server
-	base  string
-	dir   string // agent files
-	root  string // --working-dir
-	opts  []testOption
-	token string // sent as a bearer token by do when set
+	t    testing.TB
+	srv  *httptest.Server
+	s    *server
+	base string
+	dir  string // agent files
+	root string // --working-dir
+	opts []testOption
 
 	token string // sent as a bearer token when set (servers started by startServe)
 

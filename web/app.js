@@ -258,8 +258,15 @@ function confirmation(ev) {
   const reason = el('input', { type: 'text', className: 'reason', placeholder: 'reason (optional)' });
   const box = el('div', { className: 'actions confirm' });
   const answer = (body, label) => guarded(async () => {
-    box.querySelectorAll('button, input').forEach((b) => { b.disabled = true; });
-    await apiJSON('POST', sessionPath(state.session) + '/resume', body);
+    if (ev.tool_call.id) body.tool_call_id = ev.tool_call.id; // the server refuses an answer meant for another call
+    const controls = box.querySelectorAll('button, input');
+    controls.forEach((b) => { b.disabled = true; });
+    try {
+      await apiJSON('POST', sessionPath(state.session) + '/resume', body);
+    } catch (e) {
+      controls.forEach((b) => { b.disabled = false; });
+      throw e;
+    }
     card.classList.remove('pending');
     setStatus(card, label);
     box.remove();
