@@ -228,7 +228,7 @@ func TestRunBodyForms(t *testing.T) {
 	if n := len(f.requests()); n != 2 {
 		t.Fatalf("model called %d times; want 2", n)
 	}
-	for _, bad := range []string{`{"messages":"hi"}`, `{"messages":[1]}`, `"hi"`} {
+	for _, bad := range []string{`{"messages":"hi"}`, `{"messages":[1]}`, `"hi"`, `{"content":"hi"}`} {
 		if code, b := e.do("POST", "/api/sessions/"+id+"/agent/a", bad); code != 400 {
 			t.Errorf("body %s = %d %s; want 400", bad, code, b)
 		}

@@ -310,19 +310,23 @@ type runMessage struct {
 }
 
 // runBody is the run request: the reference's bare array of messages, or the newer
-// object form {"messages":[…]} (API-UPSTREAM.md §3.1).
+// object form {"messages":[…]} (API-UPSTREAM.md §3.1). An object without "messages"
+// is refused: it is most likely one message sent unwrapped.
 type runBody []runMessage
 
 func (b *runBody) UnmarshalJSON(data []byte) error {
-	if trimmed := strings.TrimSpace(string(data)); strings.HasPrefix(trimmed, "{") {
-		var obj struct {
-			Messages []runMessage `json:"messages"`
-		}
-		err := json.Unmarshal(data, &obj)
-		*b = obj.Messages
+	if trimmed := strings.TrimSpace(string(data)); !strings.HasPrefix(trimmed, "{") {
+		return json.Unmarshal(data, (*[]runMessage)(b))
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
 		return err
 	}
-	return json.Unmarshal(data, (*[]runMessage)(b))
+	msgs, ok := obj["messages"]
+	if !ok {
+		return errors.New(`want an array of messages or {"messages": [...]}`)
+	}
+	return json.Unmarshal(msgs, (*[]runMessage)(b))
 }
 
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {

@@ -416,17 +416,26 @@ function setRunning(on) {
   else sessionStorage.removeItem('agentd-running');
 }
 
+// stopStream cancels the stream being read (the server cancels its run).
+function stopStream() {
+  if (state.abort) state.abort.abort();
+  state.abort = null;
+  setRunning(false);
+}
+
 // stream reads a run (or a reattached one) to its end, then re-reads the session.
-async function stream(res) {
+async function stream(res, ctrl) {
   const id = state.session;
   setRunning(true);
   try {
     await readStream(res);
   } finally {
+    if (state.abort === ctrl) {
+      state.abort = null;
+      setRunning(false);
+    }
     if (state.session === id) {
       for (const sid of [...state.bubbles.keys()]) endBubble(sid);
-      setRunning(false);
-      state.abort = null;
       loadSessions();
       refreshSession();
     }
@@ -445,13 +454,19 @@ async function send(text) {
   userBubble(text);
   let path = sessionPath(state.session) + '/agent/' + encodeURIComponent(state.agent);
   if (state.agentName) path += '/' + encodeURIComponent(state.agentName);
-  state.abort = new AbortController();
-  const res = await api('POST', path, { messages: [{ role: 'user', content: text }] }, state.abort.signal);
+  const ctrl = new AbortController();
+  state.abort = ctrl;
+  let res;
+  try {
+    res = await api('POST', path, { messages: [{ role: 'user', content: text }] }, ctrl.signal);
+  } finally {
+    if (!res || !res.ok) state.abort = null;
+  }
   if (!res.ok) {
     const data = await res.json().catch(() => null);
     throw new Error((data && data.error) || ('HTTP ' + res.status));
   }
-  await stream(res);
+  await stream(res, ctrl);
 }
 
 // ---- sessions -----------------------------------------------------------------
@@ -527,7 +542,7 @@ function rename(li, title, s) {
 }
 
 function newChat() {
-  if (state.abort) state.abort.abort();
+  stopStream();
   state.session = null;
   history.replaceState(null, '', location.pathname);
   clearTranscript('New chat. Say something.');
@@ -568,22 +583,25 @@ async function refreshSession() {
 }
 
 async function openSession(id) {
-  if (state.abort) state.abort.abort();
+  // Set while this tab was streaming this session's answer when the page was reloaded.
+  const wasRunning = !state.abort && sessionStorage.getItem('agentd-running') === id;
+  stopStream();
   state.session = id;
   location.hash = 's=' + id;
   const s = await refreshSession();
   renderStored(s.messages);
   loadSessions();
-  if (sessionStorage.getItem('agentd-running') === id) await reattach(id);
+  if (wasRunning) await reattach(id);
 }
 
 // reattach follows a run that was streaming when the page was reloaded, where the
 // server can replay it (GET …/events); otherwise the stored messages are all there is.
 async function reattach(id) {
-  state.abort = new AbortController();
-  const res = await api('GET', sessionPath(id) + '/events', undefined, state.abort.signal).catch(() => null);
+  const ctrl = new AbortController();
+  state.abort = ctrl;
+  const res = await api('GET', sessionPath(id) + '/events', undefined, ctrl.signal).catch(() => null);
   if (res && res.ok && (res.headers.get('Content-Type') || '').startsWith('text/event-stream')) {
-    await stream(res);
+    await stream(res, ctrl);
     return;
   }
   state.abort = null;
@@ -632,7 +650,7 @@ function init() {
   $('#yolo').addEventListener('change', (e) => toggle(e.target, 'tools'));
   $('#thinking').addEventListener('change', (e) => toggle(e.target, 'thinking'));
   $('#new-session').addEventListener('click', newChat);
-  $('#stop').addEventListener('click', () => { if (state.abort) state.abort.abort(); });
+  $('#stop').addEventListener('click', stopStream);
   const input = $('#input');
   $('#composer').addEventListener('submit', (e) => {
     e.preventDefault();
