@@ -21,6 +21,9 @@ type fakeTurn struct {
 	Body      string
 	CutAfter  int           // > 0: drop the connection after this many text deltas
 	Hold      chan struct{} // non-nil: after the first text delta, wait until it is closed
+	// Gate, when set, holds the answer after its headers until it is closed, so a test
+	// can change the world (lock the database, fill the disk) mid-run.
+	Gate chan struct{}
 }
 
 type fakeToolCall struct {
@@ -109,6 +112,10 @@ func (f *fakeOpenAI) writeTurn(w http.ResponseWriter, turn fakeTurn) {
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	fl := w.(http.Flusher)
+	if turn.Gate != nil {
+		fl.Flush()
+		<-turn.Gate
+	}
 	chunk := func(delta string, finish string, usage string) {
 		fin := "null"
 		if finish != "" {

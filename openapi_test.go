@@ -76,12 +76,14 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	}
 }
 
-// emittedEventTypes reads the package's source for every newEvent("type", …) call.
+// emittedEventTypes reads the package's source for every event type it can emit:
+// the literal first argument of each newEvent call, and of each call to a wrapper
+// that passes its own first parameter on as the type (ragEvent, …).
 func emittedEventTypes(t *testing.T) []string {
 	t.Helper()
 	files, _ := filepath.Glob("*.go")
 	fset := token.NewFileSet()
-	var types []string
+	var decls []*ast.FuncDecl
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
@@ -90,19 +92,45 @@ func emittedEventTypes(t *testing.T) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ast.Inspect(f, func(n ast.Node) bool {
+		for _, d := range f.Decls {
+			if fd, ok := d.(*ast.FuncDecl); ok && fd.Body != nil {
+				decls = append(decls, fd)
+			}
+		}
+	}
+	// Constructors: newEvent, then every function forwarding its first parameter to one.
+	ctors := map[string]bool{"newEvent": true}
+	for grown := true; grown; {
+		grown = false
+		for _, fd := range decls {
+			if first := firstParam(fd); first != "" && !ctors[fd.Name.Name] && forwardsType(fd, first, ctors) {
+				ctors[fd.Name.Name], grown = true, true
+			}
+		}
+	}
+	var types []string
+	for _, fd := range decls {
+		first := ""
+		if ctors[fd.Name.Name] {
+			first = firstParam(fd)
+		}
+		ast.Inspect(fd.Body, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
-			if id, isIdent := fun(call); !ok || !isIdent || id != "newEvent" || len(call.Args) == 0 {
+			if !ok || !ctors[callName(call)] || len(call.Args) == 0 {
 				return true
 			}
-			lit, ok := call.Args[0].(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				t.Errorf("%s: newEvent with a non-literal type: this test cannot see which event it is", fset.Position(call.Pos()))
-				return true
-			}
-			typ, _ := strconv.Unquote(lit.Value)
-			if !slices.Contains(types, typ) {
-				types = append(types, typ)
+			switch arg := call.Args[0].(type) {
+			case *ast.BasicLit:
+				typ, _ := strconv.Unquote(arg.Value)
+				if !slices.Contains(types, typ) {
+					types = append(types, typ)
+				}
+			case *ast.Ident:
+				if arg.Name != first {
+					t.Errorf("%s: event type %s is not a literal: this test cannot see which event it is", fset.Position(call.Pos()), arg.Name)
+				}
+			default:
+				t.Errorf("%s: event type is not a literal: this test cannot see which event it is", fset.Position(call.Pos()))
 			}
 			return true
 		})
@@ -113,15 +141,32 @@ func emittedEventTypes(t *testing.T) []string {
 	return types
 }
 
-func fun(call *ast.CallExpr) (string, bool) {
-	if call == nil {
-		return "", false
+func firstParam(fd *ast.FuncDecl) string {
+	if ps := fd.Type.Params.List; len(ps) > 0 && len(ps[0].Names) > 0 {
+		return ps[0].Names[0].Name
 	}
-	id, ok := call.Fun.(*ast.Ident)
-	if !ok {
-		return "", false
+	return ""
+}
+
+// forwardsType reports whether fd calls a constructor with its parameter first.
+func forwardsType(fd *ast.FuncDecl, first string, ctors map[string]bool) bool {
+	found := false
+	ast.Inspect(fd.Body, func(n ast.Node) bool {
+		if call, ok := n.(*ast.CallExpr); ok && ctors[callName(call)] && len(call.Args) > 0 {
+			if id, ok := call.Args[0].(*ast.Ident); ok && id.Name == first {
+				found = true
+			}
+		}
+		return !found
+	})
+	return found
+}
+
+func callName(call *ast.CallExpr) string {
+	if id, ok := call.Fun.(*ast.Ident); ok {
+		return id.Name
 	}
-	return id.Name, true
+	return ""
 }
 
 // TestOpenAPICoversEvents: every event type the code can emit has a schema in the
@@ -208,13 +253,15 @@ func TestOpenAPIEventsMatchStream(t *testing.T) {
 	}
 }
 
-// TestRunBodyForms: the run endpoint takes the reference's bare array and the newer
-// {"messages":[…]} object; anything else is a 400.
+// TestRunBodyForms: the run endpoint takes the reference's bare array (its last
+// element is new) and the newer {"messages":[…]} object (all new); anything else is a 400.
 func TestRunBodyForms(t *testing.T) {
 	e, f := newRunEnv(t, "")
 	id := e.newSession(map[string]any{"title": "t"})
-	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "from an array"}}).all()
-	e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "from an object"}}}).all()
+	// An array's earlier elements were sent before (the reference's client re-sends
+	// them); an object's messages are all new.
+	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "old"}, {"content": "from an array"}}).all()
+	e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "from an object"}, {"content": "and another"}}}).all()
 	var got []string
 	_, b := e.do("GET", "/api/sessions/"+id, nil)
 	for _, m := range decode[map[string]any](t, b)["messages"].([]any) {
@@ -222,7 +269,7 @@ func TestRunBodyForms(t *testing.T) {
 			got = append(got, msg["content"].(string))
 		}
 	}
-	if !slices.Equal(got, []string{"from an array", "from an object"}) {
+	if !slices.Equal(got, []string{"from an array", "from an object", "and another"}) {
 		t.Fatalf("stored user messages = %v", got)
 	}
 	if n := len(f.requests()); n != 2 {
