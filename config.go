@@ -98,7 +98,13 @@ type hooksConfig struct {
 type hookMatcher struct {
 	Matcher string    `json:"matcher,omitempty"`
 	Hooks   []hookDef `json:"hooks"`
+
+	re *regexp.Regexp // Matcher anchored and compiled at load; nil matches every tool
 }
+
+// matches reports whether the hooks apply to the tool name, as the reference's
+// matcher: a case-sensitive regexp over the whole name; "" and "*" match all.
+func (m hookMatcher) matches(tool string) bool { return m.re == nil || m.re.MatchString(tool) }
 
 type hookDef struct {
 	Type    string `json:"type"`
@@ -1355,6 +1361,16 @@ func (d *cfgDecoder) hooks(n *yamlNode, a *agentConfig) error {
 			}
 			if len(m.Hooks) == 0 {
 				return nil, d.errf(mn, "%s: at least one hook is required", p)
+			}
+			if m.Matcher != "" && m.Matcher != "*" {
+				// The reference skips a bad matcher with a log line, so its hooks never
+				// run; a guard that silently does nothing is worse than a load error.
+				if _, err := regexp.Compile(m.Matcher); err != nil { // the anchors stay out of the message
+					return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
+				}
+				if m.re, err = regexp.Compile("^(?:" + m.Matcher + ")$"); err != nil {
+					return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
+				}
 			}
 			out = append(out, m)
 		}

@@ -238,6 +238,8 @@ func TestConfigDecodeErrors(t *testing.T) {
 			`agent.yaml:5:11: hooks.session_end[0]: unsupported hook type 'prompt' (only 'command' is supported)`},
 		{"hook command", "agents:\n  root:\n    hooks:\n      session_end:\n        - type: command\n",
 			`agent.yaml:5:11: hooks.session_end[0]: command is required for command hooks`},
+		{"hook matcher", "agents:\n  root:\n    hooks:\n      pre_tool_use:\n        - matcher: \"shell(\"\n          hooks: [{type: command, command: x}]\n",
+			"agent.yaml:5:11: hooks.pre_tool_use[0]: invalid matcher \"shell(\": error parsing regexp: missing closing ): `shell(`"},
 		{"command empty", "agents:\n  root:\n    commands:\n      x: {}\n",
 			`agent.yaml:4:10: command "x": command must have at least 'instruction' or 'description'`},
 		{"skills shape", "agents:\n  root:\n    skills: {a: 1}\n", `agent.yaml:3:13: skills must be a boolean or a list of sources`},

@@ -511,6 +511,8 @@ type convo struct {
 	history []chatMessage // the conversation sent to models, system prompts excluded
 	agents  []string      // the transfer chain, for cycle detection
 	cost    float64
+
+	hookContext []string // session_start hooks' additional context, sent as system messages
 }
 
 // run is the whole run of the root session: prefix events, the user's messages
@@ -540,12 +542,14 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 		go rn.generateTitle(ctx, ag, contents)
 	}
 	last := rn.loop(ctx, c, ag)
+	rn.sessionEnd(ctx, c, last)
 	// Writes that failed are retried for a while, also when the client has gone; if
 	// they still fail, the client hears it before stream_stopped.
 	if err := rn.save.finish(context.WithoutCancel(ctx), cmp.Or(rn.s.cfg.saveRetryFor, saveRetryFor)); err != nil {
 		rn.sink.send(newEvent("error", "error", notSavedMessage(err)).ctx("", zeroTime))
 	}
 	rn.sink.send(newEvent("stream_stopped", "session_id", c.rec.ID).ctx(last.Name, time.Now()))
+	rn.onUserInput(ctx, c, last)
 	if rn.titleDone != nil {
 		select {
 		case <-rn.titleDone:
@@ -567,9 +571,11 @@ func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	return c
 }
 
-// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info.
+// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info,
+// and runs the session_start hooks where the reference does, before team_info.
 func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.sink.send(rn.agentInfo(ag))
+	rn.sessionStart(ctx, c, ag)
 	type agentDetails struct {
 		Name        string `json:"name"`
 		Description string `json:"description"`
@@ -684,6 +690,7 @@ func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
 func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, max int) (more int, stop bool) {
 	p := rn.rs.ask("max_iterations", toolCall{}, nil)
 	rn.sink.send(newEvent("max_iterations_reached", "max_iterations", max).ctx("", zeroTime))
+	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return 0, true
@@ -950,6 +957,9 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	for _, name := range ag.AddPromptFiles {
 		add(promptFile(rn.s.workDir(c.rec), rn.s.cfg.root, name))
 	}
+	for _, s := range c.hookContext {
+		add(s)
+	}
 	return out
 }
 
@@ -1041,7 +1051,10 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			rn.toolResponse(ctx, c, ag, call, tl.def, toolErrorf("Invalid arguments for tool '%s': %v", call.Function.Name, err))
 			continue
 		}
-		res, ok := rn.approve(ctx, c, ag, call, tl.def)
+		call, res, ok := rn.preToolUse(ctx, c, ag, call, tl.def)
+		if ok {
+			res, ok = rn.approve(ctx, c, ag, call, tl.def)
+		}
 		if !ok {
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
 			continue
@@ -1057,12 +1070,13 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 				next = to
 			}
 		default:
-			res = tl.run(ctx, rn.toolEnv(c), json.RawMessage(call.Function.Arguments))
+			res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
 		}
 		if ctx.Err() != nil && !res.IsError {
 			res = toolErrorf("The tool call was canceled by the user.")
 		}
 		rn.toolResponse(ctx, c, ag, call, tl.def, res)
+		rn.postToolUse(ctx, c, ag, call, res)
 	}
 	return next
 }
@@ -1130,11 +1144,11 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 // deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
 // it may not, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
+	if res, denied := rn.yamlDenied(c, call, def); denied {
+		return res, false
+	}
 	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
 	team := rn.team.file.Permissions
-	if team != nil && matchAny(team.Deny, name, args, true) {
-		return toolErrorf("Tool '%s' is denied by permissions configuration.", name), false
-	}
 	rn.rs.mu.Lock()
 	yolo, session := rn.rs.toolsApproved, rn.rs.permissions
 	rn.rs.mu.Unlock()
@@ -1163,13 +1177,24 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	if decision == "" && def.Annotations.ReadOnlyHint {
 		return toolResult{}, true
 	}
-	return rn.confirm(ctx, call, def, ag)
+	return rn.confirm(ctx, c, call, def, ag)
+}
+
+// yamlDenied reports whether the agent's YAML denies call: absolute, whatever YOLO,
+// session patterns or hooks say.
+func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, bool) {
+	team := rn.team.file.Permissions
+	if team != nil && matchAny(team.Deny, call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec)), true) {
+		return toolErrorf("Tool '%s' is denied by permissions configuration.", call.Function.Name), true
+	}
+	return toolResult{}, false
 }
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
-func (rn *runner) confirm(ctx context.Context, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
+func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
 	p := rn.rs.ask("confirmation", call, nil)
 	rn.sink.send(newEvent("tool_call_confirmation", "tool_call", call, "tool_definition", def).ctx(ag.Name, time.Now()))
+	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return toolErrorf("The tool call was canceled by the user."), false
@@ -1270,6 +1295,7 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	rn.prefix(ctx, child, sub)
 	rn.sink.send(newEvent("stream_started", "session_id", rec.ID).ctx(sub.Name, time.Now()))
 	last := rn.loop(ctx, child, sub)
+	rn.sessionEnd(ctx, child, last)
 	rn.sink.send(newEvent("stream_stopped", "session_id", rec.ID).ctx(last.Name, time.Now()))
 
 	rn.save.save(wctx, nil, "the sub-session link of session "+parent.rec.ID, func(ctx context.Context) error {
