@@ -373,6 +373,7 @@ const handlers = {
     const r = ev.result || {};
     setResult(toolCard(ev.tool_call), ev.response !== undefined ? ev.response : (r.output || ''), r.isError);
   },
+  hook_blocked: (ev) => { setStatus(toolCard(ev.tool_call), 'blocked by a hook'); },
   elicitation_request: elicitation,
   max_iterations_reached: maxIterations,
   agent_switching: (ev) => note(ev.switching ? ev.from_agent + ' → ' + ev.to_agent : ev.from_agent + ' → back to ' + ev.to_agent, 'switch'),
