@@ -52,9 +52,12 @@ const version = "0.1.0"
 
 // Every input has a limit; they are all here so an auditor can read them in one place.
 const (
-	maxSSELine         = 8 << 20  // longest provider SSE line accepted
-	maxMetadataBody    = 1 << 20  // session create/title/permissions/resume/elicitation bodies
-	maxRunBody         = 16 << 20 // run request: the user's messages, images inlined
+	maxSSELine         = 8 << 20   // longest provider SSE line accepted
+	maxMetadataBody    = 1 << 20   // session create/title/permissions/resume/elicitation bodies
+	maxRunBody         = 16 << 20  // run request: the user's messages, images inlined
+	maxBodyMemory      = 256 << 20 // request bodies being read at once (each costs 2× its size)
+	bodyReadGrace      = 60 * time.Second
+	bodyMinRate        = 64 << 10 // bytes/s a body must average after the grace period
 	maxTitleLen        = 1024     // characters in a session title
 	maxAgentFile       = 4 << 20  // bytes of one agent YAML file
 	maxPromptFile      = 1 << 20  // bytes of one add_prompt_files file
@@ -148,6 +151,11 @@ const (
 	maxTitleRead      = 16 << 10        // bytes of a title answer read before the stream is cut
 	maxGeneratedTitle = 100             // bytes kept of a generated title
 	maxTransferDepth  = 10
+
+	// runsave.go
+	saveRetryFor    = 30 * time.Second // a run's failed writes are retried this long after its end
+	saveBackoffBase = 250 * time.Millisecond
+	saveBackoffCap  = 5 * time.Second
 )
 
 // Sentinel errors; writeError maps them to HTTP statuses in one place.
@@ -352,14 +360,16 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	if within(root, dbPath) {
 		log.Warn("the session database is inside --working-dir: file tools are denied it, but shell commands can read it; move it or pass --session-db", "path", dbPath)
 	}
-	st, err := openStore(ctx, dbPath)
+	st, err := openStoreLog(ctx, dbPath, log)
 	if err != nil {
 		return fmt.Errorf("session database: %w", err)
 	}
 	defer st.Close()
+	procs := newProcGroups(st, log)
+	procs.reap(ctx)
 
 	srcs, err := newAgentSources(ctx, o.source, sourceOptions{
-		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP,
+		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP, procs: procs,
 	})
 	if err != nil {
 		return err
