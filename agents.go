@@ -545,10 +545,11 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 		s.sets = append(s.sets, ts)
 	}
 	if len(lsps) > 0 {
-		ts, err := newLSPToolset(lsps, t.opts)
-		if err != nil {
+		ts, errs := newLSPToolset(lsps, t.opts)
+		for _, err := range errs {
 			s.warnings = append(s.warnings, fmt.Sprintf("toolset lsp failed: %v", err))
-		} else {
+		}
+		if ts != nil {
 			s.sets = append(s.sets, ts)
 		}
 	}
