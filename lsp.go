@@ -33,8 +33,9 @@ const (
 
 // lspServer is one running language server. Requests may be made concurrently.
 type lspServer struct {
-	root string // absolute working directory, the workspace root
-	cmd  *exec.Cmd
+	root    string // absolute working directory, the workspace root
+	cmd     *exec.Cmd
+	timeout time.Duration // of a request without a deadline of its own
 
 	wmu   sync.Mutex // one framed message at a time on stdin
 	stdin io.WriteCloser
@@ -107,12 +108,12 @@ func (e *lspStderr) tail() string {
 
 // lspStart starts the server in its own process group (so stopping it also stops
 // what it spawned), with the child environment allow-list plus env, and initializes it.
-func lspStart(ctx context.Context, command string, args, env []string, root string) (*lspServer, error) {
+func lspStart(ctx context.Context, command string, args, env []string, root string, timeout time.Duration) (*lspServer, error) {
 	cmd := exec.Command(command, args...)
 	cmd.Env = childEnv(env...)
 	cmd.Dir = root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s := &lspServer{root: root, cmd: cmd, pending: map[int64]chan lspReply{}, docs: map[string]*lspDoc{},
+	s := &lspServer{root: root, cmd: cmd, timeout: timeout, pending: map[int64]chan lspReply{}, docs: map[string]*lspDoc{},
 		diags: map[string][]lspDiagnostic{}, diagSeq: map[string]int{}, diagGen: make(chan struct{}), exited: make(chan struct{})}
 	cmd.Stderr = &s.stderr
 	stdin, err := cmd.StdinPipe()
@@ -312,12 +313,12 @@ func (s *lspServer) notify(method string, params any) error {
 	return s.write(map[string]any{"jsonrpc": "2.0", "method": method, "params": params})
 }
 
-// call sends a request and waits for its answer, ctx's end (default lspRequestTimeout)
-// or the server's exit.
+// call sends a request and waits for its answer, ctx's end (by default after
+// s.timeout) or the server's exit.
 func (s *lspServer) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, lspRequestTimeout)
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
 		defer cancel()
 	}
 	ch := make(chan lspReply, 1)

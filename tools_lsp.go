@@ -34,6 +34,8 @@ type lspBackend struct {
 	fileTypes []string
 	allow     []string // the toolset's `tools:` (nil: all)
 	instr     string   // the toolset's `instruction:` ("" : ours)
+	timeout   time.Duration
+	idle      time.Duration
 
 	mu      sync.Mutex
 	servers map[string]*lspServer // by working dir
@@ -67,7 +69,8 @@ func newLSPToolset(cfgs []*toolsetConfig, opts toolsetOptions) (toolset, []error
 			continue
 		}
 		t.backends = append(t.backends, &lspBackend{command: c.Command, args: c.Args, env: env, fileTypes: c.FileTypes,
-			allow: c.Tools, instr: c.Instruction, servers: map[string]*lspServer{}})
+			allow: c.Tools, instr: c.Instruction, servers: map[string]*lspServer{},
+			timeout: lspRequestTimeout, idle: lspIdleTimeout})
 	}
 	if len(t.backends) == 0 {
 		return nil, errs
@@ -320,13 +323,13 @@ func (b *lspBackend) server(ctx context.Context, wd string) (*lspServer, error) 
 			go s.stop()
 		}
 		var err error
-		if s, err = lspStart(ctx, b.command, b.args, b.env, wd); err != nil {
+		if s, err = lspStart(ctx, b.command, b.args, b.env, wd, b.timeout); err != nil {
 			return nil, fmt.Errorf("LSP initialization failed: %v", err)
 		}
 		b.servers[wd] = s
-		s.idle = time.AfterFunc(lspIdleTimeout, func() { b.retire(wd, s) })
+		s.idle = time.AfterFunc(b.idle, func() { b.retire(wd, s) })
 	}
-	s.idle.Reset(lspIdleTimeout)
+	s.idle.Reset(b.idle)
 	return s, nil
 }
 

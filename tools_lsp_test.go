@@ -12,13 +12,15 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // runFakeLSPServer is a small language server speaking LSP over stdio, run by the test
 // binary itself (TestMain, LSP_TEST_SERVER=1). It knows one thing about code: words.
 // hover names the word at a position; references and rename find its occurrences in
 // the document; a line holding TODO gets a warning diagnostic; formatting trims
-// trailing spaces. It appends its pid to $LSP_TEST_PIDS.
+// trailing spaces; hovering "hang" is never answered and hovering "crash" exits. It
+// appends its pid to $LSP_TEST_PIDS.
 func runFakeLSPServer() {
 	if p := os.Getenv("LSP_TEST_PIDS"); p != "" {
 		fh, _ := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
@@ -62,6 +64,11 @@ func runFakeLSPServer() {
 		}
 		if len(m.ID) == 0 {
 			continue
+		}
+		if w, _ := fakeLSPWord(docs[p.TextDocument.URI], p.Position); m.Method == "textDocument/hover" && w == "hang" {
+			continue // never answered
+		} else if m.Method == "textDocument/hover" && w == "crash" {
+			os.Exit(3)
 		}
 		send(map[string]any{"jsonrpc": "2.0", "id": m.ID, "result": fakeLSPAnswer(m.Method, p, docs, configured)})
 	}
@@ -266,4 +273,41 @@ func TestLSPApplyEditsUTF16(t *testing.T) {
 	if got != "é𝄞B\nXyz\n" {
 		t.Fatalf("lspApplyEdits = %q", got)
 	}
+}
+
+func TestLSPTimeoutCrashAndIdleStop(t *testing.T) {
+	pids := filepath.Join(t.TempDir(), "pids")
+	cfg := &toolsetConfig{Type: "lsp", Command: os.Args[0], Args: []string{"-test.run=^$"},
+		Env: mcpOrdered("LSP_TEST_SERVER", "1", "LSP_TEST_PIDS", pids)}
+	ts, errs := newLSPToolset([]*toolsetConfig{cfg}, toolsTestOpts(t, nil))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	t.Cleanup(func() { ts.close() })
+	b := ts.(*lspToolset).backends[0]
+	b.timeout = 300 * time.Millisecond
+	env := toolsTestEnv(t)
+	os.WriteFile(filepath.Join(env.WorkingDir, "a.go"), []byte("hang crash ok\n"), 0o644)
+	hover := func(char int) toolResult {
+		return mcpRun(t, ts, env, "lsp_hover", fmt.Sprintf(`{"file":"a.go","line":1,"character":%d}`, char))
+	}
+	if r := hover(1); !r.IsError || !strings.Contains(r.Output, "did not answer in time") {
+		t.Fatalf("unanswered hover = %+v", r)
+	}
+	if r := hover(12); r.IsError || !strings.Contains(r.Output, "`ok`") {
+		t.Fatalf("hover after a timeout = %+v", r)
+	}
+	if r := hover(6); !r.IsError || !strings.Contains(r.Output, "language server exited: exit status 3") {
+		t.Fatalf("hover that kills the server = %+v", r)
+	}
+	if r := hover(12); r.IsError || !strings.Contains(r.Output, "`ok`") {
+		t.Fatalf("hover after a crash = %+v", r)
+	}
+	started := fakeLSPPids(t, pids)
+	if len(started) != 2 {
+		t.Fatalf("servers started = %v; want the first and its replacement", started)
+	}
+	b.idle = 50 * time.Millisecond
+	hover(12)
+	waitFor(t, "the idle server to stop", func() bool { return syscall.Kill(started[1], 0) != nil })
 }
