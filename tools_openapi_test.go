@@ -51,14 +51,14 @@ type fakePetAPI struct {
 	*httptest.Server
 	spec string
 	mu   sync.Mutex
-	auth []string // Authorization of every request
+	auth []string // Authorization (and X-Api-Key) of every request
 }
 
 func newFakePetAPI(t *testing.T, spec string) *fakePetAPI {
 	f := &fakePetAPI{spec: spec}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
-		f.auth = append(f.auth, r.Header.Get("Authorization"))
+		f.auth = append(f.auth, r.Header.Get("Authorization")+r.Header.Get("X-Api-Key"))
 		f.mu.Unlock()
 		switch {
 		case r.URL.Path == "/openapi.json" || r.URL.Path == "/openapi.yaml":
@@ -212,5 +212,22 @@ func TestOpenAPIParseErrors(t *testing.T) {
 		if _, err := openapiParse("spec", []byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("openapiParse(%q) = %v; want %q", tc.doc, err, tc.want)
 		}
+	}
+}
+
+func TestOpenAPISpecRedirectDropsHeaders(t *testing.T) {
+	other := newFakePetAPI(t, petSpec)
+	moved := httptest.NewServer(http.RedirectHandler(other.URL+"/openapi.json", http.StatusFound))
+	t.Cleanup(moved.Close)
+	// Go drops Authorization on its own; X-Api-Key goes only by our redirect policy.
+	e, _ := newRunEnv(t, strings.Replace(openapiYAML, "Authorization: Bearer", "X-Api-Key:", 1))
+	e.setenv("PET_API", moved.URL)
+	e.setenv("PET_TOKEN", "s3cret")
+	code, b := e.do("GET", "/api/agents/a/root/tools/count", nil)
+	if code != 200 || strings.TrimSpace(string(b)) != `{"available_tools":4}` {
+		t.Fatalf("tools/count = %d %s", code, b)
+	}
+	if got := other.auths(); len(got) != 1 || got[0] != "" {
+		t.Fatalf("X-Api-Key seen by the other host = %q; want it dropped", got)
 	}
 }
