@@ -126,7 +126,7 @@ func (a *a2aToolset) build(card *a2aCard) []tool {
 		if a.name != "" {
 			name = a.name + "_" + name
 		}
-		name = strings.ToLower(openapiToolName("", "", map[string]any{"operationId": name}))
+		name = strings.ToLower(toolNameSanitize(name))
 		call := &a2aCall{client: a.client, endpoint: endpoint, headers: headers}
 		list = append(list, tool{
 			def: toolDef{Name: name, Category: "a2a", Parameters: params, Annotations: toolAnnotations{Title: name},

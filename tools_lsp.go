@@ -250,14 +250,14 @@ func (t *lspToolset) route(ctx context.Context, env *toolEnv, d lspToolDef, a ls
 	}
 	for _, b := range t.backends {
 		if b.allows(d.name) && b.handles(a.File) {
-			s, err := b.server(ctx, env.WorkingDir)
-			if err != nil {
-				return toolErrorf("%v", err)
-			}
 			return fsWith(env, a.File, func(root *os.Root, rel string, m *protectMatcher) toolResult {
 				data, err := fsReadFile(root, rel)
 				if err != nil {
 					return fsErr(a.File, err)
+				}
+				s, err := b.server(ctx, env.WorkingDir)
+				if err != nil {
+					return toolErrorf("%v", err)
 				}
 				uri := lspURI(filepath.Join(env.WorkingDir, filepath.FromSlash(rel)))
 				seq, sent, err := s.sync(uri, string(data))
@@ -358,7 +358,7 @@ func (b *lspBackend) close() {
 
 // --- tool bodies ---
 
-// pos is the wire position of 1-based line and character arguments.
+// lspPosArg is the wire position of 1-based line and character arguments.
 func lspPosArg(a lspArgs) (map[string]any, error) {
 	if a.Line < 1 || a.Character < 1 {
 		return nil, errors.New("line and character are 1-based and must be at least 1")

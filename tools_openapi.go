@@ -312,14 +312,18 @@ func (o *openapiToolset) operation(r *openapiResolver, base, p, method string, i
 	}
 }
 
-// openapiToolName is the sanitized operationId, else method_path (the reference's rule),
-// with any character a model API refuses in a tool name turned into "_".
+// openapiToolName is the sanitized operationId, else method_path (the reference's rule).
 func openapiToolName(method, p string, op map[string]any) string {
 	name, _ := op["operationId"].(string)
 	if name == "" {
 		name = strings.ToLower(method) + "_" + p
 	}
-	name = strings.NewReplacer("{", "", "}", "").Replace(name)
+	return toolNameSanitize(strings.NewReplacer("{", "", "}", "").Replace(name))
+}
+
+// toolNameSanitize turns every character a model API refuses in a tool name into "_",
+// collapses runs of "_" and trims them from the ends.
+func toolNameSanitize(name string) string {
 	name = strings.Map(func(r rune) rune {
 		if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' {
 			return r
