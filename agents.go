@@ -36,6 +36,7 @@ type sourceOptions struct {
 	getenv       func(string) string
 	log          *slog.Logger
 	http         *http.Client
+	procs        *procGroups
 }
 
 // agentSources is the set of agent configs the server serves, keyed by agent id. Local
@@ -251,14 +252,15 @@ func (a *agentSources) refreshOCI(ctx context.Context) {
 	id := ociRefID(a.path)
 	a.mu.RLock()
 	e := a.entries[id]
+	pulled := e != nil && e.digest != ""
 	a.mu.RUnlock()
-	if e != nil && e.digest != "" {
+	if pulled {
 		d, err := a.oci.remoteDigest(ctx, a.path)
 		if err != nil {
 			a.opts.log.Warn("checking for a new version", "ref", a.path, "err", err)
 			return
 		}
-		if d == e.digest {
+		if a.current(id, d) {
 			return
 		}
 	}
@@ -267,7 +269,25 @@ func (a *agentSources) refreshOCI(ctx context.Context) {
 		a.setError(id, "", fileStamp{}, err)
 		return
 	}
+	// A registry's HEAD digest need not be the manifest's hash, so a pull may bring
+	// back the artifact already serving: that is no reload.
+	if a.current(id, digest) {
+		return
+	}
 	a.load(id, "", data, fileStamp{}, digest)
+}
+
+// current reports whether id already serves the artifact with digest; if so, an error
+// left by a bad version pulled since is cleared, as the registry serves this one again.
+func (a *agentSources) current(id, digest string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e := a.entries[id]
+	if e == nil || e.team == nil || digest == "" || e.digest != digest {
+		return false
+	}
+	e.err = nil
+	return true
 }
 
 // load parses data and, if valid, makes it the entry's team; the previous team keeps
@@ -285,7 +305,7 @@ func (a *agentSources) load(id, path string, data []byte, stamp fileStamp, diges
 		a.setError(id, path, stamp, err)
 		return
 	}
-	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log})
+	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log, Procs: a.opts.procs})
 	a.mu.Lock()
 	e := a.entries[id]
 	if e == nil {
@@ -327,6 +347,37 @@ func (a *agentSources) team(id string) (*team, error) {
 	}
 	e.team.acquire()
 	return e.team, nil
+}
+
+// runTeam is the team a run addresses, and the agent name to start with. id is a file
+// id first; when it names no file (and no agent name follows), it may name an agent of
+// exactly one file, which then starts: the documented `POST /api/sessions/$SID/agent/root`
+// while serving agent.yaml, whose file id is `agent`.
+func (a *agentSources) runTeam(id, name string) (*team, string, error) {
+	t, err := a.team(id)
+	if err == nil || name != "" {
+		return t, name, err
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.entries[id] != nil {
+		return nil, "", err // a file that failed to load keeps its id
+	}
+	var found *team
+	for _, e := range a.entries {
+		if e.team == nil || e.team.file.agent(id) == nil {
+			continue
+		}
+		if found != nil {
+			return nil, "", notFound("agent not found: %s (several files define an agent %s; use /agent/FILE/%s)", id, id, id)
+		}
+		found = e.team
+	}
+	if found == nil {
+		return nil, "", err
+	}
+	found.acquire()
+	return found, id, nil
 }
 
 // hasBaseURL reports whether a loaded config names base (trailing "/" ignored) as a
@@ -443,17 +494,19 @@ type team struct {
 	refs    int
 	retired bool
 	sets    map[string]*agentToolsets // by agent name
+	rag     *ragSet                   // the config's rag sources, shared by its agents
 }
 
 // agentToolsets are the started toolsets of one agent and the warnings of those that
 // could not be created (the reference skips them with a warning too).
 type agentToolsets struct {
 	sets     []toolset
+	rag      []*ragSource // one search tool each, after the delegation tools
 	warnings []string
 }
 
 func newTeam(id string, f *agentFile, opts toolsetOptions) *team {
-	return &team{id: id, file: f, opts: opts, sets: map[string]*agentToolsets{}}
+	return &team{id: id, file: f, opts: opts, sets: map[string]*agentToolsets{}, rag: newRAGSet(f, opts)}
 }
 
 func (t *team) acquire() {
@@ -495,6 +548,7 @@ func (t *team) closeToolsets() {
 			ts.close()
 		}
 	}
+	t.rag.close()
 }
 
 // describe expands ${env.NAME} placeholders in a description or welcome message, as
@@ -553,12 +607,15 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 			s.sets = append(s.sets, ts)
 		}
 	}
+	var warnings []string
+	s.rag, warnings = t.rag.forAgent(ag)
+	s.warnings = append(s.warnings, warnings...)
 	t.sets[ag.Name] = s
 	return s
 }
 
 // agentTools lists every tool the agent offers, in the reference's order: its
-// toolsets, then transfer_task and handoff. The first tool of a name wins.
+// toolsets, then transfer_task and handoff, then rag tools. The first tool of a name wins.
 // Toolsets that fail to list are reported as warnings.
 func (t *team) agentTools(ctx context.Context, ag *agentConfig) ([]tool, []string) {
 	s := t.toolsets(ag)
@@ -586,6 +643,9 @@ func (t *team) agentTools(ctx context.Context, ag *agentConfig) ([]tool, []strin
 	}
 	if len(ag.Handoffs) > 0 {
 		add(tool{def: handoffDef})
+	}
+	for _, src := range s.rag {
+		add(src.tool())
 	}
 	return out, warnings
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -243,5 +246,122 @@ func TestOCISourceRefresh(t *testing.T) {
 	waitFor(t, "invalid push reported", func() bool { _, err := desc(); return err != "" })
 	if d, _ := desc(); d != "Version two" {
 		t.Fatalf("after an invalid push description = %q; want the last good one", d)
+	}
+}
+
+// TestRunDocumentedExample follows the documentation verbatim while serving agent.yaml
+// (file id `agent`): create with {"agent":"root"}, then run /agent/root. A path segment
+// that names no file but an agent of exactly one file runs that agent; file ids keep
+// priority, and a name several files define stays unknown.
+func TestRunDocumentedExample(t *testing.T) {
+	f := newFakeOpenAI(t)
+	e := newTestEnv(t, map[string]string{
+		"agent.yaml":  teamYAMLFor(f.URL),
+		"expert.yaml": fakeAgentYAML(f.URL, ""),
+		"other.yaml":  fakeAgentYAML(f.URL, ""),
+	})
+	e.setenv("OPENAI_API_KEY", "k")
+	sid := e.newSession(map[string]any{"agent": "root"})
+	started := func(path string) string {
+		t.Helper()
+		s := e.run(path, []map[string]any{{"content": "hi"}})
+		if s.resp.StatusCode != 200 {
+			b, _ := io.ReadAll(s.resp.Body)
+			t.Fatalf("POST %s = %d %s", path, s.resp.StatusCode, b)
+		}
+		ev := s.until("stream_started")
+		s.all()
+		return ev["agent_name"].(string)
+	}
+	if got := started("/api/sessions/" + sid + "/agent/helper"); got != "helper" {
+		t.Errorf("/agent/helper started %q; want agent.yaml's helper", got)
+	}
+	// expert.yaml is a file id: its root runs, not agent.yaml's expert.
+	sid2 := e.newSession(nil)
+	if got := started("/api/sessions/" + sid2 + "/agent/expert"); got != "root" {
+		t.Errorf("/agent/expert started %q; want the root of expert.yaml", got)
+	}
+	// root is defined by all three files.
+	code, b := e.do("POST", "/api/sessions/"+e.newSession(nil)+"/agent/root", []map[string]any{{"content": "hi"}})
+	if code != 404 || !strings.Contains(string(b), "several files") {
+		t.Errorf("/agent/root with three roots = %d %s; want 404", code, b)
+	}
+}
+
+// TestRunDocumentedExampleSingleFile is the documentation's example exactly: one file
+// agent.yaml, POST /api/sessions {"agent":"root"}, POST …/agent/root.
+func TestRunDocumentedExampleSingleFile(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{Text: []string{"hello"}})
+	e := newTestEnv(t, map[string]string{"agent.yaml": fakeAgentYAML(f.URL, "")})
+	e.setenv("OPENAI_API_KEY", "k")
+	sid := e.newSession(map[string]any{"agent": "root"})
+	s := e.run("/api/sessions/"+sid+"/agent/root", []map[string]any{{"role": "user", "content": "hi"}})
+	if s.resp.StatusCode != 200 {
+		b, _ := io.ReadAll(s.resp.Body)
+		t.Fatalf("documented example = %d %s", s.resp.StatusCode, b)
+	}
+	if ev := s.until("agent_choice"); ev["content"] != "hello" || ev["agent_name"] != "root" {
+		t.Errorf("answer = %v", ev)
+	}
+	s.all()
+}
+
+// syncBuffer is a log destination safe for the refresher goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestOCIPullLogsReloadOnlyOnChange: with --pull-interval, ticks that pull the same
+// artifact reload nothing and log nothing, even from a registry whose HEAD digest is
+// not the manifest's hash (so every tick looks like a change); a re-push logs one
+// "agent reloaded".
+func TestOCIPullLogsReloadOnlyOnChange(t *testing.T) {
+	reg := newOCITestRegistry(t, "")
+	reg.headDigest = "sha256:" + strings.Repeat("0", 64)
+	reg.push("test/agent", "latest", []byte(pirateYAML), "2026-01-01T00:00:00Z")
+	ref := reg.host + "/test/agent:latest"
+	dir := t.TempDir()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	a, err := newAgentSources(context.Background(), ref, sourceOptions{root: dir, cacheDir: filepath.Join(dir, "cache"), pullInterval: 10 * time.Millisecond, log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	manifestChecks := func() int {
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		n := 0
+		for _, l := range reg.log {
+			if strings.Contains(l, "/manifests/") {
+				n++
+			}
+		}
+		return n
+	}
+	start := manifestChecks()
+	waitFor(t, "several unchanged pulls", func() bool { return manifestChecks() >= start+5 })
+	if n := strings.Count(logs.String(), "agent reloaded"); n != 0 {
+		t.Fatalf("%d \"agent reloaded\" lines with nothing changed:\n%s", n, logs.String())
+	}
+	reg.push("test/agent", "latest", []byte(strings.Replace(pirateYAML, "Talk like a pirate", "Changed", 1)), "2026-01-02T00:00:00Z")
+	waitFor(t, "the re-push", func() bool { return strings.Contains(logs.String(), "agent reloaded") })
+	start = manifestChecks()
+	waitFor(t, "more unchanged pulls", func() bool { return manifestChecks() >= start+5 })
+	if n := strings.Count(logs.String(), "agent reloaded"); n != 1 {
+		t.Fatalf("%d \"agent reloaded\" lines for one change:\n%s", n, logs.String())
 	}
 }

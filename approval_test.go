@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -196,5 +198,31 @@ func TestPermissionPatterns(t *testing.T) {
 		if _, err := parsePattern(bad); err == nil {
 			t.Errorf("parsePattern(%q) accepted a malformed pattern", bad)
 		}
+	}
+}
+
+// TestMalformedYAMLDenyFailsClosed: a deny glob that can never match must not let the
+// command through: the file fails to load at the pattern's position and cannot run,
+// even with YOLO on.
+func TestMalformedYAMLDenyFailsClosed(t *testing.T) {
+	e, f := newRunEnv(t, "    toolsets:\n      - type: shell\npermissions:\n  deny:\n    - \"shell:cmd=[\"\n",
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "touch pwned")}},
+		fakeTurn{Text: []string{"done"}})
+	_, b := e.do("GET", "/api/agents", nil)
+	list := decode[[]agentSummary](t, b)
+	if len(list) != 1 || !strings.Contains(list[0].Error, "a.yaml:15:7") || !strings.Contains(list[0].Error, "malformed glob") {
+		t.Fatalf("agents = %s; want a.yaml listed with a file:line:col error for the bad glob", b)
+	}
+	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}})
+	if s.resp.StatusCode != 404 {
+		s.all()
+		t.Errorf("run of a file that failed to load = %d (%v); want 404", s.resp.StatusCode, s.types())
+	}
+	if n := len(f.requests()); n != 0 {
+		t.Errorf("the agent ran: %d model requests", n)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "pwned")); err == nil {
+		t.Fatalf("the shell command ran despite the deny pattern")
 	}
 }

@@ -324,4 +324,5 @@ type toolsetOptions struct {
 	DataDir    string              // per-user data dir for default memory databases
 	Getenv     func(string) string // environment, with --env-from-file applied
 	Logger     *slog.Logger
+	Procs      *procGroups // where children's process groups are recorded; nil = nowhere
 }

@@ -98,7 +98,13 @@ type hooksConfig struct {
 type hookMatcher struct {
 	Matcher string    `json:"matcher,omitempty"`
 	Hooks   []hookDef `json:"hooks"`
+
+	re *regexp.Regexp // Matcher anchored and compiled at load; nil matches every tool
 }
+
+// matches reports whether the hooks apply to the tool name, as the reference's
+// matcher: a case-sensitive regexp over the whole name; "" and "*" match all.
+func (m hookMatcher) matches(tool string) bool { return m.re == nil || m.re.MatchString(tool) }
 
 type hookDef struct {
 	Type    string `json:"type"`
@@ -776,14 +782,28 @@ func (d *cfgDecoder) permissions(n *yamlNode, p *permissionsConfig) error {
 	return d.mapping(n, "permissions", func(k string, v *yamlNode) (bool, error) {
 		switch k {
 		case "allow":
-			return true, d.strs(v, &p.Allow)
+			return true, d.patterns(v, &p.Allow)
 		case "ask":
-			return true, d.strs(v, &p.Ask)
+			return true, d.patterns(v, &p.Ask)
 		case "deny":
-			return true, d.strs(v, &p.Deny)
+			return true, d.patterns(v, &p.Deny)
 		}
 		return false, nil
 	})
+}
+
+// patterns decodes a list of permission patterns and rejects a malformed one at its
+// position: it could never match, so a bad deny would silently fail open.
+func (d *cfgDecoder) patterns(n *yamlNode, dst *[]string) error {
+	if err := d.strs(n, dst); err != nil {
+		return err
+	}
+	for i, p := range *dst {
+		if _, err := parsePattern(p); err != nil {
+			return d.errf(n.Values[i], "%v", err)
+		}
+	}
+	return nil
 }
 
 func (d *cfgDecoder) providers(n *yamlNode, f *agentFile) error {
@@ -909,14 +929,18 @@ func (d *cfgDecoder) model(n *yamlNode, name string) (*modelConfig, error) {
 }
 
 // thinkingBudget is an int token budget (quoted digits and floats count as ints,
-// as the reference tries int first) or an effort string.
+// as the reference tries int first), an effort string, or the long form
+// {effort: low} / {tokens: 2048}, which becomes the same string or int.
 func (d *cfgDecoder) thinkingBudget(n *yamlNode, mc *modelConfig) error {
 	if cfgIsNull(n) {
 		mc.ThinkingBudget = nil
 		return nil
 	}
+	if n.Kind == yamlMap {
+		return d.thinkingBudgetMap(n, mc)
+	}
 	if n.Kind != yamlScalar {
-		return d.typeErr(n, "integer or string")
+		return d.typeErr(n, "integer, string or mapping")
 	}
 	if n.Tag != "bool" {
 		if v, err := d.integer(n); err == nil {
@@ -926,6 +950,32 @@ func (d *cfgDecoder) thinkingBudget(n *yamlNode, mc *modelConfig) error {
 	}
 	mc.ThinkingBudget = n.Text
 	return nil
+}
+
+func (d *cfgDecoder) thinkingBudgetMap(n *yamlNode, mc *modelConfig) error {
+	mc.ThinkingBudget = nil
+	err := d.mapping(n, "thinking_budget", func(k string, v *yamlNode) (bool, error) {
+		if mc.ThinkingBudget != nil {
+			return true, d.errf(v, "thinking_budget takes effort or tokens, not both")
+		}
+		switch k {
+		case "effort":
+			if v.Kind != yamlScalar || cfgIsNull(v) {
+				return true, d.typeErr(v, "string")
+			}
+			mc.ThinkingBudget = v.Text
+			return true, nil
+		case "tokens":
+			t, err := d.integer(v)
+			mc.ThinkingBudget = t
+			return true, err
+		}
+		return false, nil
+	})
+	if err == nil && mc.ThinkingBudget == nil {
+		return d.errf(n, "thinking_budget needs effort or tokens")
+	}
+	return err
 }
 
 func (d *cfgDecoder) routing(n *yamlNode, mc *modelConfig, name string) error {
@@ -1311,6 +1361,16 @@ func (d *cfgDecoder) hooks(n *yamlNode, a *agentConfig) error {
 			}
 			if len(m.Hooks) == 0 {
 				return nil, d.errf(mn, "%s: at least one hook is required", p)
+			}
+			if m.Matcher != "" && m.Matcher != "*" {
+				// The reference skips a bad matcher with a log line, so its hooks never
+				// run; a guard that silently does nothing is worse than a load error.
+				if _, err := regexp.Compile(m.Matcher); err != nil { // the anchors stay out of the message
+					return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
+				}
+				if m.re, err = regexp.Compile("^(?:" + m.Matcher + ")$"); err != nil {
+					return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
+				}
 			}
 			out = append(out, m)
 		}

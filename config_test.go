@@ -181,6 +181,18 @@ models:
 	}
 }
 
+func TestConfigThinkingBudgetMapping(t *testing.T) {
+	f, err := loadAgentFile("agent.yaml", []byte("models:\n  e:\n    model: x\n    thinking_budget:\n      effort: minimal\n  t:\n    model: x\n    thinking_budget: {tokens: 2048}\nagents: {root: {model: e}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := f.Models.get("e")
+	tk, _ := f.Models.get("t")
+	if e.ThinkingBudget != "minimal" || tk.ThinkingBudget != int64(2048) {
+		t.Errorf("budgets = %#v, %#v; want \"minimal\", 2048", e.ThinkingBudget, tk.ThinkingBudget)
+	}
+}
+
 // TestConfigDecodeErrors checks positions and messages of strict decoding.
 func TestConfigDecodeErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
@@ -226,6 +238,8 @@ func TestConfigDecodeErrors(t *testing.T) {
 			`agent.yaml:5:11: hooks.session_end[0]: unsupported hook type 'prompt' (only 'command' is supported)`},
 		{"hook command", "agents:\n  root:\n    hooks:\n      session_end:\n        - type: command\n",
 			`agent.yaml:5:11: hooks.session_end[0]: command is required for command hooks`},
+		{"hook matcher", "agents:\n  root:\n    hooks:\n      pre_tool_use:\n        - matcher: \"shell(\"\n          hooks: [{type: command, command: x}]\n",
+			"agent.yaml:5:11: hooks.pre_tool_use[0]: invalid matcher \"shell(\": error parsing regexp: missing closing ): `shell(`"},
 		{"command empty", "agents:\n  root:\n    commands:\n      x: {}\n",
 			`agent.yaml:4:10: command "x": command must have at least 'instruction' or 'description'`},
 		{"skills shape", "agents:\n  root:\n    skills: {a: 1}\n", `agent.yaml:3:13: skills must be a boolean or a list of sources`},
@@ -237,6 +251,17 @@ func TestConfigDecodeErrors(t *testing.T) {
 			`agent.yaml:4:9: remote headers can only be used with type 'mcp' or 'a2a'`},
 		{"env on fetch", "agents:\n  root:\n    toolsets:\n      - type: fetch\n        env: {A: b}\n",
 			`agent.yaml:4:9: env can only be used with type 'shell', 'script', 'mcp' or 'lsp'`},
+		{"deny glob", "agents: {}\npermissions:\n  deny: [\"shell:cmd=[\"]\n",
+			`agent.yaml:3:10: pattern "shell:cmd=[": malformed glob "["`},
+		{"allow condition", "agents: {}\npermissions:\n  allow:\n    - ok\n    - \"shell:cmd=x:oops\"\n",
+			`agent.yaml:5:7: pattern "shell:cmd=x:oops": "oops" is not a key=value condition`},
+		{"ask empty", "agents: {}\npermissions:\n  ask: [\"\"]\n", `agent.yaml:3:9: empty pattern`},
+		{"thinking_budget both", "models:\n  m:\n    model: x\n    thinking_budget: {effort: low, tokens: 5}\n",
+			`agent.yaml:4:44: thinking_budget takes effort or tokens, not both`},
+		{"thinking_budget empty", "models:\n  m:\n    model: x\n    thinking_budget: {}\n", `agent.yaml:4:22: thinking_budget needs effort or tokens`},
+		{"thinking_budget key", "models:\n  m:\n    model: x\n    thinking_budget: {level: 1}\n", `agent.yaml:4:23: unknown field "level" in thinking_budget`},
+		{"thinking_budget tokens", "models:\n  m:\n    model: x\n    thinking_budget: {tokens: lots}\n", `agent.yaml:4:31: cannot use "lots" as an integer`},
+		{"thinking_budget list", "models:\n  m:\n    model: x\n    thinking_budget: [1]\n", `agent.yaml:4:22: sequence was used where integer, string or mapping is expected`},
 		{"unsupported version", "version: 9\nagents: {}\n", `unsupported config version: 9 (valid versions: 0, 1, 2, 3, 4, 5, 6, 7)`},
 		{"version as float", "version: 2.0\n", `unsupported config version: 2.0 (valid versions: 0, 1, 2, 3, 4, 5, 6, 7)`},
 	}

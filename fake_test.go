@@ -20,6 +20,9 @@ type fakeTurn struct {
 	Status    int            // non-zero: answer with this status and Body instead of a stream
 	Body      string
 	CutAfter  int // > 0: drop the connection after this many text deltas
+	// Gate, when set, holds the answer after its headers until it is closed, so a test
+	// can change the world (lock the database, fill the disk) mid-run.
+	Gate chan struct{}
 }
 
 type fakeToolCall struct {
@@ -108,6 +111,10 @@ func (f *fakeOpenAI) writeTurn(w http.ResponseWriter, turn fakeTurn) {
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	fl := w.(http.Flusher)
+	if turn.Gate != nil {
+		fl.Flush()
+		<-turn.Gate
+	}
 	chunk := func(delta string, finish string, usage string) {
 		fin := "null"
 		if finish != "" {

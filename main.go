@@ -147,6 +147,11 @@ const (
 	maxTitleRead      = 16 << 10        // bytes of a title answer read before the stream is cut
 	maxGeneratedTitle = 100             // bytes kept of a generated title
 	maxTransferDepth  = 10
+
+	// runsave.go
+	saveRetryFor    = 30 * time.Second // a run's failed writes are retried this long after its end
+	saveBackoffBase = 250 * time.Millisecond
+	saveBackoffCap  = 5 * time.Second
 )
 
 // Sentinel errors; writeError maps them to HTTP statuses in one place.
@@ -352,14 +357,16 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	if within(root, dbPath) {
 		log.Warn("the session database is inside --working-dir: file tools are denied it, but shell commands can read it; move it or pass --session-db", "path", dbPath)
 	}
-	st, err := openStore(ctx, dbPath)
+	st, err := openStoreLog(ctx, dbPath, log)
 	if err != nil {
 		return fmt.Errorf("session database: %w", err)
 	}
 	defer st.Close()
+	procs := newProcGroups(st, log)
+	procs.reap(ctx)
 
 	srcs, err := newAgentSources(ctx, o.source, sourceOptions{
-		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP,
+		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP, procs: procs,
 	})
 	if err != nil {
 		return err

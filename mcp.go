@@ -84,7 +84,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		t.label = command
 		t.log = log.With("toolset", "mcp", "command", command)
 		t.dial = func(ctx context.Context, c *mcpConn) (mcpTransport, error) {
-			return mcpStartStdio(c, command, args, env, opts.WorkingDir, t.log)
+			return mcpStartStdio(c, command, args, env, opts.WorkingDir, t.log, opts.Procs)
 		}
 	case ts.Remote.URL != "":
 		rawURL := expandEnvTemplate(ts.Remote.URL, getenv)
@@ -835,7 +835,7 @@ type mcpStdio struct {
 // mcpStartStdio starts the process. It inherits only childEnv's allow-list; env entries
 // override it (the reference passes the whole process environment after them, so its
 // own values win: a bug, and a leak of every key the server holds).
-func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, log *slog.Logger) (*mcpStdio, error) {
+func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, log *slog.Logger, procs *procGroups) (*mcpStdio, error) {
 	cmd := exec.Command(command, args...)
 	cmd.Env = childEnv(env...)
 	cmd.Dir = dir
@@ -852,7 +852,8 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 		return nil, err
 	}
 	cmd.Stdout = pw
-	if err := cmd.Start(); err != nil {
+	forget, err := procs.start(cmd, strings.Join(append([]string{command}, args...), " "))
+	if err != nil {
 		pr.Close()
 		pw.Close()
 		return nil, err
@@ -872,6 +873,7 @@ func mcpStartStdio(c *mcpConn, command string, args, env []string, dir string, l
 		close(s.exited)
 		// The leader is gone; stop anything it left in its group holding stdout.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		forget()
 	}()
 	go func() {
 		defer pr.Close()

@@ -221,6 +221,12 @@ func TestMain(m *testing.M) {
 		runFakeLSPServer()
 		os.Exit(0)
 	}
+	if p := os.Getenv("AGENTD_TEST_OPEN_STORE"); p != "" {
+		os.Exit(testOpenStoreMain(p))
+	}
+	if args := os.Getenv("AGENTD_TEST_SERVE"); args != "" {
+		os.Exit(run(context.Background(), strings.Split(args, "\n"), os.Stdout, os.Stderr))
+	}
 	os.Exit(m.Run())
 }
 

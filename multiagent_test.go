@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -195,4 +196,74 @@ func TestTransferTaskCancelledChild(t *testing.T) {
 	if code != 200 || !strings.Contains(string(b), "transfer_task") {
 		t.Fatalf("after cancel: %d %s", code, b)
 	}
+}
+
+// TestSubSessionJSONOmitsEmpty: a session created without working_dir or
+// max_iterations leaves them out of sub_session_completed's sub_session, as the
+// reference does, and its tools still work in --working-dir.
+func TestSubSessionJSONOmitsEmpty(t *testing.T) {
+	f := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{transferCall("call_1", "helper", "where")}}, // root
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_2", "pwd")}},                // helper
+		fakeTurn{Text: []string{"here"}},                                               // helper
+		fakeTurn{Text: []string{"done"}})                                               // root
+	e := newTestEnv(t, map[string]string{"team.yaml": teamYAMLFor(f.URL)})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	s := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}})
+	ev := s.until("sub_session_completed")
+	sub := ev["sub_session"].(map[string]any)
+	for _, key := range []string{"working_dir", "max_iterations"} {
+		if _, ok := sub[key]; ok {
+			t.Errorf("sub_session has %s: %v", key, sub)
+		}
+	}
+	if len(sub["messages"].([]any)) == 0 {
+		t.Errorf("sub_session has no messages: %v", sub)
+	}
+	s.all()
+	root, _ := filepath.EvalSymlinks(e.root)
+	if got := toolResponses(s.events); len(got) < 1 || strings.TrimSpace(got[0]) != root {
+		t.Errorf("pwd in the sub-session = %q; want --working-dir %s", got, root)
+	}
+}
+
+// TestHandoffKeepsSessionMaxIterations: a session's own max_iterations still caps the
+// agent a handoff switches to (the new agent sets no limit of its own).
+func TestHandoffKeepsSessionMaxIterations(t *testing.T) {
+	think := fakeToolCall{ID: "call_t", Name: "think", Args: `{"thought":"hmm"}`}
+	f := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_1", Name: "handoff", Args: `{"agent":"expert"}`}}}, // root
+		fakeTurn{ToolCalls: []fakeToolCall{think}},                                                       // expert, iteration 1
+		fakeTurn{ToolCalls: []fakeToolCall{think}},                                                       // expert, iteration 2
+		fakeTurn{ToolCalls: []fakeToolCall{think}},                                                       // beyond the cap
+		fakeTurn{Text: []string{"done"}})
+	yaml := fmt.Sprintf(`models:
+  fake:
+    provider: openai
+    model: gpt-4o
+    base_url: %s/v1
+agents:
+  root:
+    model: fake
+    handoffs: [expert]
+    max_iterations: 5
+  expert:
+    model: fake
+    toolsets:
+      - type: think
+`, f.URL)
+	e := newTestEnv(t, map[string]string{"h.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t", "max_iterations": 2})
+	s := e.run("/api/sessions/"+id+"/agent/h", []map[string]any{{"content": "go"}})
+	ev := s.until("max_iterations_reached")
+	if ev["max_iterations"].(float64) != 2 {
+		t.Fatalf("max_iterations_reached = %v; want the session's 2", ev)
+	}
+	if n := len(f.requests()); n != 3 {
+		t.Errorf("model turns before the cap = %d; want 3 (root + 2 expert)", n)
+	}
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"})
+	s.all()
 }

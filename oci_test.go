@@ -65,6 +65,7 @@ type ociTestRegistry struct {
 	noLength      bool   // stream manifests without Content-Length
 	realm         string // bearer: realm in the challenge instead of our /token
 	openPing      bool   // bearer: GET /v2/ answers 200 without a token
+	headDigest    string // if set, the Docker-Content-Digest of every manifest HEAD (not the body's hash)
 	log           []string
 	auths         []string // Authorization headers seen on /v2/ requests other than ping
 }
@@ -127,6 +128,9 @@ func (reg *ociTestRegistry) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", m.mediaType)
 		w.Header().Set("Docker-Content-Digest", ociHash(m.body))
+		if reg.headDigest != "" && r.Method == http.MethodHead {
+			w.Header().Set("Docker-Content-Digest", reg.headDigest)
+		}
 		if !reg.noLength {
 			w.Header().Set("Content-Length", fmt.Sprint(len(m.body)))
 		}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -311,17 +310,18 @@ type runMessage struct {
 
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var msgs []runMessage
-	if err := readJSON(w, r, maxRunBody, &msgs); err != nil {
+	var body []runMessage
+	if err := readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	msgs := arrayBodyMessages(body)
 	rec, err := s.st.session(r.Context(), sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
 	}
-	if err := checkFileParts(rec.WorkingDir, msgs); err != nil {
+	if err := checkFileParts(s.workDir(rec), msgs); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -331,7 +331,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer dir.Close()
-	t, err := s.agents.team(agentID)
+	t, name, err := s.agents.runTeam(agentID, name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -371,11 +371,35 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	rs.mu.Lock()
 	rs.title, rs.toolsApproved, rs.thinking, rs.permissions = rec.Title, rec.ToolsApproved, rec.Thinking, rec.Permissions
 	rs.mu.Unlock()
+	// The user's messages are stored before the stream opens, all or none, so a
+	// database that cannot take them is an HTTP error the client can retry (503 with
+	// Retry-After when busy), never a stream that started and then failed.
+	user := make([]chatMessage, len(msgs))
+	for i, m := range msgs {
+		user[i] = chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()}
+	}
+	positions, err := s.st.appendUserMessages(r.Context(), sid, user)
+	if err != nil {
+		s.writeError(w, r, sessionErr(sid, err))
+		return
+	}
 
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
-	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir}
-	rn.run(ctx, ag, msgs, items)
+	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
+	rn.run(ctx, ag, user, positions, items)
+}
+
+// arrayBodyMessages is what a bare-array run body adds to the session: its last
+// element only. docker-agent's remote client keeps just the user's messages and
+// re-sends all of them every turn, so the earlier elements are already stored; the
+// reference records only the last too (but still shows the model the repeats, which
+// we do not). An object body {"messages":[…]} would add every message it holds.
+func arrayBodyMessages(body []runMessage) []runMessage {
+	if len(body) > 1 {
+		return body[len(body)-1:]
+	}
+	return body
 }
 
 // startAgent picks the agent a run starts with: the named one; else the agent that
@@ -442,7 +466,8 @@ type runner struct {
 	rs   *runState
 	sink *sseSink
 	root *sessionRecord
-	dir  *os.Root // the root session's working dir, which sub-sessions share
+	save *runSaver // writes that failed, retried until the run ends
+	dir  *os.Root  // the root session's working dir, which sub-sessions share
 
 	titleDone chan struct{}
 }
@@ -453,27 +478,24 @@ type convo struct {
 	history []chatMessage // the conversation sent to models, system prompts excluded
 	agents  []string      // the transfer chain, for cycle detection
 	cost    float64
+
+	hookContext []string // session_start hooks' additional context, sent as system messages
 }
 
-// run is the whole run of the root session: prefix events, the user's messages, the
-// loop, the final stream_stopped; then it waits briefly for the title.
-func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []runMessage, items []sessionItem) {
+// run is the whole run of the root session: prefix events, the user's messages
+// (already stored at positions), the loop, the final stream_stopped; then it waits
+// briefly for the title.
+func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, positions []int, items []sessionItem) {
 	c := newConvo(rn.root, items)
 	rn.prefix(ctx, c, ag)
 	var contents []string
-	for _, m := range msgs {
-		cm := chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()}
-		_, pos, err := rn.s.st.appendMessage(context.WithoutCancel(ctx), c.rec.ID, "", &cm, false)
-		if err != nil {
-			rn.sink.send(newEvent("error", "error", "storing the message: "+err.Error()).ctx("", zeroTime))
-			return
-		}
-		c.history = append(c.history, cm)
+	for i, m := range msgs {
+		c.history = append(c.history, m)
 		ev := newEvent("user_message", "message", m.Content)
 		if len(m.MultiContent) > 0 {
 			ev = newEvent("user_message", "message", m.Content, "multi_content", m.MultiContent)
 		}
-		rn.sink.send(ev.ctxKV("session_id", c.rec.ID, "session_position", pos).ctx("", time.Now()))
+		rn.sink.send(ev.ctxKV("session_id", c.rec.ID, "session_position", positions[i]).ctx("", time.Now()))
 		if strings.TrimSpace(m.Content) != "" {
 			contents = append(contents, m.Content)
 		}
@@ -487,7 +509,14 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []runMessage, i
 		go rn.generateTitle(ctx, ag, contents)
 	}
 	last := rn.loop(ctx, c, ag)
+	rn.sessionEnd(ctx, c, last)
+	// Writes that failed are retried for a while, also when the client has gone; if
+	// they still fail, the client hears it before stream_stopped.
+	if err := rn.save.finish(context.WithoutCancel(ctx), cmp.Or(rn.s.cfg.saveRetryFor, saveRetryFor)); err != nil {
+		rn.sink.send(newEvent("error", "error", notSavedMessage(err)).ctx("", zeroTime))
+	}
 	rn.sink.send(newEvent("stream_stopped", "session_id", c.rec.ID).ctx(last.Name, time.Now()))
+	rn.onUserInput(ctx, c, last)
 	if rn.titleDone != nil {
 		select {
 		case <-rn.titleDone:
@@ -509,9 +538,11 @@ func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	return c
 }
 
-// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info.
+// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info,
+// and runs the session_start hooks where the reference does, before team_info.
 func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.sink.send(rn.agentInfo(ag))
+	rn.sessionStart(ctx, c, ag)
 	type agentDetails struct {
 		Name        string `json:"name"`
 		Description string `json:"description"`
@@ -524,6 +555,7 @@ func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 		details = append(details, agentDetails{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
 	}
 	rn.sink.send(newEvent("team_info", "available_agents", details, "current_agent", ag.Name).ctx(ag.Name, time.Now()))
+	ragStart(rn.team.toolsets(ag).rag, rn.s.cfg.clientEnv, ag.Name, rn.sink.send)
 	rn.listTools(ctx, ag, true)
 }
 
@@ -546,7 +578,7 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
 		}
 	}
-	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0
+	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0
 	if hasSets {
 		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
 		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))
@@ -558,10 +590,8 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 // loop runs model turns and their tool calls until a plain answer, an error, a
 // cancellation or the iteration cap. It returns the agent active at the end.
 func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentConfig {
-	maxIter := c.rec.MaxIterations
-	if maxIter == 0 {
-		maxIter = ag.MaxIterations
-	}
+	// The session's own limit wins over the agent's, also after a handoff.
+	maxIter := cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 	chain, chainErr := rn.chainFor(ag)
 	for iter := 0; ; iter++ {
 		if ctx.Err() != nil {
@@ -593,7 +623,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		if next != ag {
 			ag = next
 			chain, chainErr = rn.chainFor(ag)
-			maxIter = ag.MaxIterations
+			maxIter = cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 			iter = -1
 		}
 	}
@@ -627,6 +657,7 @@ func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
 func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, max int) (more int, stop bool) {
 	p := rn.rs.ask("max_iterations", toolCall{}, nil)
 	rn.sink.send(newEvent("max_iterations_reached", "max_iterations", max).ctx("", zeroTime))
+	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return 0, true
@@ -641,11 +672,18 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 
 // addMessage stores m in c's session, appends it to the history and announces it.
 func (rn *runner) addMessage(ctx context.Context, c *convo, ag *agentConfig, m *chatMessage) {
-	if _, _, err := rn.s.st.appendMessage(context.WithoutCancel(ctx), c.rec.ID, ag.Name, m, false); err != nil {
-		rn.s.log.Error("storing a message", "session", c.rec.ID, "err", err)
-	}
+	rn.appendMessage(ctx, c.rec.ID, ag.Name, m, false)
 	c.history = append(c.history, *m)
 	rn.sink.send(newEvent("message_added", "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+}
+
+// appendMessage stores a copy of m in session id through the run's saver.
+func (rn *runner) appendMessage(ctx context.Context, id, agent string, m *chatMessage, implicit bool) {
+	snap := *m
+	rn.save.save(context.WithoutCancel(ctx), nil, "a message of session "+id, func(ctx context.Context) error {
+		_, _, err := rn.s.st.appendMessage(ctx, id, agent, &snap, implicit)
+		return err
+	})
 }
 
 // turn streams one model answer, forwarding deltas as events and persisting the
@@ -681,15 +719,19 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 		if !final && msg.Content == "" && msg.ReasoningContent == "" {
 			return
 		}
-		var err error
-		if itemID == 0 {
-			itemID, _, err = rn.s.st.appendMessage(wctx, c.rec.ID, ag.Name, msg, false)
-		} else {
-			err = rn.s.st.updateMessage(wctx, itemID, msg)
-		}
-		if err != nil {
-			rn.s.log.Error("storing the answer", "session", c.rec.ID, "err", err)
-		}
+		// A snapshot: a write that fails is retried later with what it held, unless a
+		// newer snapshot of the same message replaces it first (same key).
+		snap := *msg
+		rn.save.save(wctx, &itemID, "the answer in session "+c.rec.ID, func(ctx context.Context) error {
+			if itemID != 0 {
+				return rn.s.st.updateMessage(ctx, itemID, &snap)
+			}
+			id, _, err := rn.s.st.appendMessage(ctx, c.rec.ID, ag.Name, &snap, false)
+			if err == nil {
+				itemID = id
+			}
+			return err
+		})
 		lastFlush = time.Now()
 	}
 	defByName := func(name string) toolDef {
@@ -788,9 +830,10 @@ func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg
 		LastMessage: &lastMessageJSON{*u, msg.Cost, msg.Model},
 	}
 	rn.sink.send(newEvent("token_usage", "session_id", c.rec.ID, "usage", usage).ctx(ag.Name, time.Now()))
-	if err := rn.s.st.setUsage(context.WithoutCancel(ctx), c.rec.ID, in, u.OutputTokens, c.cost); err != nil && !errors.Is(err, errNotFound) {
-		rn.s.log.Error("storing usage", "session", c.rec.ID, "err", err)
-	}
+	id, cost := c.rec.ID, c.cost
+	rn.save.save(context.WithoutCancel(ctx), "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {
+		return rn.s.st.setUsage(ctx, id, in, u.OutputTokens, cost)
+	})
 }
 
 // usageJSON is the usage of token_usage events (API.md §5).
@@ -869,14 +912,20 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	for _, ts := range rn.team.toolsets(ag).sets {
 		add(ts.instruction())
 	}
+	for _, src := range rn.team.toolsets(ag).rag {
+		add(src.instruction())
+	}
 	if ag.AddDate {
 		add("Today's date: " + time.Now().Format("2006-01-02"))
 	}
 	if ag.AddEnvironmentInfo {
-		add(fmt.Sprintf("Here is useful information about the environment you are running in:\n<env>\nWorking directory: %s\nPlatform: %s\nArchitecture: %s\n</env>", c.rec.WorkingDir, runtime.GOOS, runtime.GOARCH))
+		add(fmt.Sprintf("Here is useful information about the environment you are running in:\n<env>\nWorking directory: %s\nPlatform: %s\nArchitecture: %s\n</env>", rn.s.workDir(c.rec), runtime.GOOS, runtime.GOARCH))
 	}
 	for _, name := range ag.AddPromptFiles {
-		add(promptFile(c.rec.WorkingDir, rn.s.cfg.root, name))
+		add(promptFile(rn.s.workDir(c.rec), rn.s.cfg.root, name))
+	}
+	for _, s := range c.hookContext {
+		add(s)
 	}
 	return out
 }
@@ -969,7 +1018,10 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			rn.toolResponse(ctx, c, ag, call, tl.def, toolErrorf("Invalid arguments for tool '%s': %v", call.Function.Name, err))
 			continue
 		}
-		res, ok := rn.approve(ctx, c, ag, call, tl.def)
+		call, res, ok := rn.preToolUse(ctx, c, ag, call, tl.def)
+		if ok {
+			res, ok = rn.approve(ctx, c, ag, call, tl.def)
+		}
 		if !ok {
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
 			continue
@@ -985,12 +1037,13 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 				next = to
 			}
 		default:
-			res = tl.run(ctx, rn.toolEnv(c), json.RawMessage(call.Function.Arguments))
+			res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
 		}
 		if ctx.Err() != nil && !res.IsError {
 			res = toolErrorf("The tool call was canceled by the user.")
 		}
 		rn.toolResponse(ctx, c, ag, call, tl.def, res)
+		rn.postToolUse(ctx, c, ag, call, res)
 	}
 	return next
 }
@@ -998,7 +1051,7 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 // toolEnv is what tools of this run may use.
 func (rn *runner) toolEnv(c *convo) *toolEnv {
 	return &toolEnv{
-		SessionID: c.rec.ID, WorkingDir: c.rec.WorkingDir, Dir: rn.dir, Protected: rn.s.cfg.protected,
+		SessionID: c.rec.ID, WorkingDir: rn.s.workDir(c.rec), Dir: rn.dir, Protected: rn.s.cfg.protected,
 		Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
 		Elicit: func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
 			return rn.elicit(ctx, req)
@@ -1058,11 +1111,11 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 // deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
 // it may not, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
-	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, c.rec.WorkingDir)
-	team := rn.team.file.Permissions
-	if team != nil && matchAny(team.Deny, name, args, true) {
-		return toolErrorf("Tool '%s' is denied by permissions configuration.", name), false
+	if res, denied := rn.yamlDenied(c, call, def); denied {
+		return res, false
 	}
+	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
+	team := rn.team.file.Permissions
 	rn.rs.mu.Lock()
 	yolo, session := rn.rs.toolsApproved, rn.rs.permissions
 	rn.rs.mu.Unlock()
@@ -1091,13 +1144,24 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	if decision == "" && def.Annotations.ReadOnlyHint {
 		return toolResult{}, true
 	}
-	return rn.confirm(ctx, call, def, ag)
+	return rn.confirm(ctx, c, call, def, ag)
+}
+
+// yamlDenied reports whether the agent's YAML denies call: absolute, whatever YOLO,
+// session patterns or hooks say.
+func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, bool) {
+	team := rn.team.file.Permissions
+	if team != nil && matchAny(team.Deny, call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec)), true) {
+		return toolErrorf("Tool '%s' is denied by permissions configuration.", call.Function.Name), true
+	}
+	return toolResult{}, false
 }
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
-func (rn *runner) confirm(ctx context.Context, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
+func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
 	p := rn.rs.ask("confirmation", call, nil)
 	rn.sink.send(newEvent("tool_call_confirmation", "tool_call", call, "tool_definition", def).ctx(ag.Name, time.Now()))
+	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return toolErrorf("The tool call was canceled by the user."), false
@@ -1189,8 +1253,8 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	}
 	sys := chatMessage{Role: "system", Content: task, CreatedAt: nowRFC3339()}
 	proceed := chatMessage{Role: "user", Content: "Please proceed.", CreatedAt: nowRFC3339()}
-	rn.s.st.appendMessage(wctx, rec.ID, sub.Name, &sys, false)
-	rn.s.st.appendMessage(wctx, rec.ID, "", &proceed, true)
+	rn.appendMessage(wctx, rec.ID, sub.Name, &sys, false)
+	rn.appendMessage(wctx, rec.ID, "", &proceed, true)
 	child.history = []chatMessage{sys, proceed}
 
 	rn.sink.send(newEvent("agent_switching", "switching", true, "from_agent", ag.Name, "to_agent", sub.Name).ctx(sub.Name, time.Now()))
@@ -1198,11 +1262,12 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	rn.prefix(ctx, child, sub)
 	rn.sink.send(newEvent("stream_started", "session_id", rec.ID).ctx(sub.Name, time.Now()))
 	last := rn.loop(ctx, child, sub)
+	rn.sessionEnd(ctx, child, last)
 	rn.sink.send(newEvent("stream_stopped", "session_id", rec.ID).ctx(last.Name, time.Now()))
 
-	if err := rn.s.st.appendSubSession(wctx, parent.rec.ID, rec.ID); err != nil {
-		rn.s.log.Error("recording the sub-session", "session", parent.rec.ID, "err", err)
-	}
+	rn.save.save(wctx, nil, "the sub-session link of session "+parent.rec.ID, func(ctx context.Context) error {
+		return rn.s.st.appendSubSession(ctx, parent.rec.ID, rec.ID)
+	})
 	if full, err := rn.s.st.session(wctx, rec.ID); err == nil {
 		items, _ := rn.s.st.items(wctx, rec.ID)
 		rn.sink.send(newEvent("sub_session_completed", "parent_session_id", parent.rec.ID, "sub_session", toSessionJSON(full, items)).ctx(last.Name, time.Now()))

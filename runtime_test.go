@@ -129,36 +129,53 @@ func TestRunPlainAnswer(t *testing.T) {
 	}
 }
 
-func TestRunStoresEveryMessage(t *testing.T) {
-	e, f := newRunEnv(t, "", fakeTurn{Text: []string{"ok"}})
+// TestRunArrayBodyKeepsLastMessage plays docker-agent's remote client, which re-sends
+// every earlier user message with the new one as a bare array on each turn: only the
+// last element is announced and stored, and the model never sees the repeats.
+func TestRunArrayBodyKeepsLastMessage(t *testing.T) {
+	e, f := newRunEnv(t, "", fakeTurn{Text: []string{"a1"}}, fakeTurn{Text: []string{"a2"}}, fakeTurn{Text: []string{"a3"}})
 	id := e.newSession(map[string]any{"title": "given"})
-	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "one"}, {"content": "two"}})
-	evs := s.all()
-	var users []string
-	for _, ev := range evs {
-		if ev["type"] == "user_message" {
-			users = append(users, ev["message"].(string))
+	var sent []map[string]any
+	for turn, q := range []string{"q1", "q2", "q3"} {
+		sent = append(sent, map[string]any{"role": "user", "content": q})
+		s := e.run("/api/sessions/"+id+"/agent/a", sent)
+		var users []string
+		for _, ev := range s.all() {
+			if ev["type"] == "user_message" {
+				users = append(users, ev["message"].(string))
+				if pos := ev["session_position"].(float64); pos != float64(2*turn) {
+					t.Errorf("turn %d: session_position = %v; want %d", turn+1, pos, 2*turn)
+				}
+			}
+			if ev["type"] == "session_title" {
+				t.Errorf("a titled session must not get a generated title")
+			}
 		}
-		if ev["type"] == "session_title" {
-			t.Errorf("a titled session must not get a generated title")
+		if !slices.Equal(users, []string{q}) {
+			t.Fatalf("turn %d: user_message events = %v; want [%s]", turn+1, users, q)
 		}
-	}
-	if !slices.Equal(users, []string{"one", "two"}) {
-		t.Fatalf("user messages = %v", users)
 	}
 	_, b := e.do("GET", "/api/sessions/"+id, nil)
-	if got := decode[sessionResponse](t, b); len(got.Messages) != 3 {
-		t.Fatalf("stored %d messages; want 3: %s", len(got.Messages), b)
+	var stored []string
+	for _, m := range decode[sessionResponse](t, b).Messages {
+		stored = append(stored, m.Message.Role+":"+m.Message.Content)
 	}
-	if n := len(f.requests()[0]["messages"].([]any)); n != 3 {
-		t.Errorf("model saw %d messages; want system + 2 user", n)
+	want := []string{"user:q1", "assistant:a1", "user:q2", "assistant:a2", "user:q3", "assistant:a3"}
+	if !slices.Equal(stored, want) {
+		t.Fatalf("stored = %v\nwant %v", stored, want)
+	}
+	var prompt []string
+	for _, m := range f.requests()[2]["messages"].([]any) {
+		prompt = append(prompt, m.(map[string]any)["content"].(string))
+	}
+	if !slices.Equal(prompt, []string{"Be brief.", "q1", "a1", "q2", "a2", "q3"}) {
+		t.Errorf("third model request = %q; want the history plus q3, no repeats", prompt)
 	}
 	// [] adds nothing: the model sees the same conversation plus the answer.
-	s = e.run("/api/sessions/"+id+"/agent/a", []any{})
-	s.all()
+	e.run("/api/sessions/"+id+"/agent/a", []any{}).all()
 	_, b = e.do("GET", "/api/sessions/"+id, nil)
-	if got := decode[sessionResponse](t, b); len(got.Messages) != 4 {
-		t.Fatalf("after [] run: %d messages; want 4", len(got.Messages))
+	if got := decode[sessionResponse](t, b); len(got.Messages) != 7 {
+		t.Fatalf("after [] run: %d messages; want 7", len(got.Messages))
 	}
 }
 
@@ -617,5 +634,36 @@ agents:
 	_, b = e.do("GET", "/api/sessions/"+id, nil)
 	if decode[sessionResponse](t, b).Thinking {
 		t.Fatalf("the user's toggle was overridden: %s", b)
+	}
+}
+
+// TestThinkingBudgetMapping: the long form {effort: …} loads and reaches the model
+// like the short one (the reference's basic_with_thinking config uses it).
+func TestThinkingBudgetMapping(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{Text: []string{"a"}})
+	yaml := fmt.Sprintf(`providers:
+  local:
+    api_type: openai_chatcompletions
+    base_url: %s/v1
+models:
+  m:
+    provider: local
+    model: o3-mini
+    thinking_budget:
+      effort: low
+agents:
+  root:
+    model: m
+`, f.URL)
+	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "k")
+	if _, b := e.do("GET", "/api/agents", nil); strings.Contains(string(b), `"error"`) {
+		t.Fatalf("agents = %s", b)
+	}
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "q"}})
+	s.all()
+	if r := f.requests(); len(r) != 1 || r[0]["reasoning_effort"] != "low" {
+		t.Fatalf("requests = %v; want one with reasoning_effort low (events %s)", r, s.raw)
 	}
 }

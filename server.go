@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,7 @@ type serverConfig struct {
 	maxRuns      int
 	heartbeat    time.Duration   // idle-stream comment interval; 0 = heartbeatEvery
 	protected    *protectedFiles // the server's secret files, refused to file tools
+	saveRetryFor time.Duration   // how long a run retries writes that failed; 0 = saveRetryFor
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.
@@ -240,12 +242,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // writeError maps err to a status: errNotFound 404, errInvalid 400, errConflict 409,
-// too large 413, anything else 500 with the detail only in the log.
+// too large 413, a database condition its storeFault (503 busy with Retry-After, 507
+// disk full, ...), anything else 500 with the detail only in the log.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	var he *httpError
 	status := http.StatusInternalServerError
+	fault := storeFaultOf(err)
 	switch {
+	case fault != nil:
+		s.log.Warn("request failed: session database", "method", r.Method, "path", r.URL.Path, "err", err)
+		if fault.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(fault.retryAfter))
+		}
+		writeJSON(w, fault.status, errorBody(fault.msg))
+		return
 	case errors.As(err, &he):
 		status = he.status
 	case errors.As(err, &tooBig):

@@ -59,11 +59,13 @@ func (e *apiTest) start() {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx := context.Background()
-	st, err := openStore(ctx, filepath.Join(e.base, "session.db"))
+	st, err := openStoreLog(ctx, filepath.Join(e.base, "session.db"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log})
+	procs := newProcGroups(st, log)
+	procs.reap(ctx)
+	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log, procs: procs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 // sessions.go: the session routes (API.md §2.4–2.10, §7) and their JSON shapes.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,11 +27,11 @@ type sessionJSON struct {
 	HideToolResults bool               `json:"hide_tool_results"`
 	WorkingDir      string             `json:"working_dir,omitempty"`
 	SendUserMessage bool               `json:"SendUserMessage"`
-	MaxIterations   int                `json:"max_iterations"`
+	MaxIterations   int                `json:"max_iterations,omitempty"`
 	Starred         bool               `json:"starred"`
 	InputTokens     int64              `json:"input_tokens"`
 	OutputTokens    int64              `json:"output_tokens"`
-	Cost            float64            `json:"cost"`
+	Cost            float64            `json:"cost,omitempty"`
 	Permissions     *permissionsConfig `json:"permissions,omitempty"`
 }
 
@@ -49,7 +50,7 @@ type flatMessage struct {
 }
 
 // sessionResponse is GET /api/sessions/{id}. Beyond the reference it also reports
-// cost and max_iterations (API.md §11.20).
+// cost and max_iterations when set (API.md §11.20).
 type sessionResponse struct {
 	ID            string             `json:"id"`
 	Title         string             `json:"title"`
@@ -61,8 +62,8 @@ type sessionResponse struct {
 	OutputTokens  int64              `json:"output_tokens"`
 	WorkingDir    string             `json:"working_dir,omitempty"`
 	Permissions   *permissionsConfig `json:"permissions,omitempty"`
-	Cost          float64            `json:"cost"`
-	MaxIterations int                `json:"max_iterations"`
+	Cost          float64            `json:"cost,omitempty"`
+	MaxIterations int                `json:"max_iterations,omitempty"`
 }
 
 // sessionListItem is an element of GET /api/sessions.
@@ -180,12 +181,12 @@ func (s *server) createSession(ctx context.Context, req createSessionRequest) (*
 }
 
 // sessionDir resolves a requested working directory: it must exist and lie inside the
-// server's root (the reference accepts any host directory, API.md §11.25). Empty means
-// the root itself.
+// server's root (the reference accepts any host directory, API.md §11.25). Empty stays
+// empty, as in the reference's JSON; the session then works in the root (workDir).
 func (s *server) sessionDir(dir string) (string, error) {
 	dir = strings.TrimSpace(dir)
 	if dir == "" {
-		return s.rootReal, nil
+		return "", nil
 	}
 	p := absPath(s.cfg.root, dir)
 	real, err := filepath.EvalSymlinks(p)
@@ -200,6 +201,11 @@ func (s *server) sessionDir(dir string) (string, error) {
 		return "", badRequest("working_dir %q is outside the server's working directory %s", dir, s.cfg.root)
 	}
 	return real, nil
+}
+
+// workDir is the directory a session's tools and prompt files work in.
+func (s *server) workDir(rec *sessionRecord) string {
+	return cmp.Or(rec.WorkingDir, s.rootReal)
 }
 
 // openSessionDir opens a session's stored working directory from the server's root,

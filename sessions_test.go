@@ -15,12 +15,24 @@ func TestCreateSessionShapes(t *testing.T) {
 			t.Fatalf("create with %v = %d %s", body, code, b)
 		}
 		s := string(b)
-		for _, want := range []string{`"messages":null`, `"SendUserMessage":true`, `"hide_tool_results":false`, `"cost":0`} {
+		for _, want := range []string{`"messages":null`, `"SendUserMessage":true`, `"hide_tool_results":false`} {
 			if !strings.Contains(s, want) {
 				t.Errorf("create response %s lacks %s", s, want)
 			}
 		}
 		m := decode[map[string]any](t, b)
+		// Like the reference: empty or zero working_dir, cost and max_iterations are left out.
+		for _, key := range []string{"working_dir", "cost", "max_iterations"} {
+			if _, ok := m[key]; ok {
+				t.Errorf("create response %s has %s", s, key)
+			}
+		}
+		code, b = e.do("GET", "/api/sessions/"+m["id"].(string), nil)
+		for _, key := range []string{"working_dir", "cost", "max_iterations"} {
+			if _, ok := decode[map[string]any](t, b)[key]; code != 200 || ok {
+				t.Errorf("GET session = %d %s; want no %s", code, b, key)
+			}
+		}
 		if id := m["id"].(string); len(id) != 36 || id[14] != '4' {
 			t.Errorf("id %q is not a UUID v4", id)
 		}

@@ -171,6 +171,7 @@ func TestStoreSchema(t *testing.T) {
 		"index idx_sessions_parent_id sessions",
 		"table agentd_message_counts agentd_message_counts",
 		"table agentd_migrations agentd_migrations",
+		"table agentd_process_groups agentd_process_groups",
 		"table migrations migrations",
 		"table session_items session_items",
 		"table sessions sessions",

@@ -85,6 +85,23 @@ func newBuiltinToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) 
 	return b, nil
 }
 
+// argSchema decodes the JSON schema of an argument declared in the YAML (script and
+// api tools). The type defaults to string and, since models choose arguments by their
+// descriptions, a missing description to desc.
+func argSchema(raw json.RawMessage, desc string) (map[string]any, bool) {
+	var schema map[string]any
+	if json.Unmarshal(raw, &schema) != nil || schema == nil {
+		return nil, false
+	}
+	if _, ok := schema["type"]; !ok {
+		schema["type"] = "string"
+	}
+	if d, _ := schema["description"].(string); strings.TrimSpace(d) == "" {
+		schema["description"] = desc
+	}
+	return schema, true
+}
+
 // toolsDef builds the definition of a built-in tool from the reference schemas in
 // tools_schema.go; it panics on an unknown name because that is a programming error.
 func toolsDef(name, category, title, desc string, readOnly bool) toolDef {

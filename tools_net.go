@@ -509,12 +509,13 @@ func newAPIToolset(ts *toolsetConfig, opts toolsetOptions) (*builtinToolset, err
 	props := map[string]any{}
 	if c.Args != nil {
 		for _, k := range c.Args.Keys {
-			var schema map[string]any
-			if err := json.Unmarshal(c.Args.Values[k], &schema); err != nil || schema == nil {
-				return nil, fmt.Errorf("api tool %s: arg '%s' must be a JSON schema object", c.Name, k)
+			desc := fmt.Sprintf("Field %s of the JSON request body.", k)
+			if a.method == "GET" {
+				desc = fmt.Sprintf("Value put in place of ${%s} in the request URL.", k)
 			}
-			if _, ok := schema["type"]; !ok {
-				schema["type"] = "string"
+			schema, ok := argSchema(c.Args.Values[k], desc)
+			if !ok {
+				return nil, fmt.Errorf("api tool %s: arg '%s' must be a JSON schema object", c.Name, k)
 			}
 			props[k] = schema
 		}

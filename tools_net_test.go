@@ -170,7 +170,7 @@ func TestAPITool(t *testing.T) {
 	list, _ := get.tools(t.Context())
 	d := list[0].def
 	if d.Name != "get_item" || d.Category != "api" || d.Description != "Get an item" || !d.Annotations.ReadOnlyHint || get.instruction() != "Get an item" ||
-		string(d.Parameters) != `{"properties":{"id":{"type":"string"},"q":{"description":"query","type":"string"}},"required":["id"],"type":"object"}` ||
+		string(d.Parameters) != `{"properties":{"id":{"description":"Value put in place of ${id} in the request URL.","type":"string"},"q":{"description":"query","type":"string"}},"required":["id"],"type":"object"}` ||
 		string(d.OutputSchema) != `{"type":"string"}` {
 		t.Errorf("api definition = %+v, params %s", d, d.Parameters)
 	}

@@ -136,6 +136,19 @@ func shellCommand(ctx context.Context, sh, script, dir string, env []string, out
 	return cmd
 }
 
+// runRecorded runs cmd with its process group recorded while it lives; once it is
+// done, whatever it left running in its group goes with it.
+func runRecorded(cmd *exec.Cmd, procs *procGroups, what string) error {
+	forget, err := procs.start(cmd, what)
+	if err != nil {
+		return err
+	}
+	err = cmd.Wait()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	forget()
+	return err
+}
+
 // shellDir resolves a model-given cwd inside the working dir, following symlinks, and
 // fails if the result is not a directory inside it, or if the working dir's path no
 // longer leads to the directory the run opened (env.Dir). A command runs at a path,
@@ -198,6 +211,7 @@ type shellToolset struct {
 	sh      string
 	env     []string // toolset env, appended after the inherited variables so it wins
 	timeout time.Duration
+	procs   *procGroups
 
 	mu   sync.Mutex
 	jobs []*shellJob
@@ -223,7 +237,7 @@ func newShellToolset(ts *toolsetConfig, opts toolsetOptions) (*builtinToolset, e
 	if err != nil {
 		return nil, err
 	}
-	s := &shellToolset{sh: opts.Getenv("SHELL"), env: env, timeout: toolsShellTimeout * time.Second}
+	s := &shellToolset{sh: opts.Getenv("SHELL"), env: env, timeout: toolsShellTimeout * time.Second, procs: opts.Procs}
 	if s.sh == "" {
 		s.sh = "/bin/sh"
 	}
@@ -271,11 +285,7 @@ func (s *shellToolset) run(ctx context.Context, env *toolEnv, a shellArgs) toolR
 	defer cancel()
 	out := &shellBuf{limit: 4 * toolsMaxOutput}
 	cmd := shellCommand(tctx, s.sh, a.Cmd, dir, childEnv(s.env...), out)
-	err = cmd.Run()
-	// A fresh shell per call: whatever it left running in its group goes with it.
-	if cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	err = runRecorded(cmd, s.procs, a.Cmd)
 	text := strings.TrimSpace(out.String())
 	switch {
 	case ctx.Err() != nil:
@@ -315,7 +325,8 @@ func (s *shellToolset) startJob(ctx context.Context, env *toolEnv, a shellArgs) 
 		status:  "running",
 	}
 	cmd := shellCommand(jctx, s.sh, a.Cmd, dir, childEnv(s.env...), j.out)
-	if err := cmd.Start(); err != nil {
+	forget, err := s.procs.start(cmd, a.Cmd)
+	if err != nil {
 		cancel()
 		return toolErrorf("failed to start background job: %v", err)
 	}
@@ -325,6 +336,7 @@ func (s *shellToolset) startJob(ctx context.Context, env *toolEnv, a shellArgs) 
 	go func() {
 		err := cmd.Wait()
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		forget()
 		s.mu.Lock()
 		switch {
 		case j.status == "stopped":
@@ -461,12 +473,9 @@ func newScriptToolset(ts *toolsetConfig, opts toolsetOptions) (*builtinToolset, 
 		var argNames []string
 		if c.Args != nil {
 			for _, k := range c.Args.Keys {
-				var schema map[string]any
-				if err := json.Unmarshal(c.Args.Values[k], &schema); err != nil || schema == nil {
+				schema, ok := argSchema(c.Args.Values[k], fmt.Sprintf("Value of $%s in the command.", k))
+				if !ok {
 					return nil, fmt.Errorf("tool '%s': arg '%s' must be a JSON schema object", name, k)
-				}
-				if _, ok := schema["type"]; !ok {
-					schema["type"] = "string"
 				}
 				props[k] = schema
 				argNames = append(argNames, k)
@@ -506,7 +515,7 @@ func newScriptToolset(ts *toolsetConfig, opts toolsetOptions) (*builtinToolset, 
 		if desc == "" {
 			desc = "Execute shell command: " + c.Cmd
 		}
-		st := &scriptTool{sh: sh, c: c, env: append(baseEnv, toolEnv...), args: argNames, timeout: timeout}
+		st := &scriptTool{sh: sh, c: c, env: append(baseEnv, toolEnv...), args: argNames, timeout: timeout, procs: opts.Procs}
 		b.list = append(b.list, tool{
 			def: toolDef{Name: name, Description: desc, Parameters: params, OutputSchema: json.RawMessage(`{"type":"string"}`)},
 			run: st.run,
@@ -522,6 +531,7 @@ type scriptTool struct {
 	env     []string
 	args    []string
 	timeout time.Duration
+	procs   *procGroups
 }
 
 // run exports each argument as an environment variable and runs the command; the
@@ -560,10 +570,7 @@ func (st *scriptTool) run(ctx context.Context, env *toolEnv, raw json.RawMessage
 	defer cancel()
 	out := &shellBuf{limit: 4 * toolsMaxOutput}
 	cmd := shellCommand(tctx, st.sh, st.c.Cmd, dir, childEnv(vars...), out)
-	err := cmd.Run()
-	if cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	err := runRecorded(cmd, st.procs, st.c.Cmd)
 	if tctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("timed out after %v", st.timeout)
 	}

@@ -305,3 +305,81 @@ func TestToolsTruncate(t *testing.T) {
 		t.Errorf("toolsTruncate(limit+5) has %d chars; want %d", len([]rune(s)), len([]rune(want)))
 	}
 }
+
+// TestToolParametersDescribed: models choose arguments from their descriptions, so
+// every parameter (nested ones included) of every built-in tool the model is offered
+// has one, including script and api arguments declared without.
+func TestToolParametersDescribed(t *testing.T) {
+	f := newFakeOpenAI(t)
+	yaml := fakeAgentYAML(f.URL, `    sub_agents: [helper]
+    handoffs: [helper]
+    toolsets:
+      - type: think
+      - type: todo
+      - type: memory
+      - type: filesystem
+      - type: shell
+      - type: fetch
+      - type: user_prompt
+      - type: tasks
+      - type: script
+        shell:
+          greet:
+            cmd: echo $name
+            args:
+              name: {type: string}
+      - type: api
+        api_config:
+          name: get_item
+          endpoint: http://127.0.0.1:1/items/${id}
+          args:
+            id: {type: string}
+      - type: api
+        api_config:
+          name: post_item
+          method: POST
+          endpoint: http://127.0.0.1:1/items
+          args:
+            body: {}
+  helper:
+    model: fake
+    description: Helper
+`)
+	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t"})
+	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()
+	if len(f.requests()) != 1 {
+		t.Fatalf("model requests = %d; want 1", len(f.requests()))
+	}
+	tools, _ := f.requests()[0]["tools"].([]any)
+	var names, missing []string
+	var walk func(tool, path string, schema map[string]any)
+	walk = func(tool, path string, schema map[string]any) {
+		props, _ := schema["properties"].(map[string]any)
+		for k, v := range props {
+			p := v.(map[string]any)
+			if d, _ := p["description"].(string); strings.TrimSpace(d) == "" {
+				missing = append(missing, tool+"."+path+k)
+			}
+			if items, ok := p["items"].(map[string]any); ok {
+				walk(tool, path+k+"[].", items)
+			}
+		}
+	}
+	for _, tl := range tools {
+		fn := tl.(map[string]any)["function"].(map[string]any)
+		names = append(names, fn["name"].(string))
+		walk(fn["name"].(string), "", fn["parameters"].(map[string]any))
+	}
+	for _, want := range []string{"think", "create_todo", "update_todos", "add_memory", "edit_file", "shell", "fetch", "user_prompt",
+		"create_task", "greet", "get_item", "post_item", "transfer_task", "handoff"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("tool %s not offered; tools = %v", want, names)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		t.Errorf("parameters without a description: %v", missing)
+	}
+}
