@@ -704,9 +704,11 @@ func lspCallHierarchy(ctx context.Context, d *lspDocCall, a lspArgs) toolResult 
 	}
 	return d.hierarchy(ctx, a, "textDocument/prepareCallHierarchy", "callHierarchy/"+a.Direction+"Calls", heading,
 		func(r json.RawMessage) lspHierarchyItem {
-			var call map[string]lspHierarchyItem
+			var call map[string]json.RawMessage
+			var it lspHierarchyItem
 			json.Unmarshal(r, &call)
-			return call[field]
+			json.Unmarshal(call[field], &it)
+			return it
 		})
 }
 

@@ -81,6 +81,10 @@ type fakeLSPParams struct {
 	NewName        string                     `json:"newName"`
 	Query          string                     `json:"query"`
 	RootURI        string                     `json:"rootUri"`
+	Context        struct {
+		Diagnostics []lspDiagnostic `json:"diagnostics"`
+	} `json:"context"`
+	Item struct{ URI string } `json:"item"`
 }
 
 var fakeWordRE = regexp.MustCompile(`\w+`)
@@ -149,6 +153,25 @@ func fakeLSPAnswer(method string, p fakeLSPParams, docs map[string]string, confi
 			}
 		}
 		return edits
+	case "textDocument/definition":
+		return []map[string]any{{"targetUri": uri, "targetRange": occ[0], "targetSelectionRange": occ[0]}}
+	case "textDocument/documentSymbol":
+		return []map[string]any{{"name": "Hello", "kind": 12, "range": lspRange{lspPos{1, 0}, lspPos{3, 1}}, "selectionRange": occ,
+			"children": []map[string]any{{"name": "x", "kind": 13, "range": lspRange{lspPos{2, 1}, lspPos{2, 2}}}}}}
+	case "textDocument/codeAction":
+		var acts []map[string]any
+		for _, d := range p.Context.Diagnostics {
+			acts = append(acts, map[string]any{"title": "Fix: " + d.Message, "kind": "quickfix", "isPreferred": true})
+		}
+		return acts
+	case "textDocument/prepareCallHierarchy":
+		return []map[string]any{{"name": word, "kind": 12, "uri": uri, "range": occ[0], "selectionRange": occ[0]}}
+	case "callHierarchy/incomingCalls":
+		return []map[string]any{{"from": map[string]any{"name": "main", "kind": 12, "detail": "pkg", "uri": p.Item.URI, "range": lspRange{lspPos{5, 0}, lspPos{5, 4}}}, "fromRanges": []any{}}}
+	case "textDocument/signatureHelp":
+		return map[string]any{"signatures": []any{map[string]any{"label": word + "(a int)", "parameters": []any{map[string]any{"label": "a int"}}}}}
+	case "textDocument/inlayHint":
+		return []map[string]any{{"position": lspPos{1, 3}, "label": []any{map[string]any{"value": ": "}, map[string]any{"value": "int"}}, "kind": 1}}
 	case "workspace/symbol":
 		var syms []map[string]any
 		for u, text := range docs {
@@ -310,4 +333,38 @@ func TestLSPTimeoutCrashAndIdleStop(t *testing.T) {
 	b.idle = 50 * time.Millisecond
 	hover(12)
 	waitFor(t, "the idle server to stop", func() bool { return syscall.Kill(started[1], 0) != nil })
+}
+
+func TestLSPReadTools(t *testing.T) {
+	cfg := &toolsetConfig{Type: "lsp", Command: os.Args[0], Args: []string{"-test.run=^$"}, Env: mcpOrdered("LSP_TEST_SERVER", "1")}
+	ts, errs := newLSPToolset([]*toolsetConfig{cfg}, toolsTestOpts(t, nil))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	t.Cleanup(func() { ts.close() })
+	env := toolsTestEnv(t)
+	os.WriteFile(filepath.Join(env.WorkingDir, "a.go"), []byte("package a\nfunc Hello() {\n\tx := 1 // TODO\n}\n"), 0o644)
+	for _, tc := range []struct{ name, args, want string }{
+		{"lsp_definition", `{"file":"a.go","line":2,"character":6}`, "Found 1 location(s):\n- a.go:2:6"},
+		{"lsp_implementations", `{"file":"a.go","line":2,"character":6}`, "No implementations found"},
+		{"lsp_document_symbols", `{"file":"a.go"}`, "- Function Hello (line 2)\n  - Variable x (line 3)"},
+		{"lsp_code_actions", `{"file":"a.go","start_line":3}`, "Available code actions for a.go:3:\n1. [quickfix] Fix: TODO left in code (preferred)"},
+		{"lsp_code_actions", `{"file":"a.go","start_line":1,"end_line":2}`, "No code actions available for a.go:1"},
+		{"lsp_call_hierarchy", `{"file":"a.go","line":2,"character":6,"direction":"incoming"}`, "Incoming calls to 'Hello':\n- Function main (a.go:6) [pkg]"},
+		{"lsp_call_hierarchy", `{"file":"a.go","line":2,"character":6,"direction":"sideways"}`, "direction must be 'incoming' or 'outgoing'"},
+		{"lsp_type_hierarchy", `{"file":"a.go","line":2,"character":6,"direction":"subtypes"}`, "No hierarchy information available at this position"},
+		{"lsp_signature_help", `{"file":"a.go","line":2,"character":6}`, "Function: Hello(a int) [ACTIVE]\n1. a int [ACTIVE]"},
+		{"lsp_inlay_hints", `{"file":"a.go"}`, "Inlay hints for a.go:\n- Line 2, Col 4: ': int' (type)"},
+		{"lsp_hover", `{"file":"a.go","line":0,"character":1}`, "Hover request failed: line and character are 1-based and must be at least 1"},
+	} {
+		if got := mcpRun(t, ts, env, tc.name, tc.args).Output; got != tc.want {
+			t.Errorf("%s %s = %q; want %q", tc.name, tc.args, got, tc.want)
+		}
+	}
+	ws := mcpRun(t, ts, env, "lsp_workspace", `{}`).Output
+	for _, want := range []string{"- Root: " + env.WorkingDir, "- Server: fakels- 0.1", "- File types: all", "- Hover: Yes", "- Rename: Yes", "- Call Hierarchy: No"} {
+		if !strings.Contains(ws, want) {
+			t.Errorf("lsp_workspace lacks %q:\n%s", want, ws)
+		}
+	}
 }
