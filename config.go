@@ -149,7 +149,13 @@ type modelConfig struct {
 	TrackUsage        *bool           `json:"track_usage,omitempty"`
 	ThinkingBudget    any             `json:"thinking_budget,omitempty"` // int64 or string
 	Routing           json.RawMessage `json:"routing,omitempty"`
+	// FirstByteTimeout and IdleTimeout bound a stalled provider (our extension; "" =
+	// the API family's default): time.Duration.String() of the configured value.
+	FirstByteTimeout string `json:"first_byte_timeout,omitempty"`
+	IdleTimeout      string `json:"idle_timeout,omitempty"`
 
+	// FirstByteDur and IdleDur are the timeouts parsed; 0 = default.
+	FirstByteDur, IdleDur time.Duration `json:"-"`
 	// RoutingRules is Routing decoded.
 	RoutingRules []routingRule `json:"-"`
 }
@@ -426,6 +432,23 @@ func (d *cfgDecoder) str(n *yamlNode, dst *string) error {
 	}
 	*dst = n.Text
 	return nil
+}
+
+// duration is a Go duration string ("30s", "1m"); empty or null is 0, negative is an
+// error naming the field.
+func (d *cfgDecoder) duration(n *yamlNode, name string) (time.Duration, error) {
+	var s string
+	if err := d.str(n, &s); err != nil || s == "" {
+		return 0, err
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, d.errf(n, "invalid duration format %q: %v", s, err)
+	}
+	if dur < 0 {
+		return 0, d.errf(n, "%s must be non-negative", name)
+	}
+	return dur, nil
 }
 
 // integer accepts ints, quoted digits and floats (truncated), like the reference.
@@ -922,10 +945,26 @@ func (d *cfgDecoder) model(n *yamlNode, name string) (*modelConfig, error) {
 			return true, d.thinkingBudget(v, mc)
 		case k == "routing" && d.ver >= 3:
 			return true, d.routing(v, mc, name)
+		case k == "first_byte_timeout", k == "idle_timeout":
+			dur, err := d.duration(v, k)
+			if k == "first_byte_timeout" {
+				mc.FirstByteDur, mc.FirstByteTimeout = dur, cfgDurationString(dur)
+			} else {
+				mc.IdleDur, mc.IdleTimeout = dur, cfgDurationString(dur)
+			}
+			return true, err
 		}
 		return false, nil
 	})
 	return mc, err
+}
+
+// cfgDurationString is d as configuration JSON shows it: "" for 0 (the default).
+func cfgDurationString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // thinkingBudget is an int token budget (quoted digits and floats count as ints,
@@ -1266,25 +1305,9 @@ func (d *cfgDecoder) fallback(n *yamlNode, a *agentConfig) error {
 			}
 			return true, nil
 		case "cooldown":
-			var s string
-			if err := d.str(v, &s); err != nil {
-				return true, err
-			}
-			if s == "" {
-				return true, nil
-			}
-			dur, err := time.ParseDuration(s)
-			if err != nil {
-				return true, d.errf(v, "invalid duration format %q: %v", s, err)
-			}
-			if dur < 0 {
-				return true, d.errf(v, "fallback.cooldown must be non-negative")
-			}
-			fb.CooldownDur, fb.Cooldown = dur, dur.String()
-			if dur == 0 {
-				fb.Cooldown = ""
-			}
-			return true, nil
+			dur, err := d.duration(v, "fallback.cooldown")
+			fb.CooldownDur, fb.Cooldown = dur, cfgDurationString(dur)
+			return true, err
 		}
 		return false, nil
 	})
@@ -2068,6 +2091,8 @@ func (f *agentFile) specFromConfig(ref string, mc *modelConfig) modelSpec {
 		ParallelToolCalls: mc.ParallelToolCalls,
 		TrackUsage:        mc.TrackUsage,
 		ThinkingBudget:    mc.ThinkingBudget,
+		FirstByteTimeout:  mc.FirstByteDur,
+		IdleTimeout:       mc.IdleDur,
 	}
 	if mc.MaxTokens != nil {
 		s.MaxTokens = *mc.MaxTokens

@@ -5,10 +5,12 @@ package main
 // titles, and the per-session run state that resume and elicitation answer.
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -180,7 +182,7 @@ type resumeRequest struct {
 func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req resumeRequest
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -226,7 +228,7 @@ func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pe
 func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req elicitationResponse
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -308,14 +310,46 @@ type runMessage struct {
 	MultiContent []messagePart `json:"multi_content,omitempty"`
 }
 
+// runBody is the run request: the reference's bare array of messages, or the newer
+// object form {"messages":[…]} (API-UPSTREAM.md §3.1), whose messages are all new.
+// An object without "messages" is refused: it is most likely one message sent unwrapped.
+type runBody struct {
+	messages []runMessage
+	object   bool
+}
+
+func (b *runBody) UnmarshalJSON(data []byte) error {
+	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
+		return json.Unmarshal(data, &b.messages)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return err
+	}
+	msgs, ok := obj["messages"]
+	if !ok {
+		return errors.New(`want an array of messages or {"messages": [...]}`)
+	}
+	b.object = true
+	return json.Unmarshal(msgs, &b.messages)
+}
+
+// newMessages is what the body adds to the session.
+func (b *runBody) newMessages() []runMessage {
+	if b.object {
+		return b.messages
+	}
+	return arrayBodyMessages(b.messages)
+}
+
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var body []runMessage
-	if err := readJSON(w, r, maxRunBody, &body); err != nil {
+	var body runBody
+	if err := s.readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	msgs := arrayBodyMessages(body)
+	msgs := body.newMessages()
 	rec, err := s.st.session(r.Context(), sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
@@ -394,7 +428,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 // element only. docker-agent's remote client keeps just the user's messages and
 // re-sends all of them every turn, so the earlier elements are already stored; the
 // reference records only the last too (but still shows the model the repeats, which
-// we do not). An object body {"messages":[…]} would add every message it holds.
+// we do not). An object body {"messages":[…]} adds every message it holds.
 func arrayBodyMessages(body []runMessage) []runMessage {
 	if len(body) > 1 {
 		return body[len(body)-1:]
@@ -572,13 +606,14 @@ func (rn *runner) agentInfo(ag *agentConfig) *event {
 // [warning] (toolsets that failed; only when warn, once per run), MCP markers when the
 // agent has toolsets, toolset_info.
 func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []tool {
-	tools, warnings := rn.team.agentTools(ctx, ag)
+	tools, warnings := rn.team.agentTools(ctx, ag, rn.root.WorkingDir)
 	for _, w := range warnings {
 		if warn {
 			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
 		}
 	}
-	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0
+	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0 ||
+		rn.team.skillsFor(ctx, ag, rn.root.WorkingDir) != nil // found skills are a toolset in the reference
 	if hasSets {
 		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
 		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))
@@ -792,6 +827,12 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	if err != nil {
 		if content.Len() > 0 || reasoning.Len() > 0 {
 			calls = nil // half-streamed tool calls cannot be answered
+			if ctx.Err() == nil {
+				// The provider failed mid-answer: mark the kept text as incomplete, on
+				// the wire and on disk alike, so neither reader takes it as whole.
+				content.WriteString(answerCutMarker)
+				rn.sink.send(newEvent("agent_choice", "content", answerCutMarker, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+			}
 			flush(true)
 			c.history = append(c.history, *msg)
 		}
@@ -816,6 +857,9 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	rn.tokenUsage(ctx, c, ag, msg, price)
 	return msg, nil
 }
+
+// answerCutMarker ends an answer that the provider stopped sending part-way.
+const answerCutMarker = "\n\n[answer incomplete: the model provider stopped mid-answer]"
 
 // tokenUsage emits token_usage for the last call and stores the counters.
 func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg *chatMessage, price modelPrice) {
@@ -915,6 +959,7 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	for _, src := range rn.team.toolsets(ag).rag {
 		add(src.instruction())
 	}
+	add(rn.team.skillsFor(ctx, ag, rn.root.WorkingDir).instruction())
 	if ag.AddDate {
 		add("Today's date: " + time.Now().Format("2006-01-02"))
 	}
