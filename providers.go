@@ -23,6 +23,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -145,7 +146,7 @@ func providerAuto(getenv func(string) string) (provider, model string, maxTokens
 		if p.AutoModel == "" {
 			continue
 		}
-		envs := append(p.KeyEnvs[:len(p.KeyEnvs):len(p.KeyEnvs)], p.AutoEnvs...)
+		envs := slices.Concat(p.KeyEnvs, p.AutoEnvs)
 		for _, e := range envs {
 			if getenv(e) != "" {
 				return p.Name, p.AutoModel, p.AutoMaxTokens
