@@ -1,0 +1,1299 @@
+package main
+
+// config_decode.go turns the YAML node tree into the typed configuration of
+// config.go, applying the rules of the file's version (CONFIG.md §1, §3).
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cfgDecoder turns the YAML node tree into the v7 types, applying the rules of the
+// file's version ver: keys that version does not know are unknown fields, and the
+// upgrade steps of CONFIG.md §3 happen while decoding.
+type cfgDecoder struct {
+	file string
+	ver  int
+}
+
+func (d *cfgDecoder) errf(n *yamlNode, format string, args ...any) error {
+	return &yamlError{File: d.file, Line: n.Line, Col: n.Col, Msg: fmt.Sprintf(format, args...)}
+}
+
+// kind names a node the way the messages of CONFIG.md §1 do.
+func cfgKind(n *yamlNode) string {
+	switch n.Kind {
+	case yamlMap:
+		return "mapping"
+	case yamlSeq:
+		return "sequence"
+	}
+	switch n.Tag {
+	case "int":
+		return "integer"
+	case "float":
+		return "float"
+	case "bool":
+		return "boolean"
+	case "null":
+		return "null"
+	}
+	return "string"
+}
+
+func (d *cfgDecoder) typeErr(n *yamlNode, want string) error {
+	return d.errf(n, "%s was used where %s is expected", cfgKind(n), want)
+}
+
+func cfgIsNull(n *yamlNode) bool {
+	return n == nil || n.Kind == yamlScalar && n.Tag == "null"
+}
+
+// str accepts any scalar, using its source text (so `1.50` stays "1.50"); null is "".
+func (d *cfgDecoder) str(n *yamlNode, dst *string) error {
+	if cfgIsNull(n) {
+		*dst = ""
+		return nil
+	}
+	if n.Kind != yamlScalar {
+		return d.typeErr(n, "string")
+	}
+	*dst = n.Text
+	return nil
+}
+
+// integer accepts ints, quoted digits and floats (truncated), like the reference.
+func (d *cfgDecoder) integer(n *yamlNode) (int64, error) {
+	if cfgIsNull(n) {
+		return 0, nil
+	}
+	if n.Kind != yamlScalar || n.Tag == "bool" {
+		return 0, d.typeErr(n, "integer")
+	}
+	t := strings.TrimSpace(n.Text)
+	if v, ok := cfgParseInt(t); ok {
+		return v, nil
+	}
+	if f, err := cfgParseFloat(t); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && math.Abs(f) < 1<<63 {
+		return int64(f), nil
+	}
+	return 0, d.errf(n, "cannot use %q as an integer", n.Text)
+}
+
+func (d *cfgDecoder) intField(n *yamlNode, dst *int) error {
+	v, err := d.integer(n)
+	if err != nil {
+		return err
+	}
+	if v > math.MaxInt32 || v < math.MinInt32 {
+		return d.errf(n, "integer %d is out of range", v)
+	}
+	*dst = int(v)
+	return nil
+}
+
+// cfgParseInt reads YAML 1.2 core-schema ints: decimal (a leading 0 is not octal),
+// 0o octal and 0x hex.
+func cfgParseInt(t string) (int64, bool) {
+	if v, err := strconv.ParseInt(t, 10, 64); err == nil {
+		return v, true
+	}
+	if strings.HasPrefix(t, "0o") || strings.HasPrefix(t, "0x") {
+		if v, err := strconv.ParseInt(t, 0, 64); err == nil {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// cfgParseFloat reads YAML 1.2 core-schema floats, including .inf and .nan.
+func cfgParseFloat(t string) (float64, error) {
+	switch strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(t, "+"), "-")) {
+	case ".inf":
+		if strings.HasPrefix(t, "-") {
+			return math.Inf(-1), nil
+		}
+		return math.Inf(1), nil
+	case ".nan":
+		return math.NaN(), nil
+	}
+	return strconv.ParseFloat(t, 64)
+}
+
+func (d *cfgDecoder) float(n *yamlNode, dst **float64) error {
+	if cfgIsNull(n) {
+		*dst = nil
+		return nil
+	}
+	if n.Kind != yamlScalar || n.Tag == "bool" {
+		return d.typeErr(n, "number")
+	}
+	f, err := cfgParseFloat(strings.TrimSpace(n.Text))
+	if err != nil {
+		if v, ierr := strconv.ParseInt(strings.TrimSpace(n.Text), 0, 64); ierr == nil {
+			f, err = float64(v), nil
+		}
+	}
+	if err != nil {
+		return d.errf(n, "cannot use %q as a number", n.Text)
+	}
+	*dst = &f
+	return nil
+}
+
+// boolean accepts only real YAML booleans: `yes`, "true" and 1 are errors (§1).
+func (d *cfgDecoder) boolean(n *yamlNode, dst *bool) error {
+	if cfgIsNull(n) {
+		*dst = false
+		return nil
+	}
+	if n.Kind != yamlScalar || n.Tag != "bool" {
+		return d.typeErr(n, "boolean")
+	}
+	*dst = strings.EqualFold(n.Text, "true")
+	return nil
+}
+
+func (d *cfgDecoder) boolPtr(n *yamlNode, dst **bool) error {
+	if cfgIsNull(n) {
+		*dst = nil
+		return nil
+	}
+	var b bool
+	if err := d.boolean(n, &b); err != nil {
+		return err
+	}
+	*dst = &b
+	return nil
+}
+
+// strs decodes a sequence of scalars; a lone scalar is an error, as in the reference.
+func (d *cfgDecoder) strs(n *yamlNode, dst *[]string) error {
+	if cfgIsNull(n) {
+		*dst = nil
+		return nil
+	}
+	if n.Kind != yamlSeq {
+		return d.typeErr(n, "sequence")
+	}
+	out := make([]string, len(n.Values))
+	for i, v := range n.Values {
+		if err := d.str(v, &out[i]); err != nil {
+			return err
+		}
+	}
+	*dst = out
+	return nil
+}
+
+// strMap decodes a mapping of scalars, in document order; an empty one is nil.
+func (d *cfgDecoder) strMap(n *yamlNode, what string, dst **orderedMap[string]) error {
+	m := &orderedMap[string]{}
+	err := d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
+		var s string
+		if err := d.str(v, &s); err != nil {
+			return true, err
+		}
+		m.set(k, s)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if m.len() == 0 {
+		m = nil
+	}
+	*dst = m
+	return nil
+}
+
+// mapping calls fn for every key of a mapping node in document order. fn reports
+// whether it knows the key; unknown and duplicate keys are errors. null is empty.
+func (d *cfgDecoder) mapping(n *yamlNode, what string, fn func(key string, v *yamlNode) (bool, error)) error {
+	if cfgIsNull(n) {
+		return nil
+	}
+	if n.Kind != yamlMap {
+		return d.typeErr(n, "mapping")
+	}
+	seen := make(map[string]*yamlNode, len(n.Keys))
+	for i, k := range n.Keys {
+		if k.Kind != yamlScalar {
+			return d.errf(k, "%s was used where a key is expected", cfgKind(k))
+		}
+		if prev, dup := seen[k.Text]; dup {
+			return d.errf(k, "mapping key %q already defined at line %d, column %d", k.Text, prev.Line, prev.Col)
+		}
+		seen[k.Text] = k
+		known, err := fn(k.Text, n.Values[i])
+		if err != nil {
+			return err
+		}
+		if !known {
+			if what == "" {
+				return d.errf(k, "unknown field %q", k.Text)
+			}
+			return d.errf(k, "unknown field %q in %s", k.Text, what)
+		}
+	}
+	return nil
+}
+
+// nodeJSON renders a node as JSON in document order (for free-form values such as
+// an MCP server's config or a JSON schema). Plain ints and floats stay numbers.
+func (d *cfgDecoder) nodeJSON(n *yamlNode) (json.RawMessage, error) {
+	var b bytes.Buffer
+	if err := d.writeNodeJSON(&b, n); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func (d *cfgDecoder) writeNodeJSON(b *bytes.Buffer, n *yamlNode) error {
+	if cfgIsNull(n) {
+		b.WriteString("null")
+		return nil
+	}
+	switch n.Kind {
+	case yamlMap:
+		b.WriteByte('{')
+		seen := map[string]bool{}
+		for i, k := range n.Keys {
+			if seen[k.Text] {
+				return d.errf(k, "mapping key %q already defined", k.Text)
+			}
+			seen[k.Text] = true
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			kb, _ := json.Marshal(k.Text)
+			b.Write(kb)
+			b.WriteByte(':')
+			if err := d.writeNodeJSON(b, n.Values[i]); err != nil {
+				return err
+			}
+		}
+		b.WriteByte('}')
+	case yamlSeq:
+		b.WriteByte('[')
+		for i, v := range n.Values {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := d.writeNodeJSON(b, v); err != nil {
+				return err
+			}
+		}
+		b.WriteByte(']')
+	default:
+		v := cfgScalarValue(n)
+		vb, err := json.Marshal(v)
+		if err != nil {
+			// NaN and infinities have no JSON form; keep the text.
+			vb, _ = json.Marshal(n.Text)
+		}
+		b.Write(vb)
+	}
+	return nil
+}
+
+// cfgScalarValue is a scalar as a Go value by its core-schema tag.
+func cfgScalarValue(n *yamlNode) any {
+	t := strings.TrimSpace(n.Text)
+	switch n.Tag {
+	case "null":
+		return nil
+	case "bool":
+		return strings.EqualFold(t, "true")
+	case "int":
+		if v, ok := cfgParseInt(t); ok {
+			return v
+		}
+		if v, err := strconv.ParseFloat(t, 64); err == nil {
+			return v
+		}
+	case "float":
+		if v, err := cfgParseFloat(t); err == nil {
+			return v
+		}
+	}
+	return n.Text
+}
+
+// nodeValue converts a node to map[string]any / []any / scalars (provider_opts).
+func (d *cfgDecoder) nodeValue(n *yamlNode) (any, error) {
+	if cfgIsNull(n) {
+		return nil, nil
+	}
+	switch n.Kind {
+	case yamlMap:
+		m := map[string]any{}
+		err := d.mapping(n, "", func(k string, v *yamlNode) (bool, error) {
+			x, err := d.nodeValue(v)
+			m[k] = x
+			return true, err
+		})
+		return m, err
+	case yamlSeq:
+		s := make([]any, len(n.Values))
+		for i, v := range n.Values {
+			x, err := d.nodeValue(v)
+			if err != nil {
+				return nil, err
+			}
+			s[i] = x
+		}
+		return s, nil
+	}
+	return cfgScalarValue(n), nil
+}
+
+// ---- Decoding, one function per section; the version gates follow CONFIG.md §3 ----
+
+func (d *cfgDecoder) document(root *yamlNode, f *agentFile) error {
+	return d.mapping(root, "", func(k string, v *yamlNode) (bool, error) {
+		switch {
+		case k == "version":
+			return true, nil // already read
+		case k == "agents":
+			return true, d.agents(v, f)
+		case k == "models":
+			return true, d.models(v, f)
+		case k == "env" && d.ver <= 1:
+			// v0/v1 top-level env; the v1→v2 upgrade rejects it when set.
+			var env *orderedMap[string]
+			if err := d.strMap(v, "env", &env); err != nil {
+				return true, err
+			}
+			if env.len() > 0 {
+				return true, d.errf(v, "top-level Env is not supported anymore")
+			}
+			return true, nil
+		case k == "metadata" && d.ver >= 1:
+			return true, d.metadata(v, &f.Metadata)
+		case k == "rag" && d.ver >= 2:
+			return true, d.rag(v, f)
+		case k == "providers" && d.ver >= 3:
+			return true, d.providers(v, f)
+		case k == "permissions" && d.ver >= 3:
+			if cfgIsNull(v) {
+				return true, nil
+			}
+			f.Permissions = &permissionsConfig{}
+			return true, d.permissions(v, f.Permissions)
+		case k == "workflow" && d.ver <= 2:
+			// Early versions had a workflow list the upgrade drops; check its shape only.
+			if !cfgIsNull(v) && v.Kind != yamlSeq {
+				return true, d.typeErr(v, "sequence")
+			}
+			return true, nil
+		case k == "mcps" && d.ver >= 6:
+			return true, d.mcps(v, f)
+		}
+		return false, nil
+	})
+}
+
+func (d *cfgDecoder) metadata(n *yamlNode, m *metadataConfig) error {
+	return d.mapping(n, "metadata", func(k string, v *yamlNode) (bool, error) {
+		switch {
+		case k == "author":
+			return true, d.str(v, &m.Author)
+		case k == "license":
+			return true, d.str(v, &m.License)
+		case k == "readme":
+			return true, d.str(v, &m.Readme)
+		case k == "description":
+			return true, d.str(v, &m.Description)
+		case k == "version" && d.ver >= 3:
+			return true, d.str(v, &m.Version)
+		}
+		return false, nil
+	})
+}
+
+func (d *cfgDecoder) permissions(n *yamlNode, p *permissionsConfig) error {
+	return d.mapping(n, "permissions", func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "allow":
+			return true, d.patterns(v, &p.Allow)
+		case "ask":
+			return true, d.patterns(v, &p.Ask)
+		case "deny":
+			return true, d.patterns(v, &p.Deny)
+		}
+		return false, nil
+	})
+}
+
+func (d *cfgDecoder) providers(n *yamlNode, f *agentFile) error {
+	m := &orderedMap[*providerConfig]{}
+	err := d.mapping(n, "providers", func(name string, v *yamlNode) (bool, error) {
+		p := &providerConfig{}
+		m.set(name, p)
+		return true, d.mapping(v, fmt.Sprintf("provider %q", name), func(k string, v *yamlNode) (bool, error) {
+			switch k {
+			case "api_type":
+				return true, d.str(v, &p.APIType)
+			case "base_url":
+				return true, d.str(v, &p.BaseURL)
+			case "token_key":
+				return true, d.str(v, &p.TokenKey)
+			}
+			return false, nil
+		})
+	})
+	if m.len() > 0 {
+		f.Providers = m
+	}
+	return err
+}
+
+// rag keeps each source as JSON in document order: its many strategy parameters are
+// free-form in the reference too. Only the shape (a mapping per source) is checked.
+func (d *cfgDecoder) rag(n *yamlNode, f *agentFile) error {
+	m := &orderedMap[json.RawMessage]{}
+	err := d.mapping(n, "rag", func(name string, v *yamlNode) (bool, error) {
+		if !cfgIsNull(v) && v.Kind != yamlMap {
+			return true, d.typeErr(v, "mapping")
+		}
+		raw, err := d.nodeJSON(v)
+		if err != nil {
+			return true, err
+		}
+		m.set(name, raw)
+		return true, nil
+	})
+	if m.len() > 0 {
+		f.RAG = m
+	}
+	return err
+}
+
+func (d *cfgDecoder) models(n *yamlNode, f *agentFile) error {
+	m := &orderedMap[*modelConfig]{}
+	err := d.mapping(n, "models", func(name string, v *yamlNode) (bool, error) {
+		mc, err := d.model(v, name)
+		m.set(name, mc)
+		return true, err
+	})
+	if m.len() > 0 {
+		f.Models = m
+	}
+	return err
+}
+
+func (d *cfgDecoder) model(n *yamlNode, name string) (*modelConfig, error) {
+	mc := &modelConfig{}
+	what := fmt.Sprintf("model %q", name)
+	err := d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
+		switch {
+		case k == "type" && d.ver == 0: // renamed provider in v1
+			return true, d.str(v, &mc.Provider)
+		case k == "provider" && d.ver >= 1:
+			return true, d.str(v, &mc.Provider)
+		case k == "model":
+			return true, d.str(v, &mc.Model)
+		case k == "temperature":
+			return true, d.float(v, &mc.Temperature)
+		case k == "top_p":
+			return true, d.float(v, &mc.TopP)
+		case k == "frequency_penalty":
+			return true, d.float(v, &mc.FrequencyPenalty)
+		case k == "presence_penalty":
+			return true, d.float(v, &mc.PresencePenalty)
+		case k == "max_tokens":
+			if cfgIsNull(v) {
+				return true, nil
+			}
+			t, err := d.integer(v)
+			mc.MaxTokens = &t
+			return true, err
+		case k == "base_url":
+			return true, d.str(v, &mc.BaseURL)
+		case k == "parallel_tool_calls":
+			return true, d.boolPtr(v, &mc.ParallelToolCalls)
+		case k == "env" && d.ver <= 1:
+			var env *orderedMap[string]
+			if err := d.strMap(v, "env", &env); err != nil {
+				return true, err
+			}
+			if env.len() > 0 {
+				return true, d.errf(v, "model Env is not supported anymore")
+			}
+			return true, nil
+		case k == "token_key" && d.ver >= 1:
+			return true, d.str(v, &mc.TokenKey)
+		case k == "provider_opts" && d.ver >= 1:
+			if cfgIsNull(v) {
+				return true, nil
+			}
+			if v.Kind != yamlMap {
+				return true, d.typeErr(v, "mapping")
+			}
+			x, err := d.nodeValue(v)
+			if err == nil && len(x.(map[string]any)) > 0 {
+				mc.ProviderOpts = x.(map[string]any)
+			}
+			return true, err
+		case k == "track_usage" && d.ver >= 2:
+			return true, d.boolPtr(v, &mc.TrackUsage)
+		case k == "thinking_budget" && d.ver >= 2:
+			return true, d.thinkingBudget(v, mc)
+		case k == "routing" && d.ver >= 3:
+			return true, d.routing(v, mc, name)
+		}
+		return false, nil
+	})
+	return mc, err
+}
+
+// thinkingBudget is an int token budget (quoted digits and floats count as ints,
+// as the reference tries int first), an effort string, or the long form
+// {effort: low} / {tokens: 2048}, which becomes the same string or int.
+func (d *cfgDecoder) thinkingBudget(n *yamlNode, mc *modelConfig) error {
+	if cfgIsNull(n) {
+		mc.ThinkingBudget = nil
+		return nil
+	}
+	if n.Kind == yamlMap {
+		return d.thinkingBudgetMap(n, mc)
+	}
+	if n.Kind != yamlScalar {
+		return d.typeErr(n, "integer, string or mapping")
+	}
+	if n.Tag != "bool" {
+		if v, err := d.integer(n); err == nil {
+			mc.ThinkingBudget = v
+			return nil
+		}
+	}
+	mc.ThinkingBudget = n.Text
+	return nil
+}
+
+func (d *cfgDecoder) thinkingBudgetMap(n *yamlNode, mc *modelConfig) error {
+	mc.ThinkingBudget = nil
+	err := d.mapping(n, "thinking_budget", func(k string, v *yamlNode) (bool, error) {
+		if mc.ThinkingBudget != nil {
+			return true, d.errf(v, "thinking_budget takes effort or tokens, not both")
+		}
+		switch k {
+		case "effort":
+			if v.Kind != yamlScalar || cfgIsNull(v) {
+				return true, d.typeErr(v, "string")
+			}
+			mc.ThinkingBudget = v.Text
+			return true, nil
+		case "tokens":
+			t, err := d.integer(v)
+			mc.ThinkingBudget = t
+			return true, err
+		}
+		return false, nil
+	})
+	if err == nil && mc.ThinkingBudget == nil {
+		return d.errf(n, "thinking_budget needs effort or tokens")
+	}
+	return err
+}
+
+func (d *cfgDecoder) routing(n *yamlNode, mc *modelConfig, name string) error {
+	if cfgIsNull(n) {
+		return nil
+	}
+	if n.Kind != yamlSeq {
+		return d.typeErr(n, "sequence")
+	}
+	for i, rn := range n.Values {
+		var r routingRule
+		err := d.mapping(rn, fmt.Sprintf("routing rule %d of model %q", i, name), func(k string, v *yamlNode) (bool, error) {
+			switch k {
+			case "model":
+				return true, d.str(v, &r.Model)
+			case "examples":
+				return true, d.strs(v, &r.Examples)
+			}
+			return false, nil
+		})
+		if err != nil {
+			return err
+		}
+		mc.RoutingRules = append(mc.RoutingRules, r)
+	}
+	if len(mc.RoutingRules) > 0 {
+		mc.Routing, _ = json.Marshal(mc.RoutingRules)
+	}
+	return nil
+}
+
+func (d *cfgDecoder) agents(n *yamlNode, f *agentFile) error {
+	return d.mapping(n, "agents", func(name string, v *yamlNode) (bool, error) {
+		a, err := d.agent(v, name)
+		if err != nil {
+			return true, err
+		}
+		f.Agents = append(f.Agents, a)
+		return true, nil
+	})
+}
+
+func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
+	a := &agentConfig{Name: name}
+	what := fmt.Sprintf("agent %q", name)
+	// v0 agent-level think/todo/memory become toolsets prepended to the agent's own.
+	var think, todo bool
+	var todoShared bool
+	var memory *toolsetConfig
+	var toolsets []*toolsetConfig
+	err := d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
+		switch {
+		case k == "name":
+			// Overwritten by the map key in the reference; accepted and ignored.
+			var s string
+			return true, d.str(v, &s)
+		case k == "model":
+			return true, d.str(v, &a.Model)
+		case k == "description":
+			return true, d.str(v, &a.Description)
+		case k == "instruction":
+			return true, d.str(v, &a.Instruction)
+		case k == "toolsets":
+			var err error
+			toolsets, err = d.toolsets(v, name)
+			return true, err
+		case k == "sub_agents":
+			return true, d.strs(v, &a.SubAgents)
+		case k == "add_date":
+			return true, d.boolean(v, &a.AddDate)
+		case k == "num_history_items":
+			return true, d.intField(v, &a.NumHistoryItems)
+		case k == "commands":
+			return true, d.commands(v, a)
+		case k == "think" && d.ver == 0:
+			return true, d.boolean(v, &think)
+		case k == "todo" && d.ver == 0:
+			if cfgIsNull(v) {
+				return true, nil
+			}
+			if v.Kind == yamlMap {
+				todo = true
+				return true, d.mapping(v, "todo", func(k string, v *yamlNode) (bool, error) {
+					if k == "shared" {
+						return true, d.boolean(v, &todoShared)
+					}
+					return false, nil
+				})
+			}
+			return true, d.boolean(v, &todo)
+		case k == "memory" && d.ver == 0:
+			if cfgIsNull(v) {
+				return true, nil
+			}
+			ts := &toolsetConfig{Type: "memory"}
+			memory = ts
+			return true, d.mapping(v, "memory", func(k string, v *yamlNode) (bool, error) {
+				if k == "path" {
+					return true, d.str(v, &ts.Path)
+				}
+				return false, nil
+			})
+		case k == "add_environment_info" && d.ver >= 1:
+			return true, d.boolean(v, &a.AddEnvironmentInfo)
+		case k == "welcome_message" && d.ver >= 2:
+			return true, d.str(v, &a.WelcomeMessage)
+		case k == "handoffs" && d.ver >= 2:
+			return true, d.strs(v, &a.Handoffs)
+		case k == "rag" && d.ver >= 2:
+			return true, d.strs(v, &a.RAG)
+		case k == "code_mode_tools" && d.ver >= 2:
+			return true, d.boolean(v, &a.CodeModeTools)
+		case k == "max_iterations" && d.ver >= 2:
+			return true, d.intField(v, &a.MaxIterations)
+		case k == "add_prompt_files" && d.ver >= 2:
+			return true, d.strs(v, &a.AddPromptFiles)
+		case k == "structured_output" && d.ver >= 2:
+			return true, d.structuredOutput(v, a)
+		case k == "skills" && d.ver >= 3:
+			return true, d.skills(v, a)
+		case k == "hooks" && d.ver >= 3:
+			return true, d.hooks(v, a)
+		case k == "fallback" && d.ver >= 4:
+			return true, d.fallback(v, a)
+		case k == "add_description_parameter" && d.ver >= 4:
+			return true, d.boolean(v, &a.AddDescriptionParameter)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The v0→v1 upgrade's order: todo, think, then memory (only with a path).
+	var pre []*toolsetConfig
+	if todo {
+		pre = append(pre, &toolsetConfig{Type: "todo", Shared: todoShared})
+	}
+	if think {
+		pre = append(pre, &toolsetConfig{Type: "think"})
+	}
+	if memory != nil && memory.Path != "" {
+		pre = append(pre, memory)
+	}
+	a.Toolsets = append(pre, toolsets...)
+	return a, nil
+}
+
+func (d *cfgDecoder) commands(n *yamlNode, a *agentConfig) error {
+	if cfgIsNull(n) {
+		return nil
+	}
+	m := &orderedMap[commandConfig]{}
+	one := func(name string, v *yamlNode) error {
+		var c commandConfig
+		if v.Kind == yamlMap {
+			err := d.mapping(v, fmt.Sprintf("command %q", name), func(k string, v *yamlNode) (bool, error) {
+				switch k {
+				case "description":
+					return true, d.str(v, &c.Description)
+				case "instruction":
+					return true, d.str(v, &c.Instruction)
+				}
+				return false, nil
+			})
+			if err != nil {
+				return err
+			}
+		} else if err := d.str(v, &c.Instruction); err != nil {
+			return err
+		}
+		if c.Instruction == "" && c.Description == "" {
+			return d.errf(v, "command %q: command must have at least 'instruction' or 'description'", name)
+		}
+		if c.Instruction == "" {
+			c.Instruction = c.Description
+		}
+		if _, dup := m.get(name); dup {
+			return d.errf(v, "command %q is defined twice", name)
+		}
+		m.set(name, c)
+		return nil
+	}
+	switch n.Kind {
+	case yamlMap:
+		if err := d.mapping(n, "commands", func(k string, v *yamlNode) (bool, error) { return true, one(k, v) }); err != nil {
+			return err
+		}
+	case yamlSeq:
+		// The list form: each item is a one-key mapping.
+		for _, item := range n.Values {
+			if item.Kind != yamlMap {
+				return d.typeErr(item, "mapping")
+			}
+			if err := d.mapping(item, "commands", func(k string, v *yamlNode) (bool, error) { return true, one(k, v) }); err != nil {
+				return err
+			}
+		}
+	default:
+		return d.typeErr(n, "mapping")
+	}
+	if m.len() > 0 {
+		a.Commands = m
+	}
+	return nil
+}
+
+func (d *cfgDecoder) structuredOutput(n *yamlNode, a *agentConfig) error {
+	if cfgIsNull(n) {
+		return nil
+	}
+	var so struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description,omitempty"`
+		Schema      json.RawMessage `json:"schema"`
+		Strict      bool            `json:"strict,omitempty"`
+	}
+	so.Schema = json.RawMessage("null")
+	err := d.mapping(n, "structured_output", func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "name":
+			return true, d.str(v, &so.Name)
+		case "description":
+			return true, d.str(v, &so.Description)
+		case "schema":
+			if !cfgIsNull(v) && v.Kind != yamlMap {
+				return true, d.typeErr(v, "mapping")
+			}
+			raw, err := d.nodeJSON(v)
+			so.Schema = raw
+			return true, err
+		case "strict":
+			return true, d.boolean(v, &so.Strict)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.StructuredOutput, err = json.Marshal(so)
+	return err
+}
+
+// skills is a bool (true = ["local"]) or, from v5, a list of sources.
+func (d *cfgDecoder) skills(n *yamlNode, a *agentConfig) error {
+	a.Skills, a.SkillSources = nil, nil
+	if cfgIsNull(n) {
+		return nil
+	}
+	if n.Kind == yamlScalar && n.Tag == "bool" {
+		if strings.EqualFold(n.Text, "true") {
+			a.SkillSources = []string{"local"}
+		}
+	} else if n.Kind == yamlSeq && d.ver >= 5 {
+		if err := d.strs(n, &a.SkillSources); err != nil {
+			return d.errf(n, "skills must be a boolean or a list of sources")
+		}
+	} else if d.ver >= 5 {
+		return d.errf(n, "skills must be a boolean or a list of sources")
+	} else {
+		return d.typeErr(n, "boolean")
+	}
+	switch {
+	case len(a.SkillSources) == 0:
+		a.SkillSources = nil // omitted from JSON, like the reference's omitzero
+	case len(a.SkillSources) == 1 && a.SkillSources[0] == "local":
+		a.Skills = json.RawMessage("true")
+	default:
+		a.Skills, _ = json.Marshal(a.SkillSources)
+	}
+	return nil
+}
+
+func (d *cfgDecoder) fallback(n *yamlNode, a *agentConfig) error {
+	if cfgIsNull(n) {
+		return nil
+	}
+	fb := &fallbackConfig{}
+	err := d.mapping(n, "fallback", func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "models":
+			return true, d.strs(v, &fb.Models)
+		case "retries":
+			if err := d.intField(v, &fb.Retries); err != nil {
+				return true, err
+			}
+			if fb.Retries < -1 {
+				return true, d.errf(v, "fallback.retries must be >= -1 (use -1 for no retries, 0 for default)")
+			}
+			return true, nil
+		case "cooldown":
+			var s string
+			if err := d.str(v, &s); err != nil {
+				return true, err
+			}
+			if s == "" {
+				return true, nil
+			}
+			dur, err := time.ParseDuration(s)
+			if err != nil {
+				return true, d.errf(v, "invalid duration format %q: %v", s, err)
+			}
+			if dur < 0 {
+				return true, d.errf(v, "fallback.cooldown must be non-negative")
+			}
+			fb.CooldownDur, fb.Cooldown = dur, dur.String()
+			if dur == 0 {
+				fb.Cooldown = ""
+			}
+			return true, nil
+		}
+		return false, nil
+	})
+	a.Fallback = fb
+	return err
+}
+
+func (d *cfgDecoder) hooks(n *yamlNode, a *agentConfig) error {
+	if cfgIsNull(n) {
+		return nil
+	}
+	h := &hooksConfig{}
+	hookList := func(v *yamlNode, path string) ([]hookDef, error) {
+		if cfgIsNull(v) {
+			return nil, nil
+		}
+		if v.Kind != yamlSeq {
+			return nil, d.typeErr(v, "sequence")
+		}
+		var out []hookDef
+		for i, hn := range v.Values {
+			var hd hookDef
+			p := fmt.Sprintf("%s[%d]", path, i)
+			err := d.mapping(hn, p, func(k string, v *yamlNode) (bool, error) {
+				switch k {
+				case "type":
+					return true, d.str(v, &hd.Type)
+				case "command":
+					return true, d.str(v, &hd.Command)
+				case "timeout":
+					return true, d.intField(v, &hd.Timeout)
+				}
+				return false, nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			switch {
+			case hd.Type == "":
+				return nil, d.errf(hn, "%s: type is required", p)
+			case hd.Type != "command":
+				return nil, d.errf(hn, "%s: unsupported hook type '%s' (only 'command' is supported)", p, hd.Type)
+			case hd.Command == "":
+				return nil, d.errf(hn, "%s: command is required for command hooks", p)
+			}
+			out = append(out, hd)
+		}
+		return out, nil
+	}
+	matchers := func(v *yamlNode, event string) ([]hookMatcher, error) {
+		if cfgIsNull(v) {
+			return nil, nil
+		}
+		if v.Kind != yamlSeq {
+			return nil, d.typeErr(v, "sequence")
+		}
+		var out []hookMatcher
+		for i, mn := range v.Values {
+			var m hookMatcher
+			p := fmt.Sprintf("hooks.%s[%d]", event, i)
+			err := d.mapping(mn, p, func(k string, v *yamlNode) (bool, error) {
+				switch k {
+				case "matcher":
+					return true, d.str(v, &m.Matcher)
+				case "hooks":
+					var err error
+					m.Hooks, err = hookList(v, p+".hooks")
+					return true, err
+				}
+				return false, nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			if len(m.Hooks) == 0 {
+				return nil, d.errf(mn, "%s: at least one hook is required", p)
+			}
+			out = append(out, m)
+		}
+		return out, nil
+	}
+	err := d.mapping(n, "hooks", func(k string, v *yamlNode) (bool, error) {
+		var err error
+		switch {
+		case k == "pre_tool_use":
+			h.PreToolUse, err = matchers(v, k)
+		case k == "post_tool_use":
+			h.PostToolUse, err = matchers(v, k)
+		case k == "session_start":
+			h.SessionStart, err = hookList(v, "hooks."+k)
+		case k == "session_end":
+			h.SessionEnd, err = hookList(v, "hooks."+k)
+		case k == "on_user_input" && d.ver >= 6:
+			h.OnUserInput, err = hookList(v, "hooks."+k)
+		default:
+			return false, nil
+		}
+		return true, err
+	})
+	if err != nil {
+		return err
+	}
+	a.HookSet = h
+	a.Hooks, err = json.Marshal(h)
+	return err
+}
+
+func (d *cfgDecoder) toolsets(n *yamlNode, agent string) ([]*toolsetConfig, error) {
+	if cfgIsNull(n) {
+		return nil, nil
+	}
+	if n.Kind != yamlSeq {
+		return nil, d.typeErr(n, "sequence")
+	}
+	out := make([]*toolsetConfig, 0, len(n.Values))
+	for i, tn := range n.Values {
+		ts, err := d.toolset(tn, fmt.Sprintf("toolset %d of agent %q", i, agent), "")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts)
+	}
+	return out, nil
+}
+
+// toolset decodes one toolset; implicitType is "mcp" for top-level `mcps` entries.
+// The validation matrix of CONFIG.md §6.1 runs here, as in the reference's decoder.
+func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetConfig, error) {
+	ts := &toolsetConfig{Type: implicitType}
+	var sandbox *yamlNode
+	err := d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
+		switch {
+		case k == "type":
+			if err := d.str(v, &ts.Type); err != nil {
+				return true, err
+			}
+			if implicitType != "" {
+				ts.Type = implicitType // an mcps entry is always an MCP server
+			}
+			return true, nil
+		case k == "command":
+			return true, d.str(v, &ts.Command)
+		case k == "remote":
+			return true, d.remote(v, &ts.Remote)
+		case k == "args":
+			return true, d.strs(v, &ts.Args)
+		case k == "env":
+			return true, d.strMap(v, "env", &ts.Env)
+		case k == "tools":
+			return true, d.strs(v, &ts.Tools)
+		case k == "env_file" && d.ver <= 1:
+			// A string or a list of strings.
+			var files []string
+			if v.Kind == yamlScalar && !cfgIsNull(v) {
+				if v.Text != "" {
+					files = []string{v.Text}
+				}
+			} else if err := d.strs(v, &files); err != nil {
+				return true, err
+			}
+			if len(files) > 0 {
+				return true, d.errf(v, "toolset Envfiles is not supported anymore")
+			}
+			return true, nil
+		case k == "ref" && d.ver >= 1:
+			return true, d.str(v, &ts.Ref)
+		case k == "config" && d.ver >= 1:
+			if cfgIsNull(v) {
+				return true, nil
+			}
+			raw, err := d.nodeJSON(v)
+			ts.Config = raw
+			return true, err
+		case k == "shared" && d.ver >= 1:
+			return true, d.boolean(v, &ts.Shared)
+		case k == "path" && d.ver >= 1:
+			return true, d.str(v, &ts.Path)
+		case k == "shell" && d.ver >= 1:
+			return true, d.scriptShell(v, ts)
+		case k == "post_edit" && d.ver >= 1:
+			return true, d.postEdit(v, ts)
+		case k == "instruction" && d.ver >= 2:
+			return true, d.str(v, &ts.Instruction)
+		case k == "toon" && d.ver >= 2:
+			return true, d.str(v, &ts.Toon)
+		case k == "api_config" && d.ver >= 2:
+			return true, d.apiConfig(v, &ts.APIConfig)
+		case k == "ignore_vcs" && d.ver >= 2:
+			return true, d.boolPtr(v, &ts.IgnoreVCS)
+		case k == "timeout" && d.ver >= 2:
+			return true, d.intField(v, &ts.Timeout)
+		case k == "defer" && d.ver >= 3:
+			return true, d.deferField(v, &ts.Defer)
+		case k == "name" && d.ver >= 3:
+			return true, d.str(v, &ts.Name)
+		case k == "url" && d.ver >= 3:
+			return true, d.str(v, &ts.URL)
+		case k == "sandbox" && d.ver >= 3 && d.ver <= 5:
+			sandbox = v // checked below, then dropped by the v5→v6 upgrade
+			return true, nil
+		case k == "headers" && d.ver >= 5:
+			return true, d.strMap(v, "headers", &ts.Headers)
+		case k == "model" && d.ver >= 6:
+			return true, d.str(v, &ts.Model)
+		case k == "version" && d.ver >= 6:
+			return true, d.str(v, &ts.Version)
+		case k == "file_types" && d.ver >= 6:
+			return true, d.strs(v, &ts.FileTypes)
+		case k == "models" && d.ver >= 6:
+			return true, d.strs(v, &ts.Models)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if sandbox != nil && !cfgIsNull(sandbox) {
+		var paths []string
+		err := d.mapping(sandbox, "sandbox", func(k string, v *yamlNode) (bool, error) {
+			switch k {
+			case "image":
+				var s string
+				return true, d.str(v, &s)
+			case "paths":
+				return true, d.strs(v, &paths)
+			}
+			return false, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(paths) == 0 {
+			return nil, d.errf(sandbox, "sandbox requires at least one path to be set")
+		}
+	}
+	if msg := d.toolsetProblem(ts); msg != "" {
+		return nil, d.errf(n, "%s", msg)
+	}
+	return ts, nil
+}
+
+func (d *cfgDecoder) remote(n *yamlNode, r *remoteConfig) error {
+	return d.mapping(n, "remote", func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "url":
+			return true, d.str(v, &r.URL)
+		case "transport_type":
+			return true, d.str(v, &r.TransportType)
+		case "headers":
+			return true, d.strMap(v, "headers", &r.Headers)
+		}
+		return false, nil
+	})
+}
+
+// deferField is `true` (all tools) or a list of tool names.
+func (d *cfgDecoder) deferField(n *yamlNode, dst *deferConfig) error {
+	*dst = deferConfig{}
+	switch {
+	case cfgIsNull(n):
+		return nil
+	case n.Kind == yamlSeq:
+		return d.strs(n, &dst.Tools)
+	default:
+		if err := d.boolean(n, &dst.All); err != nil {
+			return d.errf(n, "defer must be a boolean or a list of tool names")
+		}
+		return nil
+	}
+}
+
+func (d *cfgDecoder) postEdit(n *yamlNode, ts *toolsetConfig) error {
+	if cfgIsNull(n) {
+		return nil
+	}
+	if n.Kind != yamlSeq {
+		return d.typeErr(n, "sequence")
+	}
+	for _, pn := range n.Values {
+		var pe postEditConfig
+		err := d.mapping(pn, "post_edit", func(k string, v *yamlNode) (bool, error) {
+			switch k {
+			case "path":
+				return true, d.str(v, &pe.Path)
+			case "cmd":
+				return true, d.str(v, &pe.Cmd)
+			}
+			return false, nil
+		})
+		if err != nil {
+			return err
+		}
+		ts.PostEdit = append(ts.PostEdit, pe)
+	}
+	return nil
+}
+
+// schemaMap decodes `args:` (name → JSON schema) in document order.
+func (d *cfgDecoder) schemaMap(n *yamlNode, dst **orderedMap[json.RawMessage]) error {
+	m := &orderedMap[json.RawMessage]{}
+	err := d.mapping(n, "args", func(k string, v *yamlNode) (bool, error) {
+		raw, err := d.nodeJSON(v)
+		m.set(k, raw)
+		return true, err
+	})
+	if m.len() > 0 {
+		*dst = m
+	}
+	return err
+}
+
+func (d *cfgDecoder) scriptShell(n *yamlNode, ts *toolsetConfig) error {
+	m := &orderedMap[*scriptToolConfig]{}
+	err := d.mapping(n, "shell", func(name string, v *yamlNode) (bool, error) {
+		sc := &scriptToolConfig{}
+		m.set(name, sc)
+		return true, d.mapping(v, fmt.Sprintf("script tool %q", name), func(k string, v *yamlNode) (bool, error) {
+			switch k {
+			case "cmd":
+				return true, d.str(v, &sc.Cmd)
+			case "description":
+				return true, d.str(v, &sc.Description)
+			case "args":
+				return true, d.schemaMap(v, &sc.Args)
+			case "required":
+				return true, d.strs(v, &sc.Required)
+			case "env":
+				return true, d.strMap(v, "env", &sc.Env)
+			case "working_dir":
+				return true, d.str(v, &sc.WorkingDir)
+			}
+			return false, nil
+		})
+	})
+	if m.len() > 0 {
+		ts.Shell = m
+	}
+	return err
+}
+
+func (d *cfgDecoder) apiConfig(n *yamlNode, ac *apiToolConfig) error {
+	return d.mapping(n, "api_config", func(k string, v *yamlNode) (bool, error) {
+		switch {
+		case k == "name":
+			return true, d.str(v, &ac.Name)
+		case k == "method":
+			return true, d.str(v, &ac.Method)
+		case k == "endpoint":
+			return true, d.str(v, &ac.Endpoint)
+		case k == "instruction":
+			return true, d.str(v, &ac.Instruction)
+		case k == "args":
+			return true, d.schemaMap(v, &ac.Args)
+		case k == "required":
+			return true, d.strs(v, &ac.Required)
+		case k == "headers":
+			return true, d.strMap(v, "headers", &ac.Headers)
+		case k == "output_schema" && d.ver >= 3:
+			if cfgIsNull(v) {
+				return true, nil
+			}
+			raw, err := d.nodeJSON(v)
+			ac.OutputSchema = raw
+			return true, err
+		}
+		return false, nil
+	})
+}
+
+func (d *cfgDecoder) mcps(n *yamlNode, f *agentFile) error {
+	m := &orderedMap[*toolsetConfig]{}
+	err := d.mapping(n, "mcps", func(name string, v *yamlNode) (bool, error) {
+		ts, err := d.toolset(v, fmt.Sprintf("MCP definition %q", name), "mcp")
+		if err != nil {
+			return true, err
+		}
+		if ts.Ref != "" && !strings.HasPrefix(ts.Ref, "docker:") {
+			return true, d.errf(v, "MCP definition '%s': only docker refs are supported (e.g., 'docker:context7')", name)
+		}
+		m.set(name, ts)
+		return true, nil
+	})
+	if m.len() > 0 {
+		f.MCPs = m
+	}
+	return err
+}
