@@ -353,18 +353,122 @@ func (d *cfgDecoder) nodeValue(n *yamlNode) (any, error) {
 	return cfgScalarValue(n), nil
 }
 
-// ---- Decoding, one function per section; the version gates follow CONFIG.md §3 ----
+// ---- Version gates (CONFIG.md §3) ----
+
+// cfgField is a key of one config section and the file versions that know it, from
+// since to until inclusive. The reference decodes each version with its own Go
+// types, so a key outside its range is an unknown field there, and here.
+type cfgField struct {
+	key          string
+	since, until int
+}
+
+// cfgNow as until: the key is still part of the latest version.
+const cfgNow = cfgLatestVersion
+
+// One table per section that changed between versions; a key missing from its
+// section's table is unknown in every version.
+var (
+	cfgDocumentFields = []cfgField{
+		{"version", 0, cfgNow}, {"agents", 0, cfgNow}, {"models", 0, cfgNow},
+		{"env", 0, 1},      // top-level env: the v1→v2 upgrade rejects it when set
+		{"workflow", 0, 2}, // dropped by the upgrade
+		{"metadata", 1, cfgNow},
+		{"rag", 2, cfgNow},
+		{"providers", 3, cfgNow}, {"permissions", 3, cfgNow},
+		{"mcps", 6, cfgNow},
+	}
+	cfgMetadataFields = []cfgField{
+		{"author", 0, cfgNow}, {"license", 0, cfgNow}, {"readme", 0, cfgNow}, {"description", 0, cfgNow},
+		{"version", 3, cfgNow},
+	}
+	cfgModelFields = []cfgField{
+		{"model", 0, cfgNow}, {"temperature", 0, cfgNow}, {"top_p", 0, cfgNow},
+		{"frequency_penalty", 0, cfgNow}, {"presence_penalty", 0, cfgNow}, {"max_tokens", 0, cfgNow},
+		{"base_url", 0, cfgNow}, {"parallel_tool_calls", 0, cfgNow},
+		{"type", 0, 0}, // renamed provider in v1
+		{"env", 0, 1},  // the v1→v2 upgrade rejects it when set
+		{"provider", 1, cfgNow}, {"token_key", 1, cfgNow}, {"provider_opts", 1, cfgNow},
+		{"track_usage", 2, cfgNow}, {"thinking_budget", 2, cfgNow},
+		{"routing", 3, cfgNow},
+	}
+	cfgAgentFields = []cfgField{
+		{"name", 0, cfgNow}, {"model", 0, cfgNow}, {"description", 0, cfgNow}, {"instruction", 0, cfgNow},
+		{"toolsets", 0, cfgNow}, {"sub_agents", 0, cfgNow}, {"add_date", 0, cfgNow},
+		{"num_history_items", 0, cfgNow}, {"commands", 0, cfgNow},
+		{"think", 0, 0}, {"todo", 0, 0}, {"memory", 0, 0}, // become toolsets in v1
+		{"add_environment_info", 1, cfgNow},
+		{"welcome_message", 2, cfgNow}, {"handoffs", 2, cfgNow}, {"rag", 2, cfgNow},
+		{"code_mode_tools", 2, cfgNow}, {"max_iterations", 2, cfgNow},
+		{"add_prompt_files", 2, cfgNow}, {"structured_output", 2, cfgNow},
+		{"skills", 3, cfgNow}, {"hooks", 3, cfgNow},
+		{"fallback", 4, cfgNow}, {"add_description_parameter", 4, cfgNow},
+	}
+	cfgHooksFields = []cfgField{
+		{"pre_tool_use", 0, cfgNow}, {"post_tool_use", 0, cfgNow},
+		{"session_start", 0, cfgNow}, {"session_end", 0, cfgNow},
+		{"on_user_input", 6, cfgNow},
+	}
+	cfgToolsetFields = []cfgField{
+		{"type", 0, cfgNow}, {"command", 0, cfgNow}, {"remote", 0, cfgNow},
+		{"args", 0, cfgNow}, {"env", 0, cfgNow}, {"tools", 0, cfgNow},
+		{"env_file", 0, 1}, // the v1→v2 upgrade rejects it when set
+		{"ref", 1, cfgNow}, {"config", 1, cfgNow}, {"shared", 1, cfgNow},
+		{"path", 1, cfgNow}, {"shell", 1, cfgNow}, {"post_edit", 1, cfgNow},
+		{"instruction", 2, cfgNow}, {"toon", 2, cfgNow}, {"api_config", 2, cfgNow},
+		{"ignore_vcs", 2, cfgNow}, {"timeout", 2, cfgNow},
+		{"defer", 3, cfgNow}, {"name", 3, cfgNow}, {"url", 3, cfgNow},
+		{"sandbox", 3, 5}, // checked, then dropped by the v5→v6 upgrade
+		{"headers", 5, cfgNow},
+		{"model", 6, cfgNow}, {"version", 6, cfgNow}, {"file_types", 6, cfgNow}, {"models", 6, cfgNow},
+	}
+	cfgAPIConfigFields = []cfgField{
+		{"name", 0, cfgNow}, {"method", 0, cfgNow}, {"endpoint", 0, cfgNow}, {"instruction", 0, cfgNow},
+		{"args", 0, cfgNow}, {"required", 0, cfgNow}, {"headers", 0, cfgNow},
+		{"output_schema", 3, cfgNow},
+	}
+)
+
+// Version rules that are not a key coming or going.
+const (
+	cfgSkillListSince  = 5 // skills: a list of sources as well as a boolean
+	cfgMemoryPathUntil = 5 // memory toolsets need a path
+	cfgDockerRefUntil  = 5 // an MCP ref must be a docker: ref (later it may name an mcps entry)
+)
+
+// knows reports whether the file's version has key in a section with this table.
+func (d *cfgDecoder) knows(table []cfgField, key string) bool {
+	for _, f := range table {
+		if f.key == key {
+			return f.since <= d.ver && d.ver <= f.until
+		}
+	}
+	return false
+}
+
+// fields is mapping for a section with a version table: fn sees only the keys the
+// file's version knows; any other key is an unknown field.
+func (d *cfgDecoder) fields(n *yamlNode, what string, table []cfgField, fn func(key string, v *yamlNode) (bool, error)) error {
+	return d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
+		if !d.knows(table, k) {
+			return false, nil
+		}
+		return fn(k, v)
+	})
+}
+
+// ---- Decoding, one function per section ----
 
 func (d *cfgDecoder) document(root *yamlNode, f *agentFile) error {
-	return d.mapping(root, "", func(k string, v *yamlNode) (bool, error) {
-		switch {
-		case k == "version":
+	return d.fields(root, "", cfgDocumentFields, func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "version":
 			return true, nil // already read
-		case k == "agents":
+		case "agents":
 			return true, d.agents(v, f)
-		case k == "models":
+		case "models":
 			return true, d.models(v, f)
-		case k == "env" && d.ver <= 1:
+		case "env":
 			// v0/v1 top-level env; the v1→v2 upgrade rejects it when set.
 			var env *orderedMap[string]
 			if err := d.strMap(v, "env", &env); err != nil {
@@ -374,25 +478,25 @@ func (d *cfgDecoder) document(root *yamlNode, f *agentFile) error {
 				return true, d.errf(v, "top-level Env is not supported anymore")
 			}
 			return true, nil
-		case k == "metadata" && d.ver >= 1:
+		case "metadata":
 			return true, d.metadata(v, &f.Metadata)
-		case k == "rag" && d.ver >= 2:
+		case "rag":
 			return true, d.rag(v, f)
-		case k == "providers" && d.ver >= 3:
+		case "providers":
 			return true, d.providers(v, f)
-		case k == "permissions" && d.ver >= 3:
+		case "permissions":
 			if cfgIsNull(v) {
 				return true, nil
 			}
 			f.Permissions = &permissionsConfig{}
 			return true, d.permissions(v, f.Permissions)
-		case k == "workflow" && d.ver <= 2:
+		case "workflow":
 			// Early versions had a workflow list the upgrade drops; check its shape only.
 			if !cfgIsNull(v) && v.Kind != yamlSeq {
 				return true, d.typeErr(v, "sequence")
 			}
 			return true, nil
-		case k == "mcps" && d.ver >= 6:
+		case "mcps":
 			return true, d.mcps(v, f)
 		}
 		return false, nil
@@ -400,17 +504,17 @@ func (d *cfgDecoder) document(root *yamlNode, f *agentFile) error {
 }
 
 func (d *cfgDecoder) metadata(n *yamlNode, m *metadataConfig) error {
-	return d.mapping(n, "metadata", func(k string, v *yamlNode) (bool, error) {
-		switch {
-		case k == "author":
+	return d.fields(n, "metadata", cfgMetadataFields, func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "author":
 			return true, d.str(v, &m.Author)
-		case k == "license":
+		case "license":
 			return true, d.str(v, &m.License)
-		case k == "readme":
+		case "readme":
 			return true, d.str(v, &m.Readme)
-		case k == "description":
+		case "description":
 			return true, d.str(v, &m.Description)
-		case k == "version" && d.ver >= 3:
+		case "version":
 			return true, d.str(v, &m.Version)
 		}
 		return false, nil
@@ -491,34 +595,32 @@ func (d *cfgDecoder) models(n *yamlNode, f *agentFile) error {
 func (d *cfgDecoder) model(n *yamlNode, name string) (*modelConfig, error) {
 	mc := &modelConfig{}
 	what := fmt.Sprintf("model %q", name)
-	err := d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
-		switch {
-		case k == "type" && d.ver == 0: // renamed provider in v1
+	err := d.fields(n, what, cfgModelFields, func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "type", "provider": // v0's type was renamed provider in v1
 			return true, d.str(v, &mc.Provider)
-		case k == "provider" && d.ver >= 1:
-			return true, d.str(v, &mc.Provider)
-		case k == "model":
+		case "model":
 			return true, d.str(v, &mc.Model)
-		case k == "temperature":
+		case "temperature":
 			return true, d.float(v, &mc.Temperature)
-		case k == "top_p":
+		case "top_p":
 			return true, d.float(v, &mc.TopP)
-		case k == "frequency_penalty":
+		case "frequency_penalty":
 			return true, d.float(v, &mc.FrequencyPenalty)
-		case k == "presence_penalty":
+		case "presence_penalty":
 			return true, d.float(v, &mc.PresencePenalty)
-		case k == "max_tokens":
+		case "max_tokens":
 			if cfgIsNull(v) {
 				return true, nil
 			}
 			t, err := d.integer(v)
 			mc.MaxTokens = &t
 			return true, err
-		case k == "base_url":
+		case "base_url":
 			return true, d.str(v, &mc.BaseURL)
-		case k == "parallel_tool_calls":
+		case "parallel_tool_calls":
 			return true, d.boolPtr(v, &mc.ParallelToolCalls)
-		case k == "env" && d.ver <= 1:
+		case "env":
 			var env *orderedMap[string]
 			if err := d.strMap(v, "env", &env); err != nil {
 				return true, err
@@ -527,9 +629,9 @@ func (d *cfgDecoder) model(n *yamlNode, name string) (*modelConfig, error) {
 				return true, d.errf(v, "model Env is not supported anymore")
 			}
 			return true, nil
-		case k == "token_key" && d.ver >= 1:
+		case "token_key":
 			return true, d.str(v, &mc.TokenKey)
-		case k == "provider_opts" && d.ver >= 1:
+		case "provider_opts":
 			if cfgIsNull(v) {
 				return true, nil
 			}
@@ -541,11 +643,11 @@ func (d *cfgDecoder) model(n *yamlNode, name string) (*modelConfig, error) {
 				mc.ProviderOpts = x.(map[string]any)
 			}
 			return true, err
-		case k == "track_usage" && d.ver >= 2:
+		case "track_usage":
 			return true, d.boolPtr(v, &mc.TrackUsage)
-		case k == "thinking_budget" && d.ver >= 2:
+		case "thinking_budget":
 			return true, d.thinkingBudget(v, mc)
-		case k == "routing" && d.ver >= 3:
+		case "routing":
 			return true, d.routing(v, mc, name)
 		}
 		return false, nil
@@ -651,33 +753,33 @@ func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 	var todoShared bool
 	var memory *toolsetConfig
 	var toolsets []*toolsetConfig
-	err := d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
-		switch {
-		case k == "name":
+	err := d.fields(n, what, cfgAgentFields, func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "name":
 			// Overwritten by the map key in the reference; accepted and ignored.
 			var s string
 			return true, d.str(v, &s)
-		case k == "model":
+		case "model":
 			return true, d.str(v, &a.Model)
-		case k == "description":
+		case "description":
 			return true, d.str(v, &a.Description)
-		case k == "instruction":
+		case "instruction":
 			return true, d.str(v, &a.Instruction)
-		case k == "toolsets":
+		case "toolsets":
 			var err error
 			toolsets, err = d.toolsets(v, name)
 			return true, err
-		case k == "sub_agents":
+		case "sub_agents":
 			return true, d.strs(v, &a.SubAgents)
-		case k == "add_date":
+		case "add_date":
 			return true, d.boolean(v, &a.AddDate)
-		case k == "num_history_items":
+		case "num_history_items":
 			return true, d.intField(v, &a.NumHistoryItems)
-		case k == "commands":
+		case "commands":
 			return true, d.commands(v, a)
-		case k == "think" && d.ver == 0:
+		case "think":
 			return true, d.boolean(v, &think)
-		case k == "todo" && d.ver == 0:
+		case "todo":
 			if cfgIsNull(v) {
 				return true, nil
 			}
@@ -691,7 +793,7 @@ func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 				})
 			}
 			return true, d.boolean(v, &todo)
-		case k == "memory" && d.ver == 0:
+		case "memory":
 			if cfgIsNull(v) {
 				return true, nil
 			}
@@ -703,29 +805,29 @@ func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 				}
 				return false, nil
 			})
-		case k == "add_environment_info" && d.ver >= 1:
+		case "add_environment_info":
 			return true, d.boolean(v, &a.AddEnvironmentInfo)
-		case k == "welcome_message" && d.ver >= 2:
+		case "welcome_message":
 			return true, d.str(v, &a.WelcomeMessage)
-		case k == "handoffs" && d.ver >= 2:
+		case "handoffs":
 			return true, d.strs(v, &a.Handoffs)
-		case k == "rag" && d.ver >= 2:
+		case "rag":
 			return true, d.strs(v, &a.RAG)
-		case k == "code_mode_tools" && d.ver >= 2:
+		case "code_mode_tools":
 			return true, d.boolean(v, &a.CodeModeTools)
-		case k == "max_iterations" && d.ver >= 2:
+		case "max_iterations":
 			return true, d.intField(v, &a.MaxIterations)
-		case k == "add_prompt_files" && d.ver >= 2:
+		case "add_prompt_files":
 			return true, d.strs(v, &a.AddPromptFiles)
-		case k == "structured_output" && d.ver >= 2:
+		case "structured_output":
 			return true, d.structuredOutput(v, a)
-		case k == "skills" && d.ver >= 3:
+		case "skills":
 			return true, d.skills(v, a)
-		case k == "hooks" && d.ver >= 3:
+		case "hooks":
 			return true, d.hooks(v, a)
-		case k == "fallback" && d.ver >= 4:
+		case "fallback":
 			return true, d.fallback(v, a)
-		case k == "add_description_parameter" && d.ver >= 4:
+		case "add_description_parameter":
 			return true, d.boolean(v, &a.AddDescriptionParameter)
 		}
 		return false, nil
@@ -853,11 +955,11 @@ func (d *cfgDecoder) skills(n *yamlNode, a *agentConfig) error {
 		if strings.EqualFold(n.Text, "true") {
 			a.SkillSources = []string{"local"}
 		}
-	} else if n.Kind == yamlSeq && d.ver >= 5 {
+	} else if n.Kind == yamlSeq && d.ver >= cfgSkillListSince {
 		if err := d.strs(n, &a.SkillSources); err != nil {
 			return d.errf(n, "skills must be a boolean or a list of sources")
 		}
-	} else if d.ver >= 5 {
+	} else if d.ver >= cfgSkillListSince {
 		return d.errf(n, "skills must be a boolean or a list of sources")
 	} else {
 		return d.typeErr(n, "boolean")
@@ -991,18 +1093,18 @@ func (d *cfgDecoder) hooks(n *yamlNode, a *agentConfig) error {
 		}
 		return out, nil
 	}
-	err := d.mapping(n, "hooks", func(k string, v *yamlNode) (bool, error) {
+	err := d.fields(n, "hooks", cfgHooksFields, func(k string, v *yamlNode) (bool, error) {
 		var err error
-		switch {
-		case k == "pre_tool_use":
+		switch k {
+		case "pre_tool_use":
 			h.PreToolUse, err = matchers(v, k)
-		case k == "post_tool_use":
+		case "post_tool_use":
 			h.PostToolUse, err = matchers(v, k)
-		case k == "session_start":
+		case "session_start":
 			h.SessionStart, err = hookList(v, "hooks."+k)
-		case k == "session_end":
+		case "session_end":
 			h.SessionEnd, err = hookList(v, "hooks."+k)
-		case k == "on_user_input" && d.ver >= 6:
+		case "on_user_input":
 			h.OnUserInput, err = hookList(v, "hooks."+k)
 		default:
 			return false, nil
@@ -1040,9 +1142,9 @@ func (d *cfgDecoder) toolsets(n *yamlNode, agent string) ([]*toolsetConfig, erro
 func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetConfig, error) {
 	ts := &toolsetConfig{Type: implicitType}
 	var sandbox *yamlNode
-	err := d.mapping(n, what, func(k string, v *yamlNode) (bool, error) {
-		switch {
-		case k == "type":
+	err := d.fields(n, what, cfgToolsetFields, func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "type":
 			if err := d.str(v, &ts.Type); err != nil {
 				return true, err
 			}
@@ -1050,17 +1152,17 @@ func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetCo
 				ts.Type = implicitType // an mcps entry is always an MCP server
 			}
 			return true, nil
-		case k == "command":
+		case "command":
 			return true, d.str(v, &ts.Command)
-		case k == "remote":
+		case "remote":
 			return true, d.remote(v, &ts.Remote)
-		case k == "args":
+		case "args":
 			return true, d.strs(v, &ts.Args)
-		case k == "env":
+		case "env":
 			return true, d.strMap(v, "env", &ts.Env)
-		case k == "tools":
+		case "tools":
 			return true, d.strs(v, &ts.Tools)
-		case k == "env_file" && d.ver <= 1:
+		case "env_file":
 			// A string or a list of strings.
 			var files []string
 			if v.Kind == yamlScalar && !cfgIsNull(v) {
@@ -1074,51 +1176,51 @@ func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetCo
 				return true, d.errf(v, "toolset Envfiles is not supported anymore")
 			}
 			return true, nil
-		case k == "ref" && d.ver >= 1:
+		case "ref":
 			return true, d.str(v, &ts.Ref)
-		case k == "config" && d.ver >= 1:
+		case "config":
 			if cfgIsNull(v) {
 				return true, nil
 			}
 			raw, err := d.nodeJSON(v)
 			ts.Config = raw
 			return true, err
-		case k == "shared" && d.ver >= 1:
+		case "shared":
 			return true, d.boolean(v, &ts.Shared)
-		case k == "path" && d.ver >= 1:
+		case "path":
 			return true, d.str(v, &ts.Path)
-		case k == "shell" && d.ver >= 1:
+		case "shell":
 			return true, d.scriptShell(v, ts)
-		case k == "post_edit" && d.ver >= 1:
+		case "post_edit":
 			return true, d.postEdit(v, ts)
-		case k == "instruction" && d.ver >= 2:
+		case "instruction":
 			return true, d.str(v, &ts.Instruction)
-		case k == "toon" && d.ver >= 2:
+		case "toon":
 			return true, d.str(v, &ts.Toon)
-		case k == "api_config" && d.ver >= 2:
+		case "api_config":
 			return true, d.apiConfig(v, &ts.APIConfig)
-		case k == "ignore_vcs" && d.ver >= 2:
+		case "ignore_vcs":
 			return true, d.boolPtr(v, &ts.IgnoreVCS)
-		case k == "timeout" && d.ver >= 2:
+		case "timeout":
 			return true, d.intField(v, &ts.Timeout)
-		case k == "defer" && d.ver >= 3:
+		case "defer":
 			return true, d.deferField(v, &ts.Defer)
-		case k == "name" && d.ver >= 3:
+		case "name":
 			return true, d.str(v, &ts.Name)
-		case k == "url" && d.ver >= 3:
+		case "url":
 			return true, d.str(v, &ts.URL)
-		case k == "sandbox" && d.ver >= 3 && d.ver <= 5:
+		case "sandbox":
 			sandbox = v // checked below, then dropped by the v5→v6 upgrade
 			return true, nil
-		case k == "headers" && d.ver >= 5:
+		case "headers":
 			return true, d.strMap(v, "headers", &ts.Headers)
-		case k == "model" && d.ver >= 6:
+		case "model":
 			return true, d.str(v, &ts.Model)
-		case k == "version" && d.ver >= 6:
+		case "version":
 			return true, d.str(v, &ts.Version)
-		case k == "file_types" && d.ver >= 6:
+		case "file_types":
 			return true, d.strs(v, &ts.FileTypes)
-		case k == "models" && d.ver >= 6:
+		case "models":
 			return true, d.strs(v, &ts.Models)
 		}
 		return false, nil
@@ -1251,23 +1353,23 @@ func (d *cfgDecoder) scriptShell(n *yamlNode, ts *toolsetConfig) error {
 }
 
 func (d *cfgDecoder) apiConfig(n *yamlNode, ac *apiToolConfig) error {
-	return d.mapping(n, "api_config", func(k string, v *yamlNode) (bool, error) {
-		switch {
-		case k == "name":
+	return d.fields(n, "api_config", cfgAPIConfigFields, func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "name":
 			return true, d.str(v, &ac.Name)
-		case k == "method":
+		case "method":
 			return true, d.str(v, &ac.Method)
-		case k == "endpoint":
+		case "endpoint":
 			return true, d.str(v, &ac.Endpoint)
-		case k == "instruction":
+		case "instruction":
 			return true, d.str(v, &ac.Instruction)
-		case k == "args":
+		case "args":
 			return true, d.schemaMap(v, &ac.Args)
-		case k == "required":
+		case "required":
 			return true, d.strs(v, &ac.Required)
-		case k == "headers":
+		case "headers":
 			return true, d.strMap(v, "headers", &ac.Headers)
-		case k == "output_schema" && d.ver >= 3:
+		case "output_schema":
 			if cfgIsNull(v) {
 				return true, nil
 			}

@@ -71,7 +71,7 @@ func (d *cfgDecoder) toolsetProblem(t *toolsetConfig) string {
 	}
 	switch t.Type {
 	case "memory":
-		if t.Path == "" && d.ver <= 5 {
+		if t.Path == "" && d.ver <= cfgMemoryPathUntil {
 			return "memory toolset requires a path to be set"
 		}
 	case "mcp":
@@ -81,7 +81,7 @@ func (d *cfgDecoder) toolsetProblem(t *toolsetConfig) string {
 				n++
 			}
 		}
-		if d.ver == 0 {
+		if !d.knows(cfgToolsetFields, "ref") { // v0: the messages do not name ref
 			if n == 0 {
 				return "either command or remote must be set"
 			} else if n > 1 {
@@ -93,7 +93,7 @@ func (d *cfgDecoder) toolsetProblem(t *toolsetConfig) string {
 		} else if n > 1 {
 			return "either command, remote or ref must be set, but only one of those"
 		}
-		if t.Ref != "" && d.ver <= 5 && !strings.Contains(t.Ref, "docker:") {
+		if t.Ref != "" && d.ver <= cfgDockerRefUntil && !strings.Contains(t.Ref, "docker:") {
 			return "only docker refs are supported for MCP tools, e.g., 'docker:context7'"
 		}
 	case "a2a":
