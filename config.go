@@ -70,15 +70,29 @@ type agentConfig struct {
 	NumHistoryItems         int                        `json:"num_history_items,omitempty"`
 	AddPromptFiles          []string                   `json:"add_prompt_files,omitempty"`
 	Commands                *orderedMap[commandConfig] `json:"commands,omitempty"`
-	StructuredOutput        json.RawMessage            `json:"structured_output,omitempty"`
-	Skills                  json.RawMessage            `json:"skills,omitempty"` // true/false or a list of sources
-	Hooks                   json.RawMessage            `json:"hooks,omitempty"`
+	StructuredOutput        *structuredOutputConfig    `json:"structured_output,omitempty"`
+	SkillSources            skillSources               `json:"skills,omitempty"` // nil = disabled, ["local"] for `skills: true`
+	HookSet                 *hooksConfig               `json:"hooks,omitempty"`  // nil when the agent has none
 	Fallback                *fallbackConfig            `json:"fallback,omitempty"`
+}
 
-	// SkillSources is Skills decoded: nil = disabled, ["local"] for `skills: true`.
-	SkillSources []string `json:"-"`
-	// HookSet is Hooks decoded; nil when the agent has none.
-	HookSet *hooksConfig `json:"-"`
+// skillSources are the places an agent reads skills from: "local" or http(s) URLs.
+type skillSources []string
+
+// MarshalJSON writes `skills: true` back as true, as the reference keeps the bool.
+func (s skillSources) MarshalJSON() ([]byte, error) {
+	if len(s) == 1 && s[0] == "local" {
+		return []byte("true"), nil
+	}
+	return json.Marshal([]string(s))
+}
+
+// structuredOutputConfig is the response format an agent asks its model for.
+type structuredOutputConfig struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Schema      json.RawMessage `json:"schema"` // a JSON schema object, or null
+	Strict      bool            `json:"strict,omitempty"`
 }
 
 // hooksConfig is an agent's `hooks:` (CONFIG.md §4).
@@ -116,32 +130,41 @@ type commandConfig struct {
 type fallbackConfig struct {
 	Models  []string `json:"models,omitempty"`
 	Retries int      `json:"retries,omitempty"` // 0 = default 2, -1 = none
-	// Cooldown is time.Duration.String() of the configured value ("30s", "1m0s"), or ""
-	// for the default 1m. Always serialised, as the reference does.
-	Cooldown string `json:"cooldown"`
-	// CooldownDur is Cooldown parsed; 0 = default.
+	// CooldownDur is how long to stay on a fallback after the primary failed; 0 = the
+	// default 1m. Serialised as "cooldown" by MarshalJSON.
 	CooldownDur time.Duration `json:"-"`
+}
+
+// MarshalJSON writes the cooldown as the reference does: always present, as
+// time.Duration.String() ("30s", "1m0s"), or "" for the default.
+func (fb fallbackConfig) MarshalJSON() ([]byte, error) {
+	type plain fallbackConfig // without this method
+	var cooldown string
+	if fb.CooldownDur != 0 {
+		cooldown = fb.CooldownDur.String()
+	}
+	return json.Marshal(struct {
+		plain
+		Cooldown string `json:"cooldown"`
+	}{plain(fb), cooldown})
 }
 
 // modelConfig is an entry of `models:` (or one synthesised for an inline provider/model).
 type modelConfig struct {
-	Provider          string          `json:"provider,omitempty"`
-	Model             string          `json:"model,omitempty"`
-	Temperature       *float64        `json:"temperature,omitempty"`
-	MaxTokens         *int64          `json:"max_tokens,omitempty"`
-	TopP              *float64        `json:"top_p,omitempty"`
-	FrequencyPenalty  *float64        `json:"frequency_penalty,omitempty"`
-	PresencePenalty   *float64        `json:"presence_penalty,omitempty"`
-	BaseURL           string          `json:"base_url,omitempty"`
-	ParallelToolCalls *bool           `json:"parallel_tool_calls,omitempty"`
-	TokenKey          string          `json:"token_key,omitempty"`
-	ProviderOpts      map[string]any  `json:"provider_opts,omitempty"`
-	TrackUsage        *bool           `json:"track_usage,omitempty"`
-	ThinkingBudget    any             `json:"thinking_budget,omitempty"` // int64 or string
-	Routing           json.RawMessage `json:"routing,omitempty"`
-
-	// RoutingRules is Routing decoded.
-	RoutingRules []routingRule `json:"-"`
+	Provider          string         `json:"provider,omitempty"`
+	Model             string         `json:"model,omitempty"`
+	Temperature       *float64       `json:"temperature,omitempty"`
+	MaxTokens         *int64         `json:"max_tokens,omitempty"`
+	TopP              *float64       `json:"top_p,omitempty"`
+	FrequencyPenalty  *float64       `json:"frequency_penalty,omitempty"`
+	PresencePenalty   *float64       `json:"presence_penalty,omitempty"`
+	BaseURL           string         `json:"base_url,omitempty"`
+	ParallelToolCalls *bool          `json:"parallel_tool_calls,omitempty"`
+	TokenKey          string         `json:"token_key,omitempty"`
+	ProviderOpts      map[string]any `json:"provider_opts,omitempty"`
+	TrackUsage        *bool          `json:"track_usage,omitempty"`
+	ThinkingBudget    any            `json:"thinking_budget,omitempty"` // int64 or string
+	RoutingRules      []routingRule  `json:"routing,omitempty"`
 }
 
 // providerConfig is a custom OpenAI-compatible endpoint from `providers:`.

@@ -728,9 +728,6 @@ func (d *cfgDecoder) routing(n *yamlNode, mc *modelConfig, name string) error {
 		}
 		mc.RoutingRules = append(mc.RoutingRules, r)
 	}
-	if len(mc.RoutingRules) > 0 {
-		mc.Routing, _ = json.Marshal(mc.RoutingRules)
-	}
 	return nil
 }
 
@@ -913,13 +910,7 @@ func (d *cfgDecoder) structuredOutput(n *yamlNode, a *agentConfig) error {
 	if cfgIsNull(n) {
 		return nil
 	}
-	var so struct {
-		Name        string          `json:"name"`
-		Description string          `json:"description,omitempty"`
-		Schema      json.RawMessage `json:"schema"`
-		Strict      bool            `json:"strict,omitempty"`
-	}
-	so.Schema = json.RawMessage("null")
+	so := &structuredOutputConfig{Schema: json.RawMessage("null")}
 	err := d.mapping(n, "structured_output", func(k string, v *yamlNode) (bool, error) {
 		switch k {
 		case "name":
@@ -941,13 +932,13 @@ func (d *cfgDecoder) structuredOutput(n *yamlNode, a *agentConfig) error {
 	if err != nil {
 		return err
 	}
-	a.StructuredOutput, err = json.Marshal(so)
-	return err
+	a.StructuredOutput = so
+	return nil
 }
 
 // skills is a bool (true = ["local"]) or, from v5, a list of sources.
 func (d *cfgDecoder) skills(n *yamlNode, a *agentConfig) error {
-	a.Skills, a.SkillSources = nil, nil
+	a.SkillSources = nil
 	if cfgIsNull(n) {
 		return nil
 	}
@@ -956,7 +947,7 @@ func (d *cfgDecoder) skills(n *yamlNode, a *agentConfig) error {
 			a.SkillSources = []string{"local"}
 		}
 	} else if n.Kind == yamlSeq && d.ver >= cfgSkillListSince {
-		if err := d.strs(n, &a.SkillSources); err != nil {
+		if err := d.strs(n, (*[]string)(&a.SkillSources)); err != nil {
 			return d.errf(n, "skills must be a boolean or a list of sources")
 		}
 	} else if d.ver >= cfgSkillListSince {
@@ -964,13 +955,8 @@ func (d *cfgDecoder) skills(n *yamlNode, a *agentConfig) error {
 	} else {
 		return d.typeErr(n, "boolean")
 	}
-	switch {
-	case len(a.SkillSources) == 0:
+	if len(a.SkillSources) == 0 {
 		a.SkillSources = nil // omitted from JSON, like the reference's omitzero
-	case len(a.SkillSources) == 1 && a.SkillSources[0] == "local":
-		a.Skills = json.RawMessage("true")
-	default:
-		a.Skills, _ = json.Marshal(a.SkillSources)
 	}
 	return nil
 }
@@ -1007,10 +993,7 @@ func (d *cfgDecoder) fallback(n *yamlNode, a *agentConfig) error {
 			if dur < 0 {
 				return true, d.errf(v, "fallback.cooldown must be non-negative")
 			}
-			fb.CooldownDur, fb.Cooldown = dur, dur.String()
-			if dur == 0 {
-				fb.Cooldown = ""
-			}
+			fb.CooldownDur = dur
 			return true, nil
 		}
 		return false, nil
@@ -1115,8 +1098,7 @@ func (d *cfgDecoder) hooks(n *yamlNode, a *agentConfig) error {
 		return err
 	}
 	a.HookSet = h
-	a.Hooks, err = json.Marshal(h)
-	return err
+	return nil
 }
 
 func (d *cfgDecoder) toolsets(n *yamlNode, agent string) ([]*toolsetConfig, error) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -90,13 +91,13 @@ func TestConfigFullFileDecoded(t *testing.T) {
 	if root.Description != "Lead ${env.TEAM || 'team'}" {
 		t.Errorf("description is expanded at use, not load: %q", root.Description)
 	}
-	if !reflect.DeepEqual(root.SkillSources, []string{"local"}) {
+	if !slices.Equal(root.SkillSources, []string{"local"}) {
 		t.Errorf("skills: %v", root.SkillSources)
 	}
 	if c, _ := root.Commands.get("review"); c.Instruction != "Review the diff" {
 		t.Errorf("description-only command gets it as instruction: %+v", c)
 	}
-	if fb := root.Fallback; fb.Retries != -1 || fb.CooldownDur.Seconds() != 60 || fb.Cooldown != "1m0s" {
+	if fb := root.Fallback; fb.Retries != -1 || fb.CooldownDur.Seconds() != 60 {
 		t.Errorf("fallback %+v", fb)
 	}
 	if h := root.HookSet; h == nil || h.PreToolUse[0].Hooks[0].Timeout != 5 {
@@ -720,6 +721,27 @@ func TestConfigJSONOrderedMaps(t *testing.T) {
 		`"openai/b":{"provider":"openai","model":"b"},"openai/a":{"provider":"openai","model":"a"}},"metadata":{}}`
 	if string(b) != want {
 		t.Errorf("got  %s\nwant %s", b, want)
+	}
+}
+
+// TestConfigTypedFieldsJSON pins the JSON of the fields kept only in typed form
+// (skills, hooks, routing, fallback cooldown, structured_output): GET /api/agents/{id}
+// shows them as the reference does.
+func TestConfigTypedFieldsJSON(t *testing.T) {
+	f := cfgLoad(t, "models:\n  r:\n    provider: openai\n    model: x\n    routing:\n      - model: openai/y\n        examples: [hi]\n"+
+		"agents:\n  root:\n    model: r\n    skills: [local, https://s.example]\n    fallback:\n      cooldown: 90s\n"+
+		"    hooks:\n      session_start:\n        - type: command\n          command: echo\n"+
+		"    structured_output:\n      name: out\n  b:\n    model: r\n    skills: true\n    fallback:\n      retries: 1\n")
+	b, _ := json.Marshal(f.Agents)
+	want := `[{"Name":"root","model":"r","structured_output":{"name":"out","schema":null},"skills":["local","https://s.example"],` +
+		`"hooks":{"session_start":[{"type":"command","command":"echo"}]},"fallback":{"cooldown":"1m30s"}},` +
+		`{"Name":"b","model":"r","skills":true,"fallback":{"retries":1,"cooldown":""}}]`
+	if string(b) != want {
+		t.Errorf("agents:\ngot  %s\nwant %s", b, want)
+	}
+	mb, _ := json.Marshal(f.Models.Values["r"])
+	if want := `{"provider":"openai","model":"x","parallel_tool_calls":true,"routing":[{"model":"openai/y","examples":["hi"]}]}`; string(mb) != want {
+		t.Errorf("model:\ngot  %s\nwant %s", mb, want)
 	}
 }
 
