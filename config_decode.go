@@ -745,10 +745,7 @@ func (d *cfgDecoder) agents(n *yamlNode, f *agentFile) error {
 func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 	a := &agentConfig{Name: name}
 	what := fmt.Sprintf("agent %q", name)
-	// v0 agent-level think/todo/memory become toolsets prepended to the agent's own.
-	var think, todo bool
-	var todoShared bool
-	var memory *toolsetConfig
+	var v0 cfgV0Tools
 	var toolsets []*toolsetConfig
 	err := d.fields(n, what, cfgAgentFields, func(k string, v *yamlNode) (bool, error) {
 		switch k {
@@ -774,34 +771,8 @@ func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 			return true, d.intField(v, &a.NumHistoryItems)
 		case "commands":
 			return true, d.commands(v, a)
-		case "think":
-			return true, d.boolean(v, &think)
-		case "todo":
-			if cfgIsNull(v) {
-				return true, nil
-			}
-			if v.Kind == yamlMap {
-				todo = true
-				return true, d.mapping(v, "todo", func(k string, v *yamlNode) (bool, error) {
-					if k == "shared" {
-						return true, d.boolean(v, &todoShared)
-					}
-					return false, nil
-				})
-			}
-			return true, d.boolean(v, &todo)
-		case "memory":
-			if cfgIsNull(v) {
-				return true, nil
-			}
-			ts := &toolsetConfig{Type: "memory"}
-			memory = ts
-			return true, d.mapping(v, "memory", func(k string, v *yamlNode) (bool, error) {
-				if k == "path" {
-					return true, d.str(v, &ts.Path)
-				}
-				return false, nil
-			})
+		case "think", "todo", "memory":
+			return true, d.v0Tool(k, v, &v0)
 		case "add_environment_info":
 			return true, d.boolean(v, &a.AddEnvironmentInfo)
 		case "welcome_message":
@@ -832,19 +803,57 @@ func (d *cfgDecoder) agent(n *yamlNode, name string) (*agentConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The v0→v1 upgrade's order: todo, think, then memory (only with a path).
-	var pre []*toolsetConfig
-	if todo {
-		pre = append(pre, &toolsetConfig{Type: "todo", Shared: todoShared})
-	}
-	if think {
-		pre = append(pre, &toolsetConfig{Type: "think"})
-	}
-	if memory != nil && memory.Path != "" {
-		pre = append(pre, memory)
-	}
-	a.Toolsets = append(pre, toolsets...)
+	a.Toolsets = append(v0.toolsets(), toolsets...)
 	return a, nil
+}
+
+// cfgV0Tools holds a v0 agent's think, todo and memory keys, which the v0→v1
+// upgrade turns into toolsets prepended to the agent's own.
+type cfgV0Tools struct {
+	think, todo, todoShared bool
+	memory                  *toolsetConfig
+}
+
+func (d *cfgDecoder) v0Tool(k string, v *yamlNode, t *cfgV0Tools) error {
+	switch {
+	case k == "think":
+		return d.boolean(v, &t.think)
+	case cfgIsNull(v):
+		return nil
+	case k == "todo" && v.Kind == yamlMap:
+		t.todo = true
+		return d.mapping(v, "todo", func(k string, v *yamlNode) (bool, error) {
+			if k == "shared" {
+				return true, d.boolean(v, &t.todoShared)
+			}
+			return false, nil
+		})
+	case k == "todo":
+		return d.boolean(v, &t.todo)
+	}
+	t.memory = &toolsetConfig{Type: "memory"}
+	return d.mapping(v, "memory", func(k string, v *yamlNode) (bool, error) {
+		if k == "path" {
+			return true, d.str(v, &t.memory.Path)
+		}
+		return false, nil
+	})
+}
+
+// toolsets are the v0 keys as toolsets, in the upgrade's order: todo, think, then
+// memory (only with a path).
+func (t *cfgV0Tools) toolsets() []*toolsetConfig {
+	var out []*toolsetConfig
+	if t.todo {
+		out = append(out, &toolsetConfig{Type: "todo", Shared: t.todoShared})
+	}
+	if t.think {
+		out = append(out, &toolsetConfig{Type: "think"})
+	}
+	if t.memory != nil && t.memory.Path != "" {
+		out = append(out, t.memory)
+	}
+	return out
 }
 
 func (d *cfgDecoder) commands(n *yamlNode, a *agentConfig) error {
@@ -1007,88 +1016,19 @@ func (d *cfgDecoder) hooks(n *yamlNode, a *agentConfig) error {
 		return nil
 	}
 	h := &hooksConfig{}
-	hookList := func(v *yamlNode, path string) ([]hookDef, error) {
-		if cfgIsNull(v) {
-			return nil, nil
-		}
-		if v.Kind != yamlSeq {
-			return nil, d.typeErr(v, "sequence")
-		}
-		var out []hookDef
-		for i, hn := range v.Values {
-			var hd hookDef
-			p := fmt.Sprintf("%s[%d]", path, i)
-			err := d.mapping(hn, p, func(k string, v *yamlNode) (bool, error) {
-				switch k {
-				case "type":
-					return true, d.str(v, &hd.Type)
-				case "command":
-					return true, d.str(v, &hd.Command)
-				case "timeout":
-					return true, d.intField(v, &hd.Timeout)
-				}
-				return false, nil
-			})
-			if err != nil {
-				return nil, err
-			}
-			switch {
-			case hd.Type == "":
-				return nil, d.errf(hn, "%s: type is required", p)
-			case hd.Type != "command":
-				return nil, d.errf(hn, "%s: unsupported hook type '%s' (only 'command' is supported)", p, hd.Type)
-			case hd.Command == "":
-				return nil, d.errf(hn, "%s: command is required for command hooks", p)
-			}
-			out = append(out, hd)
-		}
-		return out, nil
-	}
-	matchers := func(v *yamlNode, event string) ([]hookMatcher, error) {
-		if cfgIsNull(v) {
-			return nil, nil
-		}
-		if v.Kind != yamlSeq {
-			return nil, d.typeErr(v, "sequence")
-		}
-		var out []hookMatcher
-		for i, mn := range v.Values {
-			var m hookMatcher
-			p := fmt.Sprintf("hooks.%s[%d]", event, i)
-			err := d.mapping(mn, p, func(k string, v *yamlNode) (bool, error) {
-				switch k {
-				case "matcher":
-					return true, d.str(v, &m.Matcher)
-				case "hooks":
-					var err error
-					m.Hooks, err = hookList(v, p+".hooks")
-					return true, err
-				}
-				return false, nil
-			})
-			if err != nil {
-				return nil, err
-			}
-			if len(m.Hooks) == 0 {
-				return nil, d.errf(mn, "%s: at least one hook is required", p)
-			}
-			out = append(out, m)
-		}
-		return out, nil
-	}
 	err := d.fields(n, "hooks", cfgHooksFields, func(k string, v *yamlNode) (bool, error) {
 		var err error
 		switch k {
 		case "pre_tool_use":
-			h.PreToolUse, err = matchers(v, k)
+			h.PreToolUse, err = d.hookMatchers(v, k)
 		case "post_tool_use":
-			h.PostToolUse, err = matchers(v, k)
+			h.PostToolUse, err = d.hookMatchers(v, k)
 		case "session_start":
-			h.SessionStart, err = hookList(v, "hooks."+k)
+			h.SessionStart, err = d.hookList(v, "hooks."+k)
 		case "session_end":
-			h.SessionEnd, err = hookList(v, "hooks."+k)
+			h.SessionEnd, err = d.hookList(v, "hooks."+k)
 		case "on_user_input":
-			h.OnUserInput, err = hookList(v, "hooks."+k)
+			h.OnUserInput, err = d.hookList(v, "hooks."+k)
 		default:
 			return false, nil
 		}
@@ -1099,6 +1039,84 @@ func (d *cfgDecoder) hooks(n *yamlNode, a *agentConfig) error {
 	}
 	a.HookSet = h
 	return nil
+}
+
+// hookMatchers decodes the matcher list of a tool event (pre_tool_use, post_tool_use).
+func (d *cfgDecoder) hookMatchers(v *yamlNode, event string) ([]hookMatcher, error) {
+	if cfgIsNull(v) {
+		return nil, nil
+	}
+	if v.Kind != yamlSeq {
+		return nil, d.typeErr(v, "sequence")
+	}
+	var out []hookMatcher
+	for i, mn := range v.Values {
+		var m hookMatcher
+		p := fmt.Sprintf("hooks.%s[%d]", event, i)
+		err := d.mapping(mn, p, func(k string, v *yamlNode) (bool, error) {
+			switch k {
+			case "matcher":
+				return true, d.str(v, &m.Matcher)
+			case "hooks":
+				var err error
+				m.Hooks, err = d.hookList(v, p+".hooks")
+				return true, err
+			}
+			return false, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(m.Hooks) == 0 {
+			return nil, d.errf(mn, "%s: at least one hook is required", p)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// hookList decodes a list of hooks; path names it in messages.
+func (d *cfgDecoder) hookList(v *yamlNode, path string) ([]hookDef, error) {
+	if cfgIsNull(v) {
+		return nil, nil
+	}
+	if v.Kind != yamlSeq {
+		return nil, d.typeErr(v, "sequence")
+	}
+	var out []hookDef
+	for i, hn := range v.Values {
+		hd, err := d.hook(hn, fmt.Sprintf("%s[%d]", path, i))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, hd)
+	}
+	return out, nil
+}
+
+func (d *cfgDecoder) hook(n *yamlNode, path string) (hookDef, error) {
+	var hd hookDef
+	err := d.mapping(n, path, func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "type":
+			return true, d.str(v, &hd.Type)
+		case "command":
+			return true, d.str(v, &hd.Command)
+		case "timeout":
+			return true, d.intField(v, &hd.Timeout)
+		}
+		return false, nil
+	})
+	switch {
+	case err != nil:
+	case hd.Type == "":
+		err = d.errf(n, "%s: type is required", path)
+	case hd.Type != "command":
+		err = d.errf(n, "%s: unsupported hook type '%s' (only 'command' is supported)", path, hd.Type)
+	case hd.Command == "":
+		err = d.errf(n, "%s: command is required for command hooks", path)
+	}
+	return hd, err
 }
 
 func (d *cfgDecoder) toolsets(n *yamlNode, agent string) ([]*toolsetConfig, error) {
@@ -1145,19 +1163,7 @@ func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetCo
 		case "tools":
 			return true, d.strs(v, &ts.Tools)
 		case "env_file":
-			// A string or a list of strings.
-			var files []string
-			if v.Kind == yamlScalar && !cfgIsNull(v) {
-				if v.Text != "" {
-					files = []string{v.Text}
-				}
-			} else if err := d.strs(v, &files); err != nil {
-				return true, err
-			}
-			if len(files) > 0 {
-				return true, d.errf(v, "toolset Envfiles is not supported anymore")
-			}
-			return true, nil
+			return true, d.envFile(v)
 		case "ref":
 			return true, d.str(v, &ts.Ref)
 		case "config":
@@ -1210,29 +1216,56 @@ func (d *cfgDecoder) toolset(n *yamlNode, what, implicitType string) (*toolsetCo
 	if err != nil {
 		return nil, err
 	}
-	if sandbox != nil && !cfgIsNull(sandbox) {
-		var paths []string
-		err := d.mapping(sandbox, "sandbox", func(k string, v *yamlNode) (bool, error) {
-			switch k {
-			case "image":
-				var s string
-				return true, d.str(v, &s)
-			case "paths":
-				return true, d.strs(v, &paths)
-			}
-			return false, nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if len(paths) == 0 {
-			return nil, d.errf(sandbox, "sandbox requires at least one path to be set")
-		}
+	if err := d.sandbox(sandbox); err != nil {
+		return nil, err
 	}
 	if msg := d.toolsetProblem(ts); msg != "" {
 		return nil, d.errf(n, "%s", msg)
 	}
 	return ts, nil
+}
+
+// envFile is v0/v1's env_file, a string or a list of strings, which the v1→v2
+// upgrade rejects when set.
+func (d *cfgDecoder) envFile(v *yamlNode) error {
+	var files []string
+	if v.Kind == yamlScalar && !cfgIsNull(v) {
+		if v.Text != "" {
+			files = []string{v.Text}
+		}
+	} else if err := d.strs(v, &files); err != nil {
+		return err
+	}
+	if len(files) > 0 {
+		return d.errf(v, "toolset Envfiles is not supported anymore")
+	}
+	return nil
+}
+
+// sandbox checks a v3-v5 shell sandbox (nil when absent) that the v5→v6 upgrade
+// then drops. It runs after the other keys, as the reference validates it.
+func (d *cfgDecoder) sandbox(n *yamlNode) error {
+	if cfgIsNull(n) {
+		return nil
+	}
+	var paths []string
+	err := d.mapping(n, "sandbox", func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "image":
+			var s string
+			return true, d.str(v, &s)
+		case "paths":
+			return true, d.strs(v, &paths)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(paths) == 0 {
+		return d.errf(n, "sandbox requires at least one path to be set")
+	}
+	return nil
 }
 
 func (d *cfgDecoder) remote(n *yamlNode, r *remoteConfig) error {

@@ -28,8 +28,16 @@ func (d *cfgDecoder) patterns(n *yamlNode, dst *[]string) error {
 }
 
 // toolsetProblem is the validation matrix of CONFIG.md §6.1 with the reference's
-// messages; versions up to 5 keep their stricter memory and ref rules.
+// messages: first the fields a type may not have, then what each type requires.
 func (d *cfgDecoder) toolsetProblem(t *toolsetConfig) string {
+	if msg := cfgToolsetFieldProblem(t); msg != "" {
+		return msg
+	}
+	return d.toolsetTypeProblem(t)
+}
+
+// cfgToolsetFieldProblem reports a field set on a toolset whose type does not take it.
+func cfgToolsetFieldProblem(t *toolsetConfig) string {
 	is := func(types ...string) bool { return slices.Contains(types, t.Type) }
 	switch {
 	case t.Shell.len() > 0 && !is("script"):
@@ -69,33 +77,19 @@ func (d *cfgDecoder) toolsetProblem(t *toolsetConfig) string {
 	case t.Name != "" && !is("mcp", "a2a"):
 		return "name can only be used with type 'mcp' or 'a2a'"
 	}
+	return ""
+}
+
+// toolsetTypeProblem reports what a toolset's type requires and lacks; versions up to
+// 5 keep their stricter memory and ref rules.
+func (d *cfgDecoder) toolsetTypeProblem(t *toolsetConfig) string {
 	switch t.Type {
 	case "memory":
 		if t.Path == "" && d.ver <= cfgMemoryPathUntil {
 			return "memory toolset requires a path to be set"
 		}
 	case "mcp":
-		n := 0
-		for _, set := range []bool{t.Command != "", t.Remote.URL != "", t.Ref != ""} {
-			if set {
-				n++
-			}
-		}
-		if !d.knows(cfgToolsetFields, "ref") { // v0: the messages do not name ref
-			if n == 0 {
-				return "either command or remote must be set"
-			} else if n > 1 {
-				return "either command or remote must be set, but only one of those"
-			}
-		}
-		if n == 0 {
-			return "either command, remote or ref must be set"
-		} else if n > 1 {
-			return "either command, remote or ref must be set, but only one of those"
-		}
-		if t.Ref != "" && d.ver <= cfgDockerRefUntil && !strings.Contains(t.Ref, "docker:") {
-			return "only docker refs are supported for MCP tools, e.g., 'docker:context7'"
-		}
+		return d.mcpProblem(t)
 	case "a2a":
 		if t.URL == "" {
 			return "a2a toolset requires a url to be set"
@@ -112,6 +106,32 @@ func (d *cfgDecoder) toolsetProblem(t *toolsetConfig) string {
 		if len(t.Models) == 0 {
 			return "model_picker toolset requires at least one model in the 'models' list"
 		}
+	}
+	return ""
+}
+
+// mcpProblem: an MCP toolset names exactly one server, by command, remote or ref.
+func (d *cfgDecoder) mcpProblem(t *toolsetConfig) string {
+	n := 0
+	for _, set := range []bool{t.Command != "", t.Remote.URL != "", t.Ref != ""} {
+		if set {
+			n++
+		}
+	}
+	if !d.knows(cfgToolsetFields, "ref") { // v0: the messages do not name ref
+		if n == 0 {
+			return "either command or remote must be set"
+		} else if n > 1 {
+			return "either command or remote must be set, but only one of those"
+		}
+	}
+	if n == 0 {
+		return "either command, remote or ref must be set"
+	} else if n > 1 {
+		return "either command, remote or ref must be set, but only one of those"
+	}
+	if t.Ref != "" && d.ver <= cfgDockerRefUntil && !strings.Contains(t.Ref, "docker:") {
+		return "only docker refs are supported for MCP tools, e.g., 'docker:context7'"
 	}
 	return ""
 }
@@ -150,7 +170,16 @@ func cfgIsExternalRef(ref string) bool {
 func cfgValidate(f *agentFile) error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	cfgValidateProviders(f, fail)
+	cfgResolveModels(f, fail)
+	cfgValidateAgents(f, fail)
+	return errors.Join(errs...)
+}
 
+// cfgFail collects one validation problem.
+type cfgFail func(format string, args ...any)
+
+func cfgValidateProviders(f *agentFile, fail cfgFail) {
 	for _, name := range f.Providers.keys() {
 		p := f.Providers.Values[name]
 		switch {
@@ -171,7 +200,11 @@ func cfgValidate(f *agentFile) error {
 			}
 		}
 	}
+}
 
+// cfgResolveModels defaults named models to parallel tool calls and adds the inline
+// provider/model references of agents, routing rules and RAG strategies to models.
+func cfgResolveModels(f *agentFile, fail cfgFail) {
 	if f.Models == nil {
 		f.Models = &orderedMap[*modelConfig]{}
 	}
@@ -211,6 +244,14 @@ func cfgValidate(f *agentFile) error {
 			ensure(r.Model, fmt.Sprintf("routing rule %d in model '%s'", i, name))
 		}
 	}
+	cfgResolveRAGModels(f, ensure, fail)
+	if f.Models.len() == 0 {
+		f.Models = nil
+	}
+}
+
+// cfgResolveRAGModels ensures the model of every RAG strategy.
+func cfgResolveRAGModels(f *agentFile, ensure func(ref, who string), fail cfgFail) {
 	for _, name := range f.RAG.keys() {
 		var src struct {
 			Strategies []map[string]any `json:"strategies"`
@@ -231,10 +272,10 @@ func cfgValidate(f *agentFile) error {
 			}
 		}
 	}
-	if f.Models.len() == 0 {
-		f.Models = nil
-	}
+}
 
+// cfgValidateAgents resolves MCP definitions and checks the names agents refer to.
+func cfgValidateAgents(f *agentFile, fail cfgFail) {
 	names := map[string]bool{}
 	for _, a := range f.Agents {
 		names[a.Name] = true
@@ -267,7 +308,6 @@ func cfgValidate(f *agentFile) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // cfgMergeMCP fills a `ref: <mcps key>` toolset from its definition: the agent's own
