@@ -647,7 +647,8 @@ func cassettePrintableLine(s string) bool {
 // cassetteBody writes key: value for a body. Multi-line bodies (SSE streams) become
 // literal blocks whose chomping indicator keeps the exact trailing newlines; bodies a
 // block cannot hold (control characters, CR, a first line starting with a blank,
-// whitespace-only lines) are double-quoted instead.
+// whitespace-only lines, a last line ending in a blank with no line break after it)
+// are double-quoted instead.
 func cassetteBody(b *bytes.Buffer, indent, key, body string) {
 	if !strings.Contains(body, "\n") || !cassetteBlockSafe(body) {
 		fmt.Fprintf(b, "%s%s: %s\n", indent, key, cassetteScalar(body))
@@ -678,6 +679,11 @@ func cassetteBody(b *bytes.Buffer, indent, key, body string) {
 
 func cassetteBlockSafe(body string) bool {
 	if !utf8.ValidString(body) || strings.HasPrefix(body, " ") || strings.HasPrefix(body, "\t") || strings.HasPrefix(body, "\n") {
+		return false
+	}
+	// Our parser rejects trailing blanks on a last line without a line break: under |-
+	// a reader cannot tell them from editor noise.
+	if strings.HasSuffix(body, " ") || strings.HasSuffix(body, "\t") {
 		return false
 	}
 	for _, line := range strings.Split(body, "\n") {

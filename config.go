@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -107,7 +108,13 @@ type hooksConfig struct {
 type hookMatcher struct {
 	Matcher string    `json:"matcher,omitempty"`
 	Hooks   []hookDef `json:"hooks"`
+
+	re *regexp.Regexp // Matcher anchored and compiled at load; nil matches every tool
 }
+
+// matches reports whether the hooks apply to the tool name, as the reference's
+// matcher: a case-sensitive regexp over the whole name; "" and "*" match all.
+func (m hookMatcher) matches(tool string) bool { return m.re == nil || m.re.MatchString(tool) }
 
 type hookDef struct {
 	Type    string `json:"type"`
@@ -138,14 +145,10 @@ type fallbackConfig struct {
 // time.Duration.String() ("30s", "1m0s"), or "" for the default.
 func (fb fallbackConfig) MarshalJSON() ([]byte, error) {
 	type plain fallbackConfig // without this method
-	var cooldown string
-	if fb.CooldownDur != 0 {
-		cooldown = fb.CooldownDur.String()
-	}
 	return json.Marshal(struct {
 		plain
 		Cooldown string `json:"cooldown"`
-	}{plain(fb), cooldown})
+	}{plain(fb), cfgDurationString(fb.CooldownDur)})
 }
 
 // modelConfig is an entry of `models:` (or one synthesised for an inline provider/model).
@@ -164,6 +167,28 @@ type modelConfig struct {
 	TrackUsage        *bool          `json:"track_usage,omitempty"`
 	ThinkingBudget    any            `json:"thinking_budget,omitempty"` // int64 or string
 	RoutingRules      []routingRule  `json:"routing,omitempty"`
+	// FirstByteDur and IdleDur bound a stalled provider (our extension; 0 = the API
+	// family's default). Serialised as first_byte_timeout and idle_timeout by MarshalJSON.
+	FirstByteDur, IdleDur time.Duration `json:"-"`
+}
+
+// MarshalJSON adds the timeouts as time.Duration.String() of the configured values,
+// omitted when unset.
+func (mc modelConfig) MarshalJSON() ([]byte, error) {
+	type plain modelConfig // without this method
+	return json.Marshal(struct {
+		plain
+		FirstByteTimeout string `json:"first_byte_timeout,omitempty"`
+		IdleTimeout      string `json:"idle_timeout,omitempty"`
+	}{plain(mc), cfgDurationString(mc.FirstByteDur), cfgDurationString(mc.IdleDur)})
+}
+
+// cfgDurationString is d as configuration JSON shows it: "" for 0 (the default).
+func cfgDurationString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // providerConfig is a custom OpenAI-compatible endpoint from `providers:`.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,23 @@ func (d *cfgDecoder) str(n *yamlNode, dst *string) error {
 	}
 	*dst = n.Text
 	return nil
+}
+
+// duration is a Go duration string ("30s", "1m"); empty or null is 0, negative is an
+// error naming the field.
+func (d *cfgDecoder) duration(n *yamlNode, name string) (time.Duration, error) {
+	var s string
+	if err := d.str(n, &s); err != nil || s == "" {
+		return 0, err
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, d.errf(n, "invalid duration format %q: %v", s, err)
+	}
+	if dur < 0 {
+		return 0, d.errf(n, "%s must be non-negative", name)
+	}
+	return dur, nil
 }
 
 // integer accepts ints, quoted digits and floats (truncated), like the reference.
@@ -391,6 +409,7 @@ var (
 		{"provider", 1, cfgNow}, {"token_key", 1, cfgNow}, {"provider_opts", 1, cfgNow},
 		{"track_usage", 2, cfgNow}, {"thinking_budget", 2, cfgNow},
 		{"routing", 3, cfgNow},
+		{"first_byte_timeout", 0, cfgNow}, {"idle_timeout", 0, cfgNow}, // our extension
 	}
 	cfgAgentFields = []cfgField{
 		{"name", 0, cfgNow}, {"model", 0, cfgNow}, {"description", 0, cfgNow}, {"instruction", 0, cfgNow},
@@ -649,6 +668,14 @@ func (d *cfgDecoder) model(n *yamlNode, name string) (*modelConfig, error) {
 			return true, d.thinkingBudget(v, mc)
 		case "routing":
 			return true, d.routing(v, mc, name)
+		case "first_byte_timeout":
+			var err error
+			mc.FirstByteDur, err = d.duration(v, k)
+			return true, err
+		case "idle_timeout":
+			var err error
+			mc.IdleDur, err = d.duration(v, k)
+			return true, err
 		}
 		return false, nil
 	})
@@ -988,22 +1015,9 @@ func (d *cfgDecoder) fallback(n *yamlNode, a *agentConfig) error {
 			}
 			return true, nil
 		case "cooldown":
-			var s string
-			if err := d.str(v, &s); err != nil {
-				return true, err
-			}
-			if s == "" {
-				return true, nil
-			}
-			dur, err := time.ParseDuration(s)
-			if err != nil {
-				return true, d.errf(v, "invalid duration format %q: %v", s, err)
-			}
-			if dur < 0 {
-				return true, d.errf(v, "fallback.cooldown must be non-negative")
-			}
-			fb.CooldownDur = dur
-			return true, nil
+			var err error
+			fb.CooldownDur, err = d.duration(v, "fallback.cooldown")
+			return true, err
 		}
 		return false, nil
 	})
@@ -1069,6 +1083,16 @@ func (d *cfgDecoder) hookMatchers(v *yamlNode, event string) ([]hookMatcher, err
 		}
 		if len(m.Hooks) == 0 {
 			return nil, d.errf(mn, "%s: at least one hook is required", p)
+		}
+		if m.Matcher != "" && m.Matcher != "*" {
+			// The reference skips a bad matcher with a log line, so its hooks never
+			// run; a guard that silently does nothing is worse than a load error.
+			if _, err := regexp.Compile(m.Matcher); err != nil { // the anchors stay out of the message
+				return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
+			}
+			if m.re, err = regexp.Compile("^(?:" + m.Matcher + ")$"); err != nil {
+				return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
+			}
 		}
 		out = append(out, m)
 	}

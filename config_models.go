@@ -98,6 +98,8 @@ func (f *agentFile) specFromConfig(ref string, mc *modelConfig) modelSpec {
 		ParallelToolCalls: mc.ParallelToolCalls,
 		TrackUsage:        mc.TrackUsage,
 		ThinkingBudget:    mc.ThinkingBudget,
+		FirstByteTimeout:  mc.FirstByteDur,
+		IdleTimeout:       mc.IdleDur,
 	}
 	if mc.MaxTokens != nil {
 		s.MaxTokens = *mc.MaxTokens

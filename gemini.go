@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -30,7 +29,7 @@ type geminiClient struct {
 func newGeminiClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	getenv := modelGetenv(env)
 	base := strings.TrimRight(provFirst(spec.BaseURL, getenv("GOOGLE_GEMINI_BASE_URL"), geminiDefaultBase), "/")
-	c := &geminiClient{ms: spec, conn: newProvConn("gemini", env), newID: geminiCallID}
+	c := &geminiClient{ms: spec, conn: newProvConn("gemini", spec, env), newID: geminiCallID}
 	c.conn.lines = true
 	model := strings.TrimPrefix(spec.Model, "models/")
 	path := "/v1beta/models/" + url.PathEscape(model) + ":streamGenerateContent?alt=sse"
@@ -458,7 +457,7 @@ func (c *geminiClient) stream(ctx context.Context, req *modelRequest, emit func(
 		return nil
 	}, func() error {
 		if finish == "" {
-			return errors.New("stream ended without a finishReason")
+			return fmt.Errorf("no finishReason: %w", errStreamCut)
 		}
 		if usage != nil {
 			emit(modelEvent{Kind: evUsage, Usage: usage, Model: model})

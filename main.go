@@ -51,9 +51,12 @@ const version = "0.1.0"
 
 // Every input has a limit; they are all here so an auditor can read them in one place.
 const (
-	maxSSELine         = 8 << 20  // longest provider SSE line accepted
-	maxMetadataBody    = 1 << 20  // session create/title/permissions/resume/elicitation bodies
-	maxRunBody         = 16 << 20 // run request: the user's messages, images inlined
+	maxSSELine         = 8 << 20   // longest provider SSE line accepted
+	maxMetadataBody    = 1 << 20   // session create/title/permissions/resume/elicitation bodies
+	maxRunBody         = 16 << 20  // run request: the user's messages, images inlined
+	maxBodyMemory      = 256 << 20 // request bodies being read at once (each costs 2× its size)
+	bodyReadGrace      = 60 * time.Second
+	bodyMinRate        = 64 << 10 // bytes/s a body must average after the grace period
 	maxTitleLen        = 1024     // characters in a session title
 	maxAgentFile       = 4 << 20  // bytes of one agent YAML file
 	maxPromptFile      = 1 << 20  // bytes of one add_prompt_files file

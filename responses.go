@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -33,7 +32,7 @@ func newResponsesClient(spec modelSpec, env clientEnv) (modelClient, error) {
 		return nil, fmt.Errorf("responses: provider %q has no base_url", spec.Provider)
 	}
 	base = strings.TrimRight(base, "/")
-	c := &responsesClient{ms: spec, conn: newProvConn("responses", env)}
+	c := &responsesClient{ms: spec, conn: newProvConn("responses", spec, env)}
 	if env.Gateway != "" {
 		c.conn.url = strings.TrimRight(env.Gateway, "/") + "/v1/responses"
 		provGatewayHeaders(c.conn.header, env, base, spec)
@@ -336,7 +335,7 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 			return responsesError(e.Code, e.Message)
 		}
 		return nil
-	}, func() error { return errors.New("stream ended before response.completed") })
+	}, func() error { return fmt.Errorf("no response.completed: %w", errStreamCut) })
 }
 
 // responsesError builds a modelError from an error event's code and message, with an HTTP

@@ -5,10 +5,12 @@ package main
 // titles, and the per-session run state that resume and elicitation answer.
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -180,7 +182,7 @@ type resumeRequest struct {
 func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req resumeRequest
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -226,7 +228,7 @@ func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pe
 func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req elicitationResponse
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -308,14 +310,46 @@ type runMessage struct {
 	MultiContent []messagePart `json:"multi_content,omitempty"`
 }
 
+// runBody is the run request: the reference's bare array of messages, or the newer
+// object form {"messages":[…]} (API-UPSTREAM.md §3.1), whose messages are all new.
+// An object without "messages" is refused: it is most likely one message sent unwrapped.
+type runBody struct {
+	messages []runMessage
+	object   bool
+}
+
+func (b *runBody) UnmarshalJSON(data []byte) error {
+	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
+		return json.Unmarshal(data, &b.messages)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return err
+	}
+	msgs, ok := obj["messages"]
+	if !ok {
+		return errors.New(`want an array of messages or {"messages": [...]}`)
+	}
+	b.object = true
+	return json.Unmarshal(msgs, &b.messages)
+}
+
+// newMessages is what the body adds to the session.
+func (b *runBody) newMessages() []runMessage {
+	if b.object {
+		return b.messages
+	}
+	return arrayBodyMessages(b.messages)
+}
+
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var body []runMessage
-	if err := readJSON(w, r, maxRunBody, &body); err != nil {
+	var body runBody
+	if err := s.readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	msgs := arrayBodyMessages(body)
+	msgs := body.newMessages()
 	rec, err := s.st.session(r.Context(), sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
@@ -394,7 +428,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 // element only. docker-agent's remote client keeps just the user's messages and
 // re-sends all of them every turn, so the earlier elements are already stored; the
 // reference records only the last too (but still shows the model the repeats, which
-// we do not). An object body {"messages":[…]} would add every message it holds.
+// we do not). An object body {"messages":[…]} adds every message it holds.
 func arrayBodyMessages(body []runMessage) []runMessage {
 	if len(body) > 1 {
 		return body[len(body)-1:]
@@ -478,6 +512,8 @@ type convo struct {
 	history []chatMessage // the conversation sent to models, system prompts excluded
 	agents  []string      // the transfer chain, for cycle detection
 	cost    float64
+
+	hookContext []string // session_start hooks' additional context, sent as system messages
 }
 
 // run is the whole run of the root session: prefix events, the user's messages
@@ -507,12 +543,14 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 		go rn.generateTitle(ctx, ag, contents)
 	}
 	last := rn.loop(ctx, c, ag)
+	rn.sessionEnd(ctx, c, last)
 	// Writes that failed are retried for a while, also when the client has gone; if
 	// they still fail, the client hears it before stream_stopped.
 	if err := rn.save.finish(context.WithoutCancel(ctx), cmp.Or(rn.s.cfg.saveRetryFor, saveRetryFor)); err != nil {
 		rn.sink.send(newEvent("error", "error", notSavedMessage(err)).ctx("", zeroTime))
 	}
 	rn.sink.send(newEvent("stream_stopped", "session_id", c.rec.ID).ctx(last.Name, time.Now()))
+	rn.onUserInput(ctx, c, last)
 	if rn.titleDone != nil {
 		select {
 		case <-rn.titleDone:
@@ -534,9 +572,11 @@ func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	return c
 }
 
-// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info.
+// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info,
+// and runs the session_start hooks where the reference does, before team_info.
 func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.sink.send(rn.agentInfo(ag))
+	rn.sessionStart(ctx, c, ag)
 	type agentDetails struct {
 		Name        string `json:"name"`
 		Description string `json:"description"`
@@ -566,13 +606,14 @@ func (rn *runner) agentInfo(ag *agentConfig) *event {
 // [warning] (toolsets that failed; only when warn, once per run), MCP markers when the
 // agent has toolsets, toolset_info.
 func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []tool {
-	tools, warnings := rn.team.agentTools(ctx, ag)
+	tools, warnings := rn.team.agentTools(ctx, ag, rn.root.WorkingDir)
 	for _, w := range warnings {
 		if warn {
 			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
 		}
 	}
-	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0
+	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0 ||
+		rn.team.skillsFor(ctx, ag, rn.root.WorkingDir) != nil // found skills are a toolset in the reference
 	if hasSets {
 		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
 		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))
@@ -651,6 +692,7 @@ func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
 func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, max int) (more int, stop bool) {
 	p := rn.rs.ask("max_iterations", toolCall{}, nil)
 	rn.sink.send(newEvent("max_iterations_reached", "max_iterations", max).ctx("", zeroTime))
+	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return 0, true
@@ -785,6 +827,12 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	if err != nil {
 		if content.Len() > 0 || reasoning.Len() > 0 {
 			calls = nil // half-streamed tool calls cannot be answered
+			if ctx.Err() == nil {
+				// The provider failed mid-answer: mark the kept text as incomplete, on
+				// the wire and on disk alike, so neither reader takes it as whole.
+				content.WriteString(answerCutMarker)
+				rn.sink.send(newEvent("agent_choice", "content", answerCutMarker, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+			}
 			flush(true)
 			c.history = append(c.history, *msg)
 		}
@@ -809,6 +857,9 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	rn.tokenUsage(ctx, c, ag, msg, price)
 	return msg, nil
 }
+
+// answerCutMarker ends an answer that the provider stopped sending part-way.
+const answerCutMarker = "\n\n[answer incomplete: the model provider stopped mid-answer]"
 
 // tokenUsage emits token_usage for the last call and stores the counters.
 func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg *chatMessage, price modelPrice) {
@@ -908,6 +959,7 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	for _, src := range rn.team.toolsets(ag).rag {
 		add(src.instruction())
 	}
+	add(rn.team.skillsFor(ctx, ag, rn.root.WorkingDir).instruction())
 	if ag.AddDate {
 		add("Today's date: " + time.Now().Format("2006-01-02"))
 	}
@@ -916,6 +968,9 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	}
 	for _, name := range ag.AddPromptFiles {
 		add(promptFile(rn.s.workDir(c.rec), rn.s.cfg.root, name))
+	}
+	for _, s := range c.hookContext {
+		add(s)
 	}
 	return out
 }
@@ -1008,7 +1063,10 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			rn.toolResponse(ctx, c, ag, call, tl.def, toolErrorf("Invalid arguments for tool '%s': %v", call.Function.Name, err))
 			continue
 		}
-		res, ok := rn.approve(ctx, c, ag, call, tl.def)
+		call, res, ok := rn.preToolUse(ctx, c, ag, call, tl.def)
+		if ok {
+			res, ok = rn.approve(ctx, c, ag, call, tl.def)
+		}
 		if !ok {
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
 			continue
@@ -1024,12 +1082,13 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 				next = to
 			}
 		default:
-			res = tl.run(ctx, rn.toolEnv(c), json.RawMessage(call.Function.Arguments))
+			res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
 		}
 		if ctx.Err() != nil && !res.IsError {
 			res = toolErrorf("The tool call was canceled by the user.")
 		}
 		rn.toolResponse(ctx, c, ag, call, tl.def, res)
+		rn.postToolUse(ctx, c, ag, call, res)
 	}
 	return next
 }
@@ -1097,11 +1156,11 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 // deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
 // it may not, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
+	if res, denied := rn.yamlDenied(c, call, def); denied {
+		return res, false
+	}
 	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
 	team := rn.team.file.Permissions
-	if team != nil && matchAny(team.Deny, name, args, true) {
-		return toolErrorf("Tool '%s' is denied by permissions configuration.", name), false
-	}
 	rn.rs.mu.Lock()
 	yolo, session := rn.rs.toolsApproved, rn.rs.permissions
 	rn.rs.mu.Unlock()
@@ -1130,13 +1189,24 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	if decision == "" && def.Annotations.ReadOnlyHint {
 		return toolResult{}, true
 	}
-	return rn.confirm(ctx, call, def, ag)
+	return rn.confirm(ctx, c, call, def, ag)
+}
+
+// yamlDenied reports whether the agent's YAML denies call: absolute, whatever YOLO,
+// session patterns or hooks say.
+func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, bool) {
+	team := rn.team.file.Permissions
+	if team != nil && matchAny(team.Deny, call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec)), true) {
+		return toolErrorf("Tool '%s' is denied by permissions configuration.", call.Function.Name), true
+	}
+	return toolResult{}, false
 }
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
-func (rn *runner) confirm(ctx context.Context, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
+func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
 	p := rn.rs.ask("confirmation", call, nil)
 	rn.sink.send(newEvent("tool_call_confirmation", "tool_call", call, "tool_definition", def).ctx(ag.Name, time.Now()))
+	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return toolErrorf("The tool call was canceled by the user."), false
@@ -1237,6 +1307,7 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	rn.prefix(ctx, child, sub)
 	rn.sink.send(newEvent("stream_started", "session_id", rec.ID).ctx(sub.Name, time.Now()))
 	last := rn.loop(ctx, child, sub)
+	rn.sessionEnd(ctx, child, last)
 	rn.sink.send(newEvent("stream_stopped", "session_id", rec.ID).ctx(last.Name, time.Now()))
 
 	rn.save.save(wctx, nil, "the sub-session link of session "+parent.rec.ID, func(ctx context.Context) error {

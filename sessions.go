@@ -141,7 +141,7 @@ type createSessionRequest struct {
 
 func (s *server) serveCreateSession(w http.ResponseWriter, r *http.Request) {
 	var req createSessionRequest
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -285,7 +285,7 @@ func (s *server) serveSetTitle(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Title *string `json:"title"`
 	}
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -312,7 +312,7 @@ func (s *server) serveSetPermissions(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Permissions *permissionsConfig `json:"permissions"`
 	}
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
