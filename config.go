@@ -1,9 +1,10 @@
 package main
 
 // config.go is the agent configuration model (CONFIG.md): the typed form of an agent
-// YAML file after version migration, its JSON shape for GET /api/agents/{id}, and
-// loading. Decoding is in config_decode.go, post-load checks in config_validate.go,
-// model resolution in config_models.go and redaction in config_redact.go.
+// YAML file after version migration, its JSON shape for GET /api/agents/{id}, the
+// version-gate tables, and loading. Decoding is in config_decode.go, load-time checks
+// in config_validate.go, model resolution in config_models.go and redaction in
+// config_redact.go.
 
 import (
 	"bytes"
@@ -367,6 +368,88 @@ func (f *agentFile) defaultAgent() *agentConfig {
 
 // cfgLatestVersion is what a file without `version:` is read as.
 const cfgLatestVersion = 7
+
+// cfgField is a key of one config section and the file versions that know it, from
+// since to until inclusive. The reference decodes each version with its own Go
+// types, so a key outside its range is an unknown field there, and here.
+type cfgField struct {
+	key          string
+	since, until int
+}
+
+// cfgNow as until: the key is still part of the latest version.
+const cfgNow = cfgLatestVersion
+
+// One table per section that changed between versions; a key missing from its
+// section's table is unknown in every version.
+var (
+	cfgDocumentFields = []cfgField{
+		{"version", 0, cfgNow}, {"agents", 0, cfgNow}, {"models", 0, cfgNow},
+		{"env", 0, 1},      // top-level env: the v1→v2 upgrade rejects it when set
+		{"workflow", 0, 2}, // dropped by the upgrade
+		{"metadata", 1, cfgNow},
+		{"rag", 2, cfgNow},
+		{"providers", 3, cfgNow}, {"permissions", 3, cfgNow},
+		{"mcps", 6, cfgNow},
+	}
+	cfgMetadataFields = []cfgField{
+		{"author", 0, cfgNow}, {"license", 0, cfgNow}, {"readme", 0, cfgNow}, {"description", 0, cfgNow},
+		{"version", 3, cfgNow},
+	}
+	cfgModelFields = []cfgField{
+		{"model", 0, cfgNow}, {"temperature", 0, cfgNow}, {"top_p", 0, cfgNow},
+		{"frequency_penalty", 0, cfgNow}, {"presence_penalty", 0, cfgNow}, {"max_tokens", 0, cfgNow},
+		{"base_url", 0, cfgNow}, {"parallel_tool_calls", 0, cfgNow},
+		{"type", 0, 0}, // renamed provider in v1
+		{"env", 0, 1},  // the v1→v2 upgrade rejects it when set
+		{"provider", 1, cfgNow}, {"token_key", 1, cfgNow}, {"provider_opts", 1, cfgNow},
+		{"track_usage", 2, cfgNow}, {"thinking_budget", 2, cfgNow},
+		{"routing", 3, cfgNow},
+		{"first_byte_timeout", 0, cfgNow}, {"idle_timeout", 0, cfgNow}, // our extension
+	}
+	cfgAgentFields = []cfgField{
+		{"name", 0, cfgNow}, {"model", 0, cfgNow}, {"description", 0, cfgNow}, {"instruction", 0, cfgNow},
+		{"toolsets", 0, cfgNow}, {"sub_agents", 0, cfgNow}, {"add_date", 0, cfgNow},
+		{"num_history_items", 0, cfgNow}, {"commands", 0, cfgNow},
+		{"think", 0, 0}, {"todo", 0, 0}, {"memory", 0, 0}, // become toolsets in v1
+		{"add_environment_info", 1, cfgNow},
+		{"welcome_message", 2, cfgNow}, {"handoffs", 2, cfgNow}, {"rag", 2, cfgNow},
+		{"code_mode_tools", 2, cfgNow}, {"max_iterations", 2, cfgNow},
+		{"add_prompt_files", 2, cfgNow}, {"structured_output", 2, cfgNow},
+		{"skills", 3, cfgNow}, {"hooks", 3, cfgNow},
+		{"fallback", 4, cfgNow}, {"add_description_parameter", 4, cfgNow},
+	}
+	cfgHooksFields = []cfgField{
+		{"pre_tool_use", 0, cfgNow}, {"post_tool_use", 0, cfgNow},
+		{"session_start", 0, cfgNow}, {"session_end", 0, cfgNow},
+		{"on_user_input", 6, cfgNow},
+	}
+	cfgToolsetFields = []cfgField{
+		{"type", 0, cfgNow}, {"command", 0, cfgNow}, {"remote", 0, cfgNow},
+		{"args", 0, cfgNow}, {"env", 0, cfgNow}, {"tools", 0, cfgNow},
+		{"env_file", 0, 1}, // the v1→v2 upgrade rejects it when set
+		{"ref", 1, cfgNow}, {"config", 1, cfgNow}, {"shared", 1, cfgNow},
+		{"path", 1, cfgNow}, {"shell", 1, cfgNow}, {"post_edit", 1, cfgNow},
+		{"instruction", 2, cfgNow}, {"toon", 2, cfgNow}, {"api_config", 2, cfgNow},
+		{"ignore_vcs", 2, cfgNow}, {"timeout", 2, cfgNow},
+		{"defer", 3, cfgNow}, {"name", 3, cfgNow}, {"url", 3, cfgNow},
+		{"sandbox", 3, 5}, // checked, then dropped by the v5→v6 upgrade
+		{"headers", 5, cfgNow},
+		{"model", 6, cfgNow}, {"version", 6, cfgNow}, {"file_types", 6, cfgNow}, {"models", 6, cfgNow},
+	}
+	cfgAPIConfigFields = []cfgField{
+		{"name", 0, cfgNow}, {"method", 0, cfgNow}, {"endpoint", 0, cfgNow}, {"instruction", 0, cfgNow},
+		{"args", 0, cfgNow}, {"required", 0, cfgNow}, {"headers", 0, cfgNow},
+		{"output_schema", 3, cfgNow},
+	}
+)
+
+// Version rules that are not a key coming or going.
+const (
+	cfgSkillListSince  = 5 // skills: a list of sources as well as a boolean
+	cfgMemoryPathUntil = 5 // memory toolsets need a path
+	cfgDockerRefUntil  = 5 // an MCP ref must be a docker: ref (later it may name an mcps entry)
+)
 
 // loadAgentFile parses, strictly decodes, migrates to v7 and validates one agent
 // file (CONFIG.md §1). Decoding errors carry path:line:col; semantic errors found
