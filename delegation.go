@@ -85,12 +85,12 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	rn.appendMessage(wctx, rec.ID, "", &proceed, true)
 	child.history = []chatMessage{sys, proceed}
 
-	rn.sink.send(newEvent("agent_switching", "switching", true, "from_agent", ag.Name, "to_agent", sub.Name).ctx(sub.Name, time.Now()))
+	rn.sink.send(agentSwitchingEvent(true, ag.Name, sub.Name))
 	rn.sink.send(rn.agentInfo(sub))
 	rn.prefix(ctx, child, sub)
-	rn.sink.send(newEvent("stream_started", "session_id", rec.ID).ctx(sub.Name, time.Now()))
+	rn.sink.send(streamStartedEvent(rec.ID, sub.Name))
 	last := rn.loop(ctx, child, sub)
-	rn.sink.send(newEvent("stream_stopped", "session_id", rec.ID).ctx(last.Name, time.Now()))
+	rn.sink.send(streamStoppedEvent(rec.ID, last.Name))
 
 	rn.save.save(wctx, nil, "the sub-session link of session "+parent.rec.ID, func(ctx context.Context) error {
 		return rn.s.st.appendSubSession(ctx, parent.rec.ID, rec.ID)
@@ -102,9 +102,9 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 		if err != nil {
 			rn.s.log.Warn("reading the sub-session's messages failed; sub_session_completed carries none", "session", rec.ID, "err", err)
 		}
-		rn.sink.send(newEvent("sub_session_completed", "parent_session_id", parent.rec.ID, "sub_session", toSessionJSON(full, items)).ctx(last.Name, time.Now()))
+		rn.sink.send(subSessionCompletedEvent(parent.rec.ID, toSessionJSON(full, items), last.Name))
 	}
-	rn.sink.send(newEvent("agent_switching", "switching", false, "from_agent", sub.Name, "to_agent", ag.Name).ctx(ag.Name, time.Now()))
+	rn.sink.send(agentSwitchingEvent(false, sub.Name, ag.Name))
 	rn.sink.send(rn.agentInfo(ag))
 	if ctx.Err() != nil {
 		return toolErrorf("The tool call was canceled by the user.")

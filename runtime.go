@@ -258,16 +258,12 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	var contents []string
 	for i, m := range msgs {
 		c.history = append(c.history, m)
-		ev := newEvent("user_message", "message", m.Content)
-		if len(m.MultiContent) > 0 {
-			ev = newEvent("user_message", "message", m.Content, "multi_content", m.MultiContent)
-		}
-		rn.sink.send(ev.ctxKV("session_id", c.rec.ID, "session_position", positions[i]).ctx("", time.Now()))
+		rn.sink.send(userMessageEvent(m, c.rec.ID, positions[i]))
 		if strings.TrimSpace(m.Content) != "" {
 			contents = append(contents, m.Content)
 		}
 	}
-	rn.sink.send(newEvent("stream_started", "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+	rn.sink.send(streamStartedEvent(c.rec.ID, ag.Name))
 	if rn.rs.untitled() && len(contents) > 0 {
 		rn.titleDone = make(chan struct{})
 		go rn.generateTitle(ctx, ag, contents)
@@ -276,9 +272,9 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	// Writes that failed are retried for a while, also when the client has gone; if
 	// they still fail, the client hears it before stream_stopped.
 	if err := rn.save.finish(context.WithoutCancel(ctx), cmp.Or(rn.s.cfg.saveRetryFor, saveRetryFor)); err != nil {
-		rn.sink.send(newEvent("error", "error", notSavedMessage(err)).ctx("", zeroTime))
+		rn.sink.send(errorEvent(notSavedMessage(err)))
 	}
-	rn.sink.send(newEvent("stream_stopped", "session_id", c.rec.ID).ctx(last.Name, time.Now()))
+	rn.sink.send(streamStoppedEvent(c.rec.ID, last.Name))
 	if rn.titleDone != nil {
 		select {
 		case <-rn.titleDone:
@@ -303,29 +299,23 @@ func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 // prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info.
 func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.sink.send(rn.agentInfo(ag))
-	type agentDetails struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-		Provider    string `json:"provider"`
-		Model       string `json:"model"`
-	}
-	var details []agentDetails
+	var details []teamAgentJSON
 	for _, a := range rn.team.file.Agents {
 		spec, _ := rn.team.file.modelSpec(a.Model, rn.s.cfg.getenv)
-		details = append(details, agentDetails{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
+		details = append(details, teamAgentJSON{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
 	}
-	rn.sink.send(newEvent("team_info", "available_agents", details, "current_agent", ag.Name).ctx(ag.Name, time.Now()))
+	rn.sink.send(teamInfoEvent(details, ag.Name))
 	ragStart(rn.team.toolsets(ag).rag, rn.s.cfg.clientEnv, ag.Name, rn.sink.send)
 	rn.listTools(ctx, ag, true)
 }
 
 func (rn *runner) agentInfo(ag *agentConfig) *event {
 	spec, _ := rn.team.file.modelSpec(ag.Model, rn.s.cfg.getenv)
-	ev := newEvent("agent_info", "agent_name", ag.Name, "model", spec.Provider+"/"+spec.Model, "description", rn.team.describe(ag.Description))
+	welcome := ""
 	if ag.WelcomeMessage != "" {
-		ev.ctxKV("welcome_message", rn.team.describe(ag.WelcomeMessage))
+		welcome = rn.team.describe(ag.WelcomeMessage)
 	}
-	return ev.ctxKV("timestamp", time.Now().Format(time.RFC3339Nano))
+	return agentInfoEvent(ag.Name, spec.Provider+"/"+spec.Model, rn.team.describe(ag.Description), welcome)
 }
 
 // listTools lists the agent's tools with the events the reference emits around it:
@@ -335,15 +325,15 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 	tools, warnings := rn.team.agentTools(ctx, ag)
 	for _, w := range warnings {
 		if warn {
-			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
+			rn.sink.send(warningEvent(w, ag.Name))
 		}
 	}
 	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0
 	if hasSets {
-		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
-		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))
+		rn.sink.send(mcpInitStartedEvent(ag.Name))
+		rn.sink.send(mcpInitFinishedEvent(ag.Name))
 	}
-	rn.sink.send(newEvent("toolset_info", "available_tools", len(tools), "loading", false).ctx(ag.Name, time.Now()))
+	rn.sink.send(toolsetInfoEvent(len(tools), ag.Name))
 	return tools
 }
 
@@ -366,13 +356,13 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			maxIter += more
 		}
 		if chainErr != nil {
-			rn.sink.send(newEvent("error", "error", chainErr.Error()).ctx("", zeroTime))
+			rn.sink.send(errorEvent(chainErr.Error()))
 			return ag
 		}
 		msg, err := rn.turn(ctx, c, ag, chain, tools)
 		if err != nil {
 			if ctx.Err() == nil {
-				rn.sink.send(newEvent("error", "error", err.Error()).ctx("", zeroTime))
+				rn.sink.send(errorEvent(err.Error()))
 			}
 			return ag
 		}
@@ -416,7 +406,7 @@ func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
 // more turns, anything else ends the run with a note in the conversation.
 func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, max int) (more int, stop bool) {
 	p := rn.rs.ask("max_iterations", toolCall{}, nil)
-	rn.sink.send(newEvent("max_iterations_reached", "max_iterations", max).ctx("", zeroTime))
+	rn.sink.send(maxIterationsReachedEvent(max))
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return 0, true
@@ -433,7 +423,7 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 func (rn *runner) addMessage(ctx context.Context, c *convo, ag *agentConfig, m *chatMessage) {
 	rn.appendMessage(ctx, c.rec.ID, ag.Name, m, false)
 	c.history = append(c.history, *m)
-	rn.sink.send(newEvent("message_added", "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+	rn.sink.send(messageAddedEvent(c.rec.ID, ag.Name))
 }
 
 // appendMessage stores a copy of m in session id through the run's saver.
@@ -456,8 +446,7 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 			rn.saveAnswer(ctx, c, ag, a)
 		}
 	}, func(n fallbackNotice) {
-		rn.sink.send(newEvent("model_fallback", "failed_model", n.FailedModel, "fallback_model", n.FallbackModel,
-			"reason", n.Reason, "attempt", n.Attempt, "max_attempts", n.MaxAttempts).ctx(ag.Name, zeroTime))
+		rn.sink.send(modelFallbackEvent(n, ag.Name))
 	})
 	if err != nil {
 		if !a.empty() {
@@ -480,7 +469,7 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	rn.saveAnswer(ctx, c, ag, a)
 	c.history = append(c.history, *msg)
 	c.cost += msg.Cost
-	rn.sink.send(newEvent("message_added", "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+	rn.sink.send(messageAddedEvent(c.rec.ID, ag.Name))
 	rn.tokenUsage(ctx, c, ag, msg, price)
 	return msg, nil
 }
@@ -500,14 +489,14 @@ func (rn *runner) modelRequest(ctx context.Context, c *convo, ag *agentConfig, t
 func (rn *runner) forward(c *convo, ag *agentConfig, tools []tool, ev modelEvent, tc *toolCall) {
 	switch ev.Kind {
 	case evText:
-		rn.sendDelta(ev, newEvent("agent_choice", "content", ev.Text, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+		rn.sendDelta(ev, agentChoiceEvent(ev.Text, c.rec.ID, ag.Name))
 	case evReasoning:
 		if ev.Text != "" {
-			rn.sendDelta(ev, newEvent("agent_choice_reasoning", "content", ev.Text, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+			rn.sendDelta(ev, agentChoiceReasoningEvent(ev.Text, c.rec.ID, ag.Name))
 		}
 	case evToolCallStart, evToolCallArgs:
 		if tc != nil {
-			rn.sink.send(newEvent("partial_tool_call", "tool_call", tc, "tool_definition", toolDefByName(tools, tc.Function.Name)).ctx(ag.Name, time.Now()))
+			rn.sink.send(partialToolCallEvent(tc, toolDefByName(tools, tc.Function.Name), ag.Name))
 		}
 	}
 }
@@ -626,7 +615,7 @@ func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg
 		ContextLimit: price.context, Cost: c.cost,
 		LastMessage: &lastMessageJSON{*u, msg.Cost, msg.Model},
 	}
-	rn.sink.send(newEvent("token_usage", "session_id", c.rec.ID, "usage", usage).ctx(ag.Name, time.Now()))
+	rn.sink.send(tokenUsageEvent(c.rec.ID, usage, ag.Name))
 	id, cost := c.rec.ID, c.cost
 	rn.save.save(context.WithoutCancel(ctx), "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {
 		return rn.s.st.setUsage(ctx, id, in, u.OutputTokens, cost)
@@ -801,7 +790,7 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
 			continue
 		}
-		rn.sink.send(newEvent("tool_call", "tool_call", call, "tool_definition", tl.def).ctx(ag.Name, time.Now()))
+		rn.sink.send(toolCallEvent(call, tl.def, ag.Name))
 		switch call.Function.Name {
 		case "transfer_task":
 			res = rn.transferTask(ctx, c, ag, call)
@@ -837,25 +826,7 @@ func (rn *runner) toolEnv(c *convo) *toolEnv {
 // posted to /api/sessions/{root}/elicitation.
 func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
 	p := rn.rs.ask("elicitation", toolCall{}, req.Schema)
-	ev := newEvent("elicitation_request", "message", req.Message)
-	if req.Mode != "" {
-		ev.ctxKV("mode", req.Mode)
-	}
-	schema := req.Schema
-	if len(schema) == 0 {
-		schema = json.RawMessage("null")
-	}
-	ev.ctxKV("schema", schema)
-	if req.URL != "" {
-		ev.ctxKV("url", req.URL)
-	}
-	if req.ElicitationID != "" {
-		ev.ctxKV("elicitation_id", req.ElicitationID)
-	}
-	if len(req.Meta) > 0 {
-		ev.ctxKV("meta", req.Meta)
-	}
-	rn.sink.send(ev.ctx("", time.Now()))
+	rn.sink.send(elicitationRequestEvent(req))
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return elicitationResponse{Action: "cancel"}, err
@@ -866,7 +837,7 @@ func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitati
 // toolResponse records a tool result: tool_call_response, the stored tool message,
 // message_added.
 func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef, res toolResult) {
-	rn.sink.send(newEvent("tool_call_response", "tool_call", call, "tool_definition", def, "response", res.Output, "result", res).ctx(ag.Name, time.Now()))
+	rn.sink.send(toolCallResponseEvent(call, def, res, ag.Name))
 	content := res.Output
 	if content == "" {
 		content = "(no output)"
@@ -922,7 +893,7 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
 	p := rn.rs.ask("confirmation", call, nil)
-	rn.sink.send(newEvent("tool_call_confirmation", "tool_call", call, "tool_definition", def).ctx(ag.Name, time.Now()))
+	rn.sink.send(toolCallConfirmationEvent(call, def, ag.Name))
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return toolErrorf("The tool call was canceled by the user."), false
@@ -1020,7 +991,7 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 	if !set {
 		return
 	}
-	rn.sink.send(newEvent("session_title", "session_id", rn.root.ID, "title", title).ctx("", zeroTime))
+	rn.sink.send(sessionTitleEvent(rn.root.ID, title))
 }
 
 // firstLine is the first non-blank line of s, trimmed, cut to at most max bytes at a
