@@ -305,7 +305,8 @@ func (a *agentSources) load(id, path string, data []byte, stamp fileStamp, diges
 		a.setError(id, path, stamp, err)
 		return
 	}
-	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log, Procs: a.opts.procs})
+	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log, Procs: a.opts.procs,
+		HTTP: a.opts.http, CacheDir: a.opts.cacheDir})
 	a.mu.Lock()
 	e := a.entries[id]
 	if e == nil {
@@ -478,7 +479,7 @@ func (s *server) serveToolCount(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, notFound("agent %q not found in %s (available agents: %s)", r.PathValue("name"), t.id, t.agentNames()))
 		return
 	}
-	tools, _ := t.agentTools(r.Context(), ag)
+	tools, _ := t.agentTools(r.Context(), ag, "")
 	writeJSON(w, http.StatusOK, map[string]int{"available_tools": len(tools)})
 }
 
@@ -495,6 +496,7 @@ type team struct {
 	retired bool
 	sets    map[string]*agentToolsets // by agent name
 	rag     *ragSet                   // the config's rag sources, shared by its agents
+	skills  skillsCache               // skills.go
 }
 
 // agentToolsets are the started toolsets of one agent and the warnings of those that
@@ -577,12 +579,19 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 		return s
 	}
 	s := &agentToolsets{}
+	var lsps []*toolsetConfig
 	for _, cfg := range ag.Toolsets {
 		var ts toolset
 		var err error
-		if cfg.Type == "mcp" {
+		switch cfg.Type {
+		case "mcp":
 			ts, err = newMCPToolset(cfg, t.opts)
-		} else {
+		case "openapi", "a2a":
+			ts, err = newRemoteToolset(cfg, t.opts)
+		case "lsp":
+			lsps = append(lsps, cfg) // merged into one toolset after the others (CONFIG.md §6.1)
+			continue
+		default:
 			ts, err = newBuiltinToolset(cfg, t.opts)
 		}
 		if err != nil {
@@ -591,6 +600,15 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 		}
 		s.sets = append(s.sets, ts)
 	}
+	if len(lsps) > 0 {
+		ts, errs := newLSPToolset(lsps, t.opts)
+		for _, err := range errs {
+			s.warnings = append(s.warnings, fmt.Sprintf("toolset lsp failed: %v", err))
+		}
+		if ts != nil {
+			s.sets = append(s.sets, ts)
+		}
+	}
 	var warnings []string
 	s.rag, warnings = t.rag.forAgent(ag)
 	s.warnings = append(s.warnings, warnings...)
@@ -598,10 +616,11 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 	return s
 }
 
-// agentTools lists every tool the agent offers, in the reference's order: its
-// toolsets, then transfer_task and handoff, then rag tools. The first tool of a name wins.
+// agentTools lists every tool the agent offers in a session whose working dir is dir
+// ("" for none), in the reference's order: its toolsets, then transfer_task and
+// handoff, then rag tools, then the skills tools. The first tool of a name wins.
 // Toolsets that fail to list are reported as warnings.
-func (t *team) agentTools(ctx context.Context, ag *agentConfig) ([]tool, []string) {
+func (t *team) agentTools(ctx context.Context, ag *agentConfig, dir string) ([]tool, []string) {
 	s := t.toolsets(ag)
 	warnings := slices.Clone(s.warnings)
 	var out []tool
@@ -630,6 +649,9 @@ func (t *team) agentTools(ctx context.Context, ag *agentConfig) ([]tool, []strin
 	}
 	for _, src := range s.rag {
 		add(src.tool())
+	}
+	for _, tl := range t.skillsFor(ctx, ag, dir).tools() {
+		add(tl)
 	}
 	return out, warnings
 }

@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,8 +42,8 @@ type anthropicClient struct {
 // always reads ANTHROPIC_API_KEY); in gateway mode DOCKER_TOKEN is used instead.
 func newAnthropicClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	getenv := modelGetenv(env)
-	base := provFirst(spec.BaseURL, getenv("ANTHROPIC_BASE_URL"), anthropicDefaultBase)
-	c := &anthropicClient{ms: spec, conn: newProvConn("anthropic", env)}
+	base := cmp.Or(spec.BaseURL, getenv("ANTHROPIC_BASE_URL"), anthropicDefaultBase)
+	c := &anthropicClient{ms: spec, conn: newProvConn("anthropic", spec, env)}
 	h := c.conn.header
 	h.Set("Anthropic-Version", anthropicVersion)
 	if env.Gateway != "" {
@@ -413,7 +415,7 @@ func (c *anthropicClient) stream(ctx context.Context, req *modelRequest, emit fu
 	return conn.run(ctx, body, emit, func(ev sseEvent, emit func(modelEvent)) error {
 		var e anthropicEvent
 		if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
-			return fmt.Errorf("decoding %s event: %w", provFirst(ev.Event, "stream"), err)
+			return fmt.Errorf("decoding %s event: %w", cmp.Or(ev.Event, "stream"), err)
 		}
 		if e.Type == "" {
 			e.Type = ev.Event
@@ -485,7 +487,7 @@ func (c *anthropicClient) stream(ctx context.Context, req *modelRequest, emit fu
 		return nil
 	}, func() error {
 		if !finished {
-			return errors.New("stream ended before message_stop")
+			return fmt.Errorf("no message_stop: %w", errStreamCut)
 		}
 		return nil
 	})
@@ -532,11 +534,12 @@ var provDefaultHTTP = &http.Client{Transport: func() http.RoundTripper {
 	return t
 }()}
 
-// newProvConn returns a provConn with the default timeouts and JSON/SSE headers;
-// the caller sets url and authentication.
-func newProvConn(name string, env clientEnv) provConn {
+// newProvConn returns a provConn with spec's timeouts (else the defaults) and JSON/SSE
+// headers; the caller sets url and authentication.
+func newProvConn(name string, spec modelSpec, env clientEnv) provConn {
 	c := provConn{name: name, http: env.HTTP, header: http.Header{},
-		firstByteWait: provDefaultFirstByteWait, idleWait: provDefaultIdleWait}
+		firstByteWait: cmp.Or(spec.FirstByteTimeout, provDefaultFirstByteWait),
+		idleWait:      cmp.Or(spec.IdleTimeout, provDefaultIdleWait)}
 	if c.http == nil {
 		c.http = provDefaultHTTP
 	}
@@ -548,8 +551,12 @@ func newProvConn(name string, env clientEnv) provConn {
 	return c
 }
 
-// provTimeout is the cause of a request cancelled by a provConn watchdog.
-type provTimeout struct{ msg string }
+// provTimeout is the cause of a request cancelled by a provConn watchdog; firstByte
+// says no body byte had arrived.
+type provTimeout struct {
+	msg       string
+	firstByte bool
+}
 
 func (e *provTimeout) Error() string { return e.msg }
 
@@ -588,14 +595,21 @@ func (c provConn) run(ctx context.Context, body []byte, emit func(modelEvent),
 		e.MidStream = emitted
 		return &e
 	}
-	return &modelError{Msg: c.name + ": reading stream: " + err.Error(), MidStream: emitted}
+	var to *provTimeout
+	stalled := errors.As(err, &to) && to.firstByte
+	return &modelError{Msg: c.name + ": reading stream: " + err.Error(), MidStream: emitted, Stalled: stalled}
 }
 
 // post sends the request and returns the streaming body, guarded by the timeouts.
 func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
+	started := new(atomic.Bool) // set by provBody at the first byte
 	timer := time.AfterFunc(c.firstByteWait, func() {
-		cancel(&provTimeout{fmt.Sprintf("no data from the provider within %v", c.firstByteWait)})
+		if started.Load() {
+			cancel(&provTimeout{msg: fmt.Sprintf("provider stream stalled: no data for %v", c.idleWait)})
+		} else {
+			cancel(&provTimeout{msg: fmt.Sprintf("no data from the provider within %v", c.firstByteWait), firstByte: true})
+		}
 	})
 	fail := func() { timer.Stop(); cancel(nil) }
 	req, err := http.NewRequestWithContext(ctx, "POST", c.url, bytes.NewReader(body))
@@ -611,7 +625,7 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 		var to *provTimeout
 		switch {
 		case errors.As(cause, &to):
-			return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, redactURL(c.url), to)}
+			return nil, &modelError{Msg: fmt.Sprintf("%s: POST %s: %v", c.name, redactURL(c.url), to), Stalled: true}
 		case cause != nil:
 			return nil, fmt.Errorf("%s: %w", c.name, cause)
 		}
@@ -627,22 +641,24 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 			Msg:        fmt.Sprintf("%s: POST %s: %s: %s", c.name, redactURL(c.url), resp.Status, provErrorText(b)),
 		}
 	}
-	return &provBody{rc: resp.Body, ctx: ctx, timer: timer, idle: c.idleWait, cancel: cancel}, nil
+	return &provBody{rc: resp.Body, ctx: ctx, timer: timer, idle: c.idleWait, cancel: cancel, started: started}, nil
 }
 
 // provBody re-arms the idle timer on every read that returns data, and reports a watchdog
 // expiry as itself rather than as a bare "context canceled".
 type provBody struct {
-	rc     io.ReadCloser
-	ctx    context.Context
-	timer  *time.Timer
-	idle   time.Duration
-	cancel context.CancelCauseFunc
+	rc      io.ReadCloser
+	ctx     context.Context
+	timer   *time.Timer
+	idle    time.Duration
+	cancel  context.CancelCauseFunc
+	started *atomic.Bool
 }
 
 func (b *provBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
+		b.started.Store(true)
 		b.timer.Reset(b.idle)
 	}
 	if err != nil && err != io.EOF {
@@ -720,7 +736,7 @@ func provErrorText(b []byte) string {
 	if json.Unmarshal(b, &v) == nil {
 		var e provErrorBody
 		if json.Unmarshal(v.Error, &e) == nil && e.Message != "" {
-			return strings.TrimSpace(provFirst(e.Type, e.Status) + " " + e.Message)
+			return strings.TrimSpace(cmp.Or(e.Type, e.Status) + " " + e.Message)
 		}
 		var s string
 		if json.Unmarshal(v.Error, &s) == nil && s != "" {
@@ -767,16 +783,6 @@ func provKey(getenv func(string) string, tokenKey string, defaults ...string) (s
 		}
 	}
 	return "", fmt.Errorf("%s environment variable is required", defaults[0])
-}
-
-// provFirst returns the first non-empty string.
-func provFirst(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // provMaxTokens is the request's limit, else the model's, else def.

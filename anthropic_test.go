@@ -441,7 +441,7 @@ func TestAnthropicErrors(t *testing.T) {
 		{"error event mid-stream", provReply{File: "anthropic_error.sse"}, 529, 0, true, []string{"overloaded_error", "Overloaded"}},
 		{"cut connection", provReply{File: "anthropic_text.sse", CutAt: "event: content_block_stop"}, 0, 0, true, []string{"anthropic: reading stream"}},
 		{"cut before any event", provReply{File: "anthropic_text.sse", CutAt: `"cache_read_input_tokens":0`}, 0, 0, false, []string{"anthropic: reading stream"}},
-		{"ends without message_stop", provReply{Status: 200, Body: anthropicTruncated(t)}, 0, 0, true, []string{"before message_stop"}},
+		{"ends without message_stop", provReply{Status: 200, Body: anthropicTruncated(t)}, 0, 0, true, []string{"no message_stop", "connection cut"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -488,13 +488,13 @@ func TestAnthropicTimeouts(t *testing.T) {
 	c.conn.idleWait = 100 * time.Millisecond
 	_, err := provCollect(t, c, &modelRequest{Messages: []chatMessage{{Role: "user", Content: "hi"}}})
 	me := provModelError(t, err)
-	if !me.MidStream || !strings.Contains(me.Msg, "no data from the provider") {
+	if !me.MidStream || me.Stalled || !strings.Contains(me.Msg, "stalled: no data for 100ms") {
 		t.Errorf("idle error = %+v", me)
 	}
 	c.conn.firstByteWait = 50 * time.Millisecond
 	_, err = provCollect(t, c, &modelRequest{Messages: []chatMessage{{Role: "user", Content: "hi"}}})
 	me = provModelError(t, err)
-	if me.MidStream || !strings.Contains(me.Msg, "no data from the provider within 50ms") {
+	if me.MidStream || !me.Stalled || !strings.Contains(me.Msg, "no data from the provider within 50ms") {
 		t.Errorf("first-byte error = %+v", me)
 	}
 }

@@ -10,6 +10,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -17,13 +18,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -567,7 +569,7 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		cassetteBody(&b, "        ", "body", in.ReqBody)
 		if len(in.Form) > 0 {
 			b.WriteString("        form:\n")
-			for _, k := range cassetteSortedKeys(in.Form) {
+			for _, k := range slices.Sorted(maps.Keys(in.Form)) {
 				fmt.Fprintf(&b, "            %s:\n", cassetteScalar(k))
 				for _, v := range in.Form[k] {
 					fmt.Fprintf(&b, "                - %s\n", cassetteScalar(v))
@@ -577,11 +579,9 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		fmt.Fprintf(&b, "        url: %s\n", cassetteScalar(in.URL))
 		fmt.Fprintf(&b, "        method: %s\n", cassetteScalar(in.Method))
 		b.WriteString("      response:\n")
-		proto, major, minor := in.Proto, 1, 1
-		if proto == "" {
-			proto = "HTTP/1.1"
-		}
-		if _, err := fmt.Sscanf(proto, "HTTP/%d.%d", &major, &minor); err != nil {
+		proto := cmp.Or(in.Proto, "HTTP/1.1")
+		major, minor, ok := http.ParseHTTPVersion(proto)
+		if !ok {
 			major, minor = 1, 1
 		}
 		fmt.Fprintf(&b, "        proto: %s\n        proto_major: %d\n        proto_minor: %d\n", cassetteScalar(proto), major, minor)
@@ -593,15 +593,6 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		fmt.Fprintf(&b, "        duration: %s\n", cassetteScalar(in.Duration.String()))
 	}
 	return b.Bytes()
-}
-
-func cassetteSortedKeys(v url.Values) []string {
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Plain scalars: text that starts with a letter, an HTTP status line, or a Go
@@ -647,7 +638,8 @@ func cassettePrintableLine(s string) bool {
 // cassetteBody writes key: value for a body. Multi-line bodies (SSE streams) become
 // literal blocks whose chomping indicator keeps the exact trailing newlines; bodies a
 // block cannot hold (control characters, CR, a first line starting with a blank,
-// whitespace-only lines) are double-quoted instead.
+// whitespace-only lines, a last line ending in a blank with no line break after it)
+// are double-quoted instead.
 func cassetteBody(b *bytes.Buffer, indent, key, body string) {
 	if !strings.Contains(body, "\n") || !cassetteBlockSafe(body) {
 		fmt.Fprintf(b, "%s%s: %s\n", indent, key, cassetteScalar(body))
@@ -678,6 +670,11 @@ func cassetteBody(b *bytes.Buffer, indent, key, body string) {
 
 func cassetteBlockSafe(body string) bool {
 	if !utf8.ValidString(body) || strings.HasPrefix(body, " ") || strings.HasPrefix(body, "\t") || strings.HasPrefix(body, "\n") {
+		return false
+	}
+	// Our parser rejects trailing blanks on a last line without a line break: under |-
+	// a reader cannot tell them from editor noise.
+	if strings.HasSuffix(body, " ") || strings.HasSuffix(body, "\t") {
 		return false
 	}
 	for _, line := range strings.Split(body, "\n") {

@@ -186,6 +186,8 @@ type modelSpec struct {
 	TrackUsage        *bool
 	ThinkingBudget    any // nil, int64 token budget, or effort string ("low", "none", …)
 	ProviderOpts      map[string]any
+	FirstByteTimeout  time.Duration // request sent → first body byte; 0 = the API family's default
+	IdleTimeout       time.Duration // longest silence inside a stream; 0 = the API family's default
 }
 
 // modelRequest is one streaming completion, provider-neutral. Messages holds the
@@ -239,6 +241,9 @@ type modelError struct {
 	RetryAfter time.Duration // from Retry-After / Retry-After-Ms, 0 if absent
 	Msg        string        // human readable, with the provider's own message
 	MidStream  bool          // the stream had started when it failed
+	// Stalled: the provider sent nothing within the first-byte timeout. Not retried on
+	// the same model, so a hung provider is reported after one timeout, not three.
+	Stalled bool
 }
 
 func (e *modelError) Error() string { return e.Msg }
@@ -324,5 +329,7 @@ type toolsetOptions struct {
 	DataDir    string              // per-user data dir for default memory databases
 	Getenv     func(string) string // environment, with --env-from-file applied
 	Logger     *slog.Logger
-	Procs      *procGroups // where children's process groups are recorded; nil = nowhere
+	Procs      *procGroups  // where children's process groups are recorded; nil = nowhere
+	HTTP       *http.Client // outbound client (remote skills sources)
+	CacheDir   string       // --cache-dir ("" = the user cache dir)
 }

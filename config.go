@@ -11,7 +11,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -98,7 +97,13 @@ type hooksConfig struct {
 type hookMatcher struct {
 	Matcher string    `json:"matcher,omitempty"`
 	Hooks   []hookDef `json:"hooks"`
+
+	re *regexp.Regexp // Matcher anchored and compiled at load; nil matches every tool
 }
+
+// matches reports whether the hooks apply to the tool name, as the reference's
+// matcher: a case-sensitive regexp over the whole name; "" and "*" match all.
+func (m hookMatcher) matches(tool string) bool { return m.re == nil || m.re.MatchString(tool) }
 
 type hookDef struct {
 	Type    string `json:"type"`
@@ -143,7 +148,13 @@ type modelConfig struct {
 	TrackUsage        *bool           `json:"track_usage,omitempty"`
 	ThinkingBudget    any             `json:"thinking_budget,omitempty"` // int64 or string
 	Routing           json.RawMessage `json:"routing,omitempty"`
+	// FirstByteTimeout and IdleTimeout bound a stalled provider (our extension; "" =
+	// the API family's default): time.Duration.String() of the configured value.
+	FirstByteTimeout string `json:"first_byte_timeout,omitempty"`
+	IdleTimeout      string `json:"idle_timeout,omitempty"`
 
+	// FirstByteDur and IdleDur are the timeouts parsed; 0 = default.
+	FirstByteDur, IdleDur time.Duration `json:"-"`
 	// RoutingRules is Routing decoded.
 	RoutingRules []routingRule `json:"-"`
 }
@@ -420,6 +431,23 @@ func (d *cfgDecoder) str(n *yamlNode, dst *string) error {
 	}
 	*dst = n.Text
 	return nil
+}
+
+// duration is a Go duration string ("30s", "1m"); empty or null is 0, negative is an
+// error naming the field.
+func (d *cfgDecoder) duration(n *yamlNode, name string) (time.Duration, error) {
+	var s string
+	if err := d.str(n, &s); err != nil || s == "" {
+		return 0, err
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, d.errf(n, "invalid duration format %q: %v", s, err)
+	}
+	if dur < 0 {
+		return 0, d.errf(n, "%s must be non-negative", name)
+	}
+	return dur, nil
 }
 
 // integer accepts ints, quoted digits and floats (truncated), like the reference.
@@ -916,10 +944,26 @@ func (d *cfgDecoder) model(n *yamlNode, name string) (*modelConfig, error) {
 			return true, d.thinkingBudget(v, mc)
 		case k == "routing" && d.ver >= 3:
 			return true, d.routing(v, mc, name)
+		case k == "first_byte_timeout", k == "idle_timeout":
+			dur, err := d.duration(v, k)
+			if k == "first_byte_timeout" {
+				mc.FirstByteDur, mc.FirstByteTimeout = dur, cfgDurationString(dur)
+			} else {
+				mc.IdleDur, mc.IdleTimeout = dur, cfgDurationString(dur)
+			}
+			return true, err
 		}
 		return false, nil
 	})
 	return mc, err
+}
+
+// cfgDurationString is d as configuration JSON shows it: "" for 0 (the default).
+func cfgDurationString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // thinkingBudget is an int token budget (quoted digits and floats count as ints,
@@ -1260,25 +1304,9 @@ func (d *cfgDecoder) fallback(n *yamlNode, a *agentConfig) error {
 			}
 			return true, nil
 		case "cooldown":
-			var s string
-			if err := d.str(v, &s); err != nil {
-				return true, err
-			}
-			if s == "" {
-				return true, nil
-			}
-			dur, err := time.ParseDuration(s)
-			if err != nil {
-				return true, d.errf(v, "invalid duration format %q: %v", s, err)
-			}
-			if dur < 0 {
-				return true, d.errf(v, "fallback.cooldown must be non-negative")
-			}
-			fb.CooldownDur, fb.Cooldown = dur, dur.String()
-			if dur == 0 {
-				fb.Cooldown = ""
-			}
-			return true, nil
+			dur, err := d.duration(v, "fallback.cooldown")
+			fb.CooldownDur, fb.Cooldown = dur, cfgDurationString(dur)
+			return true, err
 		}
 		return false, nil
 	})
@@ -1355,6 +1383,16 @@ func (d *cfgDecoder) hooks(n *yamlNode, a *agentConfig) error {
 			}
 			if len(m.Hooks) == 0 {
 				return nil, d.errf(mn, "%s: at least one hook is required", p)
+			}
+			if m.Matcher != "" && m.Matcher != "*" {
+				// The reference skips a bad matcher with a log line, so its hooks never
+				// run; a guard that silently does nothing is worse than a load error.
+				if _, err := regexp.Compile(m.Matcher); err != nil { // the anchors stay out of the message
+					return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
+				}
+				if m.re, err = regexp.Compile("^(?:" + m.Matcher + ")$"); err != nil {
+					return nil, d.errf(mn, "%s: invalid matcher %q: %v", p, m.Matcher, err)
+				}
 			}
 			out = append(out, m)
 		}
@@ -2052,6 +2090,8 @@ func (f *agentFile) specFromConfig(ref string, mc *modelConfig) modelSpec {
 		ParallelToolCalls: mc.ParallelToolCalls,
 		TrackUsage:        mc.TrackUsage,
 		ThinkingBudget:    mc.ThinkingBudget,
+		FirstByteTimeout:  mc.FirstByteDur,
+		IdleTimeout:       mc.IdleDur,
 	}
 	if mc.MaxTokens != nil {
 		s.MaxTokens = *mc.MaxTokens
@@ -2288,23 +2328,6 @@ func cfgIsIdent(s string) bool {
 		}
 	}
 	return true
-}
-
-// expandEnvVars is the os.Expand-style expansion of toolset env values and Vertex
-// project/location: $NAME and ${NAME}; an unset (or empty) variable is an error.
-func expandEnvVars(s string, getenv func(string) string) (string, error) {
-	var missing string
-	out := os.Expand(s, func(name string) string {
-		v := getenv(name)
-		if v == "" && missing == "" {
-			missing = name
-		}
-		return v
-	})
-	if missing != "" {
-		return "", fmt.Errorf("environment variable %q not set", missing)
-	}
-	return out, nil
 }
 
 // ---- Redaction ----

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 var cfgUpdate = flag.Bool("update-config", false, "rewrite testdata/config golden files")
@@ -230,6 +231,10 @@ func TestConfigDecodeErrors(t *testing.T) {
 			`agent.yaml:4:16: fallback.retries must be >= -1 (use -1 for no retries, 0 for default)`},
 		{"cooldown negative", "agents:\n  root:\n    fallback:\n      cooldown: -1s\n",
 			`agent.yaml:4:17: fallback.cooldown must be non-negative`},
+		{"first_byte_timeout unit", "models:\n  m:\n    provider: openai\n    first_byte_timeout: 60\n",
+			`agent.yaml:4:25: invalid duration format "60": time: missing unit in duration "60"`},
+		{"idle_timeout negative", "models:\n  m:\n    provider: openai\n    idle_timeout: -2m\n",
+			`agent.yaml:4:19: idle_timeout must be non-negative`},
 		{"hook without hooks", "agents:\n  root:\n    hooks:\n      pre_tool_use:\n        - matcher: x\n",
 			`agent.yaml:5:11: hooks.pre_tool_use[0]: at least one hook is required`},
 		{"hook type", "agents:\n  root:\n    hooks:\n      session_start:\n        - command: x\n",
@@ -238,6 +243,8 @@ func TestConfigDecodeErrors(t *testing.T) {
 			`agent.yaml:5:11: hooks.session_end[0]: unsupported hook type 'prompt' (only 'command' is supported)`},
 		{"hook command", "agents:\n  root:\n    hooks:\n      session_end:\n        - type: command\n",
 			`agent.yaml:5:11: hooks.session_end[0]: command is required for command hooks`},
+		{"hook matcher", "agents:\n  root:\n    hooks:\n      pre_tool_use:\n        - matcher: \"shell(\"\n          hooks: [{type: command, command: x}]\n",
+			"agent.yaml:5:11: hooks.pre_tool_use[0]: invalid matcher \"shell(\": error parsing regexp: missing closing ): `shell(`"},
 		{"command empty", "agents:\n  root:\n    commands:\n      x: {}\n",
 			`agent.yaml:4:10: command "x": command must have at least 'instruction' or 'description'`},
 		{"skills shape", "agents:\n  root:\n    skills: {a: 1}\n", `agent.yaml:3:13: skills must be a boolean or a list of sources`},
@@ -578,18 +585,6 @@ func TestExpandEnvTemplate(t *testing.T) {
 	}
 }
 
-func TestExpandEnvVars(t *testing.T) {
-	env := cfgEnv(map[string]string{"A": "1", "B": "two"})
-	got, err := expandEnvVars("$A-${B}-x", env)
-	if err != nil || got != "1-two-x" {
-		t.Errorf("got %q %v", got, err)
-	}
-	_, err = expandEnvVars("key=${NOPE}", env)
-	if err == nil || err.Error() != `environment variable "NOPE" not set` {
-		t.Errorf("got %v", err)
-	}
-}
-
 func TestRequiredEnv(t *testing.T) {
 	f := cfgLoad(t, `agents:
   root:
@@ -779,5 +774,37 @@ func TestConfigToolsetFreeFormValues(t *testing.T) {
 	want := `{"limit":10,"ratio":1,"on":true,"none":null,"nested":{"b":[1,"2"],"a":"x"}}`
 	if string(ts.Config) != want {
 		t.Errorf("config %s, want %s", ts.Config, want)
+	}
+}
+
+// first_byte_timeout and idle_timeout reach the model spec (0 when unset, so the API
+// family's default applies) and show in the config JSON as normalised durations.
+func TestConfigModelTimeouts(t *testing.T) {
+	f := cfgLoad(t, `agents:
+  root:
+    model: slow
+models:
+  slow:
+    provider: openai
+    model: gpt-4o
+    first_byte_timeout: 90s
+    idle_timeout: 5m
+  plain:
+    provider: openai
+    model: gpt-4o
+`)
+	s, err := f.modelSpec("slow", cfgEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.FirstByteTimeout != 90*time.Second || s.IdleTimeout != 5*time.Minute {
+		t.Errorf("spec timeouts = %v, %v; want 1m30s, 5m0s", s.FirstByteTimeout, s.IdleTimeout)
+	}
+	if s, _ := f.modelSpec("plain", cfgEnv(nil)); s.FirstByteTimeout != 0 || s.IdleTimeout != 0 {
+		t.Errorf("unset timeouts = %v, %v; want 0 (default)", s.FirstByteTimeout, s.IdleTimeout)
+	}
+	b, _ := json.Marshal(f.Models)
+	if !strings.Contains(string(b), `"first_byte_timeout":"1m30s","idle_timeout":"5m0s"`) {
+		t.Errorf("config JSON = %s", b)
 	}
 }

@@ -90,6 +90,7 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	rn.prefix(ctx, child, sub)
 	rn.sink.send(streamStartedEvent(rec.ID, sub.Name))
 	last := rn.loop(ctx, child, sub)
+	rn.sessionEnd(ctx, child, last)
 	rn.sink.send(streamStoppedEvent(rec.ID, last.Name))
 
 	rn.save.save(wctx, nil, "the sub-session link of session "+parent.rec.ID, func(ctx context.Context) error {

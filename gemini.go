@@ -3,10 +3,10 @@ package main
 // gemini.go is the Gemini API streaming client (PROVIDERS.md §3.4, §4).
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -29,8 +29,8 @@ type geminiClient struct {
 // as it does for Google's SDK.
 func newGeminiClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	getenv := modelGetenv(env)
-	base := strings.TrimRight(provFirst(spec.BaseURL, getenv("GOOGLE_GEMINI_BASE_URL"), geminiDefaultBase), "/")
-	c := &geminiClient{ms: spec, conn: newProvConn("gemini", env), newID: geminiCallID}
+	base := strings.TrimRight(cmp.Or(spec.BaseURL, getenv("GOOGLE_GEMINI_BASE_URL"), geminiDefaultBase), "/")
+	c := &geminiClient{ms: spec, conn: newProvConn("gemini", spec, env), newID: geminiCallID}
 	c.conn.lines = true
 	model := strings.TrimPrefix(spec.Model, "models/")
 	path := "/v1beta/models/" + url.PathEscape(model) + ":streamGenerateContent?alt=sse"
@@ -266,7 +266,7 @@ func geminiContents(msgs []chatMessage) []geminiContent {
 					key = "error"
 				}
 				parts = append(parts, geminiPart{FunctionResponse: &geminiFunctionResponse{
-					Name: provFirst(names[r.ToolCallID], r.ToolCallID), Response: map[string]any{key: r.Content}}})
+					Name: cmp.Or(names[r.ToolCallID], r.ToolCallID), Response: map[string]any{key: r.Content}}})
 			}
 			i--
 			out = append(out, geminiContent{Role: "user", Parts: parts})
@@ -406,7 +406,7 @@ func (c *geminiClient) stream(ctx context.Context, req *modelRequest, emit func(
 		if ch.Error != nil {
 			return geminiStreamError(ch.Error)
 		}
-		model = provFirst(ch.ModelVersion, model)
+		model = cmp.Or(ch.ModelVersion, model)
 		if u := ch.UsageMetadata; u != nil {
 			// Thoughts are billed as output, so output counts them, as OpenAI's does.
 			usage = &messageUsage{
@@ -458,7 +458,7 @@ func (c *geminiClient) stream(ctx context.Context, req *modelRequest, emit func(
 		return nil
 	}, func() error {
 		if finish == "" {
-			return errors.New("stream ended without a finishReason")
+			return fmt.Errorf("no finishReason: %w", errStreamCut)
 		}
 		if usage != nil {
 			emit(modelEvent{Kind: evUsage, Usage: usage, Model: model})

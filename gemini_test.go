@@ -176,7 +176,7 @@ func TestGeminiErrors(t *testing.T) {
 		{"error object mid-stream", provReply{File: "gemini_error.sse"}, 503, true, []string{"gemini: stream error 503 UNAVAILABLE", "overloaded"}, ""},
 		{"cut connection", provReply{File: "gemini_text.sse", CutAt: `" = 4"`}, 0, true, []string{"gemini: reading stream"}, ""},
 		{"ends without finishReason", provReply{Status: 200, Body: "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]}}]}\r\n\r\n"},
-			0, true, []string{"without a finishReason"}, ""},
+			0, true, []string{"no finishReason", "connection cut"}, ""},
 		{"prompt blocked", provReply{Status: 200, Body: "data: {\"promptFeedback\":{\"blockReason\":\"SAFETY\"},\"usageMetadata\":{\"promptTokenCount\":5}}\r\n\r\n"},
 			400, false, []string{"prompt blocked: SAFETY"}, ""},
 		// The reference ignores SAFETY and reports a normal stop.

@@ -42,6 +42,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,9 +52,12 @@ const version = "0.1.0"
 
 // Every input has a limit; they are all here so an auditor can read them in one place.
 const (
-	maxSSELine         = 8 << 20  // longest provider SSE line accepted
-	maxMetadataBody    = 1 << 20  // session create/title/permissions/resume/elicitation bodies
-	maxRunBody         = 16 << 20 // run request: the user's messages, images inlined
+	maxSSELine         = 8 << 20   // longest provider SSE line accepted
+	maxMetadataBody    = 1 << 20   // session create/title/permissions/resume/elicitation bodies
+	maxRunBody         = 16 << 20  // run request: the user's messages, images inlined
+	maxBodyMemory      = 256 << 20 // request bodies being read at once (each costs 2× its size)
+	bodyReadGrace      = 60 * time.Second
+	bodyMinRate        = 64 << 10 // bytes/s a body must average after the grace period
 	maxTitleLen        = 1024     // characters in a session title
 	maxAgentFile       = 4 << 20  // bytes of one agent YAML file
 	maxPromptFile      = 1 << 20  // bytes of one add_prompt_files file
@@ -307,8 +311,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 
 // parseInterval reads --pull-interval: whole minutes as the reference, or a Go duration.
 func parseInterval(s string) (time.Duration, error) {
-	var n int
-	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s {
+	if n, err := strconv.Atoi(s); err == nil && strconv.Itoa(n) == s {
 		if n < 0 {
 			return 0, errors.New("must not be negative")
 		}

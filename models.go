@@ -9,7 +9,7 @@ package main
 //
 //	base, err := modelBaseURL(spec, env)     // configured, env override, or default
 //	key, keyErr := modelAPIKey(spec, env)    // report keyErr from stream, not a *modelError
-//	wctx, wd := newModelWatchdog(ctx, modelFirstByteTimeout, modelIdleTimeout)
+//	wctx, wd := newModelWatchdog(ctx, firstByte, idle)     // spec's timeouts or the defaults
 //	defer wd.stop()
 //	req, err := modelNewRequest(wctx, env, base, gatewayPrefix, path, query, body) // then set auth
 //	resp, err := modelDo(wctx, env, req)     // non-2xx → *modelError via modelHTTPError
@@ -19,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,8 +37,7 @@ import (
 	"time"
 )
 
-// Limits and defaults of the model layer. They belong with main.go's const block; they
-// live here until the branches are merged.
+// API families of the model layer, and the path prefix of an OpenAI-compatible gateway.
 const (
 	apiOpenAIChat            = "openai_chatcompletions"
 	apiOpenAIResponses       = "openai_responses"
@@ -409,10 +409,14 @@ func (w *modelWatchdog) err(err error, emitted bool) error {
 		return perr
 	}
 	if p := w.fired.Load(); p != nil {
-		return &modelError{Msg: (*p).Error(), MidStream: emitted}
+		return &modelError{Msg: (*p).Error(), MidStream: emitted, Stalled: !w.started.Load()}
 	}
 	return err
 }
+
+// errStreamCut says a provider stream ended without its final event: the connection
+// was cut and the answer is incomplete.
+var errStreamCut = errors.New("stream ended before the answer was complete (connection cut)")
 
 // modelStreamError wraps a failure while reading a stream that had started: never
 // retried on the same model because the provider already answered.
@@ -444,7 +448,8 @@ func newOpenAIChatClient(spec modelSpec, env clientEnv) (*openAIChatClient, erro
 		return nil, err
 	}
 	c := &openAIChatClient{s: spec, env: env, base: base, dmr: spec.Provider == "dmr"}
-	c.timeout.firstByte, c.timeout.idle = modelFirstByteTimeout, modelIdleTimeout
+	c.timeout.firstByte = cmp.Or(spec.FirstByteTimeout, modelFirstByteTimeout)
+	c.timeout.idle = cmp.Or(spec.IdleTimeout, modelIdleTimeout)
 	c.key, c.keyErr = modelAPIKey(spec, env)
 	if spec.Provider == "azure" {
 		if v, ok := spec.ProviderOpts["api_version"].(string); ok && v != "" {
@@ -849,6 +854,9 @@ func openAIChatReadStream(ctx context.Context, r io.Reader, emit func(modelEvent
 	// (some gateways answer errors that way).
 	head := &modelPrefixBuffer{max: 2048}
 	errDone := errors.New("done")
+	emitted := false
+	outer := emit
+	emit = func(me modelEvent) { emitted = true; outer(me) }
 	err := readSSE(io.TeeReader(r, head), func(ev sseEvent) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -931,7 +939,7 @@ func openAIChatReadStream(ctx context.Context, r io.Reader, emit func(modelEvent
 	if err != nil && err != errDone {
 		return modelStreamError(err)
 	}
-	if err == nil && chunks == 0 {
+	if err == nil && chunks == 0 && len(bytes.TrimSpace(head.b)) > 0 {
 		// EOF without a single chunk: not an SSE stream at all.
 		msg := modelErrorMessage(head.b)
 		if msg == "" {
@@ -939,7 +947,12 @@ func openAIChatReadStream(ctx context.Context, r io.Reader, emit func(modelEvent
 		}
 		return &modelError{Msg: "error receiving from stream: not an event stream: " + msg, MidStream: true}
 	}
-	// A clean EOF without [DONE] is accepted: some local servers omit it.
+	// A clean EOF without [DONE] is accepted after a finish_reason (some local servers
+	// omit [DONE]); without either (an empty body included) the connection was cut.
+	// Nothing emitted yet means nothing was shown, so the chain may retry.
+	if err == nil && finish == "" {
+		return &modelError{Msg: "error receiving from stream: " + errStreamCut.Error(), MidStream: emitted}
+	}
 	if usage != nil {
 		emit(modelEvent{Kind: evUsage, Usage: usage, Model: model})
 	}
@@ -1038,11 +1051,13 @@ func modelSleep(ctx context.Context, d time.Duration) error {
 }
 
 // modelRetryable says whether err may be retried on the same model: transport errors
-// and timeouts before the stream started, 408, 5xx (529 included). 429 is decided by
-// the caller; everything else (other 4xx, bad config, context overflow) is final.
+// before the stream started, 408, 5xx (529 included). A provider that stalled past its
+// first-byte timeout is not retried: the wait already was the timeout, three would
+// triple it. 429 is decided by the caller; everything else (other 4xx, bad config,
+// context overflow) is final.
 func modelRetryable(err error) bool {
 	var me *modelError
-	if !errors.As(err, &me) || me.MidStream || modelContextOverflow(err) {
+	if !errors.As(err, &me) || me.MidStream || me.Stalled || modelContextOverflow(err) {
 		return false
 	}
 	return me.Status == 0 || me.Status == 408 || me.Status >= 500

@@ -596,11 +596,11 @@ func TestOpenAIChatTimeouts(t *testing.T) {
 		t.Errorf("idle: err %v text %q; want a mid-stream stall after %q", err, got.Text, "a")
 	}
 	err = c.stream(context.Background(), modelUserReq("x"), func(modelEvent) {})
-	if !errors.As(err, &me) || me.MidStream || !strings.Contains(me.Msg, "no response within") {
-		t.Errorf("first byte: err %v; want a retryable first-byte timeout", err)
+	if !errors.As(err, &me) || me.MidStream || !me.Stalled || !strings.Contains(me.Msg, "no response within") {
+		t.Errorf("first byte: err %v; want a first-byte stall", err)
 	}
-	if !modelRetryable(err) {
-		t.Errorf("first-byte timeout not retryable")
+	if modelRetryable(err) {
+		t.Errorf("first-byte timeout is retried on the same model: a stall would take three timeouts to report")
 	}
 	// A caller's cancellation is reported as such, not as a provider failure.
 	ctx, cancel := context.WithCancel(context.Background())

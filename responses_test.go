@@ -130,7 +130,7 @@ func TestResponsesErrors(t *testing.T) {
 		{"error event", provReply{File: "responses_error.sse"}, 429, 0, false, []string{"rate_limit_exceeded", "Rate limit reached for gpt-5-mini"}},
 		{"cut connection", provReply{File: "responses_text.sse", CutAt: "event: response.output_text.done"}, 0, 0, true, []string{"responses: reading stream"}},
 		{"ends before completed", provReply{Status: 200, Body: "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{}}\n\n"},
-			0, 0, false, []string{"before response.completed"}},
+			0, 0, false, []string{"no response.completed", "connection cut"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,7 +8,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -20,8 +19,6 @@ import (
 	"time"
 	"unicode/utf8"
 )
-
-func randRead(b []byte) { rand.Read(b) }
 
 // runRegistry knows the active run of each session: one at a time per session, at
 // most max in total.
@@ -247,6 +244,8 @@ type convo struct {
 	history []chatMessage // the conversation sent to models, system prompts excluded
 	agents  []string      // the transfer chain, for cycle detection
 	cost    float64
+
+	hookContext []string // session_start hooks' additional context, sent as system messages
 }
 
 // run is the whole run of the root session: prefix events, the user's messages
@@ -269,12 +268,14 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 		go rn.generateTitle(ctx, ag, contents)
 	}
 	last := rn.loop(ctx, c, ag)
+	rn.sessionEnd(ctx, c, last)
 	// Writes that failed are retried for a while, also when the client has gone; if
 	// they still fail, the client hears it before stream_stopped.
 	if err := rn.save.finish(context.WithoutCancel(ctx), cmp.Or(rn.s.cfg.saveRetryFor, saveRetryFor)); err != nil {
 		rn.sink.send(errorEvent(notSavedMessage(err)))
 	}
 	rn.sink.send(streamStoppedEvent(c.rec.ID, last.Name))
+	rn.onUserInput(ctx, c, last)
 	if rn.titleDone != nil {
 		select {
 		case <-rn.titleDone:
@@ -296,9 +297,11 @@ func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	return c
 }
 
-// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info.
+// prefix emits agent_info, team_info, warnings, the MCP markers and toolset_info,
+// and runs the session_start hooks where the reference does, before team_info.
 func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.sink.send(rn.agentInfo(ag))
+	rn.sessionStart(ctx, c, ag)
 	var details []teamAgentJSON
 	for _, a := range rn.team.file.Agents {
 		spec, _ := rn.team.file.modelSpec(a.Model, rn.s.cfg.getenv)
@@ -322,13 +325,14 @@ func (rn *runner) agentInfo(ag *agentConfig) *event {
 // [warning] (toolsets that failed; only when warn, once per run), MCP markers when the
 // agent has toolsets, toolset_info.
 func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []tool {
-	tools, warnings := rn.team.agentTools(ctx, ag)
+	tools, warnings := rn.team.agentTools(ctx, ag, rn.root.WorkingDir)
 	for _, w := range warnings {
 		if warn {
 			rn.sink.send(warningEvent(w, ag.Name))
 		}
 	}
-	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0
+	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0 ||
+		rn.team.skillsFor(ctx, ag, rn.root.WorkingDir) != nil // found skills are a toolset in the reference
 	if hasSets {
 		rn.sink.send(mcpInitStartedEvent(ag.Name))
 		rn.sink.send(mcpInitFinishedEvent(ag.Name))
@@ -407,6 +411,7 @@ func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
 func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, max int) (more int, stop bool) {
 	p := rn.rs.ask("max_iterations", toolCall{}, nil)
 	rn.sink.send(maxIterationsReachedEvent(max))
+	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return 0, true
@@ -451,6 +456,12 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	if err != nil {
 		if !a.empty() {
 			a.calls = nil // half-streamed tool calls cannot be answered
+			if ctx.Err() == nil {
+				// The provider failed mid-answer: mark the kept text as incomplete, on
+				// the wire and on disk alike, so neither reader takes it as whole.
+				a.content.WriteString(answerCutMarker)
+				rn.sink.send(agentChoiceEvent(answerCutMarker, c.rec.ID, ag.Name))
+			}
 			rn.saveAnswer(ctx, c, ag, a)
 			c.history = append(c.history, a.msg)
 		}
@@ -603,6 +614,9 @@ func (a *answer) sync() {
 	}
 }
 
+// answerCutMarker ends an answer that the provider stopped sending part-way.
+const answerCutMarker = "\n\n[answer incomplete: the model provider stopped mid-answer]"
+
 // tokenUsage emits token_usage for the last call and stores the counters.
 func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg *chatMessage, price modelPrice) {
 	u := msg.Usage
@@ -701,6 +715,7 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	for _, src := range rn.team.toolsets(ag).rag {
 		add(src.instruction())
 	}
+	add(rn.team.skillsFor(ctx, ag, rn.root.WorkingDir).instruction())
 	if ag.AddDate {
 		add("Today's date: " + time.Now().Format("2006-01-02"))
 	}
@@ -709,6 +724,9 @@ func (rn *runner) systemMessages(ctx context.Context, c *convo, ag *agentConfig,
 	}
 	for _, name := range ag.AddPromptFiles {
 		add(promptFile(rn.s.workDir(c.rec), rn.s.cfg.root, name))
+	}
+	for _, s := range c.hookContext {
+		add(s)
 	}
 	return out
 }
@@ -785,7 +803,10 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			rn.toolResponse(ctx, c, ag, call, tl.def, toolErrorf("Invalid arguments for tool '%s': %v", call.Function.Name, err))
 			continue
 		}
-		res, ok := rn.approve(ctx, c, ag, call, tl.def)
+		call, res, ok := rn.preToolUse(ctx, c, ag, call, tl.def)
+		if ok {
+			res, ok = rn.approve(ctx, c, ag, call, tl.def)
+		}
 		if !ok {
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
 			continue
@@ -801,12 +822,13 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 				next = to
 			}
 		default:
-			res = tl.run(ctx, rn.toolEnv(c), json.RawMessage(call.Function.Arguments))
+			res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
 		}
 		if ctx.Err() != nil && !res.IsError {
 			res = toolErrorf("The tool call was canceled by the user.")
 		}
 		rn.toolResponse(ctx, c, ag, call, tl.def, res)
+		rn.postToolUse(ctx, c, ag, call, res)
 	}
 	return next
 }
@@ -856,11 +878,11 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 // deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
 // it may not, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
+	if res, denied := rn.yamlDenied(c, call, def); denied {
+		return res, false
+	}
 	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
 	team := rn.team.file.Permissions
-	if team != nil && matchAny(team.Deny, name, args, true) {
-		return toolErrorf("Tool '%s' is denied by permissions configuration.", name), false
-	}
 	set := rn.rs.settings()
 	if set.toolsApproved {
 		return toolResult{}, true
@@ -887,13 +909,24 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	if decision == "" && def.Annotations.ReadOnlyHint {
 		return toolResult{}, true
 	}
-	return rn.confirm(ctx, call, def, ag)
+	return rn.confirm(ctx, c, call, def, ag)
+}
+
+// yamlDenied reports whether the agent's YAML denies call: absolute, whatever YOLO,
+// session patterns or hooks say.
+func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, bool) {
+	team := rn.team.file.Permissions
+	if team != nil && matchAny(team.Deny, call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec)), true) {
+		return toolErrorf("Tool '%s' is denied by permissions configuration.", call.Function.Name), true
+	}
+	return toolResult{}, false
 }
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
-func (rn *runner) confirm(ctx context.Context, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
+func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
 	p := rn.rs.ask("confirmation", call, nil)
 	rn.sink.send(toolCallConfirmationEvent(call, def, ag.Name))
+	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return toolErrorf("The tool call was canceled by the user."), false

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -270,8 +273,63 @@ func TestRunProviderErrors(t *testing.T) {
 		}
 		_, b := e.do("GET", "/api/sessions/"+id, nil)
 		got := decode[sessionResponse](t, b)
-		if len(got.Messages) != 2 || got.Messages[1].Message.Content != "partial" {
-			t.Fatalf("what was said before the cut must be kept: %s", b)
+		if len(got.Messages) != 2 || got.Messages[1].Message.Content != "partial"+answerCutMarker {
+			t.Fatalf("what was said before the cut must be kept, marked: %s", b)
+		}
+	})
+}
+
+// A provider stream that ends cleanly but without finish_reason and without [DONE] was
+// cut: retried when nothing was streamed, otherwise an error with the partial text kept
+// and marked, on the wire and in the session.
+func TestRunStreamEndsWithoutFinish(t *testing.T) {
+	t.Run("nothing streamed yet", func(t *testing.T) {
+		e, f := newRunEnv(t, "", fakeTurn{EndEarly: true}, fakeTurn{Text: []string{"fine"}})
+		id := e.newSession(map[string]any{"title": "t"})
+		s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+		if ev := s.until("agent_choice"); ev["content"] != "fine" {
+			t.Fatalf("after retry: %v", ev)
+		}
+		if types := s.all(); slices.ContainsFunc(types, func(ev map[string]any) bool { return ev["type"] == "error" }) {
+			t.Fatalf("retried stream reported an error: %v", s.types())
+		}
+		if n := len(f.requests()); n != 2 {
+			t.Errorf("requests = %d; want 2 (the cut stream retried)", n)
+		}
+	})
+	t.Run("after text", func(t *testing.T) {
+		e, f := newRunEnv(t, "", fakeTurn{Text: []string{"partial"}, EndEarly: true}, fakeTurn{Text: []string{"never"}})
+		id := e.newSession(map[string]any{"title": "t"})
+		s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+		text := ""
+		for {
+			ev := s.next()
+			if ev == nil {
+				t.Fatalf("stream ended without error: %v", s.types())
+			}
+			if ev["type"] == "agent_choice" {
+				text += ev["content"].(string)
+			}
+			if ev["type"] == "error" {
+				if msg, _ := ev["error"].(string); !strings.Contains(msg, "connection cut") {
+					t.Errorf("error = %q; want it to say the stream was cut", msg)
+				}
+				break
+			}
+		}
+		if text != "partial"+answerCutMarker {
+			t.Errorf("client saw %q; want the partial text and the marker", text)
+		}
+		if last := s.all(); last[len(last)-1]["type"] != "stream_stopped" {
+			t.Fatalf("stream did not end with stream_stopped: %v", s.types())
+		}
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		got := decode[sessionResponse](t, b)
+		if len(got.Messages) != 2 || got.Messages[1].Message.Content != text {
+			t.Fatalf("stored answer differs from what the client saw: %s", b)
+		}
+		if n := len(f.requests()); n != 1 {
+			t.Errorf("requests = %d; want 1 (a half-shown answer is not re-asked)", n)
 		}
 	})
 }
@@ -635,6 +693,115 @@ agents:
 	if decode[sessionResponse](t, b).Thinking {
 		t.Fatalf("the user's toggle was overridden: %s", b)
 	}
+}
+
+// A provider that never answers is reported after one first_byte_timeout, not after one
+// per retry, for the chat client and the other clients alike; idle_timeout bounds the
+// silence inside a stream.
+func TestRunStalledProviderTimeouts(t *testing.T) {
+	for _, provider := range []string{"openai", "anthropic"} {
+		t.Run(provider, func(t *testing.T) {
+			var requests atomic.Int32
+			stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				io.Copy(io.Discard, r.Body) // lets the server notice the client going away
+				<-r.Context().Done()
+			}))
+			t.Cleanup(stalled.Close)
+			yaml := fmt.Sprintf(`models:
+  slow:
+    provider: %s
+    model: m
+    base_url: %s/v1
+    first_byte_timeout: 300ms
+    idle_timeout: 5s
+agents:
+  root:
+    model: slow
+    instruction: Be brief.
+`, provider, stalled.URL)
+			e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+			e.setenv("OPENAI_API_KEY", "k")
+			e.setenv("ANTHROPIC_API_KEY", "k")
+			id := e.newSession(map[string]any{"title": "t"})
+			s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+			ev := s.until("error")
+			if msg, _ := ev["error"].(string); !strings.Contains(msg, "300ms") {
+				t.Errorf("error = %q; want it to name the 300ms first-byte timeout", msg)
+			}
+			s.all()
+			if n := requests.Load(); n != 1 {
+				t.Errorf("stalled provider got %d requests; want 1 (no retry after a first-byte timeout)", n)
+			}
+		})
+	}
+}
+
+func TestRunIdleTimeoutSetting(t *testing.T) {
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}`+"\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(silent.Close)
+	yaml := fmt.Sprintf("models:\n  m:\n    provider: openai\n    model: gpt-4o\n    base_url: %s/v1\n    idle_timeout: 250ms\nagents:\n  root:\n    model: m\n", silent.URL)
+	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+	ev := s.until("error")
+	if msg, _ := ev["error"].(string); !strings.Contains(msg, "stalled: no data for 250ms") {
+		t.Errorf("error = %q; want the 250ms idle timeout", msg)
+	}
+	s.all()
+}
+
+// BenchmarkRunLargeBody posts a 15 MiB run body (one image as a data URL) through the
+// real server and reads the stream to its end; -benchmem gives the bytes allocated per
+// body, provider request and storage included. The provider discards what it gets, so
+// its own decoding is not counted.
+func BenchmarkRunLargeBody(b *testing.B) {
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+	}))
+	b.Cleanup(provider.Close)
+	e := newTestEnv(b, map[string]string{"a.yaml": fakeAgentYAML(provider.URL, "")})
+	e.setenv("OPENAI_API_KEY", "k")
+	img := "data:image/png;base64," + strings.Repeat("QUJD", (15<<20)/4)
+	body, _ := json.Marshal([]map[string]any{{"content": "what is this?", "multi_content": []map[string]any{
+		{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": map[string]string{"url": img}}}}})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		id := e.newSession(map[string]any{"title": "t"})
+		b.StartTimer()
+		resp, err := http.Post(e.srv.URL+"/api/sessions/"+id+"/agent/a", "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The stream echoes the image in user_message; keep only its end.
+		var tail tailWriter
+		io.Copy(&tail, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(tail), "stream_stopped") {
+			b.Fatalf("run = %d …%.300s", resp.StatusCode, tail)
+		}
+	}
+}
+
+// tailWriter keeps the last 4 KiB written to it.
+type tailWriter []byte
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	*t = append(*t, p...)
+	if len(*t) > 4096 {
+		*t = append((*t)[:0], (*t)[len(*t)-4096:]...)
+	}
+	return len(p), nil
 }
 
 // TestThinkingBudgetMapping: the long form {effort: …} loads and reaches the model

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -191,5 +193,104 @@ func TestMaxRuns(t *testing.T) {
 	waitFor(t, "slot freed", func() bool { return e.s.runs.get(first) == nil })
 	if code, _ := e.do("POST", "/api/sessions/"+second+"/agent/a", `[{"content":"x"}]`); code != 200 {
 		t.Fatalf("run after the slot was freed = %d", code)
+	}
+}
+
+// trickle opens a raw connection to e's server and sends a request declaring a body of
+// size bytes, then one byte every gap until the server answers or the connection
+// fails. It returns the response read from the connection.
+func trickle(t *testing.T, e *apiTest, path string, size int, gap time.Duration) (*http.Response, []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, e.srv.Listener.Addr(), size)
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < size; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(gap):
+			}
+			if _, err := conn.Write([]byte(" ")); err != nil {
+				return
+			}
+		}
+	}()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // the test's own bound, far above the server's
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	close(done)
+	if err != nil {
+		t.Fatalf("no answer to a trickled body: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// A body sent a byte at a time cannot hold a connection: past the read deadline the
+// client gets 408 with a JSON error.
+func TestSlowBodyDeadline(t *testing.T) {
+	e := newTestEnv(t, nil, func(c *serverConfig) { c.bodyGrace = 300 * time.Millisecond })
+	resp, b := trickle(t, e, "/api/sessions", 1000, 50*time.Millisecond)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), `"error":"request body not received within`) {
+		t.Fatalf("trickled body = %d %s; want 408 with a JSON error", resp.StatusCode, b)
+	}
+	// A body that arrives in time is unaffected, and so is the connection's next request.
+	if code, b := e.do("POST", "/api/sessions", map[string]any{"title": "t"}); code != 200 {
+		t.Fatalf("create session = %d %s", code, b)
+	}
+}
+
+// A run's stream outlives its body's read deadline: the deadline covers reading the
+// body only, never the SSE answer.
+func TestRunStreamOutlivesBodyDeadline(t *testing.T) {
+	f := newFakeOpenAI(t)
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "    toolsets:\n      - type: shell\n")},
+		func(c *serverConfig) { c.bodyGrace = 200 * time.Millisecond })
+	e.setenv("OPENAI_API_KEY", "k")
+	f.turns = []fakeTurn{{ToolCalls: []fakeToolCall{{ID: "c1", Name: "shell", Args: `{"cmd":"echo hi"}`}}}, {Text: []string{"done"}}}
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+	s.until("tool_call_confirmation")
+	time.Sleep(500 * time.Millisecond) // past the body deadline while the stream waits
+	if code, b := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"}); code != 200 {
+		t.Fatalf("resume = %d %s", code, b)
+	}
+	if ev := s.until("agent_choice"); ev["content"] != "done" {
+		t.Fatalf("after resume: %v", ev)
+	}
+}
+
+// Bodies being read count against a server-wide budget: beyond it a request gets 429
+// with Retry-After instead of more memory.
+func TestBodyBudget(t *testing.T) {
+	e := newTestEnv(t, nil, func(c *serverConfig) { c.bodyBudget = 1000 })
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Declares 600 bytes and sends none: reserves 1200, and being first it is admitted.
+	fmt.Fprintf(conn, "POST /api/sessions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 600\r\n\r\n", e.srv.Listener.Addr())
+	var code int
+	var hdr http.Header
+	var b []byte
+	waitFor(t, "a second body to be refused", func() bool {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/api/sessions", strings.NewReader(`{"title":"t"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ = io.ReadAll(resp.Body)
+		code, hdr = resp.StatusCode, resp.Header
+		return code == http.StatusTooManyRequests
+	})
+	if hdr.Get("Retry-After") == "" || !strings.Contains(string(b), `"error":"server busy`) {
+		t.Errorf("429 = %v %s; want Retry-After and a JSON error", hdr, b)
 	}
 }

@@ -4,6 +4,8 @@ package main
 // Origin, CORS, content type, panics) and the two JSON helpers.
 
 import (
+	"bytes"
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
@@ -34,6 +36,8 @@ type serverConfig struct {
 	corsOrigins  []string
 	maxRuns      int
 	heartbeat    time.Duration   // idle-stream comment interval; 0 = heartbeatEvery
+	bodyGrace    time.Duration   // request body read deadline before size is counted; 0 = bodyReadGrace
+	bodyBudget   int64           // bytes for request bodies in flight; 0 = maxBodyMemory
 	protected    *protectedFiles // the server's secret files, refused to file tools
 	saveRetryFor time.Duration   // how long a run retries writes that failed; 0 = saveRetryFor
 }
@@ -46,6 +50,7 @@ type server struct {
 	cfg    serverConfig
 	mux    *http.ServeMux
 	runs   *runRegistry
+	bodies *bodyBudget
 
 	// rootDir is cfg.root opened once at start; every run opens its session's
 	// directory from it, so swapping a directory for a symlink cannot lead outside.
@@ -70,7 +75,8 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 	if cfg.clientEnv.Getenv == nil {
 		cfg.clientEnv.Getenv = cfg.getenv
 	}
-	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns)}
+	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns),
+		bodies: &bodyBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory)}}
 	var err error
 	if s.rootReal, err = filepath.EvalSymlinks(cfg.root); err != nil {
 		return nil, fmt.Errorf("working directory: %w", err)
@@ -82,25 +88,42 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 	return s, nil
 }
 
-// routes is the whole API.
+// route is one entry of the route table.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routeTable is every route the server answers, in one place so that the OpenAPI
+// test can check each is documented.
+func (s *server) routeTable() []route {
+	return []route{
+		{"GET /{$}", s.servePage},
+		{"GET /ui/{file}", s.serveAsset},
+		{"GET /api/openapi.json", s.serveOpenAPI},
+		{"GET /api/ping", s.servePing},
+		{"GET /api/agents", s.serveAgents},
+		{"GET /api/agents/{id}", s.serveAgent},
+		{"GET /api/agents/{id}/{name}/tools/count", s.serveToolCount},
+		{"GET /api/sessions", s.serveSessions},
+		{"POST /api/sessions", s.serveCreateSession},
+		{"GET /api/sessions/{id}", s.serveSession},
+		{"DELETE /api/sessions/{id}", s.serveDeleteSession},
+		{"PATCH /api/sessions/{id}/title", s.serveSetTitle},
+		{"PATCH /api/sessions/{id}/permissions", s.serveSetPermissions},
+		{"POST /api/sessions/{id}/resume", s.serveResume},
+		{"POST /api/sessions/{id}/tools/toggle", s.serveToggleTools},
+		{"POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking},
+		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
+		{"POST /api/sessions/{id}/agent/{agent}", s.serveRun},
+		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.serveRun},
+	}
+}
+
 func (s *server) routes() {
-	m := s.mux
-	m.HandleFunc("GET /api/ping", s.servePing)
-	m.HandleFunc("GET /api/agents", s.serveAgents)
-	m.HandleFunc("GET /api/agents/{id}", s.serveAgent)
-	m.HandleFunc("GET /api/agents/{id}/{name}/tools/count", s.serveToolCount)
-	m.HandleFunc("GET /api/sessions", s.serveSessions)
-	m.HandleFunc("POST /api/sessions", s.serveCreateSession)
-	m.HandleFunc("GET /api/sessions/{id}", s.serveSession)
-	m.HandleFunc("DELETE /api/sessions/{id}", s.serveDeleteSession)
-	m.HandleFunc("PATCH /api/sessions/{id}/title", s.serveSetTitle)
-	m.HandleFunc("PATCH /api/sessions/{id}/permissions", s.serveSetPermissions)
-	m.HandleFunc("POST /api/sessions/{id}/resume", s.serveResume)
-	m.HandleFunc("POST /api/sessions/{id}/tools/toggle", s.serveToggleTools)
-	m.HandleFunc("POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking)
-	m.HandleFunc("POST /api/sessions/{id}/elicitation", s.serveElicitation)
-	m.HandleFunc("POST /api/sessions/{id}/agent/{agent}", s.serveRun)
-	m.HandleFunc("POST /api/sessions/{id}/agent/{agent}/{name}", s.serveRun)
+	for _, rt := range s.routeTable() {
+		s.mux.HandleFunc(rt.pattern, rt.handler)
+	}
 }
 
 // close releases what the server holds (running agents are cancelled by their requests).
@@ -143,7 +166,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if s.cfg.token != "" && r.URL.Path != "/api/ping" && !s.authorized(r) {
+	if s.cfg.token != "" && !publicPath(r.URL.Path) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentd"`)
 		writeJSON(w, http.StatusUnauthorized, errorBody("missing or invalid bearer token"))
 		return
@@ -187,6 +210,12 @@ func (sw *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
+
+// publicPath: ping, and the chat page and its assets, which hold no data (the page
+// asks for the token and sends it with every API call).
+func publicPath(p string) bool {
+	return p == "/api/ping" || p == "/" || strings.HasPrefix(p, "/ui/")
+}
 
 func (s *server) authorized(r *http.Request) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -280,23 +309,81 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // readJSON decodes a size-limited JSON body into v. An empty body leaves v untouched
 // (the reference accepts it); malformed JSON, wrong types and trailing data are
-// errInvalid; an oversized body is a *http.MaxBytesError.
-func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+// errInvalid; an oversized body is a *http.MaxBytesError. The body must arrive before a
+// deadline of a grace period plus its size at bodyMinRate (408 otherwise), so a peer
+// trickling bytes cannot hold a connection; and it must fit the server's budget for
+// bodies being read (429 otherwise).
+func (s *server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	size := limit
+	if r.ContentLength >= 0 && r.ContentLength < limit {
+		size = r.ContentLength
+	}
+	rc := http.NewResponseController(w)
+	wait := cmp.Or(s.cfg.bodyGrace, bodyReadGrace) + time.Duration(size/bodyMinRate)*time.Second
+	if rc.SetReadDeadline(time.Now().Add(wait)) == nil {
+		// Cleared once read: a run's stream lives on, and the server's watch for a
+		// client going away reads the same connection.
+		defer rc.SetReadDeadline(time.Time{})
+	}
+	release, err := s.bodies.reserve(size)
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		return err
+	}
+	defer release()
+	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Close after the answer: net/http would otherwise wait for the rest of the
+		// body before writing it.
+		w.Header().Set("Connection", "close")
+		return &httpError{http.StatusRequestTimeout, fmt.Sprintf("request body not received within %v", wait)}
+	}
 	if err != nil {
 		return err
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	if err := dec.Decode(v); err != nil {
+	if err := json.Unmarshal(body, v); err != nil {
 		return badRequest("invalid request body: %v", err)
 	}
-	if err := dec.Decode(&json.RawMessage{}); err != io.EOF {
-		return badRequest("invalid request body: trailing data after the JSON value")
-	}
 	return nil
+}
+
+// readBody reads r whole; with a Content-Length within limit, into one buffer of that
+// size, so a large body is held once, not in a doubling buffer plus copies.
+func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if contentLength >= 0 && contentLength <= limit {
+		buf.Grow(int(contentLength) + 1) // +1: EOF is seen without growing
+	}
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
+}
+
+// bodyBudget bounds the memory of request bodies being read and decoded at once: each
+// reserves twice its size (the bytes and the decoded values).
+type bodyBudget struct {
+	mu    sync.Mutex
+	used  int64
+	limit int64
+}
+
+// reserve takes room for a body of size bytes; the returned func gives it back. Beyond
+// the budget it is a 429, unless nothing else is in flight (one body always fits).
+func (b *bodyBudget) reserve(size int64) (func(), error) {
+	cost := 2 * size
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used > 0 && b.used+cost > b.limit {
+		return nil, &httpError{http.StatusTooManyRequests, "server busy: too many large request bodies in flight; retry shortly"}
+	}
+	b.used += cost
+	return func() {
+		b.mu.Lock()
+		b.used -= cost
+		b.mu.Unlock()
+	}, nil
 }
 
 // httpError is an error with the status and the user-facing message to answer with.

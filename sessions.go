@@ -1,8 +1,10 @@
 package main
 
-// sessions.go: the session routes (API.md §2.4–2.10, §7) and their JSON shapes.
+// sessions.go: the session routes (API.md §2.4–2.10, §7) and their JSON shapes,
+// including the run route and the answers (resume, elicitation) a run waits for.
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -143,7 +145,7 @@ type createSessionRequest struct {
 
 func (s *server) serveCreateSession(w http.ResponseWriter, r *http.Request) {
 	var req createSessionRequest
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -287,7 +289,7 @@ func (s *server) serveSetTitle(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Title *string `json:"title"`
 	}
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -314,7 +316,7 @@ func (s *server) serveSetPermissions(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Permissions *permissionsConfig `json:"permissions"`
 	}
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -380,15 +382,6 @@ func validatePermissions(p *permissionsConfig) error {
 	return nil
 }
 
-// newUUID returns a random RFC 4122 version 4 UUID.
-func newUUID() string {
-	var b [16]byte
-	randRead(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 // resumeRequest is the body of POST /api/sessions/{id}/resume.
 type resumeRequest struct {
 	Confirmation string `json:"confirmation"`
@@ -400,7 +393,7 @@ type resumeRequest struct {
 func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req resumeRequest
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -446,7 +439,7 @@ func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pe
 func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req elicitationResponse
-	if err := readJSON(w, r, maxMetadataBody, &req); err != nil {
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -528,14 +521,46 @@ type runMessage struct {
 	MultiContent []messagePart `json:"multi_content,omitempty"`
 }
 
+// runBody is the run request: the reference's bare array of messages, or the newer
+// object form {"messages":[…]} (API-UPSTREAM.md §3.1), whose messages are all new.
+// An object without "messages" is refused: it is most likely one message sent unwrapped.
+type runBody struct {
+	messages []runMessage
+	object   bool
+}
+
+func (b *runBody) UnmarshalJSON(data []byte) error {
+	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
+		return json.Unmarshal(data, &b.messages)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return err
+	}
+	msgs, ok := obj["messages"]
+	if !ok {
+		return errors.New(`want an array of messages or {"messages": [...]}`)
+	}
+	b.object = true
+	return json.Unmarshal(msgs, &b.messages)
+}
+
+// newMessages is what the body adds to the session.
+func (b *runBody) newMessages() []runMessage {
+	if b.object {
+		return b.messages
+	}
+	return arrayBodyMessages(b.messages)
+}
+
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var body []runMessage
-	if err := readJSON(w, r, maxRunBody, &body); err != nil {
+	var body runBody
+	if err := s.readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	msgs := arrayBodyMessages(body)
+	msgs := body.newMessages()
 	rec, err := s.st.session(r.Context(), sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
@@ -614,7 +639,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 // element only. docker-agent's remote client keeps just the user's messages and
 // re-sends all of them every turn, so the earlier elements are already stored; the
 // reference records only the last too (but still shows the model the repeats, which
-// we do not). An object body {"messages":[…]} would add every message it holds.
+// we do not). An object body {"messages":[…]} adds every message it holds.
 func arrayBodyMessages(body []runMessage) []runMessage {
 	if len(body) > 1 {
 		return body[len(body)-1:]

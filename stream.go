@@ -197,6 +197,11 @@ func toolCallEvent(call toolCall, def toolDef, agent string) *event {
 	return startEvent("tool_call").val("tool_call", call).val("tool_definition", def).ctx(agent, time.Now())
 }
 
+// hookBlockedEvent reports a call a pre_tool_use hook refused, with the hook's reason.
+func hookBlockedEvent(call toolCall, def toolDef, msg, agent string) *event {
+	return startEvent("hook_blocked").val("tool_call", call).val("tool_definition", def).str("message", msg).ctx(agent, time.Now())
+}
+
 func toolCallResponseEvent(call toolCall, def toolDef, res toolResult, agent string) *event {
 	return startEvent("tool_call_response").val("tool_call", call).val("tool_definition", def).
 		str("response", res.Output).val("result", res).ctx(agent, time.Now())
