@@ -160,12 +160,12 @@ func (s *ragSource) indexStrategy(ctx context.Context, env clientEnv, st *ragStr
 	if err != nil || len(todo) == 0 {
 		return err
 	}
-	emit(ragEvent("rag_indexing_started", s.name, st.kind))
+	emit(ragIndexingStartedEvent(s.name, st.kind))
 	failed, err := s.write(ctx, st, idx, s.prepareAll(ctx, env, st, root, todo), stored, len(todo), emit)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	emit(ragEvent("rag_indexing_completed", s.name, st.kind))
+	emit(ragIndexingCompletedEvent(s.name, st.kind))
 	if failed > 0 {
 		// Not remembered, so the next pass retries them.
 		return fmt.Errorf("%s: %d of %d documents not indexed: %w", st.kind, failed, len(todo), err)
@@ -202,7 +202,7 @@ func (s *ragSource) write(ctx context.Context, st *ragStrategy, idx *ragIndex, d
 		}
 		for range batch {
 			done++
-			emit(ragEvent("rag_indexing_progress", s.name, st.kind, "current", done, "total", total))
+			emit(ragIndexingProgressEvent(s.name, st.kind, done, total))
 		}
 		if st.embed != nil && tokens > 0 {
 			emit(st.embed.usage(tokens))
@@ -750,7 +750,7 @@ func (e *ragEmbedder) embed(ctx context.Context, env clientEnv, texts []string) 
 // input tokens), as the reference reports embedding costs.
 func (e *ragEmbedder) usage(tokens int64) *event {
 	u := usageJSON{InputTokens: tokens, ContextLength: tokens, Cost: priceOf(e.spec.Model).cost(&messageUsage{InputTokens: tokens})}
-	return newEvent("token_usage", "session_id", "", "usage", u)
+	return ragTokenUsageEvent(u)
 }
 
 func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string) ([][]float32, int64, error) {
