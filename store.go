@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -761,14 +762,39 @@ func (st *store) scanSession(row interface{ Scan(...any) error }) (*sessionRecor
 	return s, storeText(v[16]), nil
 }
 
-// listSessions returns the root sessions, newest first by real time (the reference
-// compares created_at as strings, wrong across UTC offsets). NumMessages is computed in
-// SQL without loading messages: non-system messages, sub-session messages included
-// recursively, summaries excluded. A row with odd values is listed as well as it can be.
+// listSessions returns all root sessions, newest first (see eachSession).
 func (st *store) listSessions(ctx context.Context) ([]sessionSummary, error) {
+	var out []sessionSummary
+	err := st.eachSession(ctx, storeFirstPage, -1, func(s sessionSummary, _ sessionCursor) error {
+		out = append(out, s)
+		return nil
+	})
+	return out, err
+}
+
+// sessionCursor is a root session's place in the list: the real time of created_at
+// as a Julian day number (0 when unreadable, so such rows come last) and the rowid,
+// which orders sessions created in the same instant (the later insert first).
+type sessionCursor struct {
+	day   float64
+	rowid int64
+}
+
+// storeFirstPage sorts before every session.
+var storeFirstPage = sessionCursor{math.Inf(1), math.MaxInt64}
+
+// eachSession calls fn for at most limit (negative: all) root sessions after the
+// cursor, newest first by real time (the reference compares created_at as strings,
+// wrong across UTC offsets), one row at a time: memory does not grow with the number
+// of sessions. NumMessages is computed in SQL without loading messages: non-system
+// messages, sub-session messages included recursively, summaries excluded. A row with
+// odd values is listed as well as it can be. An error from fn stops and is returned.
+func (st *store) eachSession(ctx context.Context, after sessionCursor, limit int, fn func(sessionSummary, sessionCursor) error) error {
 	// Own counts come from agentd_message_counts (kept by triggers). The recursion walks
 	// only subsession edges, so its cost is the number of sub-sessions, not of messages.
-	// UNION (not UNION ALL) stops it on a reference cycle in a corrupt file.
+	// UNION (not UNION ALL) stops it on a reference cycle in a corrupt file. SQLite reads
+	// a created_at without an offset as UTC (storeParseTime as local time); we write
+	// offsets, so only such rows from other programs can sort differently.
 	rows, err := st.r.QueryContext(ctx, `
 		WITH RECURSIVE edges(parent, child) AS (
 			SELECT session_id, subsession_id FROM session_items
@@ -780,49 +806,38 @@ func (st *store) listSessions(ctx context.Context) ([]sessionSummary, error) {
 		), sub(root, n) AS (
 			SELECT t.root, sum(c.n) FROM tree t JOIN agentd_message_counts c ON c.session_id = t.sid
 			WHERE t.sid != t.root GROUP BY t.root
+		), page(rid, day) AS (
+			SELECT rowid, coalesce(julianday(created_at), 0) FROM sessions
+			WHERE (parent_id IS NULL OR parent_id = '') AND (coalesce(julianday(created_at), 0), rowid) < (?, ?)
+			ORDER BY 2 DESC, 1 DESC LIMIT ?
 		)
-		SELECT s.rowid, s.id, s.title, s.created_at, s.input_tokens, s.output_tokens, s.working_dir,
+		SELECT p.rid, p.day, s.id, s.title, s.created_at, s.input_tokens, s.output_tokens, s.working_dir,
 			coalesce(own.n, 0) + coalesce(sub.n, 0)
-		FROM sessions s
+		FROM page p JOIN sessions s ON s.rowid = p.rid
 		LEFT JOIN agentd_message_counts own ON own.session_id = s.id
 		LEFT JOIN sub ON sub.root = s.id
-		WHERE s.parent_id IS NULL OR s.parent_id = ''`)
+		ORDER BY p.day DESC, p.rid DESC`, after.day, after.rowid, limit)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	type row struct {
-		rowid int64
-		sessionSummary
-	}
-	var list []row
 	for rows.Next() {
-		var rowid, n int64
+		var c sessionCursor
+		var n int64
 		var id, title, created, in, out, wd any
-		if err := rows.Scan(&rowid, &id, &title, &created, &in, &out, &wd, &n); err != nil {
-			return nil, err
+		if err := rows.Scan(&c.rowid, &c.day, &id, &title, &created, &in, &out, &wd, &n); err != nil {
+			return err
 		}
 		s := sessionSummary{ID: storeText(id), Title: storeText(title), NumMessages: int(n),
 			InputTokens: storeInt(in), OutputTokens: storeInt(out), WorkingDir: storeText(wd)}
 		if s.CreatedAt, err = storeParseTime(created); err != nil {
 			st.log.Warn("session has an unreadable created_at", "session", s.ID, "err", err)
 		}
-		list = append(list, row{rowid, s})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(list, func(a, b row) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
+		if err := fn(s, c); err != nil {
+			return err
 		}
-		return int(b.rowid - a.rowid) // same second: the later insert first
-	})
-	out := make([]sessionSummary, len(list))
-	for i := range list {
-		out[i] = list[i].sessionSummary
 	}
-	return out, nil
+	return rows.Err()
 }
 
 // deleteSession deletes session id; foreign keys cascade to its items and its
