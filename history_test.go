@@ -278,3 +278,44 @@ func BenchmarkRunHistory(b *testing.B) {
 		})
 	}
 }
+
+// storeTestFillSessions inserts n root sessions, one second apart, in one transaction.
+func storeTestFillSessions(t testing.TB, st *store, n int) {
+	t.Helper()
+	ctx := context.Background()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	err := st.inTx(ctx, func(tx *sql.Tx) error {
+		for i := range n {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, title, created_at, working_dir) VALUES (?, ?, ?, '')`,
+				fmt.Sprintf("bench-%06d", i), fmt.Sprintf("session number %d", i), start.Add(time.Duration(i)*time.Second).Format(time.RFC3339)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkSessionList lists 20,000 sessions: one page of 50, and the whole list.
+func BenchmarkSessionList(b *testing.B) {
+	e := newTestEnv(b, nil)
+	storeTestFillSessions(b, e.s.st, 20000)
+	for _, path := range []string{"/api/sessions?limit=50", "/api/sessions"} {
+		b.Run(strings.TrimPrefix(path, "/api/sessions"), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := http.Get(e.srv.URL + path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || n < 50*100 {
+					b.Fatalf("GET %s = %d, %d bytes", path, resp.StatusCode, n)
+				}
+			}
+		})
+	}
+}

@@ -231,6 +231,11 @@ var storeOwnMigrations = []storeMigration{
 			recorded_at TEXT NOT NULL,       -- RFC3339
 			PRIMARY KEY (pgid, tag)
 		);`, nil},
+	// The session list is ordered by real time (created_at carries offsets), newest first;
+	// this index lets a page of it read only its own rows. julianday is deterministic for
+	// such arguments since SQLite 3.20, so any reader of the file can parse the schema.
+	{0, "agentd_003_sessions_by_time", "Index of sessions by the real time of created_at", `
+		CREATE INDEX agentd_idx_sessions_time ON sessions(coalesce(julianday(created_at), 0));`, nil},
 }
 
 // storeBaseSchema is what the reference creates before any migration runs.
@@ -807,9 +812,9 @@ func (st *store) eachSession(ctx context.Context, after sessionCursor, limit int
 			SELECT t.root, sum(c.n) FROM tree t JOIN agentd_message_counts c ON c.session_id = t.sid
 			WHERE t.sid != t.root GROUP BY t.root
 		), page(rid, day) AS (
-			SELECT rowid, coalesce(julianday(created_at), 0) FROM sessions
+			SELECT rowid, coalesce(julianday(created_at), 0) FROM sessions INDEXED BY agentd_idx_sessions_time
 			WHERE (parent_id IS NULL OR parent_id = '') AND (coalesce(julianday(created_at), 0), rowid) < (?, ?)
-			ORDER BY 2 DESC, 1 DESC LIMIT ?
+			ORDER BY coalesce(julianday(created_at), 0) DESC, rowid DESC LIMIT ?
 		)
 		SELECT p.rid, p.day, s.id, s.title, s.created_at, s.input_tokens, s.output_tokens, s.working_dir,
 			coalesce(own.n, 0) + coalesce(sub.n, 0)
