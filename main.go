@@ -24,7 +24,7 @@
 //	--insecure-no-auth       allow a non-loopback listen address without a token
 //	--allowed-host HOST      extra Host header value to accept (repeatable)
 //	--cors-origin ORIGIN     origin allowed to call the API from a browser (repeatable)
-//	--max-runs N             concurrent agent runs before 429 (default 256)
+//	--max-runs N             concurrent agent runs before 429 (default from memory, at least 4096)
 //	-d, --debug              debug logging
 package main
 
@@ -36,12 +36,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -67,7 +69,16 @@ const (
 	idleTimeout        = 120 * time.Second
 	shutdownTimeout    = 10 * time.Second
 	reloadPollInterval = time.Second
-	defaultMaxRuns     = 256
+)
+
+// Runs in flight are bounded by count and by estimated memory, both sized from the
+// memory the process may use (issue 21: a fixed 256 refused most of 1,000 concurrent
+// clients while each stream costs about 300 KB).
+const runMemoryCost = 512 << 10 // estimated bytes of one run in flight: stream, buffers, history
+
+var (
+	defaultRunMemory = systemMemory() / 2                                // budget for runs in flight
+	defaultMaxRuns   = max(4096, int(defaultRunMemory/runMemoryCost)) // --max-runs default
 )
 
 // Limits and timeouts of the other parts, by file, so they can be audited here too.
@@ -612,4 +623,29 @@ func newOutboundClient() *http.Client {
 	t.MaxIdleConnsPerHost = 256
 	t.DisableCompression = true
 	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
+}
+
+// systemMemory is the memory this process may use: the smallest of the machine's
+// memory, the cgroup (v2) limit and GOMEMLIMIT; 4 GiB when none can be read.
+func systemMemory() int64 {
+	limit := int64(math.MaxInt64)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if kb, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 10, 64); err == nil {
+					limit = n << 10
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil { // "max" = none
+			limit = min(limit, n)
+		}
+	}
+	limit = min(limit, debug.SetMemoryLimit(-1)) // MaxInt64 unless GOMEMLIMIT is set
+	if limit == math.MaxInt64 || limit <= 0 {
+		return 4 << 30
+	}
+	return limit
 }
