@@ -77,7 +77,7 @@ const (
 const runMemoryCost = 512 << 10 // estimated bytes of one run in flight: stream, buffers, history
 
 var (
-	defaultRunMemory = systemMemory() / 2                                // budget for runs in flight
+	defaultRunMemory = systemMemory() / 2                             // budget for runs in flight
 	defaultMaxRuns   = max(4096, int(defaultRunMemory/runMemoryCost)) // --max-runs default
 )
 
