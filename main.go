@@ -25,6 +25,7 @@
 //	--allowed-host HOST      extra Host header value to accept (repeatable)
 //	--cors-origin ORIGIN     origin allowed to call the API from a browser (repeatable)
 //	--max-runs N             concurrent agent runs before 429 (default from memory, at least 4096)
+//	--history-cache-mb N     memory for decoded session histories (default 64)
 //	-d, --debug              debug logging
 package main
 
@@ -247,6 +248,7 @@ type serveOptions struct {
 	allowedHosts   []string
 	corsOrigins    []string
 	maxRuns        int
+	historyCacheMB int
 	debug          bool
 
 	readHeaderTimeout time.Duration // tests shorten it
@@ -284,6 +286,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.Var((*stringList)(&o.allowedHosts), "allowed-host", "extra allowed Host (repeatable)")
 	fs.Var((*stringList)(&o.corsOrigins), "cors-origin", "allowed CORS origin (repeatable)")
 	fs.IntVar(&o.maxRuns, "max-runs", defaultMaxRuns, "concurrent runs")
+	fs.IntVar(&o.historyCacheMB, "history-cache-mb", historyCacheBytes>>20, "MiB of decoded session histories kept in memory (0 = none)")
 	fs.Usage = func() {}
 
 	var positional []string
@@ -315,6 +318,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	if o.maxRuns < 1 {
 		return nil, errors.New("--max-runs must be at least 1")
+	}
+	if o.historyCacheMB < 0 {
+		return nil, errors.New("--history-cache-mb must not be negative")
 	}
 	return o, nil
 }
@@ -376,6 +382,7 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		return fmt.Errorf("session database: %w", err)
 	}
 	defer st.Close()
+	st.history = newHistoryCache(int64(o.historyCacheMB) << 20)
 	procs := newProcGroups(st, log)
 	procs.reap(ctx)
 
