@@ -24,7 +24,8 @@
 //	--insecure-no-auth       allow a non-loopback listen address without a token
 //	--allowed-host HOST      extra Host header value to accept (repeatable)
 //	--cors-origin ORIGIN     origin allowed to call the API from a browser (repeatable)
-//	--max-runs N             concurrent agent runs before 429 (default 256)
+//	--max-runs N             concurrent agent runs before 429 (default from memory, at least 4096)
+//	--history-cache-mb N     memory for decoded session histories (default 64)
 //	-d, --debug              debug logging
 package main
 
@@ -36,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -68,7 +70,16 @@ const (
 	idleTimeout        = 120 * time.Second
 	shutdownTimeout    = 10 * time.Second
 	reloadPollInterval = time.Second
-	defaultMaxRuns     = 256
+)
+
+// Runs in flight are bounded by count and by estimated memory, both sized from the
+// memory the process may use (issue 21: a fixed 256 refused most of 1,000 concurrent
+// clients while each stream costs about 300 KB).
+const runMemoryCost = 512 << 10 // estimated bytes of one run in flight: stream, buffers, history
+
+var (
+	defaultRunMemory = systemMemory() / 2                             // budget for runs in flight
+	defaultMaxRuns   = max(4096, int(defaultRunMemory/runMemoryCost)) // --max-runs default
 )
 
 // Limits and timeouts of the other parts, by file, so they can be audited here too.
@@ -237,6 +248,7 @@ type serveOptions struct {
 	allowedHosts   []string
 	corsOrigins    []string
 	maxRuns        int
+	historyCacheMB int
 	debug          bool
 
 	readHeaderTimeout time.Duration // tests shorten it
@@ -274,6 +286,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.Var((*stringList)(&o.allowedHosts), "allowed-host", "extra allowed Host (repeatable)")
 	fs.Var((*stringList)(&o.corsOrigins), "cors-origin", "allowed CORS origin (repeatable)")
 	fs.IntVar(&o.maxRuns, "max-runs", defaultMaxRuns, "concurrent runs")
+	fs.IntVar(&o.historyCacheMB, "history-cache-mb", historyCacheBytes>>20, "MiB of decoded session histories kept in memory (0 = none)")
 	fs.Usage = func() {}
 
 	var positional []string
@@ -305,6 +318,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	if o.maxRuns < 1 {
 		return nil, errors.New("--max-runs must be at least 1")
+	}
+	if o.historyCacheMB < 0 {
+		return nil, errors.New("--history-cache-mb must not be negative")
 	}
 	return o, nil
 }
@@ -365,6 +381,7 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		return fmt.Errorf("session database: %w", err)
 	}
 	defer st.Close()
+	st.history = newHistoryCache(int64(o.historyCacheMB) << 20)
 	procs := newProcGroups(st, log)
 	procs.reap(ctx)
 
@@ -612,4 +629,29 @@ func newOutboundClient() *http.Client {
 	t.MaxIdleConnsPerHost = 256
 	t.DisableCompression = true
 	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
+}
+
+// systemMemory is the memory this process may use: the smallest of the machine's
+// memory, the cgroup (v2) limit and GOMEMLIMIT; 4 GiB when none can be read.
+func systemMemory() int64 {
+	limit := int64(math.MaxInt64)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if kb, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 10, 64); err == nil {
+					limit = n << 10
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil { // "max" = none
+			limit = min(limit, n)
+		}
+	}
+	limit = min(limit, debug.SetMemoryLimit(-1)) // MaxInt64 unless GOMEMLIMIT is set
+	if limit == math.MaxInt64 || limit <= 0 {
+		return 4 << 30
+	}
+	return limit
 }

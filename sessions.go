@@ -4,17 +4,21 @@ package main
 // including the run route and the answers (resume, elicitation) a run waits for.
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -120,17 +124,116 @@ func flatten(items []sessionItem) []flatMessage {
 	return out
 }
 
+// serveSessions lists root sessions, newest first. Without limit the whole list is
+// streamed row by row (the reference's array, byte for byte, in memory independent of
+// the count). With ?limit=N (and the cursor of the previous page) the body is the same
+// array holding one page; when more follow, the Link header (rel="next", RFC 8288)
+// and X-Next-Cursor say where. The reference has no paging (API-UPSTREAM.md §3.3), so
+// a client that ignores the headers still reads a valid list.
 func (s *server) serveSessions(w http.ResponseWriter, r *http.Request) {
-	list, err := s.st.listSessions(r.Context())
+	q := r.URL.Query()
+	after, err := parseSessionCursor(q.Get("cursor"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]sessionListItem, 0, len(list))
-	for _, x := range list {
-		out = append(out, sessionListItem{x.ID, x.Title, x.CreatedAt.Format(time.RFC3339), x.NumMessages, x.InputTokens, x.OutputTokens, x.WorkingDir})
+	if !q.Has("limit") {
+		s.streamSessions(w, r, after)
+		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	limit, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || limit < 1 || limit > maxSessionPage {
+		s.writeError(w, r, badRequest("limit must be an integer from 1 to %d", maxSessionPage))
+		return
+	}
+	page := make([]sessionListItem, 0, limit)
+	var next sessionCursor
+	errFull := errors.New("page full")
+	err = s.st.eachSession(r.Context(), after, limit+1, func(x sessionSummary, c sessionCursor) error {
+		if len(page) == limit {
+			return errFull
+		}
+		page, next = append(page, toSessionListItem(x)), c
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		s.writeError(w, r, err)
+		return
+	}
+	if errors.Is(err, errFull) {
+		cursor := next.String()
+		w.Header().Set("X-Next-Cursor", cursor)
+		w.Header().Set("Link", fmt.Sprintf(`</api/sessions?limit=%d&cursor=%s>; rel="next"`, limit, cursor))
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// streamSessions writes the list after the cursor one element at a time, as
+// writeJSON would write the whole array. A failure after the first byte can no longer
+// be an error status, so it cuts the response, which a client cannot take for a list.
+func (s *server) streamSessions(w http.ResponseWriter, r *http.Request, after sessionCursor) {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	sep := byte('[')
+	err := s.st.eachSession(r.Context(), after, -1, func(x sessionSummary, _ sessionCursor) error {
+		b, err := json.Marshal(toSessionListItem(x))
+		if err != nil {
+			return err
+		}
+		if sep == '[' {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+		}
+		bw.WriteByte(sep)
+		sep = ','
+		_, err = bw.Write(b)
+		return err
+	})
+	switch {
+	case err != nil && sep == '[':
+		s.writeError(w, r, err)
+		return
+	case err != nil:
+		s.log.Error("listing sessions failed midway", "err", err)
+		panic(http.ErrAbortHandler)
+	case sep == '[':
+		writeJSON(w, http.StatusOK, []sessionListItem{})
+		return
+	}
+	bw.WriteString("]\n")
+	bw.Flush()
+}
+
+func toSessionListItem(x sessionSummary) sessionListItem {
+	return sessionListItem{x.ID, x.Title, x.CreatedAt.Format(time.RFC3339), x.NumMessages, x.InputTokens, x.OutputTokens, x.WorkingDir}
+}
+
+// maxSessionPage is the largest ?limit of GET /api/sessions.
+const maxSessionPage = 1000
+
+// String is the cursor as clients see it: opaque, URL-safe.
+func (c sessionCursor) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatFloat(c.day, 'g', -1, 64) + "/" + strconv.FormatInt(c.rowid, 10)))
+}
+
+// parseSessionCursor reads a cursor from String; "" is the first page.
+func parseSessionCursor(text string) (sessionCursor, error) {
+	if text == "" {
+		return storeFirstPage, nil
+	}
+	bad := badRequest("invalid cursor %q: pass the X-Next-Cursor of the previous page", text)
+	raw, err := base64.RawURLEncoding.DecodeString(text)
+	if err != nil {
+		return sessionCursor{}, bad
+	}
+	day, rowid, ok := strings.Cut(string(raw), "/")
+	var c sessionCursor
+	var err1, err2 error
+	c.day, err1 = strconv.ParseFloat(day, 64)
+	c.rowid, err2 = strconv.ParseInt(rowid, 10, 64)
+	if !ok || err1 != nil || err2 != nil || math.IsNaN(c.day) || math.IsInf(c.day, 0) {
+		return sessionCursor{}, bad
+	}
+	return c, nil
 }
 
 // createSessionRequest is the body of POST /api/sessions; every field is optional.
