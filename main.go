@@ -38,6 +38,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -231,6 +232,8 @@ type serveOptions struct {
 	pullInterval   time.Duration
 	cacheDir       string
 	fake, record   string
+	modelsGateway  string // --models-gateway: every model request goes through it
+	codeMode       bool   // --code-mode-tools: accepted and warned about
 	authTokenFile  string
 	insecureNoAuth bool
 	allowedHosts   []string
@@ -268,6 +271,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "OCI cache directory")
 	fs.StringVar(&o.fake, "fake", "", "replay cassette")
 	fs.StringVar(&o.record, "record", "", "record cassette")
+	fs.StringVar(&o.modelsGateway, "models-gateway", "", "models gateway URL")
+	fs.BoolVar(&o.codeMode, "code-mode-tools", false, "code mode (not supported; warned about)")
 	fs.StringVar(&o.authTokenFile, "auth-token-file", "", "bearer token file")
 	fs.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "allow non-loopback without auth")
 	fs.Var((*stringList)(&o.allowedHosts), "allowed-host", "extra allowed Host (repeatable)")
@@ -301,6 +306,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	o.pullInterval = d
 	if o.fake != "" && o.record != "" {
 		return nil, errors.New("--fake and --record cannot be used together")
+	}
+	if o.modelsGateway != "" && (o.fake != "" || o.record != "") {
+		return nil, errors.New("--models-gateway cannot be used with --fake or --record (they run their own gateway)")
 	}
 	if o.maxRuns < 1 {
 		return nil, errors.New("--max-runs must be at least 1")
@@ -356,6 +364,12 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	}
 
 	cenv := clientEnv{HTTP: newOutboundClient(), Getenv: getenv}
+	if cenv.Gateway, err = modelsGateway(o, getenv); err != nil {
+		return err
+	}
+	if o.codeMode {
+		log.Warn(codeModeWarning)
+	}
 	dbPath := sessionDBPath(root, o.sessionDB)
 	if within(root, dbPath) {
 		log.Warn("the session database is inside --working-dir: file tools are denied it, but shell commands can read it; move it or pass --session-db", "path", dbPath)
@@ -370,6 +384,7 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 
 	srcs, err := newAgentSources(ctx, o.source, sourceOptions{
 		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP, procs: procs,
+		codeMode: o.codeMode,
 	})
 	if err != nil {
 		return err
@@ -612,4 +627,22 @@ func newOutboundClient() *http.Client {
 	t.MaxIdleConnsPerHost = 256
 	t.DisableCompression = true
 	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
+}
+
+// modelsGateway is the gateway every model request goes through: --models-gateway,
+// else DOCKER_AGENT_MODELS_GATEWAY or CAGENT_MODELS_GATEWAY (as the reference), "" for
+// none. --fake and --record bring their own gateway, so the variables are ignored then.
+func modelsGateway(o *serveOptions, getenv func(string) string) (string, error) {
+	gw := o.modelsGateway
+	if gw == "" && o.fake == "" && o.record == "" {
+		gw = cmp.Or(getenv("DOCKER_AGENT_MODELS_GATEWAY"), getenv("CAGENT_MODELS_GATEWAY"))
+	}
+	gw = strings.TrimSuffix(strings.TrimSpace(gw), "/")
+	if gw == "" {
+		return "", nil
+	}
+	if u, err := url.Parse(gw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("models gateway %q is not an http(s) URL", redactURL(gw))
+	}
+	return gw, nil
 }
