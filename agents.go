@@ -582,7 +582,12 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 	}
 	s := &agentToolsets{warnings: ignoredKeyWarnings(t.file, ag, t.opts.CodeMode)}
 	deferred := &deferredToolset{}
+	var lsps []*toolsetConfig
 	for _, cfg := range ag.Toolsets {
+		if cfg.Type == "lsp" {
+			lsps = append(lsps, cfg) // merged into one toolset after the others (CONFIG.md §6.1)
+			continue
+		}
 		ts, err := newToolset(cfg, t.opts)
 		if err != nil {
 			s.warnings = append(s.warnings, fmt.Sprintf("toolset %s failed: %v", cfg.Type, err))
@@ -598,8 +603,17 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 		}
 		s.sets = append(s.sets, ts)
 	}
+	if len(lsps) > 0 {
+		ts, errs := newLSPToolset(lsps, t.opts)
+		for _, err := range errs {
+			s.warnings = append(s.warnings, fmt.Sprintf("toolset lsp failed: %v", err))
+		}
+		if ts != nil {
+			s.sets = append(s.sets, ts)
+		}
+	}
 	if len(deferred.sources) > 0 {
-		s.sets = append(s.sets, deferred) // after the agent's toolsets, as the reference
+		s.sets = append(s.sets, deferred) // after the agent's toolsets and lsp, as the reference
 	}
 	var warnings []string
 	s.rag, warnings = t.rag.forAgent(ag)
@@ -655,9 +669,12 @@ func (t *team) agentTools(ctx context.Context, ag *agentConfig, dir string) ([]t
 func newToolset(cfg *toolsetConfig, opts toolsetOptions) (toolset, error) {
 	var ts toolset
 	var err error
-	if cfg.Type == "mcp" {
+	switch cfg.Type {
+	case "mcp":
 		ts, err = newMCPToolset(cfg, opts)
-	} else {
+	case "openapi", "a2a":
+		ts, err = newRemoteToolset(cfg, opts)
+	default:
 		ts, err = newBuiltinToolset(cfg, opts)
 	}
 	if err != nil {

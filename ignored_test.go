@@ -129,13 +129,13 @@ func TestParseServeGatewayFlags(t *testing.T) {
 // start — once per run, not at every turn.
 func TestIgnoredKeysWarn(t *testing.T) {
 	f := newFakeOpenAI(t, fakeTurn{ToolCalls: []fakeToolCall{{ID: "c1", Name: "think", Args: `{"thought":"x"}`}}}, fakeTurn{Text: []string{"ok"}})
-	yaml := strings.Replace(fakeAgentYAML(f.URL, "    code_mode_tools: true\n    toolsets:\n      - type: think\n"),
+	yaml := strings.Replace(fakeAgentYAML(f.URL, "    code_mode_tools: true\n    structured_output:\n      name: answer\n      schema: {type: object}\n    toolsets:\n      - type: think\n"),
 		"    base_url: "+f.URL+"/v1\n", "    base_url: "+f.URL+"/v1\n    provider_opts:\n      context_size: 8192\n      speculative_draft_model: x\n", 1)
 	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
 	e.setenv("OPENAI_API_KEY", "k")
 	id := e.newSession(map[string]any{"title": "t"})
 	got := warningsOf(e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}}).all())
-	want := []string{codeModeWarning,
+	want := []string{codeModeWarning, structuredOutputWarning,
 		"model fake: provider_opts.context_size is not supported and is ignored",
 		"model fake: provider_opts.speculative_draft_model is not supported and is ignored"}
 	if !slices.Equal(got, want) {

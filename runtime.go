@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,8 +21,6 @@ import (
 	"time"
 	"unicode/utf8"
 )
-
-func randRead(b []byte) { rand.Read(b) }
 
 // runRegistry knows the active run of each session: one at a time per session, at
 // most max in total.
