@@ -364,12 +364,6 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	}
 
 	cenv := clientEnv{HTTP: newOutboundClient(), Getenv: getenv}
-	if cenv.Gateway, err = modelsGateway(o, getenv); err != nil {
-		return err
-	}
-	if o.codeMode {
-		log.Warn(codeModeWarning)
-	}
 	dbPath := sessionDBPath(root, o.sessionDB)
 	if within(root, dbPath) {
 		log.Warn("the session database is inside --working-dir: file tools are denied it, but shell commands can read it; move it or pass --session-db", "path", dbPath)
@@ -391,18 +385,11 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	}
 	defer srcs.close()
 
-	if o.fake != "" || o.record != "" {
-		mode, path := "replay", o.fake
-		if o.record != "" {
-			mode, path = "record", o.record
-		}
-		cs, err := startCassetteWith(cassetteOptions{Path: absPath(root, path), Mode: mode, Getenv: getenv, Logger: log, Allow: srcs.hasBaseURL})
-		if err != nil {
-			return err
-		}
-		defer cs.Close()
-		cenv.Gateway, cenv.GatewayToken = cs.URL(), cs.Token()
+	closeGateway, err := startGateway(o, root, getenv, log, srcs, &cenv)
+	if err != nil {
+		return err
 	}
+	defer closeGateway()
 
 	s, err := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,
@@ -627,6 +614,31 @@ func newOutboundClient() *http.Client {
 	t.MaxIdleConnsPerHost = 256
 	t.DisableCompression = true
 	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
+}
+
+// startGateway points cenv at the gateway model requests go through: the cassette
+// gateway of --fake/--record (started here; the returned func stops it), else
+// --models-gateway or its environment variables, else none. --code-mode-tools, the
+// reference's other model-traffic flag, is logged here as not acted on.
+func startGateway(o *serveOptions, root string, getenv func(string) string, log *slog.Logger, srcs *agentSources, cenv *clientEnv) (func(), error) {
+	if o.codeMode {
+		log.Warn(codeModeWarning)
+	}
+	if o.fake == "" && o.record == "" {
+		gw, err := modelsGateway(o, getenv)
+		cenv.Gateway = gw
+		return func() {}, err
+	}
+	mode, path := "replay", o.fake
+	if o.record != "" {
+		mode, path = "record", o.record
+	}
+	cs, err := startCassetteWith(cassetteOptions{Path: absPath(root, path), Mode: mode, Getenv: getenv, Logger: log, Allow: srcs.hasBaseURL})
+	if err != nil {
+		return nil, err
+	}
+	cenv.Gateway, cenv.GatewayToken = cs.URL(), cs.Token()
+	return func() { cs.Close() }, nil
 }
 
 // modelsGateway is the gateway every model request goes through: --models-gateway,

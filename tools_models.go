@@ -112,9 +112,14 @@ func (rn *runner) setModelOverride(ctx context.Context, agent, ref string) {
 
 // agentModelRef is the model the agent answers with in this session: its
 // model_picker choice, else its own.
+// A stored choice the config no longer knows (it changed, or the session came from
+// another config) is passed over rather than failing every run.
 func (rn *runner) agentModelRef(ag *agentConfig) string {
 	if ref := rn.modelOverrides()[ag.Name]; ref != "" {
-		return ref
+		if _, err := rn.team.file.modelSpec(ref, rn.s.cfg.getenv); err == nil {
+			return ref
+		}
+		rn.s.log.Warn("stored model choice unknown to the config; using the agent's model", "agent", ag.Name, "model", ref, "session", rn.root.ID)
 	}
 	return ag.Model
 }
