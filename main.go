@@ -40,6 +40,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -243,6 +244,8 @@ type serveOptions struct {
 	pullInterval   time.Duration
 	cacheDir       string
 	fake, record   string
+	modelsGateway  string // --models-gateway: every model request goes through it
+	codeMode       bool   // --code-mode-tools: accepted and warned about
 	authTokenFile  string
 	insecureNoAuth bool
 	allowedHosts   []string
@@ -281,6 +284,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "OCI cache directory")
 	fs.StringVar(&o.fake, "fake", "", "replay cassette")
 	fs.StringVar(&o.record, "record", "", "record cassette")
+	fs.StringVar(&o.modelsGateway, "models-gateway", "", "models gateway URL")
+	fs.BoolVar(&o.codeMode, "code-mode-tools", false, "code mode (not supported; warned about)")
 	fs.StringVar(&o.authTokenFile, "auth-token-file", "", "bearer token file")
 	fs.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "allow non-loopback without auth")
 	fs.Var((*stringList)(&o.allowedHosts), "allowed-host", "extra allowed Host (repeatable)")
@@ -315,6 +320,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	o.pullInterval = d
 	if o.fake != "" && o.record != "" {
 		return nil, errors.New("--fake and --record cannot be used together")
+	}
+	if o.modelsGateway != "" && (o.fake != "" || o.record != "") {
+		return nil, errors.New("--models-gateway cannot be used with --fake or --record (they run their own gateway)")
 	}
 	if o.maxRuns < 1 {
 		return nil, errors.New("--max-runs must be at least 1")
@@ -387,24 +395,18 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 
 	srcs, err := newAgentSources(ctx, o.source, sourceOptions{
 		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP, procs: procs,
+		codeMode: o.codeMode,
 	})
 	if err != nil {
 		return err
 	}
 	defer srcs.close()
 
-	if o.fake != "" || o.record != "" {
-		mode, path := "replay", o.fake
-		if o.record != "" {
-			mode, path = "record", o.record
-		}
-		cs, err := startCassetteWith(cassetteOptions{Path: absPath(root, path), Mode: mode, Getenv: getenv, Logger: log, Allow: srcs.hasBaseURL})
-		if err != nil {
-			return err
-		}
-		defer cs.Close()
-		cenv.Gateway, cenv.GatewayToken = cs.URL(), cs.Token()
+	closeGateway, err := startGateway(o, root, getenv, log, srcs, &cenv)
+	if err != nil {
+		return err
 	}
+	defer closeGateway()
 
 	s, err := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,
@@ -654,4 +656,47 @@ func systemMemory() int64 {
 		return 4 << 30
 	}
 	return limit
+}
+
+// startGateway points cenv at the gateway model requests go through: the cassette
+// gateway of --fake/--record (started here; the returned func stops it), else
+// --models-gateway or its environment variables, else none. --code-mode-tools, the
+// reference's other model-traffic flag, is logged here as not acted on.
+func startGateway(o *serveOptions, root string, getenv func(string) string, log *slog.Logger, srcs *agentSources, cenv *clientEnv) (func(), error) {
+	if o.codeMode {
+		log.Warn(codeModeWarning)
+	}
+	if o.fake == "" && o.record == "" {
+		gw, err := modelsGateway(o, getenv)
+		cenv.Gateway = gw
+		return func() {}, err
+	}
+	mode, path := "replay", o.fake
+	if o.record != "" {
+		mode, path = "record", o.record
+	}
+	cs, err := startCassetteWith(cassetteOptions{Path: absPath(root, path), Mode: mode, Getenv: getenv, Logger: log, Allow: srcs.hasBaseURL})
+	if err != nil {
+		return nil, err
+	}
+	cenv.Gateway, cenv.GatewayToken = cs.URL(), cs.Token()
+	return func() { cs.Close() }, nil
+}
+
+// modelsGateway is the gateway every model request goes through: --models-gateway,
+// else DOCKER_AGENT_MODELS_GATEWAY or CAGENT_MODELS_GATEWAY (as the reference), "" for
+// none. --fake and --record bring their own gateway, so the variables are ignored then.
+func modelsGateway(o *serveOptions, getenv func(string) string) (string, error) {
+	gw := o.modelsGateway
+	if gw == "" && o.fake == "" && o.record == "" {
+		gw = cmp.Or(getenv("DOCKER_AGENT_MODELS_GATEWAY"), getenv("CAGENT_MODELS_GATEWAY"))
+	}
+	gw = strings.TrimSuffix(strings.TrimSpace(gw), "/")
+	if gw == "" {
+		return "", nil
+	}
+	if u, err := url.Parse(gw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("models gateway %q is not an http(s) URL", redactURL(gw))
+	}
+	return gw, nil
 }

@@ -253,6 +253,7 @@ type convo struct {
 // briefly for the title.
 func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, positions []int, items []sessionItem) {
 	c := newConvo(rn.root, items)
+	ctx = withToolSession(ctx, c.rec.ID)
 	rn.prefix(ctx, c, ag)
 	var contents []string
 	for i, m := range msgs {
@@ -312,13 +313,10 @@ func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.listTools(ctx, ag, true)
 }
 
+// agentInfo announces ag with the model it answers with in this session.
 func (rn *runner) agentInfo(ag *agentConfig) *event {
-	spec, _ := rn.team.file.modelSpec(ag.Model, rn.s.cfg.getenv)
-	welcome := ""
-	if ag.WelcomeMessage != "" {
-		welcome = rn.team.describe(ag.WelcomeMessage)
-	}
-	return agentInfoEvent(ag.Name, spec.Provider+"/"+spec.Model, rn.team.describe(ag.Description), welcome)
+	spec, _ := rn.team.file.modelSpec(rn.agentModelRef(ag), rn.s.cfg.getenv)
+	return rn.agentInfoModel(ag, spec.Provider+"/"+spec.Model)
 }
 
 // listTools lists the agent's tools with the events the reference emits around it:
@@ -346,7 +344,8 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentConfig {
 	// The session's own limit wins over the agent's, also after a handoff.
 	maxIter := cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
-	chain, chainErr := rn.chainFor(ag)
+	ctx = withToolSession(ctx, c.rec.ID)
+	var models turnModels // tools_models.go
 	for iter := 0; ; iter++ {
 		if ctx.Err() != nil {
 			return ag
@@ -359,11 +358,13 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			}
 			maxIter += more
 		}
+		chain, chainErr := models.pick(rn, c, ag)
 		if chainErr != nil {
 			rn.sink.send(errorEvent(chainErr.Error()))
 			return ag
 		}
 		msg, err := rn.turn(ctx, c, ag, chain, tools)
+		models.turnDone(rn, ag)
 		if err != nil {
 			if ctx.Err() == nil {
 				rn.sink.send(errorEvent(err.Error()))
@@ -374,24 +375,29 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			return ag
 		}
 		next := rn.runToolCalls(ctx, c, ag, msg.ToolCalls, tools)
+		models.afterTools(msg.ToolCalls, tools)
 		if next != ag {
 			ag = next
-			chain, chainErr = rn.chainFor(ag)
 			maxIter = cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 			iter = -1
 		}
 	}
 }
 
-// chainFor builds the agent's model chain (primary plus fallbacks).
-func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
+// chainFor builds the agent's model chain: ref (its model, or the one chosen for the
+// turn) plus the agent's fallbacks.
+func (rn *runner) chainFor(ag *agentConfig, ref string) (*modelChain, error) {
 	f := rn.team.file
-	primary, err := f.modelSpec(ag.Model, rn.s.cfg.getenv)
+	primary, err := f.modelSpec(ref, rn.s.cfg.getenv)
 	if err != nil {
 		return nil, err
 	}
-	if err := requiredEnv(f, []*agentConfig{ag}, rn.s.cfg.getenv); err != nil {
-		return nil, err
+	// Through a models gateway the gateway holds the keys (the reference skips the
+	// check then too).
+	if rn.s.cfg.clientEnv.Gateway == "" {
+		if err := requiredEnv(f, []*agentConfig{ag}, rn.s.cfg.getenv); err != nil {
+			return nil, err
+		}
 	}
 	var fallbacks []modelSpec
 	if ag.Fallback != nil {
@@ -815,6 +821,12 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 		switch call.Function.Name {
 		case "transfer_task":
 			res = rn.transferTask(ctx, c, ag, call)
+		case "change_model", "revert_model":
+			if !isModelPickerCall(tl.def) {
+				res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
+				break
+			}
+			res = rn.pickModel(ctx, ag, call)
 		case "handoff":
 			var to *agentConfig
 			res, to = rn.handoff(ag, call)
@@ -973,7 +985,7 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 	}()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), titleTimeout)
 	defer cancel()
-	chain, err := rn.chainFor(ag)
+	chain, err := rn.chainFor(ag, ag.Model)
 	if err != nil {
 		return
 	}

@@ -901,6 +901,11 @@ func (st *store) setToolsApproved(ctx context.Context, id string, v bool) error 
 	return st.update(ctx, id, "UPDATE sessions SET tools_approved = ? WHERE id = ?", storeBit(v), id)
 }
 
+// setModelOverrides stores session id's agent_model_overrides (JSON: agent → model).
+func (st *store) setModelOverrides(ctx context.Context, id, text string) error {
+	return st.update(ctx, id, "UPDATE sessions SET agent_model_overrides = ? WHERE id = ?", text, id)
+}
+
 // setThinking sets the thinking flag of session id.
 func (st *store) setThinking(ctx context.Context, id string, v bool) error {
 	return st.update(ctx, id, "UPDATE sessions SET thinking = ? WHERE id = ?", storeBit(v), id)
