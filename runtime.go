@@ -509,6 +509,7 @@ type convo struct {
 	history []chatMessage // the conversation sent to models, system prompts excluded
 	agents  []string      // the transfer chain, for cycle detection
 	cost    float64
+	compact compactState
 
 	hookContext []string // session_start hooks' additional context, sent as system messages
 }
@@ -562,10 +563,14 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	c := &convo{rec: rec, cost: rec.Cost}
 	for _, it := range items {
+		if it.Type == "summary" && it.Summary != "" { // what came before is compacted
+			c.history, c.compact.summary = nil, it.Summary
+		}
 		if it.Type == "message" && it.Message != nil && it.Message.Role != "system" {
 			c.history = append(c.history, *it.Message)
 		}
 	}
+	c.compact.counted = len(c.history)
 	return c
 }
 
@@ -641,7 +646,14 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			rn.sink.send(newEvent("error", "error", chainErr.Error()).ctx("", zeroTime))
 			return ag
 		}
+		rn.compactIfFull(ctx, c, ag, chain)
 		msg, err := rn.turn(ctx, c, ag, chain, tools)
+		if err != nil && ctx.Err() == nil && modelContextOverflow(err) {
+			if rn.compactAfterOverflow(ctx, c, ag, chain, err) {
+				continue
+			}
+			return ag
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				rn.sink.send(newEvent("error", "error", err.Error()).ctx("", zeroTime))
@@ -728,7 +740,7 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	for i, t := range tools {
 		defs[i] = t.def
 	}
-	history := repairToolCalls(trimHistory(c.history, ag.NumHistoryItems))
+	history := repairToolCalls(trimHistory(c.summaryPrompt(), ag.NumHistoryItems))
 	req := &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), history...), Tools: defs, Thinking: thinking}
 
 	msg := &chatMessage{Role: "assistant", CreatedAt: nowRFC3339()}
@@ -871,6 +883,7 @@ func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg
 		LastMessage: &lastMessageJSON{*u, msg.Cost, msg.Model},
 	}
 	rn.sink.send(newEvent("token_usage", "session_id", c.rec.ID, "usage", usage).ctx(ag.Name, time.Now()))
+	c.noteUsage(in, u.OutputTokens)
 	id, cost := c.rec.ID, c.cost
 	rn.save.save(context.WithoutCancel(ctx), "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {
 		return rn.s.st.setUsage(ctx, id, in, u.OutputTokens, cost)
