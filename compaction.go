@@ -76,9 +76,10 @@ func (rn *runner) contextLimit(ag *agentConfig) int64 {
 	return priceOf(spec.Model).context
 }
 
-// compactIfFull compacts before a model turn when the last reported usage plus an
-// estimate of what was added since passes 90 % of the model's context window. A
-// failure is only a warning: the turn is still tried with the full history.
+// compactIfFull compacts, before a model turn and after tool results (where the
+// reference checks), when the last reported usage plus an estimate of what was added
+// since passes 90 % of the model's context window. A failure is only a warning: the
+// turn is still tried with the full history.
 func (rn *runner) compactIfFull(ctx context.Context, c *convo, ag *agentConfig, chain *modelChain) {
 	limit := rn.contextLimit(ag)
 	if c.compact.done || limit <= 0 || chain == nil {

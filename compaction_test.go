@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -248,5 +250,32 @@ func TestModelContextOverflow(t *testing.T) {
 		if got := modelContextOverflow(errors.New(msg)); got != want {
 			t.Errorf("modelContextOverflow(%q) = %v; want %v", msg, got, want)
 		}
+	}
+}
+
+// Tool results count too: a file read that pushes the estimate past 90 % compacts the
+// conversation before the model sees the result, within the same run.
+func TestCompactionAfterToolResults(t *testing.T) {
+	e, f := newRunEnv(t, "    toolsets:\n      - type: filesystem\n",
+		fakeTurn{ToolCalls: []fakeToolCall{{"call_1", "read_file", `{"path":"big.txt"}`}}, PromptTokens: 110000}, // + 7,500 estimated for the result (cut at 30,000 characters)
+		fakeTurn{Text: []string{"SUMMARY"}},
+		fakeTurn{Text: []string{"done"}})
+	os.WriteFile(filepath.Join(e.root, "big.txt"), []byte(strings.Repeat("word ", 12000)), 0o644) // cut to 30,000 characters: ~7,500 tokens
+	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "read big.txt"}})
+	s.all()
+	types := s.types()
+	i := slices.Index(types, "tool_call_response")
+	if i < 0 || !slices.Equal(types[i+1:], []string{"message_added",
+		"session_compaction", "session_summary", "session_compaction", "token_usage",
+		"mcp_init_started", "mcp_init_finished", "toolset_info", "agent_choice", "message_added", "token_usage", "stream_stopped"}) {
+		t.Fatalf("events = %v", types)
+	}
+	reqs := f.requests()
+	if sum := promptOf(reqs[1]); !slices.ContainsFunc(sum, func(m string) bool { return strings.HasPrefix(m, "tool: word word") }) {
+		t.Errorf("the summary request must hold the tool result: %.300q", sum)
+	}
+	if got := promptOf(reqs[2]); len(got) < 2 || got[len(got)-2] != "user: Session Summary: SUMMARY" || got[len(got)-1] != "user: read big.txt" {
+		t.Errorf("prompt after compaction = %.300q", got)
 	}
 }

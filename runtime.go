@@ -664,6 +664,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			return ag
 		}
 		next := rn.runToolCalls(ctx, c, ag, msg.ToolCalls, tools)
+		rn.compactIfFull(ctx, c, ag, chain) // the results may have filled the window
 		if next != ag {
 			ag = next
 			chain, chainErr = rn.chainFor(ag)
