@@ -82,7 +82,7 @@ func (rn *runner) contextLimit(ag *agentConfig) int64 {
 // turn is still tried with the full history.
 func (rn *runner) compactIfFull(ctx context.Context, c *convo, ag *agentConfig, chain *modelChain) {
 	limit := rn.contextLimit(ag)
-	if c.compact.done || limit <= 0 || chain == nil {
+	if c.compact.done || limit <= 0 || chain == nil || ctx.Err() != nil {
 		return
 	}
 	used := c.rec.InputTokens + c.rec.OutputTokens + estimateTokens(c.history[min(c.compact.counted, len(c.history)):])

@@ -506,7 +506,7 @@ type runner struct {
 // convo is one session taking part in a run (the root, or a transfer_task child).
 type convo struct {
 	rec     *sessionRecord
-	history []chatMessage // the conversation sent to models, system prompts excluded
+	history []chatMessage // the conversation sent to models (after the last summary), system prompts excluded
 	agents  []string      // the transfer chain, for cycle detection
 	cost    float64
 	compact compactState
