@@ -73,27 +73,27 @@ const (
 
 // Limits and timeouts of the other parts, by file, so they can be audited here too.
 const (
-	// anthropic.go
-	provMaxErrorBody         = 64 << 10 // longest provider error body read
-	provDefaultFirstByteWait = 5 * time.Minute
-	provDefaultIdleWait      = 10 * time.Minute // long: reasoning models can be silent for minutes
-
 	// cassette.go
 	maxCassetteFile      = 256 << 20 // cassette file read on --fake
 	maxCassetteBody      = 32 << 20  // one request body through the gateway
 	cassetteReplayChunk  = 256       // replayed streams are written in reads this size, flushed each
 	cassetteShutdownWait = 3 * time.Second
 
+	// providers.go: stream timeouts by API family (providerAPIs), used unless a model sets
+	// first_byte_timeout / idle_timeout.
+	maxModelErrorBody    = 64 << 10         // provider error bodies read for the message
+	maxModelErrorMsg     = 2000             // characters of a raw (non-JSON) error body kept in messages
+	chatFirstByteTimeout = 60 * time.Second // request sent → first body byte (OpenAI chat)
+	chatIdleTimeout      = 120 * time.Second
+	provFirstByteTimeout = 5 * time.Minute  // Responses, Anthropic, Gemini, embeddings
+	provIdleTimeout      = 10 * time.Minute // long: reasoning models can be silent for minutes
+
 	// models.go
-	maxModelErrorBody     = 64 << 10         // provider error bodies read for the message
-	maxModelErrorMsg      = 2000             // characters of a raw (non-JSON) error body kept in messages
-	modelFirstByteTimeout = 60 * time.Second // request sent → first body byte
-	modelIdleTimeout      = 120 * time.Second
-	modelMaxRetryAfter    = 30 * time.Second // longest Retry-After we wait for
-	modelBackoffBase      = 200 * time.Millisecond
-	modelBackoffCap       = 2 * time.Second
-	modelDefaultRetries   = 2
-	modelDefaultCooldown  = time.Minute
+	modelMaxRetryAfter   = 30 * time.Second // longest Retry-After we wait for
+	modelBackoffBase     = 200 * time.Millisecond
+	modelBackoffCap      = 2 * time.Second
+	modelDefaultRetries  = 2
+	modelDefaultCooldown = time.Minute
 
 	// oci.go
 	maxOCIManifest     = 4 << 20          // manifest or index body

@@ -754,31 +754,19 @@ func (e *ragEmbedder) usage(tokens int64) *event {
 }
 
 func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string) ([][]float32, int64, error) {
-	base, err := modelBaseURL(e.spec, env)
+	conn, err := newProvConn(apiEmbeddings, e.spec, env, "/embeddings", nil)
 	if err != nil {
 		return nil, 0, err
-	}
-	key, err := modelAPIKey(e.spec, env)
-	if err != nil {
-		return nil, 0, fmt.Errorf("embedding model %s: %w", modelName(e.spec), err)
 	}
 	body, _ := json.Marshal(struct {
 		Model string   `json:"model"`
 		Input []string `json:"input"`
 	}{e.spec.Model, input})
-	req, err := modelNewRequest(ctx, env, base, modelGatewayOpenAIPrefix, "/embeddings", nil, body)
+	rc, err := conn.post(ctx, body)
 	if err != nil {
 		return nil, 0, err
 	}
-	req.Header.Set("Accept", "application/json")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := modelDo(ctx, env, req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("embeddings: %w", err)
-	}
-	defer resp.Body.Close()
+	defer rc.Close()
 	var r struct {
 		Data []struct {
 			Index     int       `json:"index"`
@@ -788,7 +776,7 @@ func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string
 			PromptTokens int64 `json:"prompt_tokens"`
 		} `json:"usage"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, ragMaxEmbedBody)).Decode(&r); err != nil {
+	if err := json.NewDecoder(io.LimitReader(rc, ragMaxEmbedBody)).Decode(&r); err != nil {
 		return nil, 0, fmt.Errorf("embeddings: decoding the answer: %v", err)
 	}
 	vecs := make([][]float32, len(input))
