@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +26,8 @@ type fakeTurn struct {
 	// Gate, when set, holds the answer after its headers until it is closed, so a test
 	// can change the world (lock the database, fill the disk) mid-run.
 	Gate chan struct{}
+	// PromptTokens, when set, is the prompt_tokens the final usage chunk reports (else 12).
+	PromptTokens int
 }
 
 type fakeToolCall struct {
@@ -149,7 +152,8 @@ func (f *fakeOpenAI) writeTurn(w http.ResponseWriter, turn fakeTurn) {
 		finish = "tool_calls"
 	}
 	chunk(`{}`, finish, "null")
-	fmt.Fprint(w, `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"fake-model","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":2}}}`+"\n\n")
+	prompt := cmp.Or(turn.PromptTokens, 12)
+	fmt.Fprintf(w, `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"fake-model","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":5,"total_tokens":%d,"prompt_tokens_details":{"cached_tokens":2}}}`+"\n\n", prompt, prompt+5)
 	fmt.Fprint(w, "data: [DONE]\n\n")
 	fl.Flush()
 }

@@ -670,7 +670,18 @@ func modelContextOverflow(err error) bool {
 		return false
 	}
 	s := strings.ToLower(err.Error())
-	for _, p := range []string{"prompt is too long", "maximum context length", "context_length_exceeded", "context length exceeded", "max_tokens must be greater than", "too many tokens"} {
+	for _, p := range []string{
+		"prompt is too long",      // Anthropic
+		"maximum context length",  // OpenAI chat, Mistral, vLLM
+		"context_length_exceeded", // OpenAI's error code
+		"context length exceeded",
+		"exceeds the context window",       // OpenAI Responses
+		"maximum number of tokens allowed", // Gemini: "The input token count (N) exceeds the maximum number of tokens allowed (M)."
+		"input is too long",                // Bedrock
+		"max_tokens must be greater than",  // Anthropic, when the prompt leaves no room for thinking
+		"too many tokens",
+		"exceeds the available context size", // llama.cpp
+	} {
 		if strings.Contains(s, p) {
 			return true
 		}

@@ -241,9 +241,10 @@ type runner struct {
 // convo is one session taking part in a run (the root, or a transfer_task child).
 type convo struct {
 	rec     *sessionRecord
-	history []chatMessage // the conversation sent to models, system prompts excluded
+	history []chatMessage // the conversation sent to models (after the last summary), system prompts excluded
 	agents  []string      // the transfer chain, for cycle detection
 	cost    float64
+	compact compactState
 
 	hookContext []string // session_start hooks' additional context, sent as system messages
 }
@@ -291,10 +292,14 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	c := &convo{rec: rec, cost: rec.Cost}
 	for _, it := range items {
+		if it.Type == "summary" && it.Summary != "" { // what came before is compacted
+			c.history, c.compact.summary = nil, it.Summary
+		}
 		if it.Type == "message" && it.Message != nil && it.Message.Role != "system" {
 			c.history = append(c.history, *it.Message)
 		}
 	}
+	c.compact.counted = len(c.history)
 	return c
 }
 
@@ -363,7 +368,14 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			rn.sink.send(errorEvent(chainErr.Error()))
 			return ag
 		}
+		rn.compactIfFull(ctx, c, ag, chain)
 		msg, err := rn.turn(ctx, c, ag, chain, tools)
+		if err != nil && ctx.Err() == nil && modelContextOverflow(err) {
+			if rn.compactAfterOverflow(ctx, c, ag, chain, err) {
+				continue
+			}
+			return ag
+		}
 		models.turnDone(rn, ag)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -376,6 +388,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		}
 		next := rn.runToolCalls(ctx, c, ag, msg.ToolCalls, tools)
 		models.afterTools(msg.ToolCalls, tools)
+		rn.compactIfFull(ctx, c, ag, chain) // the results may have filled the window
 		if next != ag {
 			ag = next
 			maxIter = cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
@@ -497,7 +510,7 @@ func (rn *runner) modelRequest(ctx context.Context, c *convo, ag *agentConfig, t
 	for i, t := range tools {
 		defs[i] = t.def
 	}
-	history := repairToolCalls(trimHistory(c.history, ag.NumHistoryItems))
+	history := repairToolCalls(trimHistory(c.summaryPrompt(), ag.NumHistoryItems))
 	return &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), history...), Tools: defs, Thinking: rn.rs.settings().thinking}
 }
 
@@ -636,6 +649,7 @@ func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg
 		LastMessage: &lastMessageJSON{*u, msg.Cost, msg.Model},
 	}
 	rn.sink.send(tokenUsageEvent(c.rec.ID, usage, ag.Name))
+	c.noteUsage(in, u.OutputTokens)
 	id, cost := c.rec.ID, c.cost
 	rn.save.save(context.WithoutCancel(ctx), "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {
 		return rn.s.st.setUsage(ctx, id, in, u.OutputTokens, cost)

@@ -182,6 +182,16 @@ func tokenUsageEvent(sessionID string, usage usageJSON, agent string) *event {
 	return startEvent("token_usage").str("session_id", sessionID).val("usage", usage).ctx(agent, time.Now())
 }
 
+// sessionCompactionEvent brackets a compaction: status "started" or "completed".
+func sessionCompactionEvent(sessionID, status, agent string) *event {
+	return startEvent("session_compaction").str("session_id", sessionID).str("status", status).ctx(agent, time.Now())
+}
+
+// sessionSummaryEvent carries the summary a compaction produced.
+func sessionSummaryEvent(sessionID, summary, agent string) *event {
+	return startEvent("session_summary").str("session_id", sessionID).str("summary", summary).ctx(agent, time.Now())
+}
+
 // maxIterationsReachedEvent asks whether to go on; POST …/resume answers.
 func maxIterationsReachedEvent(max int) *event {
 	return startEvent("max_iterations_reached").num("max_iterations", int64(max)).ctx("", zeroTime)
