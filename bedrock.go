@@ -183,9 +183,7 @@ func (c *bedrockClient) request(req *modelRequest) *bedrockRequest {
 			br.ToolConfig.Tools = append(br.ToolConfig.Tools, bedrockTool{ToolSpec: ts})
 		}
 	}
-	if claude {
-		// Cache points as the reference places them: after the system blocks, the tools
-		// and the last two messages. Only Claude (and Nova) models accept them.
+	if bedrockCaches(c.ms.Model) {
 		bedrockCachePoints(br)
 	}
 	br.InferenceConfig.MaxTokens = provMaxTokens(req, c.ms, 0)
@@ -202,6 +200,18 @@ func (c *bedrockClient) request(req *modelRequest) *bedrockRequest {
 		br.InferenceConfig.Temperature, br.InferenceConfig.TopP = c.ms.Temperature, c.ms.TopP
 	}
 	return br
+}
+
+// bedrockCaches reports whether the model has a known cache price, the reference's rule
+// for sending cache points (it asks models.dev): models that do not cache reject them.
+// The price table names models without Bedrock's "<geo>.<vendor>." prefix.
+func bedrockCaches(model string) bool {
+	name := model
+	if i := strings.LastIndexByte(model[:strings.IndexByte(model+"-", '-')], '.'); i >= 0 {
+		name = model[i+1:]
+	}
+	p := priceOf(name)
+	return p.cacheRead > 0 || p.cacheWrite > 0
 }
 
 // bedrockCachePoints appends cache points after the system prompt, the tools and the
@@ -548,8 +558,8 @@ func (c *bedrockClient) authorize(h http.Header, body []byte) error {
 		h.Set("Authorization", "Bearer "+tok)
 		return nil
 	}
-	if bedrockOpt(c.ms, "role_arn") != "" || getenv("AWS_ROLE_ARN") != "" {
-		return errors.New("role_arn (STS AssumeRole) is not supported; use access keys, a profile with keys, or " + bedrockTokenEnv)
+	if bedrockOpt(c.ms, "role_arn") != "" {
+		return errors.New("provider_opts.role_arn (STS AssumeRole) is not supported; use access keys, a profile with keys, or " + bedrockTokenEnv)
 	}
 	cred, err := awsCredentials(getenv, bedrockOpt(c.ms, "profile"))
 	if err != nil {
@@ -589,6 +599,9 @@ func awsCredentials(getenv func(string) string, profile string) (awsCreds, error
 				return awsCreds{}, fmt.Errorf("AWS profile %q uses %s, which is not supported; give it access keys or set %s", profile, k, bedrockTokenEnv)
 			}
 		}
+	}
+	if getenv("AWS_ROLE_ARN") != "" {
+		return awsCreds{}, fmt.Errorf("AWS_ROLE_ARN (web identity through STS) is not supported; set access keys or %s", bedrockTokenEnv)
 	}
 	return awsCreds{}, fmt.Errorf("no AWS credentials: set %s, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile with keys in ~/.aws/credentials (profile %q)", bedrockTokenEnv, profile)
 }

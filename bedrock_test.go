@@ -446,10 +446,16 @@ func TestBedrockCredentialSources(t *testing.T) {
 	}{
 		{"STS profile", "uses role_arn, which is not supported", map[string]string{"HOME": home, "AWS_PROFILE": "sts"}},
 		{"no credentials", "no AWS credentials", map[string]string{"HOME": t.TempDir()}},
+		{"AWS_ROLE_ARN", "AWS_ROLE_ARN (web identity through STS) is not supported", map[string]string{"AWS_ROLE_ARN": "arn:aws:iam::1:role/x"}},
+		{"provider_opts.role_arn", "provider_opts.role_arn (STS AssumeRole) is not supported", bedrockKeyEnv(bedrockTestKeys)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeBedrock(t, bedrockTestKeys, "us-east-1")
-			c := newTestBedrock(t, f, modelSpec{}, tt.env)
+			var opts map[string]any
+			if tt.name == "provider_opts.role_arn" {
+				opts = map[string]any{"role_arn": "arn:aws:iam::1:role/x"}
+			}
+			c := newTestBedrock(t, f, modelSpec{ProviderOpts: opts}, tt.env)
 			if _, err := provCollect(t, c, prompt); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v; want %q", err, tt.want)
 			}
@@ -560,5 +566,48 @@ func TestReadEventStreamHeaderTypes(t *testing.T) {
 	binary.BigEndian.PutUint32(msg.Bytes()[msg.Len()-4:], crc32.ChecksumIEEE(msg.Bytes()[:msg.Len()-4]))
 	if err := readEventStream(bytes.NewReader(msg.Bytes()), func(esMessage) error { return nil }); err == nil {
 		t.Error("a truncated header was accepted")
+	}
+}
+
+// Thinking goes in additionalModelRequestFields for Claude, without sampling parameters;
+// a model with no known cache price gets no cache points; a gateway gets the request
+// unsigned, with the real endpoint named.
+func TestBedrockRequestOptions(t *testing.T) {
+	prompt := []chatMessage{{Role: "system", Content: "S"}, {Role: "user", Content: "hi"}}
+	temp := 0.3
+	f := newFakeBedrock(t, bedrockTestKeys, "us-east-1", bedrockTextReply("a"), bedrockTextReply("b"))
+	c := newTestBedrock(t, f, modelSpec{Temperature: &temp}, bedrockKeyEnv(bedrockTestKeys))
+	if _, err := provCollect(t, c, &modelRequest{Messages: prompt, Thinking: true}); err != nil {
+		t.Fatal(err)
+	}
+	r := f.requests()[0].Body
+	provCheckJSON(t, "inferenceConfig", r["inferenceConfig"], map[string]any{"maxTokens": 16384})
+	provCheckJSON(t, "additional fields", r["additionalModelRequestFields"], map[string]any{
+		"thinking": map[string]any{"type": "enabled", "budget_tokens": 8192}, "anthropic_beta": []any{"interleaved-thinking-2025-05-14"}})
+
+	c = newTestBedrock(t, f, modelSpec{Model: "meta.llama3-70b-instruct-v1:0", Temperature: &temp, MaxTokens: 100}, bedrockKeyEnv(bedrockTestKeys))
+	if _, err := provCollect(t, c, &modelRequest{Messages: prompt, Thinking: true}); err != nil {
+		t.Fatal(err)
+	}
+	r = f.requests()[1].Body
+	provCheckJSON(t, "llama body", r, map[string]any{
+		"system":          []any{map[string]any{"text": "S"}},
+		"messages":        []any{map[string]any{"role": "user", "content": []any{map[string]any{"text": "hi"}}}},
+		"inferenceConfig": map[string]any{"maxTokens": 100, "temperature": 0.3},
+	})
+
+	g := newFakeBedrock(t, awsCreds{}, "us-east-1", bedrockTextReply("c"))
+	g.bearer = "docker-token"
+	gc, err := newModelClient(modelSpec{Provider: "amazon-bedrock", Model: bedrockTestModel},
+		clientEnv{Gateway: g.URL, Getenv: func(k string) string { return map[string]string{"DOCKER_TOKEN": "docker-token"}[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provCollect(t, gc, &modelRequest{Messages: prompt}); err != nil {
+		t.Fatal(err)
+	}
+	h := g.requests()[0].Header
+	if h.Get("X-Cagent-Forward") != "https://bedrock-runtime.us-east-1.amazonaws.com" || h.Get("X-Cagent-Provider") != "amazon-bedrock" {
+		t.Errorf("gateway headers = %v", h)
 	}
 }
