@@ -166,11 +166,15 @@ func (c *bedrockClient) request(req *modelRequest) *bedrockRequest {
 		}
 	}
 	for _, m := range anthropicMessages(msgs) {
-		bm := bedrockMessage{Role: m.Role}
-		for _, b := range m.Content {
-			bm.Content = append(bm.Content, bedrockFromAnthropic(b))
+		// Converse wants the roles to alternate, so a run of messages of one role (a new
+		// question after a failed turn) becomes one message.
+		if n := len(br.Messages); n == 0 || br.Messages[n-1].Role != m.Role {
+			br.Messages = append(br.Messages, bedrockMessage{Role: m.Role})
 		}
-		br.Messages = append(br.Messages, bm)
+		last := &br.Messages[len(br.Messages)-1]
+		for _, b := range m.Content {
+			last.Content = append(last.Content, bedrockFromAnthropic(b))
+		}
 	}
 	if !req.NoTools && len(req.Tools) > 0 {
 		br.ToolConfig = &struct {
@@ -243,16 +247,19 @@ func bedrockFromAnthropic(b anthropicBlock) bedrockBlock {
 	case "tool_use":
 		return bedrockBlock{ToolUse: &bedrockToolUse{ToolUseID: b.ID, Name: b.Name, Input: b.Input}}
 	case "tool_result":
-		r := &bedrockResult{ToolUseID: b.ToolUseID, Content: []bedrockBlock{}}
+		r := &bedrockResult{ToolUseID: b.ToolUseID}
 		for _, c := range b.Content {
 			r.Content = append(r.Content, bedrockFromAnthropic(c))
+		}
+		if len(r.Content) == 0 { // blank text blocks are rejected
+			r.Content = []bedrockBlock{{Text: "(no output)"}}
 		}
 		if b.IsError != nil && *b.IsError {
 			r.Status = "error"
 		}
 		return bedrockBlock{ToolResult: r}
 	case "image":
-		if b.Source != nil && b.Source.Type == "base64" {
+		if b.Source.Type == "base64" {
 			img := &bedrockImage{Format: strings.TrimPrefix(b.Source.MediaType, "image/")}
 			img.Source.Bytes = b.Source.Data
 			return bedrockBlock{Image: img}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -585,14 +586,30 @@ func TestBedrockRequestOptions(t *testing.T) {
 	provCheckJSON(t, "additional fields", r["additionalModelRequestFields"], map[string]any{
 		"thinking": map[string]any{"type": "enabled", "budget_tokens": 8192}, "anthropic_beta": []any{"interleaved-thinking-2025-05-14"}})
 
+	// Also: a tool result without output, and two user messages in a row.
 	c = newTestBedrock(t, f, modelSpec{Model: "meta.llama3-70b-instruct-v1:0", Temperature: &temp, MaxTokens: 100}, bedrockKeyEnv(bedrockTestKeys))
-	if _, err := provCollect(t, c, &modelRequest{Messages: prompt, Thinking: true}); err != nil {
+	history := append(slices.Clone(prompt),
+		chatMessage{Role: "assistant", ToolCalls: []toolCall{{ID: "t1", Type: "function", Function: functionCall{Name: "think", Arguments: `{}`}}}},
+		chatMessage{Role: "tool", ToolCallID: "t1", Content: ""},
+		chatMessage{Role: "assistant", Content: ""}, // a failed turn: nothing to send
+		chatMessage{Role: "user", Content: "again"})
+	if _, err := provCollect(t, c, &modelRequest{Messages: history, Thinking: true, Tools: []toolDef{{Name: "think"}}}); err != nil {
 		t.Fatal(err)
 	}
 	r = f.requests()[1].Body
 	provCheckJSON(t, "llama body", r, map[string]any{
-		"system":          []any{map[string]any{"text": "S"}},
-		"messages":        []any{map[string]any{"role": "user", "content": []any{map[string]any{"text": "hi"}}}},
+		"system": []any{map[string]any{"text": "S"}},
+		"messages": []any{
+			map[string]any{"role": "user", "content": []any{map[string]any{"text": "hi"}}},
+			map[string]any{"role": "assistant", "content": []any{map[string]any{"toolUse": map[string]any{"toolUseId": "t1", "name": "think", "input": map[string]any{}}}}},
+			map[string]any{"role": "user", "content": []any{
+				map[string]any{"toolResult": map[string]any{"toolUseId": "t1", "content": []any{map[string]any{"text": "(no output)"}}}},
+				map[string]any{"text": "again"},
+			}},
+		},
+		"toolConfig": map[string]any{"tools": []any{map[string]any{"toolSpec": map[string]any{"name": "think",
+			"inputSchema": map[string]any{"json": map[string]any{"type": "object", "properties": map[string]any{}}}}}},
+			"toolChoice": map[string]any{"auto": map[string]any{}}},
 		"inferenceConfig": map[string]any{"maxTokens": 100, "temperature": 0.3},
 	})
 
