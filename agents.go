@@ -579,12 +579,19 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 		return s
 	}
 	s := &agentToolsets{}
+	var lsps []*toolsetConfig
 	for _, cfg := range ag.Toolsets {
 		var ts toolset
 		var err error
-		if cfg.Type == "mcp" {
+		switch cfg.Type {
+		case "mcp":
 			ts, err = newMCPToolset(cfg, t.opts)
-		} else {
+		case "openapi", "a2a":
+			ts, err = newRemoteToolset(cfg, t.opts)
+		case "lsp":
+			lsps = append(lsps, cfg) // merged into one toolset after the others (CONFIG.md §6.1)
+			continue
+		default:
 			ts, err = newBuiltinToolset(cfg, t.opts)
 		}
 		if err != nil {
@@ -592,6 +599,15 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 			continue
 		}
 		s.sets = append(s.sets, ts)
+	}
+	if len(lsps) > 0 {
+		ts, errs := newLSPToolset(lsps, t.opts)
+		for _, err := range errs {
+			s.warnings = append(s.warnings, fmt.Sprintf("toolset lsp failed: %v", err))
+		}
+		if ts != nil {
+			s.sets = append(s.sets, ts)
+		}
 	}
 	var warnings []string
 	s.rag, warnings = t.rag.forAgent(ag)

@@ -42,7 +42,7 @@ type anthropicClient struct {
 // always reads ANTHROPIC_API_KEY); in gateway mode DOCKER_TOKEN is used instead.
 func newAnthropicClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	getenv := modelGetenv(env)
-	base := provFirst(spec.BaseURL, getenv("ANTHROPIC_BASE_URL"), anthropicDefaultBase)
+	base := cmp.Or(spec.BaseURL, getenv("ANTHROPIC_BASE_URL"), anthropicDefaultBase)
 	c := &anthropicClient{ms: spec, conn: newProvConn("anthropic", spec, env)}
 	h := c.conn.header
 	h.Set("Anthropic-Version", anthropicVersion)
@@ -415,7 +415,7 @@ func (c *anthropicClient) stream(ctx context.Context, req *modelRequest, emit fu
 	return conn.run(ctx, body, emit, func(ev sseEvent, emit func(modelEvent)) error {
 		var e anthropicEvent
 		if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
-			return fmt.Errorf("decoding %s event: %w", provFirst(ev.Event, "stream"), err)
+			return fmt.Errorf("decoding %s event: %w", cmp.Or(ev.Event, "stream"), err)
 		}
 		if e.Type == "" {
 			e.Type = ev.Event
@@ -736,7 +736,7 @@ func provErrorText(b []byte) string {
 	if json.Unmarshal(b, &v) == nil {
 		var e provErrorBody
 		if json.Unmarshal(v.Error, &e) == nil && e.Message != "" {
-			return strings.TrimSpace(provFirst(e.Type, e.Status) + " " + e.Message)
+			return strings.TrimSpace(cmp.Or(e.Type, e.Status) + " " + e.Message)
 		}
 		var s string
 		if json.Unmarshal(v.Error, &s) == nil && s != "" {
@@ -783,16 +783,6 @@ func provKey(getenv func(string) string, tokenKey string, defaults ...string) (s
 		}
 	}
 	return "", fmt.Errorf("%s environment variable is required", defaults[0])
-}
-
-// provFirst returns the first non-empty string.
-func provFirst(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // provMaxTokens is the request's limit, else the model's, else def.

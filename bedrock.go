@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -51,9 +52,9 @@ type bedrockClient struct {
 // provider_opts.endpoint_url / endpoint, else the regional bedrock-runtime host.
 func newBedrockClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	getenv := modelGetenv(env)
-	region := provFirst(bedrockOpt(spec, "region"), getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"),
+	region := cmp.Or(bedrockOpt(spec, "region"), getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"),
 		awsProfileRegion(getenv, bedrockOpt(spec, "profile")), bedrockDefaultRegion)
-	base := provFirst(spec.BaseURL, bedrockOpt(spec, "endpoint_url"), bedrockOpt(spec, "endpoint"),
+	base := cmp.Or(spec.BaseURL, bedrockOpt(spec, "endpoint_url"), bedrockOpt(spec, "endpoint"),
 		"https://bedrock-runtime."+region+".amazonaws.com")
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("model %s: endpoint %q is not an http(s) URL", modelName(spec), redactURL(base))
@@ -372,7 +373,7 @@ func (d *bedrockDecoder) handle(m esMessage) error {
 	}
 	var e bedrockEvent
 	if err := json.Unmarshal(m.Payload, &e); err != nil {
-		return fmt.Errorf("decoding %s: %w", provFirst(m.Headers[":event-type"], m.Headers[":exception-type"], "event"), err)
+		return fmt.Errorf("decoding %s: %w", cmp.Or(m.Headers[":event-type"], m.Headers[":exception-type"], "event"), err)
 	}
 	if m.Headers[":message-type"] == "exception" {
 		return bedrockException(m.Headers[":exception-type"], e.Message)
@@ -460,7 +461,7 @@ func bedrockException(typ, msg string) error {
 		"throttlingException": 429, "modelStreamErrorException": 424, "internalServerException": 500,
 		"serviceUnavailableException": 503, "modelTimeoutException": 408,
 	}[typ]
-	return &modelError{Status: status, Msg: "stream error: " + provFirst(typ, "exception") + ": " + msg}
+	return &modelError{Status: status, Msg: "stream error: " + cmp.Or(typ, "exception") + ": " + msg}
 }
 
 // ---- event stream framing ----
@@ -593,7 +594,7 @@ func awsCredentials(getenv func(string) string, profile string) (awsCreds, error
 	if id, secret := getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
 		return awsCreds{id, secret, getenv("AWS_SESSION_TOKEN")}, nil
 	}
-	profile = provFirst(profile, getenv("AWS_PROFILE"), "default")
+	profile = cmp.Or(profile, getenv("AWS_PROFILE"), "default")
 	for _, sec := range []map[string]string{
 		awsINISection(awsFile(getenv, "AWS_SHARED_CREDENTIALS_FILE", "credentials"), profile),
 		awsConfigSection(getenv, profile),
@@ -615,7 +616,7 @@ func awsCredentials(getenv func(string) string, profile string) (awsCreds, error
 
 // awsProfileRegion is the region of the profile in the shared config file, "" if none.
 func awsProfileRegion(getenv func(string) string, profile string) string {
-	return awsConfigSection(getenv, provFirst(profile, getenv("AWS_PROFILE"), "default"))["region"]
+	return awsConfigSection(getenv, cmp.Or(profile, getenv("AWS_PROFILE"), "default"))["region"]
 }
 
 // awsConfigSection is the profile's section of the shared config file, where profiles

@@ -10,6 +10,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -17,13 +18,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -567,7 +569,7 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		cassetteBody(&b, "        ", "body", in.ReqBody)
 		if len(in.Form) > 0 {
 			b.WriteString("        form:\n")
-			for _, k := range cassetteSortedKeys(in.Form) {
+			for _, k := range slices.Sorted(maps.Keys(in.Form)) {
 				fmt.Fprintf(&b, "            %s:\n", cassetteScalar(k))
 				for _, v := range in.Form[k] {
 					fmt.Fprintf(&b, "                - %s\n", cassetteScalar(v))
@@ -577,11 +579,9 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		fmt.Fprintf(&b, "        url: %s\n", cassetteScalar(in.URL))
 		fmt.Fprintf(&b, "        method: %s\n", cassetteScalar(in.Method))
 		b.WriteString("      response:\n")
-		proto, major, minor := in.Proto, 1, 1
-		if proto == "" {
-			proto = "HTTP/1.1"
-		}
-		if _, err := fmt.Sscanf(proto, "HTTP/%d.%d", &major, &minor); err != nil {
+		proto := cmp.Or(in.Proto, "HTTP/1.1")
+		major, minor, ok := http.ParseHTTPVersion(proto)
+		if !ok {
 			major, minor = 1, 1
 		}
 		fmt.Fprintf(&b, "        proto: %s\n        proto_major: %d\n        proto_minor: %d\n", cassetteScalar(proto), major, minor)
@@ -593,15 +593,6 @@ func encodeCassette(list []*cassetteInteraction) []byte {
 		fmt.Fprintf(&b, "        duration: %s\n", cassetteScalar(in.Duration.String()))
 	}
 	return b.Bytes()
-}
-
-func cassetteSortedKeys(v url.Values) []string {
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Plain scalars: text that starts with a letter, an HTTP status line, or a Go

@@ -239,6 +239,9 @@ func TestCassetteEncodeRoundTrip(t *testing.T) {
 		})
 	}
 	enc := encodeCassette(list)
+	if want := "proto: HTTP/2.0\n        proto_major: 2\n        proto_minor: 0\n"; !strings.Contains(string(enc), want) {
+		t.Errorf("encoded cassette lacks %q:\n%s", want, enc)
+	}
 	got, err := parseCassette("enc.yaml", enc)
 	if err != nil {
 		t.Fatalf("parseCassette(encodeCassette(...)): %v\n%s", err, enc)

@@ -11,7 +11,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -2329,23 +2328,6 @@ func cfgIsIdent(s string) bool {
 		}
 	}
 	return true
-}
-
-// expandEnvVars is the os.Expand-style expansion of toolset env values and Vertex
-// project/location: $NAME and ${NAME}; an unset (or empty) variable is an error.
-func expandEnvVars(s string, getenv func(string) string) (string, error) {
-	var missing string
-	out := os.Expand(s, func(name string) string {
-		v := getenv(name)
-		if v == "" && missing == "" {
-			missing = name
-		}
-		return v
-	})
-	if missing != "" {
-		return "", fmt.Errorf("environment variable %q not set", missing)
-	}
-	return out, nil
 }
 
 // ---- Redaction ----

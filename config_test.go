@@ -585,18 +585,6 @@ func TestExpandEnvTemplate(t *testing.T) {
 	}
 }
 
-func TestExpandEnvVars(t *testing.T) {
-	env := cfgEnv(map[string]string{"A": "1", "B": "two"})
-	got, err := expandEnvVars("$A-${B}-x", env)
-	if err != nil || got != "1-two-x" {
-		t.Errorf("got %q %v", got, err)
-	}
-	_, err = expandEnvVars("key=${NOPE}", env)
-	if err == nil || err.Error() != `environment variable "NOPE" not set` {
-		t.Errorf("got %v", err)
-	}
-}
-
 func TestRequiredEnv(t *testing.T) {
 	f := cfgLoad(t, `agents:
   root:

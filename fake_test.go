@@ -19,8 +19,9 @@ type fakeTurn struct {
 	ToolCalls []fakeToolCall // streamed as one start chunk plus one argument chunk each
 	Status    int            // non-zero: answer with this status and Body instead of a stream
 	Body      string
-	CutAfter  int  // > 0: drop the connection after this many text deltas
-	EndEarly  bool // end the response cleanly after the text deltas: no finish_reason, no [DONE]
+	CutAfter  int           // > 0: drop the connection after this many text deltas
+	EndEarly  bool          // end the response cleanly after the text deltas: no finish_reason, no [DONE]
+	Hold      chan struct{} // non-nil: after the first text delta, wait until it is closed
 	// Gate, when set, holds the answer after its headers until it is closed, so a test
 	// can change the world (lock the database, fill the disk) mid-run.
 	Gate chan struct{}
@@ -132,6 +133,9 @@ func (f *fakeOpenAI) writeTurn(w http.ResponseWriter, turn fakeTurn) {
 			panic(http.ErrAbortHandler)
 		}
 		chunk(fmt.Sprintf(`{"content":%q}`, txt), "", "null")
+		if i == 0 && turn.Hold != nil {
+			<-turn.Hold
+		}
 	}
 	if turn.EndEarly {
 		return

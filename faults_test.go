@@ -243,7 +243,7 @@ func TestStartWarnsAboutNewerSchema(t *testing.T) {
 	if _, err := st.w.Exec("INSERT INTO migrations (id, name, description, applied_at) VALUES (20, '020_from_the_future', 'x', '2030-01-01T00:00:00Z')"); err != nil {
 		t.Fatal(err)
 	}
-	id := storeNewUUID()
+	id := newUUID()
 	if err := st.createSession(context.Background(), &sessionRecord{ID: id}); err != nil {
 		t.Fatal(err)
 	}

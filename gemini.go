@@ -3,6 +3,7 @@ package main
 // gemini.go is the Gemini API streaming client (PROVIDERS.md §3.4, §4).
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -28,7 +29,7 @@ type geminiClient struct {
 // as it does for Google's SDK.
 func newGeminiClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	getenv := modelGetenv(env)
-	base := strings.TrimRight(provFirst(spec.BaseURL, getenv("GOOGLE_GEMINI_BASE_URL"), geminiDefaultBase), "/")
+	base := strings.TrimRight(cmp.Or(spec.BaseURL, getenv("GOOGLE_GEMINI_BASE_URL"), geminiDefaultBase), "/")
 	c := &geminiClient{ms: spec, conn: newProvConn("gemini", spec, env), newID: geminiCallID}
 	c.conn.lines = true
 	model := strings.TrimPrefix(spec.Model, "models/")
@@ -265,7 +266,7 @@ func geminiContents(msgs []chatMessage) []geminiContent {
 					key = "error"
 				}
 				parts = append(parts, geminiPart{FunctionResponse: &geminiFunctionResponse{
-					Name: provFirst(names[r.ToolCallID], r.ToolCallID), Response: map[string]any{key: r.Content}}})
+					Name: cmp.Or(names[r.ToolCallID], r.ToolCallID), Response: map[string]any{key: r.Content}}})
 			}
 			i--
 			out = append(out, geminiContent{Role: "user", Parts: parts})
@@ -405,7 +406,7 @@ func (c *geminiClient) stream(ctx context.Context, req *modelRequest, emit func(
 		if ch.Error != nil {
 			return geminiStreamError(ch.Error)
 		}
-		model = provFirst(ch.ModelVersion, model)
+		model = cmp.Or(ch.ModelVersion, model)
 		if u := ch.UsageMetadata; u != nil {
 			// Thoughts are billed as output, so output counts them, as OpenAI's does.
 			usage = &messageUsage{

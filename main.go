@@ -42,6 +42,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -310,8 +311,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 
 // parseInterval reads --pull-interval: whole minutes as the reference, or a Go duration.
 func parseInterval(s string) (time.Duration, error) {
-	var n int
-	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s {
+	if n, err := strconv.Atoi(s); err == nil && strconv.Itoa(n) == s {
 		if n < 0 {
 			return 0, errors.New("must not be negative")
 		}

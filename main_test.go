@@ -37,6 +37,8 @@ func TestParseServeFlags(t *testing.T) {
 		{args: []string{"a.yaml", "--bogus"}, wantErr: "flag provided but not defined"},
 		{args: []string{"a.yaml", "--listen"}, wantErr: "flag needs an argument"},
 		{args: []string{"a.yaml", "--pull-interval", "soon"}, wantErr: "--pull-interval"},
+		{args: []string{"a.yaml", "--pull-interval", "-3"}, wantErr: "must not be negative"},
+		{args: []string{"a.yaml", "--pull-interval", "05"}, wantErr: "neither minutes nor a duration"},
 		{args: []string{"a.yaml", "--fake", "c", "--record", "d"}, wantErr: "cannot be used together"},
 	}
 	for _, tc := range cases {

@@ -217,6 +217,10 @@ func TestMain(m *testing.M) {
 		runFakeMCPServer()
 		os.Exit(0)
 	}
+	if os.Getenv("LSP_TEST_SERVER") == "1" {
+		runFakeLSPServer()
+		os.Exit(0)
+	}
 	if p := os.Getenv("AGENTD_TEST_OPEN_STORE"); p != "" {
 		os.Exit(testOpenStoreMain(p))
 	}

@@ -37,8 +37,7 @@ import (
 	"time"
 )
 
-// Limits and defaults of the model layer. They belong with main.go's const block; they
-// live here until the branches are merged.
+// API families of the model layer, and the path prefix of an OpenAI-compatible gateway.
 const (
 	apiOpenAIChat            = "openai_chatcompletions"
 	apiOpenAIResponses       = "openai_responses"

@@ -17,7 +17,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -30,18 +29,13 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Limits and fixed names for the OCI puller. They belong in main.go's const
-// block; they live here until the integrator moves them.
+// Fixed names for the OCI puller (its limits are in main.go's const block).
 const (
 	ociDockerHub        = "index.docker.io"             // Docker Hub: the default registry and the API host the reference talks to
 	ociDockerHubAuthKey = "https://index.docker.io/v1/" // config.json key for Docker Hub (docker/cli's legacy server address)
@@ -328,397 +322,6 @@ func ociAllowHTTP(registry string) bool {
 }
 
 // ---------------------------------------------------------------------------
-// WWW-Authenticate
-
-// ociChallenge is one challenge from a WWW-Authenticate header. Scheme and
-// parameter names are lowercased (RFC 9110 §11: both are case-insensitive).
-type ociChallenge struct {
-	Scheme string
-	Params map[string]string
-}
-
-// parseAuthChallenge parses a WWW-Authenticate value holding one or more
-// challenges (RFC 9110 §11.6.1), e.g. `Bearer realm="https://auth",service="x"`.
-// token68 credentials are skipped. It returns an error for malformed input
-// (unterminated quotes, a parameter without a scheme) rather than guessing.
-func parseAuthChallenge(h string) ([]ociChallenge, error) {
-	var out []ociChallenge
-	i := 0
-	skip := func(set string) {
-		for i < len(h) && strings.IndexByte(set, h[i]) >= 0 {
-			i++
-		}
-	}
-	token := func() string {
-		start := i
-		for i < len(h) && ociTokenChar(h[i]) {
-			i++
-		}
-		return h[start:i]
-	}
-	for {
-		skip(" \t,")
-		if i >= len(h) {
-			break
-		}
-		scheme := token()
-		if scheme == "" {
-			return nil, fmt.Errorf("malformed WWW-Authenticate %q: expected an auth scheme at offset %d", h, i)
-		}
-		if i < len(h) && h[i] == '=' {
-			return nil, fmt.Errorf("malformed WWW-Authenticate %q: parameter %q before any auth scheme", h, scheme)
-		}
-		c := ociChallenge{Scheme: strings.ToLower(scheme), Params: map[string]string{}}
-		// Parameters: name = (token | quoted-string), comma separated. A token
-		// not followed by '=' starts the next challenge.
-		for {
-			skip(" \t")
-			save := i
-			name := token()
-			if name == "" {
-				if i < len(h) && h[i] == ',' {
-					i++
-					continue
-				}
-				break
-			}
-			skip(" \t")
-			if i >= len(h) || h[i] != '=' {
-				i = save // next challenge's scheme
-				break
-			}
-			i++
-			if i < len(h) && h[i] == '=' || i >= len(h) || h[i] == ',' {
-				// token68 such as "abc==": skip to the next comma.
-				for i < len(h) && h[i] != ',' {
-					i++
-				}
-				continue
-			}
-			skip(" \t")
-			var val string
-			if i < len(h) && h[i] == '"' {
-				i++
-				var b strings.Builder
-				closed := false
-				for i < len(h) {
-					ch := h[i]
-					i++
-					if ch == '\\' && i < len(h) {
-						b.WriteByte(h[i])
-						i++
-						continue
-					}
-					if ch == '"' {
-						closed = true
-						break
-					}
-					b.WriteByte(ch)
-				}
-				if !closed {
-					return nil, fmt.Errorf("malformed WWW-Authenticate %q: unterminated quoted string", h)
-				}
-				val = b.String()
-			} else {
-				val = token()
-			}
-			c.Params[strings.ToLower(name)] = val
-			skip(" \t")
-			if i < len(h) && h[i] == ',' {
-				i++
-				continue
-			}
-			if i < len(h) && !ociTokenChar(h[i]) {
-				return nil, fmt.Errorf("malformed WWW-Authenticate %q: unexpected %q at offset %d", h, h[i], i)
-			}
-		}
-		out = append(out, c)
-		if i < len(h) && !ociTokenChar(h[i]) && h[i] != ',' && h[i] != ' ' && h[i] != '\t' {
-			return nil, fmt.Errorf("malformed WWW-Authenticate %q: unexpected %q at offset %d", h, h[i], i)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("empty WWW-Authenticate header")
-	}
-	return out, nil
-}
-
-// ociTokenChar reports whether c is an RFC 9110 tchar.
-func ociTokenChar(c byte) bool {
-	return c > ' ' && c < 0x7f && !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, rune(c))
-}
-
-// ---------------------------------------------------------------------------
-// Credentials
-
-// ociCreds are the credentials found for a registry; the zero value is anonymous.
-type ociCreds struct {
-	Username, Password string
-	IdentityToken      string // exchanged for a token with the refresh_token grant
-	RegistryToken      string // sent as Bearer as is
-}
-
-// ociAuthEntry is one config.json "auths" entry.
-type ociAuthEntry struct {
-	Auth          string `json:"auth"`
-	Username      string `json:"username"`
-	Password      string `json:"password"`
-	IdentityToken string `json:"identitytoken"`
-	RegistryToken string `json:"registrytoken"`
-}
-
-// ociDockerConfig is the part of ~/.docker/config.json the puller reads.
-type ociDockerConfig struct {
-	Auths       map[string]ociAuthEntry `json:"auths"`
-	CredsStore  string                  `json:"credsStore"`
-	CredHelpers map[string]string       `json:"credHelpers"`
-}
-
-// credentials finds credentials for ref the way the reference does
-// (spec/OCI.md §3.2): the Docker config file (or podman's auth.json when there
-// is none), keys "<registry>/<repository>" then "<registry>" (Docker Hub's bare
-// key is https://index.docker.io/v1/), each tried in credHelpers, credsStore,
-// then auths. No config at all means anonymous. Helper failures other than
-// "credentials not found" are errors.
-func (p *ociPuller) credentials(ctx context.Context, ref ociRef) (ociCreds, error) {
-	cfg, envAuths, err := p.dockerConfig()
-	if err != nil || cfg == nil {
-		return ociCreds{}, err
-	}
-	for _, key := range []string{ref.Registry + "/" + ref.Repository, ref.Registry} {
-		if key == ociDockerHub {
-			key = ociDockerHubAuthKey
-		}
-		// DOCKER_AUTH_CONFIG (docker/cli v29) is consulted before the file's stores.
-		if e, ok := ociFindAuth(envAuths, key); ok && e.Auth != "" {
-			c, err := ociDecodeAuth(e)
-			if err != nil {
-				return ociCreds{}, fmt.Errorf("DOCKER_AUTH_CONFIG: %w", err)
-			}
-			if c != (ociCreds{}) {
-				return c, nil
-			}
-		}
-		helper := cfg.CredsStore
-		if h, ok := cfg.CredHelpers[key]; ok {
-			helper = h
-		}
-		var c ociCreds
-		if helper != "" {
-			c, err = p.runCredHelper(ctx, helper, key)
-			if err != nil {
-				return ociCreds{}, err
-			}
-		} else if e, ok := ociFindHubAuth(cfg.Auths, key); ok {
-			c, err = ociDecodeAuth(e)
-			if err != nil {
-				return ociCreds{}, fmt.Errorf("docker config auths[%q]: %w", key, err)
-			}
-		}
-		if c != (ociCreds{}) {
-			return c, nil
-		}
-	}
-	return ociCreds{}, nil
-}
-
-// dockerConfig loads the credential configuration: $DOCKER_CONFIG/config.json
-// or ~/.docker/config.json if either exists, else $REGISTRY_AUTH_FILE, else
-// $XDG_RUNTIME_DIR/containers/auth.json. It returns nil when there is none.
-// envAuths holds DOCKER_AUTH_CONFIG's auths, honoured only with a config file.
-func (p *ociPuller) dockerConfig() (cfg *ociDockerConfig, envAuths map[string]ociAuthEntry, err error) {
-	home := p.getenv("HOME")
-	dir := p.getenv("DOCKER_CONFIG")
-	found := home != "" && ociFileExists(filepath.Join(home, ".docker", "config.json")) ||
-		dir != "" && ociFileExists(filepath.Join(dir, "config.json"))
-	var path string
-	switch {
-	case found:
-		if dir == "" {
-			dir = filepath.Join(home, ".docker")
-		}
-		path = filepath.Join(dir, "config.json")
-	case p.getenv("REGISTRY_AUTH_FILE") != "" && ociFileExists(p.getenv("REGISTRY_AUTH_FILE")):
-		path = p.getenv("REGISTRY_AUTH_FILE")
-	case p.getenv("XDG_RUNTIME_DIR") != "" && ociFileExists(filepath.Join(p.getenv("XDG_RUNTIME_DIR"), "containers", "auth.json")):
-		path = filepath.Join(p.getenv("XDG_RUNTIME_DIR"), "containers", "auth.json")
-	default:
-		return nil, nil, nil
-	}
-	cfg = &ociDockerConfig{}
-	data, err := ociReadFileLimit(path, maxOCIConfigFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return cfg, nil, nil // DOCKER_CONFIG set but only ~/.docker has a file: docker/cli loads an empty config
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading registry credentials: %w", err)
-	}
-	if len(bytes.TrimSpace(data)) > 0 {
-		if err := json.Unmarshal(data, cfg); err != nil {
-			return nil, nil, fmt.Errorf("parsing %s: %w", path, err)
-		}
-	}
-	if found {
-		if env := p.getenv("DOCKER_AUTH_CONFIG"); env != "" {
-			var ec struct {
-				Auths map[string]ociAuthEntry `json:"auths"`
-			}
-			if err := json.Unmarshal([]byte(env), &ec); err != nil {
-				return nil, nil, fmt.Errorf("parsing DOCKER_AUTH_CONFIG: %w", err)
-			}
-			envAuths = ec.Auths
-		}
-	}
-	return cfg, envAuths, nil
-}
-
-// ociFindAuth looks key up in auths: exactly, else any entry whose key reduced
-// to host[:port] equals key (docker/cli's ConvertToHostname; keys are tried in
-// sorted order so the answer is deterministic).
-func ociFindAuth(auths map[string]ociAuthEntry, key string) (ociAuthEntry, bool) {
-	if e, ok := auths[key]; ok {
-		return e, true
-	}
-	keys := make([]string, 0, len(auths))
-	for k := range auths {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if ociConvertToHostname(k) == key {
-			return auths[k], true
-		}
-	}
-	return ociAuthEntry{}, false
-}
-
-// ociFindHubAuth is ociFindAuth plus, for Docker Hub's bare key, the other
-// names Docker Hub goes by. The reference only knows https://index.docker.io/v1/,
-// so a podman auth.json (which writes "docker.io") gives it no credentials.
-func ociFindHubAuth(auths map[string]ociAuthEntry, key string) (ociAuthEntry, bool) {
-	if e, ok := ociFindAuth(auths, key); ok || key != ociDockerHubAuthKey {
-		return e, ok
-	}
-	for _, alias := range []string{ociDockerHub, "docker.io", "registry-1.docker.io"} {
-		if e, ok := ociFindAuth(auths, alias); ok {
-			return e, true
-		}
-	}
-	return ociAuthEntry{}, false
-}
-
-// ociConvertToHostname strips a scheme and path from a config key.
-func ociConvertToHostname(k string) string {
-	if strings.Contains(k, "://") {
-		if u, err := url.Parse(k); err == nil && u.Hostname() != "" {
-			if u.Port() == "" {
-				return u.Hostname()
-			}
-			return u.Hostname() + ":" + u.Port()
-		}
-	}
-	host, _, _ := strings.Cut(k, "/")
-	return host
-}
-
-// ociDecodeAuth turns an auths entry into credentials; "auth" is base64 of
-// "user:password" and wins over username/password, as in docker/cli.
-func ociDecodeAuth(e ociAuthEntry) (ociCreds, error) {
-	c := ociCreds{Username: e.Username, Password: e.Password, IdentityToken: e.IdentityToken, RegistryToken: e.RegistryToken}
-	if e.Auth != "" {
-		dec, err := base64.StdEncoding.DecodeString(e.Auth)
-		if err != nil {
-			return ociCreds{}, fmt.Errorf("auth is not base64: %w", err)
-		}
-		user, pass, ok := strings.Cut(string(dec), ":")
-		if !ok || user == "" {
-			return ociCreds{}, errors.New("auth must be base64 of user:password")
-		}
-		c.Username, c.Password = user, strings.Trim(pass, "\x00")
-	}
-	return c, nil
-}
-
-// runCredHelper runs `docker-credential-<name> get` with serverURL on stdin
-// (docker-credential-helpers protocol). "credentials not found" means
-// anonymous; a Username of "<token>" means Secret is an identity token.
-func (p *ociPuller) runCredHelper(ctx context.Context, name, serverURL string) (ociCreds, error) {
-	prog := "docker-credential-" + name
-	path, err := p.lookPath(prog)
-	if err != nil {
-		return ociCreds{}, fmt.Errorf("credential helper %s: %w", prog, err)
-	}
-	cmd := exec.CommandContext(ctx, path, "get")
-	// Helpers need what docker gives them (keychains, cloud SDK settings), so they get
-	// the environment but for the API's token; the user chose them, not a model.
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, authTokenEnv+"=") })
-	cmd.Stdin = strings.NewReader(serverURL)
-	var stdout, stderr ociLimitedBuffer
-	stdout.max, stderr.max = maxOCIHelperOutput, maxOCIErrorBody
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	out := strings.TrimSpace(stdout.String())
-	if runErr != nil {
-		if strings.Contains(out, "credentials not found") {
-			return ociCreds{}, nil
-		}
-		msg := out
-		if msg == "" {
-			msg = strings.TrimSpace(stderr.String())
-		}
-		return ociCreds{}, fmt.Errorf("credential helper %s get %s: %v: %s", prog, serverURL, runErr, msg)
-	}
-	if stdout.over {
-		return ociCreds{}, fmt.Errorf("credential helper %s: output over %d bytes", prog, maxOCIHelperOutput)
-	}
-	var resp struct {
-		ServerURL, Username, Secret string
-	}
-	if err := json.Unmarshal([]byte(out), &resp); err != nil {
-		return ociCreds{}, fmt.Errorf("credential helper %s: bad output: %w", prog, err)
-	}
-	if resp.Username == "<token>" {
-		return ociCreds{IdentityToken: resp.Secret}, nil
-	}
-	return ociCreds{Username: resp.Username, Password: resp.Secret}, nil
-}
-
-// lookPath finds prog on the PATH returned by p.Getenv, so tests can point a
-// puller at a fake helper without touching the process environment.
-func (p *ociPuller) lookPath(prog string) (string, error) {
-	for _, dir := range filepath.SplitList(p.getenv("PATH")) {
-		if dir == "" {
-			continue
-		}
-		path := filepath.Join(dir, prog)
-		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return path, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found on PATH", prog)
-}
-
-// ociLimitedBuffer keeps the first max bytes written and notes overflow
-// without failing the writer (a failing writer would kill the subprocess).
-type ociLimitedBuffer struct {
-	bytes.Buffer
-	max  int
-	over bool
-}
-
-// Write implements io.Writer.
-func (b *ociLimitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); len(p) > room {
-		b.over = true
-		if room > 0 {
-			b.Buffer.Write(p[:room])
-		}
-		return len(p), nil
-	}
-	return b.Buffer.Write(p)
-}
-
-// ---------------------------------------------------------------------------
 // Registry client
 
 // ociPuller downloads agent artifacts and keeps them in a content-addressed
@@ -734,12 +337,6 @@ type ociPuller struct {
 	mu       sync.Mutex          // guards tokens and schemes
 	tokens   map[string]ociToken // cached Bearer tokens by registry, realm, service, scopes and user
 	schemes  map[string]string   // registry → scheme that answered the last ping
-}
-
-// ociToken is a cached Bearer token.
-type ociToken struct {
-	value   string
-	expires time.Time
 }
 
 // getenv reads the environment through the Getenv seam.
@@ -913,155 +510,10 @@ func (p *ociPuller) connect(ctx context.Context, ref ociRef) (*ociSession, error
 	if resp.StatusCode == http.StatusOK {
 		return s, nil // anonymous registry
 	}
-	chs, err := parseAuthChallenge(resp.Header.Get("WWW-Authenticate"))
-	if err != nil {
-		return nil, fmt.Errorf("registry %s: %w", ref.Registry, err)
-	}
-	var ch *ociChallenge
-	for i := range chs { // the first Basic or Bearer challenge wins
-		if chs[i].Scheme == "basic" || chs[i].Scheme == "bearer" {
-			ch = &chs[i]
-			break
-		}
-	}
-	if ch == nil {
-		return nil, fmt.Errorf("registry %s: unsupported auth scheme %q", ref.Registry, chs[0].Scheme)
-	}
-	if s.creds, err = p.credentials(ctx, ref); err != nil {
-		return nil, err
-	}
-	if ch.Scheme == "basic" {
-		if s.creds.Username != "" || s.creds.Password != "" {
-			s.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(s.creds.Username+":"+s.creds.Password))
-		}
-		return s, nil
-	}
-	s.bearer = ch
-	if err := s.refreshToken(ctx, false); err != nil {
+	if err := s.authenticate(ctx, resp.Header.Get("WWW-Authenticate")); err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// refreshToken obtains a Bearer token for s.scopes from the challenge's realm
-// (token spec), from the puller's cache unless force is set.
-func (s *ociSession) refreshToken(ctx context.Context, force bool) error {
-	p := s.p
-	if s.creds.RegistryToken != "" {
-		s.auth = "Bearer " + s.creds.RegistryToken
-		return nil
-	}
-	realm, service := s.bearer.Params["realm"], s.bearer.Params["service"]
-	ru, err := url.Parse(realm)
-	if err != nil || ru.Host == "" || !(ru.Scheme == "https" || ru.Scheme == "http" && ociAllowHTTP(ru.Host)) {
-		// An http realm on a public host would carry the Basic credentials in clear.
-		return fmt.Errorf("registry %s: refusing token realm %q (need an https URL, or http on a local host)", s.ref.Registry, realm)
-	}
-	slices.Sort(s.scopes)
-	s.scopes = slices.Compact(s.scopes)
-	key := strings.Join([]string{s.ref.Registry, realm, service, strings.Join(s.scopes, " "), s.creds.Username, ociHash([]byte(s.creds.Password + "\x00" + s.creds.IdentityToken))}, "\x00")
-	now := p.clock()
-	if !force {
-		p.mu.Lock()
-		t, ok := p.tokens[key]
-		p.mu.Unlock()
-		if ok && now.Before(t.expires) {
-			s.auth = "Bearer " + t.value
-			return nil
-		}
-	}
-	var body []byte
-	if s.creds.IdentityToken != "" {
-		body, err = s.tokenRequest(ctx, ru, service, true)
-		var re *ociRegistryError
-		if errors.As(err, &re) && re.Status == http.StatusNotFound {
-			body, err = s.tokenRequest(ctx, ru, service, false) // not every token server speaks OAuth2
-		}
-	} else {
-		body, err = s.tokenRequest(ctx, ru, service, false)
-	}
-	if err != nil {
-		return fmt.Errorf("fetching registry token: %w", err)
-	}
-	var tr struct {
-		Token       string `json:"token"`
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int64  `json:"expires_in"`
-	}
-	if err := json.Unmarshal(body, &tr); err != nil {
-		return fmt.Errorf("fetching registry token from %s: bad JSON: %w", ociRedactURL(ru), err)
-	}
-	tok := tr.AccessToken
-	if tok == "" {
-		tok = tr.Token
-	}
-	if tok == "" {
-		return fmt.Errorf("fetching registry token from %s: answer has neither token nor access_token", ociRedactURL(ru))
-	}
-	ttl := ociTokenDefaultTTL
-	if tr.ExpiresIn > 0 && tr.ExpiresIn < 1<<31 {
-		ttl = time.Duration(tr.ExpiresIn) * time.Second
-	}
-	// Renew a little early so a token does not expire between check and use.
-	ttl -= min(ttl/10, 30*time.Second)
-	p.mu.Lock()
-	if p.tokens == nil {
-		p.tokens = map[string]ociToken{}
-	}
-	p.tokens[key] = ociToken{value: tok, expires: now.Add(ttl)}
-	p.mu.Unlock()
-	s.auth = "Bearer " + tok
-	return nil
-}
-
-// tokenRequest asks the realm for a token: the OAuth2 refresh_token POST
-// when oauth is set (identity tokens), else GET with Basic credentials if
-// there are any. Authorization is set on the request, so a realm redirect to
-// another host does not carry it.
-func (s *ociSession) tokenRequest(ctx context.Context, realm *url.URL, service string, oauth bool) ([]byte, error) {
-	var req *http.Request
-	var err error
-	if oauth {
-		form := url.Values{
-			"grant_type":    {"refresh_token"},
-			"refresh_token": {s.creds.IdentityToken},
-			"service":       {service},
-			"scope":         {strings.Join(s.scopes, " ")},
-			"client_id":     {ociUserAgent},
-		}
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, realm.String(), strings.NewReader(form.Encode()))
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	} else {
-		u := *realm
-		q := u.Query()
-		for _, sc := range s.scopes {
-			q.Add("scope", sc)
-		}
-		if service != "" {
-			q.Set("service", service)
-		}
-		u.RawQuery = q.Encode()
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, err
-		}
-		if s.creds.Username != "" || s.creds.Password != "" {
-			req.SetBasicAuth(s.creds.Username, s.creds.Password)
-		}
-	}
-	req.Header.Set("User-Agent", ociUserAgent)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if err := ociCheckResponse(resp); err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	return ociReadAll(resp.Body, maxOCITokenBody, "token response")
 }
 
 // do sends a GET or HEAD to path on the registry with the session's
@@ -1284,85 +736,128 @@ func ociExtractAgent(ctx context.Context, get ociGetFunc, name string, top []byt
 		mt = headerType
 	}
 	if mt == ociMediaIndex || mt == ociMediaDockerList || (mt == "" && m.Manifests != nil && m.Config == nil) {
-		var child *ociDescriptor
-		for i, d := range m.Manifests {
-			if d.Platform == nil || d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
-				child = &m.Manifests[i]
-				break
-			}
-		}
-		if child == nil {
-			return nil, fmt.Errorf("artifact %s: index has no linux/amd64 or platform-less manifest", name)
-		}
-		if err := ociCheckDescriptor("index entry", *child, maxOCIManifest); err != nil {
-			return nil, fmt.Errorf("artifact %s: %w", name, err)
-		}
-		body, err := get(ctx, "manifests", *child)
-		if err != nil {
+		var err error
+		if m, mt, err = ociIndexChild(ctx, get, name, m); err != nil {
 			return nil, err
 		}
-		m = ociManifest{}
-		if err := json.Unmarshal(body, &m); err != nil {
-			return nil, fmt.Errorf("artifact %s: manifest %s is not JSON: %w", name, child.Digest, err)
-		}
-		mt = m.MediaType
-		if mt == "" {
-			mt = child.MediaType
-		}
-		if mt == ociMediaIndex || mt == ociMediaDockerList || m.Manifests != nil {
-			return nil, fmt.Errorf("artifact %s: nested indexes are not supported", name)
-		}
 	}
-	if m.SchemaVersion == 1 || mt == ociMediaDockerV1 || mt == ociMediaDockerV1Signed {
-		return nil, fmt.Errorf("artifact %s: Docker schema 1 manifests are not supported", name)
-	}
-	if m.SchemaVersion != 2 {
-		return nil, fmt.Errorf("artifact %s: manifest schemaVersion %d, want 2", name, m.SchemaVersion)
-	}
-	if mt != "" && mt != ociMediaManifest && mt != ociMediaDockerManifest {
-		return nil, fmt.Errorf("artifact %s: unsupported manifest media type %q", name, mt)
-	}
-	if m.Annotations[ociAnnotationVersion] == "" && m.Annotations[ociAnnotationLegacy] == "" {
-		return nil, fmt.Errorf("artifact %s wasn't created by `docker agent share push` (no %s annotation)", name, ociAnnotationVersion)
-	}
-	if len(m.Layers) == 0 {
-		return nil, fmt.Errorf("artifact %s has no layers", name)
-	}
-	if m.Config == nil {
-		return nil, fmt.Errorf("artifact %s has no config", name)
-	}
-	if err := ociCheckDescriptor("config", *m.Config, maxOCIBlob); err != nil {
-		return nil, fmt.Errorf("artifact %s: %w", name, err)
-	}
-	if err := ociCheckDescriptor("layer", m.Layers[0], maxOCIBlob); err != nil {
-		return nil, fmt.Errorf("artifact %s: %w", name, err)
+	if err := ociCheckAgentManifest(name, m, mt); err != nil {
+		return nil, err
 	}
 	cfgBytes, err := get(ctx, "blobs", *m.Config)
 	if err != nil {
 		return nil, err
 	}
-	var cfg struct {
-		RootFS struct {
-			DiffIDs []string `json:"diff_ids"`
-		} `json:"rootfs"`
-	}
-	if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
-		return nil, fmt.Errorf("artifact %s: config is not JSON: %w", name, err)
-	}
-	if len(cfg.RootFS.DiffIDs) == 0 {
-		// e.g. the OCI empty config {}: the reference pulls it, then fails
-		// with "local artifact store corrupted"; say why instead.
-		return nil, fmt.Errorf("artifact %s: config %s (%s) has no rootfs.diff_ids, so it is not an agent artifact from `docker agent share push`", name, m.Config.Digest, m.Config.MediaType)
+	diffID, err := ociConfigDiffID(name, *m.Config, cfgBytes)
+	if err != nil {
+		return nil, err
 	}
 	layer, err := get(ctx, "blobs", m.Layers[0])
 	if err != nil {
 		return nil, err
 	}
+	yaml, err := ociLayerYAML(name, m.Layers[0], layer)
+	if err != nil {
+		return nil, err
+	}
+	if got := ociHash(yaml); got != diffID {
+		return nil, fmt.Errorf("artifact %s: layer content %s does not match config diff_id %s", name, got, diffID)
+	}
+	return yaml, nil
+}
+
+// ociIndexChild fetches the manifest an index points at for linux/amd64 (or
+// the first platform-less entry) and returns it with its media type.
+func ociIndexChild(ctx context.Context, get ociGetFunc, name string, idx ociManifest) (ociManifest, string, error) {
+	var child *ociDescriptor
+	for i, d := range idx.Manifests {
+		if d.Platform == nil || d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
+			child = &idx.Manifests[i]
+			break
+		}
+	}
+	if child == nil {
+		return ociManifest{}, "", fmt.Errorf("artifact %s: index has no linux/amd64 or platform-less manifest", name)
+	}
+	if err := ociCheckDescriptor("index entry", *child, maxOCIManifest); err != nil {
+		return ociManifest{}, "", fmt.Errorf("artifact %s: %w", name, err)
+	}
+	body, err := get(ctx, "manifests", *child)
+	if err != nil {
+		return ociManifest{}, "", err
+	}
+	var m ociManifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		return ociManifest{}, "", fmt.Errorf("artifact %s: manifest %s is not JSON: %w", name, child.Digest, err)
+	}
+	mt := m.MediaType
+	if mt == "" {
+		mt = child.MediaType
+	}
+	if mt == ociMediaIndex || mt == ociMediaDockerList || m.Manifests != nil {
+		return ociManifest{}, "", fmt.Errorf("artifact %s: nested indexes are not supported", name)
+	}
+	return m, mt, nil
+}
+
+// ociCheckAgentManifest checks that m (of media type mt) is a schema 2 image
+// manifest pushed by `docker agent share push`, with a config and a layer
+// whose descriptors are safe to fetch.
+func ociCheckAgentManifest(name string, m ociManifest, mt string) error {
+	if m.SchemaVersion == 1 || mt == ociMediaDockerV1 || mt == ociMediaDockerV1Signed {
+		return fmt.Errorf("artifact %s: Docker schema 1 manifests are not supported", name)
+	}
+	if m.SchemaVersion != 2 {
+		return fmt.Errorf("artifact %s: manifest schemaVersion %d, want 2", name, m.SchemaVersion)
+	}
+	if mt != "" && mt != ociMediaManifest && mt != ociMediaDockerManifest {
+		return fmt.Errorf("artifact %s: unsupported manifest media type %q", name, mt)
+	}
+	if m.Annotations[ociAnnotationVersion] == "" && m.Annotations[ociAnnotationLegacy] == "" {
+		return fmt.Errorf("artifact %s wasn't created by `docker agent share push` (no %s annotation)", name, ociAnnotationVersion)
+	}
+	if len(m.Layers) == 0 {
+		return fmt.Errorf("artifact %s has no layers", name)
+	}
+	if m.Config == nil {
+		return fmt.Errorf("artifact %s has no config", name)
+	}
+	if err := ociCheckDescriptor("config", *m.Config, maxOCIBlob); err != nil {
+		return fmt.Errorf("artifact %s: %w", name, err)
+	}
+	if err := ociCheckDescriptor("layer", m.Layers[0], maxOCIBlob); err != nil {
+		return fmt.Errorf("artifact %s: %w", name, err)
+	}
+	return nil
+}
+
+// ociConfigDiffID returns rootfs.diff_ids[0] of an image config: the sha256
+// the agent YAML must have.
+func ociConfigDiffID(name string, d ociDescriptor, config []byte) (string, error) {
+	var cfg struct {
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		return "", fmt.Errorf("artifact %s: config is not JSON: %w", name, err)
+	}
+	if len(cfg.RootFS.DiffIDs) == 0 {
+		// e.g. the OCI empty config {}: the reference pulls it, then fails
+		// with "local artifact store corrupted"; say why instead.
+		return "", fmt.Errorf("artifact %s: config %s (%s) has no rootfs.diff_ids, so it is not an agent artifact from `docker agent share push`", name, d.Digest, d.MediaType)
+	}
+	return cfg.RootFS.DiffIDs[0], nil
+}
+
+// ociLayerYAML returns the agent YAML in a layer, gunzipping it when the
+// bytes start with the gzip magic.
+func ociLayerYAML(name string, d ociDescriptor, layer []byte) ([]byte, error) {
 	yaml := layer
 	if len(layer) >= 2 && layer[0] == 0x1f && layer[1] == 0x8b {
 		zr, err := gzip.NewReader(bytes.NewReader(layer))
 		if err != nil {
-			return nil, fmt.Errorf("artifact %s: layer %s: %w", name, m.Layers[0].Digest, err)
+			return nil, fmt.Errorf("artifact %s: layer %s: %w", name, d.Digest, err)
 		}
 		// The limit stops a gzip bomb from filling memory.
 		yaml, err = ociReadAll(zr, maxOCIYAML, "artifact "+name+": decompressed layer")
@@ -1373,168 +868,7 @@ func ociExtractAgent(ctx context.Context, get ociGetFunc, name string, top []byt
 	if len(yaml) > maxOCIYAML {
 		return nil, fmt.Errorf("artifact %s: agent YAML is over the %d byte limit", name, maxOCIYAML)
 	}
-	if got := ociHash(yaml); got != cfg.RootFS.DiffIDs[0] {
-		return nil, fmt.Errorf("artifact %s: layer content %s does not match config diff_id %s", name, got, cfg.RootFS.DiffIDs[0])
-	}
 	return yaml, nil
-}
-
-// ---------------------------------------------------------------------------
-// Cache: <dir>/blobs/sha256/<hex> holds verified manifests and blobs;
-// <dir>/refs/<sha256 of the full reference> holds {"ref","digest"} for the
-// last successful pull of that reference.
-
-// cacheDir returns the cache root.
-func (p *ociPuller) cacheDir() (string, error) {
-	if p.CacheDir != "" {
-		return p.CacheDir, nil
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no OCI cache directory: %w", err)
-	}
-	return filepath.Join(d, "agentd", "oci"), nil
-}
-
-// blobPath returns the cache file for a (validated) digest.
-func (p *ociPuller) blobPath(digest string) (string, error) {
-	if !ociValidDigest(digest) {
-		return "", fmt.Errorf("invalid digest %q", digest)
-	}
-	dir, err := p.cacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:")), nil
-}
-
-// refPath returns the ref-index file for a reference.
-func (p *ociPuller) refPath(ref ociRef) (string, error) {
-	dir, err := p.cacheDir()
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256([]byte(ref.String()))
-	return filepath.Join(dir, "refs", hex.EncodeToString(sum[:])), nil
-}
-
-// ociWriteFileAtomic writes data to path via a temp file and rename, so
-// readers never see a partial file.
-func ociWriteFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
-// storeBlob saves verified content under its digest.
-func (p *ociPuller) storeBlob(digest string, data []byte) error {
-	path, err := p.blobPath(digest)
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(path); err == nil {
-		return nil // content-addressed: already there
-	}
-	return ociWriteFileAtomic(path, data)
-}
-
-// cachedBlob reads content by digest, re-verifying it so a corrupted cache
-// file is an error, not a wrong agent.
-func (p *ociPuller) cachedBlob(d ociDescriptor) ([]byte, error) {
-	path, err := p.blobPath(d.Digest)
-	if err != nil {
-		return nil, err
-	}
-	b, err := ociReadFileLimit(path, max(maxOCIManifest, maxOCIBlob))
-	if err != nil {
-		return nil, err
-	}
-	if err := ociVerify(b, d); err != nil {
-		return nil, fmt.Errorf("cached %s: %w", d.Digest, err)
-	}
-	return b, nil
-}
-
-// cachedArtifact returns the agent YAML for a top-level manifest digest
-// using only the cache.
-func (p *ociPuller) cachedArtifact(ctx context.Context, name, digest string) ([]byte, error) {
-	top, err := p.cachedBlob(ociDescriptor{Digest: digest})
-	if err != nil {
-		return nil, err
-	}
-	get := func(_ context.Context, _ string, d ociDescriptor) ([]byte, error) { return p.cachedBlob(d) }
-	return ociExtractAgent(ctx, get, name, top, "")
-}
-
-// cachedRef returns the artifact last pulled for ref.
-func (p *ociPuller) cachedRef(ctx context.Context, ref ociRef) ([]byte, string, error) {
-	path, err := p.refPath(ref)
-	if err != nil {
-		return nil, "", err
-	}
-	b, err := ociReadFileLimit(path, maxOCIErrorBody)
-	if err != nil {
-		return nil, "", err
-	}
-	var e struct{ Ref, Digest string }
-	if err := json.Unmarshal(b, &e); err != nil || e.Ref != ref.String() {
-		return nil, "", fmt.Errorf("cache entry %s for %s is corrupt", path, ref)
-	}
-	data, err := p.cachedArtifact(ctx, ref.String(), e.Digest)
-	if err != nil {
-		return nil, "", err
-	}
-	return data, e.Digest, nil
-}
-
-// storeRef records that ref resolved to digest.
-func (p *ociPuller) storeRef(ref ociRef, digest string) error {
-	path, err := p.refPath(ref)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(struct {
-		Ref    string `json:"ref"`
-		Digest string `json:"digest"`
-	}{ref.String(), digest})
-	b = append(b, '\n')
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
-		return nil // unchanged tag: spare the fsync on every refresh
-	}
-	return ociWriteFileAtomic(path, b)
-}
-
-// ociReadFileLimit reads a file of at most limit bytes.
-func ociReadFileLimit(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ociReadAll(f, limit, path)
-}
-
-// ociFileExists reports whether path exists.
-func ociFileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -47,20 +48,12 @@ func parsePattern(p string) (toolPattern, error) {
 	if tp.name == "" {
 		return toolPattern{}, fmt.Errorf("pattern %q has no tool name", p)
 	}
-	for _, g := range append([]string{tp.name}, values(tp.conds)...) {
+	for _, g := range append([]string{tp.name}, slices.Collect(maps.Values(tp.conds))...) {
 		if _, err := filepath.Match(g, ""); err != nil {
 			return toolPattern{}, fmt.Errorf("pattern %q: malformed glob %q", p, g)
 		}
 	}
 	return tp, nil
-}
-
-func values(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
 
 // globMatch matches s against g: a plain prefix test for `prefix*`, else filepath.Match.

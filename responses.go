@@ -3,6 +3,7 @@ package main
 // responses.go is the OpenAI Responses API streaming client (PROVIDERS.md §3.2, §4).
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,7 +27,7 @@ func newResponsesClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	isOpenAI := spec.Provider == "" || spec.Provider == "openai"
 	base := spec.BaseURL
 	if base == "" && isOpenAI {
-		base = provFirst(getenv("OPENAI_BASE_URL"), responsesDefaultBase)
+		base = cmp.Or(getenv("OPENAI_BASE_URL"), responsesDefaultBase)
 	}
 	if base == "" {
 		return nil, fmt.Errorf("responses: provider %q has no base_url", spec.Provider)
@@ -178,7 +179,7 @@ func responsesInput(m chatMessage) []responsesItem {
 		}
 		for _, tc := range m.ToolCalls {
 			items = append(items, responsesItem{Type: "function_call", CallID: tc.ID, Name: tc.Function.Name,
-				Arguments: provFirst(tc.Function.Arguments, "{}")})
+				Arguments: cmp.Or(tc.Function.Arguments, "{}")})
 		}
 		return items
 	}
@@ -197,7 +198,7 @@ func responsesInput(m chatMessage) []responsesItem {
 		case p.Type == "text" && p.Text != "":
 			parts = append(parts, responsesPart{Type: "input_text", Text: p.Text})
 		case p.Type == "image_url" && p.ImageURL != nil:
-			parts = append(parts, responsesPart{Type: "input_image", ImageURL: p.ImageURL.URL, Detail: provFirst(p.ImageURL.Detail, "auto")})
+			parts = append(parts, responsesPart{Type: "input_image", ImageURL: p.ImageURL.URL, Detail: cmp.Or(p.ImageURL.Detail, "auto")})
 		}
 	}
 	if parts == nil {
@@ -264,12 +265,12 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 	return c.conn.run(ctx, body, emit, func(ev sseEvent, emit func(modelEvent)) error {
 		var e responsesEvent
 		if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
-			return fmt.Errorf("decoding %s event: %w", provFirst(ev.Event, "stream"), err)
+			return fmt.Errorf("decoding %s event: %w", cmp.Or(ev.Event, "stream"), err)
 		}
 		if e.Type == "" {
 			e.Type = ev.Event
 		}
-		model = provFirst(e.Response.Model, model)
+		model = cmp.Or(e.Response.Model, model)
 		switch e.Type {
 		case "response.output_text.delta", "response.refusal.delta":
 			textSeen[e.ItemID] = true
@@ -278,7 +279,7 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 			emit(modelEvent{Kind: evReasoning, Text: e.Delta})
 		case "response.output_item.added":
 			if e.Item.Type == "function_call" {
-				id := provFirst(e.Item.CallID, e.Item.ID)
+				id := cmp.Or(e.Item.CallID, e.Item.ID)
 				calls[e.Item.ID] = id
 				emit(modelEvent{Kind: evToolCallStart, ToolID: id, ToolName: e.Item.Name})
 				if e.Item.Arguments != "" {
@@ -349,5 +350,5 @@ func responsesError(code json.RawMessage, msg string) error {
 		"rate_limit_exceeded": 429, "insufficient_quota": 429, "server_error": 500,
 		"server_is_overloaded": 503, "invalid_prompt": 400, "context_length_exceeded": 400,
 	}[s]
-	return &modelError{Status: status, Msg: "stream error: " + provFirst(s, "error") + ": " + msg}
+	return &modelError{Status: status, Msg: "stream error: " + cmp.Or(s, "error") + ": " + msg}
 }

@@ -5,10 +5,11 @@ package main
 // titles, and the per-session run state that resume and elicitation answer.
 
 import (
+	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -20,8 +21,6 @@ import (
 	"time"
 	"unicode/utf8"
 )
-
-func randRead(b []byte) { rand.Read(b) }
 
 // runRegistry knows the active run of each session: one at a time per session, at
 // most max in total.
@@ -308,14 +307,46 @@ type runMessage struct {
 	MultiContent []messagePart `json:"multi_content,omitempty"`
 }
 
+// runBody is the run request: the reference's bare array of messages, or the newer
+// object form {"messages":[…]} (API-UPSTREAM.md §3.1), whose messages are all new.
+// An object without "messages" is refused: it is most likely one message sent unwrapped.
+type runBody struct {
+	messages []runMessage
+	object   bool
+}
+
+func (b *runBody) UnmarshalJSON(data []byte) error {
+	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
+		return json.Unmarshal(data, &b.messages)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return err
+	}
+	msgs, ok := obj["messages"]
+	if !ok {
+		return errors.New(`want an array of messages or {"messages": [...]}`)
+	}
+	b.object = true
+	return json.Unmarshal(msgs, &b.messages)
+}
+
+// newMessages is what the body adds to the session.
+func (b *runBody) newMessages() []runMessage {
+	if b.object {
+		return b.messages
+	}
+	return arrayBodyMessages(b.messages)
+}
+
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var body []runMessage
+	var body runBody
 	if err := s.readJSON(w, r, maxRunBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	msgs := arrayBodyMessages(body)
+	msgs := body.newMessages()
 	rec, err := s.st.session(r.Context(), sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
@@ -394,7 +425,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 // element only. docker-agent's remote client keeps just the user's messages and
 // re-sends all of them every turn, so the earlier elements are already stored; the
 // reference records only the last too (but still shows the model the repeats, which
-// we do not). An object body {"messages":[…]} would add every message it holds.
+// we do not). An object body {"messages":[…]} adds every message it holds.
 func arrayBodyMessages(body []runMessage) []runMessage {
 	if len(body) > 1 {
 		return body[len(body)-1:]

@@ -88,25 +88,42 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 	return s, nil
 }
 
-// routes is the whole API.
+// route is one entry of the route table.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routeTable is every route the server answers, in one place so that the OpenAPI
+// test can check each is documented.
+func (s *server) routeTable() []route {
+	return []route{
+		{"GET /{$}", s.servePage},
+		{"GET /ui/{file}", s.serveAsset},
+		{"GET /api/openapi.json", s.serveOpenAPI},
+		{"GET /api/ping", s.servePing},
+		{"GET /api/agents", s.serveAgents},
+		{"GET /api/agents/{id}", s.serveAgent},
+		{"GET /api/agents/{id}/{name}/tools/count", s.serveToolCount},
+		{"GET /api/sessions", s.serveSessions},
+		{"POST /api/sessions", s.serveCreateSession},
+		{"GET /api/sessions/{id}", s.serveSession},
+		{"DELETE /api/sessions/{id}", s.serveDeleteSession},
+		{"PATCH /api/sessions/{id}/title", s.serveSetTitle},
+		{"PATCH /api/sessions/{id}/permissions", s.serveSetPermissions},
+		{"POST /api/sessions/{id}/resume", s.serveResume},
+		{"POST /api/sessions/{id}/tools/toggle", s.serveToggleTools},
+		{"POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking},
+		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
+		{"POST /api/sessions/{id}/agent/{agent}", s.serveRun},
+		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.serveRun},
+	}
+}
+
 func (s *server) routes() {
-	m := s.mux
-	m.HandleFunc("GET /api/ping", s.servePing)
-	m.HandleFunc("GET /api/agents", s.serveAgents)
-	m.HandleFunc("GET /api/agents/{id}", s.serveAgent)
-	m.HandleFunc("GET /api/agents/{id}/{name}/tools/count", s.serveToolCount)
-	m.HandleFunc("GET /api/sessions", s.serveSessions)
-	m.HandleFunc("POST /api/sessions", s.serveCreateSession)
-	m.HandleFunc("GET /api/sessions/{id}", s.serveSession)
-	m.HandleFunc("DELETE /api/sessions/{id}", s.serveDeleteSession)
-	m.HandleFunc("PATCH /api/sessions/{id}/title", s.serveSetTitle)
-	m.HandleFunc("PATCH /api/sessions/{id}/permissions", s.serveSetPermissions)
-	m.HandleFunc("POST /api/sessions/{id}/resume", s.serveResume)
-	m.HandleFunc("POST /api/sessions/{id}/tools/toggle", s.serveToggleTools)
-	m.HandleFunc("POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking)
-	m.HandleFunc("POST /api/sessions/{id}/elicitation", s.serveElicitation)
-	m.HandleFunc("POST /api/sessions/{id}/agent/{agent}", s.serveRun)
-	m.HandleFunc("POST /api/sessions/{id}/agent/{agent}/{name}", s.serveRun)
+	for _, rt := range s.routeTable() {
+		s.mux.HandleFunc(rt.pattern, rt.handler)
+	}
 }
 
 // close releases what the server holds (running agents are cancelled by their requests).
@@ -149,7 +166,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if s.cfg.token != "" && r.URL.Path != "/api/ping" && !s.authorized(r) {
+	if s.cfg.token != "" && !publicPath(r.URL.Path) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentd"`)
 		writeJSON(w, http.StatusUnauthorized, errorBody("missing or invalid bearer token"))
 		return
@@ -193,6 +210,12 @@ func (sw *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
+
+// publicPath: ping, and the chat page and its assets, which hold no data (the page
+// asks for the token and sends it with every API call).
+func publicPath(p string) bool {
+	return p == "/api/ping" || p == "/" || strings.HasPrefix(p, "/ui/")
+}
 
 func (s *server) authorized(r *http.Request) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

@@ -273,7 +273,7 @@ func openStoreLog(ctx context.Context, path string, log *slog.Logger) (*store, e
 	uri := (&url.URL{Scheme: "file", Path: abs}).String()
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", storeBusyTimeoutMS)
 
-	st := &store{log: log, now: time.Now, newID: storeNewUUID, wgate: make(chan struct{}, 1)}
+	st := &store{log: log, now: time.Now, newID: newUUID, wgate: make(chan struct{}, 1)}
 	// synchronous=NORMAL is the documented safe pairing with WAL: a commit cannot corrupt
 	// the file, only the last commits may roll back on power loss, and commits no longer
 	// fsync, which keeps writer latency flat (https://sqlite.org/pragma.html#pragma_synchronous).
@@ -616,8 +616,8 @@ func (st *store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// storeNewUUID returns a random UUID v4, the reference's session ID format.
-func storeNewUUID() string {
+// newUUID returns a random RFC 4122 version 4 UUID, the reference's session ID format.
+func newUUID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
@@ -909,11 +909,6 @@ func (st *store) toggle(ctx context.Context, id, col string, def bool) (bool, er
 	return v, err
 }
 
-// setMaxIterations sets max_iterations of session id (0 = unlimited).
-func (st *store) setMaxIterations(ctx context.Context, id string, n int) error {
-	return st.update(ctx, id, "UPDATE sessions SET max_iterations = ? WHERE id = ?", n, id)
-}
-
 // setUsage records the last call's token counters and the session cost (API.md §8.4).
 func (st *store) setUsage(ctx context.Context, id string, in, out int64, cost float64) error {
 	return st.update(ctx, id, storeSetUsageSQL, in, out, cost, id)
@@ -1008,12 +1003,6 @@ func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage
 		return fmt.Errorf("message item %d: %w", itemID, errNotFound)
 	}
 	return nil
-}
-
-// appendSummary appends a compaction summary item to session sessionID.
-func (st *store) appendSummary(ctx context.Context, sessionID, summary string) error {
-	_, _, err := st.appendItem(ctx, sessionID, "summary", nil, nil, 0, nil, summary)
-	return err
 }
 
 // appendSubSession records child as a sub-session of parent: a 'subsession' item at the

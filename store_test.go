@@ -57,6 +57,13 @@ func storeRawRow(t *testing.T, st *store, table, where string, cols ...string) [
 	return vals
 }
 
+// appendSummary appends a compaction summary item to session sessionID, as the
+// reference's compaction does; agentd only reads such items, so only tests write them.
+func (st *store) appendSummary(ctx context.Context, sessionID, summary string) error {
+	_, _, err := st.appendItem(ctx, sessionID, "summary", nil, nil, 0, nil, summary)
+	return err
+}
+
 func TestStorePragmas(t *testing.T) {
 	t.Parallel()
 	st, _ := storeTestOpen(t)
@@ -293,7 +300,6 @@ func TestStoreUpdates(t *testing.T) {
 		{"setPermissions(nil)", func(id string) error { return st.setPermissions(ctx, id, nil) }, func(s *sessionRecord) bool { return s.Permissions == nil }},
 		{"setToolsApproved", func(id string) error { return st.setToolsApproved(ctx, id, true) }, func(s *sessionRecord) bool { return s.ToolsApproved }},
 		{"setThinking", func(id string) error { return st.setThinking(ctx, id, false) }, func(s *sessionRecord) bool { return !s.Thinking }},
-		{"setMaxIterations", func(id string) error { return st.setMaxIterations(ctx, id, 42) }, func(s *sessionRecord) bool { return s.MaxIterations == 42 }},
 		{"setUsage", func(id string) error { return st.setUsage(ctx, id, 100, 200, 1.25) }, func(s *sessionRecord) bool {
 			return s.InputTokens == 100 && s.OutputTokens == 200 && s.Cost == 1.25
 		}},

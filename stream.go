@@ -131,16 +131,14 @@ func (e *event) ctxKV(kv ...any) *event {
 	return e
 }
 
-// marshal renders the event as compact JSON in key order. Keys are plain identifiers;
-// strings, integers and times, nearly every value, are encoded here (this runs once
-// per streamed token), everything else by encoding/json.
-func (e *event) marshal() []byte { return e.appendJSON(make([]byte, 0, 256)) }
-
 // frame is the event as one SSE frame: `data: {json}` and a blank line.
 func (e *event) frame() []byte {
 	return append(e.appendJSON(append(make([]byte, 0, 256), "data: "...)), '\n', '\n')
 }
 
+// appendJSON appends the event as compact JSON in key order. Keys are plain
+// identifiers; strings, integers and times, nearly every value, are encoded here (this
+// runs once per streamed token), everything else by encoding/json.
 func (e *event) appendJSON(b []byte) []byte {
 	b = append(b, '{')
 	for i, k := range e.keys {

@@ -20,6 +20,9 @@ func FuzzAppendJSONString(f *testing.F) {
 	})
 }
 
+// marshal is the event's JSON without the SSE framing.
+func (e *event) marshal() []byte { return e.appendJSON(nil) }
+
 func TestEventMarshalMatchesEncodingJSON(t *testing.T) {
 	ev := newEvent("token_usage", "session_id", "s<1>", "n", 3, "big", int64(1)<<40, "ok", true, "f", 0.5,
 		"obj", map[string]any{"b": 1, "a": "x"}, "nil", nil).ctx("root", zeroTime)

@@ -14,9 +14,6 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of the built-in tools. They live here rather than in main.go's const block
-// only because this file is owned by the tools helper; the integrator may move them.
-
 // toolsTruncNote is appended to outputs cut at toolsMaxOutput (reference wording).
 const toolsTruncNote = "\n\n[Output truncated: exceeded 30,000 character limit]"
 
