@@ -209,14 +209,19 @@ func (c *bedrockClient) request(req *modelRequest) *bedrockRequest {
 
 // bedrockCaches reports whether the model has a known cache price, the reference's rule
 // for sending cache points (it asks models.dev): models that do not cache reject them.
-// The price table names models without Bedrock's "<geo>.<vendor>." prefix.
 func bedrockCaches(model string) bool {
-	name := model
-	if i := strings.LastIndexByte(model[:strings.IndexByte(model+"-", '-')], '.'); i >= 0 {
-		name = model[i+1:]
-	}
-	p := priceOf(name)
+	p := priceOf(model)
 	return p.cacheRead > 0 || p.cacheWrite > 0
+}
+
+// bedrockBaseModel drops the "<geo>.<vendor>." prefix of a Bedrock model id (the dots
+// before the first dash): global.anthropic.claude-sonnet-4-5 → claude-sonnet-4-5.
+// Other model names have no dot before their first dash and come back unchanged.
+func bedrockBaseModel(model string) string {
+	if i := strings.LastIndexByte(model[:strings.IndexByte(model+"-", '-')], '.'); i >= 0 {
+		return model[i+1:]
+	}
+	return model
 }
 
 // bedrockCachePoints appends cache points after the system prompt, the tools and the

@@ -508,6 +508,14 @@ func TestBedrockRunToolRoundTrip(t *testing.T) {
 	if text != "Done." {
 		t.Errorf("answer = %q", text)
 	}
+	// The price table knows the model under its Bedrock id: cost and context limit.
+	for _, ev := range evs {
+		if u, ok := ev["usage"].(map[string]any); ok && ev["type"] == "token_usage" {
+			if u["cost"].(float64) <= 0 || u["context_limit"].(float64) != 200000 {
+				t.Errorf("token_usage = %v", u)
+			}
+		}
+	}
 	reqs := f.requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d model requests; want 2", len(reqs))

@@ -1444,8 +1444,10 @@ var modelPrices = map[string]modelPrice{
 	"gemini-2.5-pro":    {1.25, 10, 0.31, 0, 1048576},
 }
 
-// priceOf finds a model's price, also for dated ids such as gpt-4o-2024-08-06.
+// priceOf finds a model's price, also for dated ids such as gpt-4o-2024-08-06 and
+// Bedrock ids such as global.anthropic.claude-sonnet-4-5-20250929-v1:0.
 func priceOf(model string) modelPrice {
+	model = bedrockBaseModel(model)
 	best := ""
 	for name := range modelPrices {
 		if (model == name || strings.HasPrefix(model, name+"-")) && len(name) > len(best) {
