@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,13 +92,13 @@ func TestConfigFullFileDecoded(t *testing.T) {
 	if root.Description != "Lead ${env.TEAM || 'team'}" {
 		t.Errorf("description is expanded at use, not load: %q", root.Description)
 	}
-	if !reflect.DeepEqual(root.SkillSources, []string{"local"}) {
+	if !slices.Equal(root.SkillSources, []string{"local"}) {
 		t.Errorf("skills: %v", root.SkillSources)
 	}
 	if c, _ := root.Commands.get("review"); c.Instruction != "Review the diff" {
 		t.Errorf("description-only command gets it as instruction: %+v", c)
 	}
-	if fb := root.Fallback; fb.Retries != -1 || fb.CooldownDur.Seconds() != 60 || fb.Cooldown != "1m0s" {
+	if fb := root.Fallback; fb.Retries != -1 || fb.CooldownDur.Seconds() != 60 {
 		t.Errorf("fallback %+v", fb)
 	}
 	if h := root.HookSet; h == nil || h.PreToolUse[0].Hooks[0].Timeout != 5 {
@@ -473,94 +474,6 @@ models:
 	})
 }
 
-func TestConfigModelSpec(t *testing.T) {
-	f := cfgLoad(t, `agents:
-  root:
-    model: fast
-models:
-  fast:
-    provider: corp
-    model: llama
-    max_tokens: 500
-    temperature: 0.5
-  own:
-    provider: corp
-    model: llama
-    base_url: https://own.example/v1
-    token_key: OWN_KEY
-  resp:
-    provider: openai
-    model: gpt-5
-    thinking_budget: 2048
-    provider_opts:
-      api_type: openai_responses
-  pair:
-    model: openai/a,openai/b
-providers:
-  corp:
-    base_url: https://corp.example/v1
-    token_key: CORP_KEY
-  plain:
-    base_url: https://plain.example/v1
-    api_type: openai_responses
-`)
-	env := cfgEnv(nil)
-	s, err := f.modelSpec("fast", env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Ref != "fast" || s.Provider != "corp" || s.BaseURL != "https://corp.example/v1" || s.TokenKey != "CORP_KEY" ||
-		s.APIType != "openai_chatcompletions" || s.MaxTokens != 500 || *s.Temperature != 0.5 || !*s.ParallelToolCalls {
-		t.Errorf("fast: %+v", s)
-	}
-	if s, _ := f.modelSpec("own", env); s.BaseURL != "https://own.example/v1" || s.TokenKey != "OWN_KEY" {
-		t.Errorf("model fields win over the provider's: %+v", s)
-	}
-	if s, _ := f.modelSpec("resp", env); s.APIType != "openai_responses" || s.ThinkingBudget != int64(2048) {
-		t.Errorf("resp: %+v", s)
-	}
-	if s, _ := f.modelSpec("plain/some-model", env); s.Provider != "plain" || s.Model != "some-model" || s.APIType != "openai_responses" || s.BaseURL == "" {
-		t.Errorf("inline custom provider: %+v", s)
-	}
-	if s, _ := f.modelSpec("dmr/ai/qwen3", env); s.Provider != "dmr" || s.Model != "ai/qwen3" || s.ParallelToolCalls != nil {
-		t.Errorf("split at first slash: %+v", s)
-	}
-	seen := map[string]bool{}
-	for range 200 {
-		s, err := f.modelSpec("pair", env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen[s.Ref] = true
-	}
-	if !seen["openai/a"] || !seen["openai/b"] || len(seen) != 2 {
-		t.Errorf("alloy picks: %v", seen)
-	}
-	for _, bad := range []string{"", "nope", "openai/", "/x", " , "} {
-		if _, err := f.modelSpec(bad, env); err == nil || !strings.Contains(err.Error(), "not found in configuration") {
-			t.Errorf("%q: %v", bad, err)
-		}
-	}
-	autos := []struct {
-		env             map[string]string
-		provider, model string
-		maxTokens       int64
-	}{
-		{map[string]string{"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"}, "anthropic", "claude-sonnet-4-5", 32000},
-		{map[string]string{"OPENAI_API_KEY": "k", "GEMINI_API_KEY": "k"}, "openai", "gpt-5-mini", 32000},
-		{map[string]string{"GEMINI_API_KEY": "k"}, "google", "gemini-2.5-flash", 32000},
-		{map[string]string{"MISTRAL_API_KEY": "k"}, "mistral", "mistral-small-latest", 32000},
-		{map[string]string{"AWS_PROFILE": "p"}, "amazon-bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", 32000},
-		{nil, "dmr", "ai/qwen3:latest", 16000},
-	}
-	for _, a := range autos {
-		s, err := f.modelSpec("auto", cfgEnv(a.env))
-		if err != nil || s.Provider != a.provider || s.Model != a.model || s.MaxTokens != a.maxTokens {
-			t.Errorf("auto with %v: %+v %v", a.env, s, err)
-		}
-	}
-}
-
 func TestExpandEnvTemplate(t *testing.T) {
 	env := cfgEnv(map[string]string{"HOST": "h.example", "EMPTY": "", "TOKEN": "t0k"})
 	tests := []struct{ in, want string }{
@@ -585,128 +498,6 @@ func TestExpandEnvTemplate(t *testing.T) {
 	}
 }
 
-func TestRequiredEnv(t *testing.T) {
-	f := cfgLoad(t, `agents:
-  root:
-    model: router
-    sub_agents: [helper, g, c]
-    fallback:
-      models: [mistral/mistral-large]
-  helper:
-    model: anthropic/claude-sonnet-4-5,xai/grok-4
-  g:
-    model: google/gemini-2.5-flash
-  c:
-    model: custom
-  local:
-    model: dmr/ai/qwen3
-models:
-  router:
-    provider: openai
-    model: gpt-4o
-    routing:
-      - model: keyed
-        examples: [x]
-  keyed:
-    provider: anthropic
-    model: claude
-    token_key: MY_CLAUDE_KEY
-  custom:
-    provider: corp
-    model: m
-providers:
-  corp:
-    base_url: https://corp.example/v1
-`)
-	err := requiredEnv(f, f.Agents, cfgEnv(map[string]string{"OPENAI_API_KEY": "x"}))
-	want := `The following environment variables must be set:
- - ANTHROPIC_API_KEY
- - GOOGLE_API_KEY
- - MY_CLAUDE_KEY
- - XAI_API_KEY
-
-Either:
- - Set those environment variables before running docker agent
- - Run docker agent with --env-from-file
- - Store those secrets using one of the built-in environment variable providers.`
-	if err == nil || err.Error() != want {
-		t.Errorf("got:\n%v\nwant:\n%s", err, want)
-	}
-	// The reference skips built-in provider checks when a providers: section exists;
-	// we still report OPENAI_API_KEY here.
-	err = requiredEnv(f, []*agentConfig{f.agent("root")}, cfgEnv(nil))
-	if err == nil || !strings.Contains(err.Error(), " - OPENAI_API_KEY\n") {
-		t.Errorf("got %v", err)
-	}
-	all := cfgEnv(map[string]string{"OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x", "GEMINI_API_KEY": "x", "MY_CLAUDE_KEY": "x", "XAI_API_KEY": "x"})
-	if err := requiredEnv(f, f.Agents, all); err != nil {
-		t.Errorf("GEMINI_API_KEY replaces GOOGLE_API_KEY: %v", err)
-	}
-	vertex := cfgEnv(map[string]string{"GOOGLE_GENAI_USE_VERTEXAI": "1"})
-	err = requiredEnv(f, []*agentConfig{f.agent("g")}, vertex)
-	if err == nil || !strings.Contains(err.Error(), " - GOOGLE_CLOUD_LOCATION\n - GOOGLE_CLOUD_PROJECT\n") {
-		t.Errorf("vertex: %v", err)
-	}
-	if err := requiredEnv(f, []*agentConfig{f.agent("c"), f.agent("local")}, cfgEnv(nil)); err != nil {
-		t.Errorf("custom provider without token_key and dmr need nothing: %v", err)
-	}
-}
-
-func TestConfigRedactedKeepsReferences(t *testing.T) {
-	f := cfgLoad(t, `agents:
-  root:
-    model: m
-    toolsets:
-      - type: mcp
-        remote:
-          url: https://u:p4ss@mcp.example/sse?api_key=abc&x=1
-          transport_type: sse
-          headers:
-            Authorization: Bearer ${env.GH_TOKEN}
-            X-Ref: ${env.GH_TOKEN}
-            Cookie: session=xyz
-            Accept: text/plain
-      - type: shell
-        env:
-          API_TOKEN: literal
-          REF_TOKEN: $GH_TOKEN
-          BRACED: ${GH_TOKEN}
-          PATH_EXTRA: /opt/bin
-models:
-  m:
-    provider: openai
-    model: gpt-4o
-    token_key: MY_OPENAI_KEY
-    base_url: https://proxy.example/v1
-`)
-	red, err := f.redactedJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(red)
-	for _, gone := range []string{"p4ss", "abc", "session=xyz", "literal"} {
-		if strings.Contains(s, gone) {
-			t.Errorf("%q not redacted: %s", gone, s)
-		}
-	}
-	// Only a value that is exactly one reference is shown: "Bearer ${env.X}" and
-	// harmless-looking literals are redacted too.
-	for _, kept := range []string{`"X-Ref":"${env.GH_TOKEN}"`, `"REF_TOKEN":"$GH_TOKEN"`, `"BRACED":"${GH_TOKEN}"`, "MY_OPENAI_KEY",
-		`"Authorization":"REDACTED"`, `"PATH_EXTRA":"REDACTED"`, `"Accept":"REDACTED"`, "https://proxy.example/v1", `"Cookie":"REDACTED"`} {
-		if !strings.Contains(s, kept) {
-			t.Errorf("%q missing: %s", kept, s)
-		}
-	}
-	// Order and shape are the plain JSON's.
-	plain, _ := json.Marshal(f)
-	var a, b any
-	json.Unmarshal(plain, &a)
-	json.Unmarshal(red, &b)
-	if reflect.TypeOf(a) != reflect.TypeOf(b) || !strings.HasPrefix(s, `{"version":"7","agents":[{"Name":"root"`) {
-		t.Errorf("shape changed: %s", s)
-	}
-}
-
 func TestConfigJSONOrderedMaps(t *testing.T) {
 	f := cfgLoad(t, "agents:\n  z:\n    model: openai/b\n  a:\n    model: openai/a\nmodels:\n  zz:\n    provider: openai\n    model: x\n  aa:\n    provider: openai\n    model: y\n")
 	b, _ := json.Marshal(f)
@@ -715,6 +506,27 @@ func TestConfigJSONOrderedMaps(t *testing.T) {
 		`"openai/b":{"provider":"openai","model":"b"},"openai/a":{"provider":"openai","model":"a"}},"metadata":{}}`
 	if string(b) != want {
 		t.Errorf("got  %s\nwant %s", b, want)
+	}
+}
+
+// TestConfigTypedFieldsJSON pins the JSON of the fields kept only in typed form
+// (skills, hooks, routing, fallback cooldown, structured_output): GET /api/agents/{id}
+// shows them as the reference does.
+func TestConfigTypedFieldsJSON(t *testing.T) {
+	f := cfgLoad(t, "models:\n  r:\n    provider: openai\n    model: x\n    routing:\n      - model: openai/y\n        examples: [hi]\n"+
+		"agents:\n  root:\n    model: r\n    skills: [local, https://s.example]\n    fallback:\n      cooldown: 90s\n"+
+		"    hooks:\n      session_start:\n        - type: command\n          command: echo\n"+
+		"    structured_output:\n      name: out\n  b:\n    model: r\n    skills: true\n    fallback:\n      retries: 1\n")
+	b, _ := json.Marshal(f.Agents)
+	want := `[{"Name":"root","model":"r","structured_output":{"name":"out","schema":null},"skills":["local","https://s.example"],` +
+		`"hooks":{"session_start":[{"type":"command","command":"echo"}]},"fallback":{"cooldown":"1m30s"}},` +
+		`{"Name":"b","model":"r","skills":true,"fallback":{"retries":1,"cooldown":""}}]`
+	if string(b) != want {
+		t.Errorf("agents:\ngot  %s\nwant %s", b, want)
+	}
+	mb, _ := json.Marshal(f.Models.Values["r"])
+	if want := `{"provider":"openai","model":"x","parallel_tool_calls":true,"routing":[{"model":"openai/y","examples":["hi"]}]}`; string(mb) != want {
+		t.Errorf("model:\ngot  %s\nwant %s", mb, want)
 	}
 }
 

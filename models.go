@@ -1021,12 +1021,8 @@ func newModelChain(primary modelSpec, fallbacks []modelSpec, fb *fallbackConfig,
 		case fb.Retries > 0:
 			c.retries = fb.Retries
 		}
-		if fb.Cooldown != "" {
-			d, err := time.ParseDuration(fb.Cooldown)
-			if err != nil || d < 0 {
-				return nil, fmt.Errorf("fallback cooldown %q: not a duration like 1m or 30s", fb.Cooldown)
-			}
-			c.cooldown = d
+		if fb.CooldownDur > 0 { // validated when the config loaded
+			c.cooldown = fb.CooldownDur
 		}
 	}
 	for _, s := range append([]modelSpec{primary}, fallbacks...) {

@@ -511,7 +511,7 @@ func TestModelChainFallbackAndCooldown(t *testing.T) {
 	second := newFakeOpenAI(t)
 	env := modelTestEnv("OPENAI_API_KEY", "k", "MISTRAL_API_KEY", "m")
 	fb := modelSpec{Provider: "mistral", Model: "mistral-small", BaseURL: second.URL + "/v1"}
-	ch, waits := newModelTestChain(t, modelTestSpec(primary.URL+"/v1"), []modelSpec{fb}, &fallbackConfig{Cooldown: "1m"}, env)
+	ch, waits := newModelTestChain(t, modelTestSpec(primary.URL+"/v1"), []modelSpec{fb}, &fallbackConfig{CooldownDur: time.Minute}, env)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	ch.now = func() time.Time { return now }
 
