@@ -37,6 +37,7 @@ type sourceOptions struct {
 	log          *slog.Logger
 	http         *http.Client
 	procs        *procGroups
+	codeMode     bool // --code-mode-tools
 }
 
 // agentSources is the set of agent configs the server serves, keyed by agent id. Local
@@ -306,7 +307,7 @@ func (a *agentSources) load(id, path string, data []byte, stamp fileStamp, diges
 		return
 	}
 	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log, Procs: a.opts.procs,
-		HTTP: a.opts.http, CacheDir: a.opts.cacheDir})
+		HTTP: a.opts.http, CacheDir: a.opts.cacheDir, CodeMode: a.opts.codeMode})
 	a.mu.Lock()
 	e := a.entries[id]
 	if e == nil {
@@ -508,6 +509,7 @@ type agentToolsets struct {
 }
 
 func newTeam(id string, f *agentFile, opts toolsetOptions) *team {
+	logIgnoredKeys(opts.Logger, id, f, opts.CodeMode)
 	return &team{id: id, file: f, opts: opts, sets: map[string]*agentToolsets{}, rag: newRAGSet(f, opts)}
 }
 
@@ -578,25 +580,26 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 	if s := t.sets[ag.Name]; s != nil {
 		return s
 	}
-	s := &agentToolsets{}
+	s := &agentToolsets{warnings: ignoredKeyWarnings(t.file, ag, t.opts.CodeMode)}
+	deferred := &deferredToolset{}
 	var lsps []*toolsetConfig
 	for _, cfg := range ag.Toolsets {
-		var ts toolset
-		var err error
-		switch cfg.Type {
-		case "mcp":
-			ts, err = newMCPToolset(cfg, t.opts)
-		case "openapi", "a2a":
-			ts, err = newRemoteToolset(cfg, t.opts)
-		case "lsp":
+		if cfg.Type == "lsp" {
 			lsps = append(lsps, cfg) // merged into one toolset after the others (CONFIG.md §6.1)
 			continue
-		default:
-			ts, err = newBuiltinToolset(cfg, t.opts)
 		}
+		ts, err := newToolset(cfg, t.opts)
 		if err != nil {
 			s.warnings = append(s.warnings, fmt.Sprintf("toolset %s failed: %v", cfg.Type, err))
 			continue
+		}
+		switch {
+		case cfg.Defer.All:
+			deferred.addSource(ts, cfg.Defer)
+			continue
+		case len(cfg.Defer.Tools) > 0:
+			deferred.addSource(ts, cfg.Defer)
+			ts = &wrappedToolset{toolset: ts, exclude: cfg.Defer.Tools}
 		}
 		s.sets = append(s.sets, ts)
 	}
@@ -608,6 +611,9 @@ func (t *team) toolsets(ag *agentConfig) *agentToolsets {
 		if ts != nil {
 			s.sets = append(s.sets, ts)
 		}
+	}
+	if len(deferred.sources) > 0 {
+		s.sets = append(s.sets, deferred) // after the agent's toolsets and lsp, as the reference
 	}
 	var warnings []string
 	s.rag, warnings = t.rag.forAgent(ag)
@@ -653,5 +659,31 @@ func (t *team) agentTools(ctx context.Context, ag *agentConfig, dir string) ([]t
 	for _, tl := range t.skillsFor(ctx, ag, dir).tools() {
 		add(tl)
 	}
+	if ag.AddDescriptionParameter {
+		out = addDescriptionParam(out)
+	}
 	return out, warnings
+}
+
+// newToolset creates the toolset cfg describes, with its common keys applied.
+func newToolset(cfg *toolsetConfig, opts toolsetOptions) (toolset, error) {
+	var ts toolset
+	var err error
+	switch cfg.Type {
+	case "mcp":
+		ts, err = newMCPToolset(cfg, opts)
+	case "openapi", "a2a":
+		ts, err = newRemoteToolset(cfg, opts)
+	default:
+		ts, err = newBuiltinToolset(cfg, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	w, err := wrapToolset(ts, cfg)
+	if err != nil {
+		ts.close()
+		return nil, err
+	}
+	return w, nil
 }

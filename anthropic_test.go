@@ -110,6 +110,21 @@ func provEnv(vars map[string]string) clientEnv {
 	return clientEnv{Getenv: func(k string) string { return vars[k] }}
 }
 
+// provKeyErr builds a client and streams once: like every client's, a missing key is
+// reported then, not when the client is built, so agents whose keys are absent still
+// load. It returns the stream's error text.
+func provKeyErr(t *testing.T, newClient func(modelSpec, clientEnv) (modelClient, error), spec modelSpec, env clientEnv) string {
+	t.Helper()
+	c, err := newClient(spec, env)
+	if err != nil {
+		t.Fatalf("building the client: %v", err)
+	}
+	if _, err = provCollect(t, c, &modelRequest{}); err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
 // provCollect runs one stream and returns its events and error.
 func provCollect(t *testing.T, c modelClient, req *modelRequest) ([]modelEvent, error) {
 	t.Helper()
@@ -494,7 +509,7 @@ func TestAnthropicTimeouts(t *testing.T) {
 	c.conn.firstByteWait = 50 * time.Millisecond
 	_, err = provCollect(t, c, &modelRequest{Messages: []chatMessage{{Role: "user", Content: "hi"}}})
 	me = provModelError(t, err)
-	if me.MidStream || !me.Stalled || !strings.Contains(me.Msg, "no data from the provider within 50ms") {
+	if me.MidStream || !me.Stalled || !strings.Contains(me.Msg, "provider sent no response within 50ms") {
 		t.Errorf("first-byte error = %+v", me)
 	}
 }
@@ -538,11 +553,11 @@ func TestAnthropicGateway(t *testing.T) {
 
 func TestAnthropicConfig(t *testing.T) {
 	s := newProvServer(t, provReply{File: "anthropic_text.sse"})
-	if _, err := newAnthropicClient(modelSpec{Model: "m"}, provEnv(nil)); err == nil || err.Error() != "ANTHROPIC_API_KEY environment variable is required" {
-		t.Errorf("no key: err = %v", err)
+	if got := provKeyErr(t, newAnthropicClient, modelSpec{Model: "m"}, provEnv(nil)); got != "model m: ANTHROPIC_API_KEY environment variable is required" {
+		t.Errorf("no key: err = %v", got)
 	}
-	if _, err := newAnthropicClient(modelSpec{Model: "m", TokenKey: "MY_KEY"}, provEnv(map[string]string{"ANTHROPIC_API_KEY": "x"})); err == nil || err.Error() != "MY_KEY environment variable is required" {
-		t.Errorf("missing token_key: err = %v", err)
+	if got := provKeyErr(t, newAnthropicClient, modelSpec{Model: "m", TokenKey: "MY_KEY"}, provEnv(map[string]string{"ANTHROPIC_API_KEY": "x"})); got != "model m: MY_KEY environment variable is required" {
+		t.Errorf("missing token_key: err = %v", got)
 	}
 	// token_key wins over ANTHROPIC_API_KEY (the reference always reads the latter), and
 	// ANTHROPIC_BASE_URL moves the endpoint.
@@ -585,23 +600,6 @@ func TestAnthropicCacheMarks(t *testing.T) {
 	// Four at most: the latest system marks and the last message.
 	if want := []string{"b", "c", "d", "user:text"}; !reflect.DeepEqual(marked, want) {
 		t.Errorf("cache_control on %q; want %q", marked, want)
-	}
-}
-
-func TestProvErrorText(t *testing.T) {
-	tests := []struct{ body, want string }{
-		{`{"error":{"message":"Incorrect API key","type":"invalid_request_error","code":"invalid_api_key"}}`, "invalid_request_error Incorrect API key"},
-		{`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`, "overloaded_error Overloaded"},
-		{`[{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}}]`, "INVALID_ARGUMENT API key not valid."},
-		{`{"error":"plain"}`, "plain"},
-		{`{"message":"Failed to run request"}`, "Failed to run request"},
-		{"  upstream timeout\n", "upstream timeout"},
-		{"", "(empty body)"},
-	}
-	for _, tt := range tests {
-		if got := provErrorText([]byte(tt.body)); got != tt.want {
-			t.Errorf("provErrorText(%q) = %q; want %q", tt.body, got, tt.want)
-		}
 	}
 }
 

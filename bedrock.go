@@ -36,15 +36,16 @@ const (
 	bedrockMaxFrame = 16 << 20
 )
 
-// bedrockClient streams from POST {endpoint}/model/{modelId}/converse-stream. Credentials
-// are looked up on every request, so rotated keys and edited files take effect at once
-// and a missing credential fails the run, not the loading of the agent.
+// bedrockClient streams from POST {endpoint}/model/{modelId}/converse-stream. Without a
+// bearer token it signs every request, looking the AWS credentials up each time, so
+// rotated keys and edited files take effect at once and a missing credential fails the
+// run, not the loading of the agent.
 type bedrockClient struct {
 	ms     modelSpec
 	env    clientEnv
 	conn   provConn
-	base   string // the endpoint, without a trailing slash
 	region string
+	sign   bool             // SigV4 rather than a bearer token (or the gateway's)
 	now    func() time.Time // the signing clock
 }
 
@@ -54,19 +55,18 @@ func newBedrockClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	getenv := modelGetenv(env)
 	region := cmp.Or(bedrockOpt(spec, "region"), getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"),
 		awsProfileRegion(getenv, bedrockOpt(spec, "profile")), bedrockDefaultRegion)
-	base := cmp.Or(spec.BaseURL, bedrockOpt(spec, "endpoint_url"), bedrockOpt(spec, "endpoint"),
+	at := spec // the endpoint depends on the region, so newProvConn gets it as base_url
+	at.BaseURL = cmp.Or(spec.BaseURL, bedrockOpt(spec, "endpoint_url"), bedrockOpt(spec, "endpoint"),
 		"https://bedrock-runtime."+region+".amazonaws.com")
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("model %s: endpoint %q is not an http(s) URL", modelName(spec), redactURL(base))
+	conn, err := newProvConn(apiBedrock, at, env, "/model/"+awsEscape(spec.Model, false)+"/converse-stream", nil)
+	if err != nil {
+		return nil, err
 	}
-	c := &bedrockClient{ms: spec, env: env, conn: newProvConn("bedrock", spec, env),
-		base: strings.TrimRight(base, "/"), region: region, now: time.Now}
-	c.conn.header.Set("Accept", "application/vnd.amazon.eventstream")
-	path := "/model/" + awsEscape(spec.Model, false) + "/converse-stream"
-	c.conn.url = c.base + path
-	if env.Gateway != "" {
-		c.conn.url = strings.TrimRight(env.Gateway, "/") + path
-		provGatewayHeaders(c.conn.header, env, c.base, spec)
+	conn.header.Set("Accept", "application/vnd.amazon.eventstream")
+	c := &bedrockClient{ms: spec, env: env, conn: conn, region: region, now: time.Now}
+	if env.Gateway == "" && spec.TokenKey == "" && conn.header.Get("Authorization") == "" {
+		// No AWS_BEARER_TOKEN_BEDROCK: not a missing key, the request is signed instead.
+		c.conn.keyErr, c.sign = nil, true
 	}
 	return c, nil
 }
@@ -285,10 +285,10 @@ func (c *bedrockClient) stream(ctx context.Context, req *modelRequest, emit func
 		return fmt.Errorf("bedrock: encoding request: %w", err)
 	}
 	conn := c.conn
-	conn.header = c.conn.header.Clone()
-	if c.env.Gateway == "" {
-		if err := c.authorize(conn.header, body); err != nil {
-			return fmt.Errorf("bedrock: %w", err)
+	if c.sign {
+		conn.header = c.conn.header.Clone()
+		if err := c.signRequest(conn.header, body); err != nil {
+			return fmt.Errorf("model %s: %w", modelName(c.ms), err)
 		}
 	}
 	rc, err := conn.post(ctx, body)
@@ -301,28 +301,10 @@ func (c *bedrockClient) stream(ctx context.Context, req *modelRequest, emit func
 	if err == nil {
 		err = d.finish()
 	}
-	return bedrockStreamError(ctx, err, d.emitted)
-}
-
-// bedrockStreamError wraps a stream failure as provConn.run does: *modelError, marked
-// MidStream once anything was emitted; a cancelled ctx stays ctx's error.
-func bedrockStreamError(ctx context.Context, err error, emitted bool) error {
-	if err == nil || errors.Is(err, errProvDone) {
+	if errors.Is(err, errProvDone) {
 		return nil
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("bedrock: %w", ctx.Err())
-	}
-	var me *modelError
-	if errors.As(err, &me) {
-		e := *me
-		e.Msg = "bedrock: " + e.Msg
-		e.MidStream = emitted
-		return &e
-	}
-	var to *provTimeout
-	stalled := errors.As(err, &to) && to.firstByte
-	return &modelError{Msg: "bedrock: reading stream: " + err.Error(), MidStream: emitted, Stalled: stalled}
+	return conn.streamError(ctx, err, d.emitted)
 }
 
 // bedrockDecoder turns Converse stream events into modelEvents.
@@ -559,18 +541,9 @@ func esHeaders(b []byte) (map[string]string, error) {
 
 // ---- authentication ----
 
-// authorize sets the request's credentials: the bearer token when there is one (nothing
-// is signed then, as in the reference), else a SigV4 signature.
-func (c *bedrockClient) authorize(h http.Header, body []byte) error {
+// signRequest signs with SigV4 (service bedrock) and the AWS credentials found now.
+func (c *bedrockClient) signRequest(h http.Header, body []byte) error {
 	getenv := modelGetenv(c.env)
-	if c.ms.TokenKey != "" || getenv(bedrockTokenEnv) != "" {
-		tok, err := provKey(getenv, c.ms.TokenKey, bedrockTokenEnv)
-		if err != nil {
-			return err
-		}
-		h.Set("Authorization", "Bearer "+tok)
-		return nil
-	}
 	if bedrockOpt(c.ms, "role_arn") != "" {
 		return errors.New("provider_opts.role_arn (STS AssumeRole) is not supported; use access keys, a profile with keys, or " + bedrockTokenEnv)
 	}

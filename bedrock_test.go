@@ -449,14 +449,18 @@ func TestBedrockCredentialSources(t *testing.T) {
 		{"no credentials", "no AWS credentials", map[string]string{"HOME": t.TempDir()}},
 		{"AWS_ROLE_ARN", "AWS_ROLE_ARN (web identity through STS) is not supported", map[string]string{"AWS_ROLE_ARN": "arn:aws:iam::1:role/x"}},
 		{"provider_opts.role_arn", "provider_opts.role_arn (STS AssumeRole) is not supported", bedrockKeyEnv(bedrockTestKeys)},
+		{"token_key unset", "MY_BEDROCK_KEY environment variable is required", bedrockKeyEnv(bedrockTestKeys)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeBedrock(t, bedrockTestKeys, "us-east-1")
-			var opts map[string]any
-			if tt.name == "provider_opts.role_arn" {
-				opts = map[string]any{"role_arn": "arn:aws:iam::1:role/x"}
+			spec := modelSpec{}
+			switch tt.name {
+			case "provider_opts.role_arn":
+				spec.ProviderOpts = map[string]any{"role_arn": "arn:aws:iam::1:role/x"}
+			case "token_key unset":
+				spec.TokenKey = "MY_BEDROCK_KEY"
 			}
-			c := newTestBedrock(t, f, modelSpec{ProviderOpts: opts}, tt.env)
+			c := newTestBedrock(t, f, spec, tt.env)
 			if _, err := provCollect(t, c, prompt); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v; want %q", err, tt.want)
 			}

@@ -56,7 +56,7 @@ type cassetteOptions struct {
 	HTTP     *http.Client
 	Upstream map[string]string
 	// Allow reports whether a forward base URL other than a built-in provider's (or
-	// one of cassetteBaseEnvs) is configured; nil: none is.
+	// its environment override) is configured; nil: none is.
 	Allow func(base string) bool
 }
 
@@ -158,25 +158,13 @@ func (cs *cassetteServer) guard(h http.HandlerFunc) http.Handler {
 	})
 }
 
-// cassetteBaseEnvs are the variables the clients read to replace a provider's default
-// base URL.
-var cassetteBaseEnvs = []string{"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL"}
-
 // allowed reports whether the gateway may forward to base: a built-in provider's base
 // URL, its environment override, or one opts.Allow knows from the agent configs.
 func (cs *cassetteServer) allowed(base string) bool {
-	base = strings.TrimRight(base, "/")
-	for _, p := range modelProviders {
-		if p.BaseURL != "" && strings.TrimRight(p.BaseURL, "/") == base {
-			return true
-		}
+	if providerKnownBase(base, cs.opts.Getenv) {
+		return true
 	}
-	for _, e := range cassetteBaseEnvs {
-		if v := cs.opts.Getenv(e); v != "" && strings.TrimRight(v, "/") == base {
-			return true
-		}
-	}
-	return cs.opts.Allow != nil && cs.opts.Allow(base)
+	return cs.opts.Allow != nil && cs.opts.Allow(strings.TrimRight(base, "/"))
 }
 
 // Close stops the gateway and, in record mode, writes the cassette atomically (a
@@ -372,38 +360,20 @@ func cassetteIsStream(body string) bool {
 	return strings.HasPrefix(s, "data:") || strings.HasPrefix(s, "event:") || strings.HasPrefix(s, ":")
 }
 
-// cassetteAuth says how each upstream host takes its key; hosts not listed here but
-// in modelProviders take "Authorization: Bearer $KeyEnv".
-var cassetteAuth = map[string]struct {
-	header, prefix string
-	envs           []string
-}{
-	"api.anthropic.com":                 {"X-Api-Key", "", []string{"ANTHROPIC_API_KEY"}},
-	"generativelanguage.googleapis.com": {"X-Goog-Api-Key", "", []string{"GOOGLE_API_KEY", "GEMINI_API_KEY"}},
-}
-
 // cassetteSecretHeaders never leave the recorder toward the upstream from the client
 // (the gateway's own keys are injected instead) and are never written to the cassette.
 var cassetteSecretHeaders = []string{"Authorization", "X-Api-Key", "X-Goog-Api-Key", "Api-Key"}
 
+// injectKey sets the real key of the upstream at host, as the provider table says
+// that host takes it.
 func (cs *cassetteServer) injectKey(h http.Header, host string) {
-	if a, ok := cassetteAuth[host]; ok {
-		for _, e := range a.envs {
-			if k := cs.opts.Getenv(e); k != "" {
-				h.Set(a.header, a.prefix+k)
-				return
-			}
-		}
+	header, prefix, envs, ok := providerAuth(host)
+	if !ok {
 		return
 	}
-	for _, p := range modelProviders {
-		if p.KeyEnv == "" || p.BaseURL == "" {
-			continue
-		}
-		if u, err := url.Parse(p.BaseURL); err == nil && u.Host == host {
-			if k := cs.opts.Getenv(p.KeyEnv); k != "" {
-				h.Set("Authorization", "Bearer "+k)
-			}
+	for _, e := range envs {
+		if k := cs.opts.Getenv(e); k != "" {
+			h.Set(header, prefix+k)
 			return
 		}
 	}

@@ -149,8 +149,9 @@ func TestCassetteRecordThenReplay(t *testing.T) {
 	getenv := modelTestEnv("OPENAI_API_KEY", "sk-secret-123").Getenv
 	rec := startCassetteForTest(t, cassetteOptions{Path: path, Mode: "record", Getenv: getenv,
 		Upstream: map[string]string{"https://api.openai.com": up.URL}})
-	c := cassetteGatewayClient(t, rec, modelTestSpec(""))
-	c.env.Getenv = modelTestEnv("DOCKER_TOKEN", "client-token").Getenv
+	env := modelTestEnv("DOCKER_TOKEN", "client-token")
+	env.Gateway, env.GatewayToken = rec.URL(), rec.Token()
+	c := newModelTestChatClient(t, modelTestSpec(""), env)
 
 	var first modelTurn
 	if err := c.stream(context.Background(), modelUserReq("What's 2+2?"), first.emit); err != nil {

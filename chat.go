@@ -122,6 +122,9 @@ func toolErrorf(format string, args ...any) toolResult {
 type tool struct {
 	def toolDef
 	run func(ctx context.Context, env *toolEnv, args json.RawMessage) toolResult
+	// model is the toolset's `model:`: the model that answers the turn after a call
+	// to this tool (tools_wrap.go). "" for the agent's own.
+	model string
 }
 
 // toolEnv is what a running tool may use of the session that called it. Toolsets are
@@ -332,4 +335,5 @@ type toolsetOptions struct {
 	Procs      *procGroups  // where children's process groups are recorded; nil = nowhere
 	HTTP       *http.Client // outbound client (remote skills sources)
 	CacheDir   string       // --cache-dir ("" = the user cache dir)
+	CodeMode   bool         // --code-mode-tools: warned about, not acted on (ignored.go)
 }

@@ -29,18 +29,6 @@ func cfgAlloyParts(ref string) []string {
 	return out
 }
 
-// cfgAutoModels is the `auto` choice: the first provider whose key is set wins.
-var cfgAutoModels = []struct {
-	envs            []string
-	provider, model string
-}{
-	{[]string{"ANTHROPIC_API_KEY"}, "anthropic", "claude-sonnet-4-5"},
-	{[]string{"OPENAI_API_KEY"}, "openai", "gpt-5-mini"},
-	{[]string{"GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"}, "google", "gemini-2.5-flash"},
-	{[]string{"MISTRAL_API_KEY"}, "mistral", "mistral-small-latest"},
-	{[]string{"AWS_BEARER_TOKEN_BEDROCK", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_ROLE_ARN"}, "amazon-bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"},
-}
-
 // modelSpec resolves a model reference as an agent uses it: a `models` key, `auto`,
 // a comma list (one entry picked at random per call) or an inline provider/model.
 func (f *agentFile) modelSpec(ref string, getenv func(string) string) (modelSpec, error) {
@@ -57,15 +45,9 @@ func (f *agentFile) modelSpecDepth(ref string, getenv func(string) string, depth
 		}
 		return f.specFromConfig(ref, mc), nil
 	}
-	if ref == "auto" {
-		for _, a := range cfgAutoModels {
-			for _, e := range a.envs {
-				if getenv(e) != "" {
-					return modelSpec{Ref: ref, Provider: a.provider, Model: a.model, MaxTokens: 32000}, nil
-				}
-			}
-		}
-		return modelSpec{Ref: ref, Provider: "dmr", Model: "ai/qwen3:latest", MaxTokens: 16000}, nil
+	if ref == "auto" { // the first provider whose key is set (providers.go)
+		p, m, n := providerAuto(getenv)
+		return modelSpec{Ref: ref, Provider: p, Model: m, MaxTokens: n}, nil
 	}
 	if strings.Contains(ref, ",") {
 		return f.pickAlloy(ref, ref, getenv, depth)
@@ -127,18 +109,6 @@ func (f *agentFile) specFromConfig(ref string, mc *modelConfig) modelSpec {
 		s.APIType = t
 	}
 	return s
-}
-
-// cfgAliasKeys are the API-key variables of the OpenAI-compatible built-in aliases.
-var cfgAliasKeys = map[string]string{
-	"mistral":   "MISTRAL_API_KEY",
-	"xai":       "XAI_API_KEY",
-	"nebius":    "NEBIUS_API_KEY",
-	"minimax":   "MINIMAX_API_KEY",
-	"requesty":  "REQUESTY_API_KEY",
-	"azure":     "AZURE_API_KEY",
-	"openai":    "OPENAI_API_KEY",
-	"anthropic": "ANTHROPIC_API_KEY",
 }
 
 // requiredEnv is the preflight of CONFIG.md §8.3 for the given agents' models
@@ -234,7 +204,7 @@ func cfgModelKeys(f *agentFile, mc *modelConfig, getenv func(string) string) []s
 		}
 		return []string{"GOOGLE_API_KEY"}
 	}
-	if k, ok := cfgAliasKeys[mc.Provider]; ok {
+	if k, ok := providerKeyEnv(mc.Provider); ok {
 		return []string{k}
 	}
 	return nil

@@ -12,8 +12,6 @@ import (
 	"strings"
 )
 
-const geminiDefaultBase = "https://generativelanguage.googleapis.com"
-
 // geminiClient streams from POST {base}/v1beta/models/{model}:streamGenerateContent?alt=sse.
 // It is safe for concurrent use.
 type geminiClient struct {
@@ -28,26 +26,13 @@ type geminiClient struct {
 // DOCKER_TOKEN is used instead. GOOGLE_GEMINI_BASE_URL overrides the default base URL,
 // as it does for Google's SDK.
 func newGeminiClient(spec modelSpec, env clientEnv) (modelClient, error) {
-	getenv := modelGetenv(env)
-	base := strings.TrimRight(cmp.Or(spec.BaseURL, getenv("GOOGLE_GEMINI_BASE_URL"), geminiDefaultBase), "/")
-	c := &geminiClient{ms: spec, conn: newProvConn("gemini", spec, env), newID: geminiCallID}
-	c.conn.lines = true
 	model := strings.TrimPrefix(spec.Model, "models/")
-	path := "/v1beta/models/" + url.PathEscape(model) + ":streamGenerateContent?alt=sse"
-	h := c.conn.header
-	if env.Gateway != "" {
-		c.conn.url = strings.TrimRight(env.Gateway, "/") + path
-		provGatewayHeaders(h, env, base, spec)
-		h.Set("X-Goog-Api-Key", getenv("DOCKER_TOKEN"))
-		return c, nil
-	}
-	key, err := provKey(getenv, spec.TokenKey, "GOOGLE_API_KEY", "GEMINI_API_KEY")
+	path := "/v1beta/models/" + url.PathEscape(model) + ":streamGenerateContent"
+	conn, err := newProvConn(apiGoogle, spec, env, path, url.Values{"alt": {"sse"}})
 	if err != nil {
 		return nil, err
 	}
-	h.Set("X-Goog-Api-Key", key)
-	c.conn.url = base + path
-	return c, nil
+	return &geminiClient{ms: spec, conn: conn, newID: geminiCallID}, nil
 }
 
 func (c *geminiClient) spec() modelSpec { return c.ms }
@@ -399,7 +384,7 @@ func (c *geminiClient) stream(ctx context.Context, req *modelRequest, emit func(
 		var ch geminiChunk
 		if err := json.Unmarshal([]byte(ev.Data), &ch); err != nil {
 			if ev.Event == "error" {
-				return &modelError{Msg: "unexpected stream text: " + provErrorText([]byte(ev.Data))}
+				return &modelError{Msg: "unexpected stream text: " + modelErrorMessage([]byte(ev.Data))}
 			}
 			return fmt.Errorf("decoding chunk: %w", err)
 		}
@@ -456,7 +441,7 @@ func (c *geminiClient) stream(ctx context.Context, req *modelRequest, emit func(
 			finish = "content_filter"
 		}
 		return nil
-	}, func() error {
+	}, func(bool) error {
 		if finish == "" {
 			return fmt.Errorf("no finishReason: %w", errStreamCut)
 		}

@@ -170,7 +170,7 @@ func TestGeminiErrors(t *testing.T) {
 	}{
 		// An invalid key is a 400 INVALID_ARGUMENT on Gemini, not a 401.
 		{"bad key", provReply{Status: 400, Body: `{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT"}}`},
-			400, false, []string{"400 Bad Request", "INVALID_ARGUMENT API key not valid"}, ""},
+			400, false, []string{"400 Bad Request", "API key not valid. Please pass a valid API key. (INVALID_ARGUMENT)"}, ""},
 		{"401", provReply{Status: 401, Body: `{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}`},
 			401, false, []string{"401", "invalid authentication credentials"}, ""},
 		{"error object mid-stream", provReply{File: "gemini_error.sse"}, 503, true, []string{"gemini: stream error 503 UNAVAILABLE", "overloaded"}, ""},
@@ -245,8 +245,8 @@ func TestGeminiGateway(t *testing.T) {
 }
 
 func TestGeminiKeys(t *testing.T) {
-	if _, err := newGeminiClient(modelSpec{Model: "m"}, provEnv(nil)); err == nil || err.Error() != "GOOGLE_API_KEY environment variable is required" {
-		t.Errorf("no key: err = %v", err)
+	if got := provKeyErr(t, newGeminiClient, modelSpec{Model: "m"}, provEnv(nil)); got != "model m: GOOGLE_API_KEY environment variable is required" {
+		t.Errorf("no key: err = %v", got)
 	}
 	s := newProvServer(t, provReply{File: "gemini_text.sse"})
 	c, err := newGeminiClient(modelSpec{Model: "gemini-2.5-flash", BaseURL: s.URL}, provEnv(map[string]string{"GEMINI_API_KEY": "gem"}))

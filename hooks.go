@@ -242,7 +242,7 @@ func (rn *runner) runAgentHooks(ctx context.Context, c *convo, ag *agentConfig, 
 	}
 	for _, w := range out.warnings {
 		if warn {
-			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
+			rn.sink.send(warningEvent(w, ag.Name))
 		}
 	}
 	if len(out.warnings) > 0 || out.blocked {
@@ -271,7 +271,7 @@ func (rn *runner) preToolUse(ctx context.Context, c *convo, ag *agentConfig, cal
 	out := rn.runAgentHooks(ctx, c, ag, hooks, in, true)
 	if out.blocked {
 		msg := out.message()
-		rn.sink.send(newEvent("hook_blocked", "tool_call", call, "tool_definition", def, "message", msg).ctx(ag.Name, time.Now()))
+		rn.sink.send(hookBlockedEvent(call, def, msg, ag.Name))
 		return call, toolErrorf("Tool call blocked by hook: %s", msg), false
 	}
 	if out.input != nil {

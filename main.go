@@ -24,7 +24,8 @@
 //	--insecure-no-auth       allow a non-loopback listen address without a token
 //	--allowed-host HOST      extra Host header value to accept (repeatable)
 //	--cors-origin ORIGIN     origin allowed to call the API from a browser (repeatable)
-//	--max-runs N             concurrent agent runs before 429 (default 256)
+//	--max-runs N             concurrent agent runs before 429 (default from memory, at least 4096)
+//	--history-cache-mb N     memory for decoded session histories (default 64)
 //	-d, --debug              debug logging
 package main
 
@@ -36,8 +37,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -68,32 +71,41 @@ const (
 	idleTimeout        = 120 * time.Second
 	shutdownTimeout    = 10 * time.Second
 	reloadPollInterval = time.Second
-	defaultMaxRuns     = 256
+)
+
+// Runs in flight are bounded by count and by estimated memory, both sized from the
+// memory the process may use (issue 21: a fixed 256 refused most of 1,000 concurrent
+// clients while each stream costs about 300 KB).
+const runMemoryCost = 512 << 10 // estimated bytes of one run in flight: stream, buffers, history
+
+var (
+	defaultRunMemory = systemMemory() / 2                             // budget for runs in flight
+	defaultMaxRuns   = max(4096, int(defaultRunMemory/runMemoryCost)) // --max-runs default
 )
 
 // Limits and timeouts of the other parts, by file, so they can be audited here too.
 const (
-	// anthropic.go
-	provMaxErrorBody         = 64 << 10 // longest provider error body read
-	provDefaultFirstByteWait = 5 * time.Minute
-	provDefaultIdleWait      = 10 * time.Minute // long: reasoning models can be silent for minutes
-
 	// cassette.go
 	maxCassetteFile      = 256 << 20 // cassette file read on --fake
 	maxCassetteBody      = 32 << 20  // one request body through the gateway
 	cassetteReplayChunk  = 256       // replayed streams are written in reads this size, flushed each
 	cassetteShutdownWait = 3 * time.Second
 
+	// providers.go: stream timeouts by API family (providerAPIs), used unless a model sets
+	// first_byte_timeout / idle_timeout.
+	maxModelErrorBody    = 64 << 10         // provider error bodies read for the message
+	maxModelErrorMsg     = 2000             // characters of a raw (non-JSON) error body kept in messages
+	chatFirstByteTimeout = 60 * time.Second // request sent → first body byte (OpenAI chat)
+	chatIdleTimeout      = 120 * time.Second
+	provFirstByteTimeout = 5 * time.Minute  // Responses, Anthropic, Gemini, embeddings
+	provIdleTimeout      = 10 * time.Minute // long: reasoning models can be silent for minutes
+
 	// models.go
-	maxModelErrorBody     = 64 << 10         // provider error bodies read for the message
-	maxModelErrorMsg      = 2000             // characters of a raw (non-JSON) error body kept in messages
-	modelFirstByteTimeout = 60 * time.Second // request sent → first body byte
-	modelIdleTimeout      = 120 * time.Second
-	modelMaxRetryAfter    = 30 * time.Second // longest Retry-After we wait for
-	modelBackoffBase      = 200 * time.Millisecond
-	modelBackoffCap       = 2 * time.Second
-	modelDefaultRetries   = 2
-	modelDefaultCooldown  = time.Minute
+	modelMaxRetryAfter   = 30 * time.Second // longest Retry-After we wait for
+	modelBackoffBase     = 200 * time.Millisecond
+	modelBackoffCap      = 2 * time.Second
+	modelDefaultRetries  = 2
+	modelDefaultCooldown = time.Minute
 
 	// oci.go
 	maxOCIManifest     = 4 << 20          // manifest or index body
@@ -232,11 +244,14 @@ type serveOptions struct {
 	pullInterval   time.Duration
 	cacheDir       string
 	fake, record   string
+	modelsGateway  string // --models-gateway: every model request goes through it
+	codeMode       bool   // --code-mode-tools: accepted and warned about
 	authTokenFile  string
 	insecureNoAuth bool
 	allowedHosts   []string
 	corsOrigins    []string
 	maxRuns        int
+	historyCacheMB int
 	debug          bool
 
 	readHeaderTimeout time.Duration // tests shorten it
@@ -269,11 +284,14 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "OCI cache directory")
 	fs.StringVar(&o.fake, "fake", "", "replay cassette")
 	fs.StringVar(&o.record, "record", "", "record cassette")
+	fs.StringVar(&o.modelsGateway, "models-gateway", "", "models gateway URL")
+	fs.BoolVar(&o.codeMode, "code-mode-tools", false, "code mode (not supported; warned about)")
 	fs.StringVar(&o.authTokenFile, "auth-token-file", "", "bearer token file")
 	fs.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "allow non-loopback without auth")
 	fs.Var((*stringList)(&o.allowedHosts), "allowed-host", "extra allowed Host (repeatable)")
 	fs.Var((*stringList)(&o.corsOrigins), "cors-origin", "allowed CORS origin (repeatable)")
 	fs.IntVar(&o.maxRuns, "max-runs", defaultMaxRuns, "concurrent runs")
+	fs.IntVar(&o.historyCacheMB, "history-cache-mb", historyCacheBytes>>20, "MiB of decoded session histories kept in memory (0 = none)")
 	fs.Usage = func() {}
 
 	var positional []string
@@ -303,8 +321,14 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	if o.fake != "" && o.record != "" {
 		return nil, errors.New("--fake and --record cannot be used together")
 	}
+	if o.modelsGateway != "" && (o.fake != "" || o.record != "") {
+		return nil, errors.New("--models-gateway cannot be used with --fake or --record (they run their own gateway)")
+	}
 	if o.maxRuns < 1 {
 		return nil, errors.New("--max-runs must be at least 1")
+	}
+	if o.historyCacheMB < 0 {
+		return nil, errors.New("--history-cache-mb must not be negative")
 	}
 	return o, nil
 }
@@ -365,29 +389,24 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		return fmt.Errorf("session database: %w", err)
 	}
 	defer st.Close()
+	st.history = newHistoryCache(int64(o.historyCacheMB) << 20)
 	procs := newProcGroups(st, log)
 	procs.reap(ctx)
 
 	srcs, err := newAgentSources(ctx, o.source, sourceOptions{
 		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP, procs: procs,
+		codeMode: o.codeMode,
 	})
 	if err != nil {
 		return err
 	}
 	defer srcs.close()
 
-	if o.fake != "" || o.record != "" {
-		mode, path := "replay", o.fake
-		if o.record != "" {
-			mode, path = "record", o.record
-		}
-		cs, err := startCassetteWith(cassetteOptions{Path: absPath(root, path), Mode: mode, Getenv: getenv, Logger: log, Allow: srcs.hasBaseURL})
-		if err != nil {
-			return err
-		}
-		defer cs.Close()
-		cenv.Gateway, cenv.GatewayToken = cs.URL(), cs.Token()
+	closeGateway, err := startGateway(o, root, getenv, log, srcs, &cenv)
+	if err != nil {
+		return err
 	}
+	defer closeGateway()
 
 	s, err := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,
@@ -612,4 +631,72 @@ func newOutboundClient() *http.Client {
 	t.MaxIdleConnsPerHost = 256
 	t.DisableCompression = true
 	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
+}
+
+// systemMemory is the memory this process may use: the smallest of the machine's
+// memory, the cgroup (v2) limit and GOMEMLIMIT; 4 GiB when none can be read.
+func systemMemory() int64 {
+	limit := int64(math.MaxInt64)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if kb, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 10, 64); err == nil {
+					limit = n << 10
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil { // "max" = none
+			limit = min(limit, n)
+		}
+	}
+	limit = min(limit, debug.SetMemoryLimit(-1)) // MaxInt64 unless GOMEMLIMIT is set
+	if limit == math.MaxInt64 || limit <= 0 {
+		return 4 << 30
+	}
+	return limit
+}
+
+// startGateway points cenv at the gateway model requests go through: the cassette
+// gateway of --fake/--record (started here; the returned func stops it), else
+// --models-gateway or its environment variables, else none. --code-mode-tools, the
+// reference's other model-traffic flag, is logged here as not acted on.
+func startGateway(o *serveOptions, root string, getenv func(string) string, log *slog.Logger, srcs *agentSources, cenv *clientEnv) (func(), error) {
+	if o.codeMode {
+		log.Warn(codeModeWarning)
+	}
+	if o.fake == "" && o.record == "" {
+		gw, err := modelsGateway(o, getenv)
+		cenv.Gateway = gw
+		return func() {}, err
+	}
+	mode, path := "replay", o.fake
+	if o.record != "" {
+		mode, path = "record", o.record
+	}
+	cs, err := startCassetteWith(cassetteOptions{Path: absPath(root, path), Mode: mode, Getenv: getenv, Logger: log, Allow: srcs.hasBaseURL})
+	if err != nil {
+		return nil, err
+	}
+	cenv.Gateway, cenv.GatewayToken = cs.URL(), cs.Token()
+	return func() { cs.Close() }, nil
+}
+
+// modelsGateway is the gateway every model request goes through: --models-gateway,
+// else DOCKER_AGENT_MODELS_GATEWAY or CAGENT_MODELS_GATEWAY (as the reference), "" for
+// none. --fake and --record bring their own gateway, so the variables are ignored then.
+func modelsGateway(o *serveOptions, getenv func(string) string) (string, error) {
+	gw := o.modelsGateway
+	if gw == "" && o.fake == "" && o.record == "" {
+		gw = cmp.Or(getenv("DOCKER_AGENT_MODELS_GATEWAY"), getenv("CAGENT_MODELS_GATEWAY"))
+	}
+	gw = strings.TrimSuffix(strings.TrimSpace(gw), "/")
+	if gw == "" {
+		return "", nil
+	}
+	if u, err := url.Parse(gw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("models gateway %q is not an http(s) URL", redactURL(gw))
+	}
+	return gw, nil
 }

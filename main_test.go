@@ -40,6 +40,9 @@ func TestParseServeFlags(t *testing.T) {
 		{args: []string{"a.yaml", "--pull-interval", "-3"}, wantErr: "must not be negative"},
 		{args: []string{"a.yaml", "--pull-interval", "05"}, wantErr: "neither minutes nor a duration"},
 		{args: []string{"a.yaml", "--fake", "c", "--record", "d"}, wantErr: "cannot be used together"},
+		{args: []string{"a.yaml"}, check: func(o *serveOptions) bool { return o.maxRuns >= 4096 && o.historyCacheMB == 64 }},
+		{args: []string{"a.yaml", "--history-cache-mb", "0"}, check: func(o *serveOptions) bool { return o.historyCacheMB == 0 }},
+		{args: []string{"a.yaml", "--history-cache-mb", "-1"}, wantErr: "--history-cache-mb"},
 	}
 	for _, tc := range cases {
 		o, err := parseServeFlags(tc.args, io.Discard)

@@ -44,8 +44,8 @@ var errMCPSessionExpired = errors.New("mcp: HTTP session expired")
 // newMCPToolset returns a toolset backed by the MCP server ts describes. Nothing is
 // started here; errors are configuration problems (bad env expansion, unknown transport,
 // missing binary) and mean the toolset is skipped with a warning (CONFIG.md §6.1).
-// `defer` is ignored: every tool is offered directly. `version` (aqua auto-install) is
-// not supported; the command must already be on PATH.
+// `version` (aqua auto-install) is not supported (warned about, ignored.go); the
+// command must already be on PATH.
 func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 	getenv := opts.Getenv
 	if getenv == nil {

@@ -1,21 +1,8 @@
 package main
 
-// models.go: provider selection, the shared provider helpers (base URL, key, gateway,
-// HTTP errors, stream timeouts), the OpenAI-compatible chat client, and the model chain
-// with retries and fallbacks (PROVIDERS.md §2, §3.1, §3.5, §5).
-//
-// Every provider client follows the same steps with the shared helpers, so that
-// gateway mode, errors and timeouts behave alike across API families:
-//
-//	base, err := modelBaseURL(spec, env)     // configured, env override, or default
-//	key, keyErr := modelAPIKey(spec, env)    // report keyErr from stream, not a *modelError
-//	wctx, wd := newModelWatchdog(ctx, firstByte, idle)     // spec's timeouts or the defaults
-//	defer wd.stop()
-//	req, err := modelNewRequest(wctx, env, base, gatewayPrefix, path, query, body) // then set auth
-//	resp, err := modelDo(wctx, env, req)     // non-2xx → *modelError via modelHTTPError
-//	if err != nil { return wd.err(err, false) }
-//	err = readSSE(wd.reader(resp.Body), …)   // read failures: modelStreamError(err)
-//	return wd.err(err, emitted)
+// models.go: provider selection, the OpenAI-compatible chat client, and the model chain
+// with retries and fallbacks (PROVIDERS.md §2, §3.1, §3.5, §5). The provider table and
+// the HTTP path every client shares are in providers.go.
 
 import (
 	"bytes"
@@ -24,55 +11,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
-
-// API families of the model layer, and the path prefix of an OpenAI-compatible gateway.
-const (
-	apiOpenAIChat            = "openai_chatcompletions"
-	apiOpenAIResponses       = "openai_responses"
-	apiAnthropic             = "anthropic"
-	apiGoogle                = "google"
-	apiBedrock               = "amazon-bedrock"
-	modelGatewayOpenAIPrefix = "/v1"
-)
-
-// modelProvider is one row of the provider table: which API family a provider speaks,
-// its default endpoint and the environment variable holding its key ("" = no auth).
-type modelProvider struct {
-	API     string
-	BaseURL string
-	KeyEnv  string
-	// BaseEnv, when set and non-empty in the environment, replaces BaseURL (the SDKs
-	// honour OPENAI_BASE_URL and ANTHROPIC_BASE_URL).
-	BaseEnv string
-}
-
-// modelProviders is PROVIDERS.md §2 / CONFIG.md §5.3. azure has no default base URL.
-var modelProviders = map[string]modelProvider{
-	"openai":         {API: apiOpenAIChat, BaseURL: "https://api.openai.com/v1", KeyEnv: "OPENAI_API_KEY", BaseEnv: "OPENAI_BASE_URL"},
-	"anthropic":      {API: apiAnthropic, BaseURL: "https://api.anthropic.com", KeyEnv: "ANTHROPIC_API_KEY", BaseEnv: "ANTHROPIC_BASE_URL"},
-	"google":         {API: apiGoogle, BaseURL: "https://generativelanguage.googleapis.com", KeyEnv: "GOOGLE_API_KEY"},
-	"amazon-bedrock": {API: apiBedrock, KeyEnv: "AWS_BEARER_TOKEN_BEDROCK"},
-	"dmr":            {API: apiOpenAIChat, BaseURL: "http://127.0.0.1:12434/engines/v1"},
-	"mistral":        {API: apiOpenAIChat, BaseURL: "https://api.mistral.ai/v1", KeyEnv: "MISTRAL_API_KEY"},
-	"xai":            {API: apiOpenAIChat, BaseURL: "https://api.x.ai/v1", KeyEnv: "XAI_API_KEY"},
-	"nebius":         {API: apiOpenAIChat, BaseURL: "https://api.studio.nebius.com/v1", KeyEnv: "NEBIUS_API_KEY"},
-	"minimax":        {API: apiOpenAIChat, BaseURL: "https://api.minimax.io/v1", KeyEnv: "MINIMAX_API_KEY"},
-	"requesty":       {API: apiOpenAIChat, BaseURL: "https://router.requesty.ai/v1", KeyEnv: "REQUESTY_API_KEY"},
-	"azure":          {API: apiOpenAIChat, KeyEnv: "AZURE_API_KEY"},
-	"ollama":         {API: apiOpenAIChat, BaseURL: "http://localhost:11434/v1"},
-}
 
 // modelAPIType says which wire protocol spec speaks: spec.APIType, then
 // provider_opts.api_type, then the provider table (openai switches to Responses by model
@@ -93,7 +39,7 @@ func modelAPIType(spec modelSpec) (string, error) {
 	default:
 		return "", fmt.Errorf("model %s: unknown api_type %q (want %s or %s)", modelName(spec), api, apiOpenAIChat, apiOpenAIResponses)
 	}
-	p, ok := modelProviders[spec.Provider]
+	p, ok := providerByName(spec.Provider)
 	if !ok {
 		if spec.BaseURL != "" { // a custom OpenAI-compatible provider
 			return apiOpenAIChat, nil
@@ -148,315 +94,25 @@ func newModelClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	return nil, fmt.Errorf("model %s: unsupported api type %s", modelName(spec), api)
 }
 
-// modelGetenv returns env.Getenv, or a function that finds nothing.
-func modelGetenv(env clientEnv) func(string) string {
-	if env.Getenv != nil {
-		return env.Getenv
-	}
-	return func(string) string { return "" }
-}
-
-// modelBaseURL is where spec's API lives, without a trailing slash: the configured
-// base_url, else the provider's environment override (OPENAI_BASE_URL,
-// ANTHROPIC_BASE_URL, MODEL_RUNNER_HOST for dmr), else the provider's default.
-func modelBaseURL(spec modelSpec, env clientEnv) (string, error) {
-	getenv := modelGetenv(env)
-	base := spec.BaseURL
-	p := modelProviders[spec.Provider]
-	if base == "" && p.BaseEnv != "" {
-		base = getenv(p.BaseEnv)
-	}
-	if base == "" && spec.Provider == "dmr" {
-		if h := getenv("MODEL_RUNNER_HOST"); h != "" {
-			base = strings.TrimRight(h, "/") + "/engines/v1"
-		}
-	}
-	if base == "" {
-		base = p.BaseURL
-	}
-	if base == "" {
-		return "", fmt.Errorf("model %s: base_url is required", modelName(spec))
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("model %s: base_url %q is not an http(s) URL", modelName(spec), redactURL(base))
-	}
-	return strings.TrimRight(base, "/"), nil
-}
-
-// modelAPIKey returns the key to send for spec, "" when the provider needs none. A
-// token_key, or the provider's key variable, that is unset is an error naming the
-// variable. In gateway mode the gateway holds the real keys, so none is needed here and
-// DOCKER_TOKEN (if set) is sent instead, as the reference does.
-func modelAPIKey(spec modelSpec, env clientEnv) (string, error) {
-	getenv := modelGetenv(env)
-	if env.Gateway != "" {
-		return getenv("DOCKER_TOKEN"), nil
-	}
-	name := spec.TokenKey
-	if name == "" {
-		name = modelProviders[spec.Provider].KeyEnv
-		if spec.Provider == "google" && getenv(name) == "" {
-			name = "GEMINI_API_KEY"
-		}
-	}
-	if name == "" {
-		// dmr, ollama and custom providers without token_key: no auth at all. The
-		// reference sends an empty Bearer (custom) or leaks OPENAI_API_KEY (ollama).
-		return "", nil
-	}
-	if k := getenv(name); k != "" {
-		return k, nil
-	}
-	return "", fmt.Errorf("%s environment variable is required", name)
-}
-
-// modelNewRequest builds a JSON POST to base+path, or, in gateway mode, to
-// Gateway+gatewayPrefix+path with X-Cagent-Forward naming the real base URL
-// (PROVIDERS.md §2: OpenAI-type clients use prefix "/v1", Anthropic and Gemini "").
-// query is appended as is. Auth headers are the caller's.
-func modelNewRequest(ctx context.Context, env clientEnv, base, gatewayPrefix, path string, query url.Values, body []byte) (*http.Request, error) {
-	target := base + path
-	if env.Gateway != "" {
-		target = strings.TrimRight(env.Gateway, "/") + gatewayPrefix + path
-	}
-	if len(query) > 0 {
-		target += "?" + query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, "POST", target, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	// Asking for identity also stops net/http's transparent gzip, which would buffer
-	// the stream (the reference turns compression off for the same reason).
-	req.Header.Set("Accept-Encoding", "identity")
-	if env.Gateway != "" {
-		req.Header.Set("X-Cagent-Forward", base)
-		if env.GatewayToken != "" {
-			req.Header.Set(gatewayTokenHeader, env.GatewayToken)
-		}
-	}
-	return req, nil
-}
-
-// modelHTTPClient is env.HTTP or a default client. Streams have no client timeout; the
-// watchdog and the context bound them.
-func modelHTTPClient(env clientEnv) *http.Client {
-	return withRedirectPolicy(env.HTTP)
-}
-
-// modelDo sends req. A transport failure becomes a *modelError with Status 0, a non-2xx
-// answer a *modelError from modelHTTPError; a cancelled ctx is returned as ctx's error.
-func modelDo(ctx context.Context, env clientEnv, req *http.Request) (*http.Response, error) {
-	resp, err := modelHTTPClient(env).Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, &modelError{Msg: err.Error()}
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		return nil, modelHTTPError(resp)
-	}
-	return resp, nil
-}
-
-// modelHTTPError turns a failed provider response into a *modelError:
-// `POST "<url>": 401 Unauthorized: <provider message>`, with Retry-After-Ms or
-// Retry-After (seconds or HTTP date) parsed. It reads at most maxModelErrorBody bytes.
-func modelHTTPError(resp *http.Response) *modelError {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxModelErrorBody))
-	msg := modelErrorMessage(b)
-	method, u := "POST", ""
-	if resp.Request != nil {
-		method, u = resp.Request.Method, resp.Request.URL.Redacted()
-	}
-	text := fmt.Sprintf("%s %q: %s", method, u, resp.Status)
-	if msg != "" {
-		text += ": " + msg
-	}
-	return &modelError{Status: resp.StatusCode, RetryAfter: modelRetryAfter(resp.Header, time.Now()), Msg: text}
-}
-
-// modelErrorMessage extracts the human message from the error body shapes of OpenAI,
-// Anthropic, Gemini and most gateways; otherwise it returns the trimmed body.
-func modelErrorMessage(b []byte) string {
-	var v struct {
-		Error   json.RawMessage `json:"error"`
-		Message string          `json:"message"`
-	}
-	if json.Unmarshal(b, &v) == nil {
-		var inner struct {
-			Message string `json:"message"`
-			Type    string `json:"type"`
-			Code    any    `json:"code"`
-			Status  string `json:"status"`
-		}
-		var s string
-		switch {
-		case json.Unmarshal(v.Error, &inner) == nil && inner.Message != "":
-			kind := inner.Type
-			if kind == "" {
-				kind = inner.Status
-			}
-			if kind != "" {
-				return inner.Message + " (" + kind + ")"
-			}
-			return inner.Message
-		case json.Unmarshal(v.Error, &s) == nil && s != "":
-			return s
-		case v.Message != "":
-			return v.Message
-		}
-	}
-	s := strings.TrimSpace(string(b))
-	if len(s) > maxModelErrorMsg {
-		s = s[:maxModelErrorMsg] + "…"
-	}
-	return s
-}
-
-// modelRetryAfter reads Retry-After-Ms, then Retry-After (delta seconds or HTTP date);
-// 0 when absent or unparsable.
-func modelRetryAfter(h http.Header, now time.Time) time.Duration {
-	if v := h.Get("Retry-After-Ms"); v != "" {
-		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 {
-			return time.Duration(ms * float64(time.Millisecond))
-		}
-	}
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s > 0 {
-			return time.Duration(s * float64(time.Second))
-		}
-		return 0
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-// modelWatchdog cancels a streaming request that sends nothing for too long: first
-// before the first body byte, then between reads. Providers hold connections open
-// for minutes when overloaded; without it a turn would hang until the user gives up.
-type modelWatchdog struct {
-	timer      *time.Timer
-	cancel     context.CancelCauseFunc
-	idle       time.Duration
-	started    atomic.Bool
-	fired      atomic.Pointer[error]
-	firstByte  time.Duration
-	parentDone func() error
-}
-
-// newModelWatchdog returns a context for the request that the watchdog cancels, and
-// the watchdog. Call stop when the stream ends; wrap the body with reader.
-func newModelWatchdog(ctx context.Context, firstByte, idle time.Duration) (context.Context, *modelWatchdog) {
-	wctx, cancel := context.WithCancelCause(ctx)
-	w := &modelWatchdog{cancel: cancel, idle: idle, firstByte: firstByte, parentDone: ctx.Err}
-	w.timer = time.AfterFunc(firstByte, w.fire)
-	return wctx, w
-}
-
-func (w *modelWatchdog) fire() {
-	var err error
-	if w.started.Load() {
-		err = fmt.Errorf("provider stream stalled: no data for %v", w.idle)
-	} else {
-		err = fmt.Errorf("provider sent no response within %v", w.firstByte)
-	}
-	w.fired.Store(&err)
-	w.cancel(err)
-}
-
-// reader resets the idle timer on every read that returns data.
-func (w *modelWatchdog) reader(r io.Reader) io.Reader { return modelWatchdogReader{r, w} }
-
-type modelWatchdogReader struct {
-	r io.Reader
-	w *modelWatchdog
-}
-
-func (wr modelWatchdogReader) Read(p []byte) (int, error) {
-	n, err := wr.r.Read(p)
-	if n > 0 {
-		wr.w.started.Store(true)
-		wr.w.timer.Reset(wr.w.idle)
-	}
-	return n, err
-}
-
-// stop releases the timer and the derived context.
-func (w *modelWatchdog) stop() {
-	w.timer.Stop()
-	w.cancel(context.Canceled)
-}
-
-// err rewrites err for the caller: the parent context's error when the caller gave up,
-// a *modelError when the watchdog fired (MidStream when events were emitted), else err.
-func (w *modelWatchdog) err(err error, emitted bool) error {
-	if err == nil {
-		return nil
-	}
-	if perr := w.parentDone(); perr != nil {
-		return perr
-	}
-	if p := w.fired.Load(); p != nil {
-		return &modelError{Msg: (*p).Error(), MidStream: emitted, Stalled: !w.started.Load()}
-	}
-	return err
-}
-
-// errStreamCut says a provider stream ended without its final event: the connection
-// was cut and the answer is incomplete.
-var errStreamCut = errors.New("stream ended before the answer was complete (connection cut)")
-
-// modelStreamError wraps a failure while reading a stream that had started: never
-// retried on the same model because the provider already answered.
-func modelStreamError(err error) *modelError {
-	var me *modelError
-	if errors.As(err, &me) {
-		me.MidStream = true
-		return me
-	}
-	return &modelError{Msg: "error receiving from stream: " + err.Error(), MidStream: true}
-}
-
-// openAIChatClient streams from an OpenAI-compatible /chat/completions endpoint
 // (openai, mistral, xai, nebius, minimax, requesty, azure, ollama, dmr, custom).
 type openAIChatClient struct {
-	s       modelSpec
-	env     clientEnv
-	base    string
-	query   url.Values // azure api-version
-	keyErr  error      // reported at stream time so configs load without keys
-	key     string
-	dmr     bool
-	timeout struct{ firstByte, idle time.Duration }
+	s    modelSpec
+	conn provConn
+	dmr  bool
 }
 
 func newOpenAIChatClient(spec modelSpec, env clientEnv) (*openAIChatClient, error) {
-	base, err := modelBaseURL(spec, env)
+	var query url.Values
+	if spec.Provider == "azure" {
+		if v, ok := spec.ProviderOpts["api_version"].(string); ok && v != "" {
+			query = url.Values{"api-version": {v}}
+		}
+	}
+	conn, err := newProvConn(apiOpenAIChat, spec, env, "/chat/completions", query)
 	if err != nil {
 		return nil, err
 	}
-	c := &openAIChatClient{s: spec, env: env, base: base, dmr: spec.Provider == "dmr"}
-	c.timeout.firstByte = cmp.Or(spec.FirstByteTimeout, modelFirstByteTimeout)
-	c.timeout.idle = cmp.Or(spec.IdleTimeout, modelIdleTimeout)
-	c.key, c.keyErr = modelAPIKey(spec, env)
-	if spec.Provider == "azure" {
-		if v, ok := spec.ProviderOpts["api_version"].(string); ok && v != "" {
-			c.query = url.Values{"api-version": {v}}
-		}
-	}
-	return c, nil
+	return &openAIChatClient{s: spec, conn: conn, dmr: spec.Provider == "dmr"}, nil
 }
 
 func (c *openAIChatClient) spec() modelSpec { return c.s }
@@ -806,177 +462,125 @@ func openAIChatSchemaTypes(v any) []string {
 
 // stream implements modelClient.
 func (c *openAIChatClient) stream(ctx context.Context, req *modelRequest, emit func(modelEvent)) error {
-	if c.keyErr != nil {
-		// Not a *modelError: a missing key is a configuration problem, never retried.
-		return fmt.Errorf("model %s: %w", modelName(c.s), c.keyErr)
-	}
 	body, err := c.requestBody(req)
 	if err != nil {
 		return err
 	}
-	wctx, wd := newModelWatchdog(ctx, c.timeout.firstByte, c.timeout.idle)
-	defer wd.stop()
-	hreq, err := modelNewRequest(wctx, c.env, c.base, modelGatewayOpenAIPrefix, "/chat/completions", c.query, body)
-	if err != nil {
-		return err
-	}
-	if c.key != "" {
-		hreq.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	resp, err := modelDo(wctx, c.env, hreq)
-	if err != nil {
-		return wd.err(err, false)
-	}
-	defer resp.Body.Close()
-	emitted := false
-	err = openAIChatReadStream(wctx, wd.reader(resp.Body), func(ev modelEvent) {
-		emitted = true
-		emit(ev)
-	})
-	return wd.err(err, emitted)
+	st := newOpenAIChatStream(emit)
+	return c.conn.run(ctx, body, emit, st.event, st.end)
 }
 
-// openAIChatReadStream parses a chat completions SSE stream into events. Deltas, usage and
+// openAIChatStream parses a chat completions SSE stream into events. Deltas, usage and
 // finish reasons may come in any combination in one chunk (Mistral sends the whole
 // tool call, the finish reason and the usage together). Tool-call fragments carry only
 // an index after the first, so the id is remembered per index. Stop is emitted last,
-// after the usage chunk that follows the finish reason. Parsing stops as soon as ctx is
-// done, even with more of the stream already buffered (a title reader cancels after
-// its first line).
-func openAIChatReadStream(ctx context.Context, r io.Reader, emit func(modelEvent)) error {
-	ids := map[int]string{}
-	names := map[int]string{}
-	finish := ""
-	var usage *messageUsage
-	model := ""
-	chunks := 0
-	// The start of the body is kept to explain a 200 answer that is not a stream
-	// (some gateways answer errors that way).
-	head := &modelPrefixBuffer{max: 2048}
-	errDone := errors.New("done")
-	emitted := false
-	outer := emit
-	emit = func(me modelEvent) { emitted = true; outer(me) }
-	err := readSSE(io.TeeReader(r, head), func(ev sseEvent) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		// Events of a chunk that arrived with more behind it can be flushed together.
-		emit := func(me modelEvent) {
-			me.More = ev.More
-			emit(me)
-		}
-		data := strings.TrimSpace(ev.Data)
-		if data == "[DONE]" {
-			return errDone
-		}
-		if data == "" {
-			return nil
-		}
-		chunks++
-		var ch openAIChatChunk
-		if openAIFastChunk(data, &ch) {
-			// the common text delta, decoded without reflection
-		} else if err := json.Unmarshal([]byte(data), &ch); err != nil {
-			return &modelError{Msg: fmt.Sprintf("error receiving from stream: invalid chunk %.200q: %v", data, err), MidStream: true}
-		}
-		if len(ch.Error) > 0 && string(ch.Error) != "null" {
-			return &modelError{Msg: "received error while streaming: " + modelErrorMessage([]byte(`{"error":`+string(ch.Error)+`}`)), MidStream: true}
-		}
-		if ch.Model != "" {
-			model = ch.Model
-		}
-		for _, choice := range ch.Choices {
-			d := choice.Delta
-			reasoning := d.ReasoningContent
-			if reasoning == "" {
-				reasoning = d.Reasoning
-			}
-			if reasoning != "" {
-				emit(modelEvent{Kind: evReasoning, Text: reasoning, Model: model})
-			}
-			if d.Content != "" {
-				emit(modelEvent{Kind: evText, Text: d.Content, Model: model})
-			}
-			for _, tc := range d.ToolCalls {
-				id, known := ids[tc.Index]
-				if tc.ID != "" && tc.ID != id {
-					id, known = tc.ID, false
-					ids[tc.Index] = id
-					names[tc.Index] = ""
-				}
-				if id == "" { // a server that never sends ids: make a stable one
-					id = fmt.Sprintf("call_%d", tc.Index)
-					ids[tc.Index] = id
-				}
-				if !known || (tc.Function.Name != "" && names[tc.Index] == "") {
-					if tc.Function.Name != "" {
-						names[tc.Index] = tc.Function.Name
-					}
-					emit(modelEvent{Kind: evToolCallStart, ToolID: id, ToolName: names[tc.Index], Model: model})
-				}
-				if tc.Function.Arguments != "" {
-					emit(modelEvent{Kind: evToolCallArgs, ToolID: id, Text: tc.Function.Arguments, Model: model})
-				}
-			}
-			if choice.FinishReason != "" {
-				finish = choice.FinishReason
-			}
-		}
-		if u := ch.Usage; u != nil {
-			mu := &messageUsage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}
-			if u.PromptTokensDetails != nil {
-				mu.CachedInputTokens = u.PromptTokensDetails.CachedTokens
-				mu.InputTokens -= mu.CachedInputTokens
-			}
-			if u.CompletionTokensDetails != nil {
-				mu.ReasoningTokens = u.CompletionTokensDetails.ReasoningTokens
-			}
-			usage = mu
-		}
+// after the usage chunk that follows the finish reason.
+type openAIChatStream struct {
+	emit   func(modelEvent) // for the events of end
+	ids    map[int]string
+	names  map[int]string
+	finish string
+	usage  *messageUsage
+	model  string
+}
+
+func newOpenAIChatStream(emit func(modelEvent)) *openAIChatStream {
+	return &openAIChatStream{emit: emit, ids: map[int]string{}, names: map[int]string{}}
+}
+
+// event handles one SSE event; [DONE] ends the stream.
+func (st *openAIChatStream) event(ev sseEvent, emit func(modelEvent)) error {
+	data := strings.TrimSpace(ev.Data)
+	if data == "[DONE]" {
+		return errProvDone
+	}
+	if data == "" {
 		return nil
-	})
-	if err != nil && err != errDone {
-		return modelStreamError(err)
 	}
-	if err == nil && chunks == 0 && len(bytes.TrimSpace(head.b)) > 0 {
-		// EOF without a single chunk: not an SSE stream at all.
-		msg := modelErrorMessage(head.b)
-		if msg == "" {
-			msg = "empty response"
+	var ch openAIChatChunk
+	if openAIFastChunk(data, &ch) {
+		// the common text delta, decoded without reflection
+	} else if err := json.Unmarshal([]byte(data), &ch); err != nil {
+		return fmt.Errorf("invalid chunk %.200q: %v", data, err)
+	}
+	if len(ch.Error) > 0 && string(ch.Error) != "null" {
+		return &modelError{Msg: "stream error: " + modelErrorMessage([]byte(`{"error":`+string(ch.Error)+`}`))}
+	}
+	st.model = cmp.Or(ch.Model, st.model)
+	// Events of a chunk that arrived with more behind it can be flushed together.
+	more := func(me modelEvent) {
+		me.More, me.Model = ev.More, st.model
+		emit(me)
+	}
+	for _, choice := range ch.Choices {
+		d := choice.Delta
+		if reasoning := cmp.Or(d.ReasoningContent, d.Reasoning); reasoning != "" {
+			more(modelEvent{Kind: evReasoning, Text: reasoning})
 		}
-		return &modelError{Msg: "error receiving from stream: not an event stream: " + msg, MidStream: true}
-	}
-	// A clean EOF without [DONE] is accepted after a finish_reason (some local servers
-	// omit [DONE]); without either (an empty body included) the connection was cut.
-	// Nothing emitted yet means nothing was shown, so the chain may retry.
-	if err == nil && finish == "" {
-		return &modelError{Msg: "error receiving from stream: " + errStreamCut.Error(), MidStream: emitted}
-	}
-	if usage != nil {
-		emit(modelEvent{Kind: evUsage, Usage: usage, Model: model})
-	}
-	if finish == "" {
-		finish = "stop"
-		if len(ids) > 0 {
-			finish = "tool_calls"
+		if d.Content != "" {
+			more(modelEvent{Kind: evText, Text: d.Content})
 		}
+		for _, tc := range d.ToolCalls {
+			st.toolCall(tc.Index, tc.ID, tc.Function.Name, tc.Function.Arguments, more)
+		}
+		st.finish = cmp.Or(choice.FinishReason, st.finish)
 	}
-	emit(modelEvent{Kind: evStop, StopReason: finish, Model: model})
+	if u := ch.Usage; u != nil {
+		mu := &messageUsage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}
+		if u.PromptTokensDetails != nil {
+			mu.CachedInputTokens = u.PromptTokensDetails.CachedTokens
+			mu.InputTokens -= mu.CachedInputTokens
+		}
+		if u.CompletionTokensDetails != nil {
+			mu.ReasoningTokens = u.CompletionTokensDetails.ReasoningTokens
+		}
+		st.usage = mu
+	}
 	return nil
 }
 
-// modelPrefixBuffer keeps the first max bytes written to it and drops the rest.
-type modelPrefixBuffer struct {
-	b   []byte
-	max int
+// toolCall emits the start of the call at index (once its id, or later its name, is
+// known) and its argument fragment.
+func (st *openAIChatStream) toolCall(index int, id, name, args string, emit func(modelEvent)) {
+	known, seen := st.ids[index]
+	if id != "" && id != known {
+		known, seen = id, false
+		st.ids[index] = id
+		st.names[index] = ""
+	}
+	if known == "" { // a server that never sends ids: make a stable one
+		known = fmt.Sprintf("call_%d", index)
+		st.ids[index] = known
+	}
+	if !seen || (name != "" && st.names[index] == "") {
+		if name != "" {
+			st.names[index] = name
+		}
+		emit(modelEvent{Kind: evToolCallStart, ToolID: known, ToolName: st.names[index]})
+	}
+	if args != "" {
+		emit(modelEvent{Kind: evToolCallArgs, ToolID: known, Text: args})
+	}
 }
 
-func (p *modelPrefixBuffer) Write(b []byte) (int, error) {
-	if room := p.max - len(p.b); room > 0 {
-		p.b = append(p.b, b[:min(room, len(b))]...)
+// end emits the usage and the stop. A clean EOF without [DONE] is accepted after a
+// finish_reason (some local servers omit [DONE]); without either the connection was cut.
+func (st *openAIChatStream) end(done bool) error {
+	if !done && st.finish == "" {
+		return fmt.Errorf("no finish_reason: %w", errStreamCut)
 	}
-	return len(b), nil
+	if st.usage != nil {
+		st.emit(modelEvent{Kind: evUsage, Usage: st.usage, Model: st.model})
+	}
+	finish := st.finish
+	if finish == "" {
+		finish = "stop"
+		if len(st.ids) > 0 {
+			finish = "tool_calls"
+		}
+	}
+	st.emit(modelEvent{Kind: evStop, StopReason: finish, Model: st.model})
+	return nil
 }
 
 // modelChain is an agent's model with its fallbacks: retries, backoff and fallback

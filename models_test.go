@@ -412,7 +412,7 @@ func TestOpenAIChatMidStreamErrorEvent(t *testing.T) {
 	ch.sleep = func(context.Context, time.Duration) error { return nil }
 	var got modelTurn
 	_, err = ch.stream(context.Background(), modelUserReq("x"), got.emit, nil)
-	if err == nil || !strings.Contains(err.Error(), "all models failed: received error while streaming: The server had an error") {
+	if err == nil || !strings.Contains(err.Error(), "all models failed: chat: stream error: The server had an error") {
 		t.Errorf("err = %v; want the provider's streamed error", err)
 	}
 	if got.Text != "2 +" || len(s.requests()) != 1 {
@@ -440,7 +440,7 @@ func TestModelChain401NotRetried(t *testing.T) {
 	ch, waits := newModelTestChain(t, modelTestSpec(f.URL+"/v1"), nil, nil, modelTestEnv("OPENAI_API_KEY", "sk-bad"))
 	var got modelTurn
 	_, err := ch.stream(context.Background(), modelUserReq("x"), got.emit, nil)
-	want := fmt.Sprintf(`all models failed: POST "%s/v1/chat/completions": 401 Unauthorized: Incorrect API key provided: sk-bad. (invalid_request_error)`, f.URL)
+	want := fmt.Sprintf(`all models failed: chat: POST "%s/v1/chat/completions": 401 Unauthorized: Incorrect API key provided: sk-bad. (invalid_request_error)`, f.URL)
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant %s", err, want)
 	}
@@ -587,7 +587,7 @@ func TestOpenAIChatTimeouts(t *testing.T) {
 			}
 		})
 	c := newModelTestChatClient(t, modelTestSpec(s.URL+"/v1"), modelTestEnv("OPENAI_API_KEY", "k"))
-	c.timeout.firstByte, c.timeout.idle = 50*time.Millisecond, 50*time.Millisecond
+	c.conn.firstByteWait, c.conn.idleWait = 50*time.Millisecond, 50*time.Millisecond
 
 	var got modelTurn
 	err := c.stream(context.Background(), modelUserReq("x"), got.emit)
@@ -690,12 +690,33 @@ func TestModelBaseURL(t *testing.T) {
 		{modelSpec{Provider: "nebius"}, nil, "https://api.studio.nebius.com/v1"},
 		{modelSpec{Provider: "ollama"}, nil, "http://localhost:11434/v1"},
 	} {
-		got, err := modelBaseURL(tt.spec, modelTestEnv(tt.env...))
+		got, err := modelBaseURL(tt.spec, modelTestEnv(tt.env...), providerAPIs[apiOpenAIChat])
 		if err != nil || got != tt.want {
 			t.Errorf("modelBaseURL(%s, %v) = %q, %v; want %q", tt.spec.Provider, tt.env, got, err, tt.want)
 		}
 	}
-	if _, err := modelBaseURL(modelSpec{Provider: "mine", BaseURL: "ftp://x"}, modelTestEnv()); err == nil {
+	// Every API family takes the same checks: a provider without a row of its own uses
+	// its family's home provider (anthropic, google) or must have a base_url.
+	for _, tt := range []struct {
+		api, provider, base, want, wantErr string
+		env                                []string
+	}{
+		{api: apiAnthropic, want: "https://api.anthropic.com"},
+		{api: apiAnthropic, provider: "mine", env: []string{"ANTHROPIC_BASE_URL", "http://a:1/"}, want: "http://a:1"},
+		{api: apiGoogle, provider: "google", env: []string{"GOOGLE_GEMINI_BASE_URL", "http://g:2"}, want: "http://g:2"},
+		{api: apiOpenAIResponses, provider: "openai", env: []string{"OPENAI_BASE_URL", "http://o:3/v1"}, want: "http://o:3/v1"},
+		{api: apiOpenAIResponses, provider: "mine", wantErr: "model mine/m: base_url is required"},
+		{api: apiAnthropic, provider: "anthropic", base: "ftp://x", wantErr: `model anthropic/m: base_url "ftp://x" is not an http(s) URL`},
+		{api: apiGoogle, provider: "google", base: "http://user:pw@h", want: "http://user:pw@h"},
+		{api: apiGoogle, provider: "google", base: "//user:pw@h", wantErr: `model google/m: base_url "//user:xxxxx@h" is not an http(s) URL`},
+	} {
+		spec := modelSpec{Provider: tt.provider, Model: "m", BaseURL: tt.base}
+		got, err := modelBaseURL(spec, modelTestEnv(tt.env...), providerAPIs[tt.api])
+		if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && err.Error() != tt.wantErr) {
+			t.Errorf("modelBaseURL(%s %q %q) = %q, %v; want %q, %q", tt.api, tt.provider, tt.base, got, err, tt.want, tt.wantErr)
+		}
+	}
+	if _, err := modelBaseURL(modelSpec{Provider: "mine", BaseURL: "ftp://x"}, modelTestEnv(), providerAPIs[apiOpenAIChat]); err == nil {
 		t.Errorf("modelBaseURL(ftp://x) succeeded; want an error")
 	}
 }
@@ -715,7 +736,7 @@ func TestModelAPIKey(t *testing.T) {
 		{modelSpec{Provider: "mine", BaseURL: "http://x"}, nil, "", ""},
 		{modelSpec{Provider: "mine", TokenKey: "MINE"}, []string{"MINE", "s"}, "s", ""},
 	} {
-		got, err := modelAPIKey(tt.spec, modelTestEnv(tt.env...))
+		got, err := modelAPIKey(tt.spec, modelTestEnv(tt.env...), providerAPIs[apiOpenAIChat])
 		if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && err.Error() != tt.wantErr) {
 			t.Errorf("modelAPIKey(%+v, %v) = %q, %v; want %q, %q", tt.spec, tt.env, got, err, tt.want, tt.wantErr)
 		}
@@ -754,6 +775,9 @@ func TestModelErrorMessage(t *testing.T) {
 		{`{"error":"model not found"}`, "model not found"},
 		{`{"message":"Failed to run request"}`, "Failed to run request"},
 		{"  <html>bad gateway</html>\n", "<html>bad gateway</html>"},
+		// Gemini's streaming endpoint wraps its error object in an array.
+		{`[{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}}]`, "API key not valid. (INVALID_ARGUMENT)"},
+		{"", ""},
 	} {
 		if got := modelErrorMessage([]byte(tt.body)); got != tt.want {
 			t.Errorf("modelErrorMessage(%s) = %q; want %q", tt.body, got, tt.want)
@@ -780,7 +804,13 @@ func BenchmarkOpenAIReadStream(b *testing.B) {
 	body := modelSSEData(chunks...)
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if err := openAIChatReadStream(context.Background(), strings.NewReader(body), func(modelEvent) {}); err != nil {
+		emit := func(modelEvent) {}
+		st := newOpenAIChatStream(emit)
+		err := readSSE(strings.NewReader(body), func(ev sseEvent) error { return st.event(ev, emit) })
+		if !errors.Is(err, errProvDone) {
+			b.Fatalf("stream: %v", err)
+		}
+		if err := st.end(true); err != nil {
 			b.Fatal(err)
 		}
 	}

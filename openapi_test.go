@@ -77,8 +77,9 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 }
 
 // emittedEventTypes reads the package's source for every event type it can emit:
-// the literal first argument of each newEvent call, and of each call to a wrapper
-// that passes its own first parameter on as the type (ragEvent, …).
+// the literal first argument of each startEvent call (the event constructors in
+// stream.go), and of each call to a wrapper that passes its own first parameter on
+// as the type.
 func emittedEventTypes(t *testing.T) []string {
 	t.Helper()
 	files, _ := filepath.Glob("*.go")
@@ -98,8 +99,8 @@ func emittedEventTypes(t *testing.T) []string {
 			}
 		}
 	}
-	// Constructors: newEvent, then every function forwarding its first parameter to one.
-	ctors := map[string]bool{"newEvent": true}
+	// Constructors: startEvent, then every function forwarding its first parameter to one.
+	ctors := map[string]bool{"startEvent": true}
 	for grown := true; grown; {
 		grown = false
 		for _, fd := range decls {

@@ -27,7 +27,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 )
 
 // ragConfig is one source of the top-level `rag:` map (reference RAGConfig).
@@ -547,7 +546,7 @@ func (s *ragSource) indexAll(emit func(*event)) {
 		}
 		if err != nil && s.ctx.Err() == nil {
 			s.log.Error("rag indexing failed", "rag", s.name, "strategy", st.kind, "err", err)
-			emit(newEvent("error", "error", fmt.Sprintf("RAG %s error: %v", s.name, err)))
+			emit(errorEvent(fmt.Sprintf("RAG %s error: %v", s.name, err)))
 		}
 	}
 }
@@ -607,11 +606,6 @@ func (st *ragStrategy) fingerprint() string {
 		fp += fmt.Sprintf(" model=%s dims=%d", modelName(st.embed.spec), st.embed.dims)
 	}
 	return fp
-}
-
-// ragEvent is a rag_indexing_* event (API.md §5).
-func ragEvent(typ, ragName, strategy string, kv ...any) *event {
-	return newEvent(typ, append([]any{"rag_name", ragName, "strategy_name", strategy}, kv...)...)
 }
 
 // --- search ---
@@ -770,13 +764,7 @@ func (s *ragSource) fullContent(hits []ragHit) {
 // with the agent's name (the reference forwards them to the run's stream).
 func ragStart(srcs []*ragSource, env clientEnv, agent string, send func(*event)) {
 	for _, src := range srcs {
-		src.refresh(env, func(ev *event) {
-			if ev.vals[0] == "error" { // the reference's error events carry no agent context
-				send(ev.ctx("", zeroTime))
-				return
-			}
-			send(ev.ctx(agent, time.Now()))
-		})
+		src.refresh(env, func(ev *event) { send(ev.forAgent(agent)) })
 	}
 }
 

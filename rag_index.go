@@ -160,12 +160,12 @@ func (s *ragSource) indexStrategy(ctx context.Context, env clientEnv, st *ragStr
 	if err != nil || len(todo) == 0 {
 		return err
 	}
-	emit(ragEvent("rag_indexing_started", s.name, st.kind))
+	emit(ragIndexingStartedEvent(s.name, st.kind))
 	failed, err := s.write(ctx, st, idx, s.prepareAll(ctx, env, st, root, todo), stored, len(todo), emit)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	emit(ragEvent("rag_indexing_completed", s.name, st.kind))
+	emit(ragIndexingCompletedEvent(s.name, st.kind))
 	if failed > 0 {
 		// Not remembered, so the next pass retries them.
 		return fmt.Errorf("%s: %d of %d documents not indexed: %w", st.kind, failed, len(todo), err)
@@ -202,7 +202,7 @@ func (s *ragSource) write(ctx context.Context, st *ragStrategy, idx *ragIndex, d
 		}
 		for range batch {
 			done++
-			emit(ragEvent("rag_indexing_progress", s.name, st.kind, "current", done, "total", total))
+			emit(ragIndexingProgressEvent(s.name, st.kind, done, total))
 		}
 		if st.embed != nil && tokens > 0 {
 			emit(st.embed.usage(tokens))
@@ -750,35 +750,23 @@ func (e *ragEmbedder) embed(ctx context.Context, env clientEnv, texts []string) 
 // input tokens), as the reference reports embedding costs.
 func (e *ragEmbedder) usage(tokens int64) *event {
 	u := usageJSON{InputTokens: tokens, ContextLength: tokens, Cost: priceOf(e.spec.Model).cost(&messageUsage{InputTokens: tokens})}
-	return newEvent("token_usage", "session_id", "", "usage", u)
+	return ragTokenUsageEvent(u)
 }
 
 func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string) ([][]float32, int64, error) {
-	base, err := modelBaseURL(e.spec, env)
+	conn, err := newProvConn(apiEmbeddings, e.spec, env, "/embeddings", nil)
 	if err != nil {
 		return nil, 0, err
-	}
-	key, err := modelAPIKey(e.spec, env)
-	if err != nil {
-		return nil, 0, fmt.Errorf("embedding model %s: %w", modelName(e.spec), err)
 	}
 	body, _ := json.Marshal(struct {
 		Model string   `json:"model"`
 		Input []string `json:"input"`
 	}{e.spec.Model, input})
-	req, err := modelNewRequest(ctx, env, base, modelGatewayOpenAIPrefix, "/embeddings", nil, body)
+	rc, err := conn.post(ctx, body)
 	if err != nil {
 		return nil, 0, err
 	}
-	req.Header.Set("Accept", "application/json")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := modelDo(ctx, env, req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("embeddings: %w", err)
-	}
-	defer resp.Body.Close()
+	defer rc.Close()
 	var r struct {
 		Data []struct {
 			Index     int       `json:"index"`
@@ -788,7 +776,7 @@ func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string
 			PromptTokens int64 `json:"prompt_tokens"`
 		} `json:"usage"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, ragMaxEmbedBody)).Decode(&r); err != nil {
+	if err := json.NewDecoder(io.LimitReader(rc, ragMaxEmbedBody)).Decode(&r); err != nil {
 		return nil, 0, fmt.Errorf("embeddings: decoding the answer: %v", err)
 	}
 	vecs := make([][]float32, len(input))

@@ -10,8 +10,6 @@ import (
 	"strings"
 )
 
-const responsesDefaultBase = "https://api.openai.com/v1"
-
 // responsesClient streams from POST {base}/responses. It is safe for concurrent use.
 type responsesClient struct {
 	ms   modelSpec
@@ -23,31 +21,11 @@ type responsesClient struct {
 // provider without token_key sends no Authorization header at all (the reference sends an
 // empty bearer token). In gateway mode DOCKER_TOKEN is used instead.
 func newResponsesClient(spec modelSpec, env clientEnv) (modelClient, error) {
-	getenv := modelGetenv(env)
-	isOpenAI := spec.Provider == "" || spec.Provider == "openai"
-	base := spec.BaseURL
-	if base == "" && isOpenAI {
-		base = cmp.Or(getenv("OPENAI_BASE_URL"), responsesDefaultBase)
+	conn, err := newProvConn(apiOpenAIResponses, spec, env, "/responses", nil)
+	if err != nil {
+		return nil, err
 	}
-	if base == "" {
-		return nil, fmt.Errorf("responses: provider %q has no base_url", spec.Provider)
-	}
-	base = strings.TrimRight(base, "/")
-	c := &responsesClient{ms: spec, conn: newProvConn("responses", spec, env)}
-	if env.Gateway != "" {
-		c.conn.url = strings.TrimRight(env.Gateway, "/") + "/v1/responses"
-		provGatewayHeaders(c.conn.header, env, base, spec)
-		return c, nil
-	}
-	c.conn.url = base + "/responses"
-	if spec.TokenKey != "" || isOpenAI {
-		key, err := provKey(getenv, spec.TokenKey, "OPENAI_API_KEY")
-		if err != nil {
-			return nil, err
-		}
-		c.conn.header.Set("Authorization", "Bearer "+key)
-	}
-	return c, nil
+	return &responsesClient{ms: spec, conn: conn}, nil
 }
 
 func (c *responsesClient) spec() modelSpec { return c.ms }
@@ -336,7 +314,12 @@ func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit fu
 			return responsesError(e.Code, e.Message)
 		}
 		return nil
-	}, func() error { return fmt.Errorf("no response.completed: %w", errStreamCut) })
+	}, func(done bool) error {
+		if !done {
+			return fmt.Errorf("no response.completed: %w", errStreamCut)
+		}
+		return nil
+	})
 }
 
 // responsesError builds a modelError from an error event's code and message, with an HTTP

@@ -168,8 +168,8 @@ func TestResponsesGateway(t *testing.T) {
 }
 
 func TestResponsesAuth(t *testing.T) {
-	if _, err := newResponsesClient(modelSpec{Provider: "openai", Model: "gpt-5"}, provEnv(nil)); err == nil || err.Error() != "OPENAI_API_KEY environment variable is required" {
-		t.Errorf("no key: err = %v", err)
+	if got := provKeyErr(t, newResponsesClient, modelSpec{Provider: "openai", Model: "gpt-5"}, provEnv(nil)); got != "model openai/gpt-5: OPENAI_API_KEY environment variable is required" {
+		t.Errorf("no key: err = %v", got)
 	}
 	// A custom provider without token_key sends no Authorization header at all.
 	s := newProvServer(t, provReply{File: "responses_text.sse"}, provReply{File: "responses_text.sse"})

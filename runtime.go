@@ -1,17 +1,15 @@
 package main
 
 // runtime.go: the agent loop behind POST /api/sessions/{id}/agent/{agent}[/{name}]:
-// model turns, tool calls with approval, delegation (transfer_task, handoff),
-// titles, and the per-session run state that resume and elicitation answer.
+// model turns, tool calls with approval, titles, and the per-session run state that
+// resume and elicitation answer. The routes are in sessions.go, delegation
+// (transfer_task, handoff) in delegation.go.
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -123,6 +121,64 @@ func (rs *runState) setPermissions(p *permissionsConfig) {
 	rs.mu.Unlock()
 }
 
+// runSettings are the session settings a run reads, as of one moment.
+type runSettings struct {
+	toolsApproved bool
+	thinking      bool
+	permissions   *permissionsConfig
+}
+
+func (rs *runState) settings() runSettings {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return runSettings{rs.toolsApproved, rs.thinking, rs.permissions}
+}
+
+// adopt takes the settings stored in rec, re-read once the run is registered.
+func (rs *runState) adopt(rec *sessionRecord) {
+	rs.mu.Lock()
+	rs.title, rs.toolsApproved, rs.thinking, rs.permissions = rec.Title, rec.ToolsApproved, rec.Thinking, rec.Permissions
+	rs.mu.Unlock()
+}
+
+func (rs *runState) untitled() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.title == ""
+}
+
+// allowTool adds the exact pattern name to the session's allow list and returns the
+// new permissions, for the store. The old value is never modified: it may be shared.
+func (rs *runState) allowTool(name string) *permissionsConfig {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	perms := permissionsConfig{}
+	if rs.permissions != nil {
+		perms = *rs.permissions
+	}
+	if !slices.Contains(perms.Allow, name) {
+		perms.Allow = append(slices.Clone(perms.Allow), name)
+	}
+	rs.permissions = &perms
+	return &perms
+}
+
+// setTitleIfUntitled gives the session title t unless it has one: store sets it in
+// the database if the row has none (a PATCH may have reached only the store). The
+// lock is held across store, so a concurrent setTitle lands wholly before or after.
+func (rs *runState) setTitleIfUntitled(t string, store func() (bool, error)) (bool, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.title != "" {
+		return false, nil
+	}
+	set, err := store()
+	if set {
+		rs.title = t
+	}
+	return set, err
+}
+
 // ask registers a pending request; the caller then emits its event and waits.
 func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage) *pendingRequest {
 	p := &pendingRequest{kind: kind, call: call, schema: schema, answer: make(chan any, 1)}
@@ -168,327 +224,6 @@ func (rs *runState) answer(v any, check func(*pendingRequest) error, kinds ...st
 	return nil
 }
 
-// resumeRequest is the body of POST /api/sessions/{id}/resume.
-type resumeRequest struct {
-	Confirmation string `json:"confirmation"`
-	Reason       string `json:"reason,omitempty"`
-	ToolName     string `json:"tool_name,omitempty"`
-	ToolCallID   string `json:"tool_call_id,omitempty"` // optional: the call this answer is about
-}
-
-func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var req resumeRequest
-	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	switch req.Confirmation {
-	case "approve", "approve-session", "approve-tool", "reject":
-	default:
-		s.writeError(w, r, badRequest("confirmation must be approve, approve-session, approve-tool or reject, not %q", req.Confirmation))
-		return
-	}
-	if err := s.answerRun(r.Context(), id, req, req.matches, "confirmation", "max_iterations"); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"message": "session resumed"})
-}
-
-// matches checks that the answer is about the pending request: a tool_call_id must be
-// the pending call's (409 otherwise, so a late answer cannot land on the next
-// confirmation), and a tool_name must be its tool's name (400).
-func (req resumeRequest) matches(p *pendingRequest) error {
-	if req.ToolCallID != "" && (p.kind != "confirmation" || req.ToolCallID != p.call.ID) {
-		return conflict("tool call %s is not the one waiting for confirmation", req.ToolCallID)
-	}
-	if req.ToolName != "" && p.kind == "confirmation" && req.ToolName != p.call.Function.Name {
-		return badRequest("tool_name %q is not the tool waiting for confirmation (%s)", req.ToolName, p.call.Function.Name)
-	}
-	return nil
-}
-
-// answerRun delivers an answer to what session id's run is waiting for: 404 for an
-// unknown session, 409 when no run is waiting for an answer of one of kinds.
-func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pendingRequest) error, kinds ...string) error {
-	if _, err := s.st.session(ctx, id); err != nil {
-		return sessionErr(id, err)
-	}
-	rs := s.runs.get(id)
-	if rs == nil {
-		return conflict("session %s has no run waiting for an answer", id)
-	}
-	return rs.answer(v, check, kinds...)
-}
-
-func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var req elicitationResponse
-	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	switch req.Action {
-	case "accept", "decline", "cancel":
-	default:
-		s.writeError(w, r, badRequest("action must be accept, decline or cancel, not %q", req.Action))
-		return
-	}
-	check := func(p *pendingRequest) error {
-		if req.Action != "accept" {
-			return nil
-		}
-		if err := checkElicitationContent(p.schema, req.Content); err != nil {
-			return badRequest("content does not match the requested schema: %v", err)
-		}
-		return nil
-	}
-	if err := s.answerRun(r.Context(), id, req, check, "elicitation"); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, nil)
-}
-
-// checkElicitationContent checks content against the flat object schema MCP
-// elicitation allows: required properties present, primitive types and enums right.
-func checkElicitationContent(schema json.RawMessage, content map[string]any) error {
-	if len(schema) == 0 || string(schema) == "null" {
-		return nil
-	}
-	var sc struct {
-		Properties map[string]struct {
-			Type string `json:"type"`
-			Enum []any  `json:"enum"`
-		} `json:"properties"`
-		Required []string `json:"required"`
-	}
-	if err := json.Unmarshal(schema, &sc); err != nil {
-		return nil // not a schema we can check; the server will judge
-	}
-	for _, k := range sc.Required {
-		if _, ok := content[k]; !ok {
-			return fmt.Errorf("missing required field %q", k)
-		}
-	}
-	for k, v := range content {
-		p, ok := sc.Properties[k]
-		if !ok {
-			continue
-		}
-		okType := true
-		switch p.Type {
-		case "string":
-			_, okType = v.(string)
-		case "boolean":
-			_, okType = v.(bool)
-		case "number":
-			_, okType = v.(float64)
-		case "integer":
-			f, isNum := v.(float64)
-			okType = isNum && f == float64(int64(f))
-		}
-		if !okType {
-			return fmt.Errorf("field %q must be of type %s", k, p.Type)
-		}
-		if len(p.Enum) > 0 && !slices.Contains(p.Enum, v) {
-			return fmt.Errorf("field %q must be one of %v", k, p.Enum)
-		}
-	}
-	return nil
-}
-
-// runMessage is one element of the run request body. role is ignored: every element
-// is a user message, as in the reference.
-type runMessage struct {
-	Role         string        `json:"role"`
-	Content      string        `json:"content"`
-	MultiContent []messagePart `json:"multi_content,omitempty"`
-}
-
-// runBody is the run request: the reference's bare array of messages, or the newer
-// object form {"messages":[…]} (API-UPSTREAM.md §3.1), whose messages are all new.
-// An object without "messages" is refused: it is most likely one message sent unwrapped.
-type runBody struct {
-	messages []runMessage
-	object   bool
-}
-
-func (b *runBody) UnmarshalJSON(data []byte) error {
-	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
-		return json.Unmarshal(data, &b.messages)
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil {
-		return err
-	}
-	msgs, ok := obj["messages"]
-	if !ok {
-		return errors.New(`want an array of messages or {"messages": [...]}`)
-	}
-	b.object = true
-	return json.Unmarshal(msgs, &b.messages)
-}
-
-// newMessages is what the body adds to the session.
-func (b *runBody) newMessages() []runMessage {
-	if b.object {
-		return b.messages
-	}
-	return arrayBodyMessages(b.messages)
-}
-
-func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
-	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
-	var body runBody
-	if err := s.readJSON(w, r, maxRunBody, &body); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	msgs := body.newMessages()
-	rec, err := s.st.session(r.Context(), sid)
-	if err != nil {
-		s.writeError(w, r, sessionErr(sid, err))
-		return
-	}
-	if err := checkFileParts(s.workDir(rec), msgs); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	dir, err := s.openSessionDir(rec.WorkingDir)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer dir.Close()
-	t, name, err := s.agents.runTeam(agentID, name)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer t.release()
-	items, err := s.st.items(r.Context(), rec.ID)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	ag, err := startAgent(t, items, name)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	rs, err := s.runs.start(rec, cancel)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer s.runs.finish(rs)
-	// Edits from now on reach rs directly; re-read the row so ones that landed while
-	// the request was being set up are not lost.
-	if rec, err = s.st.session(r.Context(), sid); err != nil {
-		s.writeError(w, r, sessionErr(sid, err))
-		return
-	}
-	// A session's first run turns thinking on when the agent's model configures a
-	// thinking budget, as the reference does; later toggles are never overridden.
-	if len(items) == 0 && !rec.Thinking && thinkingConfigured(t.file, ag, s.cfg.getenv) {
-		if err := s.st.setThinking(r.Context(), sid, true); err == nil {
-			rec.Thinking = true
-		}
-	}
-	rs.mu.Lock()
-	rs.title, rs.toolsApproved, rs.thinking, rs.permissions = rec.Title, rec.ToolsApproved, rec.Thinking, rec.Permissions
-	rs.mu.Unlock()
-	// The user's messages are stored before the stream opens, all or none, so a
-	// database that cannot take them is an HTTP error the client can retry (503 with
-	// Retry-After when busy), never a stream that started and then failed.
-	user := make([]chatMessage, len(msgs))
-	for i, m := range msgs {
-		user[i] = chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()}
-	}
-	positions, err := s.st.appendUserMessages(r.Context(), sid, user)
-	if err != nil {
-		s.writeError(w, r, sessionErr(sid, err))
-		return
-	}
-
-	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
-	defer sink.close()
-	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
-	rn.run(ctx, ag, user, positions, items)
-}
-
-// arrayBodyMessages is what a bare-array run body adds to the session: its last
-// element only. docker-agent's remote client keeps just the user's messages and
-// re-sends all of them every turn, so the earlier elements are already stored; the
-// reference records only the last too (but still shows the model the repeats, which
-// we do not). An object body {"messages":[…]} adds every message it holds.
-func arrayBodyMessages(body []runMessage) []runMessage {
-	if len(body) > 1 {
-		return body[len(body)-1:]
-	}
-	return body
-}
-
-// startAgent picks the agent a run starts with: the named one; else the agent that
-// last answered in this session (so a handoff sticks across runs); else the team's
-// default (root, else the first — the reference hard-codes root).
-func startAgent(t *team, items []sessionItem, name string) (*agentConfig, error) {
-	if name != "" {
-		if ag := t.file.agent(name); ag != nil {
-			return ag, nil
-		}
-		return nil, notFound("agent not found: %s (available agents: %s)", name, t.agentNames())
-	}
-	for i := len(items) - 1; i >= 0; i-- {
-		it := items[i]
-		if it.Type == "message" && it.Message != nil && it.Message.Role == "assistant" {
-			if ag := t.file.agent(it.AgentName); ag != nil {
-				return ag, nil
-			}
-			break
-		}
-	}
-	return t.file.defaultAgent(), nil
-}
-
-// thinkingConfigured reports whether the agent's model sets a thinking budget that is
-// not disabled (0 or "none").
-func thinkingConfigured(f *agentFile, ag *agentConfig, getenv func(string) string) bool {
-	spec, err := f.modelSpec(ag.Model, getenv)
-	if err != nil {
-		return false
-	}
-	switch b := spec.ThinkingBudget.(type) {
-	case int64:
-		return b != 0
-	case string:
-		return b != "" && !strings.EqualFold(b, "none")
-	}
-	return false
-}
-
-// checkFileParts refuses file attachments outside the session's working directory:
-// the reference uploads any server file a caller names (API.md §11.24).
-func checkFileParts(dir string, msgs []runMessage) error {
-	for _, m := range msgs {
-		for _, p := range m.MultiContent {
-			if p.File == nil || p.File.Path == "" {
-				continue
-			}
-			path := absPath(dir, p.File.Path)
-			real, err := filepath.EvalSymlinks(path)
-			if err != nil || !within(dir, real) {
-				return badRequest("file %q is not inside the session's working directory", p.File.Path)
-			}
-		}
-	}
-	return nil
-}
-
 // runner executes one run request: the root conversation and any sub-sessions
 // started by transfer_task, all reporting to one SSE stream.
 type runner struct {
@@ -518,24 +253,18 @@ type convo struct {
 // briefly for the title.
 func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, positions []int, items []sessionItem) {
 	c := newConvo(rn.root, items)
+	ctx = withToolSession(ctx, c.rec.ID)
 	rn.prefix(ctx, c, ag)
 	var contents []string
 	for i, m := range msgs {
 		c.history = append(c.history, m)
-		ev := newEvent("user_message", "message", m.Content)
-		if len(m.MultiContent) > 0 {
-			ev = newEvent("user_message", "message", m.Content, "multi_content", m.MultiContent)
-		}
-		rn.sink.send(ev.ctxKV("session_id", c.rec.ID, "session_position", positions[i]).ctx("", time.Now()))
+		rn.sink.send(userMessageEvent(m, c.rec.ID, positions[i]))
 		if strings.TrimSpace(m.Content) != "" {
 			contents = append(contents, m.Content)
 		}
 	}
-	rn.sink.send(newEvent("stream_started", "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
-	rn.rs.mu.Lock()
-	untitled := rn.rs.title == ""
-	rn.rs.mu.Unlock()
-	if untitled && len(contents) > 0 {
+	rn.sink.send(streamStartedEvent(c.rec.ID, ag.Name))
+	if rn.rs.untitled() && len(contents) > 0 {
 		rn.titleDone = make(chan struct{})
 		go rn.generateTitle(ctx, ag, contents)
 	}
@@ -544,9 +273,9 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	// Writes that failed are retried for a while, also when the client has gone; if
 	// they still fail, the client hears it before stream_stopped.
 	if err := rn.save.finish(context.WithoutCancel(ctx), cmp.Or(rn.s.cfg.saveRetryFor, saveRetryFor)); err != nil {
-		rn.sink.send(newEvent("error", "error", notSavedMessage(err)).ctx("", zeroTime))
+		rn.sink.send(errorEvent(notSavedMessage(err)))
 	}
-	rn.sink.send(newEvent("stream_stopped", "session_id", c.rec.ID).ctx(last.Name, time.Now()))
+	rn.sink.send(streamStoppedEvent(c.rec.ID, last.Name))
 	rn.onUserInput(ctx, c, last)
 	if rn.titleDone != nil {
 		select {
@@ -574,29 +303,20 @@ func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.sink.send(rn.agentInfo(ag))
 	rn.sessionStart(ctx, c, ag)
-	type agentDetails struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-		Provider    string `json:"provider"`
-		Model       string `json:"model"`
-	}
-	var details []agentDetails
+	var details []teamAgentJSON
 	for _, a := range rn.team.file.Agents {
 		spec, _ := rn.team.file.modelSpec(a.Model, rn.s.cfg.getenv)
-		details = append(details, agentDetails{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
+		details = append(details, teamAgentJSON{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
 	}
-	rn.sink.send(newEvent("team_info", "available_agents", details, "current_agent", ag.Name).ctx(ag.Name, time.Now()))
+	rn.sink.send(teamInfoEvent(details, ag.Name))
 	ragStart(rn.team.toolsets(ag).rag, rn.s.cfg.clientEnv, ag.Name, rn.sink.send)
 	rn.listTools(ctx, ag, true)
 }
 
+// agentInfo announces ag with the model it answers with in this session.
 func (rn *runner) agentInfo(ag *agentConfig) *event {
-	spec, _ := rn.team.file.modelSpec(ag.Model, rn.s.cfg.getenv)
-	ev := newEvent("agent_info", "agent_name", ag.Name, "model", spec.Provider+"/"+spec.Model, "description", rn.team.describe(ag.Description))
-	if ag.WelcomeMessage != "" {
-		ev.ctxKV("welcome_message", rn.team.describe(ag.WelcomeMessage))
-	}
-	return ev.ctxKV("timestamp", time.Now().Format(time.RFC3339Nano))
+	spec, _ := rn.team.file.modelSpec(rn.agentModelRef(ag), rn.s.cfg.getenv)
+	return rn.agentInfoModel(ag, spec.Provider+"/"+spec.Model)
 }
 
 // listTools lists the agent's tools with the events the reference emits around it:
@@ -606,16 +326,16 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 	tools, warnings := rn.team.agentTools(ctx, ag, rn.root.WorkingDir)
 	for _, w := range warnings {
 		if warn {
-			rn.sink.send(newEvent("warning", "message", w).ctx(ag.Name, time.Now()))
+			rn.sink.send(warningEvent(w, ag.Name))
 		}
 	}
 	hasSets := len(ag.Toolsets) > 0 || len(ag.SubAgents) > 0 || len(ag.Handoffs) > 0 || len(rn.team.toolsets(ag).rag) > 0 ||
 		rn.team.skillsFor(ctx, ag, rn.root.WorkingDir) != nil // found skills are a toolset in the reference
 	if hasSets {
-		rn.sink.send(newEvent("mcp_init_started").ctx(ag.Name, time.Now()))
-		rn.sink.send(newEvent("mcp_init_finished").ctx(ag.Name, time.Now()))
+		rn.sink.send(mcpInitStartedEvent(ag.Name))
+		rn.sink.send(mcpInitFinishedEvent(ag.Name))
 	}
-	rn.sink.send(newEvent("toolset_info", "available_tools", len(tools), "loading", false).ctx(ag.Name, time.Now()))
+	rn.sink.send(toolsetInfoEvent(len(tools), ag.Name))
 	return tools
 }
 
@@ -624,7 +344,8 @@ func (rn *runner) listTools(ctx context.Context, ag *agentConfig, warn bool) []t
 func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentConfig {
 	// The session's own limit wins over the agent's, also after a handoff.
 	maxIter := cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
-	chain, chainErr := rn.chainFor(ag)
+	ctx = withToolSession(ctx, c.rec.ID)
+	var models turnModels // tools_models.go
 	for iter := 0; ; iter++ {
 		if ctx.Err() != nil {
 			return ag
@@ -637,14 +358,16 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			}
 			maxIter += more
 		}
+		chain, chainErr := models.pick(rn, c, ag)
 		if chainErr != nil {
-			rn.sink.send(newEvent("error", "error", chainErr.Error()).ctx("", zeroTime))
+			rn.sink.send(errorEvent(chainErr.Error()))
 			return ag
 		}
 		msg, err := rn.turn(ctx, c, ag, chain, tools)
+		models.turnDone(rn, ag)
 		if err != nil {
 			if ctx.Err() == nil {
-				rn.sink.send(newEvent("error", "error", err.Error()).ctx("", zeroTime))
+				rn.sink.send(errorEvent(err.Error()))
 			}
 			return ag
 		}
@@ -652,24 +375,29 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			return ag
 		}
 		next := rn.runToolCalls(ctx, c, ag, msg.ToolCalls, tools)
+		models.afterTools(msg.ToolCalls, tools)
 		if next != ag {
 			ag = next
-			chain, chainErr = rn.chainFor(ag)
 			maxIter = cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 			iter = -1
 		}
 	}
 }
 
-// chainFor builds the agent's model chain (primary plus fallbacks).
-func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
+// chainFor builds the agent's model chain: ref (its model, or the one chosen for the
+// turn) plus the agent's fallbacks.
+func (rn *runner) chainFor(ag *agentConfig, ref string) (*modelChain, error) {
 	f := rn.team.file
-	primary, err := f.modelSpec(ag.Model, rn.s.cfg.getenv)
+	primary, err := f.modelSpec(ref, rn.s.cfg.getenv)
 	if err != nil {
 		return nil, err
 	}
-	if err := requiredEnv(f, []*agentConfig{ag}, rn.s.cfg.getenv); err != nil {
-		return nil, err
+	// Through a models gateway the gateway holds the keys (the reference skips the
+	// check then too).
+	if rn.s.cfg.clientEnv.Gateway == "" {
+		if err := requiredEnv(f, []*agentConfig{ag}, rn.s.cfg.getenv); err != nil {
+			return nil, err
+		}
 	}
 	var fallbacks []modelSpec
 	if ag.Fallback != nil {
@@ -688,7 +416,7 @@ func (rn *runner) chainFor(ag *agentConfig) (*modelChain, error) {
 // more turns, anything else ends the run with a note in the conversation.
 func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, max int) (more int, stop bool) {
 	p := rn.rs.ask("max_iterations", toolCall{}, nil)
-	rn.sink.send(newEvent("max_iterations_reached", "max_iterations", max).ctx("", zeroTime))
+	rn.sink.send(maxIterationsReachedEvent(max))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -706,7 +434,7 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 func (rn *runner) addMessage(ctx context.Context, c *convo, ag *agentConfig, m *chatMessage) {
 	rn.appendMessage(ctx, c.rec.ID, ag.Name, m, false)
 	c.history = append(c.history, *m)
-	rn.sink.send(newEvent("message_added", "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
+	rn.sink.send(messageAddedEvent(c.rec.ID, ag.Name))
 }
 
 // appendMessage stores a copy of m in session id through the run's saver.
@@ -721,138 +449,175 @@ func (rn *runner) appendMessage(ctx context.Context, id, agent string, m *chatMe
 // turn streams one model answer, forwarding deltas as events and persisting the
 // answer as it grows (at most once per flushEvery, and at the end).
 func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *modelChain, tools []tool) (*chatMessage, error) {
-	rn.rs.mu.Lock()
-	thinking := rn.rs.thinking
-	rn.rs.mu.Unlock()
+	req := rn.modelRequest(ctx, c, ag, tools)
+	a := newAnswer()
+	spec, err := chain.stream(ctx, req, func(ev modelEvent) {
+		rn.forward(c, ag, tools, ev, a.add(ev))
+		if time.Since(a.savedAt) >= flushEvery && !a.empty() {
+			rn.saveAnswer(ctx, c, ag, a)
+		}
+	}, func(n fallbackNotice) {
+		rn.sink.send(modelFallbackEvent(n, ag.Name))
+	})
+	if err != nil {
+		if !a.empty() {
+			a.calls = nil // half-streamed tool calls cannot be answered
+			if ctx.Err() == nil {
+				// The provider failed mid-answer: mark the kept text as incomplete, on
+				// the wire and on disk alike, so neither reader takes it as whole.
+				a.content.WriteString(answerCutMarker)
+				rn.sink.send(agentChoiceEvent(answerCutMarker, c.rec.ID, ag.Name))
+			}
+			rn.saveAnswer(ctx, c, ag, a)
+			c.history = append(c.history, a.msg)
+		}
+		return nil, err
+	}
+	msg := &a.msg
+	for _, tc := range a.calls {
+		msg.ToolDefinitions = append(msg.ToolDefinitions, toolDefByName(tools, tc.Function.Name))
+	}
+	msg.Model = cmp.Or(a.model, spec.Provider+"/"+spec.Model)
+	price := priceOf(spec.Model)
+	if a.usage != nil {
+		msg.Usage = a.usage
+		msg.Cost = price.cost(a.usage)
+	}
+	rn.saveAnswer(ctx, c, ag, a)
+	c.history = append(c.history, *msg)
+	c.cost += msg.Cost
+	rn.sink.send(messageAddedEvent(c.rec.ID, ag.Name))
+	rn.tokenUsage(ctx, c, ag, msg, price)
+	return msg, nil
+}
+
+// modelRequest is the request of one turn: system prompt, history, tools.
+func (rn *runner) modelRequest(ctx context.Context, c *convo, ag *agentConfig, tools []tool) *modelRequest {
 	defs := make([]toolDef, len(tools))
 	for i, t := range tools {
 		defs[i] = t.def
 	}
 	history := repairToolCalls(trimHistory(c.history, ag.NumHistoryItems))
-	req := &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), history...), Tools: defs, Thinking: thinking}
+	return &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), history...), Tools: defs, Thinking: rn.rs.settings().thinking}
+}
 
-	msg := &chatMessage{Role: "assistant", CreatedAt: nowRFC3339()}
-	var (
-		content, reasoning strings.Builder
-		usage              *messageUsage
-		reported           string
-		itemID             int64
-		lastFlush          = time.Now()
-		calls              []*toolCall
-		byID               = map[string]*toolCall{}
-	)
-	wctx := context.WithoutCancel(ctx)
-	flush := func(final bool) {
-		msg.Content, msg.ReasoningContent = content.String(), reasoning.String()
-		msg.ToolCalls = nil
-		for _, tc := range calls {
-			msg.ToolCalls = append(msg.ToolCalls, *tc)
+// forward sends the events a model event shows the client; tc is the tool call the
+// event started or extended, if any.
+func (rn *runner) forward(c *convo, ag *agentConfig, tools []tool, ev modelEvent, tc *toolCall) {
+	switch ev.Kind {
+	case evText:
+		rn.sendDelta(ev, agentChoiceEvent(ev.Text, c.rec.ID, ag.Name))
+	case evReasoning:
+		if ev.Text != "" {
+			rn.sendDelta(ev, agentChoiceReasoningEvent(ev.Text, c.rec.ID, ag.Name))
 		}
-		if !final && msg.Content == "" && msg.ReasoningContent == "" {
-			return
-		}
-		// A snapshot: a write that fails is retried later with what it held, unless a
-		// newer snapshot of the same message replaces it first (same key).
-		snap := *msg
-		rn.save.save(wctx, &itemID, "the answer in session "+c.rec.ID, func(ctx context.Context) error {
-			if itemID != 0 {
-				return rn.s.st.updateMessage(ctx, itemID, &snap)
-			}
-			id, _, err := rn.s.st.appendMessage(ctx, c.rec.ID, ag.Name, &snap, false)
-			if err == nil {
-				itemID = id
-			}
-			return err
-		})
-		lastFlush = time.Now()
-	}
-	defByName := func(name string) toolDef {
-		for _, t := range tools {
-			if t.def.Name == name {
-				return t.def
-			}
-		}
-		return toolDef{Name: name}
-	}
-	send := func(ev modelEvent, e *event) {
-		if ev.More {
-			rn.sink.sendBuffered(e)
-		} else {
-			rn.sink.send(e)
+	case evToolCallStart, evToolCallArgs:
+		if tc != nil {
+			rn.sink.send(partialToolCallEvent(tc, toolDefByName(tools, tc.Function.Name), ag.Name))
 		}
 	}
-	emit := func(ev modelEvent) {
-		if ev.Model != "" {
-			reported = ev.Model
-		}
-		switch ev.Kind {
-		case evText:
-			content.WriteString(ev.Text)
-			send(ev, newEvent("agent_choice", "content", ev.Text, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
-		case evReasoning:
-			reasoning.WriteString(ev.Text)
-			if ev.Signature != "" {
-				msg.ThinkingSignature = ev.Signature
-			}
-			if ev.Text != "" {
-				send(ev, newEvent("agent_choice_reasoning", "content", ev.Text, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
-			}
-		case evToolCallStart:
-			tc := &toolCall{ID: ev.ToolID, Type: "function", Function: functionCall{Name: ev.ToolName}}
-			calls = append(calls, tc)
-			byID[ev.ToolID] = tc
-			rn.sink.send(newEvent("partial_tool_call", "tool_call", tc, "tool_definition", defByName(tc.Function.Name)).ctx(ag.Name, time.Now()))
-		case evToolCallArgs:
-			if tc := byID[ev.ToolID]; tc != nil {
-				tc.Function.Arguments += ev.Text
-				rn.sink.send(newEvent("partial_tool_call", "tool_call", tc, "tool_definition", defByName(tc.Function.Name)).ctx(ag.Name, time.Now()))
-			}
-		case evUsage:
-			usage = ev.Usage
-		}
-		if ev.ThoughtSignature != nil {
-			msg.ThoughtSignature = ev.ThoughtSignature
-		}
-		if time.Since(lastFlush) >= flushEvery {
-			flush(false)
+}
+
+// sendDelta sends a text delta, buffered when the provider had already delivered
+// more (the next send flushes both in one write).
+func (rn *runner) sendDelta(ev modelEvent, e *event) {
+	if ev.More {
+		rn.sink.sendBuffered(e)
+	} else {
+		rn.sink.send(e)
+	}
+}
+
+// toolDefByName is the definition of the named tool, or a bare one naming it.
+func toolDefByName(tools []tool, name string) toolDef {
+	for _, t := range tools {
+		if t.def.Name == name {
+			return t.def
 		}
 	}
-	spec, err := chain.stream(ctx, req, emit, func(n fallbackNotice) {
-		rn.sink.send(newEvent("model_fallback", "failed_model", n.FailedModel, "fallback_model", n.FallbackModel,
-			"reason", n.Reason, "attempt", n.Attempt, "max_attempts", n.MaxAttempts).ctx(ag.Name, zeroTime))
+	return toolDef{Name: name}
+}
+
+// saveAnswer stores a snapshot of the answer so far through the run's saver: the
+// first write appends the message, later ones update it. A write that fails is
+// retried later with what it held, unless a newer snapshot of the same message
+// replaces it first (same key).
+func (rn *runner) saveAnswer(ctx context.Context, c *convo, ag *agentConfig, a *answer) {
+	a.sync()
+	snap := a.msg
+	rn.save.save(context.WithoutCancel(ctx), &a.itemID, "the answer in session "+c.rec.ID, func(ctx context.Context) error {
+		if a.itemID != 0 {
+			return rn.s.st.updateMessage(ctx, a.itemID, &snap)
+		}
+		id, _, err := rn.s.st.appendMessage(ctx, c.rec.ID, ag.Name, &snap, false)
+		if err == nil {
+			a.itemID = id
+		}
+		return err
 	})
-	if err != nil {
-		if content.Len() > 0 || reasoning.Len() > 0 {
-			calls = nil // half-streamed tool calls cannot be answered
-			if ctx.Err() == nil {
-				// The provider failed mid-answer: mark the kept text as incomplete, on
-				// the wire and on disk alike, so neither reader takes it as whole.
-				content.WriteString(answerCutMarker)
-				rn.sink.send(newEvent("agent_choice", "content", answerCutMarker, "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
-			}
-			flush(true)
-			c.history = append(c.history, *msg)
+	a.savedAt = time.Now()
+}
+
+// answer accumulates one streamed model answer: its text, reasoning, tool calls,
+// signatures, usage and the model the provider reported. It belongs to the run's
+// goroutine.
+type answer struct {
+	msg                chatMessage // the assistant message; sync brings it up to date
+	content, reasoning strings.Builder
+	calls              []*toolCall
+	byID               map[string]*toolCall
+	usage              *messageUsage
+	model              string    // as the provider reported it ("" if it did not)
+	itemID             int64     // the stored message, once saved
+	savedAt            time.Time // when the last snapshot was saved (or the turn began)
+}
+
+func newAnswer() *answer {
+	return &answer{msg: chatMessage{Role: "assistant", CreatedAt: nowRFC3339()}, byID: map[string]*toolCall{}, savedAt: time.Now()}
+}
+
+// add takes one model event; it returns the tool call the event started or
+// extended, if any.
+func (a *answer) add(ev modelEvent) *toolCall {
+	if ev.Model != "" {
+		a.model = ev.Model
+	}
+	var tc *toolCall
+	switch ev.Kind {
+	case evText:
+		a.content.WriteString(ev.Text)
+	case evReasoning:
+		a.reasoning.WriteString(ev.Text)
+		if ev.Signature != "" {
+			a.msg.ThinkingSignature = ev.Signature
 		}
-		return nil, err
+	case evToolCallStart:
+		tc = &toolCall{ID: ev.ToolID, Type: "function", Function: functionCall{Name: ev.ToolName}}
+		a.calls = append(a.calls, tc)
+		a.byID[ev.ToolID] = tc
+	case evToolCallArgs:
+		if tc = a.byID[ev.ToolID]; tc != nil {
+			tc.Function.Arguments += ev.Text
+		}
+	case evUsage:
+		a.usage = ev.Usage
 	}
-	for _, tc := range calls {
-		msg.ToolDefinitions = append(msg.ToolDefinitions, defByName(tc.Function.Name))
+	if ev.ThoughtSignature != nil {
+		a.msg.ThoughtSignature = ev.ThoughtSignature
 	}
-	msg.Model = reported
-	if msg.Model == "" {
-		msg.Model = spec.Provider + "/" + spec.Model
+	return tc
+}
+
+// empty reports whether neither text nor reasoning has arrived.
+func (a *answer) empty() bool { return a.content.Len() == 0 && a.reasoning.Len() == 0 }
+
+// sync copies the text, reasoning and tool calls so far into msg.
+func (a *answer) sync() {
+	a.msg.Content, a.msg.ReasoningContent = a.content.String(), a.reasoning.String()
+	a.msg.ToolCalls = nil
+	for _, tc := range a.calls {
+		a.msg.ToolCalls = append(a.msg.ToolCalls, *tc)
 	}
-	price := priceOf(spec.Model)
-	if usage != nil {
-		msg.Usage = usage
-		msg.Cost = price.cost(usage)
-	}
-	flush(true)
-	c.history = append(c.history, *msg)
-	c.cost += msg.Cost
-	rn.sink.send(newEvent("message_added", "session_id", c.rec.ID).ctx(ag.Name, time.Now()))
-	rn.tokenUsage(ctx, c, ag, msg, price)
-	return msg, nil
 }
 
 // answerCutMarker ends an answer that the provider stopped sending part-way.
@@ -870,7 +635,7 @@ func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg
 		ContextLimit: price.context, Cost: c.cost,
 		LastMessage: &lastMessageJSON{*u, msg.Cost, msg.Model},
 	}
-	rn.sink.send(newEvent("token_usage", "session_id", c.rec.ID, "usage", usage).ctx(ag.Name, time.Now()))
+	rn.sink.send(tokenUsageEvent(c.rec.ID, usage, ag.Name))
 	id, cost := c.rec.ID, c.cost
 	rn.save.save(context.WithoutCancel(ctx), "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {
 		return rn.s.st.setUsage(ctx, id, in, u.OutputTokens, cost)
@@ -1020,22 +785,6 @@ func trimHistory(h []chatMessage, n int) []chatMessage {
 	return out
 }
 
-// Tool definitions of the delegation tools the runtime itself implements.
-var (
-	transferTaskDef = toolDef{
-		Name: "transfer_task", Category: "transfer",
-		Description: "Delegate a task to one of your sub-agents and get its answer back. Give the agent the full context it needs.",
-		Parameters:  json.RawMessage(`{"additionalProperties":false,"properties":{"agent":{"type":"string","description":"The name of the agent to transfer the task to."},"expected_output":{"type":"string","description":"What the agent should return."},"task":{"type":"string","description":"A clear description of the task to do."}},"required":["agent","task","expected_output"],"type":"object"}`),
-		Annotations: toolAnnotations{ReadOnlyHint: true, Title: "Transfer Task"},
-	}
-	handoffDef = toolDef{
-		Name: "handoff", Category: "handoff",
-		Description: "Hand the conversation over to another agent, which answers from now on.",
-		Parameters:  json.RawMessage(`{"additionalProperties":false,"properties":{"agent":{"type":"string","description":"The name of the agent to hand off to."}},"required":["agent"],"type":"object"}`),
-		Annotations: toolAnnotations{ReadOnlyHint: true, Title: "Handoff"},
-	}
-)
-
 // runToolCalls handles the tool calls of one assistant message in order, each with
 // its own approval. It returns the agent that answers next (changed by handoff).
 func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, calls []toolCall, tools []tool) *agentConfig {
@@ -1068,10 +817,16 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
 			continue
 		}
-		rn.sink.send(newEvent("tool_call", "tool_call", call, "tool_definition", tl.def).ctx(ag.Name, time.Now()))
+		rn.sink.send(toolCallEvent(call, tl.def, ag.Name))
 		switch call.Function.Name {
 		case "transfer_task":
 			res = rn.transferTask(ctx, c, ag, call)
+		case "change_model", "revert_model":
+			if !isModelPickerCall(tl.def) {
+				res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
+				break
+			}
+			res = rn.pickModel(ctx, ag, call)
 		case "handoff":
 			var to *agentConfig
 			res, to = rn.handoff(ag, call)
@@ -1105,25 +860,7 @@ func (rn *runner) toolEnv(c *convo) *toolEnv {
 // posted to /api/sessions/{root}/elicitation.
 func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
 	p := rn.rs.ask("elicitation", toolCall{}, req.Schema)
-	ev := newEvent("elicitation_request", "message", req.Message)
-	if req.Mode != "" {
-		ev.ctxKV("mode", req.Mode)
-	}
-	schema := req.Schema
-	if len(schema) == 0 {
-		schema = json.RawMessage("null")
-	}
-	ev.ctxKV("schema", schema)
-	if req.URL != "" {
-		ev.ctxKV("url", req.URL)
-	}
-	if req.ElicitationID != "" {
-		ev.ctxKV("elicitation_id", req.ElicitationID)
-	}
-	if len(req.Meta) > 0 {
-		ev.ctxKV("meta", req.Meta)
-	}
-	rn.sink.send(ev.ctx("", time.Now()))
+	rn.sink.send(elicitationRequestEvent(req))
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return elicitationResponse{Action: "cancel"}, err
@@ -1134,7 +871,7 @@ func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitati
 // toolResponse records a tool result: tool_call_response, the stored tool message,
 // message_added.
 func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef, res toolResult) {
-	rn.sink.send(newEvent("tool_call_response", "tool_call", call, "tool_definition", def, "response", res.Output, "result", res).ctx(ag.Name, time.Now()))
+	rn.sink.send(toolCallResponseEvent(call, def, res, ag.Name))
 	content := res.Output
 	if content == "" {
 		content = "(no output)"
@@ -1158,13 +895,11 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	}
 	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
 	team := rn.team.file.Permissions
-	rn.rs.mu.Lock()
-	yolo, session := rn.rs.toolsApproved, rn.rs.permissions
-	rn.rs.mu.Unlock()
-	if yolo {
+	set := rn.rs.settings()
+	if set.toolsApproved {
 		return toolResult{}, true
 	}
-	decision := ""
+	decision, session := "", set.permissions
 	if session != nil {
 		switch {
 		case matchAny(session.Deny, name, args, true):
@@ -1202,7 +937,7 @@ func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
 	p := rn.rs.ask("confirmation", call, nil)
-	rn.sink.send(newEvent("tool_call_confirmation", "tool_call", call, "tool_definition", def).ctx(ag.Name, time.Now()))
+	rn.sink.send(toolCallConfirmationEvent(call, def, ag.Name))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -1212,25 +947,23 @@ func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def tool
 	wctx := context.WithoutCancel(ctx)
 	switch req.Confirmation {
 	case "approve-session":
+		// The run goes on approved either way; a failed write only means a later
+		// run of the session asks again, so it is logged, not retried (a retry could
+		// undo a toggle the user makes meanwhile).
 		rn.rs.setToolsApproved(true)
-		rn.s.st.setToolsApproved(wctx, rn.rs.sessionID, true)
+		if err := rn.s.st.setToolsApproved(wctx, rn.rs.sessionID, true); err != nil {
+			rn.s.log.Warn("approve-session: storing tools_approved failed; it holds for this run only", "session", rn.rs.sessionID, "err", err)
+		}
 	case "approve-tool":
 		name, ok := exactPattern(call.Function.Name)
 		if !ok {
 			rn.s.log.Warn("approve-tool: tool name cannot be a pattern; approving this call only", "tool", call.Function.Name)
 			break
 		}
-		rn.rs.mu.Lock()
-		perms := permissionsConfig{}
-		if rn.rs.permissions != nil {
-			perms = *rn.rs.permissions
+		perms := rn.rs.allowTool(name)
+		if err := rn.s.st.setPermissions(wctx, rn.rs.sessionID, perms); err != nil {
+			rn.s.log.Warn("approve-tool: storing the permissions failed; they hold for this run only", "session", rn.rs.sessionID, "tool", name, "err", err)
 		}
-		if !slices.Contains(perms.Allow, name) {
-			perms.Allow = append(slices.Clone(perms.Allow), name)
-		}
-		rn.rs.permissions = &perms
-		rn.rs.mu.Unlock()
-		rn.s.st.setPermissions(wctx, rn.rs.sessionID, &perms)
 	case "reject":
 		msg := "The user rejected the tool call."
 		if r := strings.TrimSpace(req.Reason); r != "" {
@@ -1239,92 +972,6 @@ func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def tool
 		return toolErrorf("%s", msg), false
 	}
 	return toolResult{}, true
-}
-
-// handoff switches the conversation to another agent of the current agent's handoffs.
-func (rn *runner) handoff(ag *agentConfig, call toolCall) (toolResult, *agentConfig) {
-	var args struct {
-		Agent string `json:"agent"`
-	}
-	json.Unmarshal([]byte(call.Function.Arguments), &args)
-	if !slices.Contains(ag.Handoffs, args.Agent) {
-		return toolErrorf("Agent %s cannot hand off to %s: target agent not in handoffs list. Available agent IDs are: %s", ag.Name, args.Agent, strings.Join(ag.Handoffs, ", ")), nil
-	}
-	to := rn.team.file.agent(args.Agent)
-	if to == nil {
-		return toolErrorf("agent %s is not part of this team", args.Agent), nil
-	}
-	return toolResult{Output: fmt.Sprintf("The agent %s handed off the conversation to you. Continue the conversation with the user; the full history is above.", ag.Name)}, to
-}
-
-// transferTask runs a sub-agent in a child session and returns its last answer.
-func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConfig, call toolCall) toolResult {
-	var args struct {
-		Agent          string `json:"agent"`
-		Task           string `json:"task"`
-		ExpectedOutput string `json:"expected_output"`
-	}
-	if err := json.Unmarshal([]byte(call.Function.Arguments), &args); err != nil {
-		return toolErrorf("invalid arguments: %v", err)
-	}
-	if !slices.Contains(ag.SubAgents, args.Agent) {
-		return toolErrorf("Agent %s cannot transfer task to %s: target agent not in sub-agents list. Available agent IDs are: %s", ag.Name, args.Agent, strings.Join(ag.SubAgents, ", "))
-	}
-	sub := rn.team.file.agent(args.Agent)
-	if sub == nil {
-		return toolErrorf("agent %s is not part of this team (external sub-agents are not supported)", args.Agent)
-	}
-	chain := append(slices.Clone(parent.agents), ag.Name)
-	if slices.Contains(chain, sub.Name) || len(chain) >= maxTransferDepth {
-		return toolErrorf("cannot transfer task to %s: delegation cycle or depth limit (%s)", sub.Name, strings.Join(append(chain, sub.Name), " → "))
-	}
-	wctx := context.WithoutCancel(ctx)
-	rn.rs.mu.Lock()
-	yolo, thinking := rn.rs.toolsApproved, rn.rs.thinking
-	rn.rs.mu.Unlock()
-	rec := &sessionRecord{ID: newUUID(), CreatedAt: time.Now(), ToolsApproved: yolo, Thinking: thinking,
-		MaxIterations: sub.MaxIterations, WorkingDir: parent.rec.WorkingDir, ParentID: parent.rec.ID,
-		AgentModelOverrides: "{}", CustomModelsUsed: "[]"}
-	if err := rn.s.st.createSession(wctx, rec); err != nil {
-		return toolErrorf("creating the sub-session: %v", err)
-	}
-	child := &convo{rec: rec, agents: chain}
-	task := "You are a member of a team of agents. Your goal is to complete the following task:\n\n<task>\n" + args.Task + "\n</task>"
-	if args.ExpectedOutput != "" {
-		task += "\n\n<expected_output>\n" + args.ExpectedOutput + "\n</expected_output>"
-	}
-	sys := chatMessage{Role: "system", Content: task, CreatedAt: nowRFC3339()}
-	proceed := chatMessage{Role: "user", Content: "Please proceed.", CreatedAt: nowRFC3339()}
-	rn.appendMessage(wctx, rec.ID, sub.Name, &sys, false)
-	rn.appendMessage(wctx, rec.ID, "", &proceed, true)
-	child.history = []chatMessage{sys, proceed}
-
-	rn.sink.send(newEvent("agent_switching", "switching", true, "from_agent", ag.Name, "to_agent", sub.Name).ctx(sub.Name, time.Now()))
-	rn.sink.send(rn.agentInfo(sub))
-	rn.prefix(ctx, child, sub)
-	rn.sink.send(newEvent("stream_started", "session_id", rec.ID).ctx(sub.Name, time.Now()))
-	last := rn.loop(ctx, child, sub)
-	rn.sessionEnd(ctx, child, last)
-	rn.sink.send(newEvent("stream_stopped", "session_id", rec.ID).ctx(last.Name, time.Now()))
-
-	rn.save.save(wctx, nil, "the sub-session link of session "+parent.rec.ID, func(ctx context.Context) error {
-		return rn.s.st.appendSubSession(ctx, parent.rec.ID, rec.ID)
-	})
-	if full, err := rn.s.st.session(wctx, rec.ID); err == nil {
-		items, _ := rn.s.st.items(wctx, rec.ID)
-		rn.sink.send(newEvent("sub_session_completed", "parent_session_id", parent.rec.ID, "sub_session", toSessionJSON(full, items)).ctx(last.Name, time.Now()))
-	}
-	rn.sink.send(newEvent("agent_switching", "switching", false, "from_agent", sub.Name, "to_agent", ag.Name).ctx(ag.Name, time.Now()))
-	rn.sink.send(rn.agentInfo(ag))
-	if ctx.Err() != nil {
-		return toolErrorf("The tool call was canceled by the user.")
-	}
-	for i := len(child.history) - 1; i >= 0; i-- {
-		if m := child.history[i]; m.Role == "assistant" && m.Content != "" {
-			return toolResult{Output: m.Content}
-		}
-	}
-	return toolErrorf("Error calling tool: the agent %s gave no answer", sub.Name)
 }
 
 // generateTitle asks the agent's model for a short title, once, with a timeout and
@@ -1338,7 +985,7 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 	}()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), titleTimeout)
 	defer cancel()
-	chain, err := rn.chainFor(ag)
+	chain, err := rn.chainFor(ag, ag.Model)
 	if err != nil {
 		return
 	}
@@ -1379,18 +1026,17 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 	}
 	// A title set meanwhile by PATCH …/title wins, whether it reached the run state
 	// or only the store.
-	rn.rs.mu.Lock()
-	set := false
-	if rn.rs.title == "" {
-		if set, err = rn.s.st.setTitleIfEmpty(ctx, rn.root.ID, title); set {
-			rn.rs.title = title
-		}
-	}
-	rn.rs.mu.Unlock()
-	if !set || err != nil {
+	set, err := rn.rs.setTitleIfUntitled(title, func() (bool, error) {
+		return rn.s.st.setTitleIfEmpty(ctx, rn.root.ID, title)
+	})
+	if err != nil {
+		rn.s.log.Warn("storing the generated title failed", "session", rn.root.ID, "err", err)
 		return
 	}
-	rn.sink.send(newEvent("session_title", "session_id", rn.root.ID, "title", title).ctx("", zeroTime))
+	if !set {
+		return
+	}
+	rn.sink.send(sessionTitleEvent(rn.root.ID, title))
 }
 
 // firstLine is the first non-blank line of s, trimmed, cut to at most max bytes at a
@@ -1414,45 +1060,4 @@ func firstLine(s string, max int) string {
 		return strings.TrimSpace(t[:cut])
 	}
 	return ""
-}
-
-// modelPrice is USD per million tokens, and the context window, for cost reporting.
-type modelPrice struct {
-	in, out, cacheRead, cacheWrite float64
-	context                        int64
-}
-
-// cost of one call; zero for unknown models.
-func (p modelPrice) cost(u *messageUsage) float64 {
-	return (float64(u.InputTokens)*p.in + float64(u.OutputTokens)*p.out +
-		float64(u.CachedInputTokens)*p.cacheRead + float64(u.CacheWriteTokens)*p.cacheWrite) / 1e6
-}
-
-// modelPrices covers common models offline (the reference fetches models.dev).
-var modelPrices = map[string]modelPrice{
-	"gpt-4o":            {2.5, 10, 1.25, 0, 128000},
-	"gpt-4o-mini":       {0.15, 0.6, 0.075, 0, 128000},
-	"gpt-4.1":           {2, 8, 0.5, 0, 1047576},
-	"gpt-4.1-mini":      {0.4, 1.6, 0.1, 0, 1047576},
-	"gpt-5":             {1.25, 10, 0.125, 0, 400000},
-	"gpt-5-mini":        {0.25, 2, 0.025, 0, 400000},
-	"claude-sonnet-4-0": {3, 15, 0.3, 3.75, 200000},
-	"claude-sonnet-4-5": {3, 15, 0.3, 3.75, 200000},
-	"claude-opus-4-1":   {15, 75, 1.5, 18.75, 200000},
-	"claude-haiku-4-5":  {1, 5, 0.1, 1.25, 200000},
-	"gemini-2.5-flash":  {0.3, 2.5, 0.075, 0, 1048576},
-	"gemini-2.5-pro":    {1.25, 10, 0.31, 0, 1048576},
-}
-
-// priceOf finds a model's price, also for dated ids such as gpt-4o-2024-08-06 and
-// Bedrock ids such as global.anthropic.claude-sonnet-4-5-20250929-v1:0.
-func priceOf(model string) modelPrice {
-	model = bedrockBaseModel(model)
-	best := ""
-	for name := range modelPrices {
-		if (model == name || strings.HasPrefix(model, name+"-")) && len(name) > len(best) {
-			best = name
-		}
-	}
-	return modelPrices[best]
 }

@@ -294,3 +294,44 @@ func TestBodyBudget(t *testing.T) {
 		t.Errorf("429 = %v %s; want Retry-After and a JSON error", hdr, b)
 	}
 }
+
+// Runs in flight count against a memory budget: beyond it a run gets 429 with
+// Retry-After before it costs anything, well under --max-runs; the slot comes back
+// when the run ends.
+func TestRunMemoryBudget(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "echo x")}})
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, shellThinkYAML)}, func(c *serverConfig) { c.runBudget = runMemoryCost })
+	e.setenv("OPENAI_API_KEY", "k")
+	first := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+first+"/agent/a", []map[string]any{{"content": "go"}})
+	s.until("tool_call_confirmation")
+	second := e.newSession(map[string]any{"title": "t"})
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/sessions/"+second+"/agent/a", strings.NewReader(`[{"content":"x"}]`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), `"error":"server busy: too many runs`) {
+		t.Fatalf("run beyond the memory budget = %d Retry-After=%q %s; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), b)
+	}
+	e.do("POST", "/api/sessions/"+first+"/resume", map[string]string{"confirmation": "reject"})
+	s.all()
+	waitFor(t, "budget freed", func() bool {
+		code, _ := e.do("POST", "/api/sessions/"+second+"/agent/a", `[{"content":"x"}]`)
+		return code == 200
+	})
+}
+
+// The defaults admit at least 4,096 concurrent runs, and the memory budget is sized
+// from the memory there is.
+func TestRunLimitDefaults(t *testing.T) {
+	if defaultMaxRuns < 4096 {
+		t.Errorf("defaultMaxRuns = %d; want at least 4096", defaultMaxRuns)
+	}
+	if mem := systemMemory(); defaultRunMemory != mem/2 || mem < 64<<20 {
+		t.Errorf("defaultRunMemory = %d of %d bytes", defaultRunMemory, mem)
+	}
+}

@@ -38,6 +38,7 @@ type serverConfig struct {
 	heartbeat    time.Duration   // idle-stream comment interval; 0 = heartbeatEvery
 	bodyGrace    time.Duration   // request body read deadline before size is counted; 0 = bodyReadGrace
 	bodyBudget   int64           // bytes for request bodies in flight; 0 = maxBodyMemory
+	runBudget    int64           // estimated bytes of runs in flight; 0 = defaultRunMemory
 	protected    *protectedFiles // the server's secret files, refused to file tools
 	saveRetryFor time.Duration   // how long a run retries writes that failed; 0 = saveRetryFor
 }
@@ -50,7 +51,8 @@ type server struct {
 	cfg    serverConfig
 	mux    *http.ServeMux
 	runs   *runRegistry
-	bodies *bodyBudget
+	bodies *memBudget // request bodies being read and decoded
+	runMem *memBudget // runs in flight, at runMemoryCost each
 
 	// rootDir is cfg.root opened once at start; every run opens its session's
 	// directory from it, so swapping a directory for a symlink cannot lead outside.
@@ -76,7 +78,8 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 		cfg.clientEnv.Getenv = cfg.getenv
 	}
 	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns),
-		bodies: &bodyBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory)}}
+		bodies: &memBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory), busy: "too many large request bodies in flight"},
+		runMem: &memBudget{limit: cmp.Or(cfg.runBudget, defaultRunMemory), busy: "too many runs in flight for the memory available"}}
 	var err error
 	if s.rootReal, err = filepath.EvalSymlinks(cfg.root); err != nil {
 		return nil, fmt.Errorf("working directory: %w", err)
@@ -115,8 +118,8 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/tools/toggle", s.serveToggleTools},
 		{"POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking},
 		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
-		{"POST /api/sessions/{id}/agent/{agent}", s.serveRun},
-		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.serveRun},
+		{"POST /api/sessions/{id}/agent/{agent}", s.withRunMemory(s.serveRun)},
+		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.withRunMemory(s.serveRun)},
 	}
 }
 
@@ -299,6 +302,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errTooManyRuns):
 		status = http.StatusTooManyRequests
 	}
+	if status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -325,9 +331,8 @@ func (s *server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v
 		// client going away reads the same connection.
 		defer rc.SetReadDeadline(time.Time{})
 	}
-	release, err := s.bodies.reserve(size)
+	release, err := s.bodies.reserve(2 * size) // the bytes and the decoded values
 	if err != nil {
-		w.Header().Set("Retry-After", "1")
 		return err
 	}
 	defer release()
@@ -361,22 +366,22 @@ func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-// bodyBudget bounds the memory of request bodies being read and decoded at once: each
-// reserves twice its size (the bytes and the decoded values).
-type bodyBudget struct {
+// memBudget bounds the estimated memory of work in flight (request bodies, runs), so
+// a burst is answered 429 with Retry-After before the process is at risk.
+type memBudget struct {
 	mu    sync.Mutex
 	used  int64
 	limit int64
+	busy  string // what the 429 says is in flight
 }
 
-// reserve takes room for a body of size bytes; the returned func gives it back. Beyond
-// the budget it is a 429, unless nothing else is in flight (one body always fits).
-func (b *bodyBudget) reserve(size int64) (func(), error) {
-	cost := 2 * size
+// reserve takes cost bytes; the returned func gives them back. Beyond the budget it is
+// a 429, unless nothing else is in flight (one always fits).
+func (b *memBudget) reserve(cost int64) (func(), error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.used > 0 && b.used+cost > b.limit {
-		return nil, &httpError{http.StatusTooManyRequests, "server busy: too many large request bodies in flight; retry shortly"}
+		return nil, &httpError{http.StatusTooManyRequests, "server busy: " + b.busy + "; retry shortly"}
 	}
 	b.used += cost
 	return func() {
@@ -384,6 +389,19 @@ func (b *bodyBudget) reserve(size int64) (func(), error) {
 		b.used -= cost
 		b.mu.Unlock()
 	}, nil
+}
+
+// withRunMemory admits a run only while the runs in flight fit the run budget.
+func (s *server) withRunMemory(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		release, err := s.runMem.reserve(runMemoryCost)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		defer release()
+		h(w, r)
+	}
 }
 
 // httpError is an error with the status and the user-facing message to answer with.

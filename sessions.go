@@ -1,15 +1,24 @@
 package main
 
-// sessions.go: the session routes (API.md §2.4–2.10, §7) and their JSON shapes.
+// sessions.go: the session routes (API.md §2.4–2.10, §7) and their JSON shapes,
+// including the run route and the answers (resume, elicitation) a run waits for.
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -115,17 +124,116 @@ func flatten(items []sessionItem) []flatMessage {
 	return out
 }
 
+// serveSessions lists root sessions, newest first. Without limit the whole list is
+// streamed row by row (the reference's array, byte for byte, in memory independent of
+// the count). With ?limit=N (and the cursor of the previous page) the body is the same
+// array holding one page; when more follow, the Link header (rel="next", RFC 8288)
+// and X-Next-Cursor say where. The reference has no paging (API-UPSTREAM.md §3.3), so
+// a client that ignores the headers still reads a valid list.
 func (s *server) serveSessions(w http.ResponseWriter, r *http.Request) {
-	list, err := s.st.listSessions(r.Context())
+	q := r.URL.Query()
+	after, err := parseSessionCursor(q.Get("cursor"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]sessionListItem, 0, len(list))
-	for _, x := range list {
-		out = append(out, sessionListItem{x.ID, x.Title, x.CreatedAt.Format(time.RFC3339), x.NumMessages, x.InputTokens, x.OutputTokens, x.WorkingDir})
+	if !q.Has("limit") {
+		s.streamSessions(w, r, after)
+		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	limit, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || limit < 1 || limit > maxSessionPage {
+		s.writeError(w, r, badRequest("limit must be an integer from 1 to %d", maxSessionPage))
+		return
+	}
+	page := make([]sessionListItem, 0, limit)
+	var next sessionCursor
+	errFull := errors.New("page full")
+	err = s.st.eachSession(r.Context(), after, limit+1, func(x sessionSummary, c sessionCursor) error {
+		if len(page) == limit {
+			return errFull
+		}
+		page, next = append(page, toSessionListItem(x)), c
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		s.writeError(w, r, err)
+		return
+	}
+	if errors.Is(err, errFull) {
+		cursor := next.String()
+		w.Header().Set("X-Next-Cursor", cursor)
+		w.Header().Set("Link", fmt.Sprintf(`</api/sessions?limit=%d&cursor=%s>; rel="next"`, limit, cursor))
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// streamSessions writes the list after the cursor one element at a time, as
+// writeJSON would write the whole array. A failure after the first byte can no longer
+// be an error status, so it cuts the response, which a client cannot take for a list.
+func (s *server) streamSessions(w http.ResponseWriter, r *http.Request, after sessionCursor) {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	sep := byte('[')
+	err := s.st.eachSession(r.Context(), after, -1, func(x sessionSummary, _ sessionCursor) error {
+		b, err := json.Marshal(toSessionListItem(x))
+		if err != nil {
+			return err
+		}
+		if sep == '[' {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+		}
+		bw.WriteByte(sep)
+		sep = ','
+		_, err = bw.Write(b)
+		return err
+	})
+	switch {
+	case err != nil && sep == '[':
+		s.writeError(w, r, err)
+		return
+	case err != nil:
+		s.log.Error("listing sessions failed midway", "err", err)
+		panic(http.ErrAbortHandler)
+	case sep == '[':
+		writeJSON(w, http.StatusOK, []sessionListItem{})
+		return
+	}
+	bw.WriteString("]\n")
+	bw.Flush()
+}
+
+func toSessionListItem(x sessionSummary) sessionListItem {
+	return sessionListItem{x.ID, x.Title, x.CreatedAt.Format(time.RFC3339), x.NumMessages, x.InputTokens, x.OutputTokens, x.WorkingDir}
+}
+
+// maxSessionPage is the largest ?limit of GET /api/sessions.
+const maxSessionPage = 1000
+
+// String is the cursor as clients see it: opaque, URL-safe.
+func (c sessionCursor) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatFloat(c.day, 'g', -1, 64) + "/" + strconv.FormatInt(c.rowid, 10)))
+}
+
+// parseSessionCursor reads a cursor from String; "" is the first page.
+func parseSessionCursor(text string) (sessionCursor, error) {
+	if text == "" {
+		return storeFirstPage, nil
+	}
+	bad := badRequest("invalid cursor %q: pass the X-Next-Cursor of the previous page", text)
+	raw, err := base64.RawURLEncoding.DecodeString(text)
+	if err != nil {
+		return sessionCursor{}, bad
+	}
+	day, rowid, ok := strings.Cut(string(raw), "/")
+	var c sessionCursor
+	var err1, err2 error
+	c.day, err1 = strconv.ParseFloat(day, 64)
+	c.rowid, err2 = strconv.ParseInt(rowid, 10, 64)
+	if !ok || err1 != nil || err2 != nil || math.IsNaN(c.day) || math.IsInf(c.day, 0) {
+		return sessionCursor{}, bad
+	}
+	return c, nil
 }
 
 // createSessionRequest is the body of POST /api/sessions; every field is optional.
@@ -371,6 +479,327 @@ func validatePermissions(p *permissionsConfig) error {
 			}
 			if _, err := parsePattern(pat); err != nil {
 				return badRequest("permissions.%s: %v", kind, err)
+			}
+		}
+	}
+	return nil
+}
+
+// resumeRequest is the body of POST /api/sessions/{id}/resume.
+type resumeRequest struct {
+	Confirmation string `json:"confirmation"`
+	Reason       string `json:"reason,omitempty"`
+	ToolName     string `json:"tool_name,omitempty"`
+	ToolCallID   string `json:"tool_call_id,omitempty"` // optional: the call this answer is about
+}
+
+func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req resumeRequest
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	switch req.Confirmation {
+	case "approve", "approve-session", "approve-tool", "reject":
+	default:
+		s.writeError(w, r, badRequest("confirmation must be approve, approve-session, approve-tool or reject, not %q", req.Confirmation))
+		return
+	}
+	if err := s.answerRun(r.Context(), id, req, req.matches, "confirmation", "max_iterations"); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "session resumed"})
+}
+
+// matches checks that the answer is about the pending request: a tool_call_id must be
+// the pending call's (409 otherwise, so a late answer cannot land on the next
+// confirmation), and a tool_name must be its tool's name (400).
+func (req resumeRequest) matches(p *pendingRequest) error {
+	if req.ToolCallID != "" && (p.kind != "confirmation" || req.ToolCallID != p.call.ID) {
+		return conflict("tool call %s is not the one waiting for confirmation", req.ToolCallID)
+	}
+	if req.ToolName != "" && p.kind == "confirmation" && req.ToolName != p.call.Function.Name {
+		return badRequest("tool_name %q is not the tool waiting for confirmation (%s)", req.ToolName, p.call.Function.Name)
+	}
+	return nil
+}
+
+// answerRun delivers an answer to what session id's run is waiting for: 404 for an
+// unknown session, 409 when no run is waiting for an answer of one of kinds.
+func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pendingRequest) error, kinds ...string) error {
+	if _, err := s.st.session(ctx, id); err != nil {
+		return sessionErr(id, err)
+	}
+	rs := s.runs.get(id)
+	if rs == nil {
+		return conflict("session %s has no run waiting for an answer", id)
+	}
+	return rs.answer(v, check, kinds...)
+}
+
+func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req elicitationResponse
+	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	switch req.Action {
+	case "accept", "decline", "cancel":
+	default:
+		s.writeError(w, r, badRequest("action must be accept, decline or cancel, not %q", req.Action))
+		return
+	}
+	check := func(p *pendingRequest) error {
+		if req.Action != "accept" {
+			return nil
+		}
+		if err := checkElicitationContent(p.schema, req.Content); err != nil {
+			return badRequest("content does not match the requested schema: %v", err)
+		}
+		return nil
+	}
+	if err := s.answerRun(r.Context(), id, req, check, "elicitation"); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nil)
+}
+
+// checkElicitationContent checks content against the flat object schema MCP
+// elicitation allows: required properties present, primitive types and enums right.
+func checkElicitationContent(schema json.RawMessage, content map[string]any) error {
+	if len(schema) == 0 || string(schema) == "null" {
+		return nil
+	}
+	var sc struct {
+		Properties map[string]struct {
+			Type string `json:"type"`
+			Enum []any  `json:"enum"`
+		} `json:"properties"`
+		Required []string `json:"required"`
+	}
+	if err := json.Unmarshal(schema, &sc); err != nil {
+		return nil // not a schema we can check; the server will judge
+	}
+	for _, k := range sc.Required {
+		if _, ok := content[k]; !ok {
+			return fmt.Errorf("missing required field %q", k)
+		}
+	}
+	for k, v := range content {
+		p, ok := sc.Properties[k]
+		if !ok {
+			continue
+		}
+		okType := true
+		switch p.Type {
+		case "string":
+			_, okType = v.(string)
+		case "boolean":
+			_, okType = v.(bool)
+		case "number":
+			_, okType = v.(float64)
+		case "integer":
+			f, isNum := v.(float64)
+			okType = isNum && f == float64(int64(f))
+		}
+		if !okType {
+			return fmt.Errorf("field %q must be of type %s", k, p.Type)
+		}
+		if len(p.Enum) > 0 && !slices.Contains(p.Enum, v) {
+			return fmt.Errorf("field %q must be one of %v", k, p.Enum)
+		}
+	}
+	return nil
+}
+
+// runMessage is one element of the run request body. role is ignored: every element
+// is a user message, as in the reference.
+type runMessage struct {
+	Role         string        `json:"role"`
+	Content      string        `json:"content"`
+	MultiContent []messagePart `json:"multi_content,omitempty"`
+}
+
+// runBody is the run request: the reference's bare array of messages, or the newer
+// object form {"messages":[…]} (API-UPSTREAM.md §3.1), whose messages are all new.
+// An object without "messages" is refused: it is most likely one message sent unwrapped.
+type runBody struct {
+	messages []runMessage
+	object   bool
+}
+
+func (b *runBody) UnmarshalJSON(data []byte) error {
+	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
+		return json.Unmarshal(data, &b.messages)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return err
+	}
+	msgs, ok := obj["messages"]
+	if !ok {
+		return errors.New(`want an array of messages or {"messages": [...]}`)
+	}
+	b.object = true
+	return json.Unmarshal(msgs, &b.messages)
+}
+
+// newMessages is what the body adds to the session.
+func (b *runBody) newMessages() []runMessage {
+	if b.object {
+		return b.messages
+	}
+	return arrayBodyMessages(b.messages)
+}
+
+func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
+	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
+	var body runBody
+	if err := s.readJSON(w, r, maxRunBody, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	msgs := body.newMessages()
+	rec, err := s.st.session(r.Context(), sid)
+	if err != nil {
+		s.writeError(w, r, sessionErr(sid, err))
+		return
+	}
+	if err := checkFileParts(s.workDir(rec), msgs); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	dir, err := s.openSessionDir(rec.WorkingDir)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer dir.Close()
+	t, name, err := s.agents.runTeam(agentID, name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer t.release()
+	items, err := s.st.items(r.Context(), rec.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ag, err := startAgent(t, items, name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	rs, err := s.runs.start(rec, cancel)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer s.runs.finish(rs)
+	// Edits from now on reach rs directly; re-read the row so ones that landed while
+	// the request was being set up are not lost.
+	if rec, err = s.st.session(r.Context(), sid); err != nil {
+		s.writeError(w, r, sessionErr(sid, err))
+		return
+	}
+	// A session's first run turns thinking on when the agent's model configures a
+	// thinking budget, as the reference does; later toggles are never overridden.
+	if len(items) == 0 && !rec.Thinking && thinkingConfigured(t.file, ag, s.cfg.getenv) {
+		if err := s.st.setThinking(r.Context(), sid, true); err != nil {
+			s.log.Warn("turning thinking on for the first run failed; the run goes on without it", "session", sid, "err", err)
+		} else {
+			rec.Thinking = true
+		}
+	}
+	rs.adopt(rec)
+	// The user's messages are stored before the stream opens, all or none, so a
+	// database that cannot take them is an HTTP error the client can retry (503 with
+	// Retry-After when busy), never a stream that started and then failed.
+	user := make([]chatMessage, len(msgs))
+	for i, m := range msgs {
+		user[i] = chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()}
+	}
+	positions, err := s.st.appendUserMessages(r.Context(), sid, user)
+	if err != nil {
+		s.writeError(w, r, sessionErr(sid, err))
+		return
+	}
+
+	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
+	defer sink.close()
+	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
+	rn.run(ctx, ag, user, positions, items)
+}
+
+// arrayBodyMessages is what a bare-array run body adds to the session: its last
+// element only. docker-agent's remote client keeps just the user's messages and
+// re-sends all of them every turn, so the earlier elements are already stored; the
+// reference records only the last too (but still shows the model the repeats, which
+// we do not). An object body {"messages":[…]} adds every message it holds.
+func arrayBodyMessages(body []runMessage) []runMessage {
+	if len(body) > 1 {
+		return body[len(body)-1:]
+	}
+	return body
+}
+
+// startAgent picks the agent a run starts with: the named one; else the agent that
+// last answered in this session (so a handoff sticks across runs); else the team's
+// default (root, else the first — the reference hard-codes root).
+func startAgent(t *team, items []sessionItem, name string) (*agentConfig, error) {
+	if name != "" {
+		if ag := t.file.agent(name); ag != nil {
+			return ag, nil
+		}
+		return nil, notFound("agent not found: %s (available agents: %s)", name, t.agentNames())
+	}
+	for i := len(items) - 1; i >= 0; i-- {
+		it := items[i]
+		if it.Type == "message" && it.Message != nil && it.Message.Role == "assistant" {
+			if ag := t.file.agent(it.AgentName); ag != nil {
+				return ag, nil
+			}
+			break
+		}
+	}
+	return t.file.defaultAgent(), nil
+}
+
+// thinkingConfigured reports whether the agent's model sets a thinking budget that is
+// not disabled (0 or "none").
+func thinkingConfigured(f *agentFile, ag *agentConfig, getenv func(string) string) bool {
+	spec, err := f.modelSpec(ag.Model, getenv)
+	if err != nil {
+		return false
+	}
+	switch b := spec.ThinkingBudget.(type) {
+	case int64:
+		return b != 0
+	case string:
+		return b != "" && !strings.EqualFold(b, "none")
+	}
+	return false
+}
+
+// checkFileParts refuses file attachments outside the session's working directory:
+// the reference uploads any server file a caller names (API.md §11.24).
+func checkFileParts(dir string, msgs []runMessage) error {
+	for _, m := range msgs {
+		for _, p := range m.MultiContent {
+			if p.File == nil || p.File.Path == "" {
+				continue
+			}
+			path := absPath(dir, p.File.Path)
+			real, err := filepath.EvalSymlinks(path)
+			if err != nil || !within(dir, real) {
+				return badRequest("file %q is not inside the session's working directory", p.File.Path)
 			}
 		}
 	}

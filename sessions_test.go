@@ -1,8 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -216,5 +225,96 @@ func TestSessionsPersistAcrossRestart(t *testing.T) {
 	items, _ := st2.items(ctx, rec.ID)
 	if len(items) != 1 || items[0].Message.Content != "hi" {
 		t.Fatalf("items after reopen: %+v", items)
+	}
+}
+
+// sessionListGet fetches a list URL and returns the status, body and response headers.
+func sessionListGet(t *testing.T, e *apiTest, path string) (int, []byte, http.Header) {
+	t.Helper()
+	resp, err := http.Get(e.srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+// The paged list keeps the reference's array body (a client that knows no paging still
+// reads a valid list) and says where the next page is in Link rel="next" and
+// X-Next-Cursor. Pages are newest first and stable: a session created meanwhile does
+// not shift the next page.
+func TestSessionListPagedKeepsArrayBodyWithLinkNext(t *testing.T) {
+	e := newTestEnv(t, nil)
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, e.newSession(map[string]any{"title": fmt.Sprint("s", i)}))
+	}
+	slices.Reverse(ids) // newest first
+	child := &sessionRecord{ID: "child", ParentID: ids[0]}
+	if err := e.s.st.createSession(context.Background(), child); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	path := "/api/sessions?limit=3"
+	for page := 0; path != ""; page++ {
+		code, b, h := sessionListGet(t, e, path)
+		if code != 200 || !strings.HasPrefix(string(b), "[") {
+			t.Fatalf("GET %s = %d %s", path, code, b)
+		}
+		items := decode[[]sessionListItem](t, b)
+		for _, it := range items {
+			got = append(got, it.ID)
+		}
+		next := h.Get("X-Next-Cursor")
+		link := h.Get("Link")
+		if (page < 2) != (next != "") || (next != "" && link != `</api/sessions?limit=3&cursor=`+next+`>; rel="next"`) {
+			t.Fatalf("page %d: %d items, X-Next-Cursor %q, Link %q", page, len(items), next, link)
+		}
+		path = ""
+		if link != "" {
+			path = strings.TrimSuffix(strings.TrimPrefix(link, "<"), `>; rel="next"`)
+		}
+		if page == 0 {
+			e.newSession(map[string]any{"title": "created between pages"})
+		}
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("pages listed %q; want %q", got, ids)
+	}
+}
+
+// The unpaged list, streamed row by row, is exactly what encoding the whole array
+// gives (and [] when there are no sessions); a cursor alone lists the rest.
+func TestSessionListStreamedMatchesArray(t *testing.T) {
+	e := newTestEnv(t, nil)
+	if code, b, h := sessionListGet(t, e, "/api/sessions"); code != 200 || string(b) != "[]\n" || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("empty list = %d %q %q", code, b, h.Get("Content-Type"))
+	}
+	for _, title := range []string{"plain", `<b>&"quoted"</b>`, "ünïcødé\u2028"} {
+		e.newSession(map[string]any{"title": title})
+	}
+	code, b, _ := sessionListGet(t, e, "/api/sessions")
+	var want bytes.Buffer
+	json.NewEncoder(&want).Encode(decode[[]sessionListItem](t, b))
+	if code != 200 || string(b) != want.String() {
+		t.Fatalf("streamed list:\n%s\nwant\n%s", b, want.String())
+	}
+	_, _, h := sessionListGet(t, e, "/api/sessions?limit=1")
+	_, rest, _ := sessionListGet(t, e, "/api/sessions?cursor="+h.Get("X-Next-Cursor"))
+	if all := decode[[]sessionListItem](t, b); !reflect.DeepEqual(decode[[]sessionListItem](t, rest), all[1:]) {
+		t.Fatalf("after the first: %s", rest)
+	}
+}
+
+func TestSessionListBadPagingIs400(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.newSession(nil)
+	for _, q := range []string{"limit=0", "limit=-1", "limit=abc", "limit=", "limit=1001", "limit=1.5",
+		"cursor=!!!", "cursor=" + base64.RawURLEncoding.EncodeToString([]byte("x/1")), "limit=2&cursor=" + base64.RawURLEncoding.EncodeToString([]byte("NaN/1"))} {
+		code, b, _ := sessionListGet(t, e, "/api/sessions?"+q)
+		if code != 400 || decode[map[string]string](t, b)["error"] == "" {
+			t.Errorf("?%s = %d %s; want 400 with an error", q, code, b)
+		}
 	}
 }

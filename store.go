@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -49,6 +50,8 @@ type store struct {
 
 	now   func() time.Time // clock for new sessions and migration records
 	newID func() string    // session IDs (UUID v4, as the reference)
+
+	history *historyCache // decoded histories of recent sessions (history.go)
 
 	// legacyColumn reports whether sessions.messages still exists. The reference's
 	// later migration 020 drops it; we keep working on such a file.
@@ -228,6 +231,11 @@ var storeOwnMigrations = []storeMigration{
 			recorded_at TEXT NOT NULL,       -- RFC3339
 			PRIMARY KEY (pgid, tag)
 		);`, nil},
+	// The session list is ordered by real time (created_at carries offsets), newest first;
+	// this index lets a page of it read only its own rows. julianday is deterministic for
+	// such arguments since SQLite 3.20, so any reader of the file can parse the schema.
+	{0, "agentd_003_sessions_by_time", "Index of sessions by the real time of created_at", `
+		CREATE INDEX agentd_idx_sessions_time ON sessions(coalesce(julianday(created_at), 0));`, nil},
 }
 
 // storeBaseSchema is what the reference creates before any migration runs.
@@ -273,7 +281,7 @@ func openStoreLog(ctx context.Context, path string, log *slog.Logger) (*store, e
 	uri := (&url.URL{Scheme: "file", Path: abs}).String()
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", storeBusyTimeoutMS)
 
-	st := &store{log: log, now: time.Now, newID: newUUID, wgate: make(chan struct{}, 1)}
+	st := &store{log: log, now: time.Now, newID: newUUID, wgate: make(chan struct{}, 1), history: newHistoryCache(historyCacheBytes)}
 	// synchronous=NORMAL is the documented safe pairing with WAL: a commit cannot corrupt
 	// the file, only the last commits may roll back on power loss, and commits no longer
 	// fsync, which keeps writer latency flat (https://sqlite.org/pragma.html#pragma_synchronous).
@@ -759,14 +767,39 @@ func (st *store) scanSession(row interface{ Scan(...any) error }) (*sessionRecor
 	return s, storeText(v[16]), nil
 }
 
-// listSessions returns the root sessions, newest first by real time (the reference
-// compares created_at as strings, wrong across UTC offsets). NumMessages is computed in
-// SQL without loading messages: non-system messages, sub-session messages included
-// recursively, summaries excluded. A row with odd values is listed as well as it can be.
+// listSessions returns all root sessions, newest first (see eachSession).
 func (st *store) listSessions(ctx context.Context) ([]sessionSummary, error) {
+	var out []sessionSummary
+	err := st.eachSession(ctx, storeFirstPage, -1, func(s sessionSummary, _ sessionCursor) error {
+		out = append(out, s)
+		return nil
+	})
+	return out, err
+}
+
+// sessionCursor is a root session's place in the list: the real time of created_at
+// as a Julian day number (0 when unreadable, so such rows come last) and the rowid,
+// which orders sessions created in the same instant (the later insert first).
+type sessionCursor struct {
+	day   float64
+	rowid int64
+}
+
+// storeFirstPage sorts before every session.
+var storeFirstPage = sessionCursor{math.Inf(1), math.MaxInt64}
+
+// eachSession calls fn for at most limit (negative: all) root sessions after the
+// cursor, newest first by real time (the reference compares created_at as strings,
+// wrong across UTC offsets), one row at a time: memory does not grow with the number
+// of sessions. NumMessages is computed in SQL without loading messages: non-system
+// messages, sub-session messages included recursively, summaries excluded. A row with
+// odd values is listed as well as it can be. An error from fn stops and is returned.
+func (st *store) eachSession(ctx context.Context, after sessionCursor, limit int, fn func(sessionSummary, sessionCursor) error) error {
 	// Own counts come from agentd_message_counts (kept by triggers). The recursion walks
 	// only subsession edges, so its cost is the number of sub-sessions, not of messages.
-	// UNION (not UNION ALL) stops it on a reference cycle in a corrupt file.
+	// UNION (not UNION ALL) stops it on a reference cycle in a corrupt file. SQLite reads
+	// a created_at without an offset as UTC (storeParseTime as local time); we write
+	// offsets, so only such rows from other programs can sort differently.
 	rows, err := st.r.QueryContext(ctx, `
 		WITH RECURSIVE edges(parent, child) AS (
 			SELECT session_id, subsession_id FROM session_items
@@ -778,60 +811,51 @@ func (st *store) listSessions(ctx context.Context) ([]sessionSummary, error) {
 		), sub(root, n) AS (
 			SELECT t.root, sum(c.n) FROM tree t JOIN agentd_message_counts c ON c.session_id = t.sid
 			WHERE t.sid != t.root GROUP BY t.root
+		), page(rid, day) AS (
+			SELECT rowid, coalesce(julianday(created_at), 0) FROM sessions INDEXED BY agentd_idx_sessions_time
+			WHERE (parent_id IS NULL OR parent_id = '') AND (coalesce(julianday(created_at), 0), rowid) < (?, ?)
+			ORDER BY coalesce(julianday(created_at), 0) DESC, rowid DESC LIMIT ?
 		)
-		SELECT s.rowid, s.id, s.title, s.created_at, s.input_tokens, s.output_tokens, s.working_dir,
+		SELECT p.rid, p.day, s.id, s.title, s.created_at, s.input_tokens, s.output_tokens, s.working_dir,
 			coalesce(own.n, 0) + coalesce(sub.n, 0)
-		FROM sessions s
+		FROM page p JOIN sessions s ON s.rowid = p.rid
 		LEFT JOIN agentd_message_counts own ON own.session_id = s.id
 		LEFT JOIN sub ON sub.root = s.id
-		WHERE s.parent_id IS NULL OR s.parent_id = ''`)
+		ORDER BY p.day DESC, p.rid DESC`, after.day, after.rowid, limit)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	type row struct {
-		rowid int64
-		sessionSummary
-	}
-	var list []row
 	for rows.Next() {
-		var rowid, n int64
+		var c sessionCursor
+		var n int64
 		var id, title, created, in, out, wd any
-		if err := rows.Scan(&rowid, &id, &title, &created, &in, &out, &wd, &n); err != nil {
-			return nil, err
+		if err := rows.Scan(&c.rowid, &c.day, &id, &title, &created, &in, &out, &wd, &n); err != nil {
+			return err
 		}
 		s := sessionSummary{ID: storeText(id), Title: storeText(title), NumMessages: int(n),
 			InputTokens: storeInt(in), OutputTokens: storeInt(out), WorkingDir: storeText(wd)}
 		if s.CreatedAt, err = storeParseTime(created); err != nil {
 			st.log.Warn("session has an unreadable created_at", "session", s.ID, "err", err)
 		}
-		list = append(list, row{rowid, s})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(list, func(a, b row) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
+		if err := fn(s, c); err != nil {
+			return err
 		}
-		return int(b.rowid - a.rowid) // same second: the later insert first
-	})
-	out := make([]sessionSummary, len(list))
-	for i := range list {
-		out[i] = list[i].sessionSummary
 	}
-	return out, nil
+	return rows.Err()
 }
 
 // deleteSession deletes session id; foreign keys cascade to its items and its
 // sub-sessions. It returns an error wrapping errNotFound if there is no such session.
 func (st *store) deleteSession(ctx context.Context, id string) error {
+	defer st.history.clear() // the cascade reaches sub-sessions we do not know of here
 	return st.update(ctx, id, "DELETE FROM sessions WHERE id = ?", id)
 }
 
 // update runs one statement that affects session id, mapping "no row" to errNotFound.
 // Being field-level, no update can re-create a deleted session (the reference upserts).
 func (st *store) update(ctx context.Context, id, query string, args ...any) error {
+	defer st.history.written(id)
 	res, err := st.exec(ctx, query, args...)
 	if err != nil {
 		return err
@@ -854,6 +878,7 @@ func (st *store) setTitle(ctx context.Context, id, title string) error {
 // setTitleIfEmpty sets the title of session id only while it has none, so a generated
 // title never overwrites one a client set meanwhile. It reports whether it did.
 func (st *store) setTitleIfEmpty(ctx context.Context, id, title string) (bool, error) {
+	defer st.history.written(id)
 	res, err := st.exec(ctx, storeSetTitleIfEmptySQL, title, id)
 	if err != nil {
 		return false, err
@@ -876,6 +901,11 @@ func (st *store) setToolsApproved(ctx context.Context, id string, v bool) error 
 	return st.update(ctx, id, "UPDATE sessions SET tools_approved = ? WHERE id = ?", storeBit(v), id)
 }
 
+// setModelOverrides stores session id's agent_model_overrides (JSON: agent → model).
+func (st *store) setModelOverrides(ctx context.Context, id, text string) error {
+	return st.update(ctx, id, "UPDATE sessions SET agent_model_overrides = ? WHERE id = ?", text, id)
+}
+
 // setThinking sets the thinking flag of session id.
 func (st *store) setThinking(ctx context.Context, id string, v bool) error {
 	return st.update(ctx, id, "UPDATE sessions SET thinking = ? WHERE id = ?", storeBit(v), id)
@@ -893,6 +923,7 @@ func (st *store) toggleThinking(ctx context.Context, id string) (bool, error) {
 
 // toggle flips a boolean column in one transaction, reading it as leniently as scanSession.
 func (st *store) toggle(ctx context.Context, id, col string, def bool) (bool, error) {
+	defer st.history.written(id)
 	var v bool
 	err := st.inTx(ctx, func(tx *sql.Tx) error {
 		var cur any
@@ -923,7 +954,7 @@ const (
 		send_user_message, starred, max_iterations, working_dir, permissions, input_tokens, output_tokens,
 		cost, parent_id, agent_model_overrides, custom_models_used)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`
-	storeUpdateMessageSQL = "UPDATE session_items SET message_json = ? WHERE id = ? AND item_type = 'message'"
+	storeUpdateMessageSQL = "UPDATE session_items SET message_json = ? WHERE id = ? AND item_type = 'message' RETURNING session_id, position"
 	storeAppendSQL        = `
 		INSERT INTO session_items (session_id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text)
 		SELECT s.id, (SELECT coalesce(max(position), -1) + 1 FROM session_items WHERE session_id = s.id), ?, ?, ?, ?, ?, ?
@@ -948,6 +979,7 @@ func (st *store) appendMessage(ctx context.Context, sessionID, agentName string,
 // appendUserMessages appends a run's user messages in one transaction, so a failure
 // stores none of them, and returns their positions.
 func (st *store) appendUserMessages(ctx context.Context, sessionID string, msgs []chatMessage) ([]int, error) {
+	defer st.history.written(sessionID)
 	positions := make([]int, len(msgs))
 	err := st.inTx(ctx, func(tx *sql.Tx) error {
 		stmt := tx.StmtContext(ctx, st.prepared[storeAppendSQL])
@@ -972,6 +1004,7 @@ func (st *store) appendUserMessages(ctx context.Context, sessionID string, msgs 
 // appendItem inserts an item at the session's next position in one statement: atomic
 // without a transaction, and no row at all (errNotFound) when the session is gone.
 func (st *store) appendItem(ctx context.Context, sessionID, typ string, agent, msg, implicit, sub, summary any) (int64, int, error) {
+	defer st.history.written(sessionID)
 	unlock, err := st.writeLock(ctx)
 	if err != nil {
 		return 0, 0, err
@@ -993,15 +1026,22 @@ func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage
 	if err != nil {
 		return err
 	}
-	res, err := st.exec(ctx, storeUpdateMessageSQL, string(b), itemID)
+	unlock, err := st.writeLock(ctx)
 	if err != nil {
 		return err
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
+	defer unlock()
+	var sid string
+	var pos int
+	err = st.prepared[storeUpdateMessageSQL].QueryRowContext(ctx, string(b), itemID).Scan(&sid, &pos)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("message item %d: %w", itemID, errNotFound)
+	case err != nil:
+		st.history.clear() // which session it touched, if it committed, is unknown
+		return err
 	}
+	st.history.updated(sid, pos)
 	return nil
 }
 
@@ -1010,6 +1050,8 @@ func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage
 // deleted with its parent). errNotFound if either is missing, errConflict if the child
 // already belongs to another parent, errInvalid if the link would make a cycle.
 func (st *store) appendSubSession(ctx context.Context, parentID, childID string) error {
+	defer st.history.written(parentID)
+	defer st.history.written(childID)
 	return st.inTx(ctx, func(tx *sql.Tx) error {
 		if err := storeExists(ctx, tx, parentID); err != nil {
 			return err
@@ -1052,27 +1094,55 @@ func (st *store) appendSubSession(ctx context.Context, parentID, childID string)
 // A session with no session_items rows is read from the legacy messages column, as the
 // reference does. Sub-session items whose target is missing and message items whose
 // JSON is unreadable are skipped with a warning. Error wraps errNotFound if no session.
+// Recent histories are cached (history.go): the result is shared and read-only.
 func (st *store) items(ctx context.Context, id string) ([]sessionItem, error) {
+	if err := st.history.sync(ctx, st); err != nil {
+		return nil, err
+	}
+	l, prefix := st.history.begin(id)
+	more, legacy, err := st.loadHistory(ctx, id, prefix)
+	if err != nil || legacy {
+		st.history.abandon(l) // legacy histories are not cached: a first append replaces them
+		return more, err
+	}
+	return st.history.end(l, prefix, more), nil
+}
+
+// loadHistory reads the items of session id after the cached prefix (all of them when
+// prefix is empty); legacy reports a history read from the legacy messages column.
+func (st *store) loadHistory(ctx context.Context, id string, prefix []sessionItem) ([]sessionItem, bool, error) {
 	// One read transaction: the session row and its items come from the same snapshot.
 	tx, err := st.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer tx.Rollback()
 	var legacy any
 	err = tx.QueryRowContext(ctx, "SELECT "+st.legacyExpr()+" FROM sessions WHERE id = ?", id).Scan(&legacy)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("session %q: %w", id, errNotFound)
+		return nil, false, fmt.Errorf("session %q: %w", id, errNotFound)
 	} else if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return st.loadItems(ctx, tx, id, storeText(legacy), map[string]bool{id: true}, 0)
+	after := storeItemKey{-1, -1}
+	if n := len(prefix); n > 0 {
+		after = storeItemKey{prefix[n-1].Position, prefix[n-1].ID}
+	}
+	items, err := st.loadItems(ctx, tx, id, storeText(legacy), after, map[string]bool{id: true}, 0)
+	return items, len(items) > 0 && items[0].ID == 0, err
 }
 
-// loadItems reads one session's items; seen holds the sessions on the current path.
-func (st *store) loadItems(ctx context.Context, tx *sql.Tx, id, legacy string, seen map[string]bool, depth int) ([]sessionItem, error) {
+// storeItemKey is an item's place in a history: rows sort by position, then id.
+type storeItemKey struct {
+	position int
+	id       int64
+}
+
+// loadItems reads one session's items after the key after; seen holds the sessions
+// on the current path. The legacy column is read when the session has no items at all.
+func (st *store) loadItems(ctx context.Context, tx *sql.Tx, id, legacy string, after storeItemKey, seen map[string]bool, depth int) ([]sessionItem, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text
-		FROM session_items WHERE session_id = ? ORDER BY position, id`, id)
+		FROM session_items WHERE session_id = ? AND (position, id) > (?, ?) ORDER BY position, id`, id, after.position, after.id)
 	if err != nil {
 		return nil, err
 	}
@@ -1100,7 +1170,7 @@ func (st *store) loadItems(ctx context.Context, tx *sql.Tx, id, legacy string, s
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(items) == 0 && legacy != "" {
+	if len(items) == 0 && legacy != "" && after.position < 0 {
 		return st.legacyItems(id, []byte(legacy), depth)
 	}
 	out := items[:0]
@@ -1121,7 +1191,7 @@ func (st *store) loadItems(ctx context.Context, tx *sql.Tx, id, legacy string, s
 			}
 			seen[childID] = true
 			it.SubSession = child
-			it.SubItems, err = st.loadItems(ctx, tx, childID, childLegacy, seen, depth+1)
+			it.SubItems, err = st.loadItems(ctx, tx, childID, childLegacy, storeItemKey{-1, -1}, seen, depth+1)
 			delete(seen, childID)
 			if err != nil {
 				return nil, err

@@ -172,6 +172,7 @@ func TestStoreSchema(t *testing.T) {
 	rows.Close()
 	// The reference's objects, plus ours, all named agentd_*.
 	wantObjs := []string{
+		"index agentd_idx_sessions_time sessions",
 		"index agentd_idx_subsession_edges session_items",
 		"index idx_session_items_session session_items",
 		"index idx_session_items_session_type session_items",

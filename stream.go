@@ -90,87 +90,263 @@ func (s *sseSink) close() {
 	}
 }
 
-// event is one SSE payload with its keys in the reference's order: "type", the
-// event's own fields, then the agent context (agent_name, timestamp).
+// The events of a run's stream (API.md §5), one constructor each: the wire schema
+// of the whole stream is this list. Keys appear in the reference's order: "type",
+// the event's own fields, then the agent context — agent_name (left out when empty)
+// and timestamp, the zero time where the reference builds the event without an
+// agent context.
+
+// userMessageEvent echoes a stored user message with its position in the session.
+func userMessageEvent(m chatMessage, sessionID string, position int) *event {
+	e := startEvent("user_message").str("message", m.Content)
+	if len(m.MultiContent) > 0 {
+		e.val("multi_content", m.MultiContent)
+	}
+	return e.str("session_id", sessionID).num("session_position", int64(position)).ctx("", time.Now())
+}
+
+func streamStartedEvent(sessionID, agent string) *event {
+	return startEvent("stream_started").str("session_id", sessionID).ctx(agent, time.Now())
+}
+
+func streamStoppedEvent(sessionID, agent string) *event {
+	return startEvent("stream_stopped").str("session_id", sessionID).ctx(agent, time.Now())
+}
+
+// errorEvent ends a run's work with a message; it carries no agent context.
+func errorEvent(msg string) *event {
+	return startEvent("error").str("error", msg).ctx("", zeroTime)
+}
+
+func warningEvent(msg, agent string) *event {
+	return startEvent("warning").str("message", msg).ctx(agent, time.Now())
+}
+
+// agentInfoEvent describes the answering agent. Its timestamp is a plain field: the
+// reference sends no agent context here.
+func agentInfoEvent(name, model, description, welcome string) *event {
+	e := startEvent("agent_info").str("agent_name", name).str("model", model).str("description", description)
+	if welcome != "" {
+		e.str("welcome_message", welcome)
+	}
+	return e.str("timestamp", time.Now().Format(time.RFC3339Nano))
+}
+
+// teamAgentJSON is an element of team_info's available_agents.
+type teamAgentJSON struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Provider    string `json:"provider"`
+	Model       string `json:"model"`
+}
+
+func teamInfoEvent(agents []teamAgentJSON, current string) *event {
+	return startEvent("team_info").val("available_agents", agents).str("current_agent", current).ctx(current, time.Now())
+}
+
+func mcpInitStartedEvent(agent string) *event {
+	return startEvent("mcp_init_started").ctx(agent, time.Now())
+}
+
+func mcpInitFinishedEvent(agent string) *event {
+	return startEvent("mcp_init_finished").ctx(agent, time.Now())
+}
+
+func toolsetInfoEvent(tools int, agent string) *event {
+	return startEvent("toolset_info").num("available_tools", int64(tools)).flag("loading", false).ctx(agent, time.Now())
+}
+
+func agentChoiceEvent(text, sessionID, agent string) *event {
+	return startEvent("agent_choice").str("content", text).str("session_id", sessionID).ctx(agent, time.Now())
+}
+
+func agentChoiceReasoningEvent(text, sessionID, agent string) *event {
+	return startEvent("agent_choice_reasoning").str("content", text).str("session_id", sessionID).ctx(agent, time.Now())
+}
+
+// partialToolCallEvent shows a tool call as it streams in.
+func partialToolCallEvent(call *toolCall, def toolDef, agent string) *event {
+	return startEvent("partial_tool_call").val("tool_call", call).val("tool_definition", def).ctx(agent, time.Now())
+}
+
+func modelFallbackEvent(n fallbackNotice, agent string) *event {
+	return startEvent("model_fallback").str("failed_model", n.FailedModel).str("fallback_model", n.FallbackModel).
+		str("reason", n.Reason).num("attempt", int64(n.Attempt)).num("max_attempts", int64(n.MaxAttempts)).ctx(agent, zeroTime)
+}
+
+func messageAddedEvent(sessionID, agent string) *event {
+	return startEvent("message_added").str("session_id", sessionID).ctx(agent, time.Now())
+}
+
+func tokenUsageEvent(sessionID string, usage usageJSON, agent string) *event {
+	return startEvent("token_usage").str("session_id", sessionID).val("usage", usage).ctx(agent, time.Now())
+}
+
+// maxIterationsReachedEvent asks whether to go on; POST …/resume answers.
+func maxIterationsReachedEvent(max int) *event {
+	return startEvent("max_iterations_reached").num("max_iterations", int64(max)).ctx("", zeroTime)
+}
+
+// toolCallConfirmationEvent asks the client to approve a call; POST …/resume answers.
+func toolCallConfirmationEvent(call toolCall, def toolDef, agent string) *event {
+	return startEvent("tool_call_confirmation").val("tool_call", call).val("tool_definition", def).ctx(agent, time.Now())
+}
+
+// toolCallEvent announces a call that runs now.
+func toolCallEvent(call toolCall, def toolDef, agent string) *event {
+	return startEvent("tool_call").val("tool_call", call).val("tool_definition", def).ctx(agent, time.Now())
+}
+
+// hookBlockedEvent reports a call a pre_tool_use hook refused, with the hook's reason.
+func hookBlockedEvent(call toolCall, def toolDef, msg, agent string) *event {
+	return startEvent("hook_blocked").val("tool_call", call).val("tool_definition", def).str("message", msg).ctx(agent, time.Now())
+}
+
+func toolCallResponseEvent(call toolCall, def toolDef, res toolResult, agent string) *event {
+	return startEvent("tool_call_response").val("tool_call", call).val("tool_definition", def).
+		str("response", res.Output).val("result", res).ctx(agent, time.Now())
+}
+
+// elicitationRequestEvent asks the client a tool's question (MCP elicitation); POST
+// …/elicitation answers. schema is null when the tool gave none.
+func elicitationRequestEvent(req elicitationRequest) *event {
+	e := startEvent("elicitation_request").str("message", req.Message)
+	if req.Mode != "" {
+		e.str("mode", req.Mode)
+	}
+	if len(req.Schema) == 0 {
+		e.val("schema", json.RawMessage("null"))
+	} else {
+		e.val("schema", req.Schema)
+	}
+	if req.URL != "" {
+		e.str("url", req.URL)
+	}
+	if req.ElicitationID != "" {
+		e.str("elicitation_id", req.ElicitationID)
+	}
+	if len(req.Meta) > 0 {
+		e.val("meta", req.Meta)
+	}
+	return e.ctx("", time.Now())
+}
+
+// agentSwitchingEvent marks a transfer_task starting (switching true) or ending.
+func agentSwitchingEvent(switching bool, from, to string) *event {
+	return startEvent("agent_switching").flag("switching", switching).str("from_agent", from).str("to_agent", to).ctx(to, time.Now())
+}
+
+func subSessionCompletedEvent(parentID string, sub *sessionJSON, agent string) *event {
+	return startEvent("sub_session_completed").str("parent_session_id", parentID).val("sub_session", sub).ctx(agent, time.Now())
+}
+
+func sessionTitleEvent(sessionID, title string) *event {
+	return startEvent("session_title").str("session_id", sessionID).str("title", title).ctx("", zeroTime)
+}
+
+// The events of a RAG indexing pass are built before the agent is known (one pass
+// serves every agent that lists the source); forAgent completes them.
+
+func ragIndexingStartedEvent(rag, strategy string) *event {
+	return startEvent("rag_indexing_started").str("rag_name", rag).str("strategy_name", strategy)
+}
+
+func ragIndexingProgressEvent(rag, strategy string, current, total int) *event {
+	return startEvent("rag_indexing_progress").str("rag_name", rag).str("strategy_name", strategy).
+		num("current", int64(current)).num("total", int64(total))
+}
+
+func ragIndexingCompletedEvent(rag, strategy string) *event {
+	return startEvent("rag_indexing_completed").str("rag_name", rag).str("strategy_name", strategy)
+}
+
+// ragTokenUsageEvent reports an indexing pass's embedding tokens, with an empty
+// session id, as the reference does.
+func ragTokenUsageEvent(usage usageJSON) *event {
+	return startEvent("token_usage").str("session_id", "").val("usage", usage)
+}
+
+// forAgent adds the agent context to a RAG indexing event. An error already has its
+// own (none), as in the reference.
+func (e *event) forAgent(agent string) *event {
+	if e.typ == "error" {
+		return e
+	}
+	return e.ctx(agent, time.Now())
+}
+
+// event is one SSE payload, encoded as its constructor adds fields: the builder
+// methods below append each key and value to the frame directly (strings, integers,
+// booleans and times by hand, as this runs once per streamed token; everything else
+// through encoding/json). Keys are plain identifiers, never escaped.
 type event struct {
-	keys []string
-	vals []any
+	typ string
+	b   []byte // `data: {"type":…` and the fields so far; frame closes it
 }
 
 // zeroTime is the timestamp of events the reference builds without an agent context.
 var zeroTime time.Time
 
-// newEvent starts an event of type typ with key/value pairs.
-func newEvent(typ string, kv ...any) *event {
-	e := &event{keys: make([]string, 1, 8), vals: make([]any, 1, 8)}
-	e.keys[0], e.vals[0] = "type", typ
-	for i := 0; i+1 < len(kv); i += 2 {
-		e.keys = append(e.keys, kv[i].(string))
-		e.vals = append(e.vals, kv[i+1])
+// startEvent begins an event of type typ.
+func startEvent(typ string) *event {
+	e := &event{typ: typ, b: make([]byte, 0, 256)}
+	e.b = append(e.b, `data: {"type":`...)
+	e.b = appendJSONString(e.b, typ)
+	return e
+}
+
+func (e *event) key(k string) {
+	e.b = append(e.b, ',', '"')
+	e.b = append(e.b, k...)
+	e.b = append(e.b, '"', ':')
+}
+
+func (e *event) str(k, v string) *event {
+	e.key(k)
+	e.b = appendJSONString(e.b, v)
+	return e
+}
+
+func (e *event) num(k string, v int64) *event {
+	e.key(k)
+	e.b = strconv.AppendInt(e.b, v, 10)
+	return e
+}
+
+func (e *event) flag(k string, v bool) *event {
+	e.key(k)
+	e.b = strconv.AppendBool(e.b, v)
+	return e
+}
+
+func (e *event) when(k string, t time.Time) *event {
+	e.key(k)
+	e.b = append(t.AppendFormat(append(e.b, '"'), time.RFC3339Nano), '"')
+	return e
+}
+
+// val adds v as encoding/json writes it; a value it cannot encode becomes null.
+func (e *event) val(k string, v any) *event {
+	e.key(k)
+	j, err := json.Marshal(v)
+	if err != nil {
+		j = []byte("null")
 	}
+	e.b = append(e.b, j...)
 	return e
 }
 
 // ctx appends the agent context: agent_name (omitted when empty) and timestamp.
 func (e *event) ctx(agent string, ts time.Time) *event {
 	if agent != "" {
-		e.keys = append(e.keys, "agent_name")
-		e.vals = append(e.vals, agent)
+		e.str("agent_name", agent)
 	}
-	e.keys = append(e.keys, "timestamp")
-	e.vals = append(e.vals, ts)
-	return e
-}
-
-// ctxKV appends more fields before the agent context.
-func (e *event) ctxKV(kv ...any) *event {
-	for i := 0; i+1 < len(kv); i += 2 {
-		e.keys = append(e.keys, kv[i].(string))
-		e.vals = append(e.vals, kv[i+1])
-	}
-	return e
+	return e.when("timestamp", ts)
 }
 
 // frame is the event as one SSE frame: `data: {json}` and a blank line.
 func (e *event) frame() []byte {
-	return append(e.appendJSON(append(make([]byte, 0, 256), "data: "...)), '\n', '\n')
-}
-
-// appendJSON appends the event as compact JSON in key order. Keys are plain
-// identifiers; strings, integers and times, nearly every value, are encoded here (this
-// runs once per streamed token), everything else by encoding/json.
-func (e *event) appendJSON(b []byte) []byte {
-	b = append(b, '{')
-	for i, k := range e.keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, k...)
-		b = append(b, '"', ':')
-		b = appendJSONValue(b, e.vals[i])
-	}
-	return append(b, '}')
-}
-
-func appendJSONValue(b []byte, v any) []byte {
-	switch x := v.(type) {
-	case string:
-		return appendJSONString(b, x)
-	case bool:
-		return strconv.AppendBool(b, x)
-	case int:
-		return strconv.AppendInt(b, int64(x), 10)
-	case int64:
-		return strconv.AppendInt(b, x, 10)
-	case time.Time:
-		return append(x.AppendFormat(append(b, '"'), time.RFC3339Nano), '"')
-	}
-	j, err := json.Marshal(v)
-	if err != nil {
-		j = []byte("null")
-	}
-	return append(b, j...)
+	return append(e.b, '}', '\n', '\n')
 }
 
 // appendJSONString appends s as encoding/json would: HTML-escaped, invalid UTF-8 as

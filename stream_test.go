@@ -20,14 +20,14 @@ func FuzzAppendJSONString(f *testing.F) {
 	})
 }
 
-// marshal is the event's JSON without the SSE framing.
-func (e *event) marshal() []byte { return e.appendJSON(nil) }
-
-func TestEventMarshalMatchesEncodingJSON(t *testing.T) {
-	ev := newEvent("token_usage", "session_id", "s<1>", "n", 3, "big", int64(1)<<40, "ok", true, "f", 0.5,
-		"obj", map[string]any{"b": 1, "a": "x"}, "nil", nil).ctx("root", zeroTime)
-	want := `{"type":"token_usage","session_id":"s\u003c1\u003e","n":3,"big":1099511627776,"ok":true,"f":0.5,"obj":{"a":"x","b":1},"nil":null,"agent_name":"root","timestamp":"0001-01-01T00:00:00Z"}`
-	if got := string(ev.marshal()); got != want {
-		t.Fatalf("marshal =\n%s\nwant\n%s", got, want)
+// TestEventFrameMatchesEncodingJSON checks the builder's hand-written encoding of
+// each kind of value against encoding/json's, in key order, framed for SSE.
+func TestEventFrameMatchesEncodingJSON(t *testing.T) {
+	ev := startEvent("token_usage").str("session_id", "s<1>").num("n", 3).num("big", 1<<40).flag("ok", true).
+		val("f", 0.5).val("obj", map[string]any{"b": 1, "a": "x"}).val("nil", nil).val("raw", json.RawMessage(`{ "a" : "<" }`)).
+		ctx("root", zeroTime)
+	want := `data: {"type":"token_usage","session_id":"s\u003c1\u003e","n":3,"big":1099511627776,"ok":true,"f":0.5,"obj":{"a":"x","b":1},"nil":null,"raw":{"a":"\u003c"},"agent_name":"root","timestamp":"0001-01-01T00:00:00Z"}` + "\n\n"
+	if got := string(ev.frame()); got != want {
+		t.Fatalf("frame =\n%s\nwant\n%s", got, want)
 	}
 }

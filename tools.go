@@ -67,6 +67,8 @@ func newBuiltinToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) 
 		b = newUserPromptToolset()
 	case "tasks":
 		b, err = newTasksToolset(ts, opts)
+	case "model_picker":
+		b = newModelPickerToolset(ts.Models)
 	default:
 		return nil, fmt.Errorf("unknown toolset type: %s", ts.Type)
 	}

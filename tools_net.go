@@ -278,21 +278,7 @@ var (
 // links, lists, emphasis, code) when markdown is set. It is deliberately simple: a
 // tag scanner, not a full HTML parser.
 func fetchHTMLConvert(src string, markdown bool) string {
-	var b strings.Builder
-	pre := 0
-	var hrefs []string
-	text := func(s string) {
-		s = html.UnescapeString(s)
-		if pre == 0 {
-			s = fetchCollapse(s)
-		}
-		b.WriteString(s)
-	}
-	md := func(s string) {
-		if markdown {
-			b.WriteString(s)
-		}
-	}
+	h := &htmlText{markdown: markdown}
 	// A hand-written scanner: regular expressions with submatches were ~100× slower.
 	lower := fetchASCIILower(src)
 	last, i := 0, 0
@@ -303,7 +289,7 @@ func fetchHTMLConvert(src string, markdown bool) string {
 		}
 		i += j
 		if strings.HasPrefix(src[i:], "<!--") {
-			text(src[last:i])
+			h.text(src[last:i])
 			end := strings.Index(src[i+4:], "-->")
 			if end < 0 {
 				last = len(src)
@@ -327,9 +313,8 @@ func fetchHTMLConvert(src string, markdown bool) string {
 			i++ // not a tag (or a broken one): the '<' stays text
 			continue
 		}
-		text(src[last:i])
+		h.text(src[last:i])
 		name := lower[k:n]
-		attrs := src[n : n+gt]
 		i = n + gt + 1
 		last = i
 		if !closing && slices.Contains(fetchSkipped, name) {
@@ -337,75 +322,113 @@ func fetchHTMLConvert(src string, markdown bool) string {
 			last = i
 			continue
 		}
-		switch name {
-		case "h1", "h2", "h3", "h4", "h5", "h6":
-			b.WriteString("\n\n")
-			if !closing {
-				md(strings.Repeat("#", int(name[1]-'0')) + " ")
-			}
-		case "p", "div", "section", "article", "header", "footer", "main", "nav", "table", "ul", "ol", "blockquote", "form":
-			b.WriteString("\n\n")
-		case "br", "tr", "hr":
-			b.WriteString("\n")
-		case "li":
-			if !closing {
-				b.WriteString("\n")
-				md("- ")
-			}
-		case "td", "th":
-			if closing {
-				b.WriteString(" ")
-			}
-		case "strong", "b":
-			md("**")
-		case "em", "i":
-			md("_")
-		case "code":
-			if pre == 0 {
-				md("`")
-			}
-		case "pre":
-			if closing {
-				pre = max(pre-1, 0)
-				md("\n```")
-				b.WriteString("\n\n")
-			} else {
-				pre++
-				b.WriteString("\n\n")
-				md("```\n")
-			}
-		case "a":
-			if !markdown {
-				break
-			}
-			if closing {
-				if n := len(hrefs); n > 0 {
-					if h := hrefs[n-1]; h != "" {
-						b.WriteString("](" + h + ")")
-					}
-					hrefs = hrefs[:n-1]
-				}
-				break
-			}
-			h := ""
-			if hm := fetchHrefRE.FindStringSubmatch(attrs); hm != nil {
-				h = html.UnescapeString(hm[1] + hm[2] + hm[3])
-			}
-			hrefs = append(hrefs, h)
-			if h != "" {
-				b.WriteString("[")
-			}
+		h.tag(name, src[n:n+gt], closing)
+	}
+	h.text(src[last:])
+	return h.result()
+}
+
+// htmlText is the output of fetchHTMLConvert as it grows.
+type htmlText struct {
+	b        strings.Builder
+	markdown bool
+	pre      int      // how many <pre> elements are open: whitespace is kept inside
+	hrefs    []string // the href of each open <a> ("" when it has none)
+}
+
+// text adds the text between tags, unescaped, its whitespace collapsed outside <pre>.
+func (h *htmlText) text(s string) {
+	s = html.UnescapeString(s)
+	if h.pre == 0 {
+		s = fetchCollapse(s)
+	}
+	h.b.WriteString(s)
+}
+
+// md adds markdown syntax, when markdown is wanted.
+func (h *htmlText) md(s string) {
+	if h.markdown {
+		h.b.WriteString(s)
+	}
+}
+
+// tag adds what the start or end tag of element name (with attributes attrs) shows.
+func (h *htmlText) tag(name, attrs string, closing bool) {
+	switch name {
+	case "h1", "h2", "h3", "h4", "h5", "h6":
+		h.b.WriteString("\n\n")
+		if !closing {
+			h.md(strings.Repeat("#", int(name[1]-'0')) + " ")
+		}
+	case "p", "div", "section", "article", "header", "footer", "main", "nav", "table", "ul", "ol", "blockquote", "form":
+		h.b.WriteString("\n\n")
+	case "br", "tr", "hr":
+		h.b.WriteString("\n")
+	case "li":
+		if !closing {
+			h.b.WriteString("\n")
+			h.md("- ")
+		}
+	case "td", "th":
+		if closing {
+			h.b.WriteString(" ")
+		}
+	case "strong", "b":
+		h.md("**")
+	case "em", "i":
+		h.md("_")
+	case "code":
+		if h.pre == 0 {
+			h.md("`")
+		}
+	case "pre":
+		if closing {
+			h.pre = max(h.pre-1, 0)
+			h.md("\n```")
+			h.b.WriteString("\n\n")
+		} else {
+			h.pre++
+			h.b.WriteString("\n\n")
+			h.md("```\n")
+		}
+	case "a":
+		if h.markdown {
+			h.link(attrs, closing)
 		}
 	}
-	text(src[last:])
-	lines := strings.Split(b.String(), "\n")
+}
+
+// link opens or closes a markdown link; an <a> without href shows as plain text.
+func (h *htmlText) link(attrs string, closing bool) {
+	if closing {
+		if n := len(h.hrefs); n > 0 {
+			if href := h.hrefs[n-1]; href != "" {
+				h.b.WriteString("](" + href + ")")
+			}
+			h.hrefs = h.hrefs[:n-1]
+		}
+		return
+	}
+	href := ""
+	if hm := fetchHrefRE.FindStringSubmatch(attrs); hm != nil {
+		href = html.UnescapeString(hm[1] + hm[2] + hm[3])
+	}
+	h.hrefs = append(h.hrefs, href)
+	if href != "" {
+		h.b.WriteString("[")
+	}
+}
+
+// result is the text with trailing spaces trimmed from its lines, leading ones too
+// unless a <pre> was left open, and at most one blank line in a row.
+func (h *htmlText) result() string {
+	lines := strings.Split(h.b.String(), "\n")
 	for i, l := range lines {
 		lines[i] = strings.TrimRight(l, " ")
-		if pre == 0 {
+		if h.pre == 0 {
 			lines[i] = strings.TrimLeft(lines[i], " ")
 		}
 	}
-	// At most one blank line in a row.
 	out := lines[:0]
 	for _, l := range lines {
 		if l == "" && len(out) > 0 && out[len(out)-1] == "" {

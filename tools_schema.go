@@ -149,4 +149,20 @@ var toolsSchemas = map[string]toolsSchema{
 		params: `{"additionalProperties":false,"properties":{"dependsOnId":{"description":"ID of the task it should no longer wait for.","type":"string"},"taskId":{"description":"ID of the task that waits.","type":"string"}},"required":["taskId","dependsOnId"],"type":"object"}`,
 		output: ``,
 	},
+	"change_model": {
+		params: `{"additionalProperties":false,"properties":{"model":{"description":"The model to switch to. Must be one of the available models.","type":"string"}},"required":["model"],"type":"object"}`,
+		output: ``,
+	},
+	"revert_model": {
+		params: `{"properties":{},"type":"object"}`,
+		output: ``,
+	},
+	"search_tool": {
+		params: `{"additionalProperties":false,"properties":{"query":{"description":"Search query to find tools by name or description (case-insensitive)","type":"string"}},"required":["query"],"type":"object"}`,
+		output: `{"type":"string"}`,
+	},
+	"add_tool": {
+		params: `{"additionalProperties":false,"properties":{"name":{"description":"The name of the tool to activate","type":"string"}},"required":["name"],"type":"object"}`,
+		output: `{"type":"string"}`,
+	},
 }

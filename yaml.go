@@ -742,13 +742,54 @@ func (p *yamlParser) escape(li, i int, b *strings.Builder) int {
 // off of line li; parent is the column of the owning key or "-" (-1 at the top).
 // It follows §4.5, which matches PyYAML's scan_block_scalar line for line.
 func (p *yamlParser) blockScalar(li, off, parent int) (*yamlNode, int) {
-	t := p.lines[li].text
 	n := &yamlNode{Kind: yamlScalar, Line: li + 1, Col: p.col(li, off), Tag: "str", Style: "literal"}
-	folded := t[off] == '>'
+	folded := p.lines[li].text[off] == '>'
 	if folded {
 		n.Style = "folded"
 	}
-	chomp, digit := byte(0), 0
+	chomp, digit := p.blockHeader(li, off)
+	bl := blockLines{p.lines, p.blockIndent(li, off, parent, digit)}
+	start := li + 1
+	first := start
+	for first < len(p.lines) && bl.blank(first) {
+		first++
+	}
+	p.checkBlockFirst(bl, li, off, parent, start, first, digit)
+	if folded {
+		p.checkFolded(bl, first)
+	}
+	text, lastBreak, trailing, j := bl.body(start, folded)
+	if chomp != '-' {
+		text += lastBreak
+	}
+	if chomp == '+' {
+		if text == "" {
+			// goccy reads "a: |+" with no content as "\n" or fails; YAML 1.2 says "".
+			p.fail(li, off, "a keep (+) block scalar without content is not supported")
+		}
+		text += trailing
+	}
+	if digit > 0 && j == len(p.lines) && !bl.content(j-1) {
+		// goccy fails on this ("invalid number of indent"); say so precisely.
+		p.fail(j-1, 0, "blank lines at the end of the file after a block scalar with an indentation indicator are not supported; remove them")
+	}
+	n.Text = text
+	if strings.HasSuffix(n.Text, " ") {
+		// goccy drops trailing spaces when the value does not end in a line break.
+		last := j - 1
+		for last > li && !bl.content(last) {
+			last--
+		}
+		p.fail(last, len(strings.TrimRight(p.lines[last].text, " ")),
+			"trailing spaces at the end of a block scalar without a final line break are ambiguous; remove them")
+	}
+	return n, j
+}
+
+// blockHeader reads the indicators after the | or > at byte off of line li: the
+// chomping indicator ('-', '+' or 0) and the indentation indicator (0 if none).
+func (p *yamlParser) blockHeader(li, off int) (chomp byte, digit int) {
+	t := p.lines[li].text
 	i := off + 1
 indicators:
 	for ; i < len(t) && i < off+3; i++ {
@@ -765,125 +806,131 @@ indicators:
 		}
 	}
 	p.lineEnd(li, i, "a block scalar header")
+	return chomp, digit
+}
 
-	minInd := max(parent+1, 1) // a top-level block scalar still needs indented content
-	m := 0
-	start := li + 1
+// blockIndent is the indentation of the content of the block scalar whose header is
+// at line li: parent plus the indicator, else that of the first non-blank line.
+func (p *yamlParser) blockIndent(li, off, parent, digit int) int {
 	if digit > 0 {
 		if parent < 0 {
 			// YAML 1.2 counts this from -1 and libyaml-style parsers from 0.
 			p.fail(li, off, "an indentation indicator on a top-level block scalar is not supported")
 		}
-		m = parent + digit
-	} else {
-		// Auto-detect from the first non-blank line (§4.5).
-		maxBlank, first := 0, start
-		for ; first < len(p.lines); first++ {
-			lt := p.lines[first].text
-			if ind := yamlIndent(lt); ind < len(lt) {
-				break
-			}
-			maxBlank = max(maxBlank, len(lt))
+		return parent + digit
+	}
+	// Auto-detect from the first non-blank line (§4.5).
+	minInd := max(parent+1, 1) // a top-level block scalar still needs indented content
+	start := li + 1
+	maxBlank, first := 0, start
+	for ; first < len(p.lines); first++ {
+		lt := p.lines[first].text
+		if ind := yamlIndent(lt); ind < len(lt) {
+			break
 		}
-		m = max(minInd, maxBlank)
-		if first < len(p.lines) {
-			if ind := yamlIndent(p.lines[first].text); ind >= minInd {
-				m = ind
-				for j := start; j < first; j++ {
-					if len(p.lines[j].text) > m {
-						p.fail(j, m, "a whitespace-only line before the first line of a block scalar has more spaces than its content")
-					}
+		maxBlank = max(maxBlank, len(lt))
+	}
+	m := max(minInd, maxBlank)
+	if first < len(p.lines) {
+		if ind := yamlIndent(p.lines[first].text); ind >= minInd {
+			m = ind
+			for j := start; j < first; j++ {
+				if len(p.lines[j].text) > m {
+					p.fail(j, m, "a whitespace-only line before the first line of a block scalar has more spaces than its content")
 				}
 			}
 		}
 	}
+	return m
+}
 
-	blank := func(j int) bool { // a blank line inside the scalar: at most m spaces
-		lt := p.lines[j].text
-		return len(lt) <= m && yamlIndent(lt) == len(lt)
-	}
-	content := func(j int) bool { return yamlIndent(p.lines[j].text) >= m && !blank(j) }
-	brk := func(j int) string {
-		if p.lines[j].nl {
-			return "\n"
-		}
-		return ""
-	}
-
-	var b, breaks strings.Builder
-	j := start
-	for ; j < len(p.lines) && blank(j); j++ {
-		breaks.WriteString(brk(j))
-	}
-	if j == len(p.lines) || !content(j) {
+// checkBlockFirst rejects what goccy misreads at the start of a block scalar whose
+// header is at line li and whose first non-blank line is first.
+func (p *yamlParser) checkBlockFirst(bl blockLines, li, off, parent, start, first, digit int) {
+	if first == len(p.lines) || !bl.content(first) {
 		// goccy misreads an empty block scalar followed by blank lines, or by a
 		// line it might take as content (it even keeps the quotes of a following
 		// "key"), so only the plain "a: |\nb: x" form is accepted.
-		if j > start || (j < len(p.lines) && yamlIndent(p.lines[j].text) > parent) {
+		if first > start || (first < len(p.lines) && yamlIndent(p.lines[first].text) > parent) {
 			p.fail(li, off, "an empty block scalar must be followed directly by a line that is not indented more than its key; remove the | or > or add content")
 		}
-	} else if digit == 0 && p.lines[j].text[m] == '\t' {
+	} else if digit == 0 && p.lines[first].text[bl.m] == '\t' {
 		// goccy counts such a tab as indentation when it detects the indentation.
-		p.fail(j, m, "a block scalar whose first line starts with a tab needs an indentation indicator (|2)")
+		p.fail(first, bl.m, "a block scalar whose first line starts with a tab needs an indentation indicator (|2)")
 	}
-	lineBreak := ""
-	for k := j; folded && k < len(p.lines) && (blank(k) || content(k)); k++ {
-		// goccy folds these differently from YAML 1.2 (checked against v1.19.2).
+}
+
+// checkFolded rejects the lines of a folded scalar, from its first non-blank line,
+// that goccy folds differently from YAML 1.2 (checked against v1.19.2).
+func (p *yamlParser) checkFolded(bl blockLines, first int) {
+	for k := first; k < len(p.lines) && (bl.blank(k) || bl.content(k)); k++ {
 		kt := p.lines[k].text
-		if yamlIndent(kt) == len(kt) && len(kt) > m {
-			p.fail(k, m, "a whitespace-only line indented more than a folded (>) block scalar is ambiguous; remove its spaces")
+		if yamlIndent(kt) == len(kt) && len(kt) > bl.m {
+			p.fail(k, bl.m, "a whitespace-only line indented more than a folded (>) block scalar is ambiguous; remove its spaces")
 		}
 		if !p.lines[k].nl {
 			p.fail(k, len(kt), "a folded (>) block scalar must end with a line break")
 		}
 	}
-	for j < len(p.lines) && content(j) {
+}
+
+// blockLines are the lines of a block scalar whose content is indented m spaces.
+type blockLines struct {
+	lines []yamlLine
+	m     int
+}
+
+// blank reports whether line j is a blank line inside the scalar: at most m spaces.
+func (bl blockLines) blank(j int) bool {
+	lt := bl.lines[j].text
+	return len(lt) <= bl.m && yamlIndent(lt) == len(lt)
+}
+
+func (bl blockLines) content(j int) bool {
+	return yamlIndent(bl.lines[j].text) >= bl.m && !bl.blank(j)
+}
+
+// brk is the line break after line j ("" at the end of a file without one).
+func (bl blockLines) brk(j int) string {
+	if bl.lines[j].nl {
+		return "\n"
+	}
+	return ""
+}
+
+// body reads the scalar from line start: its text without the last line break,
+// that break, the breaks of the blank lines after the content (which chomping
+// keeps or drops), and the line after the scalar.
+func (bl blockLines) body(start int, folded bool) (text, lastBreak, trailing string, next int) {
+	var b, breaks strings.Builder
+	j := start
+	for ; j < len(bl.lines) && bl.blank(j); j++ {
+		breaks.WriteString(bl.brk(j))
+	}
+	m := bl.m
+	for j < len(bl.lines) && bl.content(j) {
 		b.WriteString(breaks.String())
 		breaks.Reset()
-		lt := p.lines[j].text
+		lt := bl.lines[j].text
 		leadingNonSpace := lt[m] != ' ' && lt[m] != '\t'
 		b.WriteString(lt[m:])
-		lineBreak = brk(j)
+		lastBreak = bl.brk(j)
 		j++
-		for ; j < len(p.lines) && blank(j); j++ {
-			breaks.WriteString(brk(j))
+		for ; j < len(bl.lines) && bl.blank(j); j++ {
+			breaks.WriteString(bl.brk(j))
 		}
-		if j < len(p.lines) && content(j) {
-			nt := p.lines[j].text
-			if folded && lineBreak == "\n" && leadingNonSpace && nt[m] != ' ' && nt[m] != '\t' {
+		if j < len(bl.lines) && bl.content(j) {
+			nt := bl.lines[j].text
+			if folded && lastBreak == "\n" && leadingNonSpace && nt[m] != ' ' && nt[m] != '\t' {
 				if breaks.Len() == 0 {
 					b.WriteByte(' ')
 				}
 			} else {
-				b.WriteString(lineBreak)
+				b.WriteString(lastBreak)
 			}
 		}
 	}
-	if chomp != '-' {
-		b.WriteString(lineBreak)
-	}
-	if chomp == '+' {
-		if b.Len() == 0 {
-			// goccy reads "a: |+" with no content as "\n" or fails; YAML 1.2 says "".
-			p.fail(li, off, "a keep (+) block scalar without content is not supported")
-		}
-		b.WriteString(breaks.String())
-	}
-	if digit > 0 && j == len(p.lines) && !content(j-1) {
-		// goccy fails on this ("invalid number of indent"); say so precisely.
-		p.fail(j-1, 0, "blank lines at the end of the file after a block scalar with an indentation indicator are not supported; remove them")
-	}
-	n.Text = b.String()
-	if strings.HasSuffix(n.Text, " ") {
-		// goccy drops trailing spaces when the value does not end in a line break.
-		last := j - 1
-		for last > li && !content(last) {
-			last--
-		}
-		p.fail(last, len(strings.TrimRight(p.lines[last].text, " ")),
-			"trailing spaces at the end of a block scalar without a final line break are ambiguous; remove them")
-	}
-	return n, j
+	return b.String(), lastBreak, breaks.String(), j
 }
 
 // flowValue parses a flow collection that starts at byte off of line li as a

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// historyContents is what a client would see of items: roles, contents and
+// sub-session titles, in order.
+func historyContents(items []sessionItem) []string {
+	var out []string
+	for _, it := range items {
+		switch {
+		case it.Message != nil:
+			out = append(out, it.Message.Role+":"+it.Message.Content)
+		case it.SubSession != nil:
+			out = append(out, "sub "+it.SubSession.Title+"{"+strings.Join(historyContents(it.SubItems), ",")+"}")
+		default:
+			out = append(out, "summary:"+it.Summary)
+		}
+	}
+	return out
+}
+
+// historyMustRead reads session id's items and compares them with want.
+func historyMustRead(t *testing.T, st *store, id string, want ...string) {
+	t.Helper()
+	items, err := st.items(context.Background(), id)
+	if err != nil {
+		t.Fatalf("items(%s) = %v", id, err)
+	}
+	if got := historyContents(items); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+		t.Fatalf("items(%s) = %q\nwant %q", id, got, want)
+	}
+}
+
+// A second connection to the file (another process, as far as SQLite can tell)
+// appends, rewrites and deletes; each is seen by the next read of the cached history.
+func TestHistoryCacheSeesOtherProcessWrites(t *testing.T) {
+	st, path := storeTestOpen(t)
+	ctx := context.Background()
+	storeMustCreate(t, st, &sessionRecord{ID: "s"})
+	itemID, _, err := st.appendMessage(ctx, "s", "root", &chatMessage{Role: "user", Content: "one"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	historyMustRead(t, st, "s", "user:one")
+	historyMustRead(t, st, "s", "user:one") // now from the cache
+
+	other, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: path}).String()+"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	mustExec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := other.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	mustExec(`INSERT INTO session_items (session_id, position, item_type, agent_name, message_json) VALUES ('s', 1, 'message', 'root', '{"role":"assistant","content":"two"}')`)
+	historyMustRead(t, st, "s", "user:one", "assistant:two")
+	mustExec(`UPDATE session_items SET message_json = '{"role":"user","content":"ONE"}' WHERE id = ?`, itemID)
+	historyMustRead(t, st, "s", "user:ONE", "assistant:two")
+	mustExec(`DELETE FROM sessions WHERE id = 's'`)
+	if _, err := st.items(ctx, "s"); err == nil {
+		t.Fatal("a session deleted by another process is still read")
+	}
+}
+
+// Every write path of our own reaches the cached histories: appends, in-place updates
+// of a streaming answer, sub-session links, writes to an embedded sub-session (its
+// messages and its record) and deletes.
+func TestHistoryCacheFollowsOwnWrites(t *testing.T) {
+	st, _ := storeTestOpen(t)
+	ctx := context.Background()
+	storeMustCreate(t, st, &sessionRecord{ID: "p"})
+	storeMustCreate(t, st, &sessionRecord{ID: "c", Title: "child"})
+	historyMustRead(t, st, "p")
+	st.appendUserMessages(ctx, "p", []chatMessage{{Role: "user", Content: "hi"}})
+	answer, _, _ := st.appendMessage(ctx, "p", "root", &chatMessage{Role: "assistant", Content: "par"}, false)
+	historyMustRead(t, st, "p", "user:hi", "assistant:par")
+	st.updateMessage(ctx, answer, &chatMessage{Role: "assistant", Content: "partial answer"})
+	historyMustRead(t, st, "p", "user:hi", "assistant:partial answer")
+
+	st.appendMessage(ctx, "c", "sub", &chatMessage{Role: "assistant", Content: "in child"}, false)
+	if err := st.appendSubSession(ctx, "p", "c"); err != nil {
+		t.Fatal(err)
+	}
+	historyMustRead(t, st, "p", "user:hi", "assistant:partial answer", "sub child{assistant:in child}")
+	st.setTitle(ctx, "c", "renamed")
+	historyMustRead(t, st, "p", "user:hi", "assistant:partial answer", "sub renamed{assistant:in child}")
+	childMsg, _, _ := st.appendMessage(ctx, "c", "sub", &chatMessage{Role: "assistant", Content: "more"}, false)
+	historyMustRead(t, st, "p", "user:hi", "assistant:partial answer", "sub renamed{assistant:in child,assistant:more}")
+	st.updateMessage(ctx, childMsg, &chatMessage{Role: "assistant", Content: "more, edited"})
+	historyMustRead(t, st, "p", "user:hi", "assistant:partial answer", "sub renamed{assistant:in child,assistant:more, edited}")
+	st.appendSummary(ctx, "p", "so far")
+	historyMustRead(t, st, "p", "user:hi", "assistant:partial answer", "sub renamed{assistant:in child,assistant:more, edited}", "summary:so far")
+	if err := st.deleteSession(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	historyMustRead(t, st, "p", "user:hi", "assistant:partial answer", "summary:so far")
+	st.deleteSession(ctx, "p")
+	if _, err := st.items(ctx, "p"); err == nil {
+		t.Fatal("a deleted session is still read from the cache")
+	}
+}
+
+// Readers, appenders and an updater of one session run together (go test -race); what
+// the cache ends with equals a fresh read from the file.
+func TestHistoryCacheConcurrent(t *testing.T) {
+	st, path := storeTestOpen(t)
+	ctx := context.Background()
+	storeMustCreate(t, st, &sessionRecord{ID: "s"})
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				id, _, err := st.appendMessage(ctx, "s", "root", &chatMessage{Role: "assistant", Content: fmt.Sprintf("w%d-%d", w, i)}, false)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				st.updateMessage(ctx, id, &chatMessage{Role: "assistant", Content: fmt.Sprintf("w%d-%d final", w, i)})
+			}
+		}()
+	}
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 40 {
+				items, err := st.items(ctx, "s")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for i := 1; i < len(items); i++ {
+					if items[i].Position <= items[i-1].Position {
+						t.Errorf("positions out of order at %d", i)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got, _ := st.items(ctx, "s")
+	fresh, err := openStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	want, _ := fresh.items(ctx, "s")
+	if len(want) != 60 || !reflect.DeepEqual(historyContents(got), historyContents(want)) {
+		t.Fatalf("cached history differs from the file:\n%q\n%q", historyContents(got), historyContents(want))
+	}
+}
+
+// The cache holds at most its budget: older histories are evicted, and one larger
+// than the whole budget is served but not kept.
+func TestHistoryCacheBoundedByBytes(t *testing.T) {
+	st, _ := storeTestOpen(t)
+	ctx := context.Background()
+	st.history = newHistoryCache(20 << 10)
+	for i := range 10 {
+		id := fmt.Sprint("s", i)
+		storeMustCreate(t, st, &sessionRecord{ID: id})
+		storeTestFill(t, st, id, 10) // about 5 KB each as estimated
+		if _, err := st.items(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if st.history.size > st.history.max {
+			t.Fatalf("after %d sessions the cache holds %d bytes; budget %d", i+1, st.history.size, st.history.max)
+		}
+	}
+	if n := st.history.lru.Len(); n < 2 || n > 5 {
+		t.Fatalf("%d histories cached; want the most recent few", n)
+	}
+	if st.history.byID["s9"] == nil || st.history.byID["s0"] != nil {
+		t.Fatal("want the newest kept and the oldest evicted")
+	}
+	storeMustCreate(t, st, &sessionRecord{ID: "big"})
+	storeTestFill(t, st, "big", 100)
+	if items, err := st.items(ctx, "big"); err != nil || len(items) != 100 {
+		t.Fatalf("items(big) = %d items, %v", len(items), err)
+	}
+	if st.history.byID["big"] != nil {
+		t.Fatal("a history larger than the budget was cached")
+	}
+}
+
+// storeTestFill appends n alternating user/assistant messages of about 200 bytes to
+// session id in one transaction, as earlier runs would have left them.
+func storeTestFill(t testing.TB, st *store, id string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	err := st.inTx(ctx, func(tx *sql.Tx) error {
+		stmt := tx.StmtContext(ctx, st.prepared[storeAppendSQL])
+		for i := range n {
+			role, agent := "user", ""
+			if i%2 == 1 {
+				role, agent = "assistant", "root"
+			}
+			msg := fmt.Sprintf(`{"role":%q,"content":"message %d %s","created_at":"2026-01-01T00:00:00Z"}`, role, i, strings.Repeat("lorem ipsum ", 15))
+			if _, err := stmt.ExecContext(ctx, "message", agent, msg, 0, nil, nil, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// processCPU is this process's user+system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRunHistory measures one run (one user message, a 100-token answer) on a
+// session that already holds 20, 1,000 or 5,000 messages. The fake model discards the
+// request unread, so the figures are the server's (and the client's) work; cpu-ns/op
+// is the whole process's CPU time per run.
+func BenchmarkRunHistory(b *testing.B) {
+	toks := make([]string, 100)
+	for i := range toks {
+		toks[i] = fmt.Sprintf("tok%d ", i)
+	}
+	fake := &fakeOpenAI{}
+	model := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fake.writeTurn(w, fakeTurn{Text: toks})
+	}))
+	b.Cleanup(model.Close)
+	for _, n := range []int{20, 1000, 5000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			e := newTestEnv(b, map[string]string{"a.yaml": fakeAgentYAML(model.URL, "")})
+			e.setenv("OPENAI_API_KEY", "k")
+			id := e.newSession(map[string]any{"title": "long"})
+			storeTestFill(b, e.s.st, id, n)
+			run := func() {
+				resp, err := http.Post(e.srv.URL+"/api/sessions/"+id+"/agent/a", "application/json",
+					strings.NewReader(`[{"role":"user","content":"Hello there"}]`))
+				if err != nil {
+					b.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !strings.Contains(string(body), `"type":"stream_stopped"`) {
+					b.Fatalf("run: %d %s", resp.StatusCode, body)
+				}
+			}
+			run() // the first run of a process loads the history from the database
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU()
+			for b.Loop() {
+				run()
+			}
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// storeTestFillSessions inserts n root sessions, one second apart, in one transaction.
+func storeTestFillSessions(t testing.TB, st *store, n int) {
+	t.Helper()
+	ctx := context.Background()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	err := st.inTx(ctx, func(tx *sql.Tx) error {
+		for i := range n {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, title, created_at, working_dir) VALUES (?, ?, ?, '')`,
+				fmt.Sprintf("bench-%06d", i), fmt.Sprintf("session number %d", i), start.Add(time.Duration(i)*time.Second).Format(time.RFC3339)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkSessionList lists 20,000 sessions: one page of 50, and the whole list.
+func BenchmarkSessionList(b *testing.B) {
+	e := newTestEnv(b, nil)
+	storeTestFillSessions(b, e.s.st, 20000)
+	for _, path := range []string{"/api/sessions?limit=50", "/api/sessions"} {
+		b.Run(strings.TrimPrefix(path, "/api/sessions"), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := http.Get(e.srv.URL + path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || n < 50*100 {
+					b.Fatalf("GET %s = %d, %d bytes", path, resp.StatusCode, n)
+				}
+			}
+		})
+	}
+}
