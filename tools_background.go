@@ -277,13 +277,6 @@ func (rn *runner) runBackground(ctx context.Context, b *bgTask, parentID string,
 	}()
 	last := rn.loop(ctx, child, sub)
 	rn.sessionEnd(ctx, child, last)
-	wctx := context.WithoutCancel(ctx)
-	rn.save.save(wctx, nil, "the sub-session link of session "+parentID, func(ctx context.Context) error {
-		return rn.s.st.appendSubSession(ctx, parentID, child.rec.ID)
-	})
-	if err := rn.save.finish(wctx, time.Second); err != nil {
-		rn.s.log.Warn("background agent: saving failed", "session", child.rec.ID, "err", err)
-	}
 	out, ok := lastAnswer(child.history)
 	switch {
 	case ctx.Err() != nil:
@@ -292,5 +285,13 @@ func (rn *runner) runBackground(ctx context.Context, b *bgTask, parentID string,
 		b.end("failed", fmt.Sprintf("the agent %s gave no answer", sub.Name))
 	default:
 		b.end("completed", out)
+	}
+	// The link comes last: once the parent shows the sub-session, the status is final.
+	wctx := context.WithoutCancel(ctx)
+	rn.save.save(wctx, nil, "the sub-session link of session "+parentID, func(ctx context.Context) error {
+		return rn.s.st.appendSubSession(ctx, parentID, child.rec.ID)
+	})
+	if err := rn.save.finish(wctx, time.Second); err != nil {
+		rn.s.log.Warn("background agent: saving failed", "session", child.rec.ID, "err", err)
 	}
 }
