@@ -166,7 +166,8 @@ func TestBackgroundAgentStop(t *testing.T) {
 }
 
 // TestBackgroundAgentStopsWithSession: deleting the parent session stops its running
-// background agent (the DELETE waits for it, so it would hang if it did not).
+// background agent (the DELETE waits for it, so it would hang if it did not), and so
+// does a server shutdown.
 func TestBackgroundAgentStopsWithSession(t *testing.T) {
 	hold := make(chan struct{})
 	defer close(hold)
@@ -184,6 +185,28 @@ func TestBackgroundAgentStopsWithSession(t *testing.T) {
 	}
 	if n := len(e.s.bg.list(id)); n != 0 {
 		t.Fatalf("%d background agents left after delete", n)
+	}
+
+	// Shutdown: close waits for the agent, which must see its context end.
+	lead.mu.Lock()
+	lead.turns = []fakeTurn{
+		{ToolCalls: []fakeToolCall{bgCall("c1", "run_background_agent", `{"agent":"helper","task":"dig"}`)}},
+		{Text: []string{"started"}},
+	}
+	lead.mu.Unlock()
+	worker.mu.Lock()
+	worker.turns = []fakeTurn{{Text: []string{"thinking", " more"}, Hold: hold}}
+	worker.mu.Unlock()
+	id = e.newSession(map[string]any{"title": "t"})
+	bgStart(t, e, id)
+	waitFor(t, "the worker's second request", func() bool { return len(worker.requests()) == 2 })
+	bg := e.s.bg
+	e.restart()
+	if n := len(bg.list(id)); n != 1 {
+		t.Fatalf("background agents = %d", n)
+	}
+	if st, _ := bg.list(id)[0].state(); st != "stopped" {
+		t.Fatalf("status after shutdown = %q", st)
 	}
 }
 
