@@ -382,6 +382,7 @@ func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
 	// Stop the current run first so its last writes cannot race the delete; the
 	// store refuses updates to a missing row, so nothing resurrects the session.
 	s.runs.cancel(id)
+	s.bg.stopSession(id)
 	if err := s.st.deleteSession(r.Context(), id); err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
