@@ -89,7 +89,7 @@ func newModelClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	case apiGoogle:
 		return newGeminiClient(spec, env)
 	case apiBedrock:
-		return nil, fmt.Errorf("model %s: provider amazon-bedrock is not supported", modelName(spec))
+		return newBedrockClient(spec, env)
 	}
 	return nil, fmt.Errorf("model %s: unsupported api type %s", modelName(spec), api)
 }

@@ -291,10 +291,16 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 // (sub-sessions are not part of the parent's prompt).
 func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	c := &convo{rec: rec, cost: rec.Cost}
-	for _, it := range items {
-		if it.Type == "summary" && it.Summary != "" { // what came before is compacted
-			c.history, c.compact.summary = nil, it.Summary
+	// What came before the last summary is compacted: start there, and size the
+	// history once (a long session would otherwise regrow it a dozen times per run).
+	start := 0
+	for i, it := range items {
+		if it.Type == "summary" && it.Summary != "" {
+			start, c.compact.summary = i, it.Summary
 		}
+	}
+	c.history = make([]chatMessage, 0, len(items)-start)
+	for _, it := range items[start:] {
 		if it.Type == "message" && it.Message != nil && it.Message.Role != "system" {
 			c.history = append(c.history, *it.Message)
 		}
