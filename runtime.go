@@ -523,7 +523,8 @@ func (rn *runner) modelRequest(ctx context.Context, c *convo, ag *agentConfig, t
 		defs[i] = t.def
 	}
 	history := repairToolCalls(trimHistory(c.summaryPrompt(), ag.NumHistoryItems))
-	return &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), history...), Tools: defs, Thinking: rn.rs.settings().thinking}
+	return &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), history...), Tools: defs,
+		Thinking: rn.rs.settings().thinking, Output: ag.StructuredOutput}
 }
 
 // forward sends the events a model event shows the client; tc is the tool call the
