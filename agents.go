@@ -543,9 +543,6 @@ func (t *team) release() {
 	if done {
 		t.closeToolsets()
 	}
-	for _, ext := range t.external {
-		ext.retire()
-	}
 }
 
 // retire marks the team replaced; it closes now if no run holds it.
@@ -570,6 +567,11 @@ func (t *team) closeToolsets() {
 		}
 	}
 	t.rag.close()
+	// External teams live as long as the team that loaded them, plus any
+	// background agent still holding one.
+	for _, ext := range t.external {
+		ext.retire()
+	}
 }
 
 // describe expands ${env.NAME} placeholders in a description or welcome message, as

@@ -39,6 +39,9 @@ func (rn *runner) handoff(ag *agentConfig, call toolCall) (toolResult, *agentCon
 		return toolErrorf("Agent %s cannot hand off to %s: target agent not in handoffs list. Available agent IDs are: %s", ag.Name, args.Agent, strings.Join(ag.Handoffs, ", ")), nil
 	}
 	to := rn.team.file.agent(args.Agent)
+	if to == nil && cfgIsExternalRef(args.Agent) {
+		return toolErrorf("cannot hand off to %s: handoff to an external agent is not supported; it can be a sub-agent (transfer_task) instead", args.Agent), nil
+	}
 	if to == nil {
 		return toolErrorf("agent %s is not part of this team", args.Agent), nil
 	}

@@ -25,14 +25,21 @@ type externalLoader struct {
 	opts toolsetOptions
 }
 
-// loadExternal builds the external team of every external sub_agents/handoffs
-// entry of f that is not a local agent. chain holds the refs being loaded above
+// loadExternal builds the external team of every external sub_agents entry of
+// f that is not a local agent. External handoffs are warned about: a handoff
+// keeps the conversation in the caller's team (its models, toolsets and the
+// stored session's agent), which an agent of another team cannot join. chain holds the refs being loaded above
 // f, for the cycle guard. A ref that fails is logged with its error and left
 // out: delegating to it then fails with a tool error naming it.
 func (l *externalLoader) loadExternal(ctx context.Context, f *agentFile, chain []string) map[string]*team {
 	out := map[string]*team{}
 	for _, ag := range f.Agents {
-		for _, ref := range slices.Concat(ag.SubAgents, ag.Handoffs) {
+		for _, ref := range ag.Handoffs {
+			if f.agent(ref) == nil && cfgIsExternalRef(ref) {
+				l.opts.Logger.Warn("handoff to an external agent is not supported; list it in sub_agents to delegate to it", "agent", ag.Name, "ref", ref)
+			}
+		}
+		for _, ref := range ag.SubAgents {
 			if out[ref] != nil || f.agent(ref) != nil || !cfgIsExternalRef(ref) {
 				continue
 			}

@@ -122,3 +122,39 @@ func TestExternalSubAgentCycle(t *testing.T) {
 		t.Fatalf("tool responses = %q", responses)
 	}
 }
+
+// A background agent may be external too: it runs on its own team's model; an
+// external handoff is refused with a tool error naming the ref.
+func TestExternalSubAgentBackgroundAndHandoff(t *testing.T) {
+	reg := newOCITestRegistry(t, "")
+	ref := reg.host + "/team/helper:latest"
+	worker := newFakeOpenAI(t, fakeTurn{Text: []string{"bg remote done"}})
+	lead := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{bgCall("c1", "run_background_agent", fmt.Sprintf(`{"agent":%q,"task":"dig"}`, ref))}},
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "c2", Name: "handoff", Args: fmt.Sprintf(`{"agent":%q}`, ref)}}},
+		fakeTurn{Text: []string{"started"}})
+	reg.push("team/helper", "latest", []byte(externalHelperYAML(worker.URL, "remote-model")), "2026-01-01T00:00:00Z")
+	e := newTestEnv(t, map[string]string{"team.yaml": externalRootYAML(lead.URL, ref) +
+		"    handoffs: [" + ref + "]\n    toolsets:\n      - type: background_agents\n"})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}})
+	s.until("tool_call_confirmation")
+	if code, b := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"}); code != 200 {
+		t.Fatalf("resume = %d %s", code, b)
+	}
+	resp := bgResponses(s.all())
+	if r := resp["run_background_agent"]; !strings.Contains(r, "Agent: "+ref) {
+		t.Fatalf("run_background_agent = %q", r)
+	}
+	if r := resp["handoff"]; !strings.Contains(r, "cannot hand off to "+ref) {
+		t.Fatalf("handoff = %q", r)
+	}
+	waitFor(t, "background agent end", func() bool {
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		return strings.Contains(string(b), "bg remote done")
+	})
+	if reqs := worker.requests(); len(reqs) != 1 || reqs[0]["model"] != "remote-model" {
+		t.Fatalf("worker requests = %v", reqs)
+	}
+}
