@@ -109,6 +109,9 @@ func (l *externalLoader) fetch(ctx context.Context, ref string) ([]byte, error) 
 		data, _, err := l.oci.pull(ctx, ref)
 		return data, err
 	}
+	// Loading waits for this, so a silent server must not hang it.
+	ctx, cancel := context.WithTimeout(ctx, ociRequestTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ref, nil)
 	if err != nil {
 		return nil, err
