@@ -100,7 +100,7 @@ func (s *sseSink) close() {
 func userMessageEvent(m chatMessage, sessionID string, position int) *event {
 	e := startEvent("user_message").str("message", m.Content)
 	if len(m.MultiContent) > 0 {
-		e.val("multi_content", m.MultiContent)
+		e.parts("multi_content", m.MultiContent)
 	}
 	return e.str("session_id", sessionID).num("session_position", int64(position)).ctx("", time.Now())
 }
@@ -343,6 +343,19 @@ func (e *event) val(k string, v any) *event {
 		j = []byte("null")
 	}
 	e.b = append(e.b, j...)
+	return e
+}
+
+// parts adds message parts as encoding/json writes them, a large image copied once,
+// straight into the frame.
+func (e *event) parts(k string, parts []messagePart) *event {
+	refs := newImageRefs()
+	j, err := json.Marshal(refs.parts(parts))
+	if err != nil {
+		return e.val(k, nil)
+	}
+	e.key(k)
+	e.b = refs.appendJSON(e.b, j)
 	return e
 }
 
