@@ -400,7 +400,7 @@ func (r *imageRefs) swap(parts []messagePart) ([]messagePart, bool) {
 }
 
 // splice returns the pieces of j with the placeholders replaced by their URLs, which
-// are referenced, not copied.
+// are referenced, not copied: text and URLs alternate, text first and last.
 func (r *imageRefs) splice(j []byte) sharedJSON {
 	var out sharedJSON
 	for {
