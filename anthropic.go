@@ -14,6 +14,7 @@ const (
 	anthropicVersion          = "2023-06-01"
 	anthropicBetaToolStream   = "fine-grained-tool-streaming-2025-05-14"
 	anthropicBetaInterleaved  = "interleaved-thinking-2025-05-14"
+	anthropicBetaStructured   = "structured-outputs-2025-11-13"
 	anthropicDefaultMaxTokens = 32000
 	anthropicDefaultBudget    = 8192
 	anthropicMinBudget        = 1024 // the API rejects smaller thinking budgets
@@ -89,21 +90,29 @@ type anthropicThinking struct {
 	BudgetTokens int64  `json:"budget_tokens"`
 }
 
-// anthropicRequest keeps the field order the reference sends (PROVIDERS.md §3.3).
-type anthropicRequest struct {
-	MaxTokens   int64              `json:"max_tokens"`
-	Messages    []anthropicMessage `json:"messages"`
-	Model       string             `json:"model"`
-	System      []anthropicBlock   `json:"system,omitempty"`
-	Tools       []anthropicTool    `json:"tools"` // [] rather than absent, as the reference sends
-	Thinking    *anthropicThinking `json:"thinking,omitempty"`
-	Temperature *float64           `json:"temperature,omitempty"`
-	TopP        *float64           `json:"top_p,omitempty"`
-	Stream      bool               `json:"stream"`
+// anthropicOutputFormat holds the agent's structured_output schema (Beta API only).
+type anthropicOutputFormat struct {
+	Type   string          `json:"type"` // json_schema
+	Schema json.RawMessage `json:"schema"`
 }
 
-// request builds the wire body and reports whether the interleaved-thinking beta is on.
-func (c *anthropicClient) request(req *modelRequest) (*anthropicRequest, bool) {
+// anthropicRequest keeps the field order the reference sends (PROVIDERS.md §3.3).
+type anthropicRequest struct {
+	MaxTokens    int64                  `json:"max_tokens"`
+	Messages     []anthropicMessage     `json:"messages"`
+	Model        string                 `json:"model"`
+	System       []anthropicBlock       `json:"system,omitempty"`
+	Tools        []anthropicTool        `json:"tools"` // [] rather than absent, as the reference sends
+	Thinking     *anthropicThinking     `json:"thinking,omitempty"`
+	OutputFormat *anthropicOutputFormat `json:"output_format,omitempty"`
+	Temperature  *float64               `json:"temperature,omitempty"`
+	TopP         *float64               `json:"top_p,omitempty"`
+	Stream       bool                   `json:"stream"`
+}
+
+// request builds the wire body and lists its anthropic-beta values; any beyond tool
+// streaming need the Beta endpoint (PROVIDERS.md §3.3).
+func (c *anthropicClient) request(req *modelRequest) (*anthropicRequest, []string) {
 	ar := &anthropicRequest{
 		MaxTokens: provMaxTokens(req, c.ms, anthropicDefaultMaxTokens),
 		Model:     c.ms.Model,
@@ -151,7 +160,7 @@ func (c *anthropicClient) request(req *modelRequest) (*anthropicRequest, bool) {
 			ar.Tools = append(ar.Tools, anthropicTool{Name: t.Name, Description: t.Description, InputSchema: provSchema(t.Parameters)})
 		}
 	}
-	interleaved := false
+	betas := []string{anthropicBetaToolStream}
 	if budget, set, on := anthropicBudget(c.ms.ThinkingBudget); req.Thinking && on {
 		if budget >= ar.MaxTokens && !explicitMax {
 			ar.MaxTokens = budget + anthropicDefaultBudget
@@ -160,14 +169,20 @@ func (c *anthropicClient) request(req *modelRequest) (*anthropicRequest, bool) {
 		// rather than a request that is bound to fail.
 		if budget >= anthropicMinBudget && budget < ar.MaxTokens {
 			ar.Thinking = &anthropicThinking{Type: "enabled", BudgetTokens: budget}
-			interleaved = !set || provBool(c.ms.ProviderOpts["interleaved_thinking"])
+			if !set || provBool(c.ms.ProviderOpts["interleaved_thinking"]) {
+				betas = append([]string{anthropicBetaInterleaved}, betas...)
+			}
 		}
 	}
 	if ar.Thinking == nil {
 		// Thinking forbids sampling parameters, so they only go out without it.
 		ar.Temperature, ar.TopP = c.ms.Temperature, c.ms.TopP
 	}
-	return ar, interleaved
+	if req.Output != nil {
+		ar.OutputFormat = &anthropicOutputFormat{Type: "json_schema", Schema: provSchema(req.Output.Schema)}
+		betas = append(betas, anthropicBetaStructured)
+	}
+	return ar, betas
 }
 
 // anthropicSystemMarks counts the system blocks marked for caching.
@@ -368,17 +383,16 @@ type anthropicEvent struct {
 
 // stream implements modelClient.
 func (c *anthropicClient) stream(ctx context.Context, req *modelRequest, emit func(modelEvent)) error {
-	ar, interleaved := c.request(req)
+	ar, betas := c.request(req)
 	body, err := json.Marshal(ar)
 	if err != nil {
 		return fmt.Errorf("anthropic: encoding request: %w", err)
 	}
 	conn := c.conn
 	conn.header = c.conn.header.Clone()
-	conn.header.Set("Anthropic-Beta", anthropicBetaToolStream)
-	if interleaved {
+	conn.header.Set("Anthropic-Beta", strings.Join(betas, ","))
+	if len(betas) > 1 {
 		conn.url += "?beta=true"
-		conn.header.Set("Anthropic-Beta", anthropicBetaInterleaved+","+anthropicBetaToolStream)
 	}
 	st := &anthropicStream{stop: "stop"}
 	return conn.run(ctx, body, emit, st.event, func(bool) error {

@@ -206,6 +206,9 @@ type modelRequest struct {
 	MaxTokens int64 // overrides the spec's when > 0 (title generation uses 20)
 	Thinking  bool  // the session's thinking toggle
 	NoTools   bool
+	// Output is the agent's structured_output, sent as the provider's native response
+	// format; nil on title and summary requests.
+	Output *structuredOutputConfig
 }
 
 // modelEventKind says which field of a modelEvent is set.

@@ -67,23 +67,11 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 		return toolErrorf("cannot transfer task to %s: delegation cycle or depth limit (%s)", sub.Name, strings.Join(append(chain, sub.Name), " → "))
 	}
 	wctx := context.WithoutCancel(ctx)
-	set := rn.rs.settings()
-	rec := &sessionRecord{ID: newUUID(), CreatedAt: time.Now(), ToolsApproved: set.toolsApproved, Thinking: set.thinking,
-		MaxIterations: sub.MaxIterations, WorkingDir: parent.rec.WorkingDir, ParentID: parent.rec.ID,
-		AgentModelOverrides: "{}", CustomModelsUsed: "[]"}
-	if err := rn.s.st.createSession(wctx, rec); err != nil {
+	child, err := rn.newSubSession(wctx, parent, sub, chain, args.Task, args.ExpectedOutput, rn.rs.settings().toolsApproved)
+	if err != nil {
 		return toolErrorf("creating the sub-session: %v", err)
 	}
-	child := &convo{rec: rec, agents: chain}
-	task := "You are a member of a team of agents. Your goal is to complete the following task:\n\n<task>\n" + args.Task + "\n</task>"
-	if args.ExpectedOutput != "" {
-		task += "\n\n<expected_output>\n" + args.ExpectedOutput + "\n</expected_output>"
-	}
-	sys := chatMessage{Role: "system", Content: task, CreatedAt: nowRFC3339()}
-	proceed := chatMessage{Role: "user", Content: "Please proceed.", CreatedAt: nowRFC3339()}
-	rn.appendMessage(wctx, rec.ID, sub.Name, &sys, false)
-	rn.appendMessage(wctx, rec.ID, "", &proceed, true)
-	child.history = []chatMessage{sys, proceed}
+	rec := child.rec
 
 	rn.sink.send(agentSwitchingEvent(true, ag.Name, sub.Name))
 	rn.sink.send(rn.agentInfo(sub))
@@ -110,10 +98,38 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	if ctx.Err() != nil {
 		return toolErrorf("The tool call was canceled by the user.")
 	}
-	for i := len(child.history) - 1; i >= 0; i-- {
-		if m := child.history[i]; m.Role == "assistant" && m.Content != "" {
-			return toolResult{Output: m.Content}
-		}
+	if out, ok := lastAnswer(child.history); ok {
+		return toolResult{Output: out}
 	}
 	return toolErrorf("Error calling tool: the agent %s gave no answer", sub.Name)
+}
+
+// newSubSession stores a child session of parent in which sub works on task: its
+// system prompt and the implicit "Please proceed." that starts it.
+func (rn *runner) newSubSession(ctx context.Context, parent *convo, sub *agentConfig, chain []string, task, expected string, approved bool) (*convo, error) {
+	rec := &sessionRecord{ID: newUUID(), CreatedAt: time.Now(), ToolsApproved: approved, Thinking: rn.rs.settings().thinking,
+		MaxIterations: sub.MaxIterations, WorkingDir: parent.rec.WorkingDir, ParentID: parent.rec.ID,
+		AgentModelOverrides: "{}", CustomModelsUsed: "[]"}
+	if err := rn.s.st.createSession(ctx, rec); err != nil {
+		return nil, err
+	}
+	prompt := "You are a member of a team of agents. Your goal is to complete the following task:\n\n<task>\n" + task + "\n</task>"
+	if expected != "" {
+		prompt += "\n\n<expected_output>\n" + expected + "\n</expected_output>"
+	}
+	sys := chatMessage{Role: "system", Content: prompt, CreatedAt: nowRFC3339()}
+	proceed := chatMessage{Role: "user", Content: "Please proceed.", CreatedAt: nowRFC3339()}
+	rn.appendMessage(ctx, rec.ID, sub.Name, &sys, false)
+	rn.appendMessage(ctx, rec.ID, "", &proceed, true)
+	return &convo{rec: rec, agents: chain, history: []chatMessage{sys, proceed}}, nil
+}
+
+// lastAnswer is the content of the history's last non-empty assistant message.
+func lastAnswer(history []chatMessage) (string, bool) {
+	for i := len(history) - 1; i >= 0; i-- {
+		if m := history[i]; m.Role == "assistant" && m.Content != "" {
+			return m.Content, true
+		}
+	}
+	return "", false
 }

@@ -108,6 +108,10 @@ type geminiGenerationConfig struct {
 	FrequencyPenalty *float64              `json:"frequencyPenalty,omitempty"`
 	PresencePenalty  *float64              `json:"presencePenalty,omitempty"`
 	ThinkingConfig   *geminiThinkingConfig `json:"thinkingConfig,omitempty"`
+	ResponseMIMEType string                `json:"responseMimeType,omitempty"`
+	// ResponseJSONSchema is the agent's structured_output schema; a pointer keeps the
+	// struct comparable.
+	ResponseJSONSchema *json.RawMessage `json:"responseJsonSchema,omitempty"`
 }
 
 // geminiRequest is a GenerateContentRequest.
@@ -156,6 +160,10 @@ func (c *geminiClient) request(req *modelRequest) *geminiRequest {
 		ThinkingConfig: geminiThinking(c.ms.Model, c.ms.ThinkingBudget, req.Thinking),
 	}
 	gc.MaxOutputTokens = provMaxTokens(req, c.ms, 0)
+	if req.Output != nil {
+		schema := provSchema(req.Output.Schema)
+		gc.ResponseMIMEType, gc.ResponseJSONSchema = "application/json", &schema
+	}
 	if *gc != (geminiGenerationConfig{}) {
 		gr.GenerationConfig = gc
 	}

@@ -15,9 +15,6 @@ import (
 // --code-mode-tools) changes nothing.
 const codeModeWarning = "code_mode_tools is not supported (agentd has no JavaScript engine): the tools are offered to the model one by one"
 
-// structuredOutputWarning: the schema is not sent to the provider yet (issue 17 item 3).
-const structuredOutputWarning = "structured_output is not supported yet: the model is not held to the schema"
-
 // ignoredProviderOpts are provider_opts keys of Docker Model Runner and reranking that
 // only the reference's model runner integration understands.
 var ignoredProviderOpts = []string{"runtime_flags", "context_size", "rerank_prompt"}
@@ -27,9 +24,6 @@ func ignoredKeyWarnings(f *agentFile, ag *agentConfig, codeMode bool) []string {
 	var out []string
 	if ag.CodeModeTools || codeMode {
 		out = append(out, codeModeWarning)
-	}
-	if ag.StructuredOutput != nil {
-		out = append(out, structuredOutputWarning)
 	}
 	for _, ts := range ag.Toolsets {
 		if ts.Version != "" && ts.Type == "mcp" {

@@ -135,7 +135,7 @@ func TestIgnoredKeysWarn(t *testing.T) {
 	e.setenv("OPENAI_API_KEY", "k")
 	id := e.newSession(map[string]any{"title": "t"})
 	got := warningsOf(e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}}).all())
-	want := []string{codeModeWarning, structuredOutputWarning,
+	want := []string{codeModeWarning,
 		"model fake: provider_opts.context_size is not supported and is ignored",
 		"model fake: provider_opts.speculative_draft_model is not supported and is ignored"}
 	if !slices.Equal(got, want) {

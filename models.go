@@ -89,7 +89,7 @@ func newModelClient(spec modelSpec, env clientEnv) (modelClient, error) {
 	case apiGoogle:
 		return newGeminiClient(spec, env)
 	case apiBedrock:
-		return nil, fmt.Errorf("model %s: provider amazon-bedrock is not supported", modelName(spec))
+		return newBedrockClient(spec, env)
 	}
 	return nil, fmt.Errorf("model %s: unsupported api type %s", modelName(spec), api)
 }
@@ -130,9 +130,32 @@ type openAIChatRequest struct {
 	TopP                *float64                 `json:"top_p,omitempty"`
 	ParallelToolCalls   *bool                    `json:"parallel_tool_calls,omitempty"`
 	ReasoningEffort     string                   `json:"reasoning_effort,omitempty"`
+	ResponseFormat      *openAIResponseFormat    `json:"response_format,omitempty"`
 	StreamOptions       *openAIChatStreamOptions `json:"stream_options,omitempty"`
 	Tools               []openAIChatTool         `json:"tools,omitempty"`
 	Stream              bool                     `json:"stream"`
+}
+
+// openAIResponseFormat holds the agent's structured_output schema (PROVIDERS.md §3.1).
+type openAIResponseFormat struct {
+	Type       string           `json:"type"` // json_schema
+	JSONSchema openAIJSONSchema `json:"json_schema"`
+}
+
+// openAIJSONSchema is a named response schema; the Responses API takes the same fields
+// flat in text.format.
+type openAIJSONSchema struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Schema      json.RawMessage `json:"schema"`
+	Strict      bool            `json:"strict"`
+}
+
+// newOpenAIJSONSchema converts structured_output. OpenAI rejects an empty name, so a
+// config without one gets "response"; a missing schema becomes an empty object schema.
+func newOpenAIJSONSchema(so *structuredOutputConfig) openAIJSONSchema {
+	return openAIJSONSchema{Name: cmp.Or(so.Name, "response"), Description: so.Description,
+		Schema: provSchema(so.Schema), Strict: so.Strict}
 }
 
 type openAIChatStreamOptions struct {
@@ -254,6 +277,9 @@ func (c *openAIChatClient) requestBody(req *modelRequest) ([]byte, error) {
 	}
 	if req.Thinking && !c.dmr {
 		r.ReasoningEffort = openAIChatReasoningEffort(s)
+	}
+	if req.Output != nil {
+		r.ResponseFormat = &openAIResponseFormat{Type: "json_schema", JSONSchema: newOpenAIJSONSchema(req.Output)}
 	}
 	j, err := json.Marshal(r)
 	if err != nil || len(refs.urls) == 0 {

@@ -665,8 +665,10 @@ func TestModelAPIType(t *testing.T) {
 			t.Errorf("modelAPIType(%s/%s) = %q, %v; want %q, %q", tt.spec.Provider, tt.spec.Model, got, err, tt.want, tt.wantErr)
 		}
 	}
-	if _, err := newModelClient(modelSpec{Provider: "amazon-bedrock", Model: "m"}, modelTestEnv()); err == nil || !strings.Contains(err.Error(), "amazon-bedrock is not supported") {
-		t.Errorf("bedrock: err = %v; want not supported", err)
+	if c, err := newModelClient(modelSpec{Provider: "amazon-bedrock", Model: "m"}, modelTestEnv()); err != nil {
+		t.Errorf("bedrock: err = %v", err)
+	} else if _, ok := c.(*bedrockClient); !ok {
+		t.Errorf("bedrock: client is a %T", c)
 	}
 	if _, err := newModelClient(modelSpec{Provider: "azure", Model: "m"}, modelTestEnv()); err == nil || !strings.Contains(err.Error(), "base_url is required") {
 		t.Errorf("azure without base_url: err = %v", err)

@@ -201,7 +201,7 @@ func TestTransferTaskCancelledChild(t *testing.T) {
 // TestSubSessionJSONOmitsEmpty: a session created without working_dir or
 // max_iterations leaves them out of sub_session_completed's sub_session, as the
 // reference does, and its tools still work in --working-dir.
-func TestSubSessionJSONOmitsEmpty(t *testing.T) {
+func TestSubSessionJSONShape(t *testing.T) {
 	f := newFakeOpenAI(t,
 		fakeTurn{ToolCalls: []fakeToolCall{transferCall("call_1", "helper", "where")}}, // root
 		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_2", "pwd")}},                // helper
@@ -213,9 +213,13 @@ func TestSubSessionJSONOmitsEmpty(t *testing.T) {
 	s := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}})
 	ev := s.until("sub_session_completed")
 	sub := ev["sub_session"].(map[string]any)
-	for _, key := range []string{"working_dir", "max_iterations"} {
-		if _, ok := sub[key]; ok {
-			t.Errorf("sub_session has %s: %v", key, sub)
+	// As in the reference: no empty working_dir, but max_iterations and cost always.
+	if _, ok := sub["working_dir"]; ok {
+		t.Errorf("sub_session has working_dir: %v", sub)
+	}
+	for _, key := range []string{"max_iterations", "cost"} {
+		if _, ok := sub[key]; !ok {
+			t.Errorf("sub_session lacks %s: %v", key, sub)
 		}
 	}
 	if len(sub["messages"].([]any)) == 0 {

@@ -64,6 +64,7 @@ var providerAPIs = map[string]providerAPI{
 	apiOpenAIResponses: {name: "responses", authHeader: "Authorization", gatewayPrefix: modelGatewayOpenAIPrefix, firstByte: provFirstByteTimeout, idle: provIdleTimeout},
 	apiAnthropic:       {name: "anthropic", authHeader: "X-Api-Key", home: "anthropic", firstByte: provFirstByteTimeout, idle: provIdleTimeout},
 	apiGoogle:          {name: "gemini", authHeader: "X-Goog-Api-Key", home: "google", firstByte: provFirstByteTimeout, idle: provIdleTimeout, lines: true},
+	apiBedrock:         {name: "bedrock", authHeader: "Authorization", home: "amazon-bedrock", firstByte: provFirstByteTimeout, idle: provIdleTimeout},
 	apiEmbeddings:      {name: "embeddings", authHeader: "Authorization", gatewayPrefix: modelGatewayOpenAIPrefix, firstByte: provFirstByteTimeout, idle: provIdleTimeout},
 }
 
@@ -217,8 +218,10 @@ func (p modelPrice) cost(u *messageUsage) float64 {
 		float64(u.CachedInputTokens)*p.cacheRead + float64(u.CacheWriteTokens)*p.cacheWrite) / 1e6
 }
 
-// priceOf finds a model's price, also for dated ids such as gpt-4o-2024-08-06.
+// priceOf finds a model's price, also for dated ids such as gpt-4o-2024-08-06 and
+// Bedrock ids such as global.anthropic.claude-sonnet-4-5-20250929-v1:0.
 func priceOf(model string) modelPrice {
+	model = bedrockBaseModel(model)
 	best, price := "", modelPrice{}
 	for _, p := range modelProviders {
 		for name, pr := range p.Prices {

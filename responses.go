@@ -76,6 +76,18 @@ type responsesRequest struct {
 	Tools             []responsesTool     `json:"tools,omitempty"`
 	ParallelToolCalls *bool               `json:"parallel_tool_calls,omitempty"`
 	Reasoning         *responsesReasoning `json:"reasoning,omitempty"`
+	Text              *responsesText      `json:"text,omitempty"`
+}
+
+// responsesText holds the agent's structured_output as text.format.
+type responsesText struct {
+	Format responsesFormat `json:"format"`
+}
+
+// responsesFormat is the chat API's json_schema flattened beside its type.
+type responsesFormat struct {
+	Type string `json:"type"` // json_schema
+	openAIJSONSchema
 }
 
 // responsesReasoningModel reports whether model belongs to the families that take
@@ -139,6 +151,9 @@ func (c *responsesClient) request(req *modelRequest) *responsesRequest {
 		if effort != "none" {
 			rr.Reasoning = &responsesReasoning{Effort: effort, Summary: "detailed"}
 		}
+	}
+	if req.Output != nil {
+		rr.Text = &responsesText{Format: responsesFormat{Type: "json_schema", openAIJSONSchema: newOpenAIJSONSchema(req.Output)}}
 	}
 	return rr
 }

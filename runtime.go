@@ -235,6 +235,9 @@ type runner struct {
 	save *runSaver // writes that failed, retried until the run ends
 	dir  *os.Root  // the root session's working dir, which sub-sessions share
 
+	// unattended runs (background agents) have no client: questions end them.
+	unattended bool
+
 	titleDone chan struct{}
 }
 
@@ -291,10 +294,16 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 // (sub-sessions are not part of the parent's prompt).
 func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	c := &convo{rec: rec, cost: rec.Cost}
-	for _, it := range items {
-		if it.Type == "summary" && it.Summary != "" { // what came before is compacted
-			c.history, c.compact.summary = nil, it.Summary
+	// What came before the last summary is compacted: start there, and size the
+	// history once (a long session would otherwise regrow it a dozen times per run).
+	start := 0
+	for i, it := range items {
+		if it.Type == "summary" && it.Summary != "" {
+			start, c.compact.summary = i, it.Summary
 		}
+	}
+	c.history = make([]chatMessage, 0, len(items)-start)
+	for _, it := range items[start:] {
 		if it.Type == "message" && it.Message != nil && it.Message.Role != "system" {
 			c.history = append(c.history, *it.Message)
 		}
@@ -428,6 +437,9 @@ func (rn *runner) chainFor(ag *agentConfig, ref string) (*modelChain, error) {
 // maxIterations asks the client whether to go on past the cap: approve gives ten
 // more turns, anything else ends the run with a note in the conversation.
 func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, max int) (more int, stop bool) {
+	if rn.unattended {
+		return 0, true
+	}
 	p := rn.rs.ask("max_iterations", toolCall{}, nil)
 	rn.sink.send(maxIterationsReachedEvent(max))
 	rn.onUserInput(ctx, c, ag)
@@ -511,7 +523,8 @@ func (rn *runner) modelRequest(ctx context.Context, c *convo, ag *agentConfig, t
 		defs[i] = t.def
 	}
 	history := repairToolCalls(trimHistory(c.summaryPrompt(), ag.NumHistoryItems))
-	return &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), history...), Tools: defs, Thinking: rn.rs.settings().thinking}
+	return &modelRequest{Messages: append(rn.systemMessages(ctx, c, ag, tools), history...), Tools: defs,
+		Thinking: rn.rs.settings().thinking, Output: ag.StructuredOutput}
 }
 
 // forward sends the events a model event shows the client; tc is the tool call the
@@ -835,6 +848,12 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 		switch call.Function.Name {
 		case "transfer_task":
 			res = rn.transferTask(ctx, c, ag, call)
+		case "run_background_agent", "list_background_agents", "view_background_agent", "stop_background_agent":
+			if !isBackgroundAgentCall(tl.def) {
+				res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
+				break
+			}
+			res = rn.backgroundAgentTool(ctx, c, ag, call)
 		case "change_model", "revert_model":
 			if !isModelPickerCall(tl.def) {
 				res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
@@ -873,6 +892,9 @@ func (rn *runner) toolEnv(c *convo) *toolEnv {
 // elicit asks the client a question on the run's stream and waits for the answer
 // posted to /api/sessions/{root}/elicitation.
 func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
+	if rn.unattended {
+		return elicitationResponse{Action: "decline"}, fmt.Errorf("a background agent cannot ask the user")
+	}
 	p := rn.rs.ask("elicitation", toolCall{}, req.Schema)
 	rn.sink.send(elicitationRequestEvent(req))
 	a, err := rn.rs.wait(ctx, p)

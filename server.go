@@ -51,8 +51,9 @@ type server struct {
 	cfg    serverConfig
 	mux    *http.ServeMux
 	runs   *runRegistry
-	bodies *memBudget // request bodies being read and decoded
-	runMem *memBudget // runs in flight, at runMemoryCost each
+	bg     *backgroundAgents // tools_background.go
+	bodies *memBudget        // request bodies being read and decoded
+	runMem *memBudget        // runs in flight, at runMemoryCost each
 
 	// rootDir is cfg.root opened once at start; every run opens its session's
 	// directory from it, so swapping a directory for a symlink cannot lead outside.
@@ -77,7 +78,7 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 	if cfg.clientEnv.Getenv == nil {
 		cfg.clientEnv.Getenv = cfg.getenv
 	}
-	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns),
+	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns), bg: newBackgroundAgents(),
 		bodies: &memBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory), busy: "too many large request bodies in flight"},
 		runMem: &memBudget{limit: cmp.Or(cfg.runBudget, defaultRunMemory), busy: "too many runs in flight for the memory available"}}
 	var err error
@@ -129,8 +130,12 @@ func (s *server) routes() {
 	}
 }
 
-// close releases what the server holds (running agents are cancelled by their requests).
-func (s *server) close() { s.rootDir.Close() }
+// close stops the background agents and releases what the server holds (running
+// agents are cancelled by their requests).
+func (s *server) close() {
+	s.bg.close()
+	s.rootDir.Close()
+}
 
 func (s *server) servePing(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

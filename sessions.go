@@ -24,7 +24,9 @@ import (
 )
 
 // sessionJSON is the reference's full session.Session document: the answer to
-// POST /api/sessions, and the sub_session of sub_session_completed.
+// POST /api/sessions, and the sub_session of sub_session_completed. As in the
+// reference (checked side by side), max_iterations and cost are always present and an
+// empty working_dir is left out.
 type sessionJSON struct {
 	ID              string             `json:"id"`
 	Title           string             `json:"title"`
@@ -35,11 +37,11 @@ type sessionJSON struct {
 	HideToolResults bool               `json:"hide_tool_results"`
 	WorkingDir      string             `json:"working_dir,omitempty"`
 	SendUserMessage bool               `json:"SendUserMessage"`
-	MaxIterations   int                `json:"max_iterations,omitempty"`
+	MaxIterations   int                `json:"max_iterations"`
 	Starred         bool               `json:"starred"`
 	InputTokens     int64              `json:"input_tokens"`
 	OutputTokens    int64              `json:"output_tokens"`
-	Cost            float64            `json:"cost,omitempty"`
+	Cost            float64            `json:"cost"`
 	Permissions     *permissionsConfig `json:"permissions,omitempty"`
 }
 
@@ -380,6 +382,7 @@ func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
 	// Stop the current run first so its last writes cannot race the delete; the
 	// store refuses updates to a missing row, so nothing resurrects the session.
 	s.runs.cancel(id)
+	s.bg.stopSession(id)
 	if err := s.st.deleteSession(r.Context(), id); err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return

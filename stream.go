@@ -90,6 +90,12 @@ func (s *sseSink) close() {
 	}
 }
 
+// discardSink is the sink of a run nobody watches (a background agent): a closed
+// stream drops every event.
+func discardSink() *sseSink {
+	return &sseSink{closed: true, stop: make(chan struct{})}
+}
+
 // The events of a run's stream (API.md §5), one constructor each: the wire schema
 // of the whole stream is this list. Keys appear in the reference's order: "type",
 // the event's own fields, then the agent context — agent_name (left out when empty)

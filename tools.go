@@ -69,6 +69,8 @@ func newBuiltinToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) 
 		b, err = newTasksToolset(ts, opts)
 	case "model_picker":
 		b = newModelPickerToolset(ts.Models)
+	case "background_agents":
+		b = newBackgroundAgentsToolset()
 	default:
 		return nil, fmt.Errorf("unknown toolset type: %s", ts.Type)
 	}
