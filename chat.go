@@ -357,13 +357,11 @@ const sharedImageMin = 64 << 10
 // holding copies. Only URLs that encoding/json writes verbatim are swapped (data URLs
 // always are), so the result is byte-identical to json.Marshal.
 type imageRefs struct {
-	prefix string // `"agentd-image-<random>-`: no user text can predict it
+	prefix string // `"agentd-image-<random>-`, made at the first swap: no user text can predict it
 	urls   []string
 }
 
-func newImageRefs() *imageRefs {
-	return &imageRefs{prefix: `"agentd-image-` + rand.Text() + "-"}
-}
+func newImageRefs() *imageRefs { return &imageRefs{} }
 
 // messages returns msgs with large image URLs swapped; msgs are not changed (other
 // goroutines may be reading them), copies are made only where a URL is swapped.
@@ -395,6 +393,9 @@ func (r *imageRefs) swap(parts []messagePart) ([]messagePart, bool) {
 		if !swapped {
 			out, swapped = slices.Clone(parts), true
 		}
+		if r.prefix == "" {
+			r.prefix = `"agentd-image-` + rand.Text() + "-"
+		}
 		r.urls = append(r.urls, p.ImageURL.URL)
 		token := r.prefix[1:] + strconv.Itoa(len(r.urls)-1)
 		out[i].ImageURL = &imageURL{URL: token, Detail: p.ImageURL.Detail}
@@ -406,20 +407,15 @@ func (r *imageRefs) swap(parts []messagePart) ([]messagePart, bool) {
 // are referenced, not copied: text and URLs alternate, text first and last.
 func (r *imageRefs) splice(j []byte) sharedJSON {
 	var out sharedJSON
-	for {
-		at := bytes.Index(j, []byte(r.prefix))
-		if at < 0 {
-			return append(out, string(j))
-		}
-		rest := j[at+len(r.prefix):]
-		end := bytes.IndexByte(rest, '"')
-		n, err := strconv.Atoi(string(rest[:end]))
-		if err != nil || n >= len(r.urls) { // cannot happen: the prefix is random
-			panic("imageRefs: bad placeholder")
-		}
+	for n := range r.urls {
+		// Placeholders appear in the order they were made: encoding/json follows
+		// field and slice order, as the swap did.
+		token := r.prefix + strconv.Itoa(n) + `"`
+		at := bytes.Index(j, []byte(token))
 		out = append(out, string(j[:at+1]), r.urls[n])
-		j = rest[end:] // from the closing quote
+		j = j[at+len(token)-1:] // from the closing quote
 	}
+	return append(out, string(j))
 }
 
 // appendJSON appends j, encoded after r swapped URLs, with the URLs spliced back in.
