@@ -34,6 +34,9 @@ func ignoredKeyWarnings(f *agentFile, ag *agentConfig, codeMode bool) []string {
 		}
 	}
 	for _, ref := range agentModelRefs(f, ag) {
+		if ag.StructuredOutput != nil && modelRefProvider(f, ref) == "amazon-bedrock" {
+			out = append(out, fmt.Sprintf("model %s: structured_output is not supported on Amazon Bedrock (Converse has no response schema) and is not sent", ref))
+		}
 		mc, ok := f.Models.get(ref)
 		if !ok {
 			continue
@@ -84,4 +87,14 @@ func logIgnoredKeys(log *slog.Logger, id string, f *agentFile, codeMode bool) {
 			log.Warn("configuration not acted on", "agent_file", id, "agent", ag.Name, "warning", w)
 		}
 	}
+}
+
+// modelRefProvider is the provider a model reference names: a config model's
+// provider, or the part before the slash of an inline provider/model.
+func modelRefProvider(f *agentFile, ref string) string {
+	if mc, ok := f.Models.get(ref); ok {
+		return mc.Provider
+	}
+	provider, _, _ := strings.Cut(ref, "/")
+	return provider
 }

@@ -142,3 +142,27 @@ func TestIgnoredKeysWarn(t *testing.T) {
 		t.Fatalf("warnings = %q\nwant %q", got, want)
 	}
 }
+
+// TestStructuredOutputWarnsOnBedrock: Bedrock's Converse API has no response schema,
+// so an agent asking for one there is told, not silently given free text.
+func TestStructuredOutputWarnsOnBedrock(t *testing.T) {
+	f, err := loadAgentFile("b.yaml", []byte(`agents:
+  root:
+    model: amazon-bedrock/anthropic.claude-sonnet-4-v1:0
+    structured_output:
+      name: answer
+      schema: {type: object}
+  plain:
+    model: amazon-bedrock/anthropic.claude-sonnet-4-v1:0
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ignoredKeyWarnings(f, f.Agents[0], false)
+	if len(got) != 1 || !strings.Contains(got[0], "structured_output is not supported on Amazon Bedrock") {
+		t.Errorf("root warnings = %q", got)
+	}
+	if got := ignoredKeyWarnings(f, f.Agents[1], false); len(got) != 0 {
+		t.Errorf("plain warnings = %q", got)
+	}
+}
