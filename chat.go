@@ -6,15 +6,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // chatMessage is one message of a conversation (the reference's chat.Message).
@@ -339,4 +344,145 @@ type toolsetOptions struct {
 	HTTP       *http.Client // outbound client (remote skills sources)
 	CacheDir   string       // --cache-dir ("" = the user cache dir)
 	CodeMode   bool         // --code-mode-tools: warned about, not acted on (ignored.go)
+}
+
+// sharedImageMin is the length from which an image URL is spliced into encoded JSON by
+// reference instead of going through encoding/json: a 15 MiB data URL would otherwise
+// be copied two or three times (growing buffer, result, caller's copy) per encoding,
+// for the stored row, the user_message event and the provider request each.
+const sharedImageMin = 64 << 10
+
+// imageRefs swaps large image URLs for placeholders before encoding and splices the
+// URLs back after, so the encoded text refers to the decoded string rather than
+// holding copies. Only URLs that encoding/json writes verbatim are swapped (data URLs
+// always are), so the result is byte-identical to json.Marshal.
+type imageRefs struct {
+	prefix string // `"agentd-image-<random>-`, made at the first swap: no user text can predict it
+	urls   []string
+}
+
+func newImageRefs() *imageRefs { return &imageRefs{} }
+
+// messages returns msgs with large image URLs swapped; msgs are not changed (other
+// goroutines may be reading them), copies are made only where a URL is swapped.
+func (r *imageRefs) messages(msgs []chatMessage) []chatMessage {
+	out := msgs
+	for i := range msgs {
+		if parts, swapped := r.swap(msgs[i].MultiContent); swapped {
+			if len(out) > 0 && &out[0] == &msgs[0] {
+				out = slices.Clone(msgs)
+			}
+			out[i].MultiContent = parts
+		}
+	}
+	return out
+}
+
+// parts returns parts with large image URLs swapped, copied only if one is.
+func (r *imageRefs) parts(parts []messagePart) []messagePart {
+	out, _ := r.swap(parts)
+	return out
+}
+
+func (r *imageRefs) swap(parts []messagePart) ([]messagePart, bool) {
+	out, swapped := parts, false
+	for i, p := range parts {
+		if p.ImageURL == nil || len(p.ImageURL.URL) < sharedImageMin || !jsonVerbatim(p.ImageURL.URL) {
+			continue
+		}
+		if !swapped {
+			out, swapped = slices.Clone(parts), true
+		}
+		if r.prefix == "" {
+			r.prefix = `"agentd-image-` + rand.Text() + "-"
+		}
+		r.urls = append(r.urls, p.ImageURL.URL)
+		token := r.prefix[1:] + strconv.Itoa(len(r.urls)-1)
+		out[i].ImageURL = &imageURL{URL: token, Detail: p.ImageURL.Detail}
+	}
+	return out, swapped
+}
+
+// splice returns the pieces of j with the placeholders replaced by their URLs, which
+// are referenced, not copied: text and URLs alternate, text first and last.
+func (r *imageRefs) splice(j []byte) sharedJSON {
+	var out sharedJSON
+	for n := range r.urls {
+		// Placeholders appear in the order they were made: encoding/json follows
+		// field and slice order, as the swap did.
+		token := r.prefix + strconv.Itoa(n) + `"`
+		at := bytes.Index(j, []byte(token))
+		out = append(out, string(j[:at+1]), r.urls[n])
+		j = j[at+len(token)-1:] // from the closing quote
+	}
+	return append(out, string(j))
+}
+
+// appendJSON appends j, encoded after r swapped URLs, with the URLs spliced back in.
+func (r *imageRefs) appendJSON(b, j []byte) []byte {
+	if len(r.urls) == 0 {
+		return append(b, j...)
+	}
+	return r.splice(j).appendTo(b)
+}
+
+// jsonString is j, encoded after r swapped URLs, with the URLs spliced back in.
+func (r *imageRefs) jsonString(j []byte) string {
+	if len(r.urls) == 0 {
+		return string(j)
+	}
+	return r.splice(j).String()
+}
+
+// jsonVerbatim says encoding/json writes s between quotes unchanged.
+func jsonVerbatim(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// sharedJSON is JSON text in pieces, large image URLs among them by reference.
+type sharedJSON []string
+
+func (j sharedJSON) size() int {
+	n := 0
+	for _, p := range j {
+		n += len(p)
+	}
+	return n
+}
+
+// appendTo appends the text to b, growing it once.
+func (j sharedJSON) appendTo(b []byte) []byte {
+	b = slices.Grow(b, j.size())
+	for _, p := range j {
+		b = append(b, p...)
+	}
+	return b
+}
+
+// String is the text in one string of exactly its size.
+func (j sharedJSON) String() string {
+	var sb strings.Builder
+	sb.Grow(j.size())
+	for _, p := range j {
+		sb.WriteString(p)
+	}
+	return sb.String()
+}
+
+// marshalMessage is m as stored: its JSON, large images encoded by reference and the
+// result in one string, the form the database driver takes.
+func marshalMessage(m *chatMessage) (string, error) {
+	refs := newImageRefs()
+	mm := *m
+	mm.MultiContent = refs.parts(m.MultiContent)
+	b, err := json.Marshal(&mm)
+	if err != nil {
+		return "", err
+	}
+	return refs.jsonString(b), nil
 }

@@ -239,8 +239,9 @@ type openAIChatDelta struct {
 // requestBody builds the chat completions request (PROVIDERS.md §3.1, §3.5, §4).
 func (c *openAIChatClient) requestBody(req *modelRequest) ([]byte, error) {
 	s := c.s
+	refs := newImageRefs() // large images are copied once, into the result
 	r := openAIChatRequest{
-		Messages:         openAIChatMessages(req.Messages, c.dmr),
+		Messages:         openAIChatMessages(refs.messages(req.Messages), c.dmr),
 		Model:            s.Model,
 		FrequencyPenalty: s.FrequencyPenalty,
 		PresencePenalty:  s.PresencePenalty,
@@ -280,7 +281,11 @@ func (c *openAIChatClient) requestBody(req *modelRequest) ([]byte, error) {
 	if req.Output != nil {
 		r.ResponseFormat = &openAIResponseFormat{Type: "json_schema", JSONSchema: newOpenAIJSONSchema(req.Output)}
 	}
-	return json.Marshal(r)
+	j, err := json.Marshal(r)
+	if err != nil || len(refs.urls) == 0 {
+		return j, err
+	}
+	return refs.appendJSON(nil, j), nil
 }
 
 // openAIChatReasoningEffort is the reasoning_effort for spec when thinking is on: only the

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -755,6 +756,74 @@ func TestRunIdleTimeoutSetting(t *testing.T) {
 		t.Errorf("error = %q; want the 250ms idle timeout", msg)
 	}
 	s.all()
+}
+
+// TestRunLargeImagesByteIdentical: large images, which are spliced into the JSON by
+// reference rather than copied through encoding/json, come out byte for byte as
+// encoding/json writes them in the user_message event, the stored row and the
+// provider request; one that needs escaping (an inline SVG) takes the ordinary path.
+func TestRunLargeImagesByteIdentical(t *testing.T) {
+	var mu sync.Mutex
+	var sent [][]byte
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		sent = append(sent, b)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(provider.Close)
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(provider.URL, "")})
+	e.setenv("OPENAI_API_KEY", "k")
+	png := "data:image/png;base64," + strings.Repeat("QUJD+/==", 100<<10)
+	jpeg := "data:image/jpeg;base64," + strings.Repeat("/9j/", 30<<10)
+	svg := "data:image/svg+xml,<svg>" + strings.Repeat("<g/>&", 20<<10) + "</svg>"
+	parts := []messagePart{
+		{Type: "text", Text: "what <are> these & those?"},
+		{Type: "image_url", ImageURL: &imageURL{URL: png, Detail: "high"}},
+		{Type: "image_url", ImageURL: &imageURL{URL: svg}},
+		{Type: "image_url", ImageURL: &imageURL{URL: jpeg, Detail: "low"}},
+		{Type: "image_url", ImageURL: &imageURL{URL: "data:image/gif;base64,R0lG"}},
+	}
+	wantParts, _ := json.Marshal(parts)
+	id := e.newSession(map[string]any{"title": "t"})
+	body, _ := json.Marshal([]runMessage{{Content: "what are these?", MultiContent: parts}})
+	resp, err := http.Post(e.srv.URL+"/api/sessions/"+id+"/agent/a", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `"multi_content":` + string(wantParts) + `,"session_id":`; !strings.Contains(string(stream), want) {
+		t.Errorf("user_message does not carry the parts as encoding/json writes them")
+	}
+
+	var stored, typ string
+	if err := e.s.st.r.QueryRow(`SELECT message_json, typeof(message_json) FROM session_items WHERE session_id = ? AND item_type = 'message' ORDER BY position LIMIT 1`, id).Scan(&stored, &typ); err != nil {
+		t.Fatal(err)
+	}
+	var m chatMessage
+	if err := json.Unmarshal([]byte(stored), &m); err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := json.Marshal(&m); typ != "text" || stored != string(want) || !reflect.DeepEqual(m.MultiContent, parts) {
+		t.Errorf("stored row (%s) is not the message as encoding/json writes it", typ)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) == 0 {
+		t.Fatal("no provider request")
+	}
+	var chatParts []openAIChatPart
+	for _, p := range parts {
+		chatParts = append(chatParts, openAIChatPart{Type: p.Type, Text: p.Text, ImageURL: p.ImageURL})
+	}
+	wantReq, _ := json.Marshal(chatParts)
+	if req := sent[0]; !json.Valid(req) || !bytes.Contains(req, []byte(`"content":`+string(wantReq)+`,"role":"user"}`)) {
+		t.Errorf("provider request does not carry the parts as encoding/json writes them")
+	}
 }
 
 // BenchmarkRunLargeBody posts a 15 MiB run body (one image as a data URL) through the

@@ -217,6 +217,16 @@ func (sw *statusWriter) Write(b []byte) (int, error) {
 	return sw.ResponseWriter.Write(b)
 }
 
+// WriteString passes strings through unconverted: a stream's large image is written
+// from the message's own string, not a copy.
+func (sw *statusWriter) WriteString(s string) (int, error) {
+	sw.WriteHeader(http.StatusOK)
+	if sw.swallow {
+		return len(s), nil
+	}
+	return io.WriteString(sw.ResponseWriter, s)
+}
+
 func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
 
 // publicPath: ping, and the chat page and its assets, which hold no data (the page

@@ -966,14 +966,14 @@ const (
 // position. agent_name is stored ” for user messages, as the reference does. It returns
 // an error wrapping errNotFound if the session does not exist.
 func (st *store) appendMessage(ctx context.Context, sessionID, agentName string, m *chatMessage, implicit bool) (int64, int, error) {
-	b, err := json.Marshal(m)
+	b, err := marshalMessage(m)
 	if err != nil {
 		return 0, 0, err
 	}
 	if m.Role == "user" {
 		agentName = ""
 	}
-	return st.appendItem(ctx, sessionID, "message", agentName, string(b), storeBit(implicit), nil, nil)
+	return st.appendItem(ctx, sessionID, "message", agentName, b, storeBit(implicit), nil, nil)
 }
 
 // appendUserMessages appends a run's user messages in one transaction, so a failure
@@ -984,12 +984,12 @@ func (st *store) appendUserMessages(ctx context.Context, sessionID string, msgs 
 	err := st.inTx(ctx, func(tx *sql.Tx) error {
 		stmt := tx.StmtContext(ctx, st.prepared[storeAppendSQL])
 		for i := range msgs {
-			b, err := json.Marshal(&msgs[i])
+			b, err := marshalMessage(&msgs[i])
 			if err != nil {
 				return err
 			}
 			var id int64
-			err = stmt.QueryRowContext(ctx, "message", "", string(b), 0, nil, nil, sessionID).Scan(&id, &positions[i])
+			err = stmt.QueryRowContext(ctx, "message", "", b, 0, nil, nil, sessionID).Scan(&id, &positions[i])
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("session %q: %w", sessionID, errNotFound)
 			} else if err != nil {
@@ -1022,7 +1022,7 @@ func (st *store) appendItem(ctx context.Context, sessionID, typ string, agent, m
 // updateMessage replaces the message of item itemID (a streaming assistant message being
 // finalised). It returns an error wrapping errNotFound if there is no such message item.
 func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage) error {
-	b, err := json.Marshal(m)
+	b, err := marshalMessage(m)
 	if err != nil {
 		return err
 	}
@@ -1033,7 +1033,7 @@ func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage
 	defer unlock()
 	var sid string
 	var pos int
-	err = st.prepared[storeUpdateMessageSQL].QueryRowContext(ctx, string(b), itemID).Scan(&sid, &pos)
+	err = st.prepared[storeUpdateMessageSQL].QueryRowContext(ctx, b, itemID).Scan(&sid, &pos)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("message item %d: %w", itemID, errNotFound)

@@ -6,6 +6,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -47,13 +48,12 @@ func (s *sseSink) send(ev *event) { s.write(ev, true) }
 func (s *sseSink) sendBuffered(ev *event) { s.write(ev, false) }
 
 func (s *sseSink) write(ev *event, flush bool) {
-	b := ev.frame()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
-	s.w.Write(b)
+	ev.writeTo(s.w)
 	if flush {
 		s.rc.Flush()
 	}
@@ -106,7 +106,7 @@ func discardSink() *sseSink {
 func userMessageEvent(m chatMessage, sessionID string, position int) *event {
 	e := startEvent("user_message").str("message", m.Content)
 	if len(m.MultiContent) > 0 {
-		e.val("multi_content", m.MultiContent)
+		e.parts("multi_content", m.MultiContent)
 	}
 	return e.str("session_id", sessionID).num("session_position", int64(position)).ctx("", time.Now())
 }
@@ -296,8 +296,15 @@ func (e *event) forAgent(agent string) *event {
 // booleans and times by hand, as this runs once per streamed token; everything else
 // through encoding/json). Keys are plain identifiers, never escaped.
 type event struct {
-	typ string
-	b   []byte // `data: {"type":…` and the fields so far; frame closes it
+	typ  string
+	b    []byte     // `data: {"type":…` and the fields so far; writeTo ends it
+	refs []eventRef // large strings written between parts of b, not copied into it
+}
+
+// eventRef is a large string that goes after b[:at].
+type eventRef struct {
+	at int
+	s  string
 }
 
 // zeroTime is the timestamp of events the reference builds without an agent context.
@@ -352,6 +359,29 @@ func (e *event) val(k string, v any) *event {
 	return e
 }
 
+// parts adds message parts as encoding/json writes them; large images are written to
+// the client from the message's own strings, never copied into the event.
+func (e *event) parts(k string, parts []messagePart) *event {
+	refs := newImageRefs()
+	j, err := json.Marshal(refs.parts(parts))
+	if err != nil {
+		return e.val(k, nil)
+	}
+	e.key(k)
+	if len(refs.urls) == 0 {
+		e.b = append(e.b, j...)
+		return e
+	}
+	for i, p := range refs.splice(j) {
+		if i%2 == 1 { // splice alternates text and URLs
+			e.refs = append(e.refs, eventRef{len(e.b), p})
+		} else {
+			e.b = append(e.b, p...)
+		}
+	}
+	return e
+}
+
 // ctx appends the agent context: agent_name (omitted when empty) and timestamp.
 func (e *event) ctx(agent string, ts time.Time) *event {
 	if agent != "" {
@@ -360,9 +390,24 @@ func (e *event) ctx(agent string, ts time.Time) *event {
 	return e.when("timestamp", ts)
 }
 
-// frame is the event as one SSE frame: `data: {json}` and a blank line.
-func (e *event) frame() []byte {
-	return append(e.b, '}', '\n', '\n')
+// writeTo writes the event as one SSE frame, `data: {json}` and a blank line, its
+// large strings from where they are held.
+func (e *event) writeTo(w io.Writer) error {
+	at := 0
+	for _, r := range e.refs {
+		if _, err := w.Write(e.b[at:r.at]); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, r.s); err != nil {
+			return err
+		}
+		at = r.at
+	}
+	if _, err := w.Write(e.b[at:]); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "}\n\n")
+	return err
 }
 
 // appendJSONString appends s as encoding/json would: HTML-escaped, invalid UTF-8 as

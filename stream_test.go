@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -30,4 +31,11 @@ func TestEventFrameMatchesEncodingJSON(t *testing.T) {
 	if got := string(ev.frame()); got != want {
 		t.Fatalf("frame =\n%s\nwant\n%s", got, want)
 	}
+}
+
+// frame is the event as the client receives it.
+func (e *event) frame() []byte {
+	var b bytes.Buffer
+	e.writeTo(&b)
+	return b.Bytes()
 }
