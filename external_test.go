@@ -65,6 +65,7 @@ func transferTo(ref string) fakeTurn {
 }
 
 func TestExternalSubAgentOCI(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the OCI cache of the test server
 	reg := newOCITestRegistry(t, "")
 	ref := reg.host + "/team/helper:latest"
 	f := newFakeOpenAI(t, transferTo(ref), fakeTurn{Text: []string{"remote answer"}}, fakeTurn{Text: []string{"root final"}})
@@ -109,6 +110,7 @@ func TestExternalSubAgentURL(t *testing.T) {
 // A → B → A: the cycle guard stops the recursion at load (B then lacks A and
 // says so when asked), and the team still serves.
 func TestExternalSubAgentCycle(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the OCI cache of the test server
 	reg := newOCITestRegistry(t, "")
 	a, b := reg.host+"/team/a:latest", reg.host+"/team/b:latest"
 	f := newFakeOpenAI(t, transferTo(a), transferTo(b), transferTo(a), fakeTurn{Text: []string{"b done"}},
@@ -126,6 +128,7 @@ func TestExternalSubAgentCycle(t *testing.T) {
 // A background agent may be external too: it runs on its own team's model; an
 // external handoff is refused with a tool error naming the ref.
 func TestExternalSubAgentBackgroundAndHandoff(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the OCI cache of the test server
 	reg := newOCITestRegistry(t, "")
 	ref := reg.host + "/team/helper:latest"
 	worker := newFakeOpenAI(t, fakeTurn{Text: []string{"bg remote done"}})

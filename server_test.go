@@ -65,7 +65,7 @@ func (e *apiTest) start() {
 	}
 	procs := newProcGroups(st, log)
 	procs.reap(ctx)
-	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log, procs: procs, cacheDir: filepath.Join(e.base, "cache")})
+	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log, procs: procs})
 	if err != nil {
 		t.Fatal(err)
 	}
