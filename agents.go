@@ -278,6 +278,15 @@ func (a *agentSources) refreshOCI(ctx context.Context) {
 	a.load(id, "", data, fileStamp{}, digest)
 }
 
+// puller is the source's OCI puller, or a new one with the same options for the
+// external agents of local configs.
+func (a *agentSources) puller() *ociPuller {
+	if a.oci != nil {
+		return a.oci
+	}
+	return &ociPuller{HTTP: a.opts.http, CacheDir: a.opts.cacheDir, Getenv: a.opts.getenv, Logger: a.opts.log}
+}
+
 // current reports whether id already serves the artifact with digest; if so, an error
 // left by a bad version pulled since is cleared, as the registry serves this one again.
 func (a *agentSources) current(id, digest string) bool {
@@ -306,8 +315,11 @@ func (a *agentSources) load(id, path string, data []byte, stamp fileStamp, diges
 		a.setError(id, path, stamp, err)
 		return
 	}
-	t := newTeam(id, f, toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log, Procs: a.opts.procs,
-		HTTP: a.opts.http, CacheDir: a.opts.cacheDir, CodeMode: a.opts.codeMode})
+	opts := toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log, Procs: a.opts.procs,
+		HTTP: a.opts.http, CacheDir: a.opts.cacheDir, CodeMode: a.opts.codeMode}
+	t := newTeam(id, f, opts)
+	ext := &externalLoader{oci: a.puller(), http: a.opts.http, opts: opts}
+	t.external = ext.loadExternal(context.Background(), f, nil)
 	a.mu.Lock()
 	e := a.entries[id]
 	if e == nil {
@@ -498,6 +510,8 @@ type team struct {
 	sets    map[string]*agentToolsets // by agent name
 	rag     *ragSet                   // the config's rag sources, shared by its agents
 	skills  skillsCache               // skills.go
+
+	external map[string]*team // external sub_agents/handoffs by ref (external.go); set before use
 }
 
 // agentToolsets are the started toolsets of one agent and the warnings of those that
@@ -553,6 +567,11 @@ func (t *team) closeToolsets() {
 		}
 	}
 	t.rag.close()
+	// External teams live as long as the team that loaded them, plus any
+	// background agent still holding one.
+	for _, ext := range t.external {
+		ext.retire()
+	}
 }
 
 // describe expands ${env.NAME} placeholders in a description or welcome message, as

@@ -39,6 +39,9 @@ func (rn *runner) handoff(ag *agentConfig, call toolCall) (toolResult, *agentCon
 		return toolErrorf("Agent %s cannot hand off to %s: target agent not in handoffs list. Available agent IDs are: %s", ag.Name, args.Agent, strings.Join(ag.Handoffs, ", ")), nil
 	}
 	to := rn.team.file.agent(args.Agent)
+	if to == nil && cfgIsExternalRef(args.Agent) {
+		return toolErrorf("cannot hand off to %s: handoff to an external agent is not supported; it can be a sub-agent (transfer_task) instead", args.Agent), nil
+	}
 	if to == nil {
 		return toolErrorf("agent %s is not part of this team", args.Agent), nil
 	}
@@ -58,9 +61,9 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	if !slices.Contains(ag.SubAgents, args.Agent) {
 		return toolErrorf("Agent %s cannot transfer task to %s: target agent not in sub-agents list. Available agent IDs are: %s", ag.Name, args.Agent, strings.Join(ag.SubAgents, ", "))
 	}
-	sub := rn.team.file.agent(args.Agent)
+	subTeam, sub := rn.team.member(args.Agent)
 	if sub == nil {
-		return toolErrorf("agent %s is not part of this team (external sub-agents are not supported)", args.Agent)
+		return toolErrorf("agent %s is not part of this team (an external agent that failed to load is logged)", args.Agent)
 	}
 	chain := append(slices.Clone(parent.agents), ag.Name)
 	if slices.Contains(chain, sub.Name) || len(chain) >= maxTransferDepth {
@@ -73,12 +76,19 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	}
 	rec := child.rec
 
+	// An external sub-agent runs with its own team's models and toolsets.
+	srn := rn
+	if subTeam != rn.team {
+		cp := *rn
+		cp.team = subTeam
+		srn = &cp
+	}
 	rn.sink.send(agentSwitchingEvent(true, ag.Name, sub.Name))
-	rn.sink.send(rn.agentInfo(sub))
-	rn.prefix(ctx, child, sub)
+	rn.sink.send(srn.agentInfo(sub))
+	srn.prefix(ctx, child, sub)
 	rn.sink.send(streamStartedEvent(rec.ID, sub.Name))
-	last := rn.loop(ctx, child, sub)
-	rn.sessionEnd(ctx, child, last)
+	last := srn.loop(ctx, child, sub)
+	srn.sessionEnd(ctx, child, last)
 	rn.sink.send(streamStoppedEvent(rec.ID, last.Name))
 
 	rn.save.save(wctx, nil, "the sub-session link of session "+parent.rec.ID, func(ctx context.Context) error {

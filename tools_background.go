@@ -228,9 +228,9 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 	if !slices.Contains(ag.SubAgents, name) {
 		return toolErrorf("Agent %s cannot start %s in the background: target agent not in sub-agents list. Available agent IDs are: %s", ag.Name, name, strings.Join(ag.SubAgents, ", "))
 	}
-	sub := rn.team.file.agent(name)
+	subTeam, sub := rn.team.member(name)
 	if sub == nil {
-		return toolErrorf("agent %s is not part of this team (external sub-agents are not supported)", name)
+		return toolErrorf("agent %s is not part of this team (an external agent that failed to load is logged)", name)
 	}
 	chain := append(slices.Clone(c.agents), ag.Name)
 	if slices.Contains(chain, sub.Name) || len(chain) >= maxTransferDepth {
@@ -257,8 +257,8 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 		return toolErrorf("creating the sub-session: %v", err)
 	}
 	b.sessionID = child.rec.ID
-	rn.team.acquire()
-	brn := &runner{s: rn.s, team: rn.team, root: child.rec, dir: dir, sink: discardSink(), unattended: true,
+	subTeam.acquire()
+	brn := &runner{s: rn.s, team: subTeam, root: child.rec, dir: dir, sink: discardSink(), unattended: true,
 		save: &runSaver{st: rn.s.st, log: rn.s.log},
 		rs:   &runState{sessionID: child.rec.ID, cancel: cancel, toolsApproved: true, thinking: child.rec.Thinking, done: make(chan struct{})}}
 	go brn.runBackground(bctx, b, c.rec.ID, child, sub)
