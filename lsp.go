@@ -220,12 +220,14 @@ func (s *lspServer) readLoop(r *bufio.Reader) {
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL) // helpers it left behind
 	s.mu.Lock()
 	s.exitErr = errors.New(msg)
+	// Mark the server dead before failing its callers: one that retries at once must
+	// find it gone and start a replacement, not reuse this one.
+	close(s.exited)
 	for id, ch := range s.pending {
 		ch <- lspReply{err: s.exitErr}
 		delete(s.pending, id)
 	}
 	s.mu.Unlock()
-	close(s.exited)
 }
 
 // lspReadFrame reads one `Content-Length: n\r\n\r\n<n bytes>` message.
