@@ -60,6 +60,24 @@ func bgResponses(evs []map[string]any) map[string]string {
 
 // bgStart runs the root once: it starts helper in the background (approving the
 // confirmation run_background_agent needs) and returns the task ID.
+// bgHeldWorker starts a background agent whose model holds its answer until the test
+// ends: the session, the lead and worker models, the hold channel and the task id.
+func bgHeldWorker(t *testing.T) (e *apiTest, lead, worker *fakeOpenAI, hold chan struct{}, id, task string) {
+	t.Helper()
+	hold = make(chan struct{})
+	worker = newFakeOpenAI(t, fakeTurn{Text: []string{"thinking", " more"}, Hold: hold})
+	lead = newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{bgCall("c1", "run_background_agent", `{"agent":"helper","task":"dig"}`)}},
+		fakeTurn{Text: []string{"started"}})
+	e = newTestEnv(t, map[string]string{"team.yaml": bgTeamYAML(lead.URL, worker.URL)})
+	t.Cleanup(func() { close(hold) }) // registered after the server's, so it runs first
+	e.setenv("OPENAI_API_KEY", "k")
+	id = e.newSession(map[string]any{"title": "t"})
+	task = bgStart(t, e, id)
+	waitFor(t, "the worker's request", func() bool { return len(worker.requests()) == 1 })
+	return e, lead, worker, hold, id, task
+}
+
 func bgStart(t *testing.T, e *apiTest, id string) string {
 	t.Helper()
 	s := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}})
@@ -127,17 +145,7 @@ func TestBackgroundAgentCompletes(t *testing.T) {
 // TestBackgroundAgentStop: a running background agent shows as running, and
 // stop_background_agent cancels it.
 func TestBackgroundAgentStop(t *testing.T) {
-	hold := make(chan struct{})
-	defer close(hold)
-	worker := newFakeOpenAI(t, fakeTurn{Text: []string{"thinking", " more"}, Hold: hold})
-	lead := newFakeOpenAI(t,
-		fakeTurn{ToolCalls: []fakeToolCall{bgCall("c1", "run_background_agent", `{"agent":"helper","task":"dig"}`)}},
-		fakeTurn{Text: []string{"started"}})
-	e := newTestEnv(t, map[string]string{"team.yaml": bgTeamYAML(lead.URL, worker.URL)})
-	e.setenv("OPENAI_API_KEY", "k")
-	id := e.newSession(map[string]any{"title": "t"})
-	task := bgStart(t, e, id)
-	waitFor(t, "the worker's request", func() bool { return len(worker.requests()) == 1 })
+	e, lead, _, _, id, task := bgHeldWorker(t)
 
 	arg := fmt.Sprintf(`{"task_id":%q}`, task)
 	lead.mu.Lock()
@@ -169,17 +177,7 @@ func TestBackgroundAgentStop(t *testing.T) {
 // background agent (the DELETE waits for it, so it would hang if it did not), and so
 // does a server shutdown.
 func TestBackgroundAgentStopsWithSession(t *testing.T) {
-	hold := make(chan struct{})
-	defer close(hold)
-	worker := newFakeOpenAI(t, fakeTurn{Text: []string{"thinking", " more"}, Hold: hold})
-	lead := newFakeOpenAI(t,
-		fakeTurn{ToolCalls: []fakeToolCall{bgCall("c1", "run_background_agent", `{"agent":"helper","task":"dig"}`)}},
-		fakeTurn{Text: []string{"started"}})
-	e := newTestEnv(t, map[string]string{"team.yaml": bgTeamYAML(lead.URL, worker.URL)})
-	e.setenv("OPENAI_API_KEY", "k")
-	id := e.newSession(map[string]any{"title": "t"})
-	bgStart(t, e, id)
-	waitFor(t, "the worker's request", func() bool { return len(worker.requests()) == 1 })
+	e, lead, worker, hold, id, _ := bgHeldWorker(t)
 	if code, b := e.do("DELETE", "/api/sessions/"+id, nil); code != 200 {
 		t.Fatalf("delete = %d %s", code, b)
 	}
