@@ -23,7 +23,9 @@ import (
 // process (the reference, a backup tool) would, and returns its release.
 func holdDBLock(t *testing.T, path string) (release func()) {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
+	// The busy timeout lets BEGIN EXCLUSIVE wait out a write the server is making at
+	// this moment instead of failing the test at random.
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +274,13 @@ func newGatedRun(t *testing.T, retry time.Duration, text ...string) (e *apiTest,
 	t.Helper()
 	gate = make(chan struct{})
 	f := newFakeOpenAI(t, fakeTurn{Text: text, Gate: gate})
+	t.Cleanup(func() { // a test that fails before opening the gate must not hang the server's Close
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
 	e = newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "")}, withSaveRetry(retry))
 	e.setenv("OPENAI_API_KEY", "test-key")
 	id = e.newSession(nil)
