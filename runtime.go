@@ -238,6 +238,11 @@ type runner struct {
 	// unattended runs (background agents) have no client: questions end them.
 	unattended bool
 
+	queue *msgQueues // the root session's steer and follow-up queues; nil in background agents
+	// kept is set when the run ends while a stored question waits (the client went
+	// away, or the server is stopping): the question stays answerable (resume.go).
+	kept bool
+
 	titleDone chan struct{}
 }
 
@@ -272,7 +277,35 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 		rn.titleDone = make(chan struct{})
 		go rn.generateTitle(ctx, ag, contents)
 	}
+	rn.turns(ctx, c, ag)
+	if rn.titleDone != nil {
+		select {
+		case <-rn.titleDone:
+		case <-time.After(titleWaitAtEnd):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// turns runs the loop to the end of the turn, then one turn for each queued
+// follow-up, in order, until none is left or the run ends.
+func (rn *runner) turns(ctx context.Context, c *convo, ag *agentConfig) {
 	last := rn.loop(ctx, c, ag)
+	rn.endTurn(ctx, c, last)
+	for rn.queue != nil && ctx.Err() == nil && !rn.kept {
+		m, ok := rn.queue.nextFollowup()
+		if !ok {
+			return
+		}
+		rn.addUserMessage(ctx, c, chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()})
+		rn.sink.send(streamStartedEvent(c.rec.ID, last.Name))
+		last = rn.loop(ctx, c, last)
+		rn.endTurn(ctx, c, last)
+	}
+}
+
+// endTurn ends one turn: session_end hooks, the writes that failed, stream_stopped.
+func (rn *runner) endTurn(ctx context.Context, c *convo, last *agentConfig) {
 	rn.sessionEnd(ctx, c, last)
 	// Writes that failed are retried for a while, also when the client has gone; if
 	// they still fail, the client hears it before stream_stopped.
@@ -281,13 +314,22 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	}
 	rn.sink.send(streamStoppedEvent(c.rec.ID, last.Name))
 	rn.onUserInput(ctx, c, last)
-	if rn.titleDone != nil {
-		select {
-		case <-rn.titleDone:
-		case <-time.After(titleWaitAtEnd):
-		case <-ctx.Done():
-		}
+}
+
+// drainSteer gives the model the steer messages queued since the last iteration
+// boundary, as one user message; only the root conversation of a run takes them.
+func (rn *runner) drainSteer(ctx context.Context, c *convo) {
+	if rn.queue == nil || c.rec.ID != rn.root.ID {
+		return
 	}
+	if msgs := rn.queue.drainSteer(); len(msgs) > 0 {
+		rn.addUserMessage(ctx, c, steerMessage(msgs))
+	}
+}
+
+// steerWaiting reports whether steer messages wait for c's model.
+func (rn *runner) steerWaiting(c *convo) bool {
+	return rn.queue != nil && c.rec.ID == rn.root.ID && rn.queue.depths()["steer"].Depth > 0
 }
 
 // newConvo is a session's conversation for the model: its own messages in order
@@ -364,6 +406,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		if ctx.Err() != nil {
 			return ag
 		}
+		rn.drainSteer(ctx, c)
 		tools := rn.listTools(ctx, ag, false)
 		if maxIter > 0 && iter >= maxIter {
 			more, stop := rn.maxIterations(ctx, c, ag, maxIter)
@@ -393,6 +436,9 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			return ag
 		}
 		if len(msg.ToolCalls) == 0 {
+			if rn.steerWaiting(c) {
+				continue // steered during the answer: the model hears it now
+			}
 			return ag
 		}
 		next := rn.runToolCalls(ctx, c, ag, msg.ToolCalls, tools)

@@ -52,6 +52,7 @@ type server struct {
 	mux    *http.ServeMux
 	runs   *runRegistry
 	bg     *backgroundAgents // tools_background.go
+	queues *sessionQueues    // queue.go
 	bodies *memBudget        // request bodies being read and decoded
 	runMem *memBudget        // runs in flight, at runMemoryCost each
 
@@ -78,7 +79,7 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 	if cfg.clientEnv.Getenv == nil {
 		cfg.clientEnv.Getenv = cfg.getenv
 	}
-	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns), bg: newBackgroundAgents(),
+	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns), bg: newBackgroundAgents(), queues: newSessionQueues(),
 		bodies: &memBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory), busy: "too many large request bodies in flight"},
 		runMem: &memBudget{limit: cmp.Or(cfg.runBudget, defaultRunMemory), busy: "too many runs in flight for the memory available"}}
 	var err error
@@ -119,6 +120,9 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/tools/toggle", s.serveToggleTools},
 		{"POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking},
 		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
+		{"POST /api/sessions/{id}/steer", s.serveSteer},
+		{"POST /api/sessions/{id}/followup", s.serveFollowup},
+		{"GET /api/sessions/{id}/queue", s.serveQueue},
 		{"POST /api/sessions/{id}/agent/{agent}", s.withRunMemory(s.serveRun)},
 		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.withRunMemory(s.serveRun)},
 	}
@@ -165,7 +169,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if slices.Contains(s.cfg.corsOrigins, origin) {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key")
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
 			h.Add("Vary", "Origin")
 			if r.Method == http.MethodOptions {

@@ -383,6 +383,7 @@ func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
 	// store refuses updates to a missing row, so nothing resurrects the session.
 	s.runs.cancel(id)
 	s.bg.stopSession(id)
+	s.queues.drop(id)
 	if err := s.st.deleteSession(r.Context(), id); err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
@@ -737,7 +738,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
-	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
+	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}, queue: s.queues.open(sid)}
 	rn.run(ctx, ag, user, positions, items)
 }
 
