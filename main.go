@@ -170,6 +170,9 @@ const (
 	maxIdempotencyKeys   = 1000 // follow-up Idempotency-Keys remembered per session
 	maxIdempotencyKeyLen = 256
 
+	// resume.go
+	answerWaitForEnd = 10 * time.Second // an answer waits this long for a run ending without it (client gone)
+
 	// runsave.go
 	saveRetryFor    = 30 * time.Second // a run's failed writes are retried this long after its end
 	saveBackoffBase = 250 * time.Millisecond

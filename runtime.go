@@ -63,12 +63,27 @@ func (rr *runRegistry) get(id string) *runState {
 	return rr.active[id]
 }
 
-// cancel stops the session's current run and waits for it to end.
+// cancel stops the session's current run on purpose and waits for it to end.
 func (rr *runRegistry) cancel(id string) {
 	if rs := rr.get(id); rs != nil {
-		rs.cancel()
+		rs.abort()
 		<-rs.done
 	}
+}
+
+// abort cancels the run on purpose: a question it waits on is dropped, not kept for
+// an answer after the run (resume.go).
+func (rs *runState) abort() {
+	rs.mu.Lock()
+	rs.aborted = true
+	rs.mu.Unlock()
+	rs.cancel()
+}
+
+func (rs *runState) wasAborted() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.aborted
 }
 
 // runState is the authoritative in-memory state of a running session: API edits
@@ -85,6 +100,7 @@ type runState struct {
 	thinking      bool
 	permissions   *permissionsConfig
 	pending       *pendingRequest
+	aborted       bool // cancelled on purpose (DELETE), not by a client going away
 }
 
 // pendingRequest is a question the run waits on: a tool confirmation, the
@@ -94,6 +110,7 @@ type pendingRequest struct {
 	kind   string   // "confirmation", "max_iterations" or "elicitation"
 	call   toolCall // the call a confirmation is about
 	schema json.RawMessage
+	event  *event // the question as streamed, for GET …/status and …/snapshot
 	answer chan any
 }
 
@@ -179,9 +196,9 @@ func (rs *runState) setTitleIfUntitled(t string, store func() (bool, error)) (bo
 	return set, err
 }
 
-// ask registers a pending request; the caller then emits its event and waits.
-func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage) *pendingRequest {
-	p := &pendingRequest{kind: kind, call: call, schema: schema, answer: make(chan any, 1)}
+// ask registers a pending request; the caller then emits its event ev and waits.
+func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage, ev *event) *pendingRequest {
+	p := &pendingRequest{kind: kind, call: call, schema: schema, event: ev, answer: make(chan any, 1)}
 	rs.mu.Lock()
 	rs.pending = p
 	rs.mu.Unlock()
@@ -239,8 +256,13 @@ type runner struct {
 	unattended bool
 
 	queue *msgQueues // the root session's steer and follow-up queues; nil in background agents
+
+	// source is the run route's {agent}, stored with a question so that an answer can
+	// continue the run in a later process; "" stores no questions (resume.go).
+	source   string
+	question *storedQuestion // the root's question stored in the database, if any
 	// kept is set when the run ends while a stored question waits (the client went
-	// away, or the server is stopping): the question stays answerable (resume.go).
+	// away, or the server is stopping): the question stays answerable.
 	kept bool
 
 	titleDone chan struct{}
@@ -287,11 +309,16 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	}
 }
 
-// turns runs the loop to the end of the turn, then one turn for each queued
-// follow-up, in order, until none is left or the run ends.
+// turns runs the loop to the end of the turn, then the queued follow-ups.
 func (rn *runner) turns(ctx context.Context, c *convo, ag *agentConfig) {
 	last := rn.loop(ctx, c, ag)
 	rn.endTurn(ctx, c, last)
+	rn.followups(ctx, c, last)
+}
+
+// followups runs one turn for each queued follow-up, in order, until none is left or
+// the run ends.
+func (rn *runner) followups(ctx context.Context, c *convo, last *agentConfig) {
 	for rn.queue != nil && ctx.Err() == nil && !rn.kept {
 		m, ok := rn.queue.nextFollowup()
 		if !ok {
@@ -486,19 +513,24 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 	if rn.unattended {
 		return 0, true
 	}
-	p := rn.rs.ask("max_iterations", toolCall{}, nil)
-	rn.sink.send(maxIterationsReachedEvent(max))
+	p := rn.askStored(ctx, c, ag, "max_iterations", toolCall{}, nil, maxIterationsReachedEvent(max))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
+		rn.unanswered(ctx)
 		return 0, true
 	}
+	rn.questionDone(ctx, "")
 	if a.(resumeRequest).Confirmation == "approve" {
 		return 10, false
 	}
-	msg := chatMessage{Role: "assistant", Content: fmt.Sprintf("Execution stopped after reaching the configured max_iterations limit (%d).", max), CreatedAt: nowRFC3339()}
-	rn.addMessage(ctx, c, ag, &msg)
+	rn.addMessage(ctx, c, ag, maxIterationsStop(max))
 	return 0, true
+}
+
+// maxIterationsStop is the note that ends a run the user did not let past the cap.
+func maxIterationsStop(max int) *chatMessage {
+	return &chatMessage{Role: "assistant", Content: fmt.Sprintf("Execution stopped after reaching the configured max_iterations limit (%d).", max), CreatedAt: nowRFC3339()}
 }
 
 // addMessage stores m in c's session, appends it to the history and announces it.
@@ -866,13 +898,7 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 		if ctx.Err() != nil {
 			return next
 		}
-		var tl *tool
-		for i := range tools {
-			if tools[i].def.Name == call.Function.Name {
-				tl = &tools[i]
-				break
-			}
-		}
+		tl := findTool(tools, call.Function.Name)
 		if tl == nil {
 			def := toolDef{Name: call.Function.Name}
 			rn.toolResponse(ctx, c, ag, call, def, toolErrorf("Tool '%s' is not available. You can only use the tools provided to you.", call.Function.Name))
@@ -887,41 +913,57 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			res, ok = rn.approve(ctx, c, ag, call, tl.def)
 		}
 		if !ok {
-			rn.toolResponse(ctx, c, ag, call, tl.def, res)
+			if !rn.kept { // a kept question stays answerable: its call gets no result now
+				rn.toolResponse(ctx, c, ag, call, tl.def, res)
+				rn.questionDone(ctx, call.ID)
+			}
 			continue
 		}
-		rn.sink.send(toolCallEvent(call, tl.def, ag.Name))
-		switch call.Function.Name {
-		case "transfer_task":
-			res = rn.transferTask(ctx, c, ag, call)
-		case "run_background_agent", "list_background_agents", "view_background_agent", "stop_background_agent":
-			if !isBackgroundAgentCall(tl.def) {
-				res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
-				break
-			}
-			res = rn.backgroundAgentTool(ctx, c, ag, call)
-		case "change_model", "revert_model":
-			if !isModelPickerCall(tl.def) {
-				res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
-				break
-			}
-			res = rn.pickModel(ctx, ag, call)
-		case "handoff":
-			var to *agentConfig
-			res, to = rn.handoff(ag, call)
-			if to != nil {
-				next = to
-			}
-		default:
-			res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
+		res, to := rn.execute(ctx, c, ag, call, tl)
+		if rn.kept {
+			return next // an elicitation stays answerable; the cut-off tool has no result yet
 		}
-		if ctx.Err() != nil && !res.IsError {
-			res = toolErrorf("The tool call was canceled by the user.")
+		if to != nil {
+			next = to
 		}
 		rn.toolResponse(ctx, c, ag, call, tl.def, res)
+		rn.questionDone(ctx, call.ID)
 		rn.postToolUse(ctx, c, ag, call, res)
 	}
 	return next
+}
+
+// execute runs an approved call: tool_call, then the tool. It returns the result and,
+// after a handoff, the agent that answers next.
+func (rn *runner) execute(ctx context.Context, c *convo, ag *agentConfig, call toolCall, tl *tool) (toolResult, *agentConfig) {
+	rn.sink.send(toolCallEvent(call, tl.def, ag.Name))
+	env := rn.callEnv(c, ag, call)
+	var next *agentConfig
+	var res toolResult
+	switch call.Function.Name {
+	case "transfer_task":
+		res = rn.transferTask(ctx, c, ag, call)
+	case "run_background_agent", "list_background_agents", "view_background_agent", "stop_background_agent":
+		if !isBackgroundAgentCall(tl.def) {
+			res = tl.run(ctx, env, json.RawMessage(call.Function.Arguments))
+			break
+		}
+		res = rn.backgroundAgentTool(ctx, c, ag, call)
+	case "change_model", "revert_model":
+		if !isModelPickerCall(tl.def) {
+			res = tl.run(ctx, env, json.RawMessage(call.Function.Arguments))
+			break
+		}
+		res = rn.pickModel(ctx, ag, call)
+	case "handoff":
+		res, next = rn.handoff(ag, call)
+	default:
+		res = tl.run(ctx, env, json.RawMessage(call.Function.Arguments))
+	}
+	if ctx.Err() != nil && !res.IsError {
+		res = toolErrorf("The tool call was canceled by the user.")
+	}
+	return res, next
 }
 
 // toolEnv is what tools of this run may use.
@@ -930,23 +972,42 @@ func (rn *runner) toolEnv(c *convo) *toolEnv {
 		SessionID: c.rec.ID, WorkingDir: rn.s.workDir(c.rec), Dir: rn.dir, Protected: rn.s.cfg.protected,
 		Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
 		Elicit: func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
-			return rn.elicit(ctx, req)
+			return rn.elicit(ctx, c, nil, toolCall{}, req)
 		},
 	}
 }
 
+// callEnv is the tool environment of one call by ag: its elicitations are questions
+// about call, stored as such (resume.go).
+func (rn *runner) callEnv(c *convo, ag *agentConfig, call toolCall) *toolEnv {
+	env := rn.toolEnv(c)
+	env.Elicit = func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
+		rn.onUserInput(ctx, c, ag) // as the reference does
+		return rn.elicit(ctx, c, ag, call, req)
+	}
+	return env
+}
+
 // elicit asks the client a question on the run's stream and waits for the answer
-// posted to /api/sessions/{root}/elicitation.
-func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
+// posted to /api/sessions/{root}/elicitation. A question from ag's call is stored.
+func (rn *runner) elicit(ctx context.Context, c *convo, ag *agentConfig, call toolCall, req elicitationRequest) (elicitationResponse, error) {
 	if rn.unattended {
 		return elicitationResponse{Action: "decline"}, fmt.Errorf("a background agent cannot ask the user")
 	}
-	p := rn.rs.ask("elicitation", toolCall{}, req.Schema)
-	rn.sink.send(elicitationRequestEvent(req))
+	ev := elicitationRequestEvent(req)
+	var p *pendingRequest
+	if ag != nil {
+		p = rn.askStored(ctx, c, ag, "elicitation", call, req.Schema, ev)
+	} else {
+		p = rn.rs.ask("elicitation", toolCall{}, req.Schema, ev)
+		rn.sink.send(ev)
+	}
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
+		rn.unanswered(ctx)
 		return elicitationResponse{Action: "cancel"}, err
 	}
+	rn.answered(ctx, a)
 	return a.(elicitationResponse), nil
 }
 
@@ -1018,14 +1079,20 @@ func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, 
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
-	p := rn.rs.ask("confirmation", call, nil)
-	rn.sink.send(toolCallConfirmationEvent(call, def, ag.Name))
+	p := rn.askStored(ctx, c, ag, "confirmation", call, nil, toolCallConfirmationEvent(call, def, ag.Name))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
+		rn.unanswered(ctx)
 		return toolErrorf("The tool call was canceled by the user."), false
 	}
-	req := a.(resumeRequest)
+	rn.answered(ctx, a)
+	return rn.applyConfirmation(ctx, call, a.(resumeRequest))
+}
+
+// applyConfirmation applies the answer to a confirmation of call: what approve-session
+// and approve-tool change for later calls, and the result of a rejection.
+func (rn *runner) applyConfirmation(ctx context.Context, call toolCall, req resumeRequest) (toolResult, bool) {
 	wctx := context.WithoutCancel(ctx)
 	switch req.Confirmation {
 	case "approve-session":

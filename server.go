@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
@@ -56,6 +57,12 @@ type server struct {
 	bodies *memBudget        // request bodies being read and decoded
 	runMem *memBudget        // runs in flight, at runMemoryCost each
 
+	// life ends at shutdown: it cancels runs no request holds (a run continued from a
+	// stored question, resume.go), which unwatched counts.
+	life      context.Context
+	stopLife  context.CancelFunc
+	unwatched sync.WaitGroup
+
 	// rootDir is cfg.root opened once at start; every run opens its session's
 	// directory from it, so swapping a directory for a symlink cannot lead outside.
 	rootDir  *os.Root
@@ -82,6 +89,7 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns), bg: newBackgroundAgents(), queues: newSessionQueues(),
 		bodies: &memBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory), busy: "too many large request bodies in flight"},
 		runMem: &memBudget{limit: cmp.Or(cfg.runBudget, defaultRunMemory), busy: "too many runs in flight for the memory available"}}
+	s.life, s.stopLife = context.WithCancel(context.Background())
 	var err error
 	if s.rootReal, err = filepath.EvalSymlinks(cfg.root); err != nil {
 		return nil, fmt.Errorf("working directory: %w", err)
@@ -90,6 +98,7 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 		return nil, fmt.Errorf("working directory: %w", err)
 	}
 	s.routes()
+	s.settleInterrupted(context.Background())
 	return s, nil
 }
 
@@ -134,9 +143,11 @@ func (s *server) routes() {
 	}
 }
 
-// close stops the background agents and releases what the server holds (running
-// agents are cancelled by their requests).
+// close stops the background agents and the runs no request holds, and releases what
+// the server holds (running agents are cancelled by their requests).
 func (s *server) close() {
+	s.stopLife()
+	s.unwatched.Wait()
 	s.bg.close()
 	s.rootDir.Close()
 }
