@@ -338,4 +338,3 @@ func argsJSON(args string) json.RawMessage {
 	}
 	return json.RawMessage(args)
 }
-
