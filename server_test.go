@@ -78,6 +78,7 @@ func (e *apiTest) start() {
 	}
 	e.srv = httptest.NewServer(e.s)
 	e.stop = func() {
+		e.s.shutdown() // detached runs end too
 		e.srv.CloseClientConnections()
 		e.srv.Close()
 		e.s.close()
