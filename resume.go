@@ -23,7 +23,6 @@ package main
 // canceled); DELETE drops it with the session.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,7 +35,7 @@ func (rn *runner) askStored(ctx context.Context, c *convo, ag *agentConfig, kind
 	p := rn.rs.ask(kind, call, schema, ev)
 	if rn.source != "" && !rn.unattended && c.rec.ID == rn.root.ID {
 		q := &storedQuestion{SessionID: c.rec.ID, Kind: kind, Source: rn.source, Agent: ag.Name, Call: call,
-			Event: ev.json(), State: "waiting", CreatedAt: nowRFC3339()}
+			Event: json.RawMessage((&loggedEvent{ev: *ev}).json()), State: "waiting", CreatedAt: nowRFC3339()}
 		if err := rn.s.st.saveQuestion(context.WithoutCancel(ctx), q); err != nil {
 			rn.s.log.Warn("storing a question failed; it can only be answered while this run lives", "session", c.rec.ID, "kind", kind, "err", err)
 		} else {
@@ -174,11 +173,17 @@ func (s *server) continueRun(ctx context.Context, q *storedQuestion, v any, answ
 		return err
 	}
 	q.State, q.Answer = "running", answer
-	rn := &runner{s: s, team: t, rs: rs, sink: s.unwatchedSink(id), root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},
+	// Nobody watches this run: its events reach clients through the event log only.
+	elog, err := s.events.acquire(ctx, id, true)
+	if err != nil {
+		s.log.Warn("the event log is unavailable; the continued run is not logged", "session", id, "err", err)
+	}
+	rn := &runner{s: s, team: t, rs: rs, sink: discardSink(elog), root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},
 		queue: s.queues.open(id), source: q.Source, question: q}
 	s.unwatched.Add(1)
 	go func() {
 		defer s.unwatched.Done()
+		defer s.events.release(elog)
 		defer s.runs.finish(rs)
 		defer cancel()
 		defer t.release()
@@ -336,14 +341,16 @@ func findTool(tools []tool, name string) *tool {
 	return nil
 }
 
-// json is the event's JSON, as a stream shows it after `data: `.
-func (e *event) json() json.RawMessage {
-	var b bytes.Buffer
-	e.writeTo(&b)
-	return bytes.TrimSuffix(bytes.TrimPrefix(b.Bytes(), []byte("data: ")), []byte("\n\n"))
-}
-
-// unwatchedSink is the sink of a run no client watches: a continued run.
-func (s *server) unwatchedSink(id string) *sseSink {
-	return discardSink()
+// storedStatus is the status of a session no run holds: waiting when a run ended
+// without the answer to its stored question, else idle.
+func (s *server) storedStatus(ctx context.Context, id string) runStatus {
+	q, err := s.storedQuestion(ctx, id)
+	if err != nil || q == nil || q.State != "waiting" {
+		return runStatus{State: "idle"}
+	}
+	st := runStatus{State: "waiting_for_confirmation", Agent: q.Agent, Pending: q.Event}
+	if q.Kind == "elicitation" {
+		st.State = "waiting_for_elicitation"
+	}
+	return st
 }

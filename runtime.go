@@ -100,7 +100,8 @@ type runState struct {
 	thinking      bool
 	permissions   *permissionsConfig
 	pending       *pendingRequest
-	aborted       bool // cancelled on purpose (DELETE), not by a client going away
+	aborted       bool   // cancelled on purpose (DELETE), not by a client going away
+	agent         string // the agent answering now, for GET …/status
 }
 
 // pendingRequest is a question the run waits on: a tool confirmation, the
@@ -123,6 +124,12 @@ func (rs *runState) setTitle(t string) {
 func (rs *runState) setToolsApproved(v bool) {
 	rs.mu.Lock()
 	rs.toolsApproved = v
+	rs.mu.Unlock()
+}
+
+func (rs *runState) setAgent(name string) {
+	rs.mu.Lock()
+	rs.agent = name
 	rs.mu.Unlock()
 }
 
@@ -433,6 +440,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		if ctx.Err() != nil {
 			return ag
 		}
+		rn.rs.setAgent(ag.Name)
 		rn.drainSteer(ctx, c)
 		tools := rn.listTools(ctx, ag, false)
 		if maxIter > 0 && iter >= maxIter {
@@ -894,8 +902,13 @@ func trimHistory(h []chatMessage, n int) []chatMessage {
 // its own approval. It returns the agent that answers next (changed by handoff).
 func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, calls []toolCall, tools []tool) *agentConfig {
 	next := ag
-	for _, call := range calls {
+	for i, call := range calls {
 		if ctx.Err() != nil {
+			// Cancelled: the calls not run yet get a result too, so the stored
+			// conversation stays valid for the next run.
+			for _, call := range calls[i:] {
+				rn.toolResponse(ctx, c, ag, call, toolDefByName(tools, call.Function.Name), toolErrorf("The tool call was canceled by the user."))
+			}
 			return next
 		}
 		tl := findTool(tools, call.Function.Name)
@@ -912,11 +925,12 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 		if ok {
 			res, ok = rn.approve(ctx, c, ag, call, tl.def)
 		}
+		if rn.kept {
+			return next // the question stays answerable: its call and the rest wait for the answer
+		}
 		if !ok {
-			if !rn.kept { // a kept question stays answerable: its call gets no result now
-				rn.toolResponse(ctx, c, ag, call, tl.def, res)
-				rn.questionDone(ctx, call.ID)
-			}
+			rn.toolResponse(ctx, c, ag, call, tl.def, res)
+			rn.questionDone(ctx, call.ID)
 			continue
 		}
 		res, to := rn.execute(ctx, c, ag, call, tl)

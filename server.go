@@ -42,6 +42,9 @@ type serverConfig struct {
 	runBudget    int64           // estimated bytes of runs in flight; 0 = defaultRunMemory
 	protected    *protectedFiles // the server's secret files, refused to file tools
 	saveRetryFor time.Duration   // how long a run retries writes that failed; 0 = saveRetryFor
+	// eventRetention is the events kept per session (eventlog.go); 0 =
+	// defaultEventRetention, negative = no event log.
+	eventRetention int
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.
@@ -56,9 +59,11 @@ type server struct {
 	queues *sessionQueues    // queue.go
 	bodies *memBudget        // request bodies being read and decoded
 	runMem *memBudget        // runs in flight, at runMemoryCost each
+	events *eventLogs        // eventlog.go; nil when disabled
 
-	// life ends at shutdown: it cancels runs no request holds (a run continued from a
-	// stored question, resume.go), which unwatched counts.
+	// life ends at shutdown: it cancels detached runs and ends event streams, which
+	// no request context ends (runctl.go), and the runs continued from a stored
+	// question (resume.go), which unwatched counts.
 	life      context.Context
 	stopLife  context.CancelFunc
 	unwatched sync.WaitGroup
@@ -90,6 +95,9 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 		bodies: &memBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory), busy: "too many large request bodies in flight"},
 		runMem: &memBudget{limit: cmp.Or(cfg.runBudget, defaultRunMemory), busy: "too many runs in flight for the memory available"}}
 	s.life, s.stopLife = context.WithCancel(context.Background())
+	if cfg.eventRetention >= 0 {
+		s.events = newEventLogs(st, log, cmp.Or(cfg.eventRetention, defaultEventRetention))
+	}
 	var err error
 	if s.rootReal, err = filepath.EvalSymlinks(cfg.root); err != nil {
 		return nil, fmt.Errorf("working directory: %w", err)
@@ -132,6 +140,10 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/steer", s.serveSteer},
 		{"POST /api/sessions/{id}/followup", s.serveFollowup},
 		{"GET /api/sessions/{id}/queue", s.serveQueue},
+		{"GET /api/sessions/{id}/events", s.serveEvents},
+		{"GET /api/sessions/{id}/status", s.serveStatus},
+		{"GET /api/sessions/{id}/snapshot", s.serveSnapshot},
+		{"POST /api/sessions/{id}/cancel", s.serveCancel},
 		{"POST /api/sessions/{id}/agent/{agent}", s.withRunMemory(s.serveRun)},
 		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.withRunMemory(s.serveRun)},
 	}
@@ -143,14 +155,20 @@ func (s *server) routes() {
 	}
 }
 
-// close stops the background agents and the runs no request holds, and releases what
-// the server holds (running agents are cancelled by their requests).
+// close stops the background agents, waits for the runs continued from stored
+// questions, stores the rest of the event log and releases what the server holds
+// (running agents are cancelled by their requests, detached ones by shutdown).
 func (s *server) close() {
-	s.stopLife()
+	s.shutdown()
 	s.unwatched.Wait()
 	s.bg.close()
+	s.events.close()
 	s.rootDir.Close()
 }
+
+// shutdown cancels detached runs and ends event streams; http.Server.Shutdown calls it
+// (RegisterOnShutdown), as open requests would otherwise hold it to its timeout.
+func (s *server) shutdown() { s.stopLife() }
 
 func (s *server) servePing(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

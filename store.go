@@ -236,6 +236,15 @@ var storeOwnMigrations = []storeMigration{
 	// such arguments since SQLite 3.20, so any reader of the file can parse the schema.
 	{0, "agentd_003_sessions_by_time", "Index of sessions by the real time of created_at", `
 		CREATE INDEX agentd_idx_sessions_time ON sessions(coalesce(julianday(created_at), 0));`, nil},
+	// The event log of every session's runs (eventlog.go): the newest events of each
+	// session, replayed by GET /api/sessions/{id}/events, also after a restart.
+	{0, "agentd_004_event_log", "Per-session log of stream events", `
+		CREATE TABLE agentd_event_log (
+			session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+			seq INTEGER NOT NULL,  -- 1, 2, … per session
+			data TEXT NOT NULL,    -- the event's JSON, as streamed
+			PRIMARY KEY (session_id, seq)
+		);`, nil},
 	// The question a run waits on (resume.go), so that an answer after a restart, or
 	// after the client went away, continues the run. state 'running' marks an answered
 	// question whose tool call has started and not yet stored its result.
@@ -1324,6 +1333,65 @@ func storeParseTime(v any) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("bad time %q", s)
+}
+
+// loggedRow is one stored event of the event log.
+type loggedRow struct {
+	seq  int64
+	data string
+}
+
+// storeEvents writes a batch of logged events in one transaction and trims each
+// session's log to its newest keep events. A session deleted meanwhile gets nothing.
+func (st *store) storeEvents(ctx context.Context, batch map[string][]loggedRow, keep int64) error {
+	return st.inTx(ctx, func(tx *sql.Tx) error {
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO agentd_event_log (session_id, seq, data)
+			SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
+			ON CONFLICT DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for id, rows := range batch {
+			for _, r := range rows {
+				if _, err := ins.ExecContext(ctx, id, r.seq, r.data); err != nil {
+					return err
+				}
+			}
+			if last := rows[len(rows)-1].seq; last > keep {
+				if _, err := tx.ExecContext(ctx, "DELETE FROM agentd_event_log WHERE session_id = ? AND seq <= ?", id, last-keep); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// lastEventSeq is the newest stored sequence number of session id's log; 0 if none.
+func (st *store) lastEventSeq(ctx context.Context, id string) (int64, error) {
+	var n sql.NullInt64
+	err := st.r.QueryRowContext(ctx, "SELECT max(seq) FROM agentd_event_log WHERE session_id = ?", id).Scan(&n)
+	return n.Int64, err
+}
+
+// eventsBetween reads at most limit stored events of session id with after < seq < before.
+func (st *store) eventsBetween(ctx context.Context, id string, after, before int64, limit int) ([]loggedRow, error) {
+	rows, err := st.r.QueryContext(ctx, `SELECT seq, data FROM agentd_event_log
+		WHERE session_id = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`, id, after, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []loggedRow
+	for rows.Next() {
+		var r loggedRow
+		if err := rows.Scan(&r.seq, &r.data); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // storedQuestion is one row of agentd_pending_questions (resume.go).
