@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,9 +92,28 @@ func TestConfirmationSurvivesAnInProcessRestart(t *testing.T) {
 	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}})
 	s.until("tool_call_confirmation")
 	e.restart()
+	// status and snapshot show the stored question; the continued run, which has no
+	// client, reaches viewers through the event log.
+	for _, route := range []string{"status", "snapshot"} {
+		code, b := e.do("GET", "/api/sessions/"+id+"/"+route, nil)
+		st := decode[map[string]any](t, b)
+		pending, _ := st["pending"].(map[string]any)
+		if code != 200 || st["state"] != "waiting_for_confirmation" || st["streaming"] != false || pending["type"] != "tool_call_confirmation" ||
+			pending["tool_call"].(map[string]any)["id"] != "call_1" {
+			t.Fatalf("%s after restart = %d %s", route, code, b)
+		}
+	}
+	_, b := e.do("GET", "/api/sessions/"+id+"/snapshot", nil)
+	since := int64(decode[map[string]any](t, b)["last_event_seq"].(float64))
+	viewer := e.follow(id, "?since="+strconv.FormatInt(since, 10))
 	if code, b := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve-session"}); code != 200 {
 		t.Fatalf("resume after restart = %d %s", code, b)
 	}
+	viewer.until("tool_call")
+	viewer.until("tool_call_response")
+	viewer.until("stream_stopped")
+	checkSeqs(t, viewer.ids, since+1)
+	viewer.close()
 	if code, _ := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"}); code != 409 {
 		t.Fatalf("a second answer = %d; want 409", code)
 	}
@@ -102,7 +122,7 @@ func TestConfirmationSurvivesAnInProcessRestart(t *testing.T) {
 	if got := markerLines(t, e.root); len(got) != 1 {
 		t.Fatalf("marker = %v; want one line", got)
 	}
-	_, b := get("/api/sessions/" + id)
+	_, b = get("/api/sessions/" + id)
 	if !decode[sessionResponse](t, b).ToolsApproved {
 		t.Fatalf("approve-session was not applied by the continued run: %s", b)
 	}
@@ -242,6 +262,9 @@ func testStopWhileConfirmationPending(t *testing.T, sig os.Signal, wantExit int)
 	if markerLines(t, p.dir) != nil {
 		t.Fatal("the tool ran before it was approved")
 	}
+	if _, b := p.do("GET", "/api/sessions/"+id+"/status", ""); decode[map[string]any](t, b)["state"] != "waiting_for_confirmation" {
+		t.Fatalf("status after restart = %s", b)
+	}
 	if code, b := p.do("POST", "/api/sessions/"+id+"/resume", `{"confirmation":"approve"}`); code != 200 {
 		t.Fatalf("resume after restart = %d %s", code, b)
 	}
@@ -292,5 +315,26 @@ func TestCrashWhileApprovedToolRunsIsNotRunAgain(t *testing.T) {
 	p.run(id, "and now?").all()
 	if got := markerLines(t, p.dir); strings.Join(got, ",") != "started" {
 		t.Fatalf("marker = %v; the interrupted call ran again or finished", got)
+	}
+}
+
+func TestCancelDropsAQuestionItsRunLeftWaiting(t *testing.T) {
+	e, _ := newRunEnv(t, shellThinkYAML, fakeTurn{ToolCalls: []fakeToolCall{markerCall("call_1", "ran")}})
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}})
+	s.until("tool_call_confirmation")
+	s.cancel()
+	waitFor(t, "the run to end", func() bool { return e.s.runs.get(id) == nil })
+	if code, b := e.do("POST", "/api/sessions/"+id+"/cancel", nil); code != 200 {
+		t.Fatalf("cancel = %d %s", code, b)
+	}
+	if _, b := e.do("GET", "/api/sessions/"+id+"/status", nil); decode[map[string]any](t, b)["state"] != "idle" {
+		t.Fatalf("status after cancel = %s", b)
+	}
+	if code, _ := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"}); code != 409 {
+		t.Fatalf("resume after cancel = %d; want 409", code)
+	}
+	if code, _ := e.do("POST", "/api/sessions/"+id+"/cancel", nil); code != 409 {
+		t.Fatalf("second cancel = %d; want 409", code)
 	}
 }
