@@ -10,6 +10,7 @@ package main
 // newest `retention` events.
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"log/slog"
@@ -20,11 +21,12 @@ import (
 )
 
 const (
-	defaultEventRetention = 1024                  // events kept per session (--event-log-retention)
-	eventLogFlushDelay    = 50 * time.Millisecond // how long the writer gathers a batch
-	eventLogTail          = 64                    // stored events kept in memory for live viewers
-	eventLogRetryDelay    = time.Second           // pause after a failed batch
-	eventReadBatch        = 256                   // events a viewer takes per read
+	defaultEventRetention = 1024                   // events kept per session (--event-log-retention)
+	eventLogFlushDelay    = 100 * time.Millisecond // how long the writer gathers a batch
+	eventLogTail          = 64                     // stored events kept in memory for live viewers
+	eventLogRetryDelay    = time.Second            // pause after a failed batch
+	eventReadBatch        = 256                    // events a viewer takes per read from memory
+	eventReadChunks       = 4                      // stored chunks a viewer reads at once
 )
 
 // loggedEvent is one event of a log, as the stream wrote it.
@@ -33,26 +35,21 @@ type loggedEvent struct {
 	ev  event
 }
 
-// json is the event's JSON object, as stored.
-func (le *loggedEvent) json() string {
-	n := len(le.ev.b) + 1
-	for _, r := range le.ev.refs {
-		n += len(r.s)
-	}
-	b := make([]byte, 0, n)
+// appendJSON appends the event's JSON object, as streamed.
+func (le *loggedEvent) appendJSON(b []byte) []byte {
 	at := len("data: ")
 	for _, r := range le.ev.refs {
 		b = append(append(b, le.ev.b[at:r.at]...), r.s...)
 		at = r.at
 	}
-	return string(append(append(b, le.ev.b[at:]...), '}'))
+	return append(append(b, le.ev.b[at:]...), '}')
 }
 
-// loggedFromRow turns a stored event back into one the stream can write.
-func loggedFromRow(r loggedRow) *loggedEvent {
-	b := make([]byte, 0, len(r.data)+5)
-	b = append(append(b, "data: "...), r.data[:max(len(r.data)-1, 0)]...)
-	return &loggedEvent{seq: r.seq, ev: event{b: b}}
+// loggedFromJSON turns a stored event back into one the stream can write.
+func loggedFromJSON(seq int64, j []byte) *loggedEvent {
+	b := make([]byte, 0, len(j)+5)
+	b = append(append(b, "data: "...), j[:max(len(j)-1, 0)]...)
+	return &loggedEvent{seq: seq, ev: event{b: b}}
 }
 
 // eventLogs holds the logs of the sessions in use and stores their events. A nil
@@ -265,23 +262,39 @@ func (l *sessionLog) read(ctx context.Context, after int64) (evs []*loggedEvent,
 		l.mu.Unlock()
 		return evs, exited, wake, nil
 	}
+	floor := l.last - l.owner.retention // evicted, even if its chunk is still stored
 	l.mu.Unlock()
-	rows, err := l.owner.st.eventsBetween(ctx, l.id, after, first, eventReadBatch)
+	evs, err = l.fromStore(ctx, max(after, floor), first)
 	if err != nil {
 		return nil, false, nil, err
 	}
-	if len(rows) == 0 {
+	if len(evs) == 0 {
 		// Evicted (or the session is being deleted): go on from memory.
 		l.mu.Lock()
 		evs = l.fromWindow(first - 1)
 		exited = l.exited
 		l.mu.Unlock()
-		return evs, exited, nil, nil
 	}
-	for _, r := range rows {
-		evs = append(evs, loggedFromRow(r))
+	return evs, exited, nil, nil
+}
+
+// fromStore reads the stored events with after < seq < before (a few chunks' worth).
+func (l *sessionLog) fromStore(ctx context.Context, after, before int64) ([]*loggedEvent, error) {
+	chunks, err := l.owner.st.eventChunks(ctx, l.id, after, before, eventReadChunks)
+	if err != nil {
+		return nil, err
 	}
-	return evs, false, nil, nil
+	var evs []*loggedEvent
+	for _, c := range chunks {
+		seq := c.first
+		for line := range bytes.SplitSeq(c.data, []byte("\n")) {
+			if seq > after && seq < before {
+				evs = append(evs, loggedFromJSON(seq, line))
+			}
+			seq++
+		}
+	}
+	return evs, nil
 }
 
 // fromWindow copies the window's events after seq after. The caller holds l.mu.
@@ -334,21 +347,27 @@ func (ls *eventLogs) flush() bool {
 	if len(logs) == 0 {
 		return true
 	}
-	batch := make(map[string][]loggedRow, len(logs))
+	batch := make(map[string]eventChunk, len(logs))
 	upTo := make(map[*sessionLog]int64, len(logs))
 	for _, l := range logs {
 		l.mu.Lock()
 		l.queued = false
-		var rows []loggedRow
+		c := eventChunk{}
 		for _, le := range l.window {
-			if le.seq > l.stored {
-				rows = append(rows, loggedRow{le.seq, le.json()})
+			if le.seq <= l.stored {
+				continue
 			}
+			if c.first == 0 {
+				c.first = le.seq
+			} else {
+				c.data = append(c.data, '\n')
+			}
+			c.data, c.last = le.appendJSON(c.data), le.seq
 		}
 		l.mu.Unlock()
-		if len(rows) > 0 {
-			batch[l.id] = append(batch[l.id], rows...)
-			upTo[l] = rows[len(rows)-1].seq
+		if c.first != 0 {
+			batch[l.id] = c
+			upTo[l] = c.last
 		}
 	}
 	if err := ls.st.storeEvents(context.Background(), batch, ls.retention); err != nil {

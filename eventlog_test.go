@@ -2,6 +2,9 @@ package main
 
 import (
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -341,5 +344,96 @@ func TestEventLogOff(t *testing.T) {
 	code, b := e.do("GET", "/api/sessions/"+id+"/snapshot", nil)
 	if code != 200 || decode[map[string]any](t, b)["last_event_seq"] != float64(0) {
 		t.Fatalf("snapshot = %d %s", code, b)
+	}
+}
+
+// TestStatusAndSnapshot: the run state with the pending request (a confirmation, then
+// an elicitation), and last_event_seq as in the log; unknown sessions are 404.
+func TestStatusAndSnapshot(t *testing.T) {
+	ask := fakeToolCall{ID: "call_2", Name: "user_prompt", Args: `{"message":"Your name?","schema":{"type":"object","properties":{"name":{"type":"string"}}}}`}
+	e, _ := newRunEnv(t, "    toolsets:\n      - type: shell\n      - type: user_prompt\n",
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "echo hi")}}, fakeTurn{ToolCalls: []fakeToolCall{ask}}, fakeTurn{Text: []string{"bye"}})
+	status := func(id, q string) (int, map[string]any) {
+		t.Helper()
+		code, b := e.do("GET", "/api/sessions/"+id+"/status"+q, nil)
+		return code, decode[map[string]any](t, b)
+	}
+	if code, _ := status("nope", ""); code != 404 {
+		t.Fatalf("status of an unknown session = %d", code)
+	}
+	if code, _ := status("nope", "?wait=30ms"); code != 503 {
+		t.Fatalf("status ?wait of an unknown session = %d; want 503", code)
+	}
+	if code, _ := status("nope", "?wait=soon"); code != 400 {
+		t.Fatalf("bad wait = %d; want 400", code)
+	}
+	code, b := e.do("GET", "/api/sessions/nope/snapshot", nil)
+	if got := decode[map[string]any](t, b); code != 404 || got["code"] != "unknown_session" {
+		t.Fatalf("snapshot of an unknown session = %d %s", code, b)
+	}
+	id := e.newSession(map[string]any{"title": "t"})
+	if code, st := status(id, "?wait=1s"); code != 200 || st["state"] != "idle" || st["streaming"] != false || st["title"] != "t" {
+		t.Fatalf("idle status = %d %v", code, st)
+	}
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}})
+	s.until("tool_call_confirmation")
+	code, st := status(id, "")
+	pending, _ := st["pending"].(map[string]any)
+	if code != 200 || st["state"] != "waiting_for_confirmation" || st["streaming"] != true || st["agent"] != "root" ||
+		pending["type"] != "tool_call_confirmation" || pending["tool_call"].(map[string]any)["id"] != "call_1" {
+		t.Fatalf("status while confirming = %d %v", code, st)
+	}
+	code, b = e.do("GET", "/api/sessions/"+id+"/snapshot", nil)
+	snap := decode[map[string]any](t, b)
+	if code != 200 || snap["state"] != "waiting_for_confirmation" || snap["pending"] == nil || snap["id"] != id || snap["messages"] == nil {
+		t.Fatalf("snapshot while confirming = %d %s", code, b)
+	}
+	// last_event_seq is the log's newest event: a viewer from it sees only newer ones.
+	v := e.follow(id, "?since="+strconv.Itoa(int(snap["last_event_seq"].(float64))))
+	all := e.follow(id, "")
+	all.until("tool_call_confirmation")
+	if last := all.ids[len(all.ids)-1]; float64(last) != snap["last_event_seq"] {
+		t.Fatalf("last_event_seq = %v; log ends at %d", snap["last_event_seq"], last)
+	}
+	if code, b := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"}); code != 200 {
+		t.Fatalf("resume = %d %s", code, b)
+	}
+	s.until("elicitation_request")
+	if ev := v.next(); ev["type"] != "tool_call" || float64(v.ids[0]) != snap["last_event_seq"].(float64)+1 {
+		t.Fatalf("first event after the snapshot = %v (id %v)", ev, v.ids)
+	}
+	code, st = status(id, "")
+	if pending, _ = st["pending"].(map[string]any); code != 200 || st["state"] != "waiting_for_elicitation" || pending["message"] != "Your name?" {
+		t.Fatalf("status while asking = %d %v", code, st)
+	}
+	e.do("POST", "/api/sessions/"+id+"/elicitation", map[string]any{"action": "accept", "content": map[string]any{"name": "Ada"}})
+	s.all()
+	waitFor(t, "the run to end", func() bool { return e.s.runs.get(id) == nil })
+	if code, st = status(id, ""); code != 200 || st["state"] != "idle" || st["num_messages"] != float64(6) {
+		t.Fatalf("status after the run = %d %v", code, st)
+	}
+}
+
+// TestShutdownEndsDetachedRuns: shutdown cancels a detached run waiting for a
+// confirmation (its stream ends with stream_stopped) and ends event viewers.
+func TestShutdownEndsDetachedRuns(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "echo x")}})
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(fakeAgentYAML(f.URL, shellThinkYAML)), 0o644)
+	os.WriteFile(filepath.Join(dir, "keys.env"), []byte("OPENAI_API_KEY=k\n"), 0o600)
+	addr, stop := startServe(t, "a.yaml", "--working-dir", dir, "--env-from-file", "keys.env", "-l", "127.0.0.1:0")
+	e := &apiTest{t: t, srv: &httptest.Server{URL: "http://" + addr}}
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a?detach=true", []map[string]any{{"content": "go"}})
+	s.until("tool_call_confirmation")
+	v := e.follow(id, "")
+	v.until("tool_call_confirmation")
+	code := make(chan int, 1)
+	go func() { code <- stop() }()
+	s.until("stream_stopped")
+	for v.next() != nil {
+	}
+	if c := <-code; c != 0 {
+		t.Fatalf("exit code = %d", c)
 	}
 }

@@ -72,7 +72,7 @@ func (s *server) status(ctx context.Context, id string) runStatus {
 			st.State = "waiting_for_elicitation"
 		}
 		if p.event != nil {
-			st.Pending = json.RawMessage((&loggedEvent{ev: *p.event}).json())
+			st.Pending = (&loggedEvent{ev: *p.event}).appendJSON(nil)
 		}
 	}
 	return st
