@@ -35,7 +35,7 @@ func (rn *runner) askStored(ctx context.Context, c *convo, ag *agentConfig, kind
 	p := rn.rs.ask(kind, call, schema, ev)
 	if rn.source != "" && !rn.unattended && c.rec.ID == rn.root.ID {
 		q := &storedQuestion{SessionID: c.rec.ID, Kind: kind, Source: rn.source, Agent: ag.Name, Call: call,
-			Event: json.RawMessage((&loggedEvent{ev: *ev}).json()), State: "waiting", CreatedAt: nowRFC3339()}
+			Event: (&loggedEvent{ev: *ev}).appendJSON(nil), State: "waiting", CreatedAt: nowRFC3339()}
 		if err := rn.s.st.saveQuestion(context.WithoutCancel(ctx), q); err != nil {
 			rn.s.log.Warn("storing a question failed; it can only be answered while this run lives", "session", c.rec.ID, "kind", kind, "err", err)
 		} else {
