@@ -132,9 +132,9 @@ func (s *server) writeStatus(w http.ResponseWriter, r *http.Request, rec *sessio
 }
 
 // serveSnapshot is GET /api/sessions/{id}/snapshot: the session, its run state and
-// the sequence number of its newest logged event. That number is read first, so the
-// messages hold at least everything up to it: a client that then follows
-// …/events?since=last_event_seq misses nothing (it may see an event twice).
+// the sequence number of its newest logged event. That number is read before the
+// messages, so no message is older than it; but a streaming answer is stored at most
+// once per flushEvery, so the last message may lack text of events up to it.
 func (s *server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	rec, err := s.st.session(r.Context(), id)
