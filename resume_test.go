@@ -338,3 +338,28 @@ func TestCancelDropsAQuestionItsRunLeftWaiting(t *testing.T) {
 		t.Fatalf("second cancel = %d; want 409", code)
 	}
 }
+
+// A detached run (no client needed) waiting for a confirmation when the server shuts
+// down stays resumable after the restart.
+func TestDetachedRunWaitingAtShutdownIsResumable(t *testing.T) {
+	e, _ := newRunEnv(t, shellThinkYAML, fakeTurn{ToolCalls: []fakeToolCall{markerCall("call_1", "ran")}}, fakeTurn{Text: []string{"done"}})
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/a?detach=true", []map[string]any{{"content": "go"}})
+	s.until("tool_call_confirmation")
+	s.cancel() // a detached run does not mind
+	if _, b := e.do("GET", "/api/sessions/"+id+"/status", nil); decode[map[string]any](t, b)["streaming"] != true {
+		t.Fatalf("detached run after its client left: %s", b)
+	}
+	e.restart()
+	if _, b := e.do("GET", "/api/sessions/"+id+"/status", nil); decode[map[string]any](t, b)["state"] != "waiting_for_confirmation" {
+		t.Fatalf("status after restart = %s", b)
+	}
+	if code, b := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"}); code != 200 {
+		t.Fatalf("resume = %d %s", code, b)
+	}
+	get := func(p string) (int, []byte) { return e.do("GET", p, nil) }
+	waitFor(t, "the continued run to answer", func() bool { return finalAnswer(storedMessages(t, get, id), "done") })
+	if got := markerLines(t, e.root); len(got) != 1 {
+		t.Fatalf("marker = %v; want one line", got)
+	}
+}
