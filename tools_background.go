@@ -268,8 +268,9 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 // runBackground is the background agent's goroutine: the loop, then the sub-session
 // link and the final status.
 func (rn *runner) runBackground(ctx context.Context, b *bgTask, parentID string, child *convo, sub *agentConfig) {
+	held := rn.team // the one acquired for this goroutine; a handoff changes rn.team
 	defer func() {
-		rn.team.release()
+		held.release()
 		rn.dir.Close()
 		b.cancel()
 		close(b.done)
