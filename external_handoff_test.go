@@ -154,3 +154,48 @@ func TestExternalHandoffRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestExternalHandoffPermissions: after a handoff the caller's YAML permissions
+// still rule. The pulled config's own deny rules hold too, but its allow rules do
+// not approve anything in the caller's working dir.
+func TestExternalHandoffPermissions(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the OCI cache of the test server
+	reg := newOCITestRegistry(t, "")
+	ref := reg.host + "/team/helper:latest"
+	f := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{handoffCall("c1", ref)}},                             // root
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "c2", Name: "think", Args: `{"thought":"x"}`}}}, // ref: its own deny
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("c3", "rm -f none.txt")}},                  // ref: the caller's deny
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("c4", "echo hi")}},                         // ref: its own allow is not followed
+		fakeTurn{Text: []string{"done"}})
+	reg.push("team/helper", "latest", []byte(fmt.Sprintf(`models:
+  own:
+    provider: openai
+    model: remote-model
+    base_url: %s/v1
+agents:
+  root:
+    model: own
+    toolsets:
+      - type: shell
+      - type: think
+permissions:
+  allow: ["*"]
+  deny: ["think"]
+`, f.URL)), "2026-01-01T00:00:00Z")
+	e := newTestEnv(t, map[string]string{"team.yaml": externalListYAML(f.URL, "handoffs", ref) +
+		"permissions:\n  deny: [\"shell:cmd=rm*\"]\n"})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t"})
+	s := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}})
+	if ev := s.until("tool_call_confirmation"); ev["agent_name"] != ref || !strings.Contains(fmt.Sprint(ev["tool_call"]), "echo hi") {
+		t.Fatalf("confirmation = %v", ev)
+	}
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"})
+	got := toolResponses(s.all())
+	denied := "denied by permissions configuration"
+	if len(got) != 4 || !strings.Contains(got[1], "'think' is "+denied) || !strings.Contains(got[2], "'shell' is "+denied) ||
+		!strings.Contains(got[3], "The user rejected the tool call.") {
+		t.Fatalf("tool responses = %q", got)
+	}
+}

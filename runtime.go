@@ -232,11 +232,15 @@ type runner struct {
 	// switches it. Only the loop's goroutine may read it; goroutines the run
 	// starts get what they need from it up front.
 	team *team
-	rs   *runState
-	sink *sseSink
-	root *sessionRecord
-	save *runSaver // writes that failed, retried until the run ends
-	dir  *os.Root  // the root session's working dir, which sub-sessions share
+	// perms are the YAML permissions of the config the run was started for. An
+	// external team's own may deny or ask more but never allow: a pulled config
+	// must not approve its own tools in the caller's working dir.
+	perms *permissionsConfig
+	rs    *runState
+	sink  *sseSink
+	root  *sessionRecord
+	save  *runSaver // writes that failed, retried until the run ends
+	dir   *os.Root  // the root session's working dir, which sub-sessions share
 
 	// unattended runs (background agents) have no client: questions end them.
 	unattended bool
@@ -950,7 +954,6 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 		return res, false
 	}
 	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
-	team := rn.team.file.Permissions
 	set := rn.rs.settings()
 	if set.toolsApproved {
 		return toolResult{}, true
@@ -966,7 +969,7 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 			decision = "ask"
 		}
 	}
-	if decision == "" && team != nil {
+	if team := rn.perms; decision == "" && team != nil {
 		switch {
 		case matchAny(team.Allow, name, args, false):
 			return toolResult{}, true
@@ -974,18 +977,23 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 			decision = "ask"
 		}
 	}
+	if own := rn.team.file.Permissions; decision == "" && own != nil && matchAny(own.Ask, name, args, true) {
+		decision = "ask" // an external team's own ask rule (its allow rules are not followed)
+	}
 	if decision == "" && def.Annotations.ReadOnlyHint {
 		return toolResult{}, true
 	}
 	return rn.confirm(ctx, c, call, def, ag)
 }
 
-// yamlDenied reports whether the agent's YAML denies call: absolute, whatever YOLO,
-// session patterns or hooks say.
+// yamlDenied reports whether the YAML denies call — the run's config, or the
+// external team's own: absolute, whatever YOLO, session patterns or hooks say.
 func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, bool) {
-	team := rn.team.file.Permissions
-	if team != nil && matchAny(team.Deny, call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec)), true) {
-		return toolErrorf("Tool '%s' is denied by permissions configuration.", call.Function.Name), true
+	args := newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
+	for _, p := range []*permissionsConfig{rn.perms, rn.team.file.Permissions} {
+		if p != nil && matchAny(p.Deny, call.Function.Name, args, true) {
+			return toolErrorf("Tool '%s' is denied by permissions configuration.", call.Function.Name), true
+		}
 	}
 	return toolResult{}, false
 }

@@ -737,7 +737,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
-	rn := &runner{s: s, team: at, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
+	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
 	rn.run(ctx, ag, user, positions, items)
 }
 

@@ -258,7 +258,7 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 	}
 	b.sessionID = child.rec.ID
 	subTeam.acquire()
-	brn := &runner{s: rn.s, team: subTeam, root: child.rec, dir: dir, sink: discardSink(), unattended: true,
+	brn := &runner{s: rn.s, team: subTeam, perms: rn.perms, root: child.rec, dir: dir, sink: discardSink(), unattended: true,
 		save: &runSaver{st: rn.s.st, log: rn.s.log},
 		rs:   &runState{sessionID: child.rec.ID, cancel: cancel, toolsApproved: true, thinking: child.rec.Thinking, done: make(chan struct{})}}
 	go brn.runBackground(bctx, b, c.rec.ID, child, sub)
