@@ -199,3 +199,47 @@ permissions:
 		t.Fatalf("tool responses = %q", got)
 	}
 }
+
+// TestExternalHandoffInSubSession: a sub-agent handing off to an external agent
+// moves only its sub-session; the parent goes on with its own team.
+func TestExternalHandoffInSubSession(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the OCI cache of the test server
+	reg := newOCITestRegistry(t, "")
+	ref := reg.host + "/team/helper:latest"
+	f := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{transferCall("c1", "helper", "ask afar")}}, // root
+		fakeTurn{ToolCalls: []fakeToolCall{handoffCall("c2", ref)}},                   // helper
+		fakeTurn{Text: []string{"remote answer"}},                                     // ref, in the sub-session
+		fakeTurn{Text: []string{"root final"}})                                        // root
+	reg.push("team/helper", "latest", []byte(externalHelperYAML(f.URL, "remote-model")), "2026-01-01T00:00:00Z")
+	e := newTestEnv(t, map[string]string{"team.yaml": externalRootYAML(f.URL, "helper") + `  helper:
+    model: fake
+    description: Passes it on
+    instruction: You pass it on.
+    handoffs: [` + ref + `]
+`})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t"})
+	evs := e.run("/api/sessions/"+id+"/agent/team", []map[string]any{{"content": "start"}}).all()
+	if got := toolResponses(evs); len(got) != 2 || got[1] != "remote answer" {
+		t.Fatalf("tool responses = %q", got)
+	}
+	if ch := lastOf(evs, "agent_choice"); ch["agent_name"] != "root" || ch["content"] != "root final" {
+		t.Fatalf("parent's answer = %v", ch)
+	}
+	for _, ev := range evs {
+		if ev["type"] == "agent_info" && ev["agent_name"] == "root" && ev["model"] != "openai/gpt-4o" {
+			t.Fatalf("agent_info of the parent = %v", ev)
+		}
+	}
+	if sys := fmt.Sprint(f.requests()[3]["messages"]); !strings.Contains(sys, "Name: helper | Description: Passes it on") {
+		t.Fatalf("parent's last prompt lacks its own team: %s", sys)
+	}
+	var models []any
+	for _, r := range f.requests() {
+		models = append(models, r["model"])
+	}
+	if want := []any{"gpt-4o", "gpt-4o", "remote-model", "gpt-4o"}; !slices.Equal(models, want) {
+		t.Fatalf("models = %v; want %v", models, want)
+	}
+}
