@@ -9,9 +9,11 @@ import (
 )
 
 // externalTeamYAML is a pushed team: its default agent (root, renamed to the
-// reference when loaded) thinks and can hand off on to the team's own expert.
+// reference when loaded) thinks, has a toolset that cannot be created, and can
+// hand off on to the team's own expert.
 func externalTeamYAML(url string) string {
-	return externalHelperYAML(url, "remote-model") + `    handoffs: [expert]
+	return externalHelperYAML(url, "remote-model") + `      - type: nope
+    handoffs: [expert]
   expert:
     model: own
     description: Remote expert
@@ -81,6 +83,9 @@ func TestExternalHandoff(t *testing.T) {
 	}
 	if ch := lastOf(evs, "agent_choice"); ch["agent_name"] != ref || ch["content"] != "remote answer" {
 		t.Fatalf("answer after the handoff = %v", ch)
+	}
+	if w := lastOf(evs, "warning"); w["agent_name"] != ref || !strings.Contains(fmt.Sprint(w["message"]), "unknown toolset type: nope") {
+		t.Fatalf("warning of the external agent's toolsets = %v", w)
 	}
 	if ev := lastOf(evs, "stream_stopped"); ev["agent_name"] != ref {
 		t.Fatalf("stream_stopped = %v", ev)

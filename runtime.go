@@ -376,11 +376,13 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 	maxIter := cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 	ctx = withToolSession(ctx, c.rec.ID)
 	var models turnModels // tools_models.go
+	warn := false         // set by a switch of team: its toolsets' warnings are news
 	for iter := 0; ; iter++ {
 		if ctx.Err() != nil {
 			return ag
 		}
-		tools := rn.listTools(ctx, ag, false)
+		tools := rn.listTools(ctx, ag, warn)
+		warn = false
 		if maxIter > 0 && iter >= maxIter {
 			more, stop := rn.maxIterations(ctx, c, ag, maxIter)
 			if stop {
@@ -415,8 +417,9 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		models.afterTools(msg.ToolCalls, tools)
 		rn.compactIfFull(ctx, c, ag, chain) // the results may have filled the window
 		if nextTeam != rn.team {
-			// An external handoff: the client learns the new agent's model and team.
-			rn.team = nextTeam
+			// An external handoff: the client learns the new agent's model and team,
+			// and (next listing) its toolsets' warnings, as at the start of a run.
+			rn.team, warn = nextTeam, true
 			rn.sink.send(rn.agentInfo(next))
 			rn.sink.send(rn.teamInfo(next))
 		}
