@@ -148,7 +148,7 @@ func (s *server) continueRun(ctx context.Context, q *storedQuestion, v any, answ
 		dir.Close()
 		return conflict("the agents of session %s's question (%s) cannot be loaded: %v", id, q.Source, err)
 	}
-	ag := t.file.agent(q.Agent)
+	at, ag := t.locate(q.Agent) // after an external handoff, an agent of another team
 	items, err := s.st.items(ctx, id)
 	if ag == nil || err != nil {
 		t.release()
@@ -178,7 +178,7 @@ func (s *server) continueRun(ctx context.Context, q *storedQuestion, v any, answ
 	if err != nil {
 		s.log.Warn("the event log is unavailable; the continued run is not logged", "session", id, "err", err)
 	}
-	rn := &runner{s: s, team: t, rs: rs, sink: discardSink(elog), root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},
+	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: discardSink(elog), root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},
 		queue: s.queues.open(id), source: q.Source, question: q}
 	s.unwatched.Add(1)
 	go func() {
@@ -239,7 +239,7 @@ func (rn *runner) applyStored(ctx context.Context, c *convo, ag *agentConfig, q 
 		rn.questionDone(ctx, q.Call.ID)
 		return ag, true
 	}
-	call, next := calls[0], ag
+	call, next, nextTeam := calls[0], ag, rn.team
 	var res toolResult
 	ran := false
 	switch tl := findTool(tools, call.Function.Name); {
@@ -250,8 +250,9 @@ func (rn *runner) applyStored(ctx context.Context, c *convo, ag *agentConfig, q 
 	default:
 		if res, ran = rn.applyConfirmation(ctx, call, answer.(resumeRequest)); ran {
 			var to *agentConfig
-			if res, to = rn.execute(ctx, c, ag, call, tl); to != nil {
-				next = to
+			var toTeam *team
+			if res, to, toTeam = rn.execute(ctx, c, ag, call, tl); to != nil {
+				next, nextTeam = to, toTeam
 			}
 		}
 	}
@@ -260,7 +261,10 @@ func (rn *runner) applyStored(ctx context.Context, c *convo, ag *agentConfig, q 
 	if ran {
 		rn.postToolUse(ctx, c, ag, call, res)
 	}
-	return rn.runToolCalls(ctx, c, next, calls[1:], tools), true
+	rn.switchTeam(next, nextTeam)
+	next, nextTeam = rn.runToolCalls(ctx, c, next, calls[1:], tools)
+	rn.switchTeam(next, nextTeam)
+	return next, true
 }
 
 // unansweredCalls lists the calls of the assistant message that made call id which
