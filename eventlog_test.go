@@ -437,3 +437,21 @@ func TestShutdownEndsDetachedRuns(t *testing.T) {
 		t.Fatalf("exit code = %d", c)
 	}
 }
+
+// BenchmarkEventLogAppend is what logging adds to each streamed event on the run's
+// path (the writer stores the batches meanwhile, in the background, as in a run).
+func BenchmarkEventLogAppend(b *testing.B) {
+	e := newTestEnv(b, nil)
+	id := e.newSession(nil)
+	l, err := e.s.events.acquire(b.Context(), id, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.s.events.release(l)
+	ev := agentChoiceEvent("a token of text", id, "root")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		l.append(ev)
+	}
+}
