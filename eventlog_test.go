@@ -455,3 +455,17 @@ func BenchmarkEventLogAppend(b *testing.B) {
 		l.append(ev)
 	}
 }
+
+// TestEventsOfBackgroundAgent: a background agent's run, which no client watches,
+// is logged in its own sub-session's log.
+func TestEventsOfBackgroundAgent(t *testing.T) {
+	e, _, _, _, id, _ := bgHeldWorker(t)
+	e.s.bg.mu.Lock()
+	child := e.s.bg.bySes[id][0].sessionID
+	e.s.bg.mu.Unlock()
+	v := e.follow(child, "")
+	if ev := v.until("agent_choice"); ev["content"] != "thinking" || ev["session_id"] != child {
+		t.Fatalf("first delta = %v", ev)
+	}
+	checkSeqs(t, v.ids, 1)
+}
