@@ -15,6 +15,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -350,13 +351,14 @@ func (ls *eventLogs) flush() bool {
 	batch := make(map[string]eventChunk, len(logs))
 	upTo := make(map[*sessionLog]int64, len(logs))
 	for _, l := range logs {
+		// Events never change once logged: the JSON is built outside the lock.
 		l.mu.Lock()
 		l.queued = false
+		i, _ := slices.BinarySearchFunc(l.window, l.stored+1, func(le *loggedEvent, seq int64) int { return cmp.Compare(le.seq, seq) })
+		evs := slices.Clone(l.window[i:])
+		l.mu.Unlock()
 		c := eventChunk{}
-		for _, le := range l.window {
-			if le.seq <= l.stored {
-				continue
-			}
+		for _, le := range evs {
 			if c.first == 0 {
 				c.first = le.seq
 			} else {
@@ -364,7 +366,6 @@ func (ls *eventLogs) flush() bool {
 			}
 			c.data, c.last = le.appendJSON(c.data), le.seq
 		}
-		l.mu.Unlock()
 		if c.first != 0 {
 			batch[l.id] = c
 			upTo[l] = c.last

@@ -437,3 +437,35 @@ func TestShutdownEndsDetachedRuns(t *testing.T) {
 		t.Fatalf("exit code = %d", c)
 	}
 }
+
+// BenchmarkEventLogAppend is what logging adds to each streamed event on the run's
+// path (the writer stores the batches meanwhile, in the background, as in a run).
+func BenchmarkEventLogAppend(b *testing.B) {
+	e := newTestEnv(b, nil)
+	id := e.newSession(nil)
+	l, err := e.s.events.acquire(b.Context(), id, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.s.events.release(l)
+	ev := agentChoiceEvent("a token of text", id, "root")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		l.append(ev)
+	}
+}
+
+// TestEventsOfBackgroundAgent: a background agent's run, which no client watches,
+// is logged in its own sub-session's log.
+func TestEventsOfBackgroundAgent(t *testing.T) {
+	e, _, _, _, id, _ := bgHeldWorker(t)
+	e.s.bg.mu.Lock()
+	child := e.s.bg.bySes[id][0].sessionID
+	e.s.bg.mu.Unlock()
+	v := e.follow(child, "")
+	if ev := v.until("agent_choice"); ev["content"] != "thinking" || ev["session_id"] != child {
+		t.Fatalf("first delta = %v", ev)
+	}
+	checkSeqs(t, v.ids, 1)
+}
