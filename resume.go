@@ -88,11 +88,11 @@ func (rn *runner) questionDone(ctx context.Context, callID string) {
 	rn.question = nil
 }
 
-// waiting reports whether the run waits for an answer of one of kinds.
-func (rs *runState) waiting(kinds ...string) bool {
+// asking reports whether the run waits for any answer.
+func (rs *runState) asking() bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return rs.pending != nil && slices.Contains(kinds, rs.pending.kind)
+	return rs.pending != nil
 }
 
 // storedQuestion returns session id's stored question, nil when there is none.

@@ -69,7 +69,11 @@ func TestConfirmationAnsweredAfterTheClientWentAwayContinuesTheRun(t *testing.T)
 		t.Fatalf("resume = %d %s", code, b)
 	}
 	// The rest of the batch asks again, in the continued run, live.
-	waitFor(t, "the second confirmation", func() bool { rs := e.s.runs.get(id); return rs != nil && rs.waiting("confirmation") })
+	waitFor(t, "the second confirmation", func() bool {
+		_, b := e.do("GET", "/api/sessions/"+id+"/status", nil)
+		st := decode[map[string]any](t, b)
+		return st["streaming"] == true && st["state"] == "waiting_for_confirmation"
+	})
 	if code, b := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"}); code != 200 {
 		t.Fatalf("second resume = %d %s", code, b)
 	}

@@ -549,7 +549,7 @@ func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pe
 		return err
 	}
 	rs := s.runs.get(id)
-	if rs != nil && (rs.waiting(kinds...) || q == nil || q.State != "waiting") {
+	if rs != nil && (rs.asking() || q == nil || q.State != "waiting") {
 		return rs.answer(v, check, kinds...)
 	}
 	if rs != nil { // ending without its answer (the client went away): then continue it
