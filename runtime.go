@@ -85,6 +85,7 @@ type runState struct {
 	thinking      bool
 	permissions   *permissionsConfig
 	pending       *pendingRequest
+	agent         string // the agent answering now, for GET …/status
 }
 
 // pendingRequest is a question the run waits on: a tool confirmation, the
@@ -94,6 +95,7 @@ type pendingRequest struct {
 	kind   string   // "confirmation", "max_iterations" or "elicitation"
 	call   toolCall // the call a confirmation is about
 	schema json.RawMessage
+	event  *event // the question as streamed, for GET …/status and …/snapshot
 	answer chan any
 }
 
@@ -106,6 +108,12 @@ func (rs *runState) setTitle(t string) {
 func (rs *runState) setToolsApproved(v bool) {
 	rs.mu.Lock()
 	rs.toolsApproved = v
+	rs.mu.Unlock()
+}
+
+func (rs *runState) setAgent(name string) {
+	rs.mu.Lock()
+	rs.agent = name
 	rs.mu.Unlock()
 }
 
@@ -179,9 +187,9 @@ func (rs *runState) setTitleIfUntitled(t string, store func() (bool, error)) (bo
 	return set, err
 }
 
-// ask registers a pending request; the caller then emits its event and waits.
-func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage) *pendingRequest {
-	p := &pendingRequest{kind: kind, call: call, schema: schema, answer: make(chan any, 1)}
+// ask registers a pending request; the caller then emits its event ev and waits.
+func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage, ev *event) *pendingRequest {
+	p := &pendingRequest{kind: kind, call: call, schema: schema, event: ev, answer: make(chan any, 1)}
 	rs.mu.Lock()
 	rs.pending = p
 	rs.mu.Unlock()
@@ -381,6 +389,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		if ctx.Err() != nil {
 			return ag
 		}
+		rn.rs.setAgent(ag.Name)
 		tools := rn.listTools(ctx, ag, warn)
 		warn = false
 		if maxIter > 0 && iter >= maxIter {
@@ -465,8 +474,9 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 	if rn.unattended {
 		return 0, true
 	}
-	p := rn.rs.ask("max_iterations", toolCall{}, nil)
-	rn.sink.send(maxIterationsReachedEvent(max))
+	ev := maxIterationsReachedEvent(max)
+	p := rn.rs.ask("max_iterations", toolCall{}, nil, ev)
+	rn.sink.send(ev)
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -842,8 +852,13 @@ func trimHistory(h []chatMessage, n int) []chatMessage {
 // by handoff).
 func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, calls []toolCall, tools []tool) (*agentConfig, *team) {
 	next, nextTeam := ag, rn.team
-	for _, call := range calls {
+	for i, call := range calls {
 		if ctx.Err() != nil {
+			// Cancelled: the calls not run yet get a result too, so the stored
+			// conversation stays valid for the next run.
+			for _, call := range calls[i:] {
+				rn.toolResponse(ctx, c, ag, call, toolDefByName(tools, call.Function.Name), toolErrorf("The tool call was canceled by the user."))
+			}
 			return next, nextTeam
 		}
 		var tl *tool
@@ -922,8 +937,9 @@ func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitati
 	if rn.unattended {
 		return elicitationResponse{Action: "decline"}, fmt.Errorf("a background agent cannot ask the user")
 	}
-	p := rn.rs.ask("elicitation", toolCall{}, req.Schema)
-	rn.sink.send(elicitationRequestEvent(req))
+	ev := elicitationRequestEvent(req)
+	p := rn.rs.ask("elicitation", toolCall{}, req.Schema, ev)
+	rn.sink.send(ev)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return elicitationResponse{Action: "cancel"}, err
@@ -1003,8 +1019,9 @@ func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, 
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
-	p := rn.rs.ask("confirmation", call, nil)
-	rn.sink.send(toolCallConfirmationEvent(call, def, ag.Name))
+	ev := toolCallConfirmationEvent(call, def, ag.Name)
+	p := rn.rs.ask("confirmation", call, nil, ev)
+	rn.sink.send(ev)
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {

@@ -383,10 +383,17 @@ func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
 	// store refuses updates to a missing row, so nothing resurrects the session.
 	s.runs.cancel(id)
 	s.bg.stopSession(id)
+	elog, err := s.events.acquire(r.Context(), id, false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer s.events.release(elog)
 	if err := s.st.deleteSession(r.Context(), id); err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
 	}
+	s.events.exit(elog) // viewers get session_exited
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session deleted"})
 }
 
@@ -698,7 +705,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel, detached := s.runContext(w, r)
 	defer cancel()
 	rs, err := s.runs.start(rec, cancel)
 	if err != nil {
@@ -735,7 +742,15 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Every event is logged; a detached client also sees each one's log id, to resume
+	// from after a cut (GET …/events with Last-Event-ID).
+	elog, err := s.events.acquire(r.Context(), sid, true)
+	if err != nil {
+		s.log.Warn("the event log is unavailable; this run is not logged", "session", sid, "err", err)
+	}
+	defer s.events.release(elog)
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
+	sink.log, sink.ids = elog, detached && elog != nil
 	defer sink.close()
 	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
 	rn.run(ctx, ag, user, positions, items)
