@@ -37,7 +37,7 @@ func (rr *runRegistry) start(rec *sessionRecord, cancel context.CancelFunc) (*ru
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	if rr.active[rec.ID] != nil {
-		return nil, conflict("session %s is already running", rec.ID)
+		return nil, conflict("session is already processing a request") // upstream's ErrSessionBusy
 	}
 	if len(rr.active) >= rr.max {
 		return nil, fmt.Errorf("%w (%d)", errTooManyRuns, rr.max)
@@ -237,6 +237,9 @@ type runner struct {
 
 	// unattended runs (background agents) have no client: questions end them.
 	unattended bool
+	// deltas: the client sent the object run body, so partial_tool_call carries
+	// argument deltas and the tool definition once (API-UPSTREAM.md §4.4, §5.1).
+	deltas bool
 
 	titleDone chan struct{}
 }

@@ -41,6 +41,7 @@ type serverConfig struct {
 	runBudget    int64           // estimated bytes of runs in flight; 0 = defaultRunMemory
 	protected    *protectedFiles // the server's secret files, refused to file tools
 	saveRetryFor time.Duration   // how long a run retries writes that failed; 0 = saveRetryFor
+	maxRunBody   int64           // bytes of one run request body; 0 or less = maxRunBody
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.
@@ -54,6 +55,7 @@ type server struct {
 	bg     *backgroundAgents // tools_background.go
 	bodies *memBudget        // request bodies being read and decoded
 	runMem *memBudget        // runs in flight, at runMemoryCost each
+	teams  sessionTeams      // each session's last run here (session_models.go)
 
 	// rootDir is cfg.root opened once at start; every run opens its session's
 	// directory from it, so swapping a directory for a symlink cannot lead outside.
@@ -121,6 +123,7 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
 		{"POST /api/sessions/{id}/agent/{agent}", s.withRunMemory(s.serveRun)},
 		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.withRunMemory(s.serveRun)},
+		{"GET /api/sessions/{id}/models", s.serveSessionModels},
 	}
 }
 
