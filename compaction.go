@@ -98,14 +98,14 @@ func (rn *runner) compactIfFull(ctx context.Context, c *convo, ag *agentConfig, 
 // error event, also when the turn had been compacted already.
 func (rn *runner) compactAfterOverflow(ctx context.Context, c *convo, ag *agentConfig, chain *modelChain, cause error) bool {
 	if c.compact.done {
-		rn.sink.send(errorEvent("The conversation still exceeds the model's context window after compaction; start a new session or use a model with a larger context window: " + cause.Error()))
+		rn.fail(c, "The conversation still exceeds the model's context window after compaction; start a new session or use a model with a larger context window: "+cause.Error(), errCodeContextExceeded)
 		return false
 	}
 	rn.s.log.Warn("context window overflow, compacting", "session", c.rec.ID, "agent", ag.Name, "input_tokens", c.rec.InputTokens, "output_tokens", c.rec.OutputTokens)
 	rn.sink.send(warningEvent(compactionOverflow, ag.Name))
 	err := rn.compactConvo(ctx, c, ag, chain, rn.contextLimit(ag))
 	if err != nil && ctx.Err() == nil {
-		rn.sink.send(errorEvent("The conversation exceeds the model's context window and compacting it failed: " + err.Error()))
+		rn.fail(c, "The conversation exceeds the model's context window and compacting it failed: "+err.Error(), errCodeContextExceeded)
 	}
 	return err == nil
 }

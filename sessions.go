@@ -53,10 +53,33 @@ type itemJSON struct {
 }
 
 // flatMessage is a session.Message: the chat message with the agent that wrote it.
+// The agent is written under both the reference's agentName and the newer agent_name
+// (API-UPSTREAM.md §3.4, §5.1) and read from either, a non-empty agent_name winning.
 type flatMessage struct {
-	AgentName string       `json:"agentName"`
-	Message   *chatMessage `json:"message"`
-	Implicit  bool         `json:"implicit,omitempty"`
+	AgentName string
+	Message   *chatMessage
+	Implicit  bool
+}
+
+// flatMessageWire is flatMessage as JSON.
+type flatMessageWire struct {
+	AgentName    string       `json:"agentName"`
+	AgentNameNew string       `json:"agent_name"`
+	Message      *chatMessage `json:"message"`
+	Implicit     bool         `json:"implicit,omitempty"`
+}
+
+func (m flatMessage) MarshalJSON() ([]byte, error) {
+	return json.Marshal(flatMessageWire{m.AgentName, m.AgentName, m.Message, m.Implicit})
+}
+
+func (m *flatMessage) UnmarshalJSON(b []byte) error {
+	var w flatMessageWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*m = flatMessage{cmp.Or(w.AgentNameNew, w.AgentName), w.Message, w.Implicit}
+	return nil
 }
 
 // sessionResponse is GET /api/sessions/{id}. Beyond the reference it also reports
@@ -74,6 +97,7 @@ type sessionResponse struct {
 	Permissions   *permissionsConfig `json:"permissions,omitempty"`
 	Cost          float64            `json:"cost,omitempty"`
 	MaxIterations int                `json:"max_iterations,omitempty"`
+	Streaming     bool               `json:"streaming"` // a run holds the session now
 }
 
 // sessionListItem is an element of GET /api/sessions.
@@ -366,6 +390,7 @@ func (s *server) serveSession(w http.ResponseWriter, r *http.Request) {
 		ID: rec.ID, Title: rec.Title, Messages: flatten(items), CreatedAt: rec.CreatedAt.Format(time.RFC3339Nano),
 		ToolsApproved: rec.ToolsApproved, Thinking: rec.Thinking, InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens,
 		WorkingDir: rec.WorkingDir, Permissions: rec.Permissions, Cost: rec.Cost, MaxIterations: rec.MaxIterations,
+		Streaming: s.runs.get(id) != nil,
 	})
 }
 
