@@ -9,6 +9,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -212,4 +214,220 @@ func (g *generations) newClientConversation(call fakeToolCall) string {
 		t.Errorf("new client: models = %s", b)
 	}
 	return id
+}
+
+// TestRunBodyModelOverride: a config model name works as well as an inline one;
+// choosing the agent's own model clears the override; a model that cannot be used is
+// a 422 with a JSON error, and nothing of that request is stored.
+func TestRunBodyModelOverride(t *testing.T) {
+	g := newGenerations(t)
+	e := g.e
+	id := e.newSession(nil)
+	run := func(body any) { e.run("/api/sessions/"+id+"/agent/a", body).all() }
+	models := func() sessionModelsJSON {
+		code, b := e.do("GET", "/api/sessions/"+id+"/models", nil)
+		if code != 200 {
+			t.Fatalf("models = %d %s", code, b)
+		}
+		return decode[sessionModelsJSON](t, b)
+	}
+	run(map[string]any{"messages": []map[string]any{{"content": "a"}}, "model": "small"})
+	if m, got := g.lastModel(), models(); m != "gpt-4o-mini" || got.CurrentModelRef != "small" || got.Models[1].Ref != "small" || !got.Models[1].IsCurrent || got.Models[1].IsCustom {
+		t.Errorf("after model small: request model %s, models %+v", m, got)
+	}
+	run(map[string]any{"messages": []map[string]any{{"content": "b"}}, "model": "fake"})
+	if m, got := g.lastModel(), models(); m != "gpt-4o" || got.CurrentModelRef != "" || !got.Models[0].IsCurrent || got.Models[1].IsCurrent {
+		t.Errorf("after the agent's own model: request model %s, models %+v", m, got)
+	}
+	for _, bad := range []string{"nope", "zzz/some-model"} {
+		code, b := e.do("POST", "/api/sessions/"+id+"/agent/a", fmt.Sprintf(`{"messages":[{"content":"c"}],"model":%q}`, bad))
+		if msg := decode[map[string]string](t, b)["error"]; code != 422 || !strings.Contains(msg, bad) {
+			t.Errorf("model %s = %d %s; want 422 naming it", bad, code, b)
+		}
+	}
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	if got := decode[sessionResponse](t, b); len(got.Messages) != 4 {
+		t.Errorf("refused runs stored messages: %d; want 4", len(got.Messages))
+	}
+	if got := models(); got.CurrentModelRef != "" {
+		t.Errorf("a refused model was kept: %+v", got)
+	}
+}
+
+// TestSessionModelsNotFound: an unknown session, and one that never ran in this
+// process (upstream: no attached runtime), are 404s.
+func TestSessionModelsNotFound(t *testing.T) {
+	g := newGenerations(t)
+	id := g.e.newSession(nil)
+	for _, path := range []string{"/api/sessions/nope/models", "/api/sessions/" + id + "/models"} {
+		if code, b := g.e.do("GET", path, nil); code != 404 || !strings.Contains(string(b), `"error"`) {
+			t.Errorf("GET %s = %d %s; want 404", path, code, b)
+		}
+	}
+}
+
+// TestRunBusy409BothBodyForms: while a run holds the session, another run in either
+// form is a 409 with upstream's message, its model is not applied, and the session
+// JSON says streaming.
+func TestRunBusy409BothBodyForms(t *testing.T) {
+	hold := make(chan struct{})
+	g := newGenerations(t, fakeTurn{Text: []string{"a", "b"}, Hold: hold})
+	e := g.e
+	id := e.newSession(nil)
+	s := e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "x"}}})
+	s.until("agent_choice")
+	streaming := func() bool {
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		return decode[map[string]any](t, b)["streaming"] == true
+	}
+	if !streaming() {
+		t.Error("streaming = false while a run holds the session")
+	}
+	for _, body := range []string{`[{"content":"y"}]`, `{"messages":[{"content":"y"}],"model":"small"}`} {
+		code, b := e.do("POST", "/api/sessions/"+id+"/agent/a", body)
+		if code != 409 || decode[map[string]string](t, b)["error"] != "session is already processing a request" {
+			t.Errorf("%s while busy = %d %s; want 409", body, code, b)
+		}
+	}
+	close(hold)
+	s.all()
+	waitFor(t, "the run to let go", func() bool { return !streaming() })
+	code, b := e.do("GET", "/api/sessions/"+id+"/models", nil)
+	if got := decode[sessionModelsJSON](t, b); code != 200 || got.CurrentModelRef != "" {
+		t.Errorf("the refused run's model was applied: %d %s", code, b)
+	}
+}
+
+// TestRunBodyEdges: an empty body is upstream's 400 `invalid request body: EOF`; a
+// body that is neither array nor object is a 400; an object without messages runs
+// with no new message (upstream's behaviour here is UNCONFIRMED: we run the turn).
+func TestRunBodyEdges_ObjectWithoutMessagesRunsUnconfirmed(t *testing.T) {
+	g := newGenerations(t)
+	e := g.e
+	id := e.newSession(nil)
+	for _, body := range []string{"", "  \n"} {
+		code, b := e.do("POST", "/api/sessions/"+id+"/agent/a", body)
+		if code != 400 || decode[map[string]string](t, b)["error"] != "invalid request body: EOF" {
+			t.Errorf("body %q = %d %s; want 400 invalid request body: EOF", body, code, b)
+		}
+	}
+	for _, body := range []string{`"hi"`, `7`, `null`, `true`} {
+		code, b := e.do("POST", "/api/sessions/"+id+"/agent/a", body)
+		if code != 400 || !strings.HasPrefix(decode[map[string]string](t, b)["error"], "invalid request body") {
+			t.Errorf("body %s = %d %s; want 400", body, code, b)
+		}
+	}
+	for _, body := range []any{map[string]any{}, map[string]any{"messages": nil}} {
+		evs := e.run("/api/sessions/"+id+"/agent/a", body).all()
+		if eventOf(evs, "user_message") != nil || eventOf(evs, "agent_choice") == nil {
+			t.Errorf("body %v: events %v; want a turn without a new user message", body, evs)
+		}
+	}
+}
+
+// TestRunBodyLimit: the run body limit is configurable (--max-request-size); over it
+// is a 413, also for a chunked body without Content-Length (upstream may answer that
+// one 400, UNCONFIRMED: a client expects the size to be named).
+func TestRunBodyLimit_ChunkedOverLimitIs413Unconfirmed(t *testing.T) {
+	f := newFakeOpenAI(t)
+	e := newTestEnv(t, map[string]string{"a.yaml": generationsYAML(f.URL)}, func(c *serverConfig) { c.maxRunBody = 4096 })
+	e.setenv("OPENAI_API_KEY", "test-key")
+	id := e.newSession(nil)
+	big := fmt.Sprintf(`{"messages":[{"content":%q}]}`, strings.Repeat("x", 5000))
+	if code, b := e.do("POST", "/api/sessions/"+id+"/agent/a", big); code != 413 || !strings.Contains(string(b), `"error"`) {
+		t.Errorf("over the limit = %d %s; want 413", code, b)
+	}
+	resp, err := http.Post(e.srv.URL+"/api/sessions/"+id+"/agent/a", "application/json", io.MultiReader(strings.NewReader(big)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("chunked over the limit = %d; want 413", resp.StatusCode)
+	}
+	if evs := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": strings.Repeat("y", 3000)}}).all(); eventOf(evs, "stream_stopped") == nil {
+		t.Errorf("under the limit: %v", evs)
+	}
+	if (&server{}).runBodyLimit() != maxRunBody {
+		t.Errorf("default run body limit = %d; want %d", (&server{}).runBodyLimit(), maxRunBody)
+	}
+}
+
+// TestRunDefaultAgentWithoutRoot: on the two-segment route a team without a root
+// agent starts with its first agent (upstream's newer rule; the reference failed).
+func TestRunDefaultAgentWithoutRoot(t *testing.T) {
+	f := newFakeOpenAI(t)
+	yaml := strings.Replace(generationsYAML(f.URL), "  root:\n", "  first:\n", 1) + "  second:\n    model: fake\n    instruction: x\n"
+	e := newTestEnv(t, map[string]string{"team.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "test-key")
+	id := e.newSession(nil)
+	evs := e.run("/api/sessions/"+id+"/agent/team", map[string]any{"messages": []map[string]any{{"content": "hi"}}}).all()
+	if info := eventOf(evs, "agent_info"); info == nil || info["agent_name"] != "first" {
+		t.Errorf("agent_info = %v; want the first agent", info)
+	}
+	if code, b := e.do("POST", "/api/sessions", map[string]any{"working_dir": "no/such/dir"}); code != 400 {
+		t.Errorf("bad working_dir = %d %s; want 400", code, b)
+	}
+}
+
+// TestErrorEventCodes: error events name the failed session and classify the
+// failure; stream_stopped then says error.
+func TestErrorEventCodes(t *testing.T) {
+	cases := []struct {
+		name, code string
+		turn       fakeTurn
+	}{
+		{"rate limited", "rate_limited", fakeTurn{Status: 429, Body: `{"error":{"message":"slow down","type":"rate_limit_exceeded"}}`}},
+		{"context exceeded", "context_exceeded", openAIOverflow},
+		{"other model error", "model_error", fakeTurn{Status: 400, Body: `{"error":{"message":"bad request","type":"invalid_request_error"}}`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, f := newRunEnv(t, "    fallback:\n      retries: -1\n")
+			f.Default = &tc.turn
+			id := e.newSession(map[string]any{"title": "t"}) // no generated title after stream_stopped
+			evs := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()
+			errEv, stop := eventOf(evs, "error"), evs[len(evs)-1]
+			if errEv == nil || errEv["code"] != tc.code || errEv["session_id"] != id {
+				t.Errorf("error event = %v; want code %s and the session id", errEv, tc.code)
+			}
+			if stop["type"] != "stream_stopped" || stop["reason"] != "error" {
+				t.Errorf("last event = %v; want stream_stopped reason error", stop)
+			}
+		})
+	}
+}
+
+// TestFlatMessageReadsBothKeys: on input a non-empty agent_name wins over agentName,
+// and either alone is enough.
+func TestFlatMessageReadsBothKeys(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"agentName":"old","message":null}`:                    "old",
+		`{"agent_name":"new","message":null}`:                   "new",
+		`{"agentName":"old","agent_name":"new","message":null}`: "new",
+		`{"agentName":"old","agent_name":"","message":null}`:    "old",
+	} {
+		if got := decode[flatMessage](t, []byte(in)); got.AgentName != want {
+			t.Errorf("%s: agent %q; want %q", in, got.AgentName, want)
+		}
+	}
+}
+
+// TestHookEvents: each dispatch of a hook event is bracketed by hook_started and
+// hook_finished, whose allowed is false when a hook blocked.
+func TestHookEvents(t *testing.T) {
+	e, _ := newRunEnv(t, withHooks(toolHooks("pre_tool_use", "shell", "echo no >&2; exit 2", 0)),
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_1", "echo hi")}}, fakeTurn{Text: []string{"ok"}})
+	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	evs := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()
+	types := withoutTitle(typesOf(evs))
+	i, j := slices.Index(types, "hook_started"), slices.Index(types, "hook_finished")
+	if i < 0 || j != i+1 || types[j+1] != "hook_blocked" {
+		t.Fatalf("events = %v; want hook_started, hook_finished, hook_blocked", types)
+	}
+	start, done := eventOf(evs, "hook_started"), eventOf(evs, "hook_finished")
+	if start["hook_event"] != "pre_tool_use" || start["session_id"] != id || done["allowed"] != false ||
+		done["hook_event"] != "pre_tool_use" || done["duration_ms"] == nil || !strings.Contains(fmt.Sprint(done["message"]), "no") {
+		t.Errorf("hook_started = %v, hook_finished = %v", start, done)
+	}
 }
