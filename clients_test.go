@@ -365,8 +365,10 @@ func TestRunDefaultAgentWithoutRoot(t *testing.T) {
 	if info := eventOf(evs, "agent_info"); info == nil || info["agent_name"] != "first" {
 		t.Errorf("agent_info = %v; want the first agent", info)
 	}
-	if code, b := e.do("POST", "/api/sessions", map[string]any{"working_dir": "no/such/dir"}); code != 400 {
-		t.Errorf("bad working_dir = %d %s; want 400", code, b)
+	// Upstream's newer status and message prefix (the reference answered 500).
+	if code, b := e.do("POST", "/api/sessions", map[string]any{"working_dir": "no/such/dir"}); code != 400 ||
+		!strings.HasPrefix(decode[map[string]string](t, b)["error"], "invalid working directory: ") {
+		t.Errorf("bad working_dir = %d %s; want 400 invalid working directory: …", code, b)
 	}
 }
 
