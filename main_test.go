@@ -43,6 +43,8 @@ func TestParseServeFlags(t *testing.T) {
 		{args: []string{"a.yaml"}, check: func(o *serveOptions) bool { return o.maxRuns >= 4096 && o.historyCacheMB == 64 }},
 		{args: []string{"a.yaml", "--history-cache-mb", "0"}, check: func(o *serveOptions) bool { return o.historyCacheMB == 0 }},
 		{args: []string{"a.yaml", "--history-cache-mb", "-1"}, wantErr: "--history-cache-mb"},
+		{args: []string{"a.yaml"}, check: func(o *serveOptions) bool { return o.maxRequestSize == maxRunBody }},
+		{args: []string{"a.yaml", "--max-request-size", "1048576"}, check: func(o *serveOptions) bool { return o.maxRequestSize == 1<<20 }},
 	}
 	for _, tc := range cases {
 		o, err := parseServeFlags(tc.args, io.Discard)
