@@ -433,3 +433,22 @@ func TestHookEvents(t *testing.T) {
 		t.Errorf("hook_started = %v, hook_finished = %v", start, done)
 	}
 }
+
+// TestScriptToolStreamsOutput: a script tool's output streams as tool_call_output
+// like the shell tool's, in whole characters, and the response still has all of it.
+func TestScriptToolStreamsOutput(t *testing.T) {
+	e, _ := newRunEnv(t, "    toolsets:\n      - type: script\n        shell:\n          greet:\n            cmd: printf 'h\\303'; sleep 0.1; printf '\\251llo %s\\n' \"$name\"\n            args:\n              name: {type: string}\n",
+		fakeTurn{ToolCalls: []fakeToolCall{{"call_1", "greet", `{"name":"x"}`}}}, fakeTurn{Text: []string{"ok"}})
+	id := e.newSession(map[string]any{"title": "t", "tools_approved": true})
+	evs := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()
+	var streamed string
+	for _, o := range eventsOf(evs, "tool_call_output") {
+		if o["tool_call_id"] != "call_1" || strings.ContainsRune(o["output"].(string), '\uFFFD') {
+			t.Errorf("tool_call_output = %v", o)
+		}
+		streamed += o["output"].(string)
+	}
+	if resp := eventOf(evs, "tool_call_response"); streamed != "héllo x\n" || resp["response"] != "héllo x\n" {
+		t.Errorf("streamed %q, response %v; want héllo x", streamed, resp["response"])
+	}
+}

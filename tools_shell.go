@@ -605,8 +605,12 @@ func (st *scriptTool) run(ctx context.Context, env *toolEnv, raw json.RawMessage
 	tctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
 	out := &shellBuf{limit: 4 * toolsMaxOutput}
+	if env != nil {
+		out.stream = env.Output
+	}
 	cmd := shellCommand(tctx, st.sh, st.c.Cmd, dir, childEnv(vars...), out)
 	err := runRecorded(cmd, st.procs, st.c.Cmd)
+	out.endStream()
 	if tctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("timed out after %v", st.timeout)
 	}
