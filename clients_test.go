@@ -452,3 +452,30 @@ func TestScriptToolStreamsOutput(t *testing.T) {
 		t.Errorf("streamed %q, response %v; want héllo x", streamed, resp["response"])
 	}
 }
+
+// TestCompactionOutcome: a completed session_compaction says whether the summary was
+// applied or the compaction failed (newer clients read an absent outcome as applied).
+func TestCompactionOutcome(t *testing.T) {
+	outcome := func(evs []map[string]any) any {
+		var last any
+		for _, ev := range eventsOf(evs, "session_compaction") {
+			if ev["status"] == "completed" {
+				last = ev["outcome"]
+			} else if ev["outcome"] != nil {
+				t.Errorf("started with an outcome: %v", ev)
+			}
+		}
+		return last
+	}
+	e, _ := newRunEnv(t, "", openAIOverflow, fakeTurn{Text: []string{"SUMMARY"}}, fakeTurn{Text: []string{"done"}})
+	id := e.newSession(map[string]any{"title": "t"})
+	if got := outcome(e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()); got != "applied" {
+		t.Errorf("compaction that worked: outcome %v; want applied", got)
+	}
+	e, f := newRunEnv(t, "")
+	f.Default = &openAIOverflow
+	id = e.newSession(map[string]any{"title": "t"})
+	if got := outcome(e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()); got != "failed" {
+		t.Errorf("compaction whose summary overflowed: outcome %v; want failed", got)
+	}
+}

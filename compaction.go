@@ -117,18 +117,18 @@ func (rn *runner) compactAfterOverflow(ctx context.Context, c *convo, ag *agentC
 func (rn *runner) compactConvo(ctx context.Context, c *convo, ag *agentConfig, chain *modelChain, limit int64) error {
 	c.compact.done = true
 	id := c.rec.ID
-	status := func(s string) {
-		rn.sink.send(sessionCompactionEvent(id, s, ag.Name))
+	status := func(s, outcome string) {
+		rn.sink.send(sessionCompactionEvent(id, s, outcome, ag.Name))
 	}
-	status("started")
+	status("started", "")
 	if len(c.history) == 0 && c.compact.summary == "" {
 		rn.sink.send(warningEvent(compactionEmpty, ag.Name))
-		status("completed")
+		status("completed", "skipped")
 		return errors.New("nothing to summarize")
 	}
 	summary, usage, spec, err := rn.summarize(ctx, c, chain)
 	if err != nil {
-		status("completed")
+		status("completed", "failed")
 		return err
 	}
 	keep := carriedMessages(c.history)
@@ -146,7 +146,7 @@ func (rn *runner) compactConvo(ctx context.Context, c *convo, ag *agentConfig, c
 	c.rec.InputTokens, c.rec.OutputTokens = in, 0
 	c.cost += priceOf(spec.Model).cost(&usage)
 	rn.sink.send(sessionSummaryEvent(id, summary, ag.Name))
-	status("completed")
+	status("completed", "applied")
 	cost := c.cost
 	rn.sink.send(tokenUsageEvent(id, usageJSON{InputTokens: in, ContextLength: in, ContextLimit: limit, Cost: cost}, ag.Name))
 	rn.save.save(wctx, "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {

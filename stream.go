@@ -228,9 +228,14 @@ func tokenUsageEvent(sessionID string, usage usageJSON, agent string) *event {
 	return startEvent("token_usage").str("session_id", sessionID).val("usage", usage).ctx(agent, time.Now())
 }
 
-// sessionCompactionEvent brackets a compaction: status "started" or "completed".
-func sessionCompactionEvent(sessionID, status, agent string) *event {
-	return startEvent("session_compaction").str("session_id", sessionID).str("status", status).ctx(agent, time.Now())
+// sessionCompactionEvent brackets a compaction: status "started" or "completed",
+// the latter with the outcome newer clients read (applied, skipped or failed).
+func sessionCompactionEvent(sessionID, status, outcome, agent string) *event {
+	e := startEvent("session_compaction").str("session_id", sessionID).str("status", status)
+	if outcome != "" {
+		e.str("outcome", outcome)
+	}
+	return e.ctx(agent, time.Now())
 }
 
 // sessionSummaryEvent carries the summary a compaction produced.
