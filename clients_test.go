@@ -479,3 +479,23 @@ func TestCompactionOutcome(t *testing.T) {
 		t.Errorf("compaction whose summary overflowed: outcome %v; want failed", got)
 	}
 }
+
+// TestModelOverrideSetsCompactionWindow: after a run body switched the agent to a
+// model with a larger context window, compaction (and agent_info's context_limit)
+// follow that model, not the agent's own (gpt-4o, 128k: 120k tokens would compact).
+func TestModelOverrideSetsCompactionWindow(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{Text: []string{"a"}, PromptTokens: 120000}, fakeTurn{Text: []string{"b"}})
+	yaml := "providers:\n  wide:\n    base_url: " + f.URL + "/v1\n" +
+		strings.Replace(generationsYAML(f.URL), "models:\n", "models:\n  big:\n    provider: wide\n    model: gpt-4.1-mini\n", 1)
+	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "test-key")
+	id := e.newSession(map[string]any{"title": "t"})
+	e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "one"}}, "model": "big"}).all()
+	evs := e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "two"}}}).all()
+	if eventOf(evs, "session_compaction") != nil || len(f.requests()) != 2 {
+		t.Errorf("compacted at 120k tokens on a 1M-token model: %v", typesOf(evs))
+	}
+	if info := eventOf(evs, "agent_info"); info["model"] != "wide/gpt-4.1-mini" || info["context_limit"] != float64(1047576) {
+		t.Errorf("agent_info = %v; want the override's model and context window", info)
+	}
+}

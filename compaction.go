@@ -68,7 +68,9 @@ func estimateTokens(msgs []chatMessage) int64 {
 
 // contextLimit is the context window of the agent's model, 0 when unknown.
 func (rn *runner) contextLimit(ag *agentConfig) int64 {
-	spec, err := rn.team.file.modelSpec(ag.Model, rn.s.cfg.getenv)
+	// The model the agent answers with in this session: a run body's model or a
+	// model_picker choice changes the window.
+	spec, err := rn.team.file.modelSpec(rn.agentModelRef(ag), rn.s.cfg.getenv)
 	if err != nil {
 		return 0
 	}

@@ -163,12 +163,16 @@ func warningEvent(msg, agent string) *event {
 	return startEvent("warning").str("message", msg).ctx(agent, time.Now())
 }
 
-// agentInfoEvent describes the answering agent. Its timestamp is a plain field: the
-// reference sends no agent context here.
-func agentInfoEvent(name, model, description, welcome string) *event {
+// agentInfoEvent describes the answering agent and, for newer clients, its model's
+// context window when known. Its timestamp is a plain field: the reference sends no
+// agent context here.
+func agentInfoEvent(name, model, description, welcome string, contextLimit int64) *event {
 	e := startEvent("agent_info").str("agent_name", name).str("model", model).str("description", description)
 	if welcome != "" {
 		e.str("welcome_message", welcome)
+	}
+	if contextLimit > 0 {
+		e.num("context_limit", contextLimit)
 	}
 	return e.str("timestamp", time.Now().Format(time.RFC3339Nano))
 }

@@ -182,5 +182,6 @@ func (rn *runner) agentInfoModel(ag *agentConfig, model string) *event {
 	if ag.WelcomeMessage != "" {
 		welcome = rn.team.describe(ag.WelcomeMessage)
 	}
-	return agentInfoEvent(ag.Name, model, rn.team.describe(ag.Description), welcome)
+	_, name, _ := strings.Cut(model, "/")
+	return agentInfoEvent(ag.Name, model, rn.team.describe(ag.Description), welcome, priceOf(name).context)
 }
