@@ -126,12 +126,12 @@ func (s *server) serveSessionModels(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
 	}
-	at, ok := s.teams.get(sid)
+	last, ok := s.teams.get(sid)
 	if !ok {
 		s.writeError(w, r, notFound("session not found or not running"))
 		return
 	}
-	t, name, err := s.agents.runTeam(at.source, at.agent)
+	t, name, err := s.agents.runTeam(last.source, last.agent)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -142,12 +142,12 @@ func (s *server) serveSessionModels(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ag, err := startAgent(t, items, name)
+	at, ag, err := startAgent(t, items, name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.modelChoices(t, rec, ag))
+	writeJSON(w, http.StatusOK, s.modelChoices(at, rec, ag))
 }
 
 // modelChoices lists the config's models, the agent's own inline model, the session's
