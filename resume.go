@@ -301,7 +301,8 @@ func unansweredCalls(history []chatMessage, id string) []toolCall {
 
 // settleInterrupted finishes the questions a crash left 'running': their call was
 // answered and started, and may have done part or all of its work. It is not run
-// again; its result says so, unless the result was stored before the crash.
+// again; its result says so, unless the result was stored before the crash. It runs
+// at start and assumes no other agentd serves the same file at that moment.
 func (s *server) settleInterrupted(ctx context.Context) {
 	qs, err := s.st.questions(ctx, "", "running")
 	if err != nil {
