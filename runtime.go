@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,10 +27,13 @@ type runRegistry struct {
 	mu     sync.Mutex
 	max    int
 	active map[string]*runState
+	// started is closed when the first run of this process registers: GET /api/ready.
+	started     chan struct{}
+	startedOnce sync.Once
 }
 
 func newRunRegistry(max int) *runRegistry {
-	return &runRegistry{max: max, active: map[string]*runState{}}
+	return &runRegistry{max: max, active: map[string]*runState{}, started: make(chan struct{})}
 }
 
 // start registers a run for sessionID; errConflict if one is active.
@@ -42,9 +46,10 @@ func (rr *runRegistry) start(rec *sessionRecord, cancel context.CancelFunc) (*ru
 	if len(rr.active) >= rr.max {
 		return nil, fmt.Errorf("%w (%d)", errTooManyRuns, rr.max)
 	}
-	rs := &runState{sessionID: rec.ID, cancel: cancel, title: rec.Title, toolsApproved: rec.ToolsApproved,
+	rs := &runState{sessionID: rec.ID, cancel: cancel, title: rec.Title, safety: rec.safety(),
 		thinking: rec.Thinking, permissions: rec.Permissions, done: make(chan struct{})}
 	rr.active[rec.ID] = rs
+	rr.startedOnce.Do(func() { close(rr.started) })
 	return rs, nil
 }
 
@@ -71,6 +76,32 @@ func (rr *runRegistry) cancel(id string) {
 	}
 }
 
+// stop cancels the session's current run and waits for it to end for at most
+// timeout, or until ctx ends; it reports whether no run is left.
+func (rr *runRegistry) stop(ctx context.Context, id string, timeout time.Duration) bool {
+	rs := rr.get(id)
+	if rs == nil {
+		return true
+	}
+	rs.cancel()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-rs.done:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// ids lists the sessions with an active run, sorted.
+func (rr *runRegistry) ids() []string {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return slices.Sorted(maps.Keys(rr.active))
+}
+
 // runState is the authoritative in-memory state of a running session: API edits
 // (toggles, permissions, title) land here as well as in the store, so the run sees
 // them at once and never writes back stale values.
@@ -80,11 +111,11 @@ type runState struct {
 	done      chan struct{}
 
 	mu            sync.Mutex
-	title         string
-	toolsApproved bool
-	thinking      bool
-	permissions   *permissionsConfig
-	pending       *pendingRequest
+	title       string
+	safety      safetyState // tools_approved is safety.Policy == autonomous
+	thinking    bool
+	permissions *permissionsConfig
+	pending     *pendingRequest
 }
 
 // pendingRequest is a question the run waits on: a tool confirmation, the
@@ -103,10 +134,19 @@ func (rs *runState) setTitle(t string) {
 	rs.mu.Unlock()
 }
 
-func (rs *runState) setToolsApproved(v bool) {
+func (rs *runState) setSafety(sp safetyState) {
 	rs.mu.Lock()
-	rs.toolsApproved = v
+	rs.safety = sp
 	rs.mu.Unlock()
+}
+
+// switchSafety moves the session to policy (safetyState.set) and returns the new
+// state, for the store.
+func (rs *runState) switchSafety(policy string) safetyState {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.safety = rs.safety.set(policy)
+	return rs.safety
 }
 
 func (rs *runState) setThinking(v bool) {
@@ -123,7 +163,8 @@ func (rs *runState) setPermissions(p *permissionsConfig) {
 
 // runSettings are the session settings a run reads, as of one moment.
 type runSettings struct {
-	toolsApproved bool
+	toolsApproved bool   // safety == autonomous
+	safety        string // the safety mode
 	thinking      bool
 	permissions   *permissionsConfig
 }
@@ -131,13 +172,13 @@ type runSettings struct {
 func (rs *runState) settings() runSettings {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return runSettings{rs.toolsApproved, rs.thinking, rs.permissions}
+	return runSettings{rs.safety.Policy == safetyAutonomous, rs.safety.Policy, rs.thinking, rs.permissions}
 }
 
 // adopt takes the settings stored in rec, re-read once the run is registered.
 func (rs *runState) adopt(rec *sessionRecord) {
 	rs.mu.Lock()
-	rs.title, rs.toolsApproved, rs.thinking, rs.permissions = rec.Title, rec.ToolsApproved, rec.Thinking, rec.Permissions
+	rs.title, rs.safety, rs.thinking, rs.permissions = rec.Title, rec.safety(), rec.Thinking, rec.Permissions
 	rs.mu.Unlock()
 }
 
@@ -922,9 +963,11 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 	rn.addMessage(ctx, c, ag, &m)
 }
 
-// approve decides whether call may run (API.md §7.2, with one deliberate change: a
-// deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
-// it may not, the returned result explains why.
+// approve decides whether call may run (API.md §7.2 with the safety modes of
+// API-UPSTREAM.md §3.7): a deny in the agent's YAML is absolute; then the session's
+// rules, then the team's allow and ask rules; then the session's safety mode. Unlike
+// the reference's old YOLO, autonomous mode does not beat an explicit deny or ask rule.
+// When the call may not run, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
 	if res, denied := rn.yamlDenied(c, call, def); denied {
 		return res, false
@@ -932,9 +975,6 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
 	team := rn.team.file.Permissions
 	set := rn.rs.settings()
-	if set.toolsApproved {
-		return toolResult{}, true
-	}
 	decision, session := "", set.permissions
 	if session != nil {
 		switch {
@@ -954,8 +994,14 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 			decision = "ask"
 		}
 	}
-	if decision == "" && def.Annotations.ReadOnlyHint {
+	if decision == "" {
+		decision = modeDecision(set.safety, def, args)
+	}
+	switch decision {
+	case "run":
 		return toolResult{}, true
+	case "deny":
+		return toolErrorf("Tool '%s' is denied by the session's restricted safety mode: only read-only tools and safe-listed shell commands run.", name), false
 	}
 	return rn.confirm(ctx, c, call, def, ag)
 }
@@ -982,13 +1028,13 @@ func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def tool
 	req := a.(resumeRequest)
 	wctx := context.WithoutCancel(ctx)
 	switch req.Confirmation {
-	case "approve-session":
+	case "approve-session", "approve-autonomous", "approve-balanced", "approve-safe", "approve-safer":
 		// The run goes on approved either way; a failed write only means a later
 		// run of the session asks again, so it is logged, not retried (a retry could
 		// undo a toggle the user makes meanwhile).
-		rn.rs.setToolsApproved(true)
-		if err := rn.s.st.setToolsApproved(wctx, rn.rs.sessionID, true); err != nil {
-			rn.s.log.Warn("approve-session: storing tools_approved failed; it holds for this run only", "session", rn.rs.sessionID, "err", err)
+		policy, _ := confirmationPolicy(req.Confirmation)
+		if err := rn.s.st.setSafety(wctx, rn.rs.sessionID, rn.rs.switchSafety(policy)); err != nil {
+			rn.s.log.Warn(req.Confirmation+": storing the safety mode failed; it holds for this run only", "session", rn.rs.sessionID, "err", err)
 		}
 	case "approve-tool":
 		name, ok := exactPattern(call.Function.Name)

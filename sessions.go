@@ -33,6 +33,8 @@ type sessionJSON struct {
 	Messages        []itemJSON         `json:"messages"`
 	CreatedAt       string             `json:"created_at"`
 	ToolsApproved   bool               `json:"tools_approved"`
+	SafetyPolicy    string             `json:"safety_policy,omitempty"`
+	PriorSafety     string             `json:"prior_safety_policy,omitempty"`
 	Thinking        bool               `json:"thinking"`
 	HideToolResults bool               `json:"hide_tool_results"`
 	WorkingDir      string             `json:"working_dir,omitempty"`
@@ -67,6 +69,7 @@ type sessionResponse struct {
 	Messages      []flatMessage      `json:"messages,omitempty"`
 	CreatedAt     string             `json:"created_at"`
 	ToolsApproved bool               `json:"tools_approved"`
+	SafetyPolicy  string             `json:"safety_policy,omitempty"`
 	Thinking      bool               `json:"thinking"`
 	InputTokens   int64              `json:"input_tokens"`
 	OutputTokens  int64              `json:"output_tokens"`
@@ -74,6 +77,7 @@ type sessionResponse struct {
 	Permissions   *permissionsConfig `json:"permissions,omitempty"`
 	Cost          float64            `json:"cost,omitempty"`
 	MaxIterations int                `json:"max_iterations,omitempty"`
+	Starred       bool               `json:"starred,omitempty"`
 }
 
 // sessionListItem is an element of GET /api/sessions.
@@ -85,12 +89,13 @@ type sessionListItem struct {
 	InputTokens  int64  `json:"input_tokens"`
 	OutputTokens int64  `json:"output_tokens"`
 	WorkingDir   string `json:"working_dir,omitempty"`
+	Starred      bool   `json:"starred,omitempty"` // beyond the reference, for the chat page
 }
 
 func toSessionJSON(r *sessionRecord, items []sessionItem) *sessionJSON {
 	s := &sessionJSON{
 		ID: r.ID, Title: r.Title, CreatedAt: r.CreatedAt.Format(time.RFC3339Nano),
-		ToolsApproved: r.ToolsApproved, Thinking: r.Thinking, WorkingDir: r.WorkingDir,
+		ToolsApproved: r.ToolsApproved, SafetyPolicy: r.SafetyPolicy, PriorSafety: r.PriorSafetyPolicy, Thinking: r.Thinking, WorkingDir: r.WorkingDir,
 		SendUserMessage: r.SendUserMessage, MaxIterations: r.MaxIterations, Starred: r.Starred,
 		InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, Cost: r.Cost, Permissions: r.Permissions,
 	}
@@ -126,7 +131,8 @@ func flatten(items []sessionItem) []flatMessage {
 	return out
 }
 
-// serveSessions lists root sessions, newest first. Without limit the whole list is
+// serveSessions lists root sessions, newest first (?active=true: those running now,
+// sessions_manage.go). Without limit the whole list is
 // streamed row by row (the reference's array, byte for byte, in memory independent of
 // the count). With ?limit=N (and the cursor of the previous page) the body is the same
 // array holding one page; when more follow, the Link header (rel="next", RFC 8288)
@@ -134,6 +140,10 @@ func flatten(items []sessionItem) []flatMessage {
 // a client that ignores the headers still reads a valid list.
 func (s *server) serveSessions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Get("active") == "true" {
+		s.serveActiveSessions(w, r)
+		return
+	}
 	after, err := parseSessionCursor(q.Get("cursor"))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -206,7 +216,7 @@ func (s *server) streamSessions(w http.ResponseWriter, r *http.Request, after se
 }
 
 func toSessionListItem(x sessionSummary) sessionListItem {
-	return sessionListItem{x.ID, x.Title, x.CreatedAt.Format(time.RFC3339), x.NumMessages, x.InputTokens, x.OutputTokens, x.WorkingDir}
+	return sessionListItem{x.ID, x.Title, x.CreatedAt.Format(time.RFC3339), x.NumMessages, x.InputTokens, x.OutputTokens, x.WorkingDir, x.Starred}
 }
 
 // maxSessionPage is the largest ?limit of GET /api/sessions.
@@ -239,13 +249,18 @@ func parseSessionCursor(text string) (sessionCursor, error) {
 }
 
 // createSessionRequest is the body of POST /api/sessions; every field is optional.
+// safety_policy, agent_model_overrides and custom_models_used are the newer clients'
+// (API-UPSTREAM.md §3.2).
 type createSessionRequest struct {
-	Title         string             `json:"title"`
-	ToolsApproved bool               `json:"tools_approved"`
-	MaxIterations int                `json:"max_iterations"`
-	WorkingDir    string             `json:"working_dir"`
-	Permissions   *permissionsConfig `json:"permissions"`
-	Thinking      bool               `json:"thinking"`
+	Title               string             `json:"title"`
+	ToolsApproved       bool               `json:"tools_approved"`
+	SafetyPolicy        string             `json:"safety_policy"`
+	MaxIterations       int                `json:"max_iterations"`
+	WorkingDir          string             `json:"working_dir"`
+	Permissions         *permissionsConfig `json:"permissions"`
+	Thinking            bool               `json:"thinking"`
+	AgentModelOverrides map[string]string  `json:"agent_model_overrides"`
+	CustomModelsUsed    []string           `json:"custom_models_used"`
 }
 
 func (s *server) serveCreateSession(w http.ResponseWriter, r *http.Request) {
@@ -264,6 +279,7 @@ func (s *server) serveCreateSession(w http.ResponseWriter, r *http.Request) {
 
 // createSession validates req and stores a new root session.
 func (s *server) createSession(ctx context.Context, req createSessionRequest) (*sessionRecord, error) {
+	req.Title = strings.TrimSpace(req.Title)
 	if len(req.Title) > maxTitleLen {
 		return nil, badRequest("title is longer than %d bytes", maxTitleLen)
 	}
@@ -273,20 +289,66 @@ func (s *server) createSession(ctx context.Context, req createSessionRequest) (*
 	if err := validatePermissions(req.Permissions); err != nil {
 		return nil, err
 	}
+	sp, err := createSafety(req)
+	if err != nil {
+		return nil, err
+	}
+	overrides, models, err := createModels(req)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := s.sessionDir(req.WorkingDir)
 	if err != nil {
 		return nil, err
 	}
 	rec := &sessionRecord{
 		ID: newUUID(), Title: req.Title, CreatedAt: time.Now(),
-		ToolsApproved: req.ToolsApproved, Thinking: req.Thinking, SendUserMessage: true,
+		ToolsApproved: sp.Policy == safetyAutonomous, SafetyPolicy: sp.Policy, Thinking: req.Thinking, SendUserMessage: true,
 		MaxIterations: req.MaxIterations, WorkingDir: dir, Permissions: req.Permissions,
-		AgentModelOverrides: "{}", CustomModelsUsed: "[]",
+		AgentModelOverrides: overrides, CustomModelsUsed: models,
 	}
 	if err := s.st.createSession(ctx, rec); err != nil {
 		return nil, err
 	}
 	return rec, nil
+}
+
+// createSafety is the new session's safety mode: safety_policy, with tools_approved
+// (old clients) meaning autonomous. Both given and disagreeing is a 400.
+func createSafety(req createSessionRequest) (safetyState, error) {
+	policy, ok := parseSafetyPolicy(req.SafetyPolicy)
+	if !ok {
+		return safetyState{}, badRequest("invalid safety_policy: %q (want strict, balanced, restricted or autonomous)", req.SafetyPolicy)
+	}
+	if req.ToolsApproved {
+		if policy != "" && policy != safetyAutonomous {
+			return safetyState{}, badRequest("tools_approved true means the autonomous safety mode, not %q: send one of them", policy)
+		}
+		policy = safetyAutonomous
+	}
+	return safetyState{Policy: policy}, nil
+}
+
+// createModels checks and encodes the per-agent model pins of a new session; the run
+// applies them as it does a model_picker choice.
+func createModels(req createSessionRequest) (overrides, models string, err error) {
+	if len(req.AgentModelOverrides) > maxPatterns || len(req.CustomModelsUsed) > maxPatterns {
+		return "", "", badRequest("agent_model_overrides and custom_models_used take at most %d entries", maxPatterns)
+	}
+	for agent, ref := range req.AgentModelOverrides {
+		if agent == "" || strings.TrimSpace(ref) == "" {
+			return "", "", badRequest("agent_model_overrides: agent names and models must not be empty")
+		}
+	}
+	if req.AgentModelOverrides == nil {
+		req.AgentModelOverrides = map[string]string{}
+	}
+	if req.CustomModelsUsed == nil {
+		req.CustomModelsUsed = []string{}
+	}
+	o, _ := json.Marshal(req.AgentModelOverrides)
+	m, _ := json.Marshal(req.CustomModelsUsed)
+	return string(o), string(m), nil
 }
 
 // sessionDir resolves a requested working directory: it must exist and lie inside the
@@ -364,8 +426,8 @@ func (s *server) serveSession(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, sessionResponse{
 		ID: rec.ID, Title: rec.Title, Messages: flatten(items), CreatedAt: rec.CreatedAt.Format(time.RFC3339Nano),
-		ToolsApproved: rec.ToolsApproved, Thinking: rec.Thinking, InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens,
-		WorkingDir: rec.WorkingDir, Permissions: rec.Permissions, Cost: rec.Cost, MaxIterations: rec.MaxIterations,
+		ToolsApproved: rec.ToolsApproved, SafetyPolicy: rec.SafetyPolicy, Thinking: rec.Thinking, InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens,
+		WorkingDir: rec.WorkingDir, Permissions: rec.Permissions, Cost: rec.Cost, MaxIterations: rec.MaxIterations, Starred: rec.Starred,
 	})
 }
 
@@ -375,19 +437,6 @@ func sessionErr(id string, err error) error {
 		return notFound("session not found: %s", id)
 	}
 	return err
-}
-
-func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	// Stop the current run first so its last writes cannot race the delete; the
-	// store refuses updates to a missing row, so nothing resurrects the session.
-	s.runs.cancel(id)
-	s.bg.stopSession(id)
-	if err := s.st.deleteSession(r.Context(), id); err != nil {
-		s.writeError(w, r, sessionErr(id, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"message": "session deleted"})
 }
 
 func (s *server) serveSetTitle(w http.ResponseWriter, r *http.Request) {
@@ -440,15 +489,17 @@ func (s *server) serveSetPermissions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session permissions updated"})
 }
 
+// serveToggleTools is the old clients' YOLO switch, now a switch of the safety mode:
+// on goes autonomous remembering the mode in prior_safety_policy, off restores it.
 func (s *server) serveToggleTools(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	v, err := s.st.toggleToolsApproved(r.Context(), id)
+	sp, err := s.st.toggleSafety(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
 	}
 	if rs := s.runs.get(id); rs != nil {
-		rs.setToolsApproved(v)
+		rs.setSafety(sp)
 	}
 	writeJSON(w, http.StatusOK, nil)
 }
@@ -504,10 +555,12 @@ func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch req.Confirmation {
-	case "approve", "approve-session", "approve-tool", "reject":
+	case "approve", "approve-tool", "reject":
 	default:
-		s.writeError(w, r, badRequest("confirmation must be approve, approve-session, approve-tool or reject, not %q", req.Confirmation))
-		return
+		if _, ok := confirmationPolicy(req.Confirmation); !ok {
+			s.writeError(w, r, badRequest("confirmation must be approve, approve-balanced, approve-autonomous, approve-tool, reject (or the older approve-session, approve-safe, approve-safer), not %q", req.Confirmation))
+			return
+		}
 	}
 	if err := s.answerRun(r.Context(), id, req, req.matches, "confirmation", "max_iterations"); err != nil {
 		s.writeError(w, r, err)
