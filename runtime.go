@@ -110,7 +110,7 @@ type runState struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 
-	mu            sync.Mutex
+	mu          sync.Mutex
 	title       string
 	safety      safetyState // tools_approved is safety.Policy == autonomous
 	thinking    bool

@@ -302,7 +302,9 @@ func TestStoreUpdates(t *testing.T) {
 		{"setTitle", func(id string) error { return st.setTitle(ctx, id, "t1") }, func(s *sessionRecord) bool { return s.Title == "t1" }},
 		{"setPermissions", func(id string) error { return st.setPermissions(ctx, id, perms) }, func(s *sessionRecord) bool { return reflect.DeepEqual(s.Permissions, perms) }},
 		{"setPermissions(nil)", func(id string) error { return st.setPermissions(ctx, id, nil) }, func(s *sessionRecord) bool { return s.Permissions == nil }},
-		{"setSafety", func(id string) error { return st.setSafety(ctx, id, safetyState{Policy: safetyAutonomous, Prior: safetyStrict}) }, func(s *sessionRecord) bool {
+		{"setSafety", func(id string) error {
+			return st.setSafety(ctx, id, safetyState{Policy: safetyAutonomous, Prior: safetyStrict})
+		}, func(s *sessionRecord) bool {
 			return s.ToolsApproved && s.SafetyPolicy == safetyAutonomous && s.PriorSafetyPolicy == safetyStrict
 		}},
 		{"setThinking", func(id string) error { return st.setThinking(ctx, id, false) }, func(s *sessionRecord) bool { return !s.Thinking }},
