@@ -8,6 +8,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -115,7 +116,7 @@ type runState struct {
 	safety      safetyState // tools_approved is safety.Policy == autonomous
 	thinking    bool
 	permissions *permissionsConfig
-	pending     *pendingRequest
+	pending     []*pendingRequest // oldest first; several elicitations can be pending at once
 }
 
 // pendingRequest is a question the run waits on: a tool confirmation, the
@@ -123,6 +124,7 @@ type runState struct {
 // reply that arrives before the run starts waiting is kept, not dropped.
 type pendingRequest struct {
 	kind   string   // "confirmation", "max_iterations" or "elicitation"
+	id     string   // an elicitation's elicitation_id
 	call   toolCall // the call a confirmation is about
 	schema json.RawMessage
 	answer chan any
@@ -220,12 +222,20 @@ func (rs *runState) setTitleIfUntitled(t string, store func() (bool, error)) (bo
 	return set, err
 }
 
-// ask registers a pending request; the caller then emits its event and waits.
-func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage) *pendingRequest {
+// ask registers a pending request; the caller then emits its event and waits. An
+// elicitation gets an id unique among the pending ones (the tool's own when it gave
+// one that is free), which the client may quote to answer it.
+func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage, id string) *pendingRequest {
 	p := &pendingRequest{kind: kind, call: call, schema: schema, answer: make(chan any, 1)}
 	rs.mu.Lock()
-	rs.pending = p
-	rs.mu.Unlock()
+	defer rs.mu.Unlock()
+	if kind == "elicitation" {
+		if id == "" || slices.ContainsFunc(rs.pending, func(q *pendingRequest) bool { return q.id == id }) {
+			id = "el-" + rand.Text()[:10]
+		}
+		p.id = id
+	}
+	rs.pending = append(rs.pending, p)
 	return p
 }
 
@@ -233,9 +243,7 @@ func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage) *pen
 func (rs *runState) wait(ctx context.Context, p *pendingRequest) (any, error) {
 	defer func() {
 		rs.mu.Lock()
-		if rs.pending == p {
-			rs.pending = nil
-		}
+		rs.pending = slices.DeleteFunc(rs.pending, func(q *pendingRequest) bool { return q == p })
 		rs.mu.Unlock()
 	}()
 	select {
@@ -246,21 +254,33 @@ func (rs *runState) wait(ctx context.Context, p *pendingRequest) (any, error) {
 	}
 }
 
-// answer delivers v to the pending request of one of kinds; errConflict when
-// nothing of that kind is pending.
-func (rs *runState) answer(v any, check func(*pendingRequest) error, kinds ...string) error {
+// answer delivers v to a pending request of one of kinds: the one with id, or without
+// an id the only one pending (the old clients' answer). errConflict when there is no
+// such request, or several and no id to choose.
+func (rs *runState) answer(id string, v any, check func(*pendingRequest) error, kinds ...string) error {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	p := rs.pending
-	if p == nil || !slices.Contains(kinds, p.kind) {
-		return conflict("nothing is waiting for this answer in session %s", rs.sessionID)
+	var found []*pendingRequest
+	for _, p := range rs.pending {
+		if slices.Contains(kinds, p.kind) && (id == "" || p.id == id) {
+			found = append(found, p)
+		}
 	}
+	switch {
+	case len(found) == 0 && id != "":
+		return conflict("no %s %q is pending in session %s", kinds[0], id, rs.sessionID)
+	case len(found) == 0:
+		return conflict("nothing is waiting for this answer in session %s", rs.sessionID)
+	case len(found) > 1:
+		return conflict("%d questions are pending in session %s: answer one by its elicitation_id", len(found), rs.sessionID)
+	}
+	p := found[0]
 	if check != nil {
 		if err := check(p); err != nil {
 			return err
 		}
 	}
-	rs.pending = nil
+	rs.pending = slices.DeleteFunc(rs.pending, func(q *pendingRequest) bool { return q == p })
 	p.answer <- v
 	return nil
 }
@@ -481,7 +501,7 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 	if rn.unattended {
 		return 0, true
 	}
-	p := rn.rs.ask("max_iterations", toolCall{}, nil)
+	p := rn.rs.ask("max_iterations", toolCall{}, nil, "")
 	rn.sink.send(maxIterationsReachedEvent(max))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
@@ -936,7 +956,8 @@ func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitati
 	if rn.unattended {
 		return elicitationResponse{Action: "decline"}, fmt.Errorf("a background agent cannot ask the user")
 	}
-	p := rn.rs.ask("elicitation", toolCall{}, req.Schema)
+	p := rn.rs.ask("elicitation", toolCall{}, req.Schema, req.ElicitationID)
+	req.ElicitationID = p.id
 	rn.sink.send(elicitationRequestEvent(req))
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -1018,7 +1039,7 @@ func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, 
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
-	p := rn.rs.ask("confirmation", call, nil)
+	p := rn.rs.ask("confirmation", call, nil, "")
 	rn.sink.send(toolCallConfirmationEvent(call, def, ag.Name))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)

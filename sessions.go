@@ -562,7 +562,7 @@ func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.answerRun(r.Context(), id, req, req.matches, "confirmation", "max_iterations"); err != nil {
+	if err := s.answerRun(r.Context(), id, "", req, req.matches, "confirmation", "max_iterations"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -584,7 +584,7 @@ func (req resumeRequest) matches(p *pendingRequest) error {
 
 // answerRun delivers an answer to what session id's run is waiting for: 404 for an
 // unknown session, 409 when no run is waiting for an answer of one of kinds.
-func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pendingRequest) error, kinds ...string) error {
+func (s *server) answerRun(ctx context.Context, id, requestID string, v any, check func(*pendingRequest) error, kinds ...string) error {
 	if _, err := s.st.session(ctx, id); err != nil {
 		return sessionErr(id, err)
 	}
@@ -592,16 +592,20 @@ func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pe
 	if rs == nil {
 		return conflict("session %s has no run waiting for an answer", id)
 	}
-	return rs.answer(v, check, kinds...)
+	return rs.answer(requestID, v, check, kinds...)
 }
 
 func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var req elicitationResponse
-	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
+	var body struct {
+		elicitationResponse
+		ElicitationID string `json:"elicitation_id"` // newer clients: which pending request
+	}
+	if err := s.readJSON(w, r, maxMetadataBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	req := body.elicitationResponse
 	switch req.Action {
 	case "accept", "decline", "cancel":
 	default:
@@ -617,7 +621,7 @@ func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}
-	if err := s.answerRun(r.Context(), id, req, check, "elicitation"); err != nil {
+	if err := s.answerRun(r.Context(), id, body.ElicitationID, req, check, "elicitation"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
