@@ -180,6 +180,11 @@ func TestUnknownSessionIs404Everywhere(t *testing.T) {
 		{"POST", "/api/sessions/" + id + "/tools/toggle", ""},
 		{"POST", "/api/sessions/" + id + "/thinking/toggle", ""},
 		{"POST", "/api/sessions/" + id + "/elicitation", `{"action":"accept"}`},
+		{"PATCH", "/api/sessions/" + id + "/safety-policy", `{"safety_policy":"strict"}`},
+		{"PATCH", "/api/sessions/" + id + "/starred", `{"starred":true}`},
+		{"PATCH", "/api/sessions/" + id + "/tokens", `{"input_tokens":1,"output_tokens":2}`},
+		{"GET", "/api/sessions/" + id + "/recovery", ""},
+		{"DELETE", "/api/sessions/" + id + "?wait=true", ""},
 		{"POST", "/api/sessions/" + id + "/agent/pirate", `[{"content":"hi"}]`},
 		{"POST", "/api/sessions/" + id + "/agent/pirate/root", `[{"content":"hi"}]`},
 	}
