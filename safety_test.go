@@ -193,3 +193,45 @@ func TestSafeShellCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestOldAndNewClientShareSafetyState: an old client (bare-array runs, YOLO toggle,
+// approve-session) and a new one (object runs, safety_policy, approve-balanced) work
+// on the same session of one server, each seeing the other's change in its own terms.
+func TestOldAndNewClientShareSafetyState(t *testing.T) {
+	e, _ := newRunEnv(t, shellThinkYAML,
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("c1", "touch one")}}, fakeTurn{Text: []string{"old done"}},
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("c2", "echo safe"), shellCall("c3", "touch two")}}, fakeTurn{Text: []string{"new done"}})
+	// New client creates a strict session; the old client sees no YOLO.
+	id := e.newSession(map[string]any{"title": "shared", "safety_policy": "strict"})
+	if yolo, p := sessionSafety(t, e, id); yolo || p != "strict" {
+		t.Fatalf("created: %v %q", yolo, p)
+	}
+	// Old client: array body; answers the confirmation with approve-session (YOLO on).
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"role": "user", "content": "old"}})
+	s.until("tool_call_confirmation")
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve-session"})
+	s.all()
+	if yolo, p := sessionSafety(t, e, id); !yolo || p != "autonomous" {
+		t.Fatalf("after approve-session: %v %q; want YOLO = autonomous", yolo, p)
+	}
+	// Old client turns YOLO off: the new client sees strict again.
+	e.do("POST", "/api/sessions/"+id+"/tools/toggle", nil)
+	if yolo, p := sessionSafety(t, e, id); yolo || p != "strict" {
+		t.Fatalf("after toggle off: %v %q; want strict restored", yolo, p)
+	}
+	// New client: balanced; object body; the safe call runs, the other asks and is
+	// approved with approve-balanced (no change), the session stays balanced.
+	e.do("PATCH", "/api/sessions/"+id+"/safety-policy", map[string]string{"safety_policy": "balanced"})
+	s = e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"role": "user", "content": "new"}}})
+	ev := s.until("tool_call_confirmation")
+	if name := ev["tool_call"].(map[string]any)["id"]; name != "c3" {
+		t.Fatalf("confirmation for %v; want only c3 (c2 is safe-listed)", name)
+	}
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve-balanced"})
+	if got := toolResponses(s.all()); len(got) != 2 || got[0] != "safe" {
+		t.Fatalf("responses = %q", got)
+	}
+	if yolo, p := sessionSafety(t, e, id); yolo || p != "balanced" {
+		t.Fatalf("at the end: %v %q; want balanced", yolo, p)
+	}
+}
