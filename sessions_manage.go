@@ -45,18 +45,15 @@ func (s *server) serveSetSafetyPolicy(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("invalid safety_policy: %q (want strict, balanced, restricted or autonomous)", *req.SafetyPolicy))
 		return
 	}
-	rec, err := s.st.session(r.Context(), id)
-	if err != nil {
-		s.writeError(w, r, sessionErr(id, err))
-		return
-	}
 	// A live run's state is authoritative (a confirmation may have changed it since
-	// the row was read); without one the row is.
-	sp := rec.safety().set(policy)
+	// the row was read); without one the row is, changed in one transaction.
+	var err error
 	if rs := s.runs.get(id); rs != nil {
-		sp = rs.switchSafety(policy)
+		err = s.st.setSafety(r.Context(), id, rs.switchSafety(policy))
+	} else {
+		_, err = s.st.changeSafety(r.Context(), id, func(sp safetyState) safetyState { return sp.set(policy) })
 	}
-	if err := s.st.setSafety(r.Context(), id, sp); err != nil {
+	if err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
 	}

@@ -933,9 +933,16 @@ func (st *store) setThinking(ctx context.Context, id string, v bool) error {
 	return st.update(ctx, id, "UPDATE sessions SET thinking = ? WHERE id = ?", storeBit(v), id)
 }
 
-// toggleSafety applies tools/toggle to session id in one transaction (safetyState.toggled)
-// and returns the new state.
+// toggleSafety applies tools/toggle to session id (safetyState.toggled) and returns
+// the new state.
 func (st *store) toggleSafety(ctx context.Context, id string) (safetyState, error) {
+	return st.changeSafety(ctx, id, safetyState.toggled)
+}
+
+// changeSafety reads the safety state of session id (reconciled with tools_approved,
+// as scanSession does), applies change and stores the result, in one transaction, so
+// concurrent switches cannot lose one another.
+func (st *store) changeSafety(ctx context.Context, id string, change func(safetyState) safetyState) (safetyState, error) {
 	defer st.history.written(id)
 	var next safetyState
 	err := st.inTx(ctx, func(tx *sql.Tx) error {
@@ -947,7 +954,7 @@ func (st *store) toggleSafety(ctx context.Context, id string) (safetyState, erro
 			return err
 		}
 		cur := safetyState{Policy: storedSafetyPolicy(storeText(policy)), Prior: storedSafetyPolicy(storeText(prior))}
-		next = cur.withToolsApproved(storeBool(approved, false)).toggled()
+		next = change(cur.withToolsApproved(storeBool(approved, false)))
 		_, err = tx.ExecContext(ctx, "UPDATE sessions SET agentd_safety_policy = ?, agentd_prior_safety_policy = ?, tools_approved = ? WHERE id = ?",
 			next.Policy, next.Prior, storeBit(next.Policy == safetyAutonomous), id)
 		return err
