@@ -362,14 +362,14 @@ func (s *server) sessionDir(dir string) (string, error) {
 	p := absPath(s.cfg.root, dir)
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
-		return "", badRequest("working_dir %q does not exist", dir)
+		return "", badRequest("invalid working directory: %q does not exist", dir)
 	}
 	fi, err := os.Stat(real)
 	if err != nil || !fi.IsDir() {
-		return "", badRequest("working_dir %q is not a directory", dir)
+		return "", badRequest("invalid working directory: %q is not a directory", dir)
 	}
 	if !within(s.rootReal, real) {
-		return "", badRequest("working_dir %q is outside the server's working directory %s", dir, s.cfg.root)
+		return "", badRequest("invalid working directory: %q is outside the server's working directory %s", dir, s.cfg.root)
 	}
 	return real, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -269,5 +270,26 @@ func TestHealthAndReadiness(t *testing.T) {
 	code, b = e.do("GET", "/ready", nil)
 	if r := decode[readyJSON](t, b); code != 503 || r.Ready || r.StoreConnected || r.ToolsetHealth != "unavailable" || r.LatestError != "store disconnected" {
 		t.Fatalf("/ready with the database closed = %d %s; want 503", code, b)
+	}
+}
+
+// TestCreateSessionNewFields: a newer client's create body: the title is trimmed,
+// agent_model_overrides pins the agent's model from the first run, and the stored
+// choices are echoed in the session document.
+func TestCreateSessionNewFields(t *testing.T) {
+	f := newFakeOpenAI(t, fakeTurn{Text: []string{"hi"}})
+	yaml := fmt.Sprintf("models:\n  fake:\n    provider: openai\n    model: gpt-4o\n    base_url: %s/v1\n  other:\n    provider: openai\n    model: gpt-other\n    base_url: %s/v1\nagents:\n  root:\n    model: fake\n    instruction: Be brief.\n", f.URL, f.URL)
+	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
+	e.setenv("OPENAI_API_KEY", "test-key")
+	code, b := e.do("POST", "/api/sessions", map[string]any{"title": "  pinned  ", "safety_policy": "restricted",
+		"agent_model_overrides": map[string]string{"root": "other"}, "custom_models_used": []string{"other"}})
+	s := decode[map[string]any](t, b)
+	if code != 200 || s["title"] != "pinned" || s["safety_policy"] != "restricted" {
+		t.Fatalf("create = %d %s", code, b)
+	}
+	e.run("/api/sessions/"+s["id"].(string)+"/agent/a", map[string]any{"messages": []map[string]any{{"role": "user", "content": "hi"}}}).all()
+	reqs := f.requests()
+	if len(reqs) != 1 || reqs[0]["model"] != "gpt-other" {
+		t.Fatalf("model requests = %v; want one to gpt-other", reqs)
 	}
 }
