@@ -1039,6 +1039,10 @@ func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, 
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
+	if rn.unattended {
+		// Nobody would answer: an ask rule fails closed instead of stalling the agent.
+		return toolErrorf("Tool '%s' needs the user's confirmation, which a background agent cannot ask for.", call.Function.Name), false
+	}
 	p := rn.rs.ask("confirmation", call, nil, "")
 	rn.sink.send(toolCallConfirmationEvent(call, def, ag.Name))
 	rn.onUserInput(ctx, c, ag)
