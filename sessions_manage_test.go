@@ -293,3 +293,53 @@ func TestCreateSessionNewFields(t *testing.T) {
 		t.Fatalf("model requests = %v; want one to gpt-other", reqs)
 	}
 }
+
+// TestOpenAPIDescribesNewerRoutes: the answers of the newer clients' routes (and the
+// new keys of the old routes' answers) match web/openapi.json, for every status the
+// test can provoke.
+func TestOpenAPIDescribesNewerRoutes(t *testing.T) {
+	e, _ := newRunEnv(t, shellThinkYAML, fakeTurn{ToolCalls: []fakeToolCall{shellCall("c", "touch x")}}, fakeTurn{Text: []string{"done"}})
+	doc := openAPIDoc(t, e)
+	id := e.newSession(map[string]any{"title": "t", "safety_policy": "strict", "agent_model_overrides": map[string]string{"root": "fake"}})
+	check := func(method, pattern, path string, body any, status int) {
+		t.Helper()
+		code, b := e.do(method, path, body)
+		if code != status {
+			t.Fatalf("%s %s = %d %s; want %d", method, path, code, b, status)
+		}
+		var got any
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+		resp := doc["paths"].(map[string]any)[pattern].(map[string]any)[strings.ToLower(method)].(map[string]any)["responses"].(map[string]any)[fmt.Sprint(status)]
+		if resp == nil {
+			t.Fatalf("%s %s: status %d is not documented", method, pattern, status)
+		}
+		schema := resolve(doc, resp.(map[string]any))["content"].(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)
+		if err := validate(doc, schema, got, method+" "+pattern); err != nil {
+			t.Errorf("%v\n%s", err, b)
+		}
+	}
+	s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "go"}})
+	s.until("tool_call_confirmation")
+	check("GET", "/api/sessions", "/api/sessions?active=true", nil, 200)
+	check("PATCH", "/api/sessions/{id}/tokens", "/api/sessions/"+id+"/tokens", map[string]any{"input_tokens": 1, "output_tokens": 1}, 409)
+	e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"})
+	s.all()
+	check("GET", "/health", "/health", nil, 200)
+	check("GET", "/ready", "/ready", nil, 200)
+	check("GET", "/api/ready", "/api/ready?timeout=1s", nil, 200)
+	check("GET", "/api/ready", "/api/ready?timeout=x", nil, 400)
+	check("POST", "/api/sessions", "/api/sessions", map[string]any{"safety_policy": "balanced", "custom_models_used": []string{"fake"}}, 200)
+	check("PATCH", "/api/sessions/{id}/safety-policy", "/api/sessions/"+id+"/safety-policy", map[string]any{"safety_policy": "autonomous"}, 200)
+	check("PATCH", "/api/sessions/{id}/safety-policy", "/api/sessions/"+id+"/safety-policy", map[string]any{"safety_policy": "x"}, 400)
+	check("PATCH", "/api/sessions/{id}/starred", "/api/sessions/"+id+"/starred", map[string]any{"starred": true}, 200)
+	check("PATCH", "/api/sessions/{id}/tokens", "/api/sessions/"+id+"/tokens", map[string]any{"input_tokens": 3, "output_tokens": 4, "cost": 0.1}, 200)
+	check("GET", "/api/sessions", "/api/sessions", nil, 200)
+	check("GET", "/api/sessions/{id}", "/api/sessions/"+id, nil, 200)
+	check("GET", "/api/sessions/{id}/recovery", "/api/sessions/"+id+"/recovery", nil, 200)
+	check("POST", "/api/sessions/batch/export", "/api/sessions/batch/export", map[string]any{"session_ids": []string{id}}, 200)
+	check("POST", "/api/sessions/batch/delete", "/api/sessions/batch/delete", map[string]any{"session_ids": []string{}}, 400)
+	check("DELETE", "/api/sessions/{id}", "/api/sessions/"+id+"?timeout=x", nil, 400)
+	check("POST", "/api/sessions/batch/delete", "/api/sessions/batch/delete", map[string]any{"session_ids": []string{id, "gone"}}, 200)
+}
