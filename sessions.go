@@ -35,6 +35,7 @@ type sessionJSON struct {
 	ToolsApproved   bool               `json:"tools_approved"`
 	SafetyPolicy    string             `json:"safety_policy,omitempty"`
 	PriorSafety     string             `json:"prior_safety_policy,omitempty"`
+	Attributes      map[string]string  `json:"attributes,omitempty"`
 	Thinking        bool               `json:"thinking"`
 	HideToolResults bool               `json:"hide_tool_results"`
 	WorkingDir      string             `json:"working_dir,omitempty"`
@@ -78,6 +79,7 @@ type sessionResponse struct {
 	Cost          float64            `json:"cost,omitempty"`
 	MaxIterations int                `json:"max_iterations,omitempty"`
 	Starred       bool               `json:"starred,omitempty"`
+	Attributes    map[string]string  `json:"attributes,omitempty"`
 }
 
 // sessionListItem is an element of GET /api/sessions.
@@ -95,7 +97,7 @@ type sessionListItem struct {
 func toSessionJSON(r *sessionRecord, items []sessionItem) *sessionJSON {
 	s := &sessionJSON{
 		ID: r.ID, Title: r.Title, CreatedAt: r.CreatedAt.Format(time.RFC3339Nano),
-		ToolsApproved: r.ToolsApproved, SafetyPolicy: r.SafetyPolicy, PriorSafety: r.PriorSafetyPolicy, Thinking: r.Thinking, WorkingDir: r.WorkingDir,
+		ToolsApproved: r.ToolsApproved, SafetyPolicy: r.SafetyPolicy, PriorSafety: r.PriorSafetyPolicy, Attributes: r.Attributes, Thinking: r.Thinking, WorkingDir: r.WorkingDir,
 		SendUserMessage: r.SendUserMessage, MaxIterations: r.MaxIterations, Starred: r.Starred,
 		InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, Cost: r.Cost, Permissions: r.Permissions,
 	}
@@ -261,6 +263,7 @@ type createSessionRequest struct {
 	Thinking            bool               `json:"thinking"`
 	AgentModelOverrides map[string]string  `json:"agent_model_overrides"`
 	CustomModelsUsed    []string           `json:"custom_models_used"`
+	Attributes          map[string]string  `json:"attributes"`
 }
 
 func (s *server) serveCreateSession(w http.ResponseWriter, r *http.Request) {
@@ -305,7 +308,7 @@ func (s *server) createSession(ctx context.Context, req createSessionRequest) (*
 		ID: newUUID(), Title: req.Title, CreatedAt: time.Now(),
 		ToolsApproved: sp.Policy == safetyAutonomous, SafetyPolicy: sp.Policy, Thinking: req.Thinking, SendUserMessage: true,
 		MaxIterations: req.MaxIterations, WorkingDir: dir, Permissions: req.Permissions,
-		AgentModelOverrides: overrides, CustomModelsUsed: models,
+		AgentModelOverrides: overrides, CustomModelsUsed: models, Attributes: req.Attributes,
 	}
 	if err := s.st.createSession(ctx, rec); err != nil {
 		return nil, err
@@ -329,11 +332,15 @@ func createSafety(req createSessionRequest) (safetyState, error) {
 	return safetyState{Policy: policy}, nil
 }
 
-// createModels checks and encodes the per-agent model pins of a new session; the run
+// createModels checks and encodes the per-agent model pins of a new session (and
+// bounds its attributes); the run
 // applies them as it does a model_picker choice.
 func createModels(req createSessionRequest) (overrides, models string, err error) {
-	if len(req.AgentModelOverrides) > maxPatterns || len(req.CustomModelsUsed) > maxPatterns {
-		return "", "", badRequest("agent_model_overrides and custom_models_used take at most %d entries", maxPatterns)
+	if len(req.AgentModelOverrides) > maxPatterns || len(req.CustomModelsUsed) > maxPatterns || len(req.Attributes) > maxPatterns {
+		return "", "", badRequest("agent_model_overrides, custom_models_used and attributes take at most %d entries", maxPatterns)
+	}
+	if _, ok := req.Attributes[""]; ok {
+		return "", "", badRequest("attributes: names must not be empty")
 	}
 	for agent, ref := range req.AgentModelOverrides {
 		if agent == "" || strings.TrimSpace(ref) == "" {
@@ -428,6 +435,7 @@ func (s *server) serveSession(w http.ResponseWriter, r *http.Request) {
 		ID: rec.ID, Title: rec.Title, Messages: flatten(items), CreatedAt: rec.CreatedAt.Format(time.RFC3339Nano),
 		ToolsApproved: rec.ToolsApproved, SafetyPolicy: rec.SafetyPolicy, Thinking: rec.Thinking, InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens,
 		WorkingDir: rec.WorkingDir, Permissions: rec.Permissions, Cost: rec.Cost, MaxIterations: rec.MaxIterations, Starred: rec.Starred,
+		Attributes: rec.Attributes,
 	})
 }
 

@@ -282,10 +282,18 @@ func TestCreateSessionNewFields(t *testing.T) {
 	e := newTestEnv(t, map[string]string{"a.yaml": yaml})
 	e.setenv("OPENAI_API_KEY", "test-key")
 	code, b := e.do("POST", "/api/sessions", map[string]any{"title": "  pinned  ", "safety_policy": "restricted",
-		"agent_model_overrides": map[string]string{"root": "other"}, "custom_models_used": []string{"other"}})
+		"agent_model_overrides": map[string]string{"root": "other"}, "custom_models_used": []string{"other"},
+		"attributes": map[string]string{"origin": "ci", "ticket": "42"}})
 	s := decode[map[string]any](t, b)
-	if code != 200 || s["title"] != "pinned" || s["safety_policy"] != "restricted" {
+	if code != 200 || s["title"] != "pinned" || s["safety_policy"] != "restricted" || s["attributes"].(map[string]any)["ticket"] != "42" {
 		t.Fatalf("create = %d %s", code, b)
+	}
+	if code, b := e.do("POST", "/api/sessions", map[string]any{"attributes": map[string]any{"n": 1}}); code != 400 {
+		t.Fatalf("non-string attribute = %d %s; want 400", code, b)
+	}
+	e.restart()
+	if _, b := e.do("GET", "/api/sessions/"+s["id"].(string), nil); !strings.Contains(string(b), `"attributes":{"origin":"ci","ticket":"42"}`) {
+		t.Fatalf("attributes after restart: %s", b)
 	}
 	e.run("/api/sessions/"+s["id"].(string)+"/agent/a", map[string]any{"messages": []map[string]any{{"role": "user", "content": "hi"}}}).all()
 	reqs := f.requests()
@@ -330,7 +338,7 @@ func TestOpenAPIDescribesNewerRoutes(t *testing.T) {
 	check("GET", "/ready", "/ready", nil, 200)
 	check("GET", "/api/ready", "/api/ready?timeout=1s", nil, 200)
 	check("GET", "/api/ready", "/api/ready?timeout=x", nil, 400)
-	check("POST", "/api/sessions", "/api/sessions", map[string]any{"safety_policy": "balanced", "custom_models_used": []string{"fake"}}, 200)
+	check("POST", "/api/sessions", "/api/sessions", map[string]any{"safety_policy": "balanced", "custom_models_used": []string{"fake"}, "attributes": map[string]string{"k": "v"}}, 200)
 	check("PATCH", "/api/sessions/{id}/safety-policy", "/api/sessions/"+id+"/safety-policy", map[string]any{"safety_policy": "autonomous"}, 200)
 	check("PATCH", "/api/sessions/{id}/safety-policy", "/api/sessions/"+id+"/safety-policy", map[string]any{"safety_policy": "x"}, 400)
 	check("PATCH", "/api/sessions/{id}/starred", "/api/sessions/"+id+"/starred", map[string]any{"starred": true}, 200)

@@ -73,6 +73,7 @@ type sessionRecord struct {
 	// SafetyPolicy is the session's safety mode (safety.go), "" for the default;
 	// PriorSafetyPolicy the mode tools/toggle turned autonomous and restores.
 	SafetyPolicy, PriorSafetyPolicy string
+	Attributes                      map[string]string // an embedder's metadata, set at creation
 }
 
 // sessionSummary is one element of the session list: metadata plus a message count
@@ -240,12 +241,13 @@ var storeOwnMigrations = []storeMigration{
 	// such arguments since SQLite 3.20, so any reader of the file can parse the schema.
 	{0, "agentd_003_sessions_by_time", "Index of sessions by the real time of created_at", `
 		CREATE INDEX agentd_idx_sessions_time ON sessions(coalesce(julianday(created_at), 0));`, nil},
-	// Safety modes of newer clients (safety.go). The columns carry our prefix so a newer
+	// Safety modes and attributes of newer clients (safety.go, API-UPSTREAM.md §3.2). The columns carry our prefix so a newer
 	// reference adding its own safety column to a shared file cannot collide with them;
 	// the reference ignores them (and its tools_approved stays in step with ours).
-	{0, "agentd_004_safety_policy", "Session safety mode and the mode tools/toggle restores", `
+	{0, "agentd_004_safety_policy", "Session safety mode, the mode tools/toggle restores, embedder attributes", `
 		ALTER TABLE sessions ADD COLUMN agentd_safety_policy TEXT DEFAULT '';
-		ALTER TABLE sessions ADD COLUMN agentd_prior_safety_policy TEXT DEFAULT '';`, nil},
+		ALTER TABLE sessions ADD COLUMN agentd_prior_safety_policy TEXT DEFAULT '';
+		ALTER TABLE sessions ADD COLUMN agentd_attributes TEXT DEFAULT '';  -- JSON object of strings; '' none`, nil},
 }
 
 // storeBaseSchema is what the reference creates before any migration runs.
@@ -652,7 +654,8 @@ func newUUID() string {
 // storeSessionColumns is the column list scanned by storeScanSession, in order.
 const storeSessionColumns = `id, title, created_at, tools_approved, thinking, send_user_message, starred,
 	max_iterations, working_dir, permissions, input_tokens, output_tokens, cost, parent_id,
-	agent_model_overrides, custom_models_used, agentd_safety_policy, agentd_prior_safety_policy`
+	agent_model_overrides, custom_models_used, agentd_safety_policy, agentd_prior_safety_policy,
+	agentd_attributes`
 
 // createSession inserts s. An empty ID gets a fresh UUID and a zero CreatedAt gets the
 // current time; both are written back into s. ParentID "" is stored as NULL. It returns
@@ -681,7 +684,7 @@ func (st *store) createSession(ctx context.Context, s *sessionRecord) error {
 	}
 	args := []any{s.ID, s.Title, storeTimeText(s.CreatedAt), storeBit(s.ToolsApproved), storeBit(s.Thinking),
 		storeBit(s.SendUserMessage), storeBit(s.Starred), s.MaxIterations, s.WorkingDir, perms,
-		s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models, s.SafetyPolicy, s.PriorSafetyPolicy}
+		s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models, s.SafetyPolicy, s.PriorSafetyPolicy, storeAttributesText(s.Attributes)}
 	inserted := func(res sql.Result, err error) error {
 		if err != nil {
 			return err
@@ -739,7 +742,7 @@ func (st *store) legacyExpr() string {
 // leniently (booleans as 0/1/true/false, NULLs as defaults) so one odd value written by
 // another program does not make the session unreadable.
 func (st *store) scanSession(row interface{ Scan(...any) error }) (*sessionRecord, string, error) {
-	var v [19]any
+	var v [20]any
 	ptrs := make([]any, len(v))
 	for i := range v {
 		ptrs[i] = &v[i]
@@ -784,7 +787,13 @@ func (st *store) scanSession(row interface{ Scan(...any) error }) (*sessionRecor
 			s.Permissions = nil
 		}
 	}
-	return s, storeText(v[18]), nil
+	if a := storeText(v[18]); a != "" {
+		if err := json.Unmarshal([]byte(a), &s.Attributes); err != nil {
+			st.log.Warn("session has unreadable attributes; ignoring them", "session", s.ID, "err", err)
+			s.Attributes = nil
+		}
+	}
+	return s, storeText(v[19]), nil
 }
 
 // listSessions returns all root sessions, newest first (see eachSession).
@@ -1011,8 +1020,9 @@ const (
 	storeSetTitleIfEmptySQL = "UPDATE sessions SET title = ? WHERE id = ? AND (title IS NULL OR title = '')"
 	storeInsertSessionSQL   = `INSERT INTO sessions (id, title, created_at, tools_approved, thinking,
 		send_user_message, starred, max_iterations, working_dir, permissions, input_tokens, output_tokens,
-		cost, parent_id, agent_model_overrides, custom_models_used, agentd_safety_policy, agentd_prior_safety_policy)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`
+		cost, parent_id, agent_model_overrides, custom_models_used, agentd_safety_policy, agentd_prior_safety_policy,
+		agentd_attributes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`
 	storeUpdateMessageSQL = "UPDATE session_items SET message_json = ? WHERE id = ? AND item_type = 'message' RETURNING session_id, position"
 	storeAppendSQL        = `
 		INSERT INTO session_items (session_id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text)
@@ -1275,6 +1285,15 @@ func storeTimeText(t time.Time) string {
 }
 
 // storePermissionsText encodes permissions as stored: ” for none, else JSON.
+// storeAttributesText encodes attributes; none is ”.
+func storeAttributesText(a map[string]string) string {
+	if len(a) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(a)
+	return string(b)
+}
+
 func storePermissionsText(p *permissionsConfig) (string, error) {
 	if p == nil {
 		return "", nil

@@ -143,7 +143,7 @@ func TestStoreSchema(t *testing.T) {
 		{"permissions", "TEXT", "''"}, {"agent_model_overrides", "TEXT", "'{}'"},
 		{"custom_models_used", "TEXT", "'[]'"}, {"thinking", "BOOLEAN", "1"}, {"parent_id", "TEXT", "<nil>"},
 		// agentd's own (agentd_004), prefixed so no reference migration can collide.
-		{"agentd_safety_policy", "TEXT", "''"}, {"agentd_prior_safety_policy", "TEXT", "''"},
+		{"agentd_safety_policy", "TEXT", "''"}, {"agentd_prior_safety_policy", "TEXT", "''"}, {"agentd_attributes", "TEXT", "''"},
 	}
 	if got := cols("sessions"); !reflect.DeepEqual(got, wantSessions) {
 		t.Errorf("sessions columns =\n%v\nwant\n%v", got, wantSessions)
