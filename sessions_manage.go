@@ -184,8 +184,7 @@ func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
 		// The store refuses updates to a missing row, so nothing resurrects the session.
 		s.runs.cancel(id)
 	}
-	s.bg.stopSession(id)
-	if err := s.st.deleteSession(context.WithoutCancel(r.Context()), id); err != nil {
+	if err := s.deleteSession(context.WithoutCancel(r.Context()), id); err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
 	}
@@ -194,6 +193,22 @@ func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session deleted"})
+}
+
+// deleteSession deletes session id once its run has been told to stop: its background
+// agents stop, and viewers of its event log get session_exited.
+func (s *server) deleteSession(ctx context.Context, id string) error {
+	s.bg.stopSession(id)
+	elog, err := s.events.acquire(ctx, id, false)
+	if err != nil {
+		return err
+	}
+	defer s.events.release(elog)
+	if err := s.st.deleteSession(ctx, id); err != nil {
+		return err
+	}
+	s.events.exit(elog)
+	return nil
 }
 
 // batchRequest is the body of POST /api/sessions/batch/{delete,export}; format is
@@ -233,8 +248,7 @@ func (s *server) serveBatchDelete(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithoutCancel(r.Context())
 	for _, id := range ids {
 		s.runs.stop(ctx, id, 0)
-		s.bg.stopSession(id)
-		if err := s.st.deleteSession(ctx, id); err != nil {
+		if err := s.deleteSession(ctx, id); err != nil {
 			if !errors.Is(err, errNotFound) {
 				s.log.Warn("batch delete: deleting a session failed", "session", id, "err", err)
 			}
