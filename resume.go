@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // askStored registers a question of c's run and, for the root conversation of a run
@@ -36,23 +37,62 @@ import (
 // (several elicitations at once) is answerable while the run lives, not after it.
 func (rn *runner) askStored(ctx context.Context, c *convo, ag *agentConfig, kind string, call toolCall, schema json.RawMessage, id string, ev *event) *pendingRequest {
 	p := rn.rs.ask(kind, call, schema, id, ev)
-	if rn.source != "" && !rn.unattended && c.rec.ID == rn.root.ID && rn.question == nil {
-		q := &storedQuestion{SessionID: c.rec.ID, Kind: kind, Source: rn.source, Agent: ag.Name, Call: call,
-			Event: (&loggedEvent{ev: *ev}).appendJSON(nil), State: "waiting", CreatedAt: nowRFC3339()}
-		if err := rn.s.st.saveQuestion(context.WithoutCancel(ctx), q); err != nil {
-			rn.s.log.Warn("storing a question failed; it can only be answered while this run lives", "session", c.rec.ID, "kind", kind, "err", err)
-		} else {
-			rn.question = q
+	if rn.source != "" && !rn.unattended && c.rec.ID == rn.root.ID && rn.question != nil {
+		rq := rn.question
+		rq.mu.Lock()
+		if rq.q == nil {
+			q := &storedQuestion{SessionID: c.rec.ID, Kind: kind, Source: rn.source, Agent: ag.Name, Call: call,
+				Event: (&loggedEvent{ev: *ev}).appendJSON(nil), State: "waiting", CreatedAt: nowRFC3339()}
+			if err := rn.s.st.saveQuestion(context.WithoutCancel(ctx), q); err != nil {
+				rn.s.log.Warn("storing a question failed; it can only be answered while this run lives", "session", c.rec.ID, "kind", kind, "err", err)
+			} else {
+				rq.q, p.stored = q, true
+			}
 		}
+		rq.mu.Unlock()
 	}
 	rn.sink.send(ev)
 	return p
 }
 
-// answered records answer a to the stored question: from now on its call counts as
+// runQuestion is the question of a run's root session stored in the database, if
+// any. Elicitations are asked from other goroutines (an MCP server's requests), hence
+// the lock.
+type runQuestion struct {
+	mu sync.Mutex
+	q  *storedQuestion
+	// kept is set when the run ends while the stored question waits (the client went
+	// away, or the server is stopping): the question stays answerable.
+	kept bool
+}
+
+// current is the stored question, nil when there is none.
+func (rq *runQuestion) current() *storedQuestion {
+	if rq == nil {
+		return nil
+	}
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	return rq.q
+}
+
+// isKept reports whether the run ends to leave its stored question answerable.
+func (rq *runQuestion) isKept() bool {
+	if rq == nil {
+		return false
+	}
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	return rq.kept
+}
+
+// answered records answer a to p's stored question: from now on its call counts as
 // started.
-func (rn *runner) answered(ctx context.Context, a any) {
-	q := rn.question
+func (rn *runner) answered(ctx context.Context, p *pendingRequest, a any) {
+	if !p.stored {
+		return
+	}
+	q := rn.question.current()
 	if q == nil {
 		return
 	}
@@ -62,24 +102,27 @@ func (rn *runner) answered(ctx context.Context, a any) {
 	}
 }
 
-// unanswered handles a wait that ended without an answer: the stored question stays
-// answerable (and the run stops) unless the run was cancelled on purpose.
-func (rn *runner) unanswered(ctx context.Context) {
-	if rn.question == nil {
+// unanswered handles a wait for p that ended without an answer: its stored question
+// stays answerable (and the run stops) unless the run was cancelled on purpose.
+func (rn *runner) unanswered(ctx context.Context, p *pendingRequest) {
+	q := rn.question.current()
+	if !p.stored || q == nil {
 		return
 	}
 	if rn.rs.wasAborted() {
-		rn.questionDone(ctx, rn.question.Call.ID)
+		rn.questionDone(ctx, q.Call.ID)
 		return
 	}
-	rn.kept = true
+	rn.question.mu.Lock()
+	rn.question.kept = true
+	rn.question.mu.Unlock()
 }
 
 // questionDone deletes the stored question about callID once the call's result is
 // stored: pending writes go first, so the result is in the database when the marker
 // goes (if the database lets it; a lost result reads as canceled, never as a re-run).
 func (rn *runner) questionDone(ctx context.Context, callID string) {
-	q := rn.question
+	q := rn.question.current()
 	if q == nil || q.Call.ID != callID {
 		return
 	}
@@ -88,7 +131,11 @@ func (rn *runner) questionDone(ctx context.Context, callID string) {
 	if err := rn.s.st.dropQuestion(wctx, q.SessionID, callID); err != nil {
 		rn.s.log.Warn("deleting an answered question failed; a restart will report its call as interrupted", "session", q.SessionID, "err", err)
 	}
-	rn.question = nil
+	rn.question.mu.Lock()
+	if rn.question.q == q {
+		rn.question.q = nil
+	}
+	rn.question.mu.Unlock()
 }
 
 // asking reports whether the run waits for any answer.
@@ -186,7 +233,7 @@ func (s *server) continueRun(ctx context.Context, q *storedQuestion, v any, answ
 		s.log.Warn("the event log is unavailable; the continued run is not logged", "session", id, "err", err)
 	}
 	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: discardSink(elog), root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},
-		queue: s.queues.open(id), source: q.Source, question: q}
+		queue: s.queues.open(id), source: q.Source, question: &runQuestion{q: q}}
 	s.unwatched.Add(1)
 	go func() {
 		defer s.unwatched.Done()

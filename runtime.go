@@ -146,6 +146,8 @@ type pendingRequest struct {
 	schema json.RawMessage
 	event  *event // the question as streamed, for GET …/status and …/snapshot
 	answer chan any
+	stored bool // the run's stored question (resume.go): answerable after the run
+
 }
 
 func (rs *runState) setTitle(t string) {
@@ -345,10 +347,7 @@ type runner struct {
 	// source is the run route's {agent}, stored with a question so that an answer can
 	// continue the run in a later process; "" stores no questions (resume.go).
 	source   string
-	question *storedQuestion // the root's question stored in the database, if any
-	// kept is set when the run ends while a stored question waits (the client went
-	// away, or the server is stopping): the question stays answerable.
-	kept bool
+	question *runQuestion // nil stores no questions (background agents)
 
 	titleDone chan struct{}
 }
@@ -432,7 +431,7 @@ func (rn *runner) turns(ctx context.Context, c *convo, ag *agentConfig) {
 // followups runs one turn for each queued follow-up, in order, until none is left or
 // the run ends.
 func (rn *runner) followups(ctx context.Context, c *convo, last *agentConfig) {
-	for rn.queue != nil && ctx.Err() == nil && !rn.kept {
+	for rn.queue != nil && ctx.Err() == nil && !rn.question.isKept() {
 		m, ok := rn.queue.nextFollowup()
 		if !ok {
 			return
@@ -641,7 +640,7 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
-		rn.unanswered(ctx)
+		rn.unanswered(ctx, p)
 		return 0, true
 	}
 	rn.questionDone(ctx, "")
@@ -1058,7 +1057,7 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 		if ok {
 			res, ok = rn.approve(ctx, c, ag, call, tl.def)
 		}
-		if rn.kept {
+		if rn.question.isKept() {
 			return next, nextTeam // the question stays answerable: its call and the rest wait for the answer
 		}
 		if !ok {
@@ -1067,7 +1066,7 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			continue
 		}
 		res, to, toTeam := rn.execute(ctx, c, ag, call, tl)
-		if rn.kept {
+		if rn.question.isKept() {
 			return next, nextTeam // an elicitation stays answerable; the cut-off tool has no result yet
 		}
 		if to != nil {
@@ -1163,10 +1162,10 @@ func (rn *runner) elicit(ctx context.Context, c *convo, ag *agentConfig, call to
 	}
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
-		rn.unanswered(ctx)
+		rn.unanswered(ctx, p)
 		return elicitationResponse{Action: "cancel"}, err
 	}
-	rn.answered(ctx, a)
+	rn.answered(ctx, p, a)
 	return a.(elicitationResponse), nil
 }
 
@@ -1255,10 +1254,10 @@ func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def tool
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
-		rn.unanswered(ctx)
+		rn.unanswered(ctx, p)
 		return toolErrorf("The tool call was canceled by the user."), false
 	}
-	rn.answered(ctx, a)
+	rn.answered(ctx, p, a)
 	return rn.applyConfirmation(ctx, call, a.(resumeRequest))
 }
 

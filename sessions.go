@@ -883,7 +883,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sink.log, sink.ids = elog, detached && elog != nil
 	defer sink.close()
 	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},
-		deltas: body.object, queue: s.queues.open(sid), source: agentID}
+		deltas: body.object, queue: s.queues.open(sid), source: agentID, question: &runQuestion{}}
 	rn.run(ctx, ag, user, positions, items)
 }
 
