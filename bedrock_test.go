@@ -43,7 +43,7 @@ func TestSigV4TestSuite(t *testing.T) {
 	} {
 		u, _ := url.Parse(tt.url)
 		h := http.Header{}
-		sigv4Sign("GET", u, h, nil, sigv4SuiteCreds, "us-east-1", "service", at)
+		sigv4Sign("GET", u, h, splicedJSON{}, sigv4SuiteCreds, "us-east-1", "service", at)
 		want := "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=" + tt.sig
 		if got := h.Get("Authorization"); got != want {
 			t.Errorf("%s: Authorization =\n%s\nwant\n%s", tt.url, got, want)

@@ -636,19 +636,65 @@ type runBody struct {
 }
 
 func (b *runBody) UnmarshalJSON(data []byte) error {
+	var list runWireList
 	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
-		return json.Unmarshal(data, &b.messages)
+		err := list.UnmarshalJSON(data)
+		b.messages = list.messages()
+		return err
 	}
-	var obj map[string]json.RawMessage
+	var obj struct {
+		Messages runWireList `json:"messages"`
+	}
 	if err := json.Unmarshal(data, &obj); err != nil {
 		return err
 	}
-	msgs, ok := obj["messages"]
-	if !ok {
+	if !obj.Messages.set {
 		return errors.New(`want an array of messages or {"messages": [...]}`)
 	}
 	b.object = true
-	return json.Unmarshal(msgs, &b.messages)
+	b.messages = obj.Messages.messages()
+	return nil
+}
+
+// runWireList is the run body's messages as decoded: large image URLs alias the body
+// (bodyString) rather than being copied out of it. set says the key was present.
+type runWireList struct {
+	set  bool
+	list []struct {
+		runMessage
+		MultiContent []struct {
+			messagePart
+			ImageURL *struct {
+				URL    bodyString `json:"url"`
+				Detail string     `json:"detail"`
+			} `json:"image_url"`
+		} `json:"multi_content"`
+	}
+}
+
+func (l *runWireList) UnmarshalJSON(data []byte) error {
+	l.set = true
+	return json.Unmarshal(data, &l.list)
+}
+
+func (l *runWireList) messages() []runMessage {
+	var out []runMessage
+	if l.list != nil {
+		out = make([]runMessage, len(l.list))
+	}
+	for i, w := range l.list {
+		out[i] = w.runMessage
+		if w.MultiContent != nil {
+			out[i].MultiContent = make([]messagePart, len(w.MultiContent))
+		}
+		for j, p := range w.MultiContent {
+			out[i].MultiContent[j] = p.messagePart
+			if u := p.ImageURL; u != nil {
+				out[i].MultiContent[j].ImageURL = &imageURL{URL: string(u.URL), Detail: u.Detail}
+			}
+		}
+	}
+	return out
 }
 
 // newMessages is what the body adds to the session.
