@@ -73,6 +73,7 @@ type fakeBedrockRequest struct {
 	EscapedPath string
 	Header      http.Header
 	Body        map[string]any
+	Raw         []byte
 }
 
 func newFakeBedrock(t testing.TB, keys awsCreds, region string, replies ...[]byte) *fakeBedrock {
@@ -103,7 +104,7 @@ func (f *fakeBedrock) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
-	f.reqs = append(f.reqs, fakeBedrockRequest{EscapedPath: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: body})
+	f.reqs = append(f.reqs, fakeBedrockRequest{EscapedPath: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: body, Raw: raw})
 	if len(f.replies) == 0 {
 		f.mu.Unlock()
 		f.t.Errorf("unexpected request %s", r.URL)
