@@ -826,6 +826,41 @@ func TestRunLargeImagesByteIdentical(t *testing.T) {
 	}
 }
 
+// TestRunBodyLargeURLsDecoded: large image URLs in a run body, which are decoded
+// without a copy when they hold no escapes, are stored exactly as encoding/json decodes
+// them, escapes and invalid UTF-8 included, in both body forms.
+func TestRunBodyLargeURLsDecoded(t *testing.T) {
+	e, _ := newRunEnv(t, "")
+	big := strings.Repeat("QUJD", 20<<10)
+	var parts []string
+	for _, u := range []string{big, big + `\/\u0041`, big + "\xff", "AAAA"} {
+		parts = append(parts, `{"type":"image_url","image_url":{"url":"data:image/png;base64,`+u+`","detail":"high"}}`)
+	}
+	msgs := `[{"content":"q","multi_content":[` + strings.Join(parts, ",") + `]}]`
+	var want []struct {
+		MultiContent []messagePart `json:"multi_content"`
+	}
+	if err := json.Unmarshal([]byte(msgs), &want); err != nil || len(want[0].MultiContent) != 4 {
+		t.Fatal(err)
+	}
+	for _, body := range []string{msgs, `{"messages":` + msgs + `}`} {
+		id := e.newSession(map[string]any{"title": "t"})
+		if code, b := e.do("POST", "/api/sessions/"+id+"/agent/a", body); code != 200 || !strings.Contains(string(b), "stream_stopped") {
+			t.Fatalf("run = %d %.300s", code, b)
+		}
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		var sess struct {
+			Messages []struct{ Message chatMessage }
+		}
+		if err := json.Unmarshal(b, &sess); err != nil || len(sess.Messages) == 0 {
+			t.Fatalf("session: %v", err)
+		}
+		if got := sess.Messages[0].Message.MultiContent; !reflect.DeepEqual(got, want[0].MultiContent) {
+			t.Errorf("%.20s…: stored parts differ from encoding/json's decoding", body)
+		}
+	}
+}
+
 // BenchmarkRunLargeBody posts a 15 MiB run body (one image as a data URL) through the
 // real server and reads the stream to its end; -benchmem gives the bytes allocated per
 // body, provider request and storage included. The provider discards what it gets, so
