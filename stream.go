@@ -296,15 +296,10 @@ func (e *event) forAgent(agent string) *event {
 // booleans and times by hand, as this runs once per streamed token; everything else
 // through encoding/json). Keys are plain identifiers, never escaped.
 type event struct {
-	typ  string
-	b    []byte     // `data: {"type":…` and the fields so far; writeTo ends it
-	refs []eventRef // large strings written between parts of b, not copied into it
-}
-
-// eventRef is a large string that goes after b[:at].
-type eventRef struct {
-	at int
-	s  string
+	typ string
+	// b is `data: {"type":…` and the fields so far (writeTo ends it); refs are large
+	// strings written between its parts, not copied into it.
+	splicedJSON
 }
 
 // zeroTime is the timestamp of events the reference builds without an agent context.
@@ -312,7 +307,7 @@ var zeroTime time.Time
 
 // startEvent begins an event of type typ.
 func startEvent(typ string) *event {
-	e := &event{typ: typ, b: make([]byte, 0, 256)}
+	e := &event{typ: typ, splicedJSON: splicedJSON{b: make([]byte, 0, 256)}}
 	e.b = append(e.b, `data: {"type":`...)
 	e.b = appendJSONString(e.b, typ)
 	return e
@@ -370,7 +365,7 @@ func (e *event) parts(k string, parts []messagePart) *event {
 	e.key(k)
 	sj := refs.splice(j)
 	for _, r := range sj.refs {
-		e.refs = append(e.refs, eventRef{len(e.b) + r.at, r.s})
+		e.refs = append(e.refs, jsonRef{len(e.b) + r.at, r.s})
 	}
 	e.b = append(e.b, sj.b...)
 	return e
@@ -387,17 +382,7 @@ func (e *event) ctx(agent string, ts time.Time) *event {
 // writeTo writes the event as one SSE frame, `data: {json}` and a blank line, its
 // large strings from where they are held.
 func (e *event) writeTo(w io.Writer) error {
-	at := 0
-	for _, r := range e.refs {
-		if _, err := w.Write(e.b[at:r.at]); err != nil {
-			return err
-		}
-		if _, err := io.WriteString(w, r.s); err != nil {
-			return err
-		}
-		at = r.at
-	}
-	if _, err := w.Write(e.b[at:]); err != nil {
+	if _, err := e.WriteTo(w); err != nil {
 		return err
 	}
 	_, err := io.WriteString(w, "}\n\n")
