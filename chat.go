@@ -357,8 +357,8 @@ const sharedImageMin = 64 << 10
 // after, so the encoded text refers to the decoded string rather than holding copies.
 // The header stays, so every provider still sees the URL's kind and media type and
 // puts the placeholder where the payload belongs (a whole URL, Anthropic's and
-// Gemini's base64 data, Bedrock's bytes). Only URLs that encoding/json writes
-// verbatim are swapped (data URLs always are), so the result is byte-identical to
+// Gemini's base64 data, Bedrock's bytes). Only data URLs that encoding/json writes
+// verbatim are swapped (base64 ones always are), so the result is byte-identical to
 // json.Marshal.
 type imageRefs struct {
 	prefix string // `agentd-image-<random>-`, made at the first swap: no user text can predict it
