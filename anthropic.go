@@ -383,8 +383,12 @@ type anthropicEvent struct {
 
 // stream implements modelClient.
 func (c *anthropicClient) stream(ctx context.Context, req *modelRequest, emit func(modelEvent)) error {
-	ar, betas := c.request(req)
-	body, err := json.Marshal(ar)
+	var betas []string
+	body, err := marshalRequest(req, func(req *modelRequest) *anthropicRequest {
+		ar, b := c.request(req)
+		betas = b
+		return ar
+	})
 	if err != nil {
 		return fmt.Errorf("anthropic: encoding request: %w", err)
 	}

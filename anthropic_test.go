@@ -31,6 +31,8 @@ type provRequest struct {
 	Path, RawQuery string
 	Header         http.Header
 	Body           map[string]any
+	Raw            []byte // the body as received
+	Length         int64  // its Content-Length (-1: none, sent chunked)
 }
 
 // provServer is an in-process provider endpoint: it answers requests with the scripted
@@ -58,7 +60,7 @@ func (s *provServer) serve(w http.ResponseWriter, r *http.Request) {
 		s.t.Errorf("request body is not JSON: %v: %s", err, raw)
 	}
 	s.mu.Lock()
-	s.reqs = append(s.reqs, provRequest{Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body})
+	s.reqs = append(s.reqs, provRequest{Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body, Raw: raw, Length: r.ContentLength})
 	if len(s.replies) == 0 {
 		s.mu.Unlock()
 		s.t.Errorf("unexpected request %s %s", r.Method, r.URL)

@@ -280,7 +280,7 @@ func bedrockFromAnthropic(b anthropicBlock) bedrockBlock {
 
 // stream implements modelClient.
 func (c *bedrockClient) stream(ctx context.Context, req *modelRequest, emit func(modelEvent)) error {
-	body, err := json.Marshal(c.request(req))
+	body, err := marshalRequest(req, c.request)
 	if err != nil {
 		return fmt.Errorf("bedrock: encoding request: %w", err)
 	}
@@ -542,7 +542,7 @@ func esHeaders(b []byte) (map[string]string, error) {
 // ---- authentication ----
 
 // signRequest signs with SigV4 (service bedrock) and the AWS credentials found now.
-func (c *bedrockClient) signRequest(h http.Header, body []byte) error {
+func (c *bedrockClient) signRequest(h http.Header, body splicedJSON) error {
 	getenv := modelGetenv(c.env)
 	if bedrockOpt(c.ms, "role_arn") != "" {
 		return errors.New("provider_opts.role_arn (STS AssumeRole) is not supported; use access keys, a profile with keys, or " + bedrockTokenEnv)
@@ -653,7 +653,7 @@ func awsINISection(path, section string) map[string]string {
 // sigv4Sign adds X-Amz-Date, X-Amz-Security-Token (with a session token) and the
 // Authorization header of AWS Signature Version 4 to h, for a request with this method,
 // URL and body. Signed are the host, Content-Type and every X-Amz-* header.
-func sigv4Sign(method string, u *url.URL, h http.Header, body []byte, cred awsCreds, region, service string, now time.Time) {
+func sigv4Sign(method string, u *url.URL, h http.Header, body splicedJSON, cred awsCreds, region, service string, now time.Time) {
 	amzDate := now.UTC().Format("20060102T150405Z")
 	h.Set("X-Amz-Date", amzDate)
 	if cred.SessionToken != "" {
@@ -675,8 +675,9 @@ func sigv4Sign(method string, u *url.URL, h http.Header, body []byte, cred awsCr
 	for _, k := range names {
 		fmt.Fprintf(&canon, "%s:%s\n", k, signed[k])
 	}
-	sum := sha256.Sum256(body)
-	fmt.Fprintf(&canon, "\n%s\n%s", strings.Join(names, ";"), hex.EncodeToString(sum[:]))
+	sum := sha256.New() // hashed as it is sent: large images are not copied for it
+	body.WriteTo(sum)
+	fmt.Fprintf(&canon, "\n%s\n%s", strings.Join(names, ";"), hex.EncodeToString(sum.Sum(nil)))
 
 	scope := amzDate[:8] + "/" + region + "/" + service + "/aws4_request"
 	creq := sha256.Sum256([]byte(canon.String()))

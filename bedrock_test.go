@@ -43,7 +43,7 @@ func TestSigV4TestSuite(t *testing.T) {
 	} {
 		u, _ := url.Parse(tt.url)
 		h := http.Header{}
-		sigv4Sign("GET", u, h, nil, sigv4SuiteCreds, "us-east-1", "service", at)
+		sigv4Sign("GET", u, h, splicedJSON{}, sigv4SuiteCreds, "us-east-1", "service", at)
 		want := "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=" + tt.sig
 		if got := h.Get("Authorization"); got != want {
 			t.Errorf("%s: Authorization =\n%s\nwant\n%s", tt.url, got, want)
@@ -73,6 +73,7 @@ type fakeBedrockRequest struct {
 	EscapedPath string
 	Header      http.Header
 	Body        map[string]any
+	Raw         []byte
 }
 
 func newFakeBedrock(t testing.TB, keys awsCreds, region string, replies ...[]byte) *fakeBedrock {
@@ -103,7 +104,7 @@ func (f *fakeBedrock) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
-	f.reqs = append(f.reqs, fakeBedrockRequest{EscapedPath: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: body})
+	f.reqs = append(f.reqs, fakeBedrockRequest{EscapedPath: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: body, Raw: raw})
 	if len(f.replies) == 0 {
 		f.mu.Unlock()
 		f.t.Errorf("unexpected request %s", r.URL)

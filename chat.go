@@ -355,12 +355,16 @@ type toolsetOptions struct {
 // for the stored row, the user_message event and the provider request each.
 const sharedImageMin = 64 << 10
 
-// imageRefs swaps large image URLs for placeholders before encoding and splices the
-// URLs back after, so the encoded text refers to the decoded string rather than
-// holding copies. Only URLs that encoding/json writes verbatim are swapped (data URLs
-// always are), so the result is byte-identical to json.Marshal.
+// imageRefs swaps the payload of large image URLs (what follows the first comma: a
+// data URL's data) for placeholders before encoding, and splices the payloads back
+// after, so the encoded text refers to the decoded string rather than holding copies.
+// The header stays, so every provider still sees the URL's kind and media type and
+// puts the placeholder where the payload belongs (a whole URL, Anthropic's and
+// Gemini's base64 data, Bedrock's bytes). Only data URLs that encoding/json writes
+// verbatim are swapped (base64 ones always are), so the result is byte-identical to
+// json.Marshal.
 type imageRefs struct {
-	prefix string // `"agentd-image-<random>-`, made at the first swap: no user text can predict it
+	prefix string // `agentd-image-<random>-`, made at the first swap: no user text can predict it
 	urls   []string
 }
 
@@ -390,51 +394,50 @@ func (r *imageRefs) parts(parts []messagePart) []messagePart {
 func (r *imageRefs) swap(parts []messagePart) ([]messagePart, bool) {
 	out, swapped := parts, false
 	for i, p := range parts {
-		if p.ImageURL == nil || len(p.ImageURL.URL) < sharedImageMin || !jsonVerbatim(p.ImageURL.URL) {
+		if p.ImageURL == nil || len(p.ImageURL.URL) < sharedImageMin || !strings.HasPrefix(p.ImageURL.URL, "data:") ||
+			!strings.Contains(p.ImageURL.URL, ",") || !jsonVerbatim(p.ImageURL.URL) {
 			continue
 		}
 		if !swapped {
 			out, swapped = slices.Clone(parts), true
 		}
 		if r.prefix == "" {
-			r.prefix = `"agentd-image-` + rand.Text() + "-"
+			r.prefix = "agentd-image-" + rand.Text() + "-"
 		}
-		r.urls = append(r.urls, p.ImageURL.URL)
-		token := r.prefix[1:] + strconv.Itoa(len(r.urls)-1)
+		head, data, _ := strings.Cut(p.ImageURL.URL, ",")
+		head += ","
+		r.urls = append(r.urls, data)
+		token := head + r.prefix + strconv.Itoa(len(r.urls)-1) + "~"
 		out[i].ImageURL = &imageURL{URL: token, Detail: p.ImageURL.Detail}
 	}
 	return out, swapped
 }
 
-// splice returns the pieces of j with the placeholders replaced by their URLs, which
-// are referenced, not copied: text and URLs alternate, text first and last.
-func (r *imageRefs) splice(j []byte) sharedJSON {
-	var out sharedJSON
-	for n := range r.urls {
-		// Placeholders appear in the order they were made: encoding/json follows
-		// field and slice order, as the swap did.
-		token := r.prefix + strconv.Itoa(n) + `"`
-		at := bytes.Index(j, []byte(token))
-		out = append(out, string(j[:at+1]), r.urls[n])
-		j = j[at+len(token)-1:] // from the closing quote
-	}
-	return append(out, string(j))
-}
-
-// appendJSON appends j, encoded after r swapped URLs, with the URLs spliced back in.
-func (r *imageRefs) appendJSON(b, j []byte) []byte {
+// splice returns j with the placeholders replaced by the payloads they stand for,
+// which are referenced, not copied. Each placeholder may appear any number of times
+// (a provider may drop an image or repeat it). j is reused for the text between them.
+func (r *imageRefs) splice(j []byte) splicedJSON {
 	if len(r.urls) == 0 {
-		return append(b, j...)
+		return splicedJSON{b: j}
 	}
-	return r.splice(j).appendTo(b)
-}
-
-// jsonString is j, encoded after r swapped URLs, with the URLs spliced back in.
-func (r *imageRefs) jsonString(j []byte) string {
-	if len(r.urls) == 0 {
-		return string(j)
+	out := splicedJSON{b: j[:0]} // appends move text left within j, never past it
+	for {
+		at := bytes.Index(j, []byte(r.prefix))
+		if at < 0 {
+			out.b = append(out.b, j...)
+			return out
+		}
+		out.b = append(out.b, j[:at]...)
+		rest := j[at+len(r.prefix):]
+		end := bytes.IndexByte(rest, '~')
+		if n, err := strconv.Atoi(string(rest[:max(end, 0)])); err == nil && n >= 0 && n < len(r.urls) {
+			out.refs = append(out.refs, jsonRef{at: len(out.b), s: r.urls[n]})
+			j = rest[end+1:]
+		} else { // not a placeholder after all (the prefix is random: cannot happen)
+			out.b = append(out.b, r.prefix...)
+			j = rest
+		}
 	}
-	return r.splice(j).String()
 }
 
 // jsonVerbatim says encoding/json writes s between quotes unchanged.
@@ -447,33 +450,67 @@ func jsonVerbatim(s string) bool {
 	return true
 }
 
-// sharedJSON is JSON text in pieces, large image URLs among them by reference.
-type sharedJSON []string
+// splicedJSON is JSON text held in pieces: b, with each ref's string inserted at its
+// offset, so large strings are written from where they live instead of being copied.
+type splicedJSON struct {
+	b    []byte
+	refs []jsonRef // in offset order
+}
 
-func (j sharedJSON) size() int {
-	n := 0
-	for _, p := range j {
-		n += len(p)
+// jsonRef is a string that goes after b[:at].
+type jsonRef struct {
+	at int
+	s  string
+}
+
+func (j splicedJSON) size() int {
+	n := len(j.b)
+	for _, r := range j.refs {
+		n += len(r.s)
 	}
 	return n
 }
 
-// appendTo appends the text to b, growing it once.
-func (j sharedJSON) appendTo(b []byte) []byte {
-	b = slices.Grow(b, j.size())
-	for _, p := range j {
-		b = append(b, p...)
+// WriteTo writes the text, the refs from their strings.
+func (j splicedJSON) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	at := 0
+	for _, r := range j.refs {
+		m, err := w.Write(j.b[at:r.at])
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+		m, err = io.WriteString(w, r.s)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+		at = r.at
 	}
-	return b
+	m, err := w.Write(j.b[at:])
+	return n + int64(m), err
+}
+
+// reader reads the text from the start; each call is a new reader (request retries).
+func (j splicedJSON) reader() io.Reader {
+	if len(j.refs) == 0 {
+		return bytes.NewReader(j.b)
+	}
+	rs := make([]io.Reader, 0, 2*len(j.refs)+1)
+	at := 0
+	for _, r := range j.refs {
+		rs = append(rs, bytes.NewReader(j.b[at:r.at]), strings.NewReader(r.s))
+		at = r.at
+	}
+	return io.MultiReader(append(rs, bytes.NewReader(j.b[at:]))...)
 }
 
 // String is the text in one string of exactly its size.
-func (j sharedJSON) String() string {
+func (j splicedJSON) String() string {
 	var sb strings.Builder
 	sb.Grow(j.size())
-	for _, p := range j {
-		sb.WriteString(p)
-	}
+	j.WriteTo(&sb)
 	return sb.String()
 }
 
@@ -487,5 +524,18 @@ func marshalMessage(m *chatMessage) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return refs.jsonString(b), nil
+	return refs.splice(b).String(), nil
+}
+
+// marshalRequest is a provider's request body for req: build's result as encoding/json
+// writes it, large images spliced in by reference rather than copied.
+func marshalRequest[T any](req *modelRequest, build func(*modelRequest) T) (splicedJSON, error) {
+	refs := newImageRefs()
+	r := *req
+	r.Messages = refs.messages(req.Messages)
+	b, err := json.Marshal(build(&r))
+	if err != nil {
+		return splicedJSON{}, err
+	}
+	return refs.splice(b), nil
 }

@@ -378,7 +378,7 @@ type geminiChunk struct {
 // stream implements modelClient. A thought signature rides on the event of the part that
 // carried it (or on an empty evReasoning); consumers keep the last one seen.
 func (c *geminiClient) stream(ctx context.Context, req *modelRequest, emit func(modelEvent)) error {
-	body, err := json.Marshal(c.request(req))
+	body, err := marshalRequest(req, c.request)
 	if err != nil {
 		return fmt.Errorf("gemini: encoding request: %w", err)
 	}

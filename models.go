@@ -237,9 +237,9 @@ type openAIChatDelta struct {
 }
 
 // requestBody builds the chat completions request (PROVIDERS.md §3.1, §3.5, §4).
-func (c *openAIChatClient) requestBody(req *modelRequest) ([]byte, error) {
+func (c *openAIChatClient) requestBody(req *modelRequest) (splicedJSON, error) {
 	s := c.s
-	refs := newImageRefs() // large images are copied once, into the result
+	refs := newImageRefs() // large images are spliced in, not copied
 	r := openAIChatRequest{
 		Messages:         openAIChatMessages(refs.messages(req.Messages), c.dmr),
 		Model:            s.Model,
@@ -265,7 +265,7 @@ func (c *openAIChatClient) requestBody(req *modelRequest) ([]byte, error) {
 		for _, t := range req.Tools {
 			params, err := openAIChatSchema(t.Parameters)
 			if err != nil {
-				return nil, fmt.Errorf("tool %s: %w", t.Name, err)
+				return splicedJSON{}, fmt.Errorf("tool %s: %w", t.Name, err)
 			}
 			desc := t.Description
 			if desc == "" && c.dmr {
@@ -282,10 +282,10 @@ func (c *openAIChatClient) requestBody(req *modelRequest) ([]byte, error) {
 		r.ResponseFormat = &openAIResponseFormat{Type: "json_schema", JSONSchema: newOpenAIJSONSchema(req.Output)}
 	}
 	j, err := json.Marshal(r)
-	if err != nil || len(refs.urls) == 0 {
-		return j, err
+	if err != nil {
+		return splicedJSON{}, err
 	}
-	return refs.appendJSON(nil, j), nil
+	return refs.splice(j), nil
 }
 
 // openAIChatReasoningEffort is the reasoning_effort for spec when thinking is on: only the

@@ -398,7 +398,7 @@ func (e *provTimeout) Error() string { return e.msg }
 // wrapper that remembers whether any was emitted: failures after that are marked
 // MidStream, and never retried. A 200 answer that is no event stream at all is an
 // error. HTTP and stream failures are *modelError; a cancelled ctx returns ctx's error.
-func (c provConn) run(ctx context.Context, body []byte, emit func(modelEvent),
+func (c provConn) run(ctx context.Context, body splicedJSON, emit func(modelEvent),
 	handle func(sseEvent, func(modelEvent)) error, end func(done bool) error) error {
 	rc, err := c.post(ctx, body)
 	if err != nil {
@@ -456,10 +456,10 @@ func (c provConn) streamError(ctx context.Context, err error, emitted bool) erro
 	return &modelError{Msg: c.name + ": reading stream: " + err.Error(), MidStream: emitted, Stalled: stalled}
 }
 
-// post sends the request and returns the body, guarded by the timeouts. A non-2xx
+// post sends the request body and returns the response body, guarded by the timeouts. A non-2xx
 // answer is a *modelError: `<name>: POST "<url>": 401 Unauthorized: <provider message>`,
 // with Retry-After-Ms or Retry-After parsed.
-func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) {
+func (c provConn) post(ctx context.Context, body splicedJSON) (io.ReadCloser, error) {
 	if c.keyErr != nil {
 		return nil, c.keyErr
 	}
@@ -473,11 +473,15 @@ func (c provConn) post(ctx context.Context, body []byte) (io.ReadCloser, error) 
 		}
 	})
 	fail := func() { timer.Stop(); cancel(nil) }
-	req, err := http.NewRequestWithContext(ctx, "POST", c.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, "POST", c.url, body.reader())
 	if err != nil {
 		fail()
 		return nil, fmt.Errorf("%s: %w", c.name, err)
 	}
+	// Sent from its pieces, large images from where they are held; sized, so the wire
+	// has the Content-Length a byte slice would give, and re-readable for redirects.
+	req.ContentLength = int64(body.size())
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(body.reader()), nil }
 	req.Header = c.header.Clone()
 	resp, err := c.http.Do(req)
 	if err != nil {

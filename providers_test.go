@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"reflect"
@@ -176,4 +177,71 @@ func TestProviderTableDerived(t *testing.T) {
 	if p := priceOf("gpt-4o-2024-08-06"); p.context != 128000 || p.in != 2.5 {
 		t.Errorf("priceOf(gpt-4o-2024-08-06) = %+v", p)
 	}
+}
+
+// Large images reach every provider byte for byte as encoding/json writes the request,
+// though they are spliced in from the messages' strings rather than encoded: the body
+// equals the one sent for small stand-ins (which go through encoding/json in full)
+// with the images put in their place, and has a Content-Length. Bedrock's fake checks
+// the SigV4 signature, which hashes the pieces, against the bytes it received.
+func TestProviderRequestsSpliceImages(t *testing.T) {
+	png, jpeg := strings.Repeat("iVBO", 40<<10), strings.Repeat("/9j/", 30<<10)
+	svg := "data:image/svg+xml,<svg>" + strings.Repeat("<g/>", 20<<10) + "</svg>" // escaped: never spliced
+	req := func(png, jpeg string) *modelRequest {
+		return &modelRequest{Messages: []chatMessage{
+			{Role: "system", Content: "Be brief."},
+			{Role: "user", Content: "what are these?", MultiContent: []messagePart{
+				{Type: "text", Text: "these <two> & that"},
+				{Type: "image_url", ImageURL: &imageURL{URL: "data:image/png;base64," + png, Detail: "high"}},
+				{Type: "image_url", ImageURL: &imageURL{URL: svg}},
+				{Type: "image_url", ImageURL: &imageURL{URL: "data:image/jpeg;base64," + jpeg}},
+				{Type: "image_url", ImageURL: &imageURL{URL: "data:image/png;base64," + png}}}},
+			{Role: "assistant", Content: "Pictures."},
+			{Role: "user", MultiContent: []messagePart{{Type: "image_url", ImageURL: &imageURL{URL: "data:image/jpeg;base64," + jpeg, Detail: "low"}}}},
+		}}
+	}
+	check := func(name string, small, large []byte) {
+		t.Helper()
+		if !bytes.Contains(small, []byte("SMALLPNG")) || !bytes.Contains(small, []byte("SMALLJPEG")) {
+			t.Fatalf("%s: the images are not in the request: %.500s", name, small)
+		}
+		want := strings.NewReplacer("SMALLPNG", png, "SMALLJPEG", jpeg).Replace(string(small))
+		if string(large) != want {
+			t.Errorf("%s: request (%d bytes) differs from encoding/json's (%d bytes)", name, len(large), len(want))
+		}
+	}
+	for _, f := range provFamilies() {
+		if f.name == "embeddings" {
+			continue
+		}
+		no := provReply{Status: 400, Body: `{"error":{"message":"no"}}`}
+		s := newProvServer(t, no, no)
+		spec := f.spec
+		spec.BaseURL = s.URL
+		c, err := newModelClient(spec, provEnv(map[string]string{f.keyEnv: "k"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []*modelRequest{req("SMALLPNG", "SMALLJPEG"), req(png, jpeg)} {
+			c.stream(context.Background(), r, func(modelEvent) {})
+		}
+		got := s.requests()
+		if len(got) != 2 {
+			t.Fatalf("%s: %d requests", f.name, len(got))
+		}
+		check(f.name, got[0].Raw, got[1].Raw)
+		if got[1].Length != int64(len(got[1].Raw)) {
+			t.Errorf("%s: Content-Length %d for %d bytes", f.name, got[1].Length, len(got[1].Raw))
+		}
+	}
+
+	fb := newFakeBedrock(t, bedrockTestKeys, "us-east-1", bedrockTextReply("ok"), bedrockTextReply("ok"))
+	c := newTestBedrock(t, fb, modelSpec{ProviderOpts: map[string]any{"region": "us-east-1"}}, bedrockKeyEnv(bedrockTestKeys))
+	for _, r := range []*modelRequest{req("SMALLPNG", "SMALLJPEG"), req(png, jpeg)} {
+		if _, err := provCollect(t, c, r); err != nil {
+			t.Fatalf("bedrock: %v", err)
+		}
+	}
+	got := fb.requests()
+	check("bedrock", got[0].Raw, got[1].Raw)
 }

@@ -762,7 +762,7 @@ func (e *ragEmbedder) request(ctx context.Context, env clientEnv, input []string
 		Model string   `json:"model"`
 		Input []string `json:"input"`
 	}{e.spec.Model, input})
-	rc, err := conn.post(ctx, body)
+	rc, err := conn.post(ctx, splicedJSON{b: body})
 	if err != nil {
 		return nil, 0, err
 	}

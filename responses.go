@@ -246,7 +246,7 @@ type responsesEvent struct {
 // stream implements modelClient. Unlike the reference, response.failed, a mid-stream
 // `error` event and a stream that ends before response.completed are errors.
 func (c *responsesClient) stream(ctx context.Context, req *modelRequest, emit func(modelEvent)) error {
-	body, err := json.Marshal(c.request(req))
+	body, err := marshalRequest(req, c.request)
 	if err != nil {
 		return fmt.Errorf("responses: encoding request: %w", err)
 	}

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 )
 
 // serverConfig is what newServer needs besides its collaborators.
@@ -425,6 +427,25 @@ func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
 	}
 	_, err := buf.ReadFrom(r)
 	return buf.Bytes(), err
+}
+
+// bodyString is a JSON string of a request body. A long one without escapes (a data
+// URL) is decoded without a copy: its value aliases the body's bytes, so a 15 MiB
+// image is held once, in the buffer readJSON read it into. That is safe because the
+// buffer is never written after it is read (readJSON hands it only to json.Unmarshal,
+// which passes Unmarshalers sub-slices of it); never decode a bodyString from a buffer
+// that is reused, such as a json.Decoder's.
+type bodyString string
+
+func (s *bodyString) UnmarshalJSON(b []byte) error {
+	if n := len(b); n >= sharedImageMin && b[0] == '"' && bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
+		*s = bodyString(unsafe.String(&b[1], n-2))
+		return nil
+	}
+	var v string
+	err := json.Unmarshal(b, &v)
+	*s = bodyString(v)
+	return err
 }
 
 // memBudget bounds the estimated memory of work in flight (request bodies, runs), so

@@ -748,12 +748,15 @@ func (b *runBody) UnmarshalJSON(data []byte) error {
 	data = bytes.TrimSpace(data)
 	switch {
 	case bytes.HasPrefix(data, []byte("[")):
-		return json.Unmarshal(data, &b.messages)
+		var list runWireList
+		err := json.Unmarshal(data, &list)
+		b.messages = list.messages()
+		return err
 	case !bytes.HasPrefix(data, []byte("{")):
 		return errors.New(`want an array of messages or {"messages": [...]}`)
 	}
 	var obj struct {
-		Messages     []runMessage    `json:"messages"`
+		Messages     runWireList     `json:"messages"`
 		Model        string          `json:"model"`
 		Role         json.RawMessage `json:"role"`
 		Content      json.RawMessage `json:"content"`
@@ -765,8 +768,41 @@ func (b *runBody) UnmarshalJSON(data []byte) error {
 	if obj.Messages == nil && (obj.Role != nil || obj.Content != nil || obj.MultiContent != nil) {
 		return errors.New(`want an array of messages or {"messages": [...]}, not a single message`)
 	}
-	b.object, b.messages, b.model = true, obj.Messages, strings.TrimSpace(obj.Model)
+	b.object, b.messages, b.model = true, obj.Messages.messages(), strings.TrimSpace(obj.Model)
 	return nil
+}
+
+// runWireList is the run body's messages as decoded: large image URLs alias the body
+// (bodyString) rather than being copied out of it.
+type runWireList []struct {
+	runMessage
+	MultiContent []struct {
+		messagePart
+		ImageURL *struct {
+			URL    bodyString `json:"url"`
+			Detail string     `json:"detail"`
+		} `json:"image_url"`
+	} `json:"multi_content"`
+}
+
+func (l runWireList) messages() []runMessage {
+	var out []runMessage
+	if l != nil {
+		out = make([]runMessage, len(l))
+	}
+	for i, w := range l {
+		out[i] = w.runMessage
+		if w.MultiContent != nil {
+			out[i].MultiContent = make([]messagePart, len(w.MultiContent))
+		}
+		for j, p := range w.MultiContent {
+			out[i].MultiContent[j] = p.messagePart
+			if u := p.ImageURL; u != nil {
+				out[i].MultiContent[j].ImageURL = &imageURL{URL: string(u.URL), Detail: u.Detail}
+			}
+		}
+	}
+	return out
 }
 
 // newMessages is what the body adds to the session.

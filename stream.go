@@ -470,17 +470,11 @@ func (e *event) parts(k string, parts []messagePart) *event {
 		return e.val(k, nil)
 	}
 	e.key(k)
-	if len(refs.urls) == 0 {
-		e.b = append(e.b, j...)
-		return e
+	sj := refs.splice(j)
+	for _, r := range sj.refs {
+		e.refs = append(e.refs, eventRef{len(e.b) + r.at, r.s})
 	}
-	for i, p := range refs.splice(j) {
-		if i%2 == 1 { // splice alternates text and URLs
-			e.refs = append(e.refs, eventRef{len(e.b), p})
-		} else {
-			e.b = append(e.b, p...)
-		}
-	}
+	e.b = append(e.b, sj.b...)
 	return e
 }
 
