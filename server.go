@@ -54,6 +54,7 @@ type server struct {
 	bg     *backgroundAgents // tools_background.go
 	bodies *memBudget        // request bodies being read and decoded
 	runMem *memBudget        // runs in flight, at runMemoryCost each
+	forks  sync.Mutex        // forks take turns: a fork's title number depends on the titles stored
 
 	// rootDir is cfg.root opened once at start; every run opens its session's
 	// directory from it, so swapping a directory for a symlink cannot lead outside.
@@ -119,6 +120,10 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/tools/toggle", s.serveToggleTools},
 		{"POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking},
 		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
+		{"POST /api/sessions/{id}/fork", s.serveFork},
+		{"POST /api/sessions/{id}/messages", s.serveAddMessage},
+		{"PATCH /api/sessions/{id}/messages/{msg_id}", s.serveUpdateMessage},
+		{"POST /api/sessions/{id}/summaries", s.serveAddSummary},
 		{"POST /api/sessions/{id}/agent/{agent}", s.withRunMemory(s.serveRun)},
 		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.withRunMemory(s.serveRun)},
 	}

@@ -648,24 +648,10 @@ func (st *store) createSession(ctx context.Context, s *sessionRecord) error {
 	if s.CreatedAt.IsZero() {
 		s.CreatedAt = st.now()
 	}
-	perms, err := storePermissionsText(s.Permissions)
+	args, err := storeSessionArgs(s)
 	if err != nil {
 		return err
 	}
-	overrides, models := s.AgentModelOverrides, s.CustomModelsUsed
-	if overrides == "" {
-		overrides = "{}"
-	}
-	if models == "" {
-		models = "[]"
-	}
-	var parent any // NULL for root sessions, as the reference lists roots by parent_id IS NULL
-	if s.ParentID != "" {
-		parent = s.ParentID
-	}
-	args := []any{s.ID, s.Title, storeTimeText(s.CreatedAt), storeBit(s.ToolsApproved), storeBit(s.Thinking),
-		storeBit(s.SendUserMessage), storeBit(s.Starred), s.MaxIterations, s.WorkingDir, perms,
-		s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models}
 	inserted := func(res sql.Result, err error) error {
 		if err != nil {
 			return err
@@ -688,6 +674,28 @@ func (st *store) createSession(ctx context.Context, s *sessionRecord) error {
 		}
 		return inserted(tx.ExecContext(ctx, storeInsertSessionSQL, args...))
 	})
+}
+
+// storeSessionArgs are the arguments of storeInsertSessionSQL for s.
+func storeSessionArgs(s *sessionRecord) ([]any, error) {
+	perms, err := storePermissionsText(s.Permissions)
+	if err != nil {
+		return nil, err
+	}
+	overrides, models := s.AgentModelOverrides, s.CustomModelsUsed
+	if overrides == "" {
+		overrides = "{}"
+	}
+	if models == "" {
+		models = "[]"
+	}
+	var parent any // NULL for root sessions, as the reference lists roots by parent_id IS NULL
+	if s.ParentID != "" {
+		parent = s.ParentID
+	}
+	return []any{s.ID, s.Title, storeTimeText(s.CreatedAt), storeBit(s.ToolsApproved), storeBit(s.Thinking),
+		storeBit(s.SendUserMessage), storeBit(s.Starred), s.MaxIterations, s.WorkingDir, perms,
+		s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models}, nil
 }
 
 // storeExists returns an error wrapping errNotFound unless session id exists.
