@@ -244,7 +244,7 @@ func (s *server) editMessage(w http.ResponseWriter, r *http.Request, write func(
 	}
 	status, err := write(r.Context(), id, agent, m)
 	if err != nil {
-		s.writeError(w, r, sessionErr(id, err))
+		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, status, map[string]string{"status": map[int]string{http.StatusCreated: "added", http.StatusOK: "updated"}[status]})
