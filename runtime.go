@@ -258,6 +258,7 @@ type convo struct {
 func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, positions []int, items []sessionItem) {
 	c := newConvo(rn.root, items)
 	ctx = withToolSession(ctx, c.rec.ID)
+	ctx = withMCPOAuthPrompt(ctx, &mcpOAuthPrompt{elicit: rn.elicit, authorized: func() { rn.sink.send(authorizationEvent()) }})
 	rn.prefix(ctx, c, ag)
 	var contents []string
 	for i, m := range msgs {

@@ -41,6 +41,7 @@ type serverConfig struct {
 	runBudget    int64           // estimated bytes of runs in flight; 0 = defaultRunMemory
 	protected    *protectedFiles // the server's secret files, refused to file tools
 	saveRetryFor time.Duration   // how long a run retries writes that failed; 0 = saveRetryFor
+	mcpOAuth     *mcpOAuth       // MCP OAuth flows and tokens (mcp_oauth.go); nil = none
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.
@@ -124,6 +125,7 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/messages", s.serveAddMessage},
 		{"PATCH /api/sessions/{id}/messages/{msg_id}", s.serveUpdateMessage},
 		{"POST /api/sessions/{id}/summaries", s.serveAddSummary},
+		{"POST /api/mcp-oauth/callback", s.serveMCPOAuthCallback},
 		{"POST /api/sessions/{id}/agent/{agent}", s.withRunMemory(s.serveRun)},
 		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.withRunMemory(s.serveRun)},
 	}

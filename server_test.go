@@ -65,11 +65,12 @@ func (e *apiTest) start() {
 	}
 	procs := newProcGroups(st, log)
 	procs.reap(ctx)
-	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log, procs: procs})
+	oauth := newMCPOAuth(st, &http.Client{}, "", log)
+	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log, procs: procs, mcpOAuth: oauth})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := serverConfig{root: e.root, getenv: e.getenv, clientEnv: clientEnv{HTTP: &http.Client{}, Getenv: e.getenv}}
+	cfg := serverConfig{root: e.root, getenv: e.getenv, clientEnv: clientEnv{HTTP: &http.Client{}, Getenv: e.getenv}, mcpOAuth: oauth}
 	for _, o := range e.opts {
 		o(&cfg)
 	}

@@ -236,6 +236,13 @@ var storeOwnMigrations = []storeMigration{
 	// such arguments since SQLite 3.20, so any reader of the file can parse the schema.
 	{0, "agentd_003_sessions_by_time", "Index of sessions by the real time of created_at", `
 		CREATE INDEX agentd_idx_sessions_time ON sessions(coalesce(julianday(created_at), 0));`, nil},
+	// OAuth tokens of remote MCP servers (mcp_oauth.go), one row per server.
+	{0, "agentd_mcp_oauth_tokens", "OAuth tokens of remote MCP servers", `
+		CREATE TABLE agentd_mcp_oauth_tokens (
+			server_url TEXT PRIMARY KEY,  -- the MCP server URL without query or fragment
+			token_json TEXT NOT NULL,     -- access and refresh token, expiry, client, token endpoint
+			updated_at TEXT NOT NULL      -- RFC3339
+		);`, nil},
 }
 
 // storeBaseSchema is what the reference creates before any migration runs.

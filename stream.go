@@ -223,6 +223,11 @@ func toolCallResponseEvent(call toolCall, def toolDef, res toolResult, agent str
 		str("response", res.Output).val("result", res).ctx(agent, time.Now())
 }
 
+// authorizationEvent tells the client an MCP server's OAuth authorization completed.
+func authorizationEvent() *event {
+	return startEvent("authorization_event").str("confirmation", "accept").ctx("", zeroTime)
+}
+
 // elicitationRequestEvent asks the client a tool's question (MCP elicitation); POST
 // …/elicitation answers. schema is null when the tool gave none.
 func elicitationRequestEvent(req elicitationRequest) *event {
