@@ -249,8 +249,11 @@ func TestMCPOAuthCodeFlowThroughCallback(t *testing.T) {
 		t.Fatalf("stored token = %#v, %v", tok, err)
 	}
 	_, session := e.do("GET", "/api/sessions/"+id, nil)
-	for _, text := range append(s.raw, string(session), fmt.Sprint(tok), fmt.Sprintf("%v %+v", tok, tok)) {
-		if strings.Contains(text, "at-1") || strings.Contains(text, "rt-1") {
+	if !strings.Contains(e.logged(), "mcp server ready") {
+		t.Fatalf("the server's log was not captured")
+	}
+	for _, text := range append(s.raw, string(session), e.logged(), fmt.Sprint(tok), fmt.Sprintf("%v %+v", tok, tok)) {
+		if strings.Contains(text, "at-1") || strings.Contains(text, "rt-1") || strings.Contains(text, back.Query().Get("code")) {
 			t.Errorf("a token shows in %.300s", text)
 		}
 	}
