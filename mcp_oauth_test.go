@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -352,5 +353,31 @@ func TestMCPOAuthClientDrivenAnswer(t *testing.T) {
 	}
 	if w := warningsOf(evs); len(w) != 1 || !strings.Contains(w[0], `OAuth authorization failed: the client answered "decline"`) {
 		t.Errorf("warnings = %q", w)
+	}
+}
+
+// TestMCPOAuthRedirectURIFlag: the code travels in the redirect, so it must be https,
+// or http to this machine.
+func TestMCPOAuthRedirectURIFlag(t *testing.T) {
+	for uri, ok := range map[string]bool{
+		"https://app.example/cb": true, "http://127.0.0.1:8765/cb": true, "http://localhost/cb": true, "http://[::1]:1/cb": true,
+		"http://app.example/cb": false, "/relative": false, "ftp://127.0.0.1/cb": false,
+	} {
+		o, err := parseServeFlags([]string{"a.yaml", "--mcp-oauth-redirect-uri", uri}, io.Discard)
+		if ok && (err != nil || o.mcpOAuthRedirect != uri) || !ok && (err == nil || !strings.Contains(err.Error(), "--mcp-oauth-redirect-uri")) {
+			t.Errorf("--mcp-oauth-redirect-uri %s: %v", uri, err)
+		}
+	}
+}
+
+func TestChallengeParam(t *testing.T) {
+	h := `Bearer realm="x", error="invalid_token", resource_metadata="https://m.example/.well-known/oauth-protected-resource/mcp", scope=files:read`
+	for name, want := range map[string]string{"resource_metadata": "https://m.example/.well-known/oauth-protected-resource/mcp", "scope": "files:read", "error": "invalid_token", "metadata": ""} {
+		if got := challengeParam(h, name); got != want {
+			t.Errorf("challengeParam(%s) = %q; want %q", name, got, want)
+		}
+	}
+	if got := challengeParam(`Bearer scope="a \"b\""`, "scope"); got != `a "b"` {
+		t.Errorf("quoted-pair: %q", got)
 	}
 }
