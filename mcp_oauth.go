@@ -519,7 +519,9 @@ func (c *mcpOAuthClient) interactive(ctx context.Context, p *mcpOAuthPrompt, cha
 	setBoth("type", "oauth_flow")
 	setBoth("server_url", c.server)
 	var f *mcpOAuthFlow
-	if c.m.redirectURI != "" {
+	// Without dynamic registration agentd has no client id to drive the flow with;
+	// the client may still run it itself and answer with a token.
+	if c.m.redirectURI != "" && d.meta.RegistrationEndpoint != "" {
 		var authURL string
 		if f, authURL, err = c.start(ctx, d); err != nil {
 			return nil, err
@@ -567,9 +569,6 @@ func (c *mcpOAuthClient) interactive(ctx context.Context, p *mcpOAuthPrompt, cha
 // builds the authorization URL with a fresh state and PKCE verifier.
 func (c *mcpOAuthClient) start(ctx context.Context, d *mcpOAuthServer) (*mcpOAuthFlow, string, error) {
 	f := &mcpOAuthFlow{state: rand.Text(), verifier: rand.Text() + rand.Text()}
-	if d.meta.RegistrationEndpoint == "" {
-		return nil, "", errors.New("the authorization server offers no dynamic client registration")
-	}
 	reg, _ := json.Marshal(map[string]any{
 		"client_name": mcpOAuthClientID, "redirect_uris": []string{c.m.redirectURI},
 		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
@@ -623,7 +622,7 @@ func (c *mcpOAuthClient) fromAnswer(ctx context.Context, d *mcpOAuthServer, f *m
 	code, state := str("code"), str("state")
 	switch {
 	case f == nil:
-		return nil, errors.New("the answer holds no access_token (agentd drives no flow without --mcp-oauth-redirect-uri)")
+		return nil, errors.New("the answer holds no access_token (agentd drives no flow without --mcp-oauth-redirect-uri and dynamic client registration)")
 	case code == "" || state == "":
 		return nil, errors.New("the answer holds neither an access_token nor a code and state")
 	case subtle.ConstantTimeCompare([]byte(state), []byte(f.state)) != 1:

@@ -33,6 +33,7 @@ type fakeAuthServer struct {
 	issued    int
 	grants    []string // grant_type of each token request
 	expiresIn int      // of the next token issued; 0 = 3600
+	noDCR     bool     // offer no registration endpoint
 }
 
 func newFakeAuthServer(t testing.TB) *fakeAuthServer {
@@ -47,9 +48,13 @@ func (a *fakeAuthServer) serve(w http.ResponseWriter, r *http.Request) {
 	defer a.mu.Unlock()
 	switch r.URL.Path {
 	case "/.well-known/oauth-authorization-server":
-		json.NewEncoder(w).Encode(map[string]any{"issuer": a.URL, "authorization_endpoint": a.URL + "/authorize",
+		meta := map[string]any{"issuer": a.URL, "authorization_endpoint": a.URL + "/authorize",
 			"token_endpoint": a.URL + "/token", "registration_endpoint": a.URL + "/register",
-			"response_types_supported": []string{"code"}, "code_challenge_methods_supported": []string{"S256"}})
+			"response_types_supported": []string{"code"}, "code_challenge_methods_supported": []string{"S256"}}
+		if a.noDCR {
+			delete(meta, "registration_endpoint")
+		}
+		json.NewEncoder(w).Encode(meta)
 	case "/register":
 		var reg struct {
 			RedirectURIs []string `json:"redirect_uris"`
@@ -379,5 +384,35 @@ func TestChallengeParam(t *testing.T) {
 	}
 	if got := challengeParam(`Bearer scope="a \"b\""`, "scope"); got != `a "b"` {
 		t.Errorf("quoted-pair: %q", got)
+	}
+}
+
+// TestMCPOAuthWithoutRegistration: an authorization server without dynamic client
+// registration leaves agentd no client id to drive the flow with, even with a
+// redirect URI: the client is asked to run it and answers with the token.
+func TestMCPOAuthWithoutRegistration(t *testing.T) {
+	e, as, _ := oauthEnv(t, "https://app.example/cb", fakeTurn{Text: []string{"no tools"}}, echoTurn("c1"), fakeTurn{Text: []string{"done"}})
+	as.mu.Lock()
+	as.noDCR, as.valid["client-token"] = true, true
+	as.mu.Unlock()
+	ask := func() (string, *sseStream) {
+		id := e.newSession(nil)
+		s := e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"role": "user", "content": "go"}}})
+		meta := s.until("elicitation_request")["meta"].(map[string]any)
+		if meta["cagent/type"] != "oauth_flow" || meta["docker-agent/authorize_url"] != nil || meta["auth_server_metadata"].(map[string]any)["registration_endpoint"] != nil {
+			t.Errorf("meta = %v; want a client-driven oauth_flow", meta)
+		}
+		return id, s
+	}
+	// A code is no use without a flow agentd drives: refused, and the run goes on.
+	id, s := ask()
+	e.do("POST", "/api/sessions/"+id+"/elicitation", map[string]any{"action": "accept", "content": map[string]any{"code": "c", "state": "s"}})
+	if w := warningsOf(s.all()); len(w) != 1 || !strings.Contains(w[0], "holds no access_token") {
+		t.Errorf("warnings = %q", w)
+	}
+	id, s = ask()
+	e.do("POST", "/api/sessions/"+id+"/elicitation", map[string]any{"action": "accept", "content": map[string]any{"access_token": "client-token"}})
+	if s.all(); !slices.Contains(s.types(), "authorization_event") || !slices.Equal(toolResponses(s.events), []string{"hi"}) {
+		t.Errorf("events = %v", s.types())
 	}
 }
