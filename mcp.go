@@ -101,7 +101,7 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		t.label = u.Redacted()
 		t.log = log.With("toolset", "mcp", "url", t.label)
 		if opts.MCPOAuth != nil {
-			t.oauth = opts.MCPOAuth.client(u, t.log)
+			t.oauth = opts.MCPOAuth.client(u, t.log, ts.Remote.OAuth, getenv)
 		}
 		switch ts.Remote.TransportType {
 		case "streamable", "streamable-http":

@@ -238,17 +238,31 @@ type mcpOAuthClient struct {
 	m      *mcpOAuth
 	server string // the server URL without query or fragment: what tokens are stored under
 	log    *slog.Logger
-	flow   chan struct{} // one refresh or authorization at a time
+	cfg    remoteOAuthConfig // the toolset's remote.oauth, secret expanded
+	flow   chan struct{}     // one refresh or authorization at a time
 
 	mu     sync.Mutex
 	tok    *mcpOAuthToken
 	loaded bool
 }
 
-func (m *mcpOAuth) client(u *url.URL, log *slog.Logger) *mcpOAuthClient {
+func (m *mcpOAuth) client(u *url.URL, log *slog.Logger, cfg *remoteOAuthConfig, getenv func(string) string) *mcpOAuthClient {
 	key := *u
 	key.RawQuery, key.Fragment, key.User = "", "", nil
-	return &mcpOAuthClient{m: m, server: key.String(), log: log, flow: make(chan struct{}, 1)}
+	c := &mcpOAuthClient{m: m, server: key.String(), log: log, flow: make(chan struct{}, 1)}
+	if cfg != nil {
+		c.cfg = *cfg
+		c.cfg.ClientSecret = expandEnvTemplate(cfg.ClientSecret, getenv)
+	}
+	return c
+}
+
+// redirectURI is the toolset's own redirect URI, else the server's.
+func (c *mcpOAuthClient) redirectURI() string {
+	if c.cfg.CallbackRedirectURL != "" {
+		return c.cfg.CallbackRedirectURL
+	}
+	return c.m.redirectURI
 }
 
 // token is the current token (loaded from the store on first use), or nil.
@@ -427,7 +441,10 @@ func (c *mcpOAuthClient) discover(ctx context.Context, challenge string) (*mcpOA
 	if len(m.CodeChallengeMethodsSupported) > 0 && !slices.Contains(m.CodeChallengeMethodsSupported, "S256") {
 		return nil, errors.New("the authorization server does not support PKCE S256")
 	}
-	d.scope = challengeParam(challenge, "scope")
+	d.scope = strings.Join(c.cfg.Scopes, " ")
+	if d.scope == "" {
+		d.scope = challengeParam(challenge, "scope")
+	}
 	if d.scope == "" {
 		d.scope = strings.Join(d.prm.ScopesSupported, " ")
 	}
@@ -504,8 +521,8 @@ func (c *mcpOAuthClient) do(ctx context.Context, method, u string, body []byte, 
 
 // mcpOAuthFlow is what one authorization agentd drives needs after the elicitation.
 type mcpOAuthFlow struct {
-	state, verifier, clientID, secret string
-	answer                            chan mcpOAuthCallback
+	state, verifier, clientID, secret, redirect string
+	answer                                      chan mcpOAuthCallback
 }
 
 // interactive asks the run's client to authorize, and returns the new token.
@@ -519,9 +536,9 @@ func (c *mcpOAuthClient) interactive(ctx context.Context, p *mcpOAuthPrompt, cha
 	setBoth("type", "oauth_flow")
 	setBoth("server_url", c.server)
 	var f *mcpOAuthFlow
-	// Without dynamic registration agentd has no client id to drive the flow with;
-	// the client may still run it itself and answer with a token.
-	if c.m.redirectURI != "" && d.meta.RegistrationEndpoint != "" {
+	// Without a configured client or dynamic registration agentd has no client id to
+	// drive the flow with; the client may still run it itself and answer with a token.
+	if c.redirectURI() != "" && (c.cfg.ClientID != "" || d.meta.RegistrationEndpoint != "") {
 		var authURL string
 		if f, authURL, err = c.start(ctx, d); err != nil {
 			return nil, err
@@ -565,29 +582,18 @@ func (c *mcpOAuthClient) interactive(ctx context.Context, p *mcpOAuthPrompt, cha
 	}
 }
 
-// start registers agentd with the authorization server if it offers that, and
-// builds the authorization URL with a fresh state and PKCE verifier.
+// start builds the authorization URL with a fresh state and PKCE verifier, for the
+// configured client or one registered now (RFC 7591).
 func (c *mcpOAuthClient) start(ctx context.Context, d *mcpOAuthServer) (*mcpOAuthFlow, string, error) {
-	f := &mcpOAuthFlow{state: rand.Text(), verifier: rand.Text() + rand.Text()}
-	reg, _ := json.Marshal(map[string]any{
-		"client_name": mcpOAuthClientID, "redirect_uris": []string{c.m.redirectURI},
-		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
-		"token_endpoint_auth_method": "none",
-	})
-	body, status, err := c.do(ctx, http.MethodPost, d.meta.RegistrationEndpoint, reg, "application/json")
-	if err != nil {
-		return nil, "", fmt.Errorf("client registration: %w", err)
+	f := &mcpOAuthFlow{state: rand.Text(), verifier: rand.Text() + rand.Text(), redirect: c.redirectURI(),
+		clientID: c.cfg.ClientID, secret: c.cfg.ClientSecret}
+	if f.clientID == "" {
+		if err := c.register(ctx, d, f); err != nil {
+			return nil, "", err
+		}
 	}
-	var client struct {
-		ClientID     string `json:"client_id"`
-		ClientSecret string `json:"client_secret"`
-	}
-	if status/100 != 2 || json.Unmarshal(body, &client) != nil || client.ClientID == "" {
-		return nil, "", fmt.Errorf("client registration: HTTP %d%s", status, oauthErrorText(body))
-	}
-	f.clientID, f.secret = client.ClientID, client.ClientSecret
 	sum := sha256.Sum256([]byte(f.verifier))
-	q := url.Values{"response_type": {"code"}, "client_id": {f.clientID}, "redirect_uri": {c.m.redirectURI},
+	q := url.Values{"response_type": {"code"}, "client_id": {f.clientID}, "redirect_uri": {f.redirect},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
 		"state": {f.state}, "resource": {d.res}}
 	if d.scope != "" {
@@ -607,6 +613,28 @@ func (c *mcpOAuthClient) start(ctx context.Context, d *mcpOAuthServer) (*mcpOAut
 	return f, authURL.String(), nil
 }
 
+// register registers agentd as a public client for f's redirect URI.
+func (c *mcpOAuthClient) register(ctx context.Context, d *mcpOAuthServer, f *mcpOAuthFlow) error {
+	reg, _ := json.Marshal(map[string]any{
+		"client_name": mcpOAuthClientID, "redirect_uris": []string{f.redirect},
+		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
+		"token_endpoint_auth_method": "none",
+	})
+	body, status, err := c.do(ctx, http.MethodPost, d.meta.RegistrationEndpoint, reg, "application/json")
+	if err != nil {
+		return fmt.Errorf("client registration: %w", err)
+	}
+	var client struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	if status/100 != 2 || json.Unmarshal(body, &client) != nil || client.ClientID == "" {
+		return fmt.Errorf("client registration: HTTP %d%s", status, oauthErrorText(body))
+	}
+	f.clientID, f.secret = client.ClientID, client.ClientSecret
+	return nil
+}
+
 // fromAnswer reads the elicitation's answer: a token the client obtained itself, or
 // the code and state of a flow agentd drives.
 func (c *mcpOAuthClient) fromAnswer(ctx context.Context, d *mcpOAuthServer, f *mcpOAuthFlow, content map[string]any) (*mcpOAuthToken, error) {
@@ -622,7 +650,7 @@ func (c *mcpOAuthClient) fromAnswer(ctx context.Context, d *mcpOAuthServer, f *m
 	code, state := str("code"), str("state")
 	switch {
 	case f == nil:
-		return nil, errors.New("the answer holds no access_token (agentd drives no flow without --mcp-oauth-redirect-uri and dynamic client registration)")
+		return nil, errors.New("the answer holds no access_token (agentd drives no flow without a redirect URI and a client id or dynamic registration)")
 	case code == "" || state == "":
 		return nil, errors.New("the answer holds neither an access_token nor a code and state")
 	case subtle.ConstantTimeCompare([]byte(state), []byte(f.state)) != 1:
@@ -634,7 +662,7 @@ func (c *mcpOAuthClient) fromAnswer(ctx context.Context, d *mcpOAuthServer, f *m
 // exchange trades an authorization code for a token (RFC 6749 §4.1.3 with the PKCE
 // verifier).
 func (c *mcpOAuthClient) exchange(ctx context.Context, d *mcpOAuthServer, f *mcpOAuthFlow, code string) (*mcpOAuthToken, error) {
-	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {c.m.redirectURI}, "code_verifier": {f.verifier}}
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {f.redirect}, "code_verifier": {f.verifier}}
 	return c.tokenRequest(ctx, d.meta.TokenEndpoint, form, f.clientID, f.secret, d.res)
 }
 

@@ -34,6 +34,7 @@ type fakeAuthServer struct {
 	grants    []string // grant_type of each token request
 	expiresIn int      // of the next token issued; 0 = 3600
 	noDCR     bool     // offer no registration endpoint
+	secrets   []string // client_secret of each token request
 }
 
 func newFakeAuthServer(t testing.TB) *fakeAuthServer {
@@ -89,6 +90,7 @@ func (a *fakeAuthServer) token(w http.ResponseWriter, r *http.Request) {
 	r.ParseForm()
 	f := r.PostForm
 	a.grants = append(a.grants, f.Get("grant_type"))
+	a.secrets = append(a.secrets, f.Get("client_secret"))
 	deny := func(code string) {
 		w.WriteHeader(400)
 		json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": "refused by the fake"})
@@ -176,10 +178,16 @@ func (m *fakeProtectedMCP) serve(w http.ResponseWriter, r *http.Request) {
 // the server's echo tool, then answers.
 func oauthEnv(t *testing.T, redirect string, turns ...fakeTurn) (*apiTest, *fakeAuthServer, *fakeProtectedMCP) {
 	t.Helper()
+	return oauthEnvYAML(t, redirect, "", turns...)
+}
+
+// oauthEnvYAML is oauthEnv with extra YAML lines in the toolset's remote mapping.
+func oauthEnvYAML(t *testing.T, redirect, remote string, turns ...fakeTurn) (*apiTest, *fakeAuthServer, *fakeProtectedMCP) {
+	t.Helper()
 	as := newFakeAuthServer(t)
 	mcp := newFakeProtectedMCP(t, as)
 	f := newFakeOpenAI(t, turns...)
-	yaml := fakeAgentYAML(f.URL, "    toolsets:\n      - type: mcp\n        remote:\n          url: "+mcp.URL+"/mcp\n          transport_type: streamable\n")
+	yaml := fakeAgentYAML(f.URL, "    toolsets:\n      - type: mcp\n        remote:\n          url: "+mcp.URL+"/mcp\n          transport_type: streamable\n"+remote)
 	e := newTestEnv(t, map[string]string{"a.yaml": yaml}, func(c *serverConfig) { c.mcpOAuth.redirectURI = redirect })
 	e.setenv("OPENAI_API_KEY", "test-key")
 	return e, as, mcp
@@ -414,5 +422,57 @@ func TestMCPOAuthWithoutRegistration(t *testing.T) {
 	e.do("POST", "/api/sessions/"+id+"/elicitation", map[string]any{"action": "accept", "content": map[string]any{"access_token": "client-token"}})
 	if s.all(); !slices.Contains(s.types(), "authorization_event") || !slices.Equal(toolResponses(s.events), []string{"hi"}) {
 		t.Errorf("events = %v", s.types())
+	}
+}
+
+// TestMCPOAuthConfiguredClient: remote.oauth (the newer reference's keys) names a
+// client registered beforehand, its scopes and redirect URL, for an authorization
+// server without dynamic registration; the code comes back as the elicitation's
+// answer. The secret is sent to the token endpoint and redacted from the config.
+func TestMCPOAuthConfiguredClient(t *testing.T) {
+	const redirect = "https://app.example/oauth"
+	remote := "          oauth:\n            clientId: static-client\n            clientSecret: lit-secret\n            callbackPort: 8765\n" +
+		"            scopes: [files, read]\n            callbackRedirectURL: " + redirect + "\n"
+	e, as, _ := oauthEnvYAML(t, "", remote, echoTurn("c1"), fakeTurn{Text: []string{"done"}})
+	as.mu.Lock()
+	as.noDCR, as.clients["static-client"] = true, redirect
+	as.mu.Unlock()
+	code, b := e.do("GET", "/api/agents/a", nil)
+	if code != 200 || !strings.Contains(string(b), `"clientId":"static-client","clientSecret":"REDACTED"`) || strings.Contains(string(b), "lit-secret") {
+		t.Errorf("GET /api/agents/a: %d %s", code, b)
+	}
+	id := e.newSession(nil)
+	s := e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"role": "user", "content": "go"}}})
+	meta := s.until("elicitation_request")["meta"].(map[string]any)
+	authURL, err := url.Parse(fmt.Sprint(meta["docker-agent/authorize_url"]))
+	if q := authURL.Query(); err != nil || q.Get("client_id") != "static-client" || q.Get("scope") != "files read" || q.Get("redirect_uri") != redirect {
+		t.Fatalf("authorization URL = %v", meta["docker-agent/authorize_url"])
+	}
+	resp, err := noRedirects.Get(authURL.String())
+	if err != nil || resp.StatusCode != http.StatusFound {
+		t.Fatalf("authorize: %v %v", resp, err)
+	}
+	back, _ := url.Parse(resp.Header.Get("Location"))
+	// The client answers with the code and state the redirect brought.
+	code, b = e.do("POST", "/api/sessions/"+id+"/elicitation", map[string]any{"action": "accept",
+		"content": map[string]any{"code": back.Query().Get("code"), "state": back.Query().Get("state")}})
+	if code != 200 {
+		t.Fatalf("answer: %d %s", code, b)
+	}
+	if s.all(); !slices.Contains(s.types(), "authorization_event") || !slices.Equal(toolResponses(s.events), []string{"hi"}) {
+		t.Errorf("events = %v", s.types())
+	}
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	if !slices.Equal(as.secrets, []string{"lit-secret"}) || len(as.clients) != 1 {
+		t.Errorf("token requests sent secrets %q; clients %v (want no registration)", as.secrets, as.clients)
+	}
+}
+
+func TestMCPOAuthConfigRejectsInsecureRedirect(t *testing.T) {
+	e, _, _ := oauthEnvYAML(t, "", "          oauth:\n            callbackRedirectURL: http://app.example/cb\n")
+	code, b := e.do("GET", "/api/agents", nil)
+	if code != 200 || !strings.Contains(string(b), `a.yaml:17:34: callbackRedirectURL \"http://app.example/cb\": want an absolute https URL`) {
+		t.Errorf("GET /api/agents: %d %s", code, b)
 	}
 }
