@@ -252,6 +252,7 @@ type serveOptions struct {
 	corsOrigins      []string
 	maxRuns          int
 	historyCacheMB   int
+	eventRetention   int // --event-log-retention: events kept per session, 0 = no event log
 	debug            bool
 	mcpOAuthRedirect string // --mcp-oauth-redirect-uri: agentd drives MCP OAuth flows
 
@@ -294,6 +295,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.IntVar(&o.maxRuns, "max-runs", defaultMaxRuns, "concurrent runs")
 	fs.IntVar(&o.historyCacheMB, "history-cache-mb", historyCacheBytes>>20, "MiB of decoded session histories kept in memory (0 = none)")
 	fs.StringVar(&o.mcpOAuthRedirect, "mcp-oauth-redirect-uri", "", "OAuth redirect_uri for remote MCP servers")
+	fs.IntVar(&o.eventRetention, "event-log-retention", defaultEventRetention, "events kept per session for GET …/events (0 = no event log)")
 	fs.Usage = func() {}
 
 	var positional []string
@@ -334,6 +336,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	if o.historyCacheMB < 0 {
 		return nil, errors.New("--history-cache-mb must not be negative")
+	}
+	if o.eventRetention < 0 {
+		return nil, errors.New("--event-log-retention must not be negative")
 	}
 	return o, nil
 }
@@ -417,7 +422,7 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	s, err := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,
 		allowedHosts: o.allowedHosts, corsOrigins: o.corsOrigins, maxRuns: o.maxRuns,
-		protected: serverSecrets(root, dbPath, o, srcs), mcpOAuth: oauth,
+		protected: serverSecrets(root, dbPath, o, srcs), mcpOAuth: oauth, eventRetention: cmp.Or(o.eventRetention, -1),
 	})
 	if err != nil {
 		return err
@@ -435,6 +440,7 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(s.shutdown)
 	fmt.Fprintf(stdout, "Listening on %s\n", addr)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -383,10 +383,17 @@ func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
 	// store refuses updates to a missing row, so nothing resurrects the session.
 	s.runs.cancel(id)
 	s.bg.stopSession(id)
+	elog, err := s.events.acquire(r.Context(), id, false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer s.events.release(elog)
 	if err := s.st.deleteSession(r.Context(), id); err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
 	}
+	s.events.exit(elog) // viewers get session_exited
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session deleted"})
 }
 
@@ -693,12 +700,12 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ag, err := startAgent(t, items, name)
+	at, ag, err := startAgent(t, items, name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel, detached := s.runContext(w, r)
 	defer cancel()
 	rs, err := s.runs.start(rec, cancel)
 	if err != nil {
@@ -719,7 +726,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	}
 	// A session's first run turns thinking on when the agent's model configures a
 	// thinking budget, as the reference does; later toggles are never overridden.
-	if len(items) == 0 && !rec.Thinking && thinkingConfigured(t.file, ag, s.cfg.getenv) {
+	if len(items) == 0 && !rec.Thinking && thinkingConfigured(at.file, ag, s.cfg.getenv) {
 		if err := s.st.setThinking(r.Context(), sid, true); err != nil {
 			s.log.Warn("turning thinking on for the first run failed; the run goes on without it", "session", sid, "err", err)
 		} else {
@@ -740,9 +747,17 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Every event is logged; a detached client also sees each one's log id, to resume
+	// from after a cut (GET …/events with Last-Event-ID).
+	elog, err := s.events.acquire(r.Context(), sid, true)
+	if err != nil {
+		s.log.Warn("the event log is unavailable; this run is not logged", "session", sid, "err", err)
+	}
+	defer s.events.release(elog)
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
+	sink.log, sink.ids = elog, detached && elog != nil
 	defer sink.close()
-	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
+	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
 	rn.run(ctx, ag, user, positions, items)
 }
 
@@ -758,26 +773,27 @@ func arrayBodyMessages(body []runMessage) []runMessage {
 	return body
 }
 
-// startAgent picks the agent a run starts with: the named one; else the agent that
-// last answered in this session (so a handoff sticks across runs); else the team's
-// default (root, else the first — the reference hard-codes root).
-func startAgent(t *team, items []sessionItem, name string) (*agentConfig, error) {
+// startAgent picks the agent a run starts with, and its team: the named one; else
+// the agent that last answered in this session (so a handoff sticks across runs,
+// also one to an external team); else the team's default (root, else the first —
+// the reference hard-codes root).
+func startAgent(t *team, items []sessionItem, name string) (*team, *agentConfig, error) {
 	if name != "" {
-		if ag := t.file.agent(name); ag != nil {
-			return ag, nil
+		if at, ag := t.locate(name); ag != nil {
+			return at, ag, nil
 		}
-		return nil, notFound("agent not found: %s (available agents: %s)", name, t.agentNames())
+		return nil, nil, notFound("agent not found: %s (available agents: %s)", name, t.agentNames())
 	}
 	for i := len(items) - 1; i >= 0; i-- {
 		it := items[i]
 		if it.Type == "message" && it.Message != nil && it.Message.Role == "assistant" {
-			if ag := t.file.agent(it.AgentName); ag != nil {
-				return ag, nil
+			if at, ag := t.locate(it.AgentName); ag != nil {
+				return at, ag, nil
 			}
 			break
 		}
 	}
-	return t.file.defaultAgent(), nil
+	return t, t.file.defaultAgent(), nil
 }
 
 // thinkingConfigured reports whether the agent's model sets a thinking budget that is

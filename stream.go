@@ -15,12 +15,16 @@ import (
 )
 
 // sseSink writes events to one client. It is safe for concurrent use (the run and the
-// title generator both write) and drops events once closed.
+// title generator both write) and drops events once closed. With a log, every event
+// it sends is logged first (eventlog.go), also once the client has gone.
 type sseSink struct {
 	mu     sync.Mutex
-	w      http.ResponseWriter
+	w      http.ResponseWriter // nil: nobody watches (a background agent)
 	rc     *http.ResponseController
 	closed bool
+	gone   bool        // a write failed: the client went away, events are only logged
+	log    *sessionLog // nil: events are not logged
+	ids    bool        // precede each logged event with its `id:` line
 	last   time.Time
 	stop   chan struct{}
 }
@@ -53,10 +57,36 @@ func (s *sseSink) write(ev *event, flush bool) {
 	if s.closed {
 		return
 	}
-	ev.writeTo(s.w)
-	if flush {
-		s.rc.Flush()
+	seq := s.log.append(ev)
+	if !s.ids {
+		seq = 0
 	}
+	s.frame(seq, ev, flush)
+}
+
+// sendLogged writes an event of a log with its `id:` line (GET …/events).
+func (s *sseSink) sendLogged(le *loggedEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.frame(le.seq, &le.ev, true)
+	}
+}
+
+// frame writes one frame, with an `id:` line when seq is not 0. The caller holds s.mu.
+func (s *sseSink) frame(seq int64, ev *event, flush bool) {
+	if s.w == nil || s.gone {
+		return
+	}
+	if seq > 0 {
+		s.w.Write(strconv.AppendInt([]byte("id: "), seq, 10))
+		s.w.Write([]byte("\n"))
+	}
+	err := ev.writeTo(s.w)
+	if flush && err == nil {
+		err = s.rc.Flush()
+	}
+	s.gone = err != nil
 	s.last = time.Now()
 }
 
@@ -69,7 +99,7 @@ func (s *sseSink) heartbeat(beat time.Duration) {
 			return
 		case <-t.C:
 			s.mu.Lock()
-			if !s.closed && time.Since(s.last) >= beat {
+			if !s.closed && !s.gone && time.Since(s.last) >= beat {
 				s.w.Write([]byte(": ping\n\n"))
 				s.rc.Flush()
 				s.last = time.Now()
@@ -90,10 +120,10 @@ func (s *sseSink) close() {
 	}
 }
 
-// discardSink is the sink of a run nobody watches (a background agent): a closed
-// stream drops every event.
-func discardSink() *sseSink {
-	return &sseSink{closed: true, stop: make(chan struct{})}
+// discardSink is the sink of a run nobody watches (a background agent): it writes
+// nothing; with a log, it logs every event.
+func discardSink(log *sessionLog) *sseSink {
+	return &sseSink{log: log, stop: make(chan struct{})}
 }
 
 // The events of a run's stream (API.md §5), one constructor each: the wire schema
