@@ -251,6 +251,7 @@ type serveOptions struct {
 	allowedHosts     []string
 	corsOrigins      []string
 	maxRuns          int
+	maxRequestSize   int64
 	historyCacheMB   int
 	eventRetention   int // --event-log-retention: events kept per session, 0 = no event log
 	debug            bool
@@ -293,6 +294,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.Var((*stringList)(&o.allowedHosts), "allowed-host", "extra allowed Host (repeatable)")
 	fs.Var((*stringList)(&o.corsOrigins), "cors-origin", "allowed CORS origin (repeatable)")
 	fs.IntVar(&o.maxRuns, "max-runs", defaultMaxRuns, "concurrent runs")
+	fs.Int64Var(&o.maxRequestSize, "max-request-size", maxRunBody, "largest run request body in bytes (0 or less = the default)")
 	fs.IntVar(&o.historyCacheMB, "history-cache-mb", historyCacheBytes>>20, "MiB of decoded session histories kept in memory (0 = none)")
 	fs.StringVar(&o.mcpOAuthRedirect, "mcp-oauth-redirect-uri", "", "OAuth redirect_uri for remote MCP servers")
 	fs.IntVar(&o.eventRetention, "event-log-retention", defaultEventRetention, "events kept per session for GET …/events (0 = no event log)")
@@ -421,7 +423,7 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 
 	s, err := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,
-		allowedHosts: o.allowedHosts, corsOrigins: o.corsOrigins, maxRuns: o.maxRuns,
+		allowedHosts: o.allowedHosts, corsOrigins: o.corsOrigins, maxRuns: o.maxRuns, maxRunBody: o.maxRequestSize,
 		protected: serverSecrets(root, dbPath, o, srcs), mcpOAuth: oauth, eventRetention: cmp.Or(o.eventRetention, -1),
 	})
 	if err != nil {

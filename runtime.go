@@ -37,7 +37,7 @@ func (rr *runRegistry) start(rec *sessionRecord, cancel context.CancelFunc) (*ru
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	if rr.active[rec.ID] != nil {
-		return nil, conflict("session %s is already running", rec.ID)
+		return nil, conflict("session is already processing a request") // upstream's ErrSessionBusy
 	}
 	if len(rr.active) >= rr.max {
 		return nil, fmt.Errorf("%w (%d)", errTooManyRuns, rr.max)
@@ -149,11 +149,13 @@ func (rs *runState) adopt(rec *sessionRecord) {
 	rs.mu.Unlock()
 }
 
-func (rs *runState) untitled() bool {
+func (rs *runState) currentTitle() string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return rs.title == ""
+	return rs.title
 }
+
+func (rs *runState) untitled() bool { return rs.currentTitle() == "" }
 
 // allowTool adds the exact pattern name to the session's allow list and returns the
 // new permissions, for the store. The old value is never modified: it may be shared.
@@ -252,6 +254,9 @@ type runner struct {
 
 	// unattended runs (background agents) have no client: questions end them.
 	unattended bool
+	// deltas: the client sent the object run body, so partial_tool_call carries
+	// argument deltas and the tool definition once (API-UPSTREAM.md §4.4, §5.1).
+	deltas bool
 
 	titleDone chan struct{}
 }
@@ -265,6 +270,25 @@ type convo struct {
 	compact compactState
 
 	hookContext []string // session_start hooks' additional context, sent as system messages
+	failed      bool     // an error event ended its work (stream_stopped's reason)
+}
+
+// fail ends c's work with an error event naming c's session and code.
+func (rn *runner) fail(c *convo, msg, code string) {
+	c.failed = true
+	rn.sink.send(errorEvent(msg, code, c.rec.ID))
+}
+
+// stopReason is stream_stopped's reason for c: canceled (the client went away or the
+// session was deleted), error, or normal.
+func stopReason(ctx context.Context, c *convo) string {
+	switch {
+	case ctx.Err() != nil:
+		return "canceled"
+	case c.failed:
+		return "error"
+	}
+	return "normal"
 }
 
 // run is the whole run of the root session: prefix events, the user's messages
@@ -274,6 +298,11 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	c := newConvo(rn.root, items)
 	ctx = withToolSession(ctx, c.rec.ID)
 	ctx = withMCPOAuthPrompt(ctx, &mcpOAuthPrompt{elicit: rn.elicit, authorized: func() { rn.sink.send(authorizationEvent()) }})
+	// A titled session says so first, so a client that joins late learns the title
+	// (API-UPSTREAM.md §3.1); an untitled one gets it once generated.
+	if title := rn.rs.currentTitle(); title != "" {
+		rn.sink.send(sessionTitleEvent(c.rec.ID, title))
+	}
 	rn.prefix(ctx, c, ag)
 	var contents []string
 	for i, m := range msgs {
@@ -297,9 +326,9 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	// Writes that failed are retried for a while, also when the client has gone; if
 	// they still fail, the client hears it before stream_stopped.
 	if err := rn.save.finish(context.WithoutCancel(ctx), cmp.Or(rn.s.cfg.saveRetryFor, saveRetryFor)); err != nil {
-		rn.sink.send(errorEvent(notSavedMessage(err)))
+		rn.fail(c, notSavedMessage(err), "")
 	}
-	rn.sink.send(streamStoppedEvent(c.rec.ID, last.Name))
+	rn.sink.send(streamStoppedEvent(c.rec.ID, last.Name, stopReason(ctx, c)))
 	rn.onUserInput(ctx, c, last)
 	if rn.titleDone != nil {
 		select {
@@ -402,7 +431,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		}
 		chain, chainErr := models.pick(rn, c, ag)
 		if chainErr != nil {
-			rn.sink.send(errorEvent(chainErr.Error()))
+			rn.fail(c, chainErr.Error(), errCodeModel)
 			return ag
 		}
 		rn.compactIfFull(ctx, c, ag, chain)
@@ -416,7 +445,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		models.turnDone(rn, ag)
 		if err != nil {
 			if ctx.Err() == nil {
-				rn.sink.send(errorEvent(err.Error()))
+				rn.fail(c, err.Error(), errorCode(err))
 			}
 			return ag
 		}
@@ -575,9 +604,25 @@ func (rn *runner) forward(c *convo, ag *agentConfig, tools []tool, ev modelEvent
 		}
 	case evToolCallStart, evToolCallArgs:
 		if tc != nil {
-			rn.sink.send(partialToolCallEvent(tc, toolDefByName(tools, tc.Function.Name), ag.Name))
+			rn.sink.send(rn.partialToolCall(ev, tc, tools, ag))
 		}
 	}
+}
+
+// partialToolCall is the partial_tool_call for a model event on tc. Array-body
+// (older) clients get the arguments so far and the definition every time; object-body
+// (newer) clients get only the new argument bytes, the definition on the first.
+func (rn *runner) partialToolCall(ev modelEvent, tc *toolCall, tools []tool, ag *agentConfig) *event {
+	def := toolDefByName(tools, tc.Function.Name)
+	if !rn.deltas {
+		return partialToolCallEvent(tc, &def, ag.Name)
+	}
+	delta := toolCall{ID: tc.ID, Type: tc.Type, Function: functionCall{Name: tc.Function.Name}}
+	if ev.Kind == evToolCallArgs {
+		delta.Function.Arguments = ev.Text
+		return partialToolCallEvent(&delta, nil, ag.Name)
+	}
+	return partialToolCallEvent(&delta, &def, ag.Name)
 }
 
 // sendDelta sends a text delta, buffered when the provider had already delivered
@@ -910,7 +955,9 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 				next, nextTeam = to, t
 			}
 		default:
-			res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
+			env := rn.toolEnvFor(c, ag)
+			env.Output = func(chunk string) { rn.sink.send(toolCallOutputEvent(call.ID, tl.def, chunk, ag.Name)) }
+			res = tl.run(ctx, env, json.RawMessage(call.Function.Arguments))
 		}
 		if ctx.Err() != nil && !res.IsError {
 			res = toolErrorf("The tool call was canceled by the user.")

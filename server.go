@@ -46,6 +46,7 @@ type serverConfig struct {
 	// eventRetention is the events kept per session (eventlog.go); 0 =
 	// defaultEventRetention, negative = no event log.
 	eventRetention int
+	maxRunBody     int64 // bytes of one run request body; 0 or less = maxRunBody
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.
@@ -66,6 +67,7 @@ type server struct {
 	// no request context ends (runctl.go).
 	life     context.Context
 	stopLife context.CancelFunc
+	teams    sessionTeams // each session's last run here (session_models.go)
 
 	// rootDir is cfg.root opened once at start; every run opens its session's
 	// directory from it, so swapping a directory for a symlink cannot lead outside.
@@ -146,6 +148,7 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/cancel", s.serveCancel},
 		{"POST /api/sessions/{id}/agent/{agent}", s.withRunMemory(s.serveRun)},
 		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.withRunMemory(s.serveRun)},
+		{"GET /api/sessions/{id}/models", s.serveSessionModels},
 	}
 }
 

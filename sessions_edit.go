@@ -178,7 +178,7 @@ type messageEdit struct {
 
 // read decodes and checks the body; it returns the agent name and the message.
 func (e *messageEdit) read(s *server, w http.ResponseWriter, r *http.Request) (string, *chatMessage, error) {
-	if err := s.readJSON(w, r, maxRunBody, e); err != nil {
+	if err := s.readJSON(w, r, s.runBodyLimit(), e); err != nil {
 		return "", nil, err
 	}
 	if e.Message == nil {
@@ -291,7 +291,7 @@ func (req *summaryRequest) check() error {
 func (s *server) serveAddSummary(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req summaryRequest
-	if err := s.readJSON(w, r, maxRunBody, &req); err != nil {
+	if err := s.readJSON(w, r, s.runBodyLimit(), &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

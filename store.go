@@ -931,6 +931,12 @@ func (st *store) setModelOverrides(ctx context.Context, id, text string) error {
 	return st.update(ctx, id, "UPDATE sessions SET agent_model_overrides = ? WHERE id = ?", text, id)
 }
 
+// setModelChoice stores session id's agent_model_overrides and custom_models_used
+// (both JSON text) in one write.
+func (st *store) setModelChoice(ctx context.Context, id, overrides, custom string) error {
+	return st.update(ctx, id, "UPDATE sessions SET agent_model_overrides = ?, custom_models_used = ? WHERE id = ?", overrides, custom, id)
+}
+
 // setThinking sets the thinking flag of session id.
 func (st *store) setThinking(ctx context.Context, id string, v bool) error {
 	return st.update(ctx, id, "UPDATE sessions SET thinking = ? WHERE id = ?", storeBit(v), id)
