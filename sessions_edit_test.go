@@ -333,3 +333,21 @@ func TestSummaryBadInput(t *testing.T) {
 	code, b := e.do("POST", "/api/sessions/nope/summaries", map[string]any{"summary": "s"})
 	wantError(t, "unknown session", code, b, 404, "session not found: nope")
 }
+
+// TestHistoryEditBodyLimit: message and summary bodies may hold inline images, so they
+// share the run body's limit (--max-request-size); beyond it, 413.
+func TestHistoryEditBodyLimit(t *testing.T) {
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML("http://127.0.0.1:1", "")}, func(c *serverConfig) { c.maxRunBody = 4096 })
+	id := e.newSession(nil)
+	big := strings.Repeat("x", 5000)
+	for _, tt := range []struct{ method, path string }{{"POST", "/messages"}, {"PATCH", "/messages/0"}, {"POST", "/summaries"}} {
+		code, b := e.do(tt.method, "/api/sessions/"+id+tt.path,
+			map[string]any{"summary": big, "message": map[string]any{"message": map[string]any{"role": "user", "content": big}}})
+		if code != 413 || decode[map[string]string](t, b)["error"] == "" {
+			t.Errorf("%s %s with %d bytes: %d %s; want 413", tt.method, tt.path, len(big), code, b)
+		}
+	}
+	if code, b := e.do("POST", "/api/sessions/"+id+"/messages", map[string]any{"message": map[string]any{"message": map[string]any{"role": "user", "content": big[:3000]}}}); code != 201 {
+		t.Errorf("under the limit: %d %s", code, b)
+	}
+}
