@@ -443,10 +443,12 @@ func (t *mcpToolset) call(ctx context.Context, env *toolEnv, name string, args j
 		if errors.Is(err, errMCPSessionExpired) && attempt == 0 {
 			continue // the server never saw the call; resend on a fresh session
 		}
-		if retry, aerr := t.reauthorize(ctx, err); retry && attempt == 0 {
-			continue // refused before it ran; resend with the new token
-		} else if aerr != nil {
-			return toolErrorf("calling tool %s: %v", name, aerr)
+		if attempt == 0 {
+			if retry, aerr := t.reauthorize(ctx, err); retry {
+				continue // refused before it ran; resend with the new token
+			} else if aerr != nil {
+				return toolErrorf("calling tool %s: %v", name, aerr)
+			}
 		}
 		if err != nil {
 			return toolErrorf("calling tool %s: %v", name, err)

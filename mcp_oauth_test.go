@@ -287,7 +287,8 @@ func TestMCPOAuthCodeFlowThroughCallback(t *testing.T) {
 // TestMCPOAuthRefresh: a token the server stops accepting is refreshed on its 401; a
 // token past its expiry is refreshed before it is sent. Neither asks the user.
 func TestMCPOAuthRefresh(t *testing.T) {
-	e, as, mcp := oauthEnv(t, "http://127.0.0.1:9/cb", echoTurn("c1"), fakeTurn{Text: []string{"one"}}, echoTurn("c2"), fakeTurn{Text: []string{"two"}})
+	e, as, mcp := oauthEnv(t, "http://127.0.0.1:9/cb", echoTurn("c1"), fakeTurn{Text: []string{"one"}}, echoTurn("c2"), fakeTurn{Text: []string{"two"}},
+		echoTurn("c3"), fakeTurn{Text: []string{"three"}})
 	ctx := context.Background()
 	server := mcp.URL + "/mcp"
 	check := func(what string, refused int, grants []string, last string) {
@@ -317,14 +318,21 @@ func TestMCPOAuthRefresh(t *testing.T) {
 	run()
 	check("revoked token", 1, []string{"refresh_token"}, "Bearer at-1")
 
+	// Revoked while the connection is up: the tool call's 401 refreshes and resends.
+	as.mu.Lock()
+	delete(as.valid, "at-1")
+	as.mu.Unlock()
+	run()
+	check("token revoked between calls", 2, []string{"refresh_token", "refresh_token"}, "Bearer at-2")
+
 	// A stored token past its expiry is refreshed before it is sent: no 401.
 	tok, _ := e.s.st.mcpToken(ctx, server)
 	tok.ExpiresAt = time.Now().Add(-time.Minute)
 	e.s.st.setMCPToken(ctx, server, tok)
 	e.restart()
 	run()
-	check("expired token", 1, []string{"refresh_token", "refresh_token"}, "Bearer at-2")
-	if tok, _ := e.s.st.mcpToken(ctx, server); tok.AccessToken != "at-2" || tok.RefreshToken != "rt-2" || tok.ClientID != "client-0" {
+	check("expired token", 2, []string{"refresh_token", "refresh_token", "refresh_token"}, "Bearer at-3")
+	if tok, _ := e.s.st.mcpToken(ctx, server); tok.AccessToken != "at-3" || tok.RefreshToken != "rt-3" || tok.ClientID != "client-0" {
 		t.Errorf("stored token is not the refreshed one")
 	}
 }
