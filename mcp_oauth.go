@@ -229,6 +229,23 @@ type mcpOAuthPrompt struct {
 
 type mcpOAuthPromptKey struct{}
 
+// elicitOAuth asks the run's client an MCP server's OAuth question. Unlike a tool's
+// question it is never stored for a restart (a flow lives in this process) and its
+// answer, which may hold a token, is not recorded anywhere.
+func (rn *runner) elicitOAuth(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
+	if rn.unattended {
+		return elicitationResponse{Action: "decline"}, errors.New("a background agent cannot ask the user")
+	}
+	ev := elicitationRequestEvent(req)
+	p := rn.rs.ask("elicitation", toolCall{}, req.Schema, ev)
+	rn.sink.send(ev)
+	a, err := rn.rs.wait(ctx, p)
+	if err != nil {
+		return elicitationResponse{Action: "cancel"}, err
+	}
+	return a.(elicitationResponse), nil
+}
+
 func withMCPOAuthPrompt(ctx context.Context, p *mcpOAuthPrompt) context.Context {
 	return context.WithValue(ctx, mcpOAuthPromptKey{}, p)
 }
