@@ -484,3 +484,43 @@ func TestMCPOAuthConfigRejectsInsecureRedirect(t *testing.T) {
 		t.Errorf("GET /api/agents: %d %s", code, b)
 	}
 }
+
+// TestMCPOAuthDuringApprovedCall: a token revoked while a confirmation waits makes the
+// approved call's 401 ask again; the answer (a token) goes to the flow, not to the
+// stored confirmation, and is not logged.
+func TestMCPOAuthDuringApprovedCall(t *testing.T) {
+	e, as, _ := oauthEnv(t, "", fakeTurn{ToolCalls: []fakeToolCall{{ID: "c1", Name: "pid", Args: `{}`}}}, fakeTurn{Text: []string{"done"}})
+	as.mu.Lock()
+	as.valid["tok-a"] = true
+	as.mu.Unlock()
+	id := e.newSession(nil)
+	answer := func(tok string) {
+		t.Helper()
+		if code, b := e.do("POST", "/api/sessions/"+id+"/elicitation", map[string]any{"action": "accept", "content": map[string]any{"access_token": tok}}); code != 200 {
+			t.Fatalf("answer: %d %s", code, b)
+		}
+	}
+	s := e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"role": "user", "content": "go"}}})
+	s.until("elicitation_request")
+	answer("tok-a")
+	s.until("tool_call_confirmation")
+	as.mu.Lock()
+	delete(as.valid, "tok-a")
+	as.valid["tok-b"] = true
+	as.mu.Unlock()
+	if code, b := e.do("POST", "/api/sessions/"+id+"/resume", map[string]any{"confirmation": "approve"}); code != 200 {
+		t.Fatalf("approve: %d %s", code, b)
+	}
+	s.until("elicitation_request")
+	answer("tok-b")
+	evs := s.all()
+	if n := len(eventsOf(evs, "authorization_event")); n != 2 {
+		t.Errorf("authorization_event × %d; want 2 (events %v)", n, s.types())
+	}
+	if r := eventOf(evs, "tool_call_response"); r == nil || r["result"].(map[string]any)["isError"] == true {
+		t.Errorf("tool_call_response = %v", r)
+	}
+	if logs := e.logged(); strings.Contains(logs, "stored question") || strings.Contains(logs, "tok-a") || strings.Contains(logs, "tok-b") {
+		t.Errorf("the log mentions the answer or a stored question:\n%s", logs)
+	}
+}
