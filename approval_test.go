@@ -103,6 +103,16 @@ func TestConfirmationApproveSessionAndTool(t *testing.T) {
 	}
 }
 
+var (
+	thinkCall      = fakeToolCall{ID: "c", Name: "think", Args: `{"thought":"x"}`}
+	strictMode     = map[string]any{"safety_policy": "strict"}
+	balancedMode   = map[string]any{"safety_policy": "balanced"}
+	restrictedMode = map[string]any{"safety_policy": "restricted"}
+	autonomousMode = map[string]any{"safety_policy": "autonomous"}
+)
+
+const restrictedDenial = "Tool 'shell' is denied by the session's restricted safety mode: only read-only tools and safe-listed shell commands run."
+
 func TestApprovalPolicy(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -123,6 +133,22 @@ func TestApprovalPolicy(t *testing.T) {
 		{name: "team deny beats yolo", extra: "permissions:\n  deny: [shell]\n", session: map[string]any{"tools_approved": true}, call: shellCall("c", "echo x"), response: "Tool 'shell' is denied by permissions configuration."},
 		{name: "team deny beats session allow", extra: "permissions:\n  deny: [\"shell:cmd=rm*\"]\n", session: map[string]any{"permissions": map[string]any{"allow": []string{"shell"}}}, call: shellCall("c", "rm -rf x"), response: "Tool 'shell' is denied by permissions configuration."},
 		{name: "unknown tool", call: fakeToolCall{ID: "c", Name: "nope", Args: `{}`}, response: "Tool 'nope' is not available. You can only use the tools provided to you."},
+		// Safety modes (API-UPSTREAM.md §3.7): rules first, then the mode.
+		{name: "strict asks even for read-only", session: strictMode, call: thinkCall, confirm: true},
+		{name: "balanced runs read-only", session: balancedMode, call: thinkCall, response: "Thoughts:\nx"},
+		{name: "balanced runs a safe-listed command", session: balancedMode, call: shellCall("c", "echo safe"), response: "safe"},
+		{name: "balanced asks for an unsafe command", session: balancedMode, call: shellCall("c", "touch made"), confirm: true},
+		{name: "balanced asks for shell syntax", session: balancedMode, call: shellCall("c", "echo a > made"), confirm: true},
+		{name: "balanced asks for a path outside", session: balancedMode, call: shellCall("c", "cat /etc/hostname"), confirm: true},
+		{name: "restricted runs a safe-listed command", session: restrictedMode, call: shellCall("c", "echo safe"), response: "safe"},
+		{name: "restricted denies an unsafe command without asking", session: restrictedMode, call: shellCall("c", "touch made"), response: restrictedDenial},
+		{name: "restricted: a session allow rule wins", session: map[string]any{"safety_policy": "restricted", "permissions": map[string]any{"allow": []string{"shell:cmd=touch*"}}}, call: shellCall("c", "touch made"), response: "<no output>"},
+		{name: "autonomous runs anything", session: autonomousMode, call: shellCall("c", "echo y"), response: "y"},
+		{name: "autonomous: a session deny wins", session: map[string]any{"safety_policy": "autonomous", "permissions": map[string]any{"deny": []string{"shell"}}}, call: shellCall("c", "echo x"), response: "Tool 'shell' is denied by session permissions."},
+		{name: "autonomous: a session ask rule asks", session: map[string]any{"safety_policy": "autonomous", "permissions": map[string]any{"ask": []string{"shell"}}}, call: shellCall("c", "echo x"), confirm: true},
+		{name: "autonomous: team deny wins", extra: "permissions:\n  deny: [shell]\n", session: autonomousMode, call: shellCall("c", "echo x"), response: "Tool 'shell' is denied by permissions configuration."},
+		{name: "legacy unsafe is autonomous", session: map[string]any{"safety_policy": "unsafe"}, call: shellCall("c", "echo u"), response: "u"},
+		{name: "legacy safe-auto is balanced", session: map[string]any{"safety_policy": "safe-auto"}, call: shellCall("c", "touch made"), confirm: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,6 +171,9 @@ func TestApprovalPolicy(t *testing.T) {
 			}
 			if got := toolResponses(evs); len(got) != 1 || got[0] != tc.response {
 				t.Fatalf("responses = %q; want %q", got, tc.response)
+			}
+			if _, err := os.Stat(filepath.Join(e.root, "made")); (err == nil) != (tc.response == "<no output>") {
+				t.Fatalf("the file the command makes exists: %v; want it only when the command was allowed", err == nil)
 			}
 		})
 	}

@@ -270,9 +270,12 @@ func TestChatPageInBrowser(t *testing.T) {
 		t.Fatalf("after reload, the answer = %q; want it once, whole", got)
 	}
 
-	// Star the first session (kept in the browser): it is listed first.
+	// Star the first session (the session's starred field): it is listed first.
 	wd.click(`#sessions li[data-id="` + sid + `"] .star`)
 	wd.waitJS("the star", "document.querySelector('#sessions li:first-child .star.on')?.parentElement.dataset.id === arguments[0]", sid)
+	if _, b := e.do("GET", "/api/sessions/"+sid, nil); !strings.Contains(string(b), `"starred":true`) {
+		t.Fatalf("stored session after starring: %s", b)
+	}
 
 	// Rename the first session, delete the second.
 	wd.click(`#sessions li[data-id="` + sid + `"] .rename`)
@@ -288,6 +291,14 @@ func TestChatPageInBrowser(t *testing.T) {
 	wd.waitJS("the deleted session to go", "!document.querySelector('#sessions li[data-id=\"'+arguments[0]+'\"]')", sid2)
 	if code, _ := e.do("GET", "/api/sessions/"+sid2, nil); code != 404 {
 		t.Fatalf("deleted session = %d; want 404", code)
+	}
+	// Stars an older page kept in localStorage move to the server once.
+	sid3 := e.newSession(map[string]any{"title": "Starred here before"})
+	wd.js("localStorage.setItem('agentd-starred', JSON.stringify([arguments[0]]))", sid3)
+	wd.call("POST", "/refresh", map[string]any{}, nil)
+	wd.waitJS("the moved star", "document.querySelector('#sessions li[data-id=\"'+arguments[0]+'\"] .star.on') !== null && localStorage.getItem('agentd-starred') === null", sid3)
+	if _, b := e.do("GET", "/api/sessions/"+sid3, nil); !strings.Contains(string(b), `"starred":true`) {
+		t.Fatalf("session starred in localStorage, after the page loaded: %s", b)
 	}
 	wd.noError()
 

@@ -115,7 +115,11 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 // newSubSession stores a child session of parent in which sub works on task: its
 // system prompt and the implicit "Please proceed." that starts it.
 func (rn *runner) newSubSession(ctx context.Context, parent *convo, sub *agentConfig, chain []string, task, expected string, approved bool) (*convo, error) {
-	rec := &sessionRecord{ID: newUUID(), CreatedAt: time.Now(), ToolsApproved: approved, Thinking: rn.rs.settings().thinking,
+	policy := rn.rs.settings().safety // the child is governed by the root's run state; stored for the record
+	if approved {
+		policy = safetyAutonomous
+	}
+	rec := &sessionRecord{ID: newUUID(), CreatedAt: time.Now(), ToolsApproved: approved, SafetyPolicy: policy, Thinking: rn.rs.settings().thinking,
 		MaxIterations: sub.MaxIterations, WorkingDir: parent.rec.WorkingDir, ParentID: parent.rec.ID,
 		AgentModelOverrides: "{}", CustomModelsUsed: "[]"}
 	if err := rn.s.st.createSession(ctx, rec); err != nil {

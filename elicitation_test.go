@@ -120,3 +120,50 @@ func TestMCPThroughRun(t *testing.T) {
 		t.Fatalf("MCP server started %d times for two sessions; want once", n)
 	}
 }
+
+// TestElicitationIDsWithSeveralPending: an MCP server asks two questions at once.
+// Each elicitation_request carries its own elicitation_id; a newer client answers
+// them by id in any order; an answer without an id (the old clients' form) is a 409
+// while it would be ambiguous, as is an unknown id; neither consumes a question.
+func TestElicitationIDsWithSeveralPending(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := newRunEnv(t, fmt.Sprintf("    toolsets:\n      - type: mcp\n        command: %q\n        args: [\"-test.run=^$\"]\n        env:\n          MCP_TEST_SERVER: \"1\"\n          GORACE: atexit_sleep_ms=0\n", exe),
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_1", Name: "ask", Args: `{"text":"twice"}`}}},
+		fakeTurn{Text: []string{"done"}})
+	id := e.newSession(map[string]any{"title": "t", "safety_policy": "autonomous"})
+	s := e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"role": "user", "content": "go"}}})
+	ids := map[string]string{} // message → elicitation_id
+	for range 2 {
+		ev := s.until("elicitation_request")
+		eid, _ := ev["elicitation_id"].(string)
+		ids[ev["message"].(string)] = eid
+	}
+	if ids["First?"] == "" || ids["Second?"] == "" || ids["First?"] == ids["Second?"] {
+		t.Fatalf("elicitation ids = %v; want two distinct ids", ids)
+	}
+	answer := func(body map[string]any) (int, string) {
+		code, b := e.do("POST", "/api/sessions/"+id+"/elicitation", body)
+		return code, string(b)
+	}
+	if code, b := answer(map[string]any{"action": "accept", "content": map[string]any{"name": "X"}}); code != 409 || !strings.Contains(b, "elicitation_id") {
+		t.Fatalf("answer without id while two are pending = %d %s; want 409 naming elicitation_id", code, b)
+	}
+	if code, b := answer(map[string]any{"action": "accept", "elicitation_id": "el-nope", "content": map[string]any{"name": "X"}}); code != 409 || !strings.Contains(b, "el-nope") {
+		t.Fatalf("unknown elicitation_id = %d %s; want 409", code, b)
+	}
+	if code, b := answer(map[string]any{"action": "accept", "elicitation_id": ids["Second?"], "content": map[string]any{"name": "Bea"}}); code != 200 {
+		t.Fatalf("answer to the second = %d %s", code, b)
+	}
+	// One question left: the old clients' answer without an id now reaches it.
+	if code, b := answer(map[string]any{"action": "accept", "content": map[string]any{"name": "Ada"}}); code != 200 {
+		t.Fatalf("answer without id to the single pending question = %d %s", code, b)
+	}
+	resp := s.until("tool_call_response")["response"].(string)
+	if first, second, _ := strings.Cut(resp, "\n"); !strings.Contains(first, "Ada") || !strings.Contains(second, "Bea") {
+		t.Fatalf("tool response = %q; want First answered Ada and Second Bea", resp)
+	}
+	s.all()
+}

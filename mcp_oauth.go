@@ -236,8 +236,9 @@ func (rn *runner) elicitOAuth(ctx context.Context, req elicitationRequest) (elic
 	if rn.unattended {
 		return elicitationResponse{Action: "decline"}, errors.New("a background agent cannot ask the user")
 	}
+	req.ElicitationID = rn.rs.elicitationID(req.ElicitationID)
 	ev := elicitationRequestEvent(req)
-	p := rn.rs.ask("elicitation", toolCall{}, req.Schema, ev)
+	p := rn.rs.ask("elicitation", toolCall{}, req.Schema, req.ElicitationID, ev)
 	rn.sink.send(ev)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {

@@ -160,17 +160,30 @@ func (f *fakeMCP) handle(m fakeMCPMsg, out func(any)) {
 			r["isError"] = true
 			reply(r)
 		case "ask":
-			f.mu.Lock()
-			f.nextID++
-			id := fmt.Sprintf(`"srv-%d"`, f.nextID)
-			ch := make(chan json.RawMessage, 1)
-			f.waits[id] = ch
-			f.mu.Unlock()
-			out(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "elicitation/create", "params": map[string]any{
-				"message":         "Your name?",
-				"requestedSchema": map[string]any{"type": "object", "properties": map[string]any{"name": map[string]any{"type": "string"}}},
-			}})
-			reply(text(string(<-ch)))
+			// text "twice": two questions at once, both pending until answered.
+			questions := []string{"Your name?"}
+			if arg == "twice" {
+				questions = []string{"First?", "Second?"}
+			}
+			var chs []chan json.RawMessage
+			for _, q := range questions {
+				f.mu.Lock()
+				f.nextID++
+				id := fmt.Sprintf(`"srv-%d"`, f.nextID)
+				ch := make(chan json.RawMessage, 1)
+				f.waits[id] = ch
+				f.mu.Unlock()
+				chs = append(chs, ch)
+				out(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "elicitation/create", "params": map[string]any{
+					"message":         q,
+					"requestedSchema": map[string]any{"type": "object", "properties": map[string]any{"name": map[string]any{"type": "string"}}},
+				}})
+			}
+			var answers []string
+			for _, ch := range chs {
+				answers = append(answers, string(<-ch))
+			}
+			reply(text(strings.Join(answers, "\n")))
 		case "slow":
 			ctx, cancel := context.WithCancel(context.Background())
 			f.mu.Lock()

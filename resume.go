@@ -31,9 +31,12 @@ import (
 
 // askStored registers a question of c's run and, for the root conversation of a run
 // that can be continued, stores it before it is shown.
-func (rn *runner) askStored(ctx context.Context, c *convo, ag *agentConfig, kind string, call toolCall, schema json.RawMessage, ev *event) *pendingRequest {
-	p := rn.rs.ask(kind, call, schema, ev)
-	if rn.source != "" && !rn.unattended && c.rec.ID == rn.root.ID {
+//
+// Only one question per session is stored: a second one asked while the first waits
+// (several elicitations at once) is answerable while the run lives, not after it.
+func (rn *runner) askStored(ctx context.Context, c *convo, ag *agentConfig, kind string, call toolCall, schema json.RawMessage, id string, ev *event) *pendingRequest {
+	p := rn.rs.ask(kind, call, schema, id, ev)
+	if rn.source != "" && !rn.unattended && c.rec.ID == rn.root.ID && rn.question == nil {
 		q := &storedQuestion{SessionID: c.rec.ID, Kind: kind, Source: rn.source, Agent: ag.Name, Call: call,
 			Event: (&loggedEvent{ev: *ev}).appendJSON(nil), State: "waiting", CreatedAt: nowRFC3339()}
 		if err := rn.s.st.saveQuestion(context.WithoutCancel(ctx), q); err != nil {
@@ -92,7 +95,7 @@ func (rn *runner) questionDone(ctx context.Context, callID string) {
 func (rs *runState) asking() bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return rs.pending != nil
+	return len(rs.pending) > 0
 }
 
 // storedQuestion returns session id's stored question, nil when there is none.
@@ -108,16 +111,20 @@ func (s *server) storedQuestion(ctx context.Context, id string) (*storedQuestion
 func (q *storedQuestion) pending() *pendingRequest {
 	var ev struct {
 		Schema json.RawMessage `json:"schema"`
+		ID     string          `json:"elicitation_id"`
 	}
 	json.Unmarshal(q.Event, &ev)
-	return &pendingRequest{kind: q.Kind, call: q.Call, schema: ev.Schema}
+	return &pendingRequest{kind: q.Kind, id: ev.ID, call: q.Call, schema: ev.Schema}
 }
 
 // answerStored continues session id's run from its stored question with answer v,
 // checked like a live answer. It returns once the run has started in the background.
-func (s *server) answerStored(ctx context.Context, id string, q *storedQuestion, v any, check func(*pendingRequest) error, kinds ...string) error {
+func (s *server) answerStored(ctx context.Context, id, requestID string, q *storedQuestion, v any, check func(*pendingRequest) error, kinds ...string) error {
 	if q == nil || q.State != "waiting" || !slices.Contains(kinds, q.Kind) {
 		return conflict("nothing is waiting for this answer in session %s", id)
+	}
+	if p := q.pending(); requestID != "" && p.id != requestID {
+		return conflict("no %s %q is pending in session %s", q.Kind, requestID, id)
 	}
 	if check != nil {
 		if err := check(q.pending()); err != nil {

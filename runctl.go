@@ -66,7 +66,8 @@ func (s *server) status(ctx context.Context, id string) runStatus {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	st := runStatus{Streaming: true, Agent: rs.agent, State: "running"}
-	if p := rs.pending; p != nil {
+	if len(rs.pending) > 0 {
+		p := rs.pending[0] // the oldest question
 		st.State = "waiting_for_confirmation"
 		if p.kind == "elicitation" {
 			st.State = "waiting_for_elicitation"

@@ -8,8 +8,10 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,10 +28,13 @@ type runRegistry struct {
 	mu     sync.Mutex
 	max    int
 	active map[string]*runState
+	// started is closed when the first run of this process registers: GET /api/ready.
+	started     chan struct{}
+	startedOnce sync.Once
 }
 
 func newRunRegistry(max int) *runRegistry {
-	return &runRegistry{max: max, active: map[string]*runState{}}
+	return &runRegistry{max: max, active: map[string]*runState{}, started: make(chan struct{})}
 }
 
 // start registers a run for sessionID; errConflict if one is active.
@@ -42,9 +47,10 @@ func (rr *runRegistry) start(rec *sessionRecord, cancel context.CancelFunc) (*ru
 	if len(rr.active) >= rr.max {
 		return nil, fmt.Errorf("%w (%d)", errTooManyRuns, rr.max)
 	}
-	rs := &runState{sessionID: rec.ID, cancel: cancel, title: rec.Title, toolsApproved: rec.ToolsApproved,
+	rs := &runState{sessionID: rec.ID, cancel: cancel, title: rec.Title, safety: rec.safety(),
 		thinking: rec.Thinking, permissions: rec.Permissions, done: make(chan struct{})}
 	rr.active[rec.ID] = rs
+	rr.startedOnce.Do(func() { close(rr.started) })
 	return rs, nil
 }
 
@@ -86,6 +92,32 @@ func (rs *runState) wasAborted() bool {
 	return rs.aborted
 }
 
+// stop cancels the session's current run and waits for it to end for at most
+// timeout, or until ctx ends; it reports whether no run is left.
+func (rr *runRegistry) stop(ctx context.Context, id string, timeout time.Duration) bool {
+	rs := rr.get(id)
+	if rs == nil {
+		return true
+	}
+	rs.abort() // on purpose: its question is dropped
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-rs.done:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// ids lists the sessions with an active run, sorted.
+func (rr *runRegistry) ids() []string {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return slices.Sorted(maps.Keys(rr.active))
+}
+
 // runState is the authoritative in-memory state of a running session: API edits
 // (toggles, permissions, title) land here as well as in the store, so the run sees
 // them at once and never writes back stale values.
@@ -94,14 +126,14 @@ type runState struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 
-	mu            sync.Mutex
-	title         string
-	toolsApproved bool
-	thinking      bool
-	permissions   *permissionsConfig
-	pending       *pendingRequest
-	aborted       bool   // cancelled on purpose (DELETE), not by a client going away
-	agent         string // the agent answering now, for GET …/status
+	mu          sync.Mutex
+	title       string
+	safety      safetyState // tools_approved is safety.Policy == autonomous
+	thinking    bool
+	permissions *permissionsConfig
+	pending     []*pendingRequest // oldest first; several elicitations can be pending at once
+	aborted     bool              // cancelled on purpose (DELETE, cancel), not by a client going away
+	agent       string            // the agent answering now, for GET …/status
 }
 
 // pendingRequest is a question the run waits on: a tool confirmation, the
@@ -109,6 +141,7 @@ type runState struct {
 // reply that arrives before the run starts waiting is kept, not dropped.
 type pendingRequest struct {
 	kind   string   // "confirmation", "max_iterations" or "elicitation"
+	id     string   // an elicitation's elicitation_id
 	call   toolCall // the call a confirmation is about
 	schema json.RawMessage
 	event  *event // the question as streamed, for GET …/status and …/snapshot
@@ -121,10 +154,19 @@ func (rs *runState) setTitle(t string) {
 	rs.mu.Unlock()
 }
 
-func (rs *runState) setToolsApproved(v bool) {
+func (rs *runState) setSafety(sp safetyState) {
 	rs.mu.Lock()
-	rs.toolsApproved = v
+	rs.safety = sp
 	rs.mu.Unlock()
+}
+
+// switchSafety moves the session to policy (safetyState.set) and returns the new
+// state, for the store.
+func (rs *runState) switchSafety(policy string) safetyState {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.safety = rs.safety.set(policy)
+	return rs.safety
 }
 
 func (rs *runState) setAgent(name string) {
@@ -147,7 +189,8 @@ func (rs *runState) setPermissions(p *permissionsConfig) {
 
 // runSettings are the session settings a run reads, as of one moment.
 type runSettings struct {
-	toolsApproved bool
+	toolsApproved bool   // safety == autonomous
+	safety        string // the safety mode
 	thinking      bool
 	permissions   *permissionsConfig
 }
@@ -155,13 +198,13 @@ type runSettings struct {
 func (rs *runState) settings() runSettings {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return runSettings{rs.toolsApproved, rs.thinking, rs.permissions}
+	return runSettings{rs.safety.Policy == safetyAutonomous, rs.safety.Policy, rs.thinking, rs.permissions}
 }
 
 // adopt takes the settings stored in rec, re-read once the run is registered.
 func (rs *runState) adopt(rec *sessionRecord) {
 	rs.mu.Lock()
-	rs.title, rs.toolsApproved, rs.thinking, rs.permissions = rec.Title, rec.ToolsApproved, rec.Thinking, rec.Permissions
+	rs.title, rs.safety, rs.thinking, rs.permissions = rec.Title, rec.safety(), rec.Thinking, rec.Permissions
 	rs.mu.Unlock()
 }
 
@@ -205,12 +248,25 @@ func (rs *runState) setTitleIfUntitled(t string, store func() (bool, error)) (bo
 	return set, err
 }
 
-// ask registers a pending request; the caller then emits its event ev and waits.
-func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage, ev *event) *pendingRequest {
-	p := &pendingRequest{kind: kind, call: call, schema: schema, event: ev, answer: make(chan any, 1)}
+// elicitationID is an id for a new elicitation, unique among the pending ones: the
+// tool's own when it gave one that is free, else a fresh one. The client may quote it
+// to answer.
+func (rs *runState) elicitationID(id string) string {
 	rs.mu.Lock()
-	rs.pending = p
-	rs.mu.Unlock()
+	defer rs.mu.Unlock()
+	if id == "" || slices.ContainsFunc(rs.pending, func(q *pendingRequest) bool { return q.id == id }) {
+		id = "el-" + rand.Text()[:10]
+	}
+	return id
+}
+
+// ask registers a pending request (id: an elicitation's, from elicitationID); the
+// caller then emits its event ev and waits.
+func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage, id string, ev *event) *pendingRequest {
+	p := &pendingRequest{kind: kind, id: id, call: call, schema: schema, event: ev, answer: make(chan any, 1)}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.pending = append(rs.pending, p)
 	return p
 }
 
@@ -218,9 +274,7 @@ func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage, ev *
 func (rs *runState) wait(ctx context.Context, p *pendingRequest) (any, error) {
 	defer func() {
 		rs.mu.Lock()
-		if rs.pending == p {
-			rs.pending = nil
-		}
+		rs.pending = slices.DeleteFunc(rs.pending, func(q *pendingRequest) bool { return q == p })
 		rs.mu.Unlock()
 	}()
 	select {
@@ -231,21 +285,33 @@ func (rs *runState) wait(ctx context.Context, p *pendingRequest) (any, error) {
 	}
 }
 
-// answer delivers v to the pending request of one of kinds; errConflict when
-// nothing of that kind is pending.
-func (rs *runState) answer(v any, check func(*pendingRequest) error, kinds ...string) error {
+// answer delivers v to a pending request of one of kinds: the one with id, or without
+// an id the only one pending (the old clients' answer). errConflict when there is no
+// such request, or several and no id to choose.
+func (rs *runState) answer(id string, v any, check func(*pendingRequest) error, kinds ...string) error {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	p := rs.pending
-	if p == nil || !slices.Contains(kinds, p.kind) {
-		return conflict("nothing is waiting for this answer in session %s", rs.sessionID)
+	var found []*pendingRequest
+	for _, p := range rs.pending {
+		if slices.Contains(kinds, p.kind) && (id == "" || p.id == id) {
+			found = append(found, p)
+		}
 	}
+	switch {
+	case len(found) == 0 && id != "":
+		return conflict("no %s %q is pending in session %s", kinds[0], id, rs.sessionID)
+	case len(found) == 0:
+		return conflict("nothing is waiting for this answer in session %s", rs.sessionID)
+	case len(found) > 1:
+		return conflict("%d questions are pending in session %s: answer one by its elicitation_id", len(found), rs.sessionID)
+	}
+	p := found[0]
 	if check != nil {
 		if err := check(p); err != nil {
 			return err
 		}
 	}
-	rs.pending = nil
+	rs.pending = slices.DeleteFunc(rs.pending, func(q *pendingRequest) bool { return q == p })
 	p.answer <- v
 	return nil
 }
@@ -572,7 +638,7 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 	if rn.unattended {
 		return 0, true
 	}
-	p := rn.askStored(ctx, c, ag, "max_iterations", toolCall{}, nil, maxIterationsReachedEvent(max))
+	p := rn.askStored(ctx, c, ag, "max_iterations", toolCall{}, nil, "", maxIterationsReachedEvent(max))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -1087,12 +1153,13 @@ func (rn *runner) elicit(ctx context.Context, c *convo, ag *agentConfig, call to
 	if rn.unattended {
 		return elicitationResponse{Action: "decline"}, fmt.Errorf("a background agent cannot ask the user")
 	}
+	req.ElicitationID = rn.rs.elicitationID(req.ElicitationID)
 	ev := elicitationRequestEvent(req)
 	var p *pendingRequest
 	if ag != nil {
-		p = rn.askStored(ctx, c, ag, "elicitation", call, req.Schema, ev)
+		p = rn.askStored(ctx, c, ag, "elicitation", call, req.Schema, req.ElicitationID, ev)
 	} else {
-		p = rn.rs.ask("elicitation", toolCall{}, req.Schema, ev)
+		p = rn.rs.ask("elicitation", toolCall{}, req.Schema, req.ElicitationID, ev)
 		rn.sink.send(ev)
 	}
 	a, err := rn.rs.wait(ctx, p)
@@ -1122,18 +1189,17 @@ func (rn *runner) toolResponse(ctx context.Context, c *convo, ag *agentConfig, c
 	rn.addMessage(ctx, c, ag, &m)
 }
 
-// approve decides whether call may run (API.md §7.2, with one deliberate change: a
-// deny in the agent's YAML is absolute, whatever YOLO or session patterns say). When
-// it may not, the returned result explains why.
+// approve decides whether call may run (API.md §7.2 with the safety modes of
+// API-UPSTREAM.md §3.7): a deny in the agent's YAML is absolute; then the session's
+// rules, then the team's allow and ask rules; then the session's safety mode. Unlike
+// the reference's old YOLO, autonomous mode does not beat an explicit deny or ask rule.
+// When the call may not run, the returned result explains why.
 func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call toolCall, def toolDef) (toolResult, bool) {
 	if res, denied := rn.yamlDenied(c, call, def); denied {
 		return res, false
 	}
 	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
 	set := rn.rs.settings()
-	if set.toolsApproved {
-		return toolResult{}, true
-	}
 	decision, session := "", set.permissions
 	if session != nil {
 		switch {
@@ -1156,8 +1222,14 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 	if own := rn.team.file.Permissions; decision == "" && own != nil && matchAny(own.Ask, name, args, true) {
 		decision = "ask" // an external team's own ask rule (its allow rules are not followed)
 	}
-	if decision == "" && def.Annotations.ReadOnlyHint {
+	if decision == "" {
+		decision = modeDecision(set.safety, def, args)
+	}
+	switch decision {
+	case "run":
 		return toolResult{}, true
+	case "deny":
+		return toolErrorf("Tool '%s' is denied by the session's restricted safety mode: only read-only tools and safe-listed shell commands run.", name), false
 	}
 	return rn.confirm(ctx, c, call, def, ag)
 }
@@ -1176,7 +1248,11 @@ func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, 
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
-	p := rn.askStored(ctx, c, ag, "confirmation", call, nil, toolCallConfirmationEvent(call, def, ag.Name))
+	if rn.unattended {
+		// Nobody would answer: an ask rule fails closed instead of stalling the agent.
+		return toolErrorf("Tool '%s' needs the user's confirmation, which a background agent cannot ask for.", call.Function.Name), false
+	}
+	p := rn.askStored(ctx, c, ag, "confirmation", call, nil, "", toolCallConfirmationEvent(call, def, ag.Name))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -1192,13 +1268,13 @@ func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def tool
 func (rn *runner) applyConfirmation(ctx context.Context, call toolCall, req resumeRequest) (toolResult, bool) {
 	wctx := context.WithoutCancel(ctx)
 	switch req.Confirmation {
-	case "approve-session":
+	case "approve-session", "approve-autonomous", "approve-balanced", "approve-safe", "approve-safer":
 		// The run goes on approved either way; a failed write only means a later
 		// run of the session asks again, so it is logged, not retried (a retry could
 		// undo a toggle the user makes meanwhile).
-		rn.rs.setToolsApproved(true)
-		if err := rn.s.st.setToolsApproved(wctx, rn.rs.sessionID, true); err != nil {
-			rn.s.log.Warn("approve-session: storing tools_approved failed; it holds for this run only", "session", rn.rs.sessionID, "err", err)
+		policy, _ := confirmationPolicy(req.Confirmation)
+		if err := rn.s.st.setSafety(wctx, rn.rs.sessionID, rn.rs.switchSafety(policy)); err != nil {
+			rn.s.log.Warn(req.Confirmation+": storing the safety mode failed; it holds for this run only", "session", rn.rs.sessionID, "err", err)
 		}
 	case "approve-tool":
 		name, ok := exactPattern(call.Function.Name)

@@ -131,6 +131,9 @@ func (s *server) routeTable() []route {
 		{"GET /api/agents", s.serveAgents},
 		{"GET /api/agents/{id}", s.serveAgent},
 		{"GET /api/agents/{id}/{name}/tools/count", s.serveToolCount},
+		{"GET /health", s.serveHealth},
+		{"GET /ready", s.serveReadyProbe},
+		{"GET /api/ready", s.serveAPIReady},
 		{"GET /api/sessions", s.serveSessions},
 		{"POST /api/sessions", s.serveCreateSession},
 		{"GET /api/sessions/{id}", s.serveSession},
@@ -138,6 +141,12 @@ func (s *server) routeTable() []route {
 		{"PATCH /api/sessions/{id}/title", s.serveSetTitle},
 		{"PATCH /api/sessions/{id}/permissions", s.serveSetPermissions},
 		{"POST /api/sessions/{id}/resume", s.serveResume},
+		{"PATCH /api/sessions/{id}/safety-policy", s.serveSetSafetyPolicy},
+		{"PATCH /api/sessions/{id}/starred", s.serveSetStarred},
+		{"PATCH /api/sessions/{id}/tokens", s.serveSetTokens},
+		{"GET /api/sessions/{id}/recovery", s.serveRecovery},
+		{"POST /api/sessions/batch/delete", s.serveBatchDelete},
+		{"POST /api/sessions/batch/export", s.serveBatchExport},
 		{"POST /api/sessions/{id}/tools/toggle", s.serveToggleTools},
 		{"POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking},
 		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
@@ -272,10 +281,11 @@ func (sw *statusWriter) WriteString(s string) (int, error) {
 
 func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
 
-// publicPath: ping, and the chat page and its assets, which hold no data (the page
-// asks for the token and sends it with every API call).
+// publicPath: ping, the /health and /ready probes (orchestrators call them without
+// credentials, as the reference allows), and the chat page and its assets, which hold
+// no data (the page asks for the token and sends it with every API call).
 func publicPath(p string) bool {
-	return p == "/api/ping" || p == "/" || strings.HasPrefix(p, "/ui/")
+	return p == "/api/ping" || p == "/health" || p == "/ready" || p == "/" || strings.HasPrefix(p, "/ui/")
 }
 
 func (s *server) authorized(r *http.Request) bool {

@@ -33,6 +33,9 @@ type sessionJSON struct {
 	Messages        []itemJSON         `json:"messages"`
 	CreatedAt       string             `json:"created_at"`
 	ToolsApproved   bool               `json:"tools_approved"`
+	SafetyPolicy    string             `json:"safety_policy,omitempty"`
+	PriorSafety     string             `json:"prior_safety_policy,omitempty"`
+	Attributes      map[string]string  `json:"attributes,omitempty"`
 	Thinking        bool               `json:"thinking"`
 	HideToolResults bool               `json:"hide_tool_results"`
 	WorkingDir      string             `json:"working_dir,omitempty"`
@@ -90,6 +93,7 @@ type sessionResponse struct {
 	Messages      []flatMessage      `json:"messages,omitempty"`
 	CreatedAt     string             `json:"created_at"`
 	ToolsApproved bool               `json:"tools_approved"`
+	SafetyPolicy  string             `json:"safety_policy,omitempty"`
 	Thinking      bool               `json:"thinking"`
 	InputTokens   int64              `json:"input_tokens"`
 	OutputTokens  int64              `json:"output_tokens"`
@@ -98,6 +102,8 @@ type sessionResponse struct {
 	Cost          float64            `json:"cost,omitempty"`
 	MaxIterations int                `json:"max_iterations,omitempty"`
 	Streaming     bool               `json:"streaming"` // a run holds the session now
+	Starred       bool               `json:"starred,omitempty"`
+	Attributes    map[string]string  `json:"attributes,omitempty"`
 }
 
 // sessionListItem is an element of GET /api/sessions.
@@ -109,12 +115,13 @@ type sessionListItem struct {
 	InputTokens  int64  `json:"input_tokens"`
 	OutputTokens int64  `json:"output_tokens"`
 	WorkingDir   string `json:"working_dir,omitempty"`
+	Starred      bool   `json:"starred,omitempty"` // beyond the reference, for the chat page
 }
 
 func toSessionJSON(r *sessionRecord, items []sessionItem) *sessionJSON {
 	s := &sessionJSON{
 		ID: r.ID, Title: r.Title, CreatedAt: r.CreatedAt.Format(time.RFC3339Nano),
-		ToolsApproved: r.ToolsApproved, Thinking: r.Thinking, WorkingDir: r.WorkingDir,
+		ToolsApproved: r.ToolsApproved, SafetyPolicy: r.SafetyPolicy, PriorSafety: r.PriorSafetyPolicy, Attributes: r.Attributes, Thinking: r.Thinking, WorkingDir: r.WorkingDir,
 		SendUserMessage: r.SendUserMessage, MaxIterations: r.MaxIterations, Starred: r.Starred,
 		InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, Cost: r.Cost, Permissions: r.Permissions,
 	}
@@ -150,7 +157,8 @@ func flatten(items []sessionItem) []flatMessage {
 	return out
 }
 
-// serveSessions lists root sessions, newest first. Without limit the whole list is
+// serveSessions lists root sessions, newest first (?active=true: those running now,
+// sessions_manage.go). Without limit the whole list is
 // streamed row by row (the reference's array, byte for byte, in memory independent of
 // the count). With ?limit=N (and the cursor of the previous page) the body is the same
 // array holding one page; when more follow, the Link header (rel="next", RFC 8288)
@@ -158,6 +166,10 @@ func flatten(items []sessionItem) []flatMessage {
 // a client that ignores the headers still reads a valid list.
 func (s *server) serveSessions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Get("active") == "true" {
+		s.serveActiveSessions(w, r)
+		return
+	}
 	after, err := parseSessionCursor(q.Get("cursor"))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -230,7 +242,7 @@ func (s *server) streamSessions(w http.ResponseWriter, r *http.Request, after se
 }
 
 func toSessionListItem(x sessionSummary) sessionListItem {
-	return sessionListItem{x.ID, x.Title, x.CreatedAt.Format(time.RFC3339), x.NumMessages, x.InputTokens, x.OutputTokens, x.WorkingDir}
+	return sessionListItem{x.ID, x.Title, x.CreatedAt.Format(time.RFC3339), x.NumMessages, x.InputTokens, x.OutputTokens, x.WorkingDir, x.Starred}
 }
 
 // maxSessionPage is the largest ?limit of GET /api/sessions.
@@ -263,13 +275,19 @@ func parseSessionCursor(text string) (sessionCursor, error) {
 }
 
 // createSessionRequest is the body of POST /api/sessions; every field is optional.
+// safety_policy, agent_model_overrides and custom_models_used are the newer clients'
+// (API-UPSTREAM.md §3.2).
 type createSessionRequest struct {
-	Title         string             `json:"title"`
-	ToolsApproved bool               `json:"tools_approved"`
-	MaxIterations int                `json:"max_iterations"`
-	WorkingDir    string             `json:"working_dir"`
-	Permissions   *permissionsConfig `json:"permissions"`
-	Thinking      bool               `json:"thinking"`
+	Title               string             `json:"title"`
+	ToolsApproved       bool               `json:"tools_approved"`
+	SafetyPolicy        string             `json:"safety_policy"`
+	MaxIterations       int                `json:"max_iterations"`
+	WorkingDir          string             `json:"working_dir"`
+	Permissions         *permissionsConfig `json:"permissions"`
+	Thinking            bool               `json:"thinking"`
+	AgentModelOverrides map[string]string  `json:"agent_model_overrides"`
+	CustomModelsUsed    []string           `json:"custom_models_used"`
+	Attributes          map[string]string  `json:"attributes"`
 }
 
 func (s *server) serveCreateSession(w http.ResponseWriter, r *http.Request) {
@@ -288,6 +306,7 @@ func (s *server) serveCreateSession(w http.ResponseWriter, r *http.Request) {
 
 // createSession validates req and stores a new root session.
 func (s *server) createSession(ctx context.Context, req createSessionRequest) (*sessionRecord, error) {
+	req.Title = strings.TrimSpace(req.Title)
 	if len(req.Title) > maxTitleLen {
 		return nil, badRequest("title is longer than %d bytes", maxTitleLen)
 	}
@@ -297,20 +316,70 @@ func (s *server) createSession(ctx context.Context, req createSessionRequest) (*
 	if err := validatePermissions(req.Permissions); err != nil {
 		return nil, err
 	}
+	sp, err := createSafety(req)
+	if err != nil {
+		return nil, err
+	}
+	overrides, models, err := createModels(req)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := s.sessionDir(req.WorkingDir)
 	if err != nil {
 		return nil, err
 	}
 	rec := &sessionRecord{
 		ID: newUUID(), Title: req.Title, CreatedAt: time.Now(),
-		ToolsApproved: req.ToolsApproved, Thinking: req.Thinking, SendUserMessage: true,
+		ToolsApproved: sp.Policy == safetyAutonomous, SafetyPolicy: sp.Policy, Thinking: req.Thinking, SendUserMessage: true,
 		MaxIterations: req.MaxIterations, WorkingDir: dir, Permissions: req.Permissions,
-		AgentModelOverrides: "{}", CustomModelsUsed: "[]",
+		AgentModelOverrides: overrides, CustomModelsUsed: models, Attributes: req.Attributes,
 	}
 	if err := s.st.createSession(ctx, rec); err != nil {
 		return nil, err
 	}
 	return rec, nil
+}
+
+// createSafety is the new session's safety mode: safety_policy, with tools_approved
+// (old clients) meaning autonomous. Both given and disagreeing is a 400.
+func createSafety(req createSessionRequest) (safetyState, error) {
+	policy, ok := parseSafetyPolicy(req.SafetyPolicy)
+	if !ok {
+		return safetyState{}, badRequest("invalid safety_policy: %q (want strict, balanced, restricted or autonomous)", req.SafetyPolicy)
+	}
+	if req.ToolsApproved {
+		if policy != "" && policy != safetyAutonomous {
+			return safetyState{}, badRequest("tools_approved true means the autonomous safety mode, not %q: send one of them", policy)
+		}
+		policy = safetyAutonomous
+	}
+	return safetyState{Policy: policy}, nil
+}
+
+// createModels checks and encodes the per-agent model pins of a new session (and
+// bounds its attributes); the run
+// applies them as it does a model_picker choice.
+func createModels(req createSessionRequest) (overrides, models string, err error) {
+	if len(req.AgentModelOverrides) > maxPatterns || len(req.CustomModelsUsed) > maxPatterns || len(req.Attributes) > maxPatterns {
+		return "", "", badRequest("agent_model_overrides, custom_models_used and attributes take at most %d entries", maxPatterns)
+	}
+	if _, ok := req.Attributes[""]; ok {
+		return "", "", badRequest("attributes: names must not be empty")
+	}
+	for agent, ref := range req.AgentModelOverrides {
+		if agent == "" || strings.TrimSpace(ref) == "" {
+			return "", "", badRequest("agent_model_overrides: agent names and models must not be empty")
+		}
+	}
+	if req.AgentModelOverrides == nil {
+		req.AgentModelOverrides = map[string]string{}
+	}
+	if req.CustomModelsUsed == nil {
+		req.CustomModelsUsed = []string{}
+	}
+	o, _ := json.Marshal(req.AgentModelOverrides)
+	m, _ := json.Marshal(req.CustomModelsUsed)
+	return string(o), string(m), nil
 }
 
 // sessionDir resolves a requested working directory: it must exist and lie inside the
@@ -388,9 +457,9 @@ func (s *server) serveSession(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, sessionResponse{
 		ID: rec.ID, Title: rec.Title, Messages: flatten(items), CreatedAt: rec.CreatedAt.Format(time.RFC3339Nano),
-		ToolsApproved: rec.ToolsApproved, Thinking: rec.Thinking, InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens,
+		ToolsApproved: rec.ToolsApproved, SafetyPolicy: rec.SafetyPolicy, Thinking: rec.Thinking, InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens,
 		WorkingDir: rec.WorkingDir, Permissions: rec.Permissions, Cost: rec.Cost, MaxIterations: rec.MaxIterations,
-		Streaming: s.runs.get(id) != nil,
+		Streaming: s.runs.get(id) != nil, Starred: rec.Starred, Attributes: rec.Attributes,
 	})
 }
 
@@ -400,27 +469,6 @@ func sessionErr(id string, err error) error {
 		return notFound("session not found: %s", id)
 	}
 	return err
-}
-
-func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	// Stop the current run first so its last writes cannot race the delete; the
-	// store refuses updates to a missing row, so nothing resurrects the session.
-	s.runs.cancel(id)
-	s.bg.stopSession(id)
-	s.queues.drop(id)
-	elog, err := s.events.acquire(r.Context(), id, false)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer s.events.release(elog)
-	if err := s.st.deleteSession(r.Context(), id); err != nil {
-		s.writeError(w, r, sessionErr(id, err))
-		return
-	}
-	s.events.exit(elog) // viewers get session_exited
-	writeJSON(w, http.StatusOK, map[string]string{"message": "session deleted"})
 }
 
 func (s *server) serveSetTitle(w http.ResponseWriter, r *http.Request) {
@@ -473,15 +521,17 @@ func (s *server) serveSetPermissions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session permissions updated"})
 }
 
+// serveToggleTools is the old clients' YOLO switch, now a switch of the safety mode:
+// on goes autonomous remembering the mode in prior_safety_policy, off restores it.
 func (s *server) serveToggleTools(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	v, err := s.st.toggleToolsApproved(r.Context(), id)
+	sp, err := s.st.toggleSafety(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
 	}
 	if rs := s.runs.get(id); rs != nil {
-		rs.setToolsApproved(v)
+		rs.setSafety(sp)
 	}
 	writeJSON(w, http.StatusOK, nil)
 }
@@ -537,12 +587,14 @@ func (s *server) serveResume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch req.Confirmation {
-	case "approve", "approve-session", "approve-tool", "reject":
+	case "approve", "approve-tool", "reject":
 	default:
-		s.writeError(w, r, badRequest("confirmation must be approve, approve-session, approve-tool or reject, not %q", req.Confirmation))
-		return
+		if _, ok := confirmationPolicy(req.Confirmation); !ok {
+			s.writeError(w, r, badRequest("confirmation must be approve, approve-balanced, approve-autonomous, approve-tool, reject (or the older approve-session, approve-safe, approve-safer), not %q", req.Confirmation))
+			return
+		}
 	}
-	if err := s.answerRun(r.Context(), id, req, req.matches, "confirmation", "max_iterations"); err != nil {
+	if err := s.answerRun(r.Context(), id, "", req, req.matches, "confirmation", "max_iterations"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -562,10 +614,11 @@ func (req resumeRequest) matches(p *pendingRequest) error {
 	return nil
 }
 
-// answerRun delivers an answer to what session id's run is waiting for, or continues
-// the run from its stored question (resume.go): 404 for an unknown session, 409 when
-// nothing waits for an answer of one of kinds.
-func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pendingRequest) error, kinds ...string) error {
+// answerRun delivers an answer to what session id's run is waiting for (requestID: an
+// elicitation's id, or "" for the only question), or continues the run from its
+// stored question (resume.go): 404 for an unknown session, 409 when nothing waits for
+// an answer of one of kinds.
+func (s *server) answerRun(ctx context.Context, id, requestID string, v any, check func(*pendingRequest) error, kinds ...string) error {
 	if _, err := s.st.session(ctx, id); err != nil {
 		return sessionErr(id, err)
 	}
@@ -575,7 +628,7 @@ func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pe
 	}
 	rs := s.runs.get(id)
 	if rs != nil && (rs.asking() || q == nil || q.State != "waiting") {
-		return rs.answer(v, check, kinds...)
+		return rs.answer(requestID, v, check, kinds...)
 	}
 	if rs != nil { // ending without its answer (the client went away): then continue it
 		select {
@@ -586,16 +639,20 @@ func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pe
 			return ctx.Err()
 		}
 	}
-	return s.answerStored(ctx, id, q, v, check, kinds...)
+	return s.answerStored(ctx, id, requestID, q, v, check, kinds...)
 }
 
 func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var req elicitationResponse
-	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
+	var body struct {
+		elicitationResponse
+		ElicitationID string `json:"elicitation_id"` // newer clients: which pending request
+	}
+	if err := s.readJSON(w, r, maxMetadataBody, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	req := body.elicitationResponse
 	switch req.Action {
 	case "accept", "decline", "cancel":
 	default:
@@ -611,7 +668,7 @@ func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}
-	if err := s.answerRun(r.Context(), id, req, check, "elicitation"); err != nil {
+	if err := s.answerRun(r.Context(), id, body.ElicitationID, req, check, "elicitation"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -102,6 +102,9 @@ func TestCreateSessionErrors(t *testing.T) {
 		{"bad pattern", map[string]any{"permissions": map[string]any{"deny": []string{"shell:cmd=[x"}}}, 400},
 		{"negative iterations", map[string]any{"max_iterations": -1}, 400},
 		{"too large", `{"title":"` + strings.Repeat("x", 2<<20) + `"}`, 413},
+		{"unknown safety_policy", map[string]any{"safety_policy": "reckless"}, 400},
+		{"empty model override", map[string]any{"agent_model_overrides": map[string]any{"root": ""}}, 400},
+		{"model override not a string", map[string]any{"agent_model_overrides": map[string]any{"root": 1}}, 400},
 	}
 	for _, tc := range cases {
 		code, b := e.do("POST", "/api/sessions", tc.body)
@@ -111,6 +114,11 @@ func TestCreateSessionErrors(t *testing.T) {
 		}
 		if m := decode[map[string]string](t, b); m["error"] == "" || m["message"] != m["error"] {
 			t.Errorf("%s: error body %s", tc.name, b)
+		}
+		if strings.Contains(tc.name, "dir") || strings.Contains(tc.name, "escape") || strings.Contains(tc.name, "root") {
+			if !strings.Contains(string(b), "invalid working directory: ") {
+				t.Errorf("%s: %s; want the reference's invalid working directory: prefix", tc.name, b)
+			}
 		}
 	}
 	if code, b := e.do("GET", "/api/sessions", nil); string(b) != "[]\n" {
@@ -180,6 +188,11 @@ func TestUnknownSessionIs404Everywhere(t *testing.T) {
 		{"POST", "/api/sessions/" + id + "/tools/toggle", ""},
 		{"POST", "/api/sessions/" + id + "/thinking/toggle", ""},
 		{"POST", "/api/sessions/" + id + "/elicitation", `{"action":"accept"}`},
+		{"PATCH", "/api/sessions/" + id + "/safety-policy", `{"safety_policy":"strict"}`},
+		{"PATCH", "/api/sessions/" + id + "/starred", `{"starred":true}`},
+		{"PATCH", "/api/sessions/" + id + "/tokens", `{"input_tokens":1,"output_tokens":2}`},
+		{"GET", "/api/sessions/" + id + "/recovery", ""},
+		{"DELETE", "/api/sessions/" + id + "?wait=true", ""},
 		{"POST", "/api/sessions/" + id + "/agent/pirate", `[{"content":"hi"}]`},
 		{"POST", "/api/sessions/" + id + "/agent/pirate/root", `[{"content":"hi"}]`},
 	}

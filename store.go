@@ -70,6 +70,10 @@ type sessionRecord struct {
 	Cost                                              float64
 	ParentID                                          string
 	AgentModelOverrides, CustomModelsUsed             string // raw JSON text as stored ('{}', '[]')
+	// SafetyPolicy is the session's safety mode (safety.go), "" for the default;
+	// PriorSafetyPolicy the mode tools/toggle turned autonomous and restores.
+	SafetyPolicy, PriorSafetyPolicy string
+	Attributes                      map[string]string // an embedder's metadata, set at creation
 }
 
 // sessionSummary is one element of the session list: metadata plus a message count
@@ -80,6 +84,7 @@ type sessionSummary struct {
 	NumMessages               int
 	InputTokens, OutputTokens int64
 	WorkingDir                string
+	Starred                   bool
 }
 
 // sessionItem is one entry of a session's history: a message, a sub-session (loaded
@@ -261,6 +266,13 @@ var storeOwnMigrations = []storeMigration{
 			answer TEXT NOT NULL DEFAULT '',
 			created_at TEXT NOT NULL   -- RFC3339
 		);`, nil},
+	// Safety modes and attributes of newer clients (safety.go, API-UPSTREAM.md §3.2). The columns carry our prefix so a newer
+	// reference adding its own safety column to a shared file cannot collide with them;
+	// the reference ignores them (and its tools_approved stays in step with ours).
+	{0, "agentd_006_safety_policy", "Session safety mode, the mode tools/toggle restores, embedder attributes", `
+		ALTER TABLE sessions ADD COLUMN agentd_safety_policy TEXT DEFAULT '';
+		ALTER TABLE sessions ADD COLUMN agentd_prior_safety_policy TEXT DEFAULT '';
+		ALTER TABLE sessions ADD COLUMN agentd_attributes TEXT DEFAULT '';  -- JSON object of strings; '' none`, nil},
 	// OAuth tokens of remote MCP servers (mcp_oauth.go), one row per server.
 	{0, "agentd_mcp_oauth_tokens", "OAuth tokens of remote MCP servers", `
 		CREATE TABLE agentd_mcp_oauth_tokens (
@@ -413,6 +425,12 @@ func (st *store) init(ctx context.Context, abs, uri, common string) error {
 		return fmt.Errorf("open session database %s: %w", abs, err)
 	}
 	return nil
+}
+
+// ping checks that the database answers a read.
+func (st *store) ping(ctx context.Context) error {
+	var n int
+	return st.r.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM sessions LIMIT 1)").Scan(&n)
 }
 
 // Close closes both pools. The last connection to close checkpoints the WAL.
@@ -668,7 +686,8 @@ func newUUID() string {
 // storeSessionColumns is the column list scanned by storeScanSession, in order.
 const storeSessionColumns = `id, title, created_at, tools_approved, thinking, send_user_message, starred,
 	max_iterations, working_dir, permissions, input_tokens, output_tokens, cost, parent_id,
-	agent_model_overrides, custom_models_used`
+	agent_model_overrides, custom_models_used, agentd_safety_policy, agentd_prior_safety_policy,
+	agentd_attributes`
 
 // createSession inserts s. An empty ID gets a fresh UUID and a zero CreatedAt gets the
 // current time; both are written back into s. ParentID "" is stored as NULL. It returns
@@ -727,7 +746,7 @@ func storeSessionArgs(s *sessionRecord) ([]any, error) {
 	}
 	return []any{s.ID, s.Title, storeTimeText(s.CreatedAt), storeBit(s.ToolsApproved), storeBit(s.Thinking),
 		storeBit(s.SendUserMessage), storeBit(s.Starred), s.MaxIterations, s.WorkingDir, perms,
-		s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models}, nil
+		s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models, s.SafetyPolicy, s.PriorSafetyPolicy, storeAttributesText(s.Attributes)}, nil
 }
 
 // storeExists returns an error wrapping errNotFound unless session id exists.
@@ -763,7 +782,7 @@ func (st *store) legacyExpr() string {
 // leniently (booleans as 0/1/true/false, NULLs as defaults) so one odd value written by
 // another program does not make the session unreadable.
 func (st *store) scanSession(row interface{ Scan(...any) error }) (*sessionRecord, string, error) {
-	var v [17]any
+	var v [20]any
 	ptrs := make([]any, len(v))
 	for i := range v {
 		ptrs[i] = &v[i]
@@ -786,7 +805,11 @@ func (st *store) scanSession(row interface{ Scan(...any) error }) (*sessionRecor
 		ParentID:            storeText(v[13]),
 		AgentModelOverrides: storeText(v[14]),
 		CustomModelsUsed:    storeText(v[15]),
+		SafetyPolicy:        storedSafetyPolicy(storeText(v[16])),
+		PriorSafetyPolicy:   storedSafetyPolicy(storeText(v[17])),
 	}
+	sp := s.safety().withToolsApproved(s.ToolsApproved)
+	s.SafetyPolicy, s.PriorSafetyPolicy = sp.Policy, sp.Prior
 	if s.AgentModelOverrides == "" {
 		s.AgentModelOverrides = "{}"
 	}
@@ -804,7 +827,13 @@ func (st *store) scanSession(row interface{ Scan(...any) error }) (*sessionRecor
 			s.Permissions = nil
 		}
 	}
-	return s, storeText(v[16]), nil
+	if a := storeText(v[18]); a != "" {
+		if err := json.Unmarshal([]byte(a), &s.Attributes); err != nil {
+			st.log.Warn("session has unreadable attributes; ignoring them", "session", s.ID, "err", err)
+			s.Attributes = nil
+		}
+	}
+	return s, storeText(v[19]), nil
 }
 
 // listSessions returns all root sessions, newest first (see eachSession).
@@ -857,7 +886,7 @@ func (st *store) eachSession(ctx context.Context, after sessionCursor, limit int
 			ORDER BY coalesce(julianday(created_at), 0) DESC, rowid DESC LIMIT ?
 		)
 		SELECT p.rid, p.day, s.id, s.title, s.created_at, s.input_tokens, s.output_tokens, s.working_dir,
-			coalesce(own.n, 0) + coalesce(sub.n, 0)
+			coalesce(own.n, 0) + coalesce(sub.n, 0), s.starred
 		FROM page p JOIN sessions s ON s.rowid = p.rid
 		LEFT JOIN agentd_message_counts own ON own.session_id = s.id
 		LEFT JOIN sub ON sub.root = s.id
@@ -869,12 +898,12 @@ func (st *store) eachSession(ctx context.Context, after sessionCursor, limit int
 	for rows.Next() {
 		var c sessionCursor
 		var n int64
-		var id, title, created, in, out, wd any
-		if err := rows.Scan(&c.rowid, &c.day, &id, &title, &created, &in, &out, &wd, &n); err != nil {
+		var id, title, created, in, out, wd, starred any
+		if err := rows.Scan(&c.rowid, &c.day, &id, &title, &created, &in, &out, &wd, &n, &starred); err != nil {
 			return err
 		}
 		s := sessionSummary{ID: storeText(id), Title: storeText(title), NumMessages: int(n),
-			InputTokens: storeInt(in), OutputTokens: storeInt(out), WorkingDir: storeText(wd)}
+			InputTokens: storeInt(in), OutputTokens: storeInt(out), WorkingDir: storeText(wd), Starred: storeBool(starred, false)}
 		if s.CreatedAt, err = storeParseTime(created); err != nil {
 			st.log.Warn("session has an unreadable created_at", "session", s.ID, "err", err)
 		}
@@ -936,9 +965,11 @@ func (st *store) setPermissions(ctx context.Context, id string, p *permissionsCo
 	return st.update(ctx, id, "UPDATE sessions SET permissions = ? WHERE id = ?", text, id)
 }
 
-// setToolsApproved sets the YOLO flag of session id.
-func (st *store) setToolsApproved(ctx context.Context, id string, v bool) error {
-	return st.update(ctx, id, "UPDATE sessions SET tools_approved = ? WHERE id = ?", storeBit(v), id)
+// setSafety sets the safety mode of session id and the mode a toggle restores;
+// tools_approved (the reference's YOLO flag) follows: on exactly in autonomous mode.
+func (st *store) setSafety(ctx context.Context, id string, sp safetyState) error {
+	return st.update(ctx, id, "UPDATE sessions SET agentd_safety_policy = ?, agentd_prior_safety_policy = ?, tools_approved = ? WHERE id = ?",
+		sp.Policy, sp.Prior, storeBit(sp.Policy == safetyAutonomous), id)
 }
 
 // setModelOverrides stores session id's agent_model_overrides (JSON: agent → model).
@@ -957,9 +988,33 @@ func (st *store) setThinking(ctx context.Context, id string, v bool) error {
 	return st.update(ctx, id, "UPDATE sessions SET thinking = ? WHERE id = ?", storeBit(v), id)
 }
 
-// toggleToolsApproved inverts the YOLO flag of session id and returns the new value.
-func (st *store) toggleToolsApproved(ctx context.Context, id string) (bool, error) {
-	return st.toggle(ctx, id, "tools_approved", false)
+// toggleSafety applies tools/toggle to session id (safetyState.toggled) and returns
+// the new state.
+func (st *store) toggleSafety(ctx context.Context, id string) (safetyState, error) {
+	return st.changeSafety(ctx, id, safetyState.toggled)
+}
+
+// changeSafety reads the safety state of session id (reconciled with tools_approved,
+// as scanSession does), applies change and stores the result, in one transaction, so
+// concurrent switches cannot lose one another.
+func (st *store) changeSafety(ctx context.Context, id string, change func(safetyState) safetyState) (safetyState, error) {
+	defer st.history.written(id)
+	var next safetyState
+	err := st.inTx(ctx, func(tx *sql.Tx) error {
+		var approved, policy, prior any
+		err := tx.QueryRowContext(ctx, "SELECT tools_approved, agentd_safety_policy, agentd_prior_safety_policy FROM sessions WHERE id = ?", id).Scan(&approved, &policy, &prior)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("session %q: %w", id, errNotFound)
+		} else if err != nil {
+			return err
+		}
+		cur := safetyState{Policy: storedSafetyPolicy(storeText(policy)), Prior: storedSafetyPolicy(storeText(prior))}
+		next = change(cur.withToolsApproved(storeBool(approved, false)))
+		_, err = tx.ExecContext(ctx, "UPDATE sessions SET agentd_safety_policy = ?, agentd_prior_safety_policy = ?, tools_approved = ? WHERE id = ?",
+			next.Policy, next.Prior, storeBit(next.Policy == safetyAutonomous), id)
+		return err
+	})
+	return next, err
 }
 
 // toggleThinking inverts the thinking flag of session id and returns the new value.
@@ -986,6 +1041,19 @@ func (st *store) toggle(ctx context.Context, id, col string, def bool) (bool, er
 	return v, err
 }
 
+// setStarred sets the starred flag of session id.
+func (st *store) setStarred(ctx context.Context, id string, v bool) error {
+	return st.update(ctx, id, "UPDATE sessions SET starred = ? WHERE id = ?", storeBit(v), id)
+}
+
+// setTokens sets the token counters of session id, and its cost unless cost is nil.
+func (st *store) setTokens(ctx context.Context, id string, in, out int64, cost *float64) error {
+	if cost == nil {
+		return st.update(ctx, id, "UPDATE sessions SET input_tokens = ?, output_tokens = ? WHERE id = ?", in, out, id)
+	}
+	return st.setUsage(ctx, id, in, out, *cost)
+}
+
 // setUsage records the last call's token counters and the session cost (API.md §8.4).
 func (st *store) setUsage(ctx context.Context, id string, in, out int64, cost float64) error {
 	return st.update(ctx, id, storeSetUsageSQL, in, out, cost, id)
@@ -998,8 +1066,9 @@ const (
 	storeSetTitleIfEmptySQL = "UPDATE sessions SET title = ? WHERE id = ? AND (title IS NULL OR title = '')"
 	storeInsertSessionSQL   = `INSERT INTO sessions (id, title, created_at, tools_approved, thinking,
 		send_user_message, starred, max_iterations, working_dir, permissions, input_tokens, output_tokens,
-		cost, parent_id, agent_model_overrides, custom_models_used)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`
+		cost, parent_id, agent_model_overrides, custom_models_used, agentd_safety_policy, agentd_prior_safety_policy,
+		agentd_attributes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`
 	storeUpdateMessageSQL = "UPDATE session_items SET message_json = ? WHERE id = ? AND item_type = 'message' RETURNING session_id, position"
 	storeAppendSQL        = `
 		INSERT INTO session_items (session_id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text)
@@ -1262,6 +1331,15 @@ func storeTimeText(t time.Time) string {
 }
 
 // storePermissionsText encodes permissions as stored: ” for none, else JSON.
+// storeAttributesText encodes attributes; none is ”.
+func storeAttributesText(a map[string]string) string {
+	if len(a) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(a)
+	return string(b)
+}
+
 func storePermissionsText(p *permissionsConfig) (string, error) {
 	if p == nil {
 		return "", nil

@@ -142,6 +142,8 @@ func TestStoreSchema(t *testing.T) {
 		{"max_iterations", "INTEGER", "0"}, {"working_dir", "TEXT", "''"}, {"starred", "BOOLEAN", "0"},
 		{"permissions", "TEXT", "''"}, {"agent_model_overrides", "TEXT", "'{}'"},
 		{"custom_models_used", "TEXT", "'[]'"}, {"thinking", "BOOLEAN", "1"}, {"parent_id", "TEXT", "<nil>"},
+		// agentd's own (agentd_004), prefixed so no reference migration can collide.
+		{"agentd_safety_policy", "TEXT", "''"}, {"agentd_prior_safety_policy", "TEXT", "''"}, {"agentd_attributes", "TEXT", "''"},
 	}
 	if got := cols("sessions"); !reflect.DeepEqual(got, wantSessions) {
 		t.Errorf("sessions columns =\n%v\nwant\n%v", got, wantSessions)
@@ -254,6 +256,7 @@ func TestStoreCreateAndGet(t *testing.T) {
 	want := *in
 	want.CreatedAt = created.Truncate(time.Second)
 	want.AgentModelOverrides, want.CustomModelsUsed = "{}", "[]"
+	want.SafetyPolicy = safetyAutonomous // tools_approved alone reads as the autonomous mode
 	if !got.CreatedAt.Equal(want.CreatedAt) {
 		t.Errorf("CreatedAt = %v; want %v", got.CreatedAt, want.CreatedAt)
 	}
@@ -302,18 +305,22 @@ func TestStoreUpdates(t *testing.T) {
 		{"setTitle", func(id string) error { return st.setTitle(ctx, id, "t1") }, func(s *sessionRecord) bool { return s.Title == "t1" }},
 		{"setPermissions", func(id string) error { return st.setPermissions(ctx, id, perms) }, func(s *sessionRecord) bool { return reflect.DeepEqual(s.Permissions, perms) }},
 		{"setPermissions(nil)", func(id string) error { return st.setPermissions(ctx, id, nil) }, func(s *sessionRecord) bool { return s.Permissions == nil }},
-		{"setToolsApproved", func(id string) error { return st.setToolsApproved(ctx, id, true) }, func(s *sessionRecord) bool { return s.ToolsApproved }},
+		{"setSafety", func(id string) error {
+			return st.setSafety(ctx, id, safetyState{Policy: safetyAutonomous, Prior: safetyStrict})
+		}, func(s *sessionRecord) bool {
+			return s.ToolsApproved && s.SafetyPolicy == safetyAutonomous && s.PriorSafetyPolicy == safetyStrict
+		}},
 		{"setThinking", func(id string) error { return st.setThinking(ctx, id, false) }, func(s *sessionRecord) bool { return !s.Thinking }},
 		{"setUsage", func(id string) error { return st.setUsage(ctx, id, 100, 200, 1.25) }, func(s *sessionRecord) bool {
 			return s.InputTokens == 100 && s.OutputTokens == 200 && s.Cost == 1.25
 		}},
-		{"toggleToolsApproved", func(id string) error {
-			v, err := st.toggleToolsApproved(ctx, id)
-			if err == nil && v {
-				return errors.New("toggle from true returned true")
+		{"toggleSafety", func(id string) error {
+			v, err := st.toggleSafety(ctx, id)
+			if err == nil && v.Policy != safetyStrict {
+				return fmt.Errorf("toggle from autonomous (prior strict) gave %+v", v)
 			}
 			return err
-		}, func(s *sessionRecord) bool { return !s.ToolsApproved }},
+		}, func(s *sessionRecord) bool { return !s.ToolsApproved && s.SafetyPolicy == safetyStrict }},
 		{"toggleThinking", func(id string) error {
 			v, err := st.toggleThinking(ctx, id)
 			if err == nil && !v {
@@ -378,8 +385,8 @@ func TestStoreToggleLenient(t *testing.T) {
 	if err != nil || !s.ToolsApproved || !s.Thinking {
 		t.Fatalf("session = %+v, %v; want tools_approved and thinking (NULL = default 1)", s, err)
 	}
-	if v, err := st.toggleToolsApproved(ctx, "s"); err != nil || v {
-		t.Errorf("toggleToolsApproved = %v, %v; want false", v, err)
+	if v, err := st.toggleSafety(ctx, "s"); err != nil || v.Policy != "" {
+		t.Errorf("toggleSafety = %+v, %v; want the default mode", v, err)
 	}
 	if got := storeRawRow(t, st, "sessions", "id='s'", "tools_approved"); got[0] != "integer:0" {
 		t.Errorf("tools_approved stored as %q; want integer:0", got[0])

@@ -265,7 +265,7 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 	}
 	brn := &runner{s: rn.s, team: subTeam, perms: rn.perms, root: child.rec, dir: dir, sink: discardSink(clog), unattended: true,
 		save: &runSaver{st: rn.s.st, log: rn.s.log},
-		rs:   &runState{sessionID: child.rec.ID, cancel: cancel, toolsApproved: true, thinking: child.rec.Thinking, done: make(chan struct{})}}
+		rs:   &runState{sessionID: child.rec.ID, cancel: cancel, safety: safetyState{Policy: safetyAutonomous}, thinking: child.rec.Thinking, done: make(chan struct{})}}
 	go brn.runBackground(bctx, b, c.rec.ID, child, sub)
 	return toolResult{Output: fmt.Sprintf("Background agent task started with ID: %s\nAgent: %s\nTask: %s", b.id, sub.Name, task)}
 }

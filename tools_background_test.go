@@ -220,3 +220,26 @@ func TestBackgroundAgentsToolCount(t *testing.T) {
 		t.Fatalf("root tools (4 + transfer_task) = %d %s", code, b)
 	}
 }
+
+// TestBackgroundAgentAskRuleFailsClosed: background agents run autonomous, but an
+// ask rule wins over every mode; with nobody to answer, the call is refused with a
+// reason and the agent carries on instead of waiting forever.
+func TestBackgroundAgentAskRuleFailsClosed(t *testing.T) {
+	worker := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{shellCall("call_w1", "echo asked")}},
+		fakeTurn{Text: []string{"bg ", "done"}})
+	lead := newFakeOpenAI(t,
+		fakeTurn{ToolCalls: []fakeToolCall{bgCall("c1", "run_background_agent", `{"agent":"helper","task":"dig"}`)}},
+		fakeTurn{Text: []string{"started"}})
+	e := newTestEnv(t, map[string]string{"team.yaml": bgTeamYAML(lead.URL, worker.URL) + "permissions:\n  ask: [shell]\n"})
+	e.setenv("OPENAI_API_KEY", "k")
+	id := e.newSession(map[string]any{"title": "t"})
+	bgStart(t, e, id)
+	waitFor(t, "background agent end", func() bool {
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		return strings.Contains(string(b), "bg done")
+	})
+	if reqs := worker.requests(); len(reqs) != 2 || !strings.Contains(fmt.Sprint(reqs[1]["messages"]), "cannot ask for") {
+		t.Fatalf("worker requests = %v; want the refusal as the shell result", reqs)
+	}
+}

@@ -491,27 +491,39 @@ async function send(text) {
 
 // ---- sessions -----------------------------------------------------------------
 
-const starred = () => new Set(JSON.parse(localStorage.getItem('agentd-starred') || '[]'));
+// Stars are the session's starred field (PATCH …/starred), so every browser and
+// client sees them.
+function toggleStar(s) {
+  guarded(async () => {
+    await apiJSON('PATCH', sessionPath(s.id) + '/starred', { starred: !s.starred });
+    loadSessions();
+  });
+}
 
-function toggleStar(id) {
-  const s = starred();
-  if (s.has(id)) s.delete(id); else s.add(id);
-  localStorage.setItem('agentd-starred', JSON.stringify([...s]));
-  loadSessions();
+// moveLocalStars stars on the server the sessions an older page starred in this
+// browser's localStorage, once.
+async function moveLocalStars(list) {
+  const old = localStorage.getItem('agentd-starred');
+  if (old === null) return false;
+  const ids = new Set(JSON.parse(old || '[]'));
+  const todo = list.filter((s) => ids.has(s.id) && !s.starred);
+  for (const s of todo) await apiJSON('PATCH', sessionPath(s.id) + '/starred', { starred: true });
+  localStorage.removeItem('agentd-starred');
+  return todo.length > 0;
 }
 
 async function loadSessions() {
   if (state.renaming) return; // redrawing would drop the title being edited
   await guarded(async () => {
-    const list = await apiJSON('GET', '/api/sessions');
+    let list = await apiJSON('GET', '/api/sessions');
+    if (await moveLocalStars(list)) list = await apiJSON('GET', '/api/sessions');
     if (state.renaming) return;
-    const stars = starred();
-    list.sort((a, b) => stars.has(b.id) - stars.has(a.id));
-    $('#sessions').replaceChildren(...list.map((s) => sessionItem(s, stars.has(s.id))));
+    list.sort((a, b) => !!b.starred - !!a.starred);
+    $('#sessions').replaceChildren(...list.map((s) => sessionItem(s)));
   });
 }
 
-function sessionItem(s, isStarred) {
+function sessionItem(s) {
   const li = el('li', { className: s.id === state.session ? 'active' : '', data: { id: s.id } });
   const title = el('button', { type: 'button', className: 'session-title', title: s.title || 'Untitled', onclick: () => guarded(() => openSession(s.id)) }, s.title || 'Untitled');
   const del = el('button', { type: 'button', className: 'icon delete', title: 'Delete' }, '×');
@@ -530,7 +542,7 @@ function sessionItem(s, isStarred) {
     });
   });
   li.append(
-    el('button', { type: 'button', className: 'icon star' + (isStarred ? ' on' : ''), title: 'Star (kept in this browser)', onclick: () => toggleStar(s.id) }, isStarred ? '★' : '☆'),
+    el('button', { type: 'button', className: 'icon star' + (s.starred ? ' on' : ''), title: s.starred ? 'Unstar' : 'Star', onclick: () => toggleStar(s) }, s.starred ? '★' : '☆'),
     title,
     el('button', { type: 'button', className: 'icon rename', title: 'Rename', onclick: () => rename(li, title, s) }, '✎'),
     del);
