@@ -38,6 +38,7 @@ type sourceOptions struct {
 	http         *http.Client
 	procs        *procGroups
 	codeMode     bool // --code-mode-tools
+	mcpOAuth     *mcpOAuth
 }
 
 // agentSources is the set of agent configs the server serves, keyed by agent id. Local
@@ -316,7 +317,7 @@ func (a *agentSources) load(id, path string, data []byte, stamp fileStamp, diges
 		return
 	}
 	opts := toolsetOptions{ConfigPath: path, WorkingDir: a.opts.root, DataDir: dataDir(), Getenv: a.opts.getenv, Logger: a.opts.log, Procs: a.opts.procs,
-		HTTP: a.opts.http, CacheDir: a.opts.cacheDir, CodeMode: a.opts.codeMode}
+		HTTP: a.opts.http, CacheDir: a.opts.cacheDir, CodeMode: a.opts.codeMode, MCPOAuth: a.opts.mcpOAuth}
 	t := newTeam(id, f, opts)
 	ext := &externalLoader{oci: a.puller(), http: a.opts.http, opts: opts}
 	t.external = ext.loadExternal(context.Background(), f, nil)

@@ -347,6 +347,7 @@ type toolsetOptions struct {
 	HTTP       *http.Client // outbound client (remote skills sources)
 	CacheDir   string       // --cache-dir ("" = the user cache dir)
 	CodeMode   bool         // --code-mode-tools: warned about, not acted on (ignored.go)
+	MCPOAuth   *mcpOAuth    // OAuth for remote MCP servers; nil = a 401 is an error
 }
 
 // sharedImageMin is the length from which an image URL is spliced into encoded JSON by

@@ -250,6 +250,19 @@ type remoteConfig struct {
 	URL           string              `json:"url"`
 	TransportType string              `json:"transport_type,omitempty"` // sse | streamable | streamable-http
 	Headers       *orderedMap[string] `json:"headers,omitempty"`
+	OAuth         *remoteOAuthConfig  `json:"oauth,omitempty"`
+}
+
+// remoteOAuthConfig tunes MCP OAuth for one server (mcp_oauth.go): a client
+// registered beforehand, for authorization servers without dynamic registration;
+// the scopes to ask for; the redirect URI. callbackPort is accepted for the newer
+// reference's configs and unused: agentd runs no local callback server.
+type remoteOAuthConfig struct {
+	ClientID            string   `json:"clientId"`
+	ClientSecret        string   `json:"clientSecret,omitempty"` // ${env.X} expanded
+	CallbackPort        int      `json:"callbackPort,omitempty"`
+	Scopes              []string `json:"scopes,omitempty"`
+	CallbackRedirectURL string   `json:"callbackRedirectURL,omitempty"`
 }
 
 type postEditConfig struct {

@@ -1217,6 +1217,33 @@ func (d *cfgDecoder) remote(n *yamlNode, r *remoteConfig) error {
 			return true, d.str(v, &r.TransportType)
 		case "headers":
 			return true, d.strMap(v, "headers", &r.Headers)
+		case "oauth":
+			r.OAuth = &remoteOAuthConfig{}
+			return true, d.remoteOAuth(v, r.OAuth)
+		}
+		return false, nil
+	})
+}
+
+func (d *cfgDecoder) remoteOAuth(n *yamlNode, o *remoteOAuthConfig) error {
+	return d.mapping(n, "oauth", func(k string, v *yamlNode) (bool, error) {
+		switch k {
+		case "clientId":
+			return true, d.str(v, &o.ClientID)
+		case "clientSecret":
+			return true, d.str(v, &o.ClientSecret)
+		case "callbackPort":
+			return true, d.intField(v, &o.CallbackPort)
+		case "scopes":
+			return true, d.strs(v, &o.Scopes)
+		case "callbackRedirectURL":
+			if err := d.str(v, &o.CallbackRedirectURL); err != nil {
+				return true, err
+			}
+			if err := checkRedirectURI(o.CallbackRedirectURL); err != nil {
+				return true, d.errf(v, "callbackRedirectURL %q: want an absolute https URL (http only on a loopback host)", o.CallbackRedirectURL)
+			}
+			return true, nil
 		}
 		return false, nil
 	})

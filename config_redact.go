@@ -129,6 +129,8 @@ func cfgRedact(v any, parent string) any {
 				switch {
 				case k == "token_key":
 					// the name of a variable, not its value
+				case parent == "oauth" && k == "clientSecret":
+					t.vals[i] = cfgRedactUnlessRef(s, "headers")
 				case parent == "headers" || parent == "env":
 					t.vals[i] = cfgRedactUnlessRef(s, parent)
 				case (parent == "provider_opts" || parent == "config") && cfgSecretName(k) && !cfgWholeEnvRef(s, parent):

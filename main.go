@@ -245,25 +245,26 @@ Run 'agentd serve api -h' for the serve flags.
 
 // serveOptions is the parsed command line of `serve api`.
 type serveOptions struct {
-	source         string
-	listen         string
-	sessionDB      string
-	workingDir     string
-	envFiles       []string
-	pullInterval   time.Duration
-	cacheDir       string
-	fake, record   string
-	modelsGateway  string // --models-gateway: every model request goes through it
-	codeMode       bool   // --code-mode-tools: accepted and warned about
-	authTokenFile  string
-	insecureNoAuth bool
-	allowedHosts   []string
-	corsOrigins    []string
-	maxRuns        int
-	maxRequestSize int64
-	historyCacheMB int
-	eventRetention int // --event-log-retention: events kept per session, 0 = no event log
-	debug          bool
+	source           string
+	listen           string
+	sessionDB        string
+	workingDir       string
+	envFiles         []string
+	pullInterval     time.Duration
+	cacheDir         string
+	fake, record     string
+	modelsGateway    string // --models-gateway: every model request goes through it
+	codeMode         bool   // --code-mode-tools: accepted and warned about
+	authTokenFile    string
+	insecureNoAuth   bool
+	allowedHosts     []string
+	corsOrigins      []string
+	maxRuns          int
+	maxRequestSize   int64
+	historyCacheMB   int
+	eventRetention   int // --event-log-retention: events kept per session, 0 = no event log
+	debug            bool
+	mcpOAuthRedirect string // --mcp-oauth-redirect-uri: agentd drives MCP OAuth flows
 
 	readHeaderTimeout time.Duration // tests shorten it
 }
@@ -304,6 +305,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.IntVar(&o.maxRuns, "max-runs", defaultMaxRuns, "concurrent runs")
 	fs.Int64Var(&o.maxRequestSize, "max-request-size", maxRunBody, "largest run request body in bytes (0 or less = the default)")
 	fs.IntVar(&o.historyCacheMB, "history-cache-mb", historyCacheBytes>>20, "MiB of decoded session histories kept in memory (0 = none)")
+	fs.StringVar(&o.mcpOAuthRedirect, "mcp-oauth-redirect-uri", "", "OAuth redirect_uri for remote MCP servers")
 	fs.IntVar(&o.eventRetention, "event-log-retention", defaultEventRetention, "events kept per session for GET …/events (0 = no event log)")
 	fs.Usage = func() {}
 
@@ -339,6 +341,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	if o.maxRuns < 1 {
 		return nil, errors.New("--max-runs must be at least 1")
+	}
+	if err := checkRedirectURI(o.mcpOAuthRedirect); err != nil {
+		return nil, err
 	}
 	if o.historyCacheMB < 0 {
 		return nil, errors.New("--history-cache-mb must not be negative")
@@ -408,10 +413,11 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	st.history = newHistoryCache(int64(o.historyCacheMB) << 20)
 	procs := newProcGroups(st, log)
 	procs.reap(ctx)
+	oauth := newMCPOAuth(st, cenv.HTTP, o.mcpOAuthRedirect, log)
 
 	srcs, err := newAgentSources(ctx, o.source, sourceOptions{
 		root: root, pullInterval: o.pullInterval, cacheDir: o.cacheDir, getenv: getenv, log: log, http: cenv.HTTP, procs: procs,
-		codeMode: o.codeMode,
+		codeMode: o.codeMode, mcpOAuth: oauth,
 	})
 	if err != nil {
 		return err
@@ -427,7 +433,7 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	s, err := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,
 		allowedHosts: o.allowedHosts, corsOrigins: o.corsOrigins, maxRuns: o.maxRuns, maxRunBody: o.maxRequestSize,
-		protected: serverSecrets(root, dbPath, o, srcs), eventRetention: cmp.Or(o.eventRetention, -1),
+		protected: serverSecrets(root, dbPath, o, srcs), mcpOAuth: oauth, eventRetention: cmp.Or(o.eventRetention, -1),
 	})
 	if err != nil {
 		return err

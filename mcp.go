@@ -100,14 +100,17 @@ func newMCPToolset(ts *toolsetConfig, opts toolsetOptions) (toolset, error) {
 		}
 		t.label = u.Redacted()
 		t.log = log.With("toolset", "mcp", "url", t.label)
+		if opts.MCPOAuth != nil {
+			t.oauth = opts.MCPOAuth.client(u, t.log, ts.Remote.OAuth, getenv)
+		}
 		switch ts.Remote.TransportType {
 		case "streamable", "streamable-http":
 			t.dial = func(ctx context.Context, c *mcpConn) (mcpTransport, error) {
-				return &mcpStreamable{c: c, url: u.String(), headers: headers, client: t.httpClient, log: t.log}, nil
+				return &mcpStreamable{c: c, url: u.String(), headers: headers, client: t.httpClient, log: t.log, oauth: t.oauth}, nil
 			}
 		case "sse":
 			t.dial = func(ctx context.Context, c *mcpConn) (mcpTransport, error) {
-				return mcpDialSSE(ctx, c, u, headers, t.httpClient)
+				return mcpDialSSE(ctx, c, u, headers, t.httpClient, t.oauth)
 			}
 		default:
 			return nil, fmt.Errorf("unsupported transport type: %s", ts.Remote.TransportType)
@@ -127,6 +130,7 @@ type mcpToolset struct {
 	label string // command or redacted URL, for messages
 	log   *slog.Logger
 	dial  func(ctx context.Context, c *mcpConn) (mcpTransport, error)
+	oauth *mcpOAuthClient // remote servers when the server does MCP OAuth; nil otherwise
 
 	// Seams for tests; set before first use.
 	requestTimeout, initTimeout, callTimeout time.Duration
@@ -152,7 +156,7 @@ type mcpToolset struct {
 // tools starts the server if needed and returns its tools, re-listing after a
 // notifications/tools/list_changed or a restart.
 func (t *mcpToolset) tools(ctx context.Context) ([]tool, error) {
-	c, err := t.connection(ctx)
+	c, err := t.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +170,11 @@ func (t *mcpToolset) tools(ctx context.Context) ([]tool, error) {
 	t.mu.Unlock()
 
 	defs, err := t.list(ctx, c)
+	if retry, aerr := t.reauthorize(ctx, err); retry {
+		defs, err = t.list(ctx, c)
+	} else if aerr != nil {
+		err = aerr
+	}
 	if err != nil {
 		if errors.Is(err, errMCPSessionExpired) {
 			return t.tools(ctx) // the next connection() re-initializes
@@ -202,6 +211,32 @@ func (t *mcpToolset) close() error {
 		return c.close()
 	}
 	return nil
+}
+
+// connect is connection, authorizing first when the server asks for OAuth. The
+// authorization (which may wait for the user) happens outside startMu, so other
+// sessions are not held up behind it.
+func (t *mcpToolset) connect(ctx context.Context) (*mcpConn, error) {
+	c, err := t.connection(ctx)
+	if retry, aerr := t.reauthorize(ctx, err); retry {
+		return t.connection(ctx)
+	} else if aerr != nil {
+		return nil, aerr
+	}
+	return c, err
+}
+
+// reauthorize handles err when it is an MCP server's 401: retry reports a token to
+// retry with; otherwise err says why there is none.
+func (t *mcpToolset) reauthorize(ctx context.Context, err error) (retry bool, _ error) {
+	var ae *mcpAuthError
+	if t.oauth == nil || !errors.As(err, &ae) {
+		return false, nil
+	}
+	if err := t.oauth.authorize(ctx, ae); err != nil {
+		return false, fmt.Errorf("mcp %s: %w", t.label, err)
+	}
+	return true, nil
 }
 
 // connection returns a live, initialized connection, starting or restarting the server.
@@ -249,7 +284,8 @@ func (t *mcpToolset) connection(ctx context.Context) (*mcpConn, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
-		if ctx.Err() == nil { // the caller giving up says nothing about the server
+		// The caller giving up says nothing about the server, nor does a 401.
+		if ctx.Err() == nil && !errors.As(err, new(*mcpAuthError)) {
 			t.restarts++
 			t.lastErr = err
 		}
@@ -399,13 +435,20 @@ func (t *mcpToolset) call(ctx context.Context, env *toolEnv, name string, args j
 	params := map[string]any{"name": name, "arguments": args}
 	var raw json.RawMessage
 	for attempt := 0; ; attempt++ {
-		c, err := t.connection(ctx)
+		c, err := t.connect(ctx)
 		if err != nil {
 			return toolErrorf("%v", err)
 		}
 		raw, err = c.request(ctx, "tools/call", params, env, t.callTimeout)
 		if errors.Is(err, errMCPSessionExpired) && attempt == 0 {
 			continue // the server never saw the call; resend on a fresh session
+		}
+		if attempt == 0 {
+			if retry, aerr := t.reauthorize(ctx, err); retry {
+				continue // refused before it ran; resend with the new token
+			} else if aerr != nil {
+				return toolErrorf("calling tool %s: %v", name, aerr)
+			}
 		}
 		if err != nil {
 			return toolErrorf("calling tool %s: %v", name, err)
@@ -1026,6 +1069,7 @@ type mcpStreamable struct {
 	headers http.Header
 	client  *http.Client
 	log     *slog.Logger
+	oauth   *mcpOAuthClient // nil = no OAuth
 
 	mu        sync.Mutex
 	sessionID string
@@ -1037,6 +1081,9 @@ type mcpStreamable struct {
 func (s *mcpStreamable) header(req *http.Request) {
 	for k, v := range s.headers {
 		req.Header[k] = v
+	}
+	if s.oauth != nil {
+		s.oauth.header(req)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1065,6 +1112,9 @@ func (s *mcpStreamable) send(ctx context.Context, m *mcpMessage) error {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return mcpAuthErrorOf(req, resp)
+	}
 	if m.Method == "initialize" {
 		if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
 			s.mu.Lock()
@@ -1245,11 +1295,12 @@ type mcpSSE struct {
 	headers  http.Header
 	client   *http.Client
 	cancel   context.CancelFunc
+	oauth    *mcpOAuthClient // nil = no OAuth
 }
 
 // mcpDialSSE opens the stream and waits for the endpoint event. The endpoint must have
 // the stream's origin so configured headers (tokens) never go to another host.
-func mcpDialSSE(ctx context.Context, c *mcpConn, u *url.URL, headers http.Header, client *http.Client) (*mcpSSE, error) {
+func mcpDialSSE(ctx context.Context, c *mcpConn, u *url.URL, headers http.Header, client *http.Client, oauth *mcpOAuthClient) (*mcpSSE, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -1258,6 +1309,9 @@ func mcpDialSSE(ctx context.Context, c *mcpConn, u *url.URL, headers http.Header
 	}
 	for k, v := range headers {
 		req.Header[k] = v
+	}
+	if oauth != nil {
+		oauth.header(req)
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	type result struct {
@@ -1275,6 +1329,9 @@ func mcpDialSSE(ctx context.Context, c *mcpConn, u *url.URL, headers http.Header
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			err := mcpHTTPError(resp)
+			if resp.StatusCode == http.StatusUnauthorized {
+				err = mcpAuthErrorOf(req, resp)
+			}
 			got <- result{err: err}
 			c.fail(err)
 			return
@@ -1321,7 +1378,7 @@ func mcpDialSSE(ctx context.Context, c *mcpConn, u *url.URL, headers http.Header
 			cancel()
 			return nil, r.err
 		}
-		return &mcpSSE{endpoint: r.endpoint, headers: headers, client: client, cancel: cancel}, nil
+		return &mcpSSE{endpoint: r.endpoint, headers: headers, client: client, cancel: cancel, oauth: oauth}, nil
 	case <-ctx.Done():
 		cancel()
 		return nil, ctx.Err()
@@ -1340,12 +1397,18 @@ func (s *mcpSSE) send(ctx context.Context, m *mcpMessage) error {
 	for k, v := range s.headers {
 		req.Header[k] = v
 	}
+	if s.oauth != nil {
+		s.oauth.header(req)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return mcpAuthErrorOf(req, resp)
+	}
 	if resp.StatusCode/100 != 2 {
 		return mcpHTTPError(resp)
 	}

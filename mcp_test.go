@@ -686,6 +686,8 @@ type fakeStreamable struct {
 	t   testing.TB
 	f   *fakeMCP
 	sse bool
+	// oauth: authorization is checked in front of it (fakeProtectedMCP), not here.
+	oauth bool
 
 	mu       sync.Mutex
 	sessions map[string]bool
@@ -700,7 +702,7 @@ type fakeStreamable struct {
 }
 
 func (s *fakeStreamable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if got := r.Header.Get("Authorization"); got != "Bearer s3cr3t" {
+	if got := r.Header.Get("Authorization"); got != "Bearer s3cr3t" && !s.oauth {
 		s.t.Errorf("%s Authorization = %q; want the expanded header", r.Method, got)
 	}
 	sid := r.Header.Get("Mcp-Session-Id")

@@ -388,6 +388,7 @@ func stopReason(ctx context.Context, c *convo) string {
 func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, positions []int, items []sessionItem) {
 	c := newConvo(rn.root, items)
 	ctx = withToolSession(ctx, c.rec.ID)
+	ctx = withMCPOAuthPrompt(ctx, &mcpOAuthPrompt{elicit: rn.elicitOAuth, authorized: func() { rn.sink.send(authorizationEvent()) }})
 	// A titled session says so first, so a client that joins late learns the title
 	// (API-UPSTREAM.md §3.1); an untitled one gets it once generated.
 	if title := rn.rs.currentTitle(); title != "" {

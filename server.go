@@ -44,6 +44,7 @@ type serverConfig struct {
 	runBudget    int64           // estimated bytes of runs in flight; 0 = defaultRunMemory
 	protected    *protectedFiles // the server's secret files, refused to file tools
 	saveRetryFor time.Duration   // how long a run retries writes that failed; 0 = saveRetryFor
+	mcpOAuth     *mcpOAuth       // MCP OAuth flows and tokens (mcp_oauth.go); nil = none
 	// eventRetention is the events kept per session (eventlog.go); 0 =
 	// defaultEventRetention, negative = no event log.
 	eventRetention int
@@ -62,6 +63,7 @@ type server struct {
 	queues *sessionQueues    // queue.go
 	bodies *memBudget        // request bodies being read and decoded
 	runMem *memBudget        // runs in flight, at runMemoryCost each
+	forks  sync.Mutex        // forks take turns: a fork's title number depends on the titles stored
 	events *eventLogs        // eventlog.go; nil when disabled
 
 	// life ends at shutdown: it cancels detached runs and ends event streams, which
@@ -150,6 +152,11 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/tools/toggle", s.serveToggleTools},
 		{"POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking},
 		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
+		{"POST /api/sessions/{id}/fork", s.serveFork},
+		{"POST /api/sessions/{id}/messages", s.serveAddMessage},
+		{"PATCH /api/sessions/{id}/messages/{msg_id}", s.serveUpdateMessage},
+		{"POST /api/sessions/{id}/summaries", s.serveAddSummary},
+		{"POST /api/mcp-oauth/callback", s.serveMCPOAuthCallback},
 		{"POST /api/sessions/{id}/steer", s.serveSteer},
 		{"POST /api/sessions/{id}/followup", s.serveFollowup},
 		{"GET /api/sessions/{id}/queue", s.serveQueue},

@@ -32,6 +32,7 @@ type apiTest struct {
 
 	mu   sync.Mutex
 	env  map[string]string
+	logs strings.Builder // everything the server logged (debug level)
 	stop func()
 }
 
@@ -55,7 +56,7 @@ func newTestEnv(t testing.TB, files map[string]string, opts ...testOption) *apiT
 // start opens the store and the agent sources and serves them.
 func (e *apiTest) start() {
 	t := e.t
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, (*apiLog)(e)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if _, bench := t.(*testing.B); bench {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -66,11 +67,12 @@ func (e *apiTest) start() {
 	}
 	procs := newProcGroups(st, log)
 	procs.reap(ctx)
-	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log, procs: procs})
+	oauth := newMCPOAuth(st, &http.Client{}, "", log)
+	srcs, err := newAgentSources(ctx, e.dir, sourceOptions{root: e.root, getenv: e.getenv, log: log, procs: procs, mcpOAuth: oauth})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := serverConfig{root: e.root, getenv: e.getenv, clientEnv: clientEnv{HTTP: &http.Client{}, Getenv: e.getenv}}
+	cfg := serverConfig{root: e.root, getenv: e.getenv, clientEnv: clientEnv{HTTP: &http.Client{}, Getenv: e.getenv}, mcpOAuth: oauth}
 	for _, o := range e.opts {
 		o(&cfg)
 	}
@@ -108,6 +110,22 @@ func (e *apiTest) setenv(k, v string) {
 		return
 	}
 	e.env[k] = v
+}
+
+// apiLog keeps the server's log lines for tests that check what was logged.
+type apiLog apiTest
+
+func (l *apiLog) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.logs.Write(b)
+}
+
+// logged is everything the server logged so far.
+func (e *apiTest) logged() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.logs.String()
 }
 
 // testWriter routes server logs into the test log.

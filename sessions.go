@@ -871,9 +871,14 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// Edits from now on reach rs directly; re-read the row so ones that landed while
-	// the request was being set up are not lost.
+	// Edits from now on reach rs directly, and history edits wait (409) until the run
+	// ends; re-read the row and the history so ones that landed while the request was
+	// being set up are not lost.
 	if rec, err = s.st.session(r.Context(), sid); err != nil {
+		s.writeError(w, r, sessionErr(sid, err))
+		return
+	}
+	if items, err = s.st.items(r.Context(), sid); err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
 	}

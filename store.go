@@ -273,6 +273,13 @@ var storeOwnMigrations = []storeMigration{
 		ALTER TABLE sessions ADD COLUMN agentd_safety_policy TEXT DEFAULT '';
 		ALTER TABLE sessions ADD COLUMN agentd_prior_safety_policy TEXT DEFAULT '';
 		ALTER TABLE sessions ADD COLUMN agentd_attributes TEXT DEFAULT '';  -- JSON object of strings; '' none`, nil},
+	// OAuth tokens of remote MCP servers (mcp_oauth.go), one row per server.
+	{0, "agentd_mcp_oauth_tokens", "OAuth tokens of remote MCP servers", `
+		CREATE TABLE agentd_mcp_oauth_tokens (
+			server_url TEXT PRIMARY KEY,  -- the MCP server URL without query or fragment
+			token_json TEXT NOT NULL,     -- access and refresh token, expiry, client, token endpoint
+			updated_at TEXT NOT NULL      -- RFC3339
+		);`, nil},
 }
 
 // storeBaseSchema is what the reference creates before any migration runs.
@@ -692,24 +699,10 @@ func (st *store) createSession(ctx context.Context, s *sessionRecord) error {
 	if s.CreatedAt.IsZero() {
 		s.CreatedAt = st.now()
 	}
-	perms, err := storePermissionsText(s.Permissions)
+	args, err := storeSessionArgs(s)
 	if err != nil {
 		return err
 	}
-	overrides, models := s.AgentModelOverrides, s.CustomModelsUsed
-	if overrides == "" {
-		overrides = "{}"
-	}
-	if models == "" {
-		models = "[]"
-	}
-	var parent any // NULL for root sessions, as the reference lists roots by parent_id IS NULL
-	if s.ParentID != "" {
-		parent = s.ParentID
-	}
-	args := []any{s.ID, s.Title, storeTimeText(s.CreatedAt), storeBit(s.ToolsApproved), storeBit(s.Thinking),
-		storeBit(s.SendUserMessage), storeBit(s.Starred), s.MaxIterations, s.WorkingDir, perms,
-		s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models, s.SafetyPolicy, s.PriorSafetyPolicy, storeAttributesText(s.Attributes)}
 	inserted := func(res sql.Result, err error) error {
 		if err != nil {
 			return err
@@ -732,6 +725,28 @@ func (st *store) createSession(ctx context.Context, s *sessionRecord) error {
 		}
 		return inserted(tx.ExecContext(ctx, storeInsertSessionSQL, args...))
 	})
+}
+
+// storeSessionArgs are the arguments of storeInsertSessionSQL for s.
+func storeSessionArgs(s *sessionRecord) ([]any, error) {
+	perms, err := storePermissionsText(s.Permissions)
+	if err != nil {
+		return nil, err
+	}
+	overrides, models := s.AgentModelOverrides, s.CustomModelsUsed
+	if overrides == "" {
+		overrides = "{}"
+	}
+	if models == "" {
+		models = "[]"
+	}
+	var parent any // NULL for root sessions, as the reference lists roots by parent_id IS NULL
+	if s.ParentID != "" {
+		parent = s.ParentID
+	}
+	return []any{s.ID, s.Title, storeTimeText(s.CreatedAt), storeBit(s.ToolsApproved), storeBit(s.Thinking),
+		storeBit(s.SendUserMessage), storeBit(s.Starred), s.MaxIterations, s.WorkingDir, perms,
+		s.InputTokens, s.OutputTokens, s.Cost, parent, overrides, models, s.SafetyPolicy, s.PriorSafetyPolicy, storeAttributesText(s.Attributes)}, nil
 }
 
 // storeExists returns an error wrapping errNotFound unless session id exists.

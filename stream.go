@@ -304,6 +304,11 @@ func toolCallResponseEvent(call toolCall, def toolDef, res toolResult, agent str
 		str("response", res.Output).val("result", res).ctx(agent, time.Now())
 }
 
+// authorizationEvent tells the client an MCP server's OAuth authorization completed.
+func authorizationEvent() *event {
+	return startEvent("authorization_event").str("confirmation", "accept").ctx("", zeroTime)
+}
+
 // toolCallOutputEvent is one chunk of a tool's output while it runs (the shell tool's
 // process output); tool_call_response still carries the whole result.
 func toolCallOutputEvent(callID string, def toolDef, output, agent string) *event {
