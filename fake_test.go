@@ -42,6 +42,10 @@ type fakeOpenAI struct {
 	turns    []fakeTurn
 	Requests []map[string]any // chat requests, title requests excluded
 	Title    string           // answer to title-generation requests ("Test title" if empty)
+	// TitleTurn, when set, answers title requests instead of Title; TitleRequest is the
+	// last title request received.
+	TitleTurn    *fakeTurn
+	TitleRequest map[string]any
 	Default  *fakeTurn        // answer once the scripted turns are used up ("ok" if nil)
 	titles   int
 }
@@ -73,8 +77,13 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	if isTitleRequest(req) {
 		f.titles++
-		title := f.Title
+		title, turn := f.Title, f.TitleTurn
+		f.TitleRequest = req
 		f.mu.Unlock()
+		if turn != nil {
+			f.writeTurn(w, *turn)
+			return
+		}
 		if title == "" {
 			title = "Test title"
 		}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -1034,22 +1035,19 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 		{Role: "system", Content: "You are a helpful AI assistant that generates concise, descriptive titles for conversations. Answer with the title only, on a single line."},
 		{Role: "user", Content: prompt.String()},
 	}}
-	// Only the first line is used. A server that ignores max_tokens is read on to the
-	// end (cheap, and the connection stays reusable) unless it goes on for longer than
-	// any title could need.
+	// Only the first line is used: once it is known the stream is cut, so a server
+	// that ignores max_tokens stops generating (reading it on cost both sides about a
+	// sixth of a run's CPU). A run of blanks is cut after maxTitleRead.
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var out strings.Builder
-	read := 0
 	_, err = chain.stream(sctx, req, func(ev modelEvent) {
-		if ev.Kind != evText {
+		if ev.Kind != evText || sctx.Err() != nil {
 			return
 		}
-		if read += len(ev.Text); read > maxTitleRead {
+		out.WriteString(ev.Text)
+		if out.Len() > maxTitleRead || titleKnown(out.String(), maxGeneratedTitle) {
 			stop()
-		}
-		if out.Len() < maxGeneratedTitle*2 {
-			out.WriteString(ev.Text)
 		}
 	}, nil)
 	if err != nil && sctx.Err() == nil {
@@ -1073,6 +1071,13 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 		return
 	}
 	rn.sink.send(sessionTitleEvent(rn.root.ID, title))
+}
+
+// titleKnown reports whether more text could not change firstLine(s, max): the first
+// non-blank line has ended, or is already longer than max.
+func titleKnown(s string, max int) bool {
+	s = strings.TrimLeftFunc(strings.ReplaceAll(s, "\r", ""), unicode.IsSpace)
+	return strings.IndexByte(s, '\n') >= 0 || len(strings.TrimRightFunc(s, unicode.IsSpace)) > max
 }
 
 // firstLine is the first non-blank line of s, trimmed, cut to at most max bytes at a

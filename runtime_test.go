@@ -528,6 +528,15 @@ func TestFirstLine(t *testing.T) {
 		if got := firstLine(tc.in, tc.max); got != tc.want {
 			t.Errorf("firstLine(%q, %d) = %q; want %q", tc.in, tc.max, got, tc.want)
 		}
+		// Once titleKnown says so, the rest of the text cannot change the title.
+		for i := range len(tc.in) {
+			if titleKnown(tc.in[:i], tc.max) && firstLine(tc.in[:i], tc.max) != tc.want {
+				t.Errorf("titleKnown(%q, %d) but the whole text gives %q", tc.in[:i], tc.max, tc.want)
+			}
+		}
+	}
+	if titleKnown("  \r\n  Pirate", 50) || !titleKnown("  \r\n  Pirate\r\n", 50) {
+		t.Error("titleKnown: a first line is known once it ends")
 	}
 }
 
@@ -540,6 +549,34 @@ func TestRunTitleFromChattyModel(t *testing.T) {
 	ev := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).until("session_title")
 	if title := ev["title"].(string); len(title) > 100 || !strings.HasPrefix(title, "word word") {
 		t.Fatalf("title = %q", title)
+	}
+}
+
+// The title call asks for a few tokens and stops reading once the title is known (its
+// first line ended, or is longer than a title can be): a model that ignores max_tokens
+// and then stalls still titles the run at once.
+func TestRunTitleStopsReadingOnceKnown(t *testing.T) {
+	cases := []struct{ name, first, want string }{
+		{"line ended", "\n Pirate greeting\nand then", "Pirate greeting"},
+		{"long line", strings.Repeat("word ", 30), strings.TrimSpace(strings.Repeat("word ", 20))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, f := newRunEnv(t, "", fakeTurn{Text: []string{"ok"}})
+			hold := make(chan struct{})
+			defer close(hold)
+			f.TitleTurn = &fakeTurn{Text: []string{tc.first, " more"}, Hold: hold}
+			id := e.newSession(nil)
+			ev := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).until("session_title")
+			if ev["title"] != tc.want {
+				t.Fatalf("title = %q; want %q", ev["title"], tc.want)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if mt := f.TitleRequest["max_tokens"]; mt != float64(20) {
+				t.Fatalf("title request max_tokens = %v; want 20", mt)
+			}
+		})
 	}
 }
 
