@@ -46,8 +46,8 @@ type fakeOpenAI struct {
 	// last title request received.
 	TitleTurn    *fakeTurn
 	TitleRequest map[string]any
-	Default  *fakeTurn        // answer once the scripted turns are used up ("ok" if nil)
-	titles   int
+	Default      *fakeTurn // answer once the scripted turns are used up ("ok" if nil)
+	titles       int
 }
 
 // newFakeOpenAI starts the server; its URL + "/v1" is the base_url to configure.
