@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -317,5 +321,47 @@ func BenchmarkSessionList(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// walCommits counts the transactions in a SQLite WAL file
+// (https://sqlite.org/fileformat.html#the_write_ahead_log): after a 32-byte header come
+// frames of a 24-byte header and one page; a frame of the current WAL (its salts match
+// the header's) with a non-zero "database size" field ends a transaction.
+func walCommits(t testing.TB, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 32 {
+		t.Fatalf("read WAL %s: %v (%d bytes)", path, err, len(b))
+	}
+	page := int(binary.BigEndian.Uint32(b[8:12]))
+	n := 0
+	for off := 32; off+24+page <= len(b); off += 24 + page {
+		f := b[off : off+24]
+		if !bytes.Equal(f[8:16], b[16:24]) {
+			break // a frame left from before the WAL was restarted
+		}
+		if binary.BigEndian.Uint32(f[4:8]) != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// A run on a titled session commits twice: the user's message before the stream
+// opens, then the answer together with the session's token counters and cost.
+func TestRunCommitsAnswerWithUsage(t *testing.T) {
+	e, _ := newRunEnv(t, "", fakeTurn{Text: []string{"Ahoy"}})
+	id := e.newSession(map[string]any{"title": "set"})
+	wal := filepath.Join(e.base, "session.db-wal")
+	before := walCommits(t, wal)
+	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()
+	if got := walCommits(t, wal) - before; got != 2 {
+		t.Fatalf("a run made %d commits; want 2 (user message; answer with usage)", got)
+	}
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	got := decode[sessionResponse](t, b)
+	if len(got.Messages) != 2 || got.Messages[1].Message.Content != "Ahoy" || got.InputTokens != 12 || got.OutputTokens != 5 {
+		t.Fatalf("stored session: %d messages, input %d, output %d", len(got.Messages), got.InputTokens, got.OutputTokens)
 	}
 }

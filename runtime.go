@@ -509,11 +509,15 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 		msg.Usage = a.usage
 		msg.Cost = price.cost(a.usage)
 	}
-	rn.saveAnswer(ctx, c, ag, a)
-	c.history = append(c.history, *msg)
 	c.cost += msg.Cost
+	usage := tokenUsageOf(c, msg, price)
+	// The final answer and the session's usage counters go in one transaction.
+	c.rec.InputTokens, c.rec.OutputTokens = usage.InputTokens, usage.OutputTokens
+	rn.saveAnswerWith(ctx, c, ag, a, true)
+	c.history = append(c.history, *msg)
 	rn.sink.send(messageAddedEvent(c.rec.ID, ag.Name))
-	rn.tokenUsage(ctx, c, ag, msg, price)
+	rn.sink.send(tokenUsageEvent(c.rec.ID, usage, ag.Name))
+	c.noteUsage(usage.InputTokens, usage.OutputTokens)
 	return msg, nil
 }
 
@@ -570,9 +574,23 @@ func toolDefByName(tools []tool, name string) toolDef {
 // retried later with what it held, unless a newer snapshot of the same message
 // replaces it first (same key).
 func (rn *runner) saveAnswer(ctx context.Context, c *convo, ag *agentConfig, a *answer) {
+	rn.saveAnswerWith(ctx, c, ag, a, false)
+}
+
+// saveAnswerWith is saveAnswer, storing with the answer, when usage is set, the
+// session's token counters and cost as they are in c when the write runs (so a write
+// retried late never puts back older counters).
+func (rn *runner) saveAnswerWith(ctx context.Context, c *convo, ag *agentConfig, a *answer, usage bool) {
 	a.sync()
 	snap := a.msg
 	rn.save.save(context.WithoutCancel(ctx), &a.itemID, "the answer in session "+c.rec.ID, func(ctx context.Context) error {
+		if usage {
+			id, err := rn.s.st.saveAnswer(ctx, c.rec.ID, ag.Name, a.itemID, &snap, c.rec.InputTokens, c.rec.OutputTokens, c.cost)
+			if err == nil {
+				a.itemID = id
+			}
+			return err
+		}
 		if a.itemID != 0 {
 			return rn.s.st.updateMessage(ctx, a.itemID, &snap)
 		}
@@ -650,24 +668,18 @@ func (a *answer) sync() {
 // answerCutMarker ends an answer that the provider stopped sending part-way.
 const answerCutMarker = "\n\n[answer incomplete: the model provider stopped mid-answer]"
 
-// tokenUsage emits token_usage for the last call and stores the counters.
-func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg *chatMessage, price modelPrice) {
+// tokenUsageOf is the usage a token_usage event reports for the last call.
+func tokenUsageOf(c *convo, msg *chatMessage, price modelPrice) usageJSON {
 	u := msg.Usage
 	if u == nil {
 		u = &messageUsage{}
 	}
 	in := u.InputTokens + u.CachedInputTokens + u.CacheWriteTokens
-	usage := usageJSON{
+	return usageJSON{
 		InputTokens: in, OutputTokens: u.OutputTokens, ContextLength: in + u.OutputTokens,
 		ContextLimit: price.context, Cost: c.cost,
 		LastMessage: &lastMessageJSON{*u, msg.Cost, msg.Model},
 	}
-	rn.sink.send(tokenUsageEvent(c.rec.ID, usage, ag.Name))
-	c.noteUsage(in, u.OutputTokens)
-	id, cost := c.rec.ID, c.cost
-	rn.save.save(context.WithoutCancel(ctx), "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {
-		return rn.s.st.setUsage(ctx, id, in, u.OutputTokens, cost)
-	})
 }
 
 // usageJSON is the usage of token_usage events (API.md §5).

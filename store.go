@@ -1071,6 +1071,44 @@ func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage
 	return nil
 }
 
+// saveAnswer stores a turn's final answer and the session's token counters and cost
+// in one transaction (one commit a turn instead of two): the message is appended when
+// itemID is 0, else item itemID is replaced. It returns the item's ID.
+func (st *store) saveAnswer(ctx context.Context, sessionID, agent string, itemID int64, m *chatMessage, in, out int64, cost float64) (int64, error) {
+	b, err := marshalMessage(m)
+	if err != nil {
+		return 0, err
+	}
+	var pos int
+	appended := itemID == 0
+	err = st.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if appended {
+			err = tx.StmtContext(ctx, st.prepared[storeAppendSQL]).QueryRowContext(ctx, "message", agent, b, 0, nil, nil, sessionID).Scan(&itemID, &pos)
+		} else {
+			var sid string
+			err = tx.StmtContext(ctx, st.prepared[storeUpdateMessageSQL]).QueryRowContext(ctx, b, itemID).Scan(&sid, &pos)
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("session %q: %w", sessionID, errNotFound)
+		} else if err != nil {
+			return err
+		}
+		_, err = tx.StmtContext(ctx, st.prepared[storeSetUsageSQL]).ExecContext(ctx, in, out, cost, sessionID)
+		return err
+	})
+	switch {
+	case errors.Is(err, errNotFound):
+	case err != nil:
+		st.history.clear() // a failed commit may or may not have landed
+	case appended:
+		st.history.written(sessionID)
+	default:
+		st.history.updated(sessionID, pos)
+	}
+	return itemID, err
+}
+
 // appendSubSession records child as a sub-session of parent: a 'subsession' item at the
 // parent's next position, and the child's parent_id (so it is not listed as a root and is
 // deleted with its parent). errNotFound if either is missing, errConflict if the child
