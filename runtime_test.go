@@ -451,7 +451,8 @@ func TestIdleStreamHeartbeat(t *testing.T) {
 }
 
 // BenchmarkRun measures one whole run as a client sees it: create a session, run the
-// agent on one message, read the stream to its end (100 text deltas, plus the title).
+// agent on one message, read the stream to its end (100 text deltas, plus the title,
+// which the fake model also answers with 100 deltas).
 func BenchmarkRun(b *testing.B) {
 	toks := make([]string, 100)
 	for i := range toks {
@@ -459,6 +460,7 @@ func BenchmarkRun(b *testing.B) {
 	}
 	f := newFakeOpenAI(b)
 	f.Default = &fakeTurn{Text: toks}
+	f.TitleTurn = &fakeTurn{Text: toks} // as ../shared/tools/fakellm: max_tokens ignored
 	e := newTestEnv(b, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "")})
 	e.setenv("OPENAI_API_KEY", "k")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
