@@ -365,3 +365,38 @@ func TestRunCommitsAnswerWithUsage(t *testing.T) {
 		t.Fatalf("stored session: %d messages, input %d, output %d", len(got.Messages), got.InputTokens, got.OutputTokens)
 	}
 }
+
+// repairToolCalls adds a "canceled" result for each tool call left unanswered, and
+// hands a history whose calls are all answered back as it is (no copy per turn).
+func TestRepairToolCalls(t *testing.T) {
+	call := func(ids ...string) chatMessage {
+		m := chatMessage{Role: "assistant"}
+		for _, id := range ids {
+			m.ToolCalls = append(m.ToolCalls, toolCall{ID: id})
+		}
+		return m
+	}
+	result := func(id string) chatMessage { return chatMessage{Role: "tool", ToolCallID: id, Content: "r"} }
+	user := chatMessage{Role: "user", Content: "u"}
+	answered := []chatMessage{user, call("a", "b"), result("b"), result("a"), user, call("c"), result("c")}
+	if got := repairToolCalls(answered); &got[0] != &answered[0] || len(got) != len(answered) {
+		t.Fatal("an answered history was copied")
+	}
+	cases := []struct {
+		in   []chatMessage
+		want []string // role:tool_call_id of the output
+	}{
+		{[]chatMessage{user, call("a", "b"), result("b")}, []string{"user:", "assistant:", "tool:b", "tool:a"}},
+		{[]chatMessage{user, call("a"), user, call("b"), result("b")}, []string{"user:", "assistant:", "tool:a", "user:", "assistant:", "tool:b"}},
+		{[]chatMessage{call("a")}, []string{"assistant:", "tool:a"}},
+	}
+	for i, tc := range cases {
+		var got []string
+		for _, m := range repairToolCalls(tc.in) {
+			got = append(got, m.Role+":"+m.ToolCallID)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("case %d: %v; want %v", i, got, tc.want)
+		}
+	}
+}

@@ -296,14 +296,15 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	c := &convo{rec: rec, cost: rec.Cost}
 	// What came before the last summary is compacted: start there, and size the
-	// history once (a long session would otherwise regrow it a dozen times per run).
+	// history once, with room for the run's own messages (a long session would
+	// otherwise copy it again at the user's message and at each answer).
 	start := 0
 	for i, it := range items {
 		if it.Type == "summary" && it.Summary != "" {
 			start, c.compact.summary = i, it.Summary
 		}
 	}
-	c.history = make([]chatMessage, 0, len(items)-start)
+	c.history = make([]chatMessage, 0, len(items)-start+16)
 	for _, it := range items[start:] {
 		if it.Type == "message" && it.Message != nil && it.Message.Role != "system" {
 			c.history = append(c.history, *it.Message)
@@ -706,6 +707,9 @@ func nowRFC3339() string { return time.Now().Format(time.RFC3339) }
 // repairToolCalls returns history where every assistant tool call has a result, so a
 // run cancelled mid-batch does not make the next model call fail (API.md §11.14).
 func repairToolCalls(history []chatMessage) []chatMessage {
+	if toolCallsAnswered(history) {
+		return history // the usual case: no copy of a long history
+	}
 	out := make([]chatMessage, 0, len(history))
 	for i := 0; i < len(history); i++ {
 		m := history[i]
@@ -727,6 +731,26 @@ func repairToolCalls(history []chatMessage) []chatMessage {
 		i = j - 1
 	}
 	return out
+}
+
+// toolCallsAnswered reports whether every assistant tool call in history is followed
+// by its result among the tool messages right after it.
+func toolCallsAnswered(history []chatMessage) bool {
+	for i := range history {
+		if history[i].Role != "assistant" {
+			continue
+		}
+		for _, tc := range history[i].ToolCalls {
+			j := i + 1
+			for j < len(history) && history[j].Role == "tool" && history[j].ToolCallID != tc.ID {
+				j++
+			}
+			if j == len(history) || history[j].Role != "tool" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // systemMessages assembles the system prompt in the reference's order (CONFIG.md §4).
