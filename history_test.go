@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -397,6 +398,40 @@ func TestRepairToolCalls(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("case %d: %v; want %v", i, got, tc.want)
+		}
+	}
+}
+
+// On an untitled session, a title generated while the answer streams is stored in
+// the answer's transaction: still two commits a run, and the title is announced.
+func TestRunCommitsTitleWithAnswer(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		gate := make(chan struct{})
+		e, f := newRunEnv(t, "", fakeTurn{Text: []string{"Ahoy"}, Gate: gate})
+		id := e.newSession(nil)
+		wal := filepath.Join(e.base, "session.db-wal")
+		before := walCommits(t, wal)
+		s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+		// The answer waits until the title has been asked for and had time to arrive.
+		for f.mu.Lock(); f.titles == 0; f.mu.Lock() {
+			f.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		f.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		close(gate)
+		s.all()
+		types := s.types()
+		commits := walCommits(t, wal) - before
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		if title := decode[sessionResponse](t, b).Title; title != "Test title" || !slices.Contains(types, "session_title") {
+			t.Fatalf("title %q stored; events %v", title, types)
+		}
+		if commits == 2 {
+			return
+		}
+		if attempt == 5 { // a loaded machine may deliver the title late now and then
+			t.Fatalf("a run made %d commits; want 2 (user message; answer with usage and title)", commits)
 		}
 	}
 }

@@ -240,6 +240,7 @@ type runner struct {
 	unattended bool
 
 	titleDone chan struct{}
+	titles    *titleSlot // while the title is generated (runsave.go)
 }
 
 // convo is one session taking part in a run (the root, or a transfer_task child).
@@ -270,7 +271,7 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	}
 	rn.sink.send(streamStartedEvent(c.rec.ID, ag.Name))
 	if rn.rs.untitled() && len(contents) > 0 {
-		rn.titleDone = make(chan struct{})
+		rn.titleDone, rn.titles = make(chan struct{}), &titleSlot{}
 		go rn.generateTitle(ctx, ag, contents)
 	}
 	last := rn.loop(ctx, c, ag)
@@ -476,6 +477,16 @@ func (rn *runner) appendMessage(ctx context.Context, id, agent string, m *chatMe
 // turn streams one model answer, forwarding deltas as events and persisting the
 // answer as it grows (at most once per flushEvery, and at the end).
 func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *modelChain, tools []tool) (*chatMessage, error) {
+	if c.rec.ID == rn.root.ID {
+		// A title generated while this turn streams waits for its answer's write; one
+		// not taken by it (a failed or empty turn) is stored on its own.
+		rn.titles.open()
+		defer func() {
+			if t := rn.titles.take(); t != "" {
+				rn.storeTitle(context.WithoutCancel(ctx), t)
+			}
+		}()
+	}
 	req := rn.modelRequest(ctx, c, ag, tools)
 	a := newAnswer()
 	spec, err := chain.stream(ctx, req, func(ev modelEvent) {
@@ -580,16 +591,24 @@ func (rn *runner) saveAnswer(ctx context.Context, c *convo, ag *agentConfig, a *
 
 // saveAnswerWith is saveAnswer, storing with the answer, when usage is set, the
 // session's token counters and cost as they are in c when the write runs (so a write
-// retried late never puts back older counters).
+// retried late never puts back older counters) and the generated title if it is
+// waiting for this turn (one transaction for all three).
 func (rn *runner) saveAnswerWith(ctx context.Context, c *convo, ag *agentConfig, a *answer, usage bool) {
+	title := ""
+	if usage && c.rec.ID == rn.root.ID {
+		title = rn.titles.take()
+	}
 	a.sync()
 	snap := a.msg
 	rn.save.save(context.WithoutCancel(ctx), &a.itemID, "the answer in session "+c.rec.ID, func(ctx context.Context) error {
 		if usage {
-			id, err := rn.s.st.saveAnswer(ctx, c.rec.ID, ag.Name, a.itemID, &snap, c.rec.InputTokens, c.rec.OutputTokens, c.cost)
-			if err == nil {
-				a.itemID = id
-			}
+			_, err := rn.withTitle(title, func(title string) (bool, error) {
+				id, set, err := rn.s.st.saveAnswer(ctx, c.rec.ID, ag.Name, a.itemID, &snap, c.rec.InputTokens, c.rec.OutputTokens, c.cost, title)
+				if err == nil {
+					a.itemID = id
+				}
+				return set, err
+			})
 			return err
 		}
 		if a.itemID != 0 {
@@ -1091,22 +1110,39 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 		return
 	}
 	title := firstLine(out.String(), maxGeneratedTitle)
-	if title == "" {
-		return
+	if title == "" || rn.titles.offer(title) {
+		return // none, or the run stores it with the answer it is streaming
 	}
-	// A title set meanwhile by PATCH …/title wins, whether it reached the run state
-	// or only the store.
-	set, err := rn.rs.setTitleIfUntitled(title, func() (bool, error) {
-		return rn.s.st.setTitleIfEmpty(ctx, rn.root.ID, title)
+	rn.storeTitle(ctx, title)
+}
+
+// storeTitle stores a generated title on its own and announces it.
+func (rn *runner) storeTitle(ctx context.Context, title string) {
+	_, err := rn.withTitle(title, func(t string) (bool, error) {
+		return rn.s.st.setTitleIfEmpty(ctx, rn.root.ID, t)
 	})
 	if err != nil {
 		rn.s.log.Warn("storing the generated title failed", "session", rn.root.ID, "err", err)
-		return
 	}
-	if !set {
-		return
+}
+
+// withTitle runs write, which stores its argument as the title if the session has
+// none ("" for no title) and reports whether it did, and announces a title stored.
+// A title set meanwhile by PATCH …/title wins, whether it reached the run state or
+// only the store: the run state's lock is held across the write.
+func (rn *runner) withTitle(title string, write func(string) (bool, error)) (bool, error) {
+	if title == "" {
+		return write("")
 	}
-	rn.sink.send(sessionTitleEvent(rn.root.ID, title))
+	wrote := false
+	set, err := rn.rs.setTitleIfUntitled(title, func() (bool, error) { wrote = true; return write(title) })
+	if !wrote {
+		set, err = write("")
+	}
+	if set {
+		rn.sink.send(sessionTitleEvent(rn.root.ID, title))
+	}
+	return set, err
 }
 
 // titleKnown reports whether more text could not change firstLine(s, max): the first

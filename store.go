@@ -1071,14 +1071,16 @@ func (st *store) updateMessage(ctx context.Context, itemID int64, m *chatMessage
 	return nil
 }
 
-// saveAnswer stores a turn's final answer and the session's token counters and cost
-// in one transaction (one commit a turn instead of two): the message is appended when
-// itemID is 0, else item itemID is replaced. It returns the item's ID.
-func (st *store) saveAnswer(ctx context.Context, sessionID, agent string, itemID int64, m *chatMessage, in, out int64, cost float64) (int64, error) {
+// saveAnswer stores a turn's final answer and the session's token counters and cost,
+// and title unless it is "" or the session has one, in one transaction (one commit a
+// turn instead of three): the message is appended when itemID is 0, else item itemID
+// is replaced. It returns the item's ID and whether the title was set.
+func (st *store) saveAnswer(ctx context.Context, sessionID, agent string, itemID int64, m *chatMessage, in, out int64, cost float64, title string) (int64, bool, error) {
 	b, err := marshalMessage(m)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
+	titled := false
 	var pos int
 	appended := itemID == 0
 	err = st.inTx(ctx, func(tx *sql.Tx) error {
@@ -1094,7 +1096,15 @@ func (st *store) saveAnswer(ctx context.Context, sessionID, agent string, itemID
 		} else if err != nil {
 			return err
 		}
-		_, err = tx.StmtContext(ctx, st.prepared[storeSetUsageSQL]).ExecContext(ctx, in, out, cost, sessionID)
+		if _, err = tx.StmtContext(ctx, st.prepared[storeSetUsageSQL]).ExecContext(ctx, in, out, cost, sessionID); err != nil || title == "" {
+			return err
+		}
+		res, err := tx.StmtContext(ctx, st.prepared[storeSetTitleIfEmptySQL]).ExecContext(ctx, title, sessionID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		titled = n == 1
 		return err
 	})
 	switch {
@@ -1106,7 +1116,7 @@ func (st *store) saveAnswer(ctx context.Context, sessionID, agent string, itemID
 	default:
 		st.history.updated(sessionID, pos)
 	}
-	return itemID, err
+	return itemID, titled && err == nil, err
 }
 
 // appendSubSession records child as a sub-session of parent: a 'subsession' item at the
