@@ -487,12 +487,14 @@ func (s *server) serveToolCount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer t.release()
-	ag := t.file.agent(r.PathValue("name"))
+	// An external agent a handoff or transfer can reach counts too (its reference
+	// path-escaped), with its own team's tools.
+	at, ag := t.locate(r.PathValue("name"))
 	if ag == nil {
 		s.writeError(w, r, notFound("agent %q not found in %s (available agents: %s)", r.PathValue("name"), t.id, t.agentNames()))
 		return
 	}
-	tools, _ := t.agentTools(r.Context(), ag, "")
+	tools, _ := at.agentTools(r.Context(), ag, "")
 	writeJSON(w, http.StatusOK, map[string]int{"available_tools": len(tools)})
 }
 

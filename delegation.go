@@ -29,23 +29,22 @@ var (
 	}
 )
 
-// handoff switches the conversation to another agent of the current agent's handoffs.
-func (rn *runner) handoff(ag *agentConfig, call toolCall) (toolResult, *agentConfig) {
+// handoff switches the conversation to another agent of the current agent's
+// handoffs: one of the team, or the default agent of an external team, which
+// then answers with its own team's models and toolsets.
+func (rn *runner) handoff(ag *agentConfig, call toolCall) (toolResult, *team, *agentConfig) {
 	var args struct {
 		Agent string `json:"agent"`
 	}
 	json.Unmarshal([]byte(call.Function.Arguments), &args)
 	if !slices.Contains(ag.Handoffs, args.Agent) {
-		return toolErrorf("Agent %s cannot hand off to %s: target agent not in handoffs list. Available agent IDs are: %s", ag.Name, args.Agent, strings.Join(ag.Handoffs, ", ")), nil
+		return toolErrorf("Agent %s cannot hand off to %s: target agent not in handoffs list. Available agent IDs are: %s", ag.Name, args.Agent, strings.Join(ag.Handoffs, ", ")), nil, nil
 	}
-	to := rn.team.file.agent(args.Agent)
-	if to == nil && cfgIsExternalRef(args.Agent) {
-		return toolErrorf("cannot hand off to %s: handoff to an external agent is not supported; it can be a sub-agent (transfer_task) instead", args.Agent), nil
-	}
+	t, to := rn.team.member(args.Agent)
 	if to == nil {
-		return toolErrorf("agent %s is not part of this team", args.Agent), nil
+		return toolErrorf("agent %s is not part of this team (an external agent that failed to load is logged)", args.Agent), nil, nil
 	}
-	return toolResult{Output: fmt.Sprintf("The agent %s handed off the conversation to you. Continue the conversation with the user; the full history is above.", ag.Name)}, to
+	return toolResult{Output: fmt.Sprintf("The agent %s handed off the conversation to you. Continue the conversation with the user; the full history is above.", ag.Name)}, t, to
 }
 
 // transferTask runs a sub-agent in a child session and returns its last answer.
@@ -76,13 +75,12 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	}
 	rec := child.rec
 
-	// An external sub-agent runs with its own team's models and toolsets.
-	srn := rn
-	if subTeam != rn.team {
-		cp := *rn
-		cp.team = subTeam
-		srn = &cp
-	}
+	// The sub-agent runs on a copy of the runner: an external one with its own
+	// team's models and toolsets, and an external handoff in the sub-session
+	// (which switches the runner's team) must not move the parent's.
+	cp := *rn
+	cp.team = subTeam
+	srn := &cp
 	rn.sink.send(agentSwitchingEvent(true, ag.Name, sub.Name))
 	rn.sink.send(srn.agentInfo(sub))
 	srn.prefix(ctx, child, sub)

@@ -4,11 +4,13 @@ package main
 // an OCI reference or an http(s) URL. Each is loaded as a team of its own
 // (spec/CONFIG.md §7: "loaded as separate teams, and their default agent is
 // used"), recursively up to maxExternalDepth, and its default agent takes the
-// reference as its name so transfer_task's `agent` argument matches the entry.
+// reference as its name so the `agent` argument of transfer_task and handoff
+// matches the entry.
 
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -25,21 +27,14 @@ type externalLoader struct {
 	opts toolsetOptions
 }
 
-// loadExternal builds the external team of every external sub_agents entry of
-// f that is not a local agent. External handoffs are warned about: a handoff
-// keeps the conversation in the caller's team (its models, toolsets and the
-// stored session's agent), which an agent of another team cannot join. chain holds the refs being loaded above
-// f, for the cycle guard. A ref that fails is logged with its error and left
-// out: delegating to it then fails with a tool error naming it.
+// loadExternal builds the external team of every sub_agents and handoffs entry
+// of f that is not a local agent. chain holds the refs being loaded above f, for
+// the cycle guard. A ref that fails is logged with its error and left out:
+// delegating or handing off to it then fails with a tool error naming it.
 func (l *externalLoader) loadExternal(ctx context.Context, f *agentFile, chain []string) map[string]*team {
 	out := map[string]*team{}
 	for _, ag := range f.Agents {
-		for _, ref := range ag.Handoffs {
-			if f.agent(ref) == nil && cfgIsExternalRef(ref) {
-				l.opts.Logger.Warn("handoff to an external agent is not supported; list it in sub_agents to delegate to it", "agent", ag.Name, "ref", ref)
-			}
-		}
-		for _, ref := range ag.SubAgents {
+		for _, ref := range slices.Concat(ag.SubAgents, ag.Handoffs) {
 			if out[ref] != nil || f.agent(ref) != nil || !cfgIsExternalRef(ref) {
 				continue
 			}
@@ -135,6 +130,22 @@ func (t *team) member(name string) (*team, *agentConfig) {
 	}
 	if ext := t.external[name]; ext != nil {
 		return ext, ext.file.agent(name)
+	}
+	return nil, nil
+}
+
+// locate finds the agent a session last answered with, which handoffs may have
+// taken into an external team, or on to an agent of that team: t's own agents and
+// external refs first, then, depth first in ref order, those of its external
+// teams. A name defined in several of them resolves to the first found.
+func (t *team) locate(name string) (*team, *agentConfig) {
+	if mt, ag := t.member(name); ag != nil {
+		return mt, ag
+	}
+	for _, ref := range slices.Sorted(maps.Keys(t.external)) {
+		if mt, ag := t.external[ref].locate(name); ag != nil {
+			return mt, ag
+		}
 	}
 	return nil, nil
 }

@@ -228,13 +228,20 @@ func (rs *runState) answer(v any, check func(*pendingRequest) error, kinds ...st
 // runner executes one run request: the root conversation and any sub-sessions
 // started by transfer_task, all reporting to one SSE stream.
 type runner struct {
-	s    *server
+	s *server
+	// team is the team of the agent answering: a handoff to an external agent
+	// switches it. Only the loop's goroutine may read it; goroutines the run
+	// starts get what they need from it up front.
 	team *team
-	rs   *runState
-	sink *sseSink
-	root *sessionRecord
-	save *runSaver // writes that failed, retried until the run ends
-	dir  *os.Root  // the root session's working dir, which sub-sessions share
+	// perms are the YAML permissions of the config the run was started for. An
+	// external team's own may deny or ask more but never allow: a pulled config
+	// must not approve its own tools in the caller's working dir.
+	perms *permissionsConfig
+	rs    *runState
+	sink  *sseSink
+	root  *sessionRecord
+	save  *runSaver // writes that failed, retried until the run ends
+	dir   *os.Root  // the root session's working dir, which sub-sessions share
 
 	// unattended runs (background agents) have no client: questions end them.
 	unattended bool
@@ -271,8 +278,12 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	}
 	rn.sink.send(streamStartedEvent(c.rec.ID, ag.Name))
 	if rn.rs.untitled() && len(contents) > 0 {
-		rn.titleDone, rn.titles = make(chan struct{}), &titleSlot{}
-		go rn.generateTitle(ctx, ag, contents)
+		// The goroutine gets its model chain from here: it must not read rn.team,
+		// which a handoff may change meanwhile.
+		if chain, err := rn.chainFor(ag, ag.Model); err == nil {
+			rn.titleDone, rn.titles = make(chan struct{}), &titleSlot{}
+			go rn.generateTitle(ctx, chain, contents)
+		}
 	}
 	last := rn.loop(ctx, c, ag)
 	rn.sessionEnd(ctx, c, last)
@@ -320,14 +331,19 @@ func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 func (rn *runner) prefix(ctx context.Context, c *convo, ag *agentConfig) {
 	rn.sink.send(rn.agentInfo(ag))
 	rn.sessionStart(ctx, c, ag)
+	rn.sink.send(rn.teamInfo(ag))
+	ragStart(rn.team.toolsets(ag).rag, rn.s.cfg.clientEnv, ag.Name, rn.sink.send)
+	rn.listTools(ctx, ag, true)
+}
+
+// teamInfo announces the agents of the runner's team, ag answering.
+func (rn *runner) teamInfo(ag *agentConfig) *event {
 	var details []teamAgentJSON
 	for _, a := range rn.team.file.Agents {
 		spec, _ := rn.team.file.modelSpec(a.Model, rn.s.cfg.getenv)
 		details = append(details, teamAgentJSON{a.Name, rn.team.describe(a.Description), spec.Provider, spec.Model})
 	}
-	rn.sink.send(teamInfoEvent(details, ag.Name))
-	ragStart(rn.team.toolsets(ag).rag, rn.s.cfg.clientEnv, ag.Name, rn.sink.send)
-	rn.listTools(ctx, ag, true)
+	return teamInfoEvent(details, ag.Name)
 }
 
 // agentInfo announces ag with the model it answers with in this session.
@@ -363,11 +379,13 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 	maxIter := cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
 	ctx = withToolSession(ctx, c.rec.ID)
 	var models turnModels // tools_models.go
+	warn := false         // set by a switch of team: its toolsets' warnings are news
 	for iter := 0; ; iter++ {
 		if ctx.Err() != nil {
 			return ag
 		}
-		tools := rn.listTools(ctx, ag, false)
+		tools := rn.listTools(ctx, ag, warn)
+		warn = false
 		if maxIter > 0 && iter >= maxIter {
 			more, stop := rn.maxIterations(ctx, c, ag, maxIter)
 			if stop {
@@ -398,9 +416,16 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		if len(msg.ToolCalls) == 0 {
 			return ag
 		}
-		next := rn.runToolCalls(ctx, c, ag, msg.ToolCalls, tools)
+		next, nextTeam := rn.runToolCalls(ctx, c, ag, msg.ToolCalls, tools)
 		models.afterTools(msg.ToolCalls, tools)
 		rn.compactIfFull(ctx, c, ag, chain) // the results may have filled the window
+		if nextTeam != rn.team {
+			// An external handoff: the client learns the new agent's model and team,
+			// and (next listing) its toolsets' warnings, as at the start of a run.
+			rn.team, warn = nextTeam, true
+			rn.sink.send(rn.agentInfo(next))
+			rn.sink.send(rn.teamInfo(next))
+		}
 		if next != ag {
 			ag = next
 			maxIter = cmp.Or(c.rec.MaxIterations, ag.MaxIterations)
@@ -869,12 +894,13 @@ func trimHistory(h []chatMessage, n int) []chatMessage {
 }
 
 // runToolCalls handles the tool calls of one assistant message in order, each with
-// its own approval. It returns the agent that answers next (changed by handoff).
-func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, calls []toolCall, tools []tool) *agentConfig {
-	next := ag
+// its own approval. It returns the agent that answers next and its team (changed
+// by handoff).
+func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, calls []toolCall, tools []tool) (*agentConfig, *team) {
+	next, nextTeam := ag, rn.team
 	for _, call := range calls {
 		if ctx.Err() != nil {
-			return next
+			return next, nextTeam
 		}
 		var tl *tool
 		for i := range tools {
@@ -917,10 +943,11 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			}
 			res = rn.pickModel(ctx, ag, call)
 		case "handoff":
+			var t *team
 			var to *agentConfig
-			res, to = rn.handoff(ag, call)
+			res, t, to = rn.handoff(ag, call)
 			if to != nil {
-				next = to
+				next, nextTeam = to, t
 			}
 		default:
 			res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
@@ -931,7 +958,7 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 		rn.toolResponse(ctx, c, ag, call, tl.def, res)
 		rn.postToolUse(ctx, c, ag, call, res)
 	}
-	return next
+	return next, nextTeam
 }
 
 // toolEnv is what tools of this run may use.
@@ -986,7 +1013,6 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 		return res, false
 	}
 	name, args := call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
-	team := rn.team.file.Permissions
 	set := rn.rs.settings()
 	if set.toolsApproved {
 		return toolResult{}, true
@@ -1002,7 +1028,7 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 			decision = "ask"
 		}
 	}
-	if decision == "" && team != nil {
+	if team := rn.perms; decision == "" && team != nil {
 		switch {
 		case matchAny(team.Allow, name, args, false):
 			return toolResult{}, true
@@ -1010,18 +1036,23 @@ func (rn *runner) approve(ctx context.Context, c *convo, ag *agentConfig, call t
 			decision = "ask"
 		}
 	}
+	if own := rn.team.file.Permissions; decision == "" && own != nil && matchAny(own.Ask, name, args, true) {
+		decision = "ask" // an external team's own ask rule (its allow rules are not followed)
+	}
 	if decision == "" && def.Annotations.ReadOnlyHint {
 		return toolResult{}, true
 	}
 	return rn.confirm(ctx, c, call, def, ag)
 }
 
-// yamlDenied reports whether the agent's YAML denies call: absolute, whatever YOLO,
-// session patterns or hooks say.
+// yamlDenied reports whether the YAML denies call — the run's config, or the
+// external team's own: absolute, whatever YOLO, session patterns or hooks say.
 func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, bool) {
-	team := rn.team.file.Permissions
-	if team != nil && matchAny(team.Deny, call.Function.Name, newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec)), true) {
-		return toolErrorf("Tool '%s' is denied by permissions configuration.", call.Function.Name), true
+	args := newCallArgs(def, call.Function.Arguments, rn.s.workDir(c.rec))
+	for _, p := range []*permissionsConfig{rn.perms, rn.team.file.Permissions} {
+		if p != nil && matchAny(p.Deny, call.Function.Name, args, true) {
+			return toolErrorf("Tool '%s' is denied by permissions configuration.", call.Function.Name), true
+		}
 	}
 	return toolResult{}, false
 }
@@ -1066,9 +1097,9 @@ func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def tool
 	return toolResult{}, true
 }
 
-// generateTitle asks the agent's model for a short title, once, with a timeout and
-// no effect on the run: failures are only logged. PATCH …/title wins.
-func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents []string) {
+// generateTitle asks the agent's model (chain) for a short title, once, with a
+// timeout and no effect on the run: failures are only logged. PATCH …/title wins.
+func (rn *runner) generateTitle(ctx context.Context, chain *modelChain, contents []string) {
 	defer close(rn.titleDone)
 	defer func() {
 		if v := recover(); v != nil {
@@ -1077,10 +1108,6 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 	}()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), titleTimeout)
 	defer cancel()
-	chain, err := rn.chainFor(ag, ag.Model)
-	if err != nil {
-		return
-	}
 	var prompt strings.Builder
 	prompt.WriteString("Based on the following message(s) a user sent to an AI assistant, generate a concise, descriptive title for the conversation (at most 50 characters):\n\n")
 	for i, c := range contents {
@@ -1096,7 +1123,7 @@ func (rn *runner) generateTitle(ctx context.Context, ag *agentConfig, contents [
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var out strings.Builder
-	_, err = chain.stream(sctx, req, func(ev modelEvent) {
+	_, err := chain.stream(sctx, req, func(ev modelEvent) {
 		if ev.Kind != evText || sctx.Err() != nil {
 			return
 		}

@@ -693,7 +693,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ag, err := startAgent(t, items, name)
+	at, ag, err := startAgent(t, items, name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -714,7 +714,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	}
 	// A session's first run turns thinking on when the agent's model configures a
 	// thinking budget, as the reference does; later toggles are never overridden.
-	if len(items) == 0 && !rec.Thinking && thinkingConfigured(t.file, ag, s.cfg.getenv) {
+	if len(items) == 0 && !rec.Thinking && thinkingConfigured(at.file, ag, s.cfg.getenv) {
 		if err := s.st.setThinking(r.Context(), sid, true); err != nil {
 			s.log.Warn("turning thinking on for the first run failed; the run goes on without it", "session", sid, "err", err)
 		} else {
@@ -737,7 +737,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	defer sink.close()
-	rn := &runner{s: s, team: t, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
+	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
 	rn.run(ctx, ag, user, positions, items)
 }
 
@@ -753,26 +753,27 @@ func arrayBodyMessages(body []runMessage) []runMessage {
 	return body
 }
 
-// startAgent picks the agent a run starts with: the named one; else the agent that
-// last answered in this session (so a handoff sticks across runs); else the team's
-// default (root, else the first — the reference hard-codes root).
-func startAgent(t *team, items []sessionItem, name string) (*agentConfig, error) {
+// startAgent picks the agent a run starts with, and its team: the named one; else
+// the agent that last answered in this session (so a handoff sticks across runs,
+// also one to an external team); else the team's default (root, else the first —
+// the reference hard-codes root).
+func startAgent(t *team, items []sessionItem, name string) (*team, *agentConfig, error) {
 	if name != "" {
-		if ag := t.file.agent(name); ag != nil {
-			return ag, nil
+		if at, ag := t.locate(name); ag != nil {
+			return at, ag, nil
 		}
-		return nil, notFound("agent not found: %s (available agents: %s)", name, t.agentNames())
+		return nil, nil, notFound("agent not found: %s (available agents: %s)", name, t.agentNames())
 	}
 	for i := len(items) - 1; i >= 0; i-- {
 		it := items[i]
 		if it.Type == "message" && it.Message != nil && it.Message.Role == "assistant" {
-			if ag := t.file.agent(it.AgentName); ag != nil {
-				return ag, nil
+			if at, ag := t.locate(it.AgentName); ag != nil {
+				return at, ag, nil
 			}
 			break
 		}
 	}
-	return t.file.defaultAgent(), nil
+	return t, t.file.defaultAgent(), nil
 }
 
 // thinkingConfigured reports whether the agent's model sets a thinking budget that is

@@ -258,7 +258,7 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 	}
 	b.sessionID = child.rec.ID
 	subTeam.acquire()
-	brn := &runner{s: rn.s, team: subTeam, root: child.rec, dir: dir, sink: discardSink(), unattended: true,
+	brn := &runner{s: rn.s, team: subTeam, perms: rn.perms, root: child.rec, dir: dir, sink: discardSink(), unattended: true,
 		save: &runSaver{st: rn.s.st, log: rn.s.log},
 		rs:   &runState{sessionID: child.rec.ID, cancel: cancel, toolsApproved: true, thinking: child.rec.Thinking, done: make(chan struct{})}}
 	go brn.runBackground(bctx, b, c.rec.ID, child, sub)
@@ -268,8 +268,9 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 // runBackground is the background agent's goroutine: the loop, then the sub-session
 // link and the final status.
 func (rn *runner) runBackground(ctx context.Context, b *bgTask, parentID string, child *convo, sub *agentConfig) {
+	held := rn.team // the one acquired for this goroutine; a handoff changes rn.team
 	defer func() {
-		rn.team.release()
+		held.release()
 		rn.dir.Close()
 		b.cancel()
 		close(b.done)
