@@ -251,8 +251,8 @@ func TestChatPageInBrowser(t *testing.T) {
 		return strings.Contains(string(b), `"tools_approved":true`)
 	})
 
-	// A new chat; reload while the answer is streaming. The server has no event
-	// replay yet, so the page shows what was stored.
+	// A new chat; reload while the answer is streaming. The run is detached, so it
+	// goes on, and the page replays it from the event log and follows it to its end.
 	wd.click("#new-session")
 	wd.typeInto("#input", "Tell me a story")
 	wd.click("#send")
@@ -260,12 +260,15 @@ func TestChatPageInBrowser(t *testing.T) {
 	wd.screenshot("streaming")
 	sid2 := wd.js("return location.hash.slice(3)").(string)
 	wd.call("POST", "/refresh", map[string]any{}, nil)
-	wd.waitJS("the stored conversation", "document.querySelector('.note')?.textContent.includes('reloaded during an answer')")
-	if got := wd.js("return [document.querySelector('.msg.user')?.textContent, location.hash.slice(3), document.querySelector('#auth').open]"); fmt.Sprint(got) != fmt.Sprint([]any{"Tell me a story", sid2, false}) {
-		t.Fatalf("after reload: [user message, session, token dialog open] = %v", got)
+	wd.waitJS("the replayed delta", "document.querySelector('.msg.assistant.streaming')?.textContent.includes('Once upon a time')")
+	if got := wd.js("return [[...document.querySelectorAll('.msg.user')].map(m => m.textContent).join('|'), location.hash.slice(3), document.querySelector('#auth').open]"); fmt.Sprint(got) != fmt.Sprint([]any{"Tell me a story", sid2, false}) {
+		t.Fatalf("after reload: [user messages, session, token dialog open] = %v", got)
 	}
 	release()
 	wd.waitJS("the send button", "!document.querySelector('#send').disabled")
+	if got := wd.js("return [...document.querySelectorAll('.msg.assistant')].map(m => m.textContent).join('|')"); !strings.Contains(fmt.Sprint(got), "Once upon a time there was a server.") || strings.Count(fmt.Sprint(got), "Once upon") != 1 {
+		t.Fatalf("after reload, the answer = %q; want it once, whole", got)
+	}
 
 	// Star the first session (kept in the browser): it is listed first.
 	wd.click(`#sessions li[data-id="` + sid + `"] .star`)

@@ -147,6 +147,9 @@ type toolEnv struct {
 	// Elicit asks the client a question through an elicitation_request event and waits
 	// for POST /api/sessions/{id}/elicitation. Nil when no client can answer.
 	Elicit func(ctx context.Context, req elicitationRequest) (elicitationResponse, error)
+	// Output, when set, receives a running tool's output as it is produced (the shell
+	// tool's process output), for tool_call_output events.
+	Output func(chunk string)
 }
 
 // elicitationRequest is a question for the user (MCP elicitation/create, user_prompt).

@@ -68,7 +68,9 @@ func estimateTokens(msgs []chatMessage) int64 {
 
 // contextLimit is the context window of the agent's model, 0 when unknown.
 func (rn *runner) contextLimit(ag *agentConfig) int64 {
-	spec, err := rn.team.file.modelSpec(ag.Model, rn.s.cfg.getenv)
+	// The model the agent answers with in this session: a run body's model or a
+	// model_picker choice changes the window.
+	spec, err := rn.team.file.modelSpec(rn.agentModelRef(ag), rn.s.cfg.getenv)
 	if err != nil {
 		return 0
 	}
@@ -98,14 +100,14 @@ func (rn *runner) compactIfFull(ctx context.Context, c *convo, ag *agentConfig, 
 // error event, also when the turn had been compacted already.
 func (rn *runner) compactAfterOverflow(ctx context.Context, c *convo, ag *agentConfig, chain *modelChain, cause error) bool {
 	if c.compact.done {
-		rn.sink.send(errorEvent("The conversation still exceeds the model's context window after compaction; start a new session or use a model with a larger context window: " + cause.Error()))
+		rn.fail(c, "The conversation still exceeds the model's context window after compaction; start a new session or use a model with a larger context window: "+cause.Error(), errCodeContextExceeded)
 		return false
 	}
 	rn.s.log.Warn("context window overflow, compacting", "session", c.rec.ID, "agent", ag.Name, "input_tokens", c.rec.InputTokens, "output_tokens", c.rec.OutputTokens)
 	rn.sink.send(warningEvent(compactionOverflow, ag.Name))
 	err := rn.compactConvo(ctx, c, ag, chain, rn.contextLimit(ag))
 	if err != nil && ctx.Err() == nil {
-		rn.sink.send(errorEvent("The conversation exceeds the model's context window and compacting it failed: " + err.Error()))
+		rn.fail(c, "The conversation exceeds the model's context window and compacting it failed: "+err.Error(), errCodeContextExceeded)
 	}
 	return err == nil
 }
@@ -117,18 +119,18 @@ func (rn *runner) compactAfterOverflow(ctx context.Context, c *convo, ag *agentC
 func (rn *runner) compactConvo(ctx context.Context, c *convo, ag *agentConfig, chain *modelChain, limit int64) error {
 	c.compact.done = true
 	id := c.rec.ID
-	status := func(s string) {
-		rn.sink.send(sessionCompactionEvent(id, s, ag.Name))
+	status := func(s, outcome string) {
+		rn.sink.send(sessionCompactionEvent(id, s, outcome, ag.Name))
 	}
-	status("started")
+	status("started", "")
 	if len(c.history) == 0 && c.compact.summary == "" {
 		rn.sink.send(warningEvent(compactionEmpty, ag.Name))
-		status("completed")
+		status("completed", "skipped")
 		return errors.New("nothing to summarize")
 	}
 	summary, usage, spec, err := rn.summarize(ctx, c, chain)
 	if err != nil {
-		status("completed")
+		status("completed", "failed")
 		return err
 	}
 	keep := carriedMessages(c.history)
@@ -146,7 +148,7 @@ func (rn *runner) compactConvo(ctx context.Context, c *convo, ag *agentConfig, c
 	c.rec.InputTokens, c.rec.OutputTokens = in, 0
 	c.cost += priceOf(spec.Model).cost(&usage)
 	rn.sink.send(sessionSummaryEvent(id, summary, ag.Name))
-	status("completed")
+	status("completed", "applied")
 	cost := c.cost
 	rn.sink.send(tokenUsageEvent(id, usageJSON{InputTokens: in, ContextLength: in, ContextLimit: limit, Cost: cost}, ag.Name))
 	rn.save.save(wctx, "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {

@@ -87,7 +87,7 @@ func (rn *runner) transferTask(ctx context.Context, parent *convo, ag *agentConf
 	rn.sink.send(streamStartedEvent(rec.ID, sub.Name))
 	last := srn.loop(ctx, child, sub)
 	srn.sessionEnd(ctx, child, last)
-	rn.sink.send(streamStoppedEvent(rec.ID, last.Name))
+	rn.sink.send(streamStoppedEvent(rec.ID, last.Name, stopReason(ctx, child)))
 
 	rn.save.save(wctx, nil, "the sub-session link of session "+parent.rec.ID, func(ctx context.Context) error {
 		return rn.s.st.appendSubSession(ctx, parent.rec.ID, rec.ID)

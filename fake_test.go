@@ -28,6 +28,8 @@ type fakeTurn struct {
 	Gate chan struct{}
 	// PromptTokens, when set, is the prompt_tokens the final usage chunk reports (else 12).
 	PromptTokens int
+	// ArgChunks, when > 1, streams each tool call's arguments in that many chunks.
+	ArgChunks int
 }
 
 type fakeToolCall struct {
@@ -154,7 +156,9 @@ func (f *fakeOpenAI) writeTurn(w http.ResponseWriter, turn fakeTurn) {
 	}
 	for i, tc := range turn.ToolCalls {
 		chunk(fmt.Sprintf(`{"tool_calls":[{"index":%d,"id":%q,"type":"function","function":{"name":%q,"arguments":""}}]}`, i, tc.ID, tc.Name), "", "null")
-		chunk(fmt.Sprintf(`{"tool_calls":[{"index":%d,"function":{"arguments":%q}}]}`, i, tc.Args), "", "null")
+		for _, part := range splitN(tc.Args, turn.ArgChunks) {
+			chunk(fmt.Sprintf(`{"tool_calls":[{"index":%d,"function":{"arguments":%q}}]}`, i, part), "", "null")
+		}
 	}
 	finish := "stop"
 	if len(turn.ToolCalls) > 0 {
@@ -165,4 +169,16 @@ func (f *fakeOpenAI) writeTurn(w http.ResponseWriter, turn fakeTurn) {
 	fmt.Fprintf(w, `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"fake-model","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":5,"total_tokens":%d,"prompt_tokens_details":{"cached_tokens":2}}}`+"\n\n", prompt, prompt+5)
 	fmt.Fprint(w, "data: [DONE]\n\n")
 	fl.Flush()
+}
+
+// splitN cuts s into n nearly equal byte pieces (one piece when n <= 1).
+func splitN(s string, n int) []string {
+	if n <= 1 || len(s) < n {
+		return []string{s}
+	}
+	var out []string
+	for i := range n {
+		out = append(out, s[i*len(s)/n:(i+1)*len(s)/n])
+	}
+	return out
 }

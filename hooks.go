@@ -233,6 +233,8 @@ func (rn *runner) runAgentHooks(ctx context.Context, c *convo, ag *agentConfig, 
 	// The same check the shell tool makes: the session's directory is still the one
 	// this run opened.
 	dir, err := shellDir(rn.toolEnv(c), "")
+	start := time.Now()
+	rn.sink.send(hookStartedEvent(c.rec.ID, in.HookEventName, ag.Name))
 	var out hookOutcome
 	if err != nil {
 		out.add(in.HookEventName, hookRun{failure: "could not run: " + err.Error()})
@@ -240,6 +242,11 @@ func (rn *runner) runAgentHooks(ctx context.Context, c *convo, ag *agentConfig, 
 		in.Cwd = dir
 		out = runHooks(ctx, hooks, in, sh, rn.team.opts.Procs)
 	}
+	msg := ""
+	if out.blocked {
+		msg = out.message()
+	}
+	rn.sink.send(hookFinishedEvent(c.rec.ID, in.HookEventName, time.Since(start), !out.blocked, msg, ag.Name))
 	for _, w := range out.warnings {
 		if warn {
 			rn.sink.send(warningEvent(w, ag.Name))

@@ -251,7 +251,9 @@ type serveOptions struct {
 	allowedHosts   []string
 	corsOrigins    []string
 	maxRuns        int
+	maxRequestSize int64
 	historyCacheMB int
+	eventRetention int // --event-log-retention: events kept per session, 0 = no event log
 	debug          bool
 
 	readHeaderTimeout time.Duration // tests shorten it
@@ -291,7 +293,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.Var((*stringList)(&o.allowedHosts), "allowed-host", "extra allowed Host (repeatable)")
 	fs.Var((*stringList)(&o.corsOrigins), "cors-origin", "allowed CORS origin (repeatable)")
 	fs.IntVar(&o.maxRuns, "max-runs", defaultMaxRuns, "concurrent runs")
+	fs.Int64Var(&o.maxRequestSize, "max-request-size", maxRunBody, "largest run request body in bytes (0 or less = the default)")
 	fs.IntVar(&o.historyCacheMB, "history-cache-mb", historyCacheBytes>>20, "MiB of decoded session histories kept in memory (0 = none)")
+	fs.IntVar(&o.eventRetention, "event-log-retention", defaultEventRetention, "events kept per session for GET …/events (0 = no event log)")
 	fs.Usage = func() {}
 
 	var positional []string
@@ -329,6 +333,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	if o.historyCacheMB < 0 {
 		return nil, errors.New("--history-cache-mb must not be negative")
+	}
+	if o.eventRetention < 0 {
+		return nil, errors.New("--event-log-retention must not be negative")
 	}
 	return o, nil
 }
@@ -410,8 +417,8 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 
 	s, err := newServer(st, srcs, log, serverConfig{
 		root: root, getenv: getenv, clientEnv: cenv, token: token,
-		allowedHosts: o.allowedHosts, corsOrigins: o.corsOrigins, maxRuns: o.maxRuns,
-		protected: serverSecrets(root, dbPath, o, srcs),
+		allowedHosts: o.allowedHosts, corsOrigins: o.corsOrigins, maxRuns: o.maxRuns, maxRunBody: o.maxRequestSize,
+		protected: serverSecrets(root, dbPath, o, srcs), eventRetention: cmp.Or(o.eventRetention, -1),
 	})
 	if err != nil {
 		return err
@@ -429,6 +436,7 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(s.shutdown)
 	fmt.Fprintf(stdout, "Listening on %s\n", addr)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

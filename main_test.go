@@ -42,7 +42,12 @@ func TestParseServeFlags(t *testing.T) {
 		{args: []string{"a.yaml", "--fake", "c", "--record", "d"}, wantErr: "cannot be used together"},
 		{args: []string{"a.yaml"}, check: func(o *serveOptions) bool { return o.maxRuns >= 4096 && o.historyCacheMB == 64 }},
 		{args: []string{"a.yaml", "--history-cache-mb", "0"}, check: func(o *serveOptions) bool { return o.historyCacheMB == 0 }},
+		{args: []string{"a.yaml"}, check: func(o *serveOptions) bool { return o.eventRetention == defaultEventRetention }},
+		{args: []string{"a.yaml", "--event-log-retention", "0"}, check: func(o *serveOptions) bool { return o.eventRetention == 0 }},
 		{args: []string{"a.yaml", "--history-cache-mb", "-1"}, wantErr: "--history-cache-mb"},
+		{args: []string{"a.yaml", "--event-log-retention", "-1"}, wantErr: "--event-log-retention"},
+		{args: []string{"a.yaml"}, check: func(o *serveOptions) bool { return o.maxRequestSize == maxRunBody }},
+		{args: []string{"a.yaml", "--max-request-size", "1048576"}, check: func(o *serveOptions) bool { return o.maxRequestSize == 1<<20 }},
 	}
 	for _, tc := range cases {
 		o, err := parseServeFlags(tc.args, io.Discard)

@@ -546,7 +546,7 @@ func (s *ragSource) indexAll(emit func(*event)) {
 		}
 		if err != nil && s.ctx.Err() == nil {
 			s.log.Error("rag indexing failed", "rag", s.name, "strategy", st.kind, "err", err)
-			emit(errorEvent(fmt.Sprintf("RAG %s error: %v", s.name, err)))
+			emit(errorEvent(fmt.Sprintf("RAG %s error: %v", s.name, err), "", ""))
 		}
 	}
 }

@@ -38,7 +38,7 @@ func (rr *runRegistry) start(rec *sessionRecord, cancel context.CancelFunc) (*ru
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	if rr.active[rec.ID] != nil {
-		return nil, conflict("session %s is already running", rec.ID)
+		return nil, conflict("session is already processing a request") // upstream's ErrSessionBusy
 	}
 	if len(rr.active) >= rr.max {
 		return nil, fmt.Errorf("%w (%d)", errTooManyRuns, rr.max)
@@ -86,6 +86,7 @@ type runState struct {
 	thinking      bool
 	permissions   *permissionsConfig
 	pending       *pendingRequest
+	agent         string // the agent answering now, for GET …/status
 }
 
 // pendingRequest is a question the run waits on: a tool confirmation, the
@@ -95,6 +96,7 @@ type pendingRequest struct {
 	kind   string   // "confirmation", "max_iterations" or "elicitation"
 	call   toolCall // the call a confirmation is about
 	schema json.RawMessage
+	event  *event // the question as streamed, for GET …/status and …/snapshot
 	answer chan any
 }
 
@@ -107,6 +109,12 @@ func (rs *runState) setTitle(t string) {
 func (rs *runState) setToolsApproved(v bool) {
 	rs.mu.Lock()
 	rs.toolsApproved = v
+	rs.mu.Unlock()
+}
+
+func (rs *runState) setAgent(name string) {
+	rs.mu.Lock()
+	rs.agent = name
 	rs.mu.Unlock()
 }
 
@@ -142,11 +150,13 @@ func (rs *runState) adopt(rec *sessionRecord) {
 	rs.mu.Unlock()
 }
 
-func (rs *runState) untitled() bool {
+func (rs *runState) currentTitle() string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return rs.title == ""
+	return rs.title
 }
+
+func (rs *runState) untitled() bool { return rs.currentTitle() == "" }
 
 // allowTool adds the exact pattern name to the session's allow list and returns the
 // new permissions, for the store. The old value is never modified: it may be shared.
@@ -180,9 +190,9 @@ func (rs *runState) setTitleIfUntitled(t string, store func() (bool, error)) (bo
 	return set, err
 }
 
-// ask registers a pending request; the caller then emits its event and waits.
-func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage) *pendingRequest {
-	p := &pendingRequest{kind: kind, call: call, schema: schema, answer: make(chan any, 1)}
+// ask registers a pending request; the caller then emits its event ev and waits.
+func (rs *runState) ask(kind string, call toolCall, schema json.RawMessage, ev *event) *pendingRequest {
+	p := &pendingRequest{kind: kind, call: call, schema: schema, event: ev, answer: make(chan any, 1)}
 	rs.mu.Lock()
 	rs.pending = p
 	rs.mu.Unlock()
@@ -245,6 +255,9 @@ type runner struct {
 
 	// unattended runs (background agents) have no client: questions end them.
 	unattended bool
+	// deltas: the client sent the object run body, so partial_tool_call carries
+	// argument deltas and the tool definition once (API-UPSTREAM.md §4.4, §5.1).
+	deltas bool
 
 	titleDone chan struct{}
 	titles    *titleSlot // while the title is generated (runsave.go)
@@ -259,6 +272,25 @@ type convo struct {
 	compact compactState
 
 	hookContext []string // session_start hooks' additional context, sent as system messages
+	failed      bool     // an error event ended its work (stream_stopped's reason)
+}
+
+// fail ends c's work with an error event naming c's session and code.
+func (rn *runner) fail(c *convo, msg, code string) {
+	c.failed = true
+	rn.sink.send(errorEvent(msg, code, c.rec.ID))
+}
+
+// stopReason is stream_stopped's reason for c: canceled (the client went away or the
+// session was deleted), error, or normal.
+func stopReason(ctx context.Context, c *convo) string {
+	switch {
+	case ctx.Err() != nil:
+		return "canceled"
+	case c.failed:
+		return "error"
+	}
+	return "normal"
 }
 
 // run is the whole run of the root session: prefix events, the user's messages
@@ -267,6 +299,11 @@ type convo struct {
 func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, positions []int, items []sessionItem) {
 	c := newConvo(rn.root, items)
 	ctx = withToolSession(ctx, c.rec.ID)
+	// A titled session says so first, so a client that joins late learns the title
+	// (API-UPSTREAM.md §3.1); an untitled one gets it once generated.
+	if title := rn.rs.currentTitle(); title != "" {
+		rn.sink.send(sessionTitleEvent(c.rec.ID, title))
+	}
 	rn.prefix(ctx, c, ag)
 	var contents []string
 	for i, m := range msgs {
@@ -290,9 +327,9 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	// Writes that failed are retried for a while, also when the client has gone; if
 	// they still fail, the client hears it before stream_stopped.
 	if err := rn.save.finish(context.WithoutCancel(ctx), cmp.Or(rn.s.cfg.saveRetryFor, saveRetryFor)); err != nil {
-		rn.sink.send(errorEvent(notSavedMessage(err)))
+		rn.fail(c, notSavedMessage(err), "")
 	}
-	rn.sink.send(streamStoppedEvent(c.rec.ID, last.Name))
+	rn.sink.send(streamStoppedEvent(c.rec.ID, last.Name, stopReason(ctx, c)))
 	rn.onUserInput(ctx, c, last)
 	if rn.titleDone != nil {
 		select {
@@ -384,6 +421,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		if ctx.Err() != nil {
 			return ag
 		}
+		rn.rs.setAgent(ag.Name)
 		tools := rn.listTools(ctx, ag, warn)
 		warn = false
 		if maxIter > 0 && iter >= maxIter {
@@ -395,7 +433,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		}
 		chain, chainErr := models.pick(rn, c, ag)
 		if chainErr != nil {
-			rn.sink.send(errorEvent(chainErr.Error()))
+			rn.fail(c, chainErr.Error(), errCodeModel)
 			return ag
 		}
 		rn.compactIfFull(ctx, c, ag, chain)
@@ -409,7 +447,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 		models.turnDone(rn, ag)
 		if err != nil {
 			if ctx.Err() == nil {
-				rn.sink.send(errorEvent(err.Error()))
+				rn.fail(c, err.Error(), errorCode(err))
 			}
 			return ag
 		}
@@ -468,8 +506,9 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 	if rn.unattended {
 		return 0, true
 	}
-	p := rn.rs.ask("max_iterations", toolCall{}, nil)
-	rn.sink.send(maxIterationsReachedEvent(max))
+	ev := maxIterationsReachedEvent(max)
+	p := rn.rs.ask("max_iterations", toolCall{}, nil, ev)
+	rn.sink.send(ev)
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
@@ -581,9 +620,25 @@ func (rn *runner) forward(c *convo, ag *agentConfig, tools []tool, ev modelEvent
 		}
 	case evToolCallStart, evToolCallArgs:
 		if tc != nil {
-			rn.sink.send(partialToolCallEvent(tc, toolDefByName(tools, tc.Function.Name), ag.Name))
+			rn.sink.send(rn.partialToolCall(ev, tc, tools, ag))
 		}
 	}
+}
+
+// partialToolCall is the partial_tool_call for a model event on tc. Array-body
+// (older) clients get the arguments so far and the definition every time; object-body
+// (newer) clients get only the new argument bytes, the definition on the first.
+func (rn *runner) partialToolCall(ev modelEvent, tc *toolCall, tools []tool, ag *agentConfig) *event {
+	def := toolDefByName(tools, tc.Function.Name)
+	if !rn.deltas {
+		return partialToolCallEvent(tc, &def, ag.Name)
+	}
+	delta := toolCall{ID: tc.ID, Type: tc.Type, Function: functionCall{Name: tc.Function.Name}}
+	if ev.Kind == evToolCallArgs {
+		delta.Function.Arguments = ev.Text
+		return partialToolCallEvent(&delta, nil, ag.Name)
+	}
+	return partialToolCallEvent(&delta, &def, ag.Name)
 }
 
 // sendDelta sends a text delta, buffered when the provider had already delivered
@@ -898,8 +953,13 @@ func trimHistory(h []chatMessage, n int) []chatMessage {
 // by handoff).
 func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, calls []toolCall, tools []tool) (*agentConfig, *team) {
 	next, nextTeam := ag, rn.team
-	for _, call := range calls {
+	for i, call := range calls {
 		if ctx.Err() != nil {
+			// Cancelled: the calls not run yet get a result too, so the stored
+			// conversation stays valid for the next run.
+			for _, call := range calls[i:] {
+				rn.toolResponse(ctx, c, ag, call, toolDefByName(tools, call.Function.Name), toolErrorf("The tool call was canceled by the user."))
+			}
 			return next, nextTeam
 		}
 		var tl *tool
@@ -950,7 +1010,9 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 				next, nextTeam = to, t
 			}
 		default:
-			res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
+			env := rn.toolEnvFor(c, ag)
+			env.Output = func(chunk string) { rn.sink.send(toolCallOutputEvent(call.ID, tl.def, chunk, ag.Name)) }
+			res = tl.run(ctx, env, json.RawMessage(call.Function.Arguments))
 		}
 		if ctx.Err() != nil && !res.IsError {
 			res = toolErrorf("The tool call was canceled by the user.")
@@ -978,8 +1040,9 @@ func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitati
 	if rn.unattended {
 		return elicitationResponse{Action: "decline"}, fmt.Errorf("a background agent cannot ask the user")
 	}
-	p := rn.rs.ask("elicitation", toolCall{}, req.Schema)
-	rn.sink.send(elicitationRequestEvent(req))
+	ev := elicitationRequestEvent(req)
+	p := rn.rs.ask("elicitation", toolCall{}, req.Schema, ev)
+	rn.sink.send(ev)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
 		return elicitationResponse{Action: "cancel"}, err
@@ -1059,8 +1122,9 @@ func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, 
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
-	p := rn.rs.ask("confirmation", call, nil)
-	rn.sink.send(toolCallConfirmationEvent(call, def, ag.Name))
+	ev := toolCallConfirmationEvent(call, def, ag.Name)
+	p := rn.rs.ask("confirmation", call, nil, ev)
+	rn.sink.send(ev)
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {

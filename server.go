@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
@@ -41,6 +42,10 @@ type serverConfig struct {
 	runBudget    int64           // estimated bytes of runs in flight; 0 = defaultRunMemory
 	protected    *protectedFiles // the server's secret files, refused to file tools
 	saveRetryFor time.Duration   // how long a run retries writes that failed; 0 = saveRetryFor
+	// eventRetention is the events kept per session (eventlog.go); 0 =
+	// defaultEventRetention, negative = no event log.
+	eventRetention int
+	maxRunBody     int64 // bytes of one run request body; 0 or less = maxRunBody
 }
 
 // server owns the dependencies of every handler. It is safe for concurrent use.
@@ -54,6 +59,13 @@ type server struct {
 	bg     *backgroundAgents // tools_background.go
 	bodies *memBudget        // request bodies being read and decoded
 	runMem *memBudget        // runs in flight, at runMemoryCost each
+	events *eventLogs        // eventlog.go; nil when disabled
+
+	// life ends at shutdown: it cancels detached runs and ends event streams, which
+	// no request context ends (runctl.go).
+	life     context.Context
+	stopLife context.CancelFunc
+	teams    sessionTeams // each session's last run here (session_models.go)
 
 	// rootDir is cfg.root opened once at start; every run opens its session's
 	// directory from it, so swapping a directory for a symlink cannot lead outside.
@@ -81,6 +93,10 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns), bg: newBackgroundAgents(),
 		bodies: &memBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory), busy: "too many large request bodies in flight"},
 		runMem: &memBudget{limit: cmp.Or(cfg.runBudget, defaultRunMemory), busy: "too many runs in flight for the memory available"}}
+	s.life, s.stopLife = context.WithCancel(context.Background())
+	if cfg.eventRetention >= 0 {
+		s.events = newEventLogs(st, log, cmp.Or(cfg.eventRetention, defaultEventRetention))
+	}
 	var err error
 	if s.rootReal, err = filepath.EvalSymlinks(cfg.root); err != nil {
 		return nil, fmt.Errorf("working directory: %w", err)
@@ -119,8 +135,13 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/tools/toggle", s.serveToggleTools},
 		{"POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking},
 		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
+		{"GET /api/sessions/{id}/events", s.serveEvents},
+		{"GET /api/sessions/{id}/status", s.serveStatus},
+		{"GET /api/sessions/{id}/snapshot", s.serveSnapshot},
+		{"POST /api/sessions/{id}/cancel", s.serveCancel},
 		{"POST /api/sessions/{id}/agent/{agent}", s.withRunMemory(s.serveRun)},
 		{"POST /api/sessions/{id}/agent/{agent}/{name}", s.withRunMemory(s.serveRun)},
+		{"GET /api/sessions/{id}/models", s.serveSessionModels},
 	}
 }
 
@@ -130,12 +151,19 @@ func (s *server) routes() {
 	}
 }
 
-// close stops the background agents and releases what the server holds (running
-// agents are cancelled by their requests).
+// close stops the background agents, stores the rest of the event log and releases
+// what the server holds (running agents are cancelled by their requests, detached
+// ones by shutdown).
 func (s *server) close() {
+	s.shutdown()
 	s.bg.close()
+	s.events.close()
 	s.rootDir.Close()
 }
+
+// shutdown cancels detached runs and ends event streams; http.Server.Shutdown calls it
+// (RegisterOnShutdown), as open requests would otherwise hold it to its timeout.
+func (s *server) shutdown() { s.stopLife() }
 
 func (s *server) servePing(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,6 +79,7 @@ func (e *apiTest) start() {
 	}
 	e.srv = httptest.NewServer(e.s)
 	e.stop = func() {
+		e.s.shutdown() // detached runs end too
 		e.srv.CloseClientConnections()
 		e.srv.Close()
 		e.s.close()
@@ -179,16 +181,31 @@ type sseStream struct {
 	cancel context.CancelFunc
 	events []map[string]any
 	raw    []string // the JSON of each event, as sent
+
+	withIDs bool    // `id:` lines are allowed (GET …/events, detached runs)
+	ids     []int64 // with withIDs: each event's id, 0 when it had none
 }
 
 // run starts an agent run and returns the open stream (status checked by caller
 // through resp.StatusCode).
 func (e *apiTest) run(path string, msgs any) *sseStream {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	j, _ := json.Marshal(msgs)
-	req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+path, strings.NewReader(string(j)))
-	req.Header.Set("Content-Type", "application/json")
+	return e.openStream("POST", path, string(j), nil)
+}
+
+// openStream sends a request and returns its response as an open SSE stream, which
+// accepts `id:` lines when the request asks for a log or a detached run.
+func (e *apiTest) openStream(method, path, body string, header http.Header) *sseStream {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, method, e.srv.URL+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	if e.token != "" {
 		req.Header.Set("Authorization", "Bearer "+e.token)
 	}
@@ -198,18 +215,29 @@ func (e *apiTest) run(path string, msgs any) *sseStream {
 		e.t.Fatal(err)
 	}
 	s := &sseStream{t: e.t, resp: resp, sc: bufio.NewScanner(resp.Body), cancel: cancel}
+	s.withIDs = strings.Contains(path, "/events") || strings.Contains(path, "detach=true") || req.Header.Get("Prefer") != ""
 	s.sc.Buffer(make([]byte, 1<<20), 16<<20)
 	e.t.Cleanup(func() { cancel(); resp.Body.Close() })
 	return s
 }
 
 // next returns the next event, or nil at the end of the stream. It fails the test if
-// a frame is not exactly `data: {json}` followed by a blank line.
+// a frame is not exactly `data: {json}` (after an `id: N` line when withIDs) followed
+// by a blank line.
 func (s *sseStream) next() map[string]any {
 	s.t.Helper()
+	var id int64
 	for s.sc.Scan() {
 		line := s.sc.Text()
 		if line == "" || strings.HasPrefix(line, ":") {
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "id: "); ok && s.withIDs && id == 0 {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				s.t.Fatalf("bad id line %q", line)
+			}
+			id = n
 			continue
 		}
 		data, ok := strings.CutPrefix(line, "data: ")
@@ -222,6 +250,9 @@ func (s *sseStream) next() map[string]any {
 		}
 		s.events = append(s.events, ev)
 		s.raw = append(s.raw, data)
+		if s.withIDs {
+			s.ids = append(s.ids, id)
+		}
 		return ev
 	}
 	return nil

@@ -53,10 +53,33 @@ type itemJSON struct {
 }
 
 // flatMessage is a session.Message: the chat message with the agent that wrote it.
+// The agent is written under both the reference's agentName and the newer agent_name
+// (API-UPSTREAM.md §3.4, §5.1) and read from either, a non-empty agent_name winning.
 type flatMessage struct {
-	AgentName string       `json:"agentName"`
-	Message   *chatMessage `json:"message"`
-	Implicit  bool         `json:"implicit,omitempty"`
+	AgentName string
+	Message   *chatMessage
+	Implicit  bool
+}
+
+// flatMessageWire is flatMessage as JSON.
+type flatMessageWire struct {
+	AgentName    string       `json:"agentName"`
+	AgentNameNew string       `json:"agent_name"`
+	Message      *chatMessage `json:"message"`
+	Implicit     bool         `json:"implicit,omitempty"`
+}
+
+func (m flatMessage) MarshalJSON() ([]byte, error) {
+	return json.Marshal(flatMessageWire{m.AgentName, m.AgentName, m.Message, m.Implicit})
+}
+
+func (m *flatMessage) UnmarshalJSON(b []byte) error {
+	var w flatMessageWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*m = flatMessage{cmp.Or(w.AgentNameNew, w.AgentName), w.Message, w.Implicit}
+	return nil
 }
 
 // sessionResponse is GET /api/sessions/{id}. Beyond the reference it also reports
@@ -74,6 +97,7 @@ type sessionResponse struct {
 	Permissions   *permissionsConfig `json:"permissions,omitempty"`
 	Cost          float64            `json:"cost,omitempty"`
 	MaxIterations int                `json:"max_iterations,omitempty"`
+	Streaming     bool               `json:"streaming"` // a run holds the session now
 }
 
 // sessionListItem is an element of GET /api/sessions.
@@ -300,14 +324,14 @@ func (s *server) sessionDir(dir string) (string, error) {
 	p := absPath(s.cfg.root, dir)
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
-		return "", badRequest("working_dir %q does not exist", dir)
+		return "", badRequest("invalid working directory: %q does not exist", dir)
 	}
 	fi, err := os.Stat(real)
 	if err != nil || !fi.IsDir() {
-		return "", badRequest("working_dir %q is not a directory", dir)
+		return "", badRequest("invalid working directory: %q is not a directory", dir)
 	}
 	if !within(s.rootReal, real) {
-		return "", badRequest("working_dir %q is outside the server's working directory %s", dir, s.cfg.root)
+		return "", badRequest("invalid working directory: %q is outside the server's working directory %s", dir, s.cfg.root)
 	}
 	return real, nil
 }
@@ -366,6 +390,7 @@ func (s *server) serveSession(w http.ResponseWriter, r *http.Request) {
 		ID: rec.ID, Title: rec.Title, Messages: flatten(items), CreatedAt: rec.CreatedAt.Format(time.RFC3339Nano),
 		ToolsApproved: rec.ToolsApproved, Thinking: rec.Thinking, InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens,
 		WorkingDir: rec.WorkingDir, Permissions: rec.Permissions, Cost: rec.Cost, MaxIterations: rec.MaxIterations,
+		Streaming: s.runs.get(id) != nil,
 	})
 }
 
@@ -383,10 +408,17 @@ func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
 	// store refuses updates to a missing row, so nothing resurrects the session.
 	s.runs.cancel(id)
 	s.bg.stopSession(id)
+	elog, err := s.events.acquire(r.Context(), id, false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer s.events.release(elog)
 	if err := s.st.deleteSession(r.Context(), id); err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
 	}
+	s.events.exit(elog) // viewers get session_exited
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session deleted"})
 }
 
@@ -628,27 +660,41 @@ type runMessage struct {
 }
 
 // runBody is the run request: the reference's bare array of messages, or the newer
-// object form {"messages":[…]} (API-UPSTREAM.md §3.1), whose messages are all new.
-// An object without "messages" is refused: it is most likely one message sent unwrapped.
+// object form {"messages":[…],"model":"…"} (API-UPSTREAM.md §3.1, §5.2), whose
+// messages are all new. The first non-space byte decides the form. An object without
+// "messages" that carries a message's own keys is refused: it is most likely one
+// message sent unwrapped.
 type runBody struct {
 	messages []runMessage
+	model    string // object form: the agent's model from now on ("" = keep)
 	object   bool
+	read     bool // a body was there at all
 }
 
 func (b *runBody) UnmarshalJSON(data []byte) error {
-	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
+	b.read = true
+	data = bytes.TrimSpace(data)
+	switch {
+	case bytes.HasPrefix(data, []byte("[")):
 		return json.Unmarshal(data, &b.messages)
+	case !bytes.HasPrefix(data, []byte("{")):
+		return errors.New(`want an array of messages or {"messages": [...]}`)
 	}
-	var obj map[string]json.RawMessage
+	var obj struct {
+		Messages     []runMessage    `json:"messages"`
+		Model        string          `json:"model"`
+		Role         json.RawMessage `json:"role"`
+		Content      json.RawMessage `json:"content"`
+		MultiContent json.RawMessage `json:"multi_content"`
+	}
 	if err := json.Unmarshal(data, &obj); err != nil {
 		return err
 	}
-	msgs, ok := obj["messages"]
-	if !ok {
-		return errors.New(`want an array of messages or {"messages": [...]}`)
+	if obj.Messages == nil && (obj.Role != nil || obj.Content != nil || obj.MultiContent != nil) {
+		return errors.New(`want an array of messages or {"messages": [...]}, not a single message`)
 	}
-	b.object = true
-	return json.Unmarshal(msgs, &b.messages)
+	b.object, b.messages, b.model = true, obj.Messages, strings.TrimSpace(obj.Model)
+	return nil
 }
 
 // newMessages is what the body adds to the session.
@@ -662,8 +708,12 @@ func (b *runBody) newMessages() []runMessage {
 func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sid, agentID, name := r.PathValue("id"), r.PathValue("agent"), r.PathValue("name")
 	var body runBody
-	if err := s.readJSON(w, r, maxRunBody, &body); err != nil {
+	if err := s.readJSON(w, r, s.runBodyLimit(), &body); err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if !body.read { // both upstream generations answer an empty body so
+		s.writeError(w, r, badRequest("invalid request body: EOF"))
 		return
 	}
 	msgs := body.newMessages()
@@ -682,23 +732,24 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer dir.Close()
-	t, name, err := s.agents.runTeam(agentID, name)
+	t, runName, err := s.agents.runTeam(agentID, name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer t.release()
+	s.teams.remember(sid, agentID, name)
 	items, err := s.st.items(r.Context(), rec.ID)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	at, ag, err := startAgent(t, items, name)
+	at, ag, err := startAgent(t, items, runName)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel, detached := s.runContext(w, r)
 	defer cancel()
 	rs, err := s.runs.start(rec, cancel)
 	if err != nil {
@@ -722,6 +773,14 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rs.adopt(rec)
+	// The object form's model applies before the messages are stored; when it
+	// cannot, nothing is stored (API-UPSTREAM.md §3.1).
+	if body.model != "" {
+		if err := s.applyModelOverride(r.Context(), at, rec, ag, body.model); err != nil {
+			s.writeError(w, r, sessionErr(sid, err))
+			return
+		}
+	}
 	// The user's messages are stored before the stream opens, all or none, so a
 	// database that cannot take them is an HTTP error the client can retry (503 with
 	// Retry-After when busy), never a stream that started and then failed.
@@ -735,10 +794,27 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Every event is logged; a detached client also sees each one's log id, to resume
+	// from after a cut (GET …/events with Last-Event-ID).
+	elog, err := s.events.acquire(r.Context(), sid, true)
+	if err != nil {
+		s.log.Warn("the event log is unavailable; this run is not logged", "session", sid, "err", err)
+	}
+	defer s.events.release(elog)
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
+	sink.log, sink.ids = elog, detached && elog != nil
 	defer sink.close()
-	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}}
+	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}, deltas: body.object}
 	rn.run(ctx, ag, user, positions, items)
+}
+
+// runBodyLimit is the size limit of a run request body: --max-request-size, else
+// maxRunBody (generous: images travel inline).
+func (s *server) runBodyLimit() int64 {
+	if s.cfg.maxRunBody > 0 {
+		return s.cfg.maxRunBody
+	}
+	return maxRunBody
 }
 
 // arrayBodyMessages is what a bare-array run body adds to the session: its last

@@ -240,6 +240,16 @@ var storeOwnMigrations = []storeMigration{
 	// such arguments since SQLite 3.20, so any reader of the file can parse the schema.
 	{0, "agentd_003_sessions_by_time", "Index of sessions by the real time of created_at", `
 		CREATE INDEX agentd_idx_sessions_time ON sessions(coalesce(julianday(created_at), 0));`, nil},
+	// The event log of every session's runs (eventlog.go): the newest events of each
+	// session, replayed by GET /api/sessions/{id}/events, also after a restart.
+	{0, "agentd_004_event_log", "Per-session log of stream events", `
+		CREATE TABLE agentd_event_log (
+			session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+			first_seq INTEGER NOT NULL,  -- sequence number of the first event in data
+			last_seq INTEGER NOT NULL,   -- and of the last
+			data TEXT NOT NULL,          -- the events' JSON as streamed, one a line, in order
+			PRIMARY KEY (session_id, first_seq)
+		);`, nil},
 }
 
 // storeBaseSchema is what the reference creates before any migration runs.
@@ -931,6 +941,12 @@ func (st *store) setModelOverrides(ctx context.Context, id, text string) error {
 	return st.update(ctx, id, "UPDATE sessions SET agent_model_overrides = ? WHERE id = ?", text, id)
 }
 
+// setModelChoice stores session id's agent_model_overrides and custom_models_used
+// (both JSON text) in one write.
+func (st *store) setModelChoice(ctx context.Context, id, overrides, custom string) error {
+	return st.update(ctx, id, "UPDATE sessions SET agent_model_overrides = ?, custom_models_used = ? WHERE id = ?", overrides, custom, id)
+}
+
 // setThinking sets the thinking flag of session id.
 func (st *store) setThinking(ctx context.Context, id string, v bool) error {
 	return st.update(ctx, id, "UPDATE sessions SET thinking = ? WHERE id = ?", storeBit(v), id)
@@ -1385,4 +1401,62 @@ func storeParseTime(v any) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("bad time %q", s)
+}
+
+// eventChunk is a run of consecutive events of one session's log, stored as one row
+// (a row per event made the log cost a fifth of the throughput).
+type eventChunk struct {
+	first, last int64
+	data        []byte // the events' JSON, separated by newlines
+}
+
+// storeEvents writes one chunk per session in one transaction and drops the chunks
+// holding only events older than each session's newest keep. A session deleted
+// meanwhile gets nothing.
+func (st *store) storeEvents(ctx context.Context, batch map[string]eventChunk, keep int64) error {
+	return st.inTx(ctx, func(tx *sql.Tx) error {
+		for id, c := range batch {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO agentd_event_log (session_id, first_seq, last_seq, data)
+				SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
+				ON CONFLICT DO NOTHING`, id, c.first, c.last, c.data); err != nil {
+				return err
+			}
+			if c.last > keep {
+				if _, err := tx.ExecContext(ctx, "DELETE FROM agentd_event_log WHERE session_id = ? AND last_seq <= ?", id, c.last-keep); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// lastEventSeq is the newest stored sequence number of session id's log; 0 if none.
+func (st *store) lastEventSeq(ctx context.Context, id string) (int64, error) {
+	var n int64
+	err := st.r.QueryRowContext(ctx, "SELECT last_seq FROM agentd_event_log WHERE session_id = ? ORDER BY first_seq DESC LIMIT 1", id).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// eventChunks reads at most limit stored chunks of session id holding events with
+// after < seq < before, oldest first.
+func (st *store) eventChunks(ctx context.Context, id string, after, before int64, limit int) ([]eventChunk, error) {
+	rows, err := st.r.QueryContext(ctx, `SELECT first_seq, last_seq, data FROM agentd_event_log
+		WHERE session_id = ? AND last_seq > ? AND first_seq < ? ORDER BY first_seq LIMIT ?`, id, after, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []eventChunk
+	for rows.Next() {
+		var c eventChunk
+		if err := rows.Scan(&c.first, &c.last, &c.data); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }

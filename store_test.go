@@ -177,6 +177,7 @@ func TestStoreSchema(t *testing.T) {
 		"index idx_session_items_session session_items",
 		"index idx_session_items_session_type session_items",
 		"index idx_sessions_parent_id sessions",
+		"table agentd_event_log agentd_event_log",
 		"table agentd_message_counts agentd_message_counts",
 		"table agentd_migrations agentd_migrations",
 		"table agentd_process_groups agentd_process_groups",

@@ -6,6 +6,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -15,12 +16,16 @@ import (
 )
 
 // sseSink writes events to one client. It is safe for concurrent use (the run and the
-// title generator both write) and drops events once closed.
+// title generator both write) and drops events once closed. With a log, every event
+// it sends is logged first (eventlog.go), also once the client has gone.
 type sseSink struct {
 	mu     sync.Mutex
-	w      http.ResponseWriter
+	w      http.ResponseWriter // nil: nobody watches (a background agent)
 	rc     *http.ResponseController
 	closed bool
+	gone   bool        // a write failed: the client went away, events are only logged
+	log    *sessionLog // nil: events are not logged
+	ids    bool        // precede each logged event with its `id:` line
 	last   time.Time
 	stop   chan struct{}
 }
@@ -53,10 +58,36 @@ func (s *sseSink) write(ev *event, flush bool) {
 	if s.closed {
 		return
 	}
-	ev.writeTo(s.w)
-	if flush {
-		s.rc.Flush()
+	seq := s.log.append(ev)
+	if !s.ids {
+		seq = 0
 	}
+	s.frame(seq, ev, flush)
+}
+
+// sendLogged writes an event of a log with its `id:` line (GET …/events).
+func (s *sseSink) sendLogged(le *loggedEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.frame(le.seq, &le.ev, true)
+	}
+}
+
+// frame writes one frame, with an `id:` line when seq is not 0. The caller holds s.mu.
+func (s *sseSink) frame(seq int64, ev *event, flush bool) {
+	if s.w == nil || s.gone {
+		return
+	}
+	if seq > 0 {
+		s.w.Write(strconv.AppendInt([]byte("id: "), seq, 10))
+		s.w.Write([]byte("\n"))
+	}
+	err := ev.writeTo(s.w)
+	if flush && err == nil {
+		err = s.rc.Flush()
+	}
+	s.gone = err != nil
 	s.last = time.Now()
 }
 
@@ -69,7 +100,7 @@ func (s *sseSink) heartbeat(beat time.Duration) {
 			return
 		case <-t.C:
 			s.mu.Lock()
-			if !s.closed && time.Since(s.last) >= beat {
+			if !s.closed && !s.gone && time.Since(s.last) >= beat {
 				s.w.Write([]byte(": ping\n\n"))
 				s.rc.Flush()
 				s.last = time.Now()
@@ -90,10 +121,10 @@ func (s *sseSink) close() {
 	}
 }
 
-// discardSink is the sink of a run nobody watches (a background agent): a closed
-// stream drops every event.
-func discardSink() *sseSink {
-	return &sseSink{closed: true, stop: make(chan struct{})}
+// discardSink is the sink of a run nobody watches (a background agent): it writes
+// nothing; with a log, it logs every event.
+func discardSink(log *sessionLog) *sseSink {
+	return &sseSink{log: log, stop: make(chan struct{})}
 }
 
 // The events of a run's stream (API.md §5), one constructor each: the wire schema
@@ -115,25 +146,63 @@ func streamStartedEvent(sessionID, agent string) *event {
 	return startEvent("stream_started").str("session_id", sessionID).ctx(agent, time.Now())
 }
 
-func streamStoppedEvent(sessionID, agent string) *event {
-	return startEvent("stream_stopped").str("session_id", sessionID).ctx(agent, time.Now())
+// streamStoppedEvent ends a session's stream; reason (newer clients) is how the
+// turn ended: normal, error or canceled.
+func streamStoppedEvent(sessionID, agent, reason string) *event {
+	return startEvent("stream_stopped").str("session_id", sessionID).str("reason", reason).ctx(agent, time.Now())
 }
 
-// errorEvent ends a run's work with a message; it carries no agent context.
-func errorEvent(msg string) *event {
-	return startEvent("error").str("error", msg).ctx("", zeroTime)
+// errorEvent ends a run's work with a message; it carries no agent context. The
+// newer clients also read the session that failed (a child's id for a sub-session)
+// and a code (errorCode), each left out when empty.
+func errorEvent(msg, code, sessionID string) *event {
+	e := startEvent("error")
+	if sessionID != "" {
+		e.str("session_id", sessionID)
+	}
+	e.str("error", msg)
+	if code != "" {
+		e.str("code", code)
+	}
+	return e.ctx("", zeroTime)
+}
+
+// The error codes of API-UPSTREAM.md §4.4 that agentd's failures map to.
+const (
+	errCodeModel           = "model_error"
+	errCodeRateLimited     = "rate_limited"
+	errCodeContextExceeded = "context_exceeded"
+	errCodeRequestTooLarge = "request_too_large"
+)
+
+// errorCode classifies a model call's failure for the error event.
+func errorCode(err error) string {
+	var me *modelError
+	switch {
+	case modelContextOverflow(err):
+		return errCodeContextExceeded
+	case errors.As(err, &me) && me.Status == http.StatusTooManyRequests:
+		return errCodeRateLimited
+	case errors.As(err, &me) && me.Status == http.StatusRequestEntityTooLarge:
+		return errCodeRequestTooLarge
+	}
+	return errCodeModel
 }
 
 func warningEvent(msg, agent string) *event {
 	return startEvent("warning").str("message", msg).ctx(agent, time.Now())
 }
 
-// agentInfoEvent describes the answering agent. Its timestamp is a plain field: the
-// reference sends no agent context here.
-func agentInfoEvent(name, model, description, welcome string) *event {
+// agentInfoEvent describes the answering agent and, for newer clients, its model's
+// context window when known. Its timestamp is a plain field: the reference sends no
+// agent context here.
+func agentInfoEvent(name, model, description, welcome string, contextLimit int64) *event {
 	e := startEvent("agent_info").str("agent_name", name).str("model", model).str("description", description)
 	if welcome != "" {
 		e.str("welcome_message", welcome)
+	}
+	if contextLimit > 0 {
+		e.num("context_limit", contextLimit)
 	}
 	return e.str("timestamp", time.Now().Format(time.RFC3339Nano))
 }
@@ -170,9 +239,14 @@ func agentChoiceReasoningEvent(text, sessionID, agent string) *event {
 	return startEvent("agent_choice_reasoning").str("content", text).str("session_id", sessionID).ctx(agent, time.Now())
 }
 
-// partialToolCallEvent shows a tool call as it streams in.
-func partialToolCallEvent(call *toolCall, def toolDef, agent string) *event {
-	return startEvent("partial_tool_call").val("tool_call", call).val("tool_definition", def).ctx(agent, time.Now())
+// partialToolCallEvent shows a tool call as it streams in; def is left out when nil
+// (the newer clients get it on a call's first partial only).
+func partialToolCallEvent(call *toolCall, def *toolDef, agent string) *event {
+	e := startEvent("partial_tool_call").val("tool_call", call)
+	if def != nil {
+		e.val("tool_definition", def)
+	}
+	return e.ctx(agent, time.Now())
 }
 
 func modelFallbackEvent(n fallbackNotice, agent string) *event {
@@ -188,9 +262,14 @@ func tokenUsageEvent(sessionID string, usage usageJSON, agent string) *event {
 	return startEvent("token_usage").str("session_id", sessionID).val("usage", usage).ctx(agent, time.Now())
 }
 
-// sessionCompactionEvent brackets a compaction: status "started" or "completed".
-func sessionCompactionEvent(sessionID, status, agent string) *event {
-	return startEvent("session_compaction").str("session_id", sessionID).str("status", status).ctx(agent, time.Now())
+// sessionCompactionEvent brackets a compaction: status "started" or "completed",
+// the latter with the outcome newer clients read (applied, skipped or failed).
+func sessionCompactionEvent(sessionID, status, outcome, agent string) *event {
+	e := startEvent("session_compaction").str("session_id", sessionID).str("status", status)
+	if outcome != "" {
+		e.str("outcome", outcome)
+	}
+	return e.ctx(agent, time.Now())
 }
 
 // sessionSummaryEvent carries the summary a compaction produced.
@@ -218,9 +297,32 @@ func hookBlockedEvent(call toolCall, def toolDef, msg, agent string) *event {
 	return startEvent("hook_blocked").val("tool_call", call).val("tool_definition", def).str("message", msg).ctx(agent, time.Now())
 }
 
+// toolCallResponseEvent carries both the reference's tool_call (older clients read
+// it) and the newer tool_call_id.
 func toolCallResponseEvent(call toolCall, def toolDef, res toolResult, agent string) *event {
-	return startEvent("tool_call_response").val("tool_call", call).val("tool_definition", def).
+	return startEvent("tool_call_response").val("tool_call", call).str("tool_call_id", call.ID).val("tool_definition", def).
 		str("response", res.Output).val("result", res).ctx(agent, time.Now())
+}
+
+// toolCallOutputEvent is one chunk of a tool's output while it runs (the shell tool's
+// process output); tool_call_response still carries the whole result.
+func toolCallOutputEvent(callID string, def toolDef, output, agent string) *event {
+	return startEvent("tool_call_output").str("tool_call_id", callID).val("tool_definition", def).str("output", output).ctx(agent, time.Now())
+}
+
+// hookStartedEvent and hookFinishedEvent bracket the dispatch of one hook event
+// (pre_tool_use, session_start, …) to the agent's hooks.
+func hookStartedEvent(sessionID, hookEvent, agent string) *event {
+	return startEvent("hook_started").str("session_id", sessionID).str("hook_event", hookEvent).ctx(agent, time.Now())
+}
+
+func hookFinishedEvent(sessionID, hookEvent string, d time.Duration, allowed bool, msg, agent string) *event {
+	e := startEvent("hook_finished").str("session_id", sessionID).str("hook_event", hookEvent).
+		num("duration_ms", d.Milliseconds()).flag("allowed", allowed)
+	if msg != "" {
+		e.str("message", msg)
+	}
+	return e.ctx(agent, time.Now())
 }
 
 // elicitationRequestEvent asks the client a tool's question (MCP elicitation); POST

@@ -258,7 +258,12 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 	}
 	b.sessionID = child.rec.ID
 	subTeam.acquire()
-	brn := &runner{s: rn.s, team: subTeam, perms: rn.perms, root: child.rec, dir: dir, sink: discardSink(), unattended: true,
+	// Nobody watches the run, but its events are logged in the child's log.
+	clog, err := rn.s.events.acquire(context.WithoutCancel(ctx), child.rec.ID, true)
+	if err != nil {
+		rn.s.log.Warn("background agent: no event log", "session", child.rec.ID, "err", err)
+	}
+	brn := &runner{s: rn.s, team: subTeam, perms: rn.perms, root: child.rec, dir: dir, sink: discardSink(clog), unattended: true,
 		save: &runSaver{st: rn.s.st, log: rn.s.log},
 		rs:   &runState{sessionID: child.rec.ID, cancel: cancel, toolsApproved: true, thinking: child.rec.Thinking, done: make(chan struct{})}}
 	go brn.runBackground(bctx, b, c.rec.ID, child, sub)
@@ -270,6 +275,7 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 func (rn *runner) runBackground(ctx context.Context, b *bgTask, parentID string, child *convo, sub *agentConfig) {
 	held := rn.team // the one acquired for this goroutine; a handoff changes rn.team
 	defer func() {
+		rn.s.events.release(rn.sink.log)
 		held.release()
 		rn.dir.Close()
 		b.cancel()

@@ -88,9 +88,7 @@ func pickerModels(ag *agentConfig) []string {
 // modelOverrides decodes the root session's agent_model_overrides. Only the run's
 // goroutine reads and writes it.
 func (rn *runner) modelOverrides() map[string]string {
-	m := map[string]string{}
-	json.Unmarshal([]byte(rn.root.AgentModelOverrides), &m)
-	return m
+	return decodeOverrides(rn.root.AgentModelOverrides)
 }
 
 // setModelOverride records ref as agent's model for the session ("" = back to its own).
@@ -184,5 +182,6 @@ func (rn *runner) agentInfoModel(ag *agentConfig, model string) *event {
 	if ag.WelcomeMessage != "" {
 		welcome = rn.team.describe(ag.WelcomeMessage)
 	}
-	return agentInfoEvent(ag.Name, model, rn.team.describe(ag.Description), welcome)
+	_, name, _ := strings.Cut(model, "/")
+	return agentInfoEvent(ag.Name, model, rn.team.describe(ag.Description), welcome, priceOf(name).context)
 }

@@ -20,15 +20,19 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // shellBuf is a concurrency-safe output buffer that keeps the first limit bytes and
-// remembers whether more was written.
+// remembers whether more was written. With stream set, what it keeps is also passed
+// on as it arrives (tool_call_output), in whole UTF-8 characters.
 type shellBuf struct {
 	mu      sync.Mutex
 	b       []byte
 	limit   int
 	dropped bool
+	stream  func(chunk string)
+	sent    int // bytes of b passed to stream
 }
 
 func (w *shellBuf) Write(p []byte) (int, error) {
@@ -41,7 +45,38 @@ func (w *shellBuf) Write(p []byte) (int, error) {
 		p = p[:max(room, 0)]
 	}
 	w.b = append(w.b, p...)
+	w.flushStream(false)
 	return n, nil
+}
+
+// flushStream passes the kept bytes not yet streamed to stream, holding back a
+// character cut at the end of a write unless final.
+func (w *shellBuf) flushStream(final bool) {
+	if w.stream == nil {
+		return
+	}
+	end := len(w.b)
+	if !final {
+		for i := end - 1; i >= max(w.sent, end-utf8.UTFMax+1); i-- {
+			if utf8.RuneStart(w.b[i]) {
+				if !utf8.FullRune(w.b[i:end]) {
+					end = i
+				}
+				break
+			}
+		}
+	}
+	if end > w.sent {
+		w.stream(string(w.b[w.sent:end]))
+		w.sent = end
+	}
+}
+
+// endStream passes on what the last write held back.
+func (w *shellBuf) endStream() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.flushStream(true)
 }
 
 // String returns the output, cut at toolsMaxOutput characters with the note.
@@ -283,9 +318,10 @@ func (s *shellToolset) run(ctx context.Context, env *toolEnv, a shellArgs) toolR
 	}
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	out := &shellBuf{limit: 4 * toolsMaxOutput}
+	out := &shellBuf{limit: 4 * toolsMaxOutput, stream: env.Output}
 	cmd := shellCommand(tctx, s.sh, a.Cmd, dir, childEnv(s.env...), out)
 	err = runRecorded(cmd, s.procs, a.Cmd)
+	out.endStream()
 	text := strings.TrimSpace(out.String())
 	switch {
 	case ctx.Err() != nil:
@@ -569,8 +605,12 @@ func (st *scriptTool) run(ctx context.Context, env *toolEnv, raw json.RawMessage
 	tctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
 	out := &shellBuf{limit: 4 * toolsMaxOutput}
+	if env != nil {
+		out.stream = env.Output
+	}
 	cmd := shellCommand(tctx, st.sh, st.c.Cmd, dir, childEnv(vars...), out)
 	err := runRecorded(cmd, st.procs, st.c.Cmd)
+	out.endStream()
 	if tctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("timed out after %v", st.timeout)
 	}

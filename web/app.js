@@ -391,20 +391,26 @@ function handleEvent(ev) {
 }
 
 // readStream consumes an SSE response: `data: {json}` frames, `:` comments ignored.
-async function readStream(res) {
+// A detached run's frames carry `id: <seq>`: the first one is remembered, so a reload
+// can replay the run from the session's event log. done(ev) true ends the reading.
+async function readStream(res, done) {
   const reader = res.body.getReader();
   const dec = new TextDecoder();
   let buf = '';
   for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
+    const { value, done: end } = await reader.read();
+    if (end) break;
     buf += dec.decode(value, { stream: true });
     let cut;
     while ((cut = buf.indexOf('\n\n')) >= 0) {
       const frame = buf.slice(0, cut);
       buf = buf.slice(cut + 2);
       for (const line of frame.split('\n')) {
-        if (line.startsWith('data: ')) handleEvent(JSON.parse(line.slice(6)));
+        if (line.startsWith('id: ') && !sessionStorage.getItem('agentd-run-from')) sessionStorage.setItem('agentd-run-from', line.slice(4));
+        if (!line.startsWith('data: ')) continue;
+        const ev = JSON.parse(line.slice(6));
+        handleEvent(ev);
+        if (done && done(ev)) { reader.cancel(); return; }
       }
     }
   }
@@ -414,22 +420,33 @@ function setRunning(on) {
   $('#send').disabled = on;
   $('#stop').hidden = !on;
   if (on) sessionStorage.setItem('agentd-running', state.session);
-  else sessionStorage.removeItem('agentd-running');
+  else {
+    sessionStorage.removeItem('agentd-running');
+    sessionStorage.removeItem('agentd-run-from');
+  }
 }
 
-// stopStream cancels the stream being read (the server cancels its run).
+// stopStream stops reading the stream; runs are detached, so the run goes on (a
+// reload or a later visit shows it).
 function stopStream() {
   if (state.abort) state.abort.abort();
   state.abort = null;
   setRunning(false);
 }
 
+// stopRun is the Stop button: the server cancels the run, keeping what it produced.
+function stopRun() {
+  const id = state.session;
+  stopStream();
+  if (id) guarded(() => api('POST', sessionPath(id) + '/cancel'));
+}
+
 // stream reads a run (or a reattached one) to its end, then re-reads the session.
-async function stream(res, ctrl) {
+async function stream(res, ctrl, done) {
   const id = state.session;
   setRunning(true);
   try {
-    await readStream(res);
+    await readStream(res, done);
   } finally {
     if (state.abort === ctrl) {
       state.abort = null;
@@ -455,6 +472,8 @@ async function send(text) {
   userBubble(text);
   let path = sessionPath(state.session) + '/agent/' + encodeURIComponent(state.agent);
   if (state.agentName) path += '/' + encodeURIComponent(state.agentName);
+  path += '?detach=true'; // a reload follows the run from the event log
+  sessionStorage.removeItem('agentd-run-from');
   const ctrl = new AbortController();
   state.abort = ctrl;
   let res;
@@ -585,24 +604,35 @@ async function refreshSession() {
 
 async function openSession(id) {
   // Set while this tab was streaming this session's answer when the page was reloaded.
-  const wasRunning = !state.abort && sessionStorage.getItem('agentd-running') === id;
+  const from = Number(sessionStorage.getItem('agentd-run-from'));
+  const wasRunning = !state.abort && sessionStorage.getItem('agentd-running') === id && from > 0;
   stopStream();
   state.session = id;
   location.hash = 's=' + id;
   const s = await refreshSession();
-  renderStored(s.messages);
   loadSessions();
-  if (wasRunning) await reattach(id);
+  if (!wasRunning) {
+    renderStored(s.messages);
+    return;
+  }
+  // The run's question and what it answered so far come from the event log, so the
+  // stored messages are shown up to the question.
+  const msgs = s.messages || [];
+  let last = msgs.length - 1;
+  while (last >= 0 && msgs[last].message.role !== 'user') last--;
+  renderStored(last >= 0 ? msgs.slice(0, last) : msgs);
+  if (last >= 0) userBubble(msgs[last].message.content || '');
+  await reattach(id, from);
 }
 
-// reattach follows a run that was streaming when the page was reloaded, where the
-// server can replay it (GET …/events); otherwise the stored messages are all there is.
-async function reattach(id) {
+// reattach replays the run that was streaming when the page was reloaded from its
+// first event (GET …/events?since=) and follows it to its stream_stopped.
+async function reattach(id, from) {
   const ctrl = new AbortController();
   state.abort = ctrl;
-  const res = await api('GET', sessionPath(id) + '/events', undefined, ctrl.signal).catch(() => null);
+  const res = await api('GET', sessionPath(id) + '/events?since=' + (from - 1), undefined, ctrl.signal).catch(() => null);
   if (res && res.ok && (res.headers.get('Content-Type') || '').startsWith('text/event-stream')) {
-    await stream(res, ctrl);
+    await stream(res, ctrl, (ev) => ev.type === 'stream_stopped' && ev.session_id === id).catch(() => {});
     return;
   }
   state.abort = null;
@@ -651,7 +681,7 @@ function init() {
   $('#yolo').addEventListener('change', (e) => toggle(e.target, 'tools'));
   $('#thinking').addEventListener('change', (e) => toggle(e.target, 'thinking'));
   $('#new-session').addEventListener('click', newChat);
-  $('#stop').addEventListener('click', stopStream);
+  $('#stop').addEventListener('click', stopRun);
   const input = $('#input');
   $('#composer').addEventListener('submit', (e) => {
     e.preventDefault();
