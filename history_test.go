@@ -349,10 +349,19 @@ func walCommits(t testing.TB, path string) int {
 	return n
 }
 
+// newCommitsEnv is newRunEnv without the event log, whose batches are commits of
+// their own at times of their own.
+func newCommitsEnv(t *testing.T, turns ...fakeTurn) (*apiTest, *fakeOpenAI) {
+	f := newFakeOpenAI(t, turns...)
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "")}, func(c *serverConfig) { c.eventRetention = -1 })
+	e.setenv("OPENAI_API_KEY", "test-key")
+	return e, f
+}
+
 // A run on a titled session commits twice: the user's message before the stream
 // opens, then the answer together with the session's token counters and cost.
 func TestRunCommitsAnswerWithUsage(t *testing.T) {
-	e, _ := newRunEnv(t, "", fakeTurn{Text: []string{"Ahoy"}})
+	e, _ := newCommitsEnv(t, fakeTurn{Text: []string{"Ahoy"}})
 	id := e.newSession(map[string]any{"title": "set"})
 	wal := filepath.Join(e.base, "session.db-wal")
 	before := walCommits(t, wal)
@@ -407,7 +416,7 @@ func TestRepairToolCalls(t *testing.T) {
 func TestRunCommitsTitleWithAnswer(t *testing.T) {
 	for attempt := 1; ; attempt++ {
 		gate := make(chan struct{})
-		e, f := newRunEnv(t, "", fakeTurn{Text: []string{"Ahoy"}, Gate: gate})
+		e, f := newCommitsEnv(t, fakeTurn{Text: []string{"Ahoy"}, Gate: gate})
 		id := e.newSession(nil)
 		wal := filepath.Join(e.base, "session.db-wal")
 		before := walCommits(t, wal)
