@@ -345,15 +345,3 @@ func argsJSON(args string) json.RawMessage {
 	}
 	return json.RawMessage(args)
 }
-
-// toolEnvFor is toolEnv(c) with the on_user_input hooks run before each elicitation,
-// as the reference does.
-func (rn *runner) toolEnvFor(c *convo, ag *agentConfig) *toolEnv {
-	env := rn.toolEnv(c)
-	elicit := env.Elicit
-	env.Elicit = func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
-		rn.onUserInput(ctx, c, ag)
-		return elicit(ctx, req)
-	}
-	return env
-}

@@ -164,6 +164,15 @@ const (
 	maxGeneratedTitle = 100             // bytes kept of a generated title
 	maxTransferDepth  = 10
 
+	// queue.go
+	steerQueueCap        = 5    // steer messages waiting for the next iteration boundary
+	followupQueueCap     = 20   // follow-up turns waiting
+	maxIdempotencyKeys   = 1000 // follow-up Idempotency-Keys remembered per session
+	maxIdempotencyKeyLen = 256
+
+	// resume.go
+	answerWaitForEnd = 10 * time.Second // an answer waits this long for a run ending without it (client gone)
+
 	// runsave.go
 	saveRetryFor    = 30 * time.Second // a run's failed writes are retried this long after its end
 	saveBackoffBase = 250 * time.Millisecond

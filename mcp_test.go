@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -225,7 +226,11 @@ func TestMain(m *testing.M) {
 		os.Exit(testOpenStoreMain(p))
 	}
 	if args := os.Getenv("AGENTD_TEST_SERVE"); args != "" {
-		os.Exit(run(context.Background(), strings.Split(args, "\n"), os.Stdout, os.Stderr))
+		// main's serve path: SIGTERM and SIGINT shut down gracefully, as in main.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, strings.Split(args, "\n"), os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

@@ -56,11 +56,12 @@ type runStatus struct {
 	Pending   json.RawMessage `json:"pending,omitempty"`
 }
 
-// status is the run state of session id as of now.
-func (s *server) status(id string) runStatus {
+// status is the run state of session id as of now. Without a run, a question stored
+// by a run that ended without its answer (resume.go) still waits.
+func (s *server) status(ctx context.Context, id string) runStatus {
 	rs := s.runs.get(id)
 	if rs == nil {
-		return runStatus{State: "idle"}
+		return s.storedStatus(ctx, id)
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -127,7 +128,7 @@ func (s *server) writeStatus(w http.ResponseWriter, r *http.Request, rec *sessio
 		OutputTokens int64  `json:"output_tokens"`
 		NumMessages  int    `json:"num_messages"`
 		runStatus
-	}{rec.ID, rec.Title, rec.InputTokens, rec.OutputTokens, len(flatten(items)), s.status(rec.ID)})
+	}{rec.ID, rec.Title, rec.InputTokens, rec.OutputTokens, len(flatten(items)), s.status(r.Context(), rec.ID)})
 }
 
 // serveSnapshot is GET /api/sessions/{id}/snapshot: the session, its run state and
@@ -151,7 +152,7 @@ func (s *server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	run := s.status(id)
+	run := s.status(r.Context(), id)
 	items, err := s.st.items(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, sessionErr(id, err))
@@ -179,10 +180,19 @@ func (s *server) serveCancel(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, sessionErr(id, err))
 			return
 		}
+		// A question a run left waiting is that run's remains: cancelling drops it.
+		if st := s.storedStatus(r.Context(), id); st.Pending != nil {
+			if err := s.st.dropQuestion(r.Context(), id, anyCall); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"message": "run cancelled"})
+			return
+		}
 		s.writeError(w, r, conflict("nothing is running in session %s", id))
 		return
 	}
-	rs.cancel()
+	rs.abort() // on purpose: a question it waits on is dropped, not kept
 	select {
 	case <-rs.done:
 	case <-r.Context().Done():

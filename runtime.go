@@ -64,12 +64,27 @@ func (rr *runRegistry) get(id string) *runState {
 	return rr.active[id]
 }
 
-// cancel stops the session's current run and waits for it to end.
+// cancel stops the session's current run on purpose and waits for it to end.
 func (rr *runRegistry) cancel(id string) {
 	if rs := rr.get(id); rs != nil {
-		rs.cancel()
+		rs.abort()
 		<-rs.done
 	}
+}
+
+// abort cancels the run on purpose: a question it waits on is dropped, not kept for
+// an answer after the run (resume.go).
+func (rs *runState) abort() {
+	rs.mu.Lock()
+	rs.aborted = true
+	rs.mu.Unlock()
+	rs.cancel()
+}
+
+func (rs *runState) wasAborted() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.aborted
 }
 
 // runState is the authoritative in-memory state of a running session: API edits
@@ -86,6 +101,7 @@ type runState struct {
 	thinking      bool
 	permissions   *permissionsConfig
 	pending       *pendingRequest
+	aborted       bool   // cancelled on purpose (DELETE), not by a client going away
 	agent         string // the agent answering now, for GET …/status
 }
 
@@ -259,6 +275,16 @@ type runner struct {
 	// argument deltas and the tool definition once (API-UPSTREAM.md §4.4, §5.1).
 	deltas bool
 
+	queue *msgQueues // the root session's steer and follow-up queues; nil in background agents
+
+	// source is the run route's {agent}, stored with a question so that an answer can
+	// continue the run in a later process; "" stores no questions (resume.go).
+	source   string
+	question *storedQuestion // the root's question stored in the database, if any
+	// kept is set when the run ends while a stored question waits (the client went
+	// away, or the server is stopping): the question stays answerable.
+	kept bool
+
 	titleDone chan struct{}
 	titles    *titleSlot // while the title is generated (runsave.go)
 }
@@ -322,7 +348,40 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 			go rn.generateTitle(ctx, chain, contents)
 		}
 	}
+	rn.turns(ctx, c, ag)
+	if rn.titleDone != nil {
+		select {
+		case <-rn.titleDone:
+		case <-time.After(titleWaitAtEnd):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// turns runs the loop to the end of the turn, then the queued follow-ups.
+func (rn *runner) turns(ctx context.Context, c *convo, ag *agentConfig) {
 	last := rn.loop(ctx, c, ag)
+	rn.endTurn(ctx, c, last)
+	rn.followups(ctx, c, last)
+}
+
+// followups runs one turn for each queued follow-up, in order, until none is left or
+// the run ends.
+func (rn *runner) followups(ctx context.Context, c *convo, last *agentConfig) {
+	for rn.queue != nil && ctx.Err() == nil && !rn.kept {
+		m, ok := rn.queue.nextFollowup()
+		if !ok {
+			return
+		}
+		rn.addUserMessage(ctx, c, chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()})
+		rn.sink.send(streamStartedEvent(c.rec.ID, last.Name))
+		last = rn.loop(ctx, c, last)
+		rn.endTurn(ctx, c, last)
+	}
+}
+
+// endTurn ends one turn: session_end hooks, the writes that failed, stream_stopped.
+func (rn *runner) endTurn(ctx context.Context, c *convo, last *agentConfig) {
 	rn.sessionEnd(ctx, c, last)
 	// Writes that failed are retried for a while, also when the client has gone; if
 	// they still fail, the client hears it before stream_stopped.
@@ -331,13 +390,22 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	}
 	rn.sink.send(streamStoppedEvent(c.rec.ID, last.Name, stopReason(ctx, c)))
 	rn.onUserInput(ctx, c, last)
-	if rn.titleDone != nil {
-		select {
-		case <-rn.titleDone:
-		case <-time.After(titleWaitAtEnd):
-		case <-ctx.Done():
-		}
+}
+
+// drainSteer gives the model the steer messages queued since the last iteration
+// boundary, as one user message; only the root conversation of a run takes them.
+func (rn *runner) drainSteer(ctx context.Context, c *convo) {
+	if rn.queue == nil || c.rec.ID != rn.root.ID {
+		return
 	}
+	if msgs := rn.queue.drainSteer(); len(msgs) > 0 {
+		rn.addUserMessage(ctx, c, steerMessage(msgs))
+	}
+}
+
+// steerWaiting reports whether steer messages wait for c's model.
+func (rn *runner) steerWaiting(c *convo) bool {
+	return rn.queue != nil && c.rec.ID == rn.root.ID && rn.queue.depths()["steer"].Depth > 0
 }
 
 // newConvo is a session's conversation for the model: its own messages in order
@@ -422,6 +490,7 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			return ag
 		}
 		rn.rs.setAgent(ag.Name)
+		rn.drainSteer(ctx, c)
 		tools := rn.listTools(ctx, ag, warn)
 		warn = false
 		if maxIter > 0 && iter >= maxIter {
@@ -452,17 +521,16 @@ func (rn *runner) loop(ctx context.Context, c *convo, ag *agentConfig) *agentCon
 			return ag
 		}
 		if len(msg.ToolCalls) == 0 {
+			if rn.steerWaiting(c) {
+				continue // steered during the answer: the model hears it now
+			}
 			return ag
 		}
 		next, nextTeam := rn.runToolCalls(ctx, c, ag, msg.ToolCalls, tools)
 		models.afterTools(msg.ToolCalls, tools)
 		rn.compactIfFull(ctx, c, ag, chain) // the results may have filled the window
-		if nextTeam != rn.team {
-			// An external handoff: the client learns the new agent's model and team,
-			// and (next listing) its toolsets' warnings, as at the start of a run.
-			rn.team, warn = nextTeam, true
-			rn.sink.send(rn.agentInfo(next))
-			rn.sink.send(rn.teamInfo(next))
+		if rn.switchTeam(next, nextTeam) {
+			warn = true // (next listing) its toolsets' warnings, as at the start of a run
 		}
 		if next != ag {
 			ag = next
@@ -506,20 +574,24 @@ func (rn *runner) maxIterations(ctx context.Context, c *convo, ag *agentConfig, 
 	if rn.unattended {
 		return 0, true
 	}
-	ev := maxIterationsReachedEvent(max)
-	p := rn.rs.ask("max_iterations", toolCall{}, nil, ev)
-	rn.sink.send(ev)
+	p := rn.askStored(ctx, c, ag, "max_iterations", toolCall{}, nil, maxIterationsReachedEvent(max))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
+		rn.unanswered(ctx)
 		return 0, true
 	}
+	rn.questionDone(ctx, "")
 	if a.(resumeRequest).Confirmation == "approve" {
 		return 10, false
 	}
-	msg := chatMessage{Role: "assistant", Content: fmt.Sprintf("Execution stopped after reaching the configured max_iterations limit (%d).", max), CreatedAt: nowRFC3339()}
-	rn.addMessage(ctx, c, ag, &msg)
+	rn.addMessage(ctx, c, ag, maxIterationsStop(max))
 	return 0, true
+}
+
+// maxIterationsStop is the note that ends a run the user did not let past the cap.
+func maxIterationsStop(max int) *chatMessage {
+	return &chatMessage{Role: "assistant", Content: fmt.Sprintf("Execution stopped after reaching the configured max_iterations limit (%d).", max), CreatedAt: nowRFC3339()}
 }
 
 // addMessage stores m in c's session, appends it to the history and announces it.
@@ -962,13 +1034,7 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 			}
 			return next, nextTeam
 		}
-		var tl *tool
-		for i := range tools {
-			if tools[i].def.Name == call.Function.Name {
-				tl = &tools[i]
-				break
-			}
-		}
+		tl := findTool(tools, call.Function.Name)
 		if tl == nil {
 			def := toolDef{Name: call.Function.Name}
 			rn.toolResponse(ctx, c, ag, call, def, toolErrorf("Tool '%s' is not available. You can only use the tools provided to you.", call.Function.Name))
@@ -982,45 +1048,70 @@ func (rn *runner) runToolCalls(ctx context.Context, c *convo, ag *agentConfig, c
 		if ok {
 			res, ok = rn.approve(ctx, c, ag, call, tl.def)
 		}
+		if rn.kept {
+			return next, nextTeam // the question stays answerable: its call and the rest wait for the answer
+		}
 		if !ok {
 			rn.toolResponse(ctx, c, ag, call, tl.def, res)
+			rn.questionDone(ctx, call.ID)
 			continue
 		}
-		rn.sink.send(toolCallEvent(call, tl.def, ag.Name))
-		switch call.Function.Name {
-		case "transfer_task":
-			res = rn.transferTask(ctx, c, ag, call)
-		case "run_background_agent", "list_background_agents", "view_background_agent", "stop_background_agent":
-			if !isBackgroundAgentCall(tl.def) {
-				res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
-				break
-			}
-			res = rn.backgroundAgentTool(ctx, c, ag, call)
-		case "change_model", "revert_model":
-			if !isModelPickerCall(tl.def) {
-				res = tl.run(ctx, rn.toolEnvFor(c, ag), json.RawMessage(call.Function.Arguments))
-				break
-			}
-			res = rn.pickModel(ctx, ag, call)
-		case "handoff":
-			var t *team
-			var to *agentConfig
-			res, t, to = rn.handoff(ag, call)
-			if to != nil {
-				next, nextTeam = to, t
-			}
-		default:
-			env := rn.toolEnvFor(c, ag)
-			env.Output = func(chunk string) { rn.sink.send(toolCallOutputEvent(call.ID, tl.def, chunk, ag.Name)) }
-			res = tl.run(ctx, env, json.RawMessage(call.Function.Arguments))
+		res, to, toTeam := rn.execute(ctx, c, ag, call, tl)
+		if rn.kept {
+			return next, nextTeam // an elicitation stays answerable; the cut-off tool has no result yet
 		}
-		if ctx.Err() != nil && !res.IsError {
-			res = toolErrorf("The tool call was canceled by the user.")
+		if to != nil {
+			next, nextTeam = to, toTeam
 		}
 		rn.toolResponse(ctx, c, ag, call, tl.def, res)
+		rn.questionDone(ctx, call.ID)
 		rn.postToolUse(ctx, c, ag, call, res)
 	}
 	return next, nextTeam
+}
+
+// switchTeam makes t the run's team after an external handoff to next: the client
+// learns the new agent's model and team. It reports whether the team changed.
+func (rn *runner) switchTeam(next *agentConfig, t *team) bool {
+	if t == rn.team {
+		return false
+	}
+	rn.team = t
+	rn.sink.send(rn.agentInfo(next))
+	rn.sink.send(rn.teamInfo(next))
+	return true
+}
+
+// execute runs an approved call: tool_call, then the tool. It returns the result and,
+// after a handoff, the agent that answers next and its team.
+func (rn *runner) execute(ctx context.Context, c *convo, ag *agentConfig, call toolCall, tl *tool) (res toolResult, next *agentConfig, nextTeam *team) {
+	rn.sink.send(toolCallEvent(call, tl.def, ag.Name))
+	env := rn.callEnv(c, ag, call)
+	switch call.Function.Name {
+	case "transfer_task":
+		res = rn.transferTask(ctx, c, ag, call)
+	case "run_background_agent", "list_background_agents", "view_background_agent", "stop_background_agent":
+		if !isBackgroundAgentCall(tl.def) {
+			res = tl.run(ctx, env, json.RawMessage(call.Function.Arguments))
+			break
+		}
+		res = rn.backgroundAgentTool(ctx, c, ag, call)
+	case "change_model", "revert_model":
+		if !isModelPickerCall(tl.def) {
+			res = tl.run(ctx, env, json.RawMessage(call.Function.Arguments))
+			break
+		}
+		res = rn.pickModel(ctx, ag, call)
+	case "handoff":
+		res, nextTeam, next = rn.handoff(ag, call)
+	default:
+		env.Output = func(chunk string) { rn.sink.send(toolCallOutputEvent(call.ID, tl.def, chunk, ag.Name)) }
+		res = tl.run(ctx, env, json.RawMessage(call.Function.Arguments))
+	}
+	if ctx.Err() != nil && !res.IsError {
+		res = toolErrorf("The tool call was canceled by the user.")
+	}
+	return res, next, nextTeam
 }
 
 // toolEnv is what tools of this run may use.
@@ -1029,24 +1120,42 @@ func (rn *runner) toolEnv(c *convo) *toolEnv {
 		SessionID: c.rec.ID, WorkingDir: rn.s.workDir(c.rec), Dir: rn.dir, Protected: rn.s.cfg.protected,
 		Getenv: rn.s.cfg.getenv, HTTP: rn.s.cfg.clientEnv.HTTP,
 		Elicit: func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
-			return rn.elicit(ctx, req)
+			return rn.elicit(ctx, c, nil, toolCall{}, req)
 		},
 	}
 }
 
+// callEnv is the tool environment of one call by ag: its elicitations are questions
+// about call, stored as such (resume.go).
+func (rn *runner) callEnv(c *convo, ag *agentConfig, call toolCall) *toolEnv {
+	env := rn.toolEnv(c)
+	env.Elicit = func(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
+		rn.onUserInput(ctx, c, ag) // as the reference does
+		return rn.elicit(ctx, c, ag, call, req)
+	}
+	return env
+}
+
 // elicit asks the client a question on the run's stream and waits for the answer
-// posted to /api/sessions/{root}/elicitation.
-func (rn *runner) elicit(ctx context.Context, req elicitationRequest) (elicitationResponse, error) {
+// posted to /api/sessions/{root}/elicitation. A question from ag's call is stored.
+func (rn *runner) elicit(ctx context.Context, c *convo, ag *agentConfig, call toolCall, req elicitationRequest) (elicitationResponse, error) {
 	if rn.unattended {
 		return elicitationResponse{Action: "decline"}, fmt.Errorf("a background agent cannot ask the user")
 	}
 	ev := elicitationRequestEvent(req)
-	p := rn.rs.ask("elicitation", toolCall{}, req.Schema, ev)
-	rn.sink.send(ev)
+	var p *pendingRequest
+	if ag != nil {
+		p = rn.askStored(ctx, c, ag, "elicitation", call, req.Schema, ev)
+	} else {
+		p = rn.rs.ask("elicitation", toolCall{}, req.Schema, ev)
+		rn.sink.send(ev)
+	}
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
+		rn.unanswered(ctx)
 		return elicitationResponse{Action: "cancel"}, err
 	}
+	rn.answered(ctx, a)
 	return a.(elicitationResponse), nil
 }
 
@@ -1122,15 +1231,20 @@ func (rn *runner) yamlDenied(c *convo, call toolCall, def toolDef) (toolResult, 
 
 // confirm asks the client through tool_call_confirmation and applies the answer.
 func (rn *runner) confirm(ctx context.Context, c *convo, call toolCall, def toolDef, ag *agentConfig) (toolResult, bool) {
-	ev := toolCallConfirmationEvent(call, def, ag.Name)
-	p := rn.rs.ask("confirmation", call, nil, ev)
-	rn.sink.send(ev)
+	p := rn.askStored(ctx, c, ag, "confirmation", call, nil, toolCallConfirmationEvent(call, def, ag.Name))
 	rn.onUserInput(ctx, c, ag)
 	a, err := rn.rs.wait(ctx, p)
 	if err != nil {
+		rn.unanswered(ctx)
 		return toolErrorf("The tool call was canceled by the user."), false
 	}
-	req := a.(resumeRequest)
+	rn.answered(ctx, a)
+	return rn.applyConfirmation(ctx, call, a.(resumeRequest))
+}
+
+// applyConfirmation applies the answer to a confirmation of call: what approve-session
+// and approve-tool change for later calls, and the result of a rejection.
+func (rn *runner) applyConfirmation(ctx context.Context, call toolCall, req resumeRequest) (toolResult, bool) {
 	wctx := context.WithoutCancel(ctx)
 	switch req.Confirmation {
 	case "approve-session":

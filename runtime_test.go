@@ -348,9 +348,13 @@ func TestRunClientDisconnectKeepsText(t *testing.T) {
 	if len(got.Messages) < 2 || got.Messages[1].Message.Content != "Let me check." {
 		t.Fatalf("after disconnect: %s", b)
 	}
-	// The session is usable again.
+	// The question outlives the client: one answer continues the run, a second finds
+	// nothing waiting.
+	if code, b := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "reject"}); code != 200 {
+		t.Errorf("resume after the client went away = %d %s; want 200", code, b)
+	}
 	if code, _ := e.do("POST", "/api/sessions/"+id+"/resume", map[string]string{"confirmation": "approve"}); code != 409 {
-		t.Errorf("resume after the run ended = %d; want 409", code)
+		t.Errorf("second resume = %d; want 409", code)
 	}
 }
 

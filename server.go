@@ -57,15 +57,18 @@ type server struct {
 	mux    *http.ServeMux
 	runs   *runRegistry
 	bg     *backgroundAgents // tools_background.go
+	queues *sessionQueues    // queue.go
 	bodies *memBudget        // request bodies being read and decoded
 	runMem *memBudget        // runs in flight, at runMemoryCost each
 	events *eventLogs        // eventlog.go; nil when disabled
 
 	// life ends at shutdown: it cancels detached runs and ends event streams, which
-	// no request context ends (runctl.go).
-	life     context.Context
-	stopLife context.CancelFunc
-	teams    sessionTeams // each session's last run here (session_models.go)
+	// no request context ends (runctl.go), and the runs continued from a stored
+	// question (resume.go), which unwatched counts.
+	life      context.Context
+	stopLife  context.CancelFunc
+	unwatched sync.WaitGroup
+	teams     sessionTeams // each session's last run here (session_models.go)
 
 	// rootDir is cfg.root opened once at start; every run opens its session's
 	// directory from it, so swapping a directory for a symlink cannot lead outside.
@@ -90,7 +93,7 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 	if cfg.clientEnv.Getenv == nil {
 		cfg.clientEnv.Getenv = cfg.getenv
 	}
-	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns), bg: newBackgroundAgents(),
+	s := &server{st: st, agents: agents, log: log, cfg: cfg, mux: http.NewServeMux(), runs: newRunRegistry(cfg.maxRuns), bg: newBackgroundAgents(), queues: newSessionQueues(),
 		bodies: &memBudget{limit: cmp.Or(cfg.bodyBudget, maxBodyMemory), busy: "too many large request bodies in flight"},
 		runMem: &memBudget{limit: cmp.Or(cfg.runBudget, defaultRunMemory), busy: "too many runs in flight for the memory available"}}
 	s.life, s.stopLife = context.WithCancel(context.Background())
@@ -105,6 +108,7 @@ func newServer(st *store, agents *agentSources, log *slog.Logger, cfg serverConf
 		return nil, fmt.Errorf("working directory: %w", err)
 	}
 	s.routes()
+	s.settleInterrupted(context.Background())
 	return s, nil
 }
 
@@ -135,6 +139,9 @@ func (s *server) routeTable() []route {
 		{"POST /api/sessions/{id}/tools/toggle", s.serveToggleTools},
 		{"POST /api/sessions/{id}/thinking/toggle", s.serveToggleThinking},
 		{"POST /api/sessions/{id}/elicitation", s.serveElicitation},
+		{"POST /api/sessions/{id}/steer", s.serveSteer},
+		{"POST /api/sessions/{id}/followup", s.serveFollowup},
+		{"GET /api/sessions/{id}/queue", s.serveQueue},
 		{"GET /api/sessions/{id}/events", s.serveEvents},
 		{"GET /api/sessions/{id}/status", s.serveStatus},
 		{"GET /api/sessions/{id}/snapshot", s.serveSnapshot},
@@ -151,11 +158,12 @@ func (s *server) routes() {
 	}
 }
 
-// close stops the background agents, stores the rest of the event log and releases
-// what the server holds (running agents are cancelled by their requests, detached
-// ones by shutdown).
+// close stops the background agents, waits for the runs continued from stored
+// questions, stores the rest of the event log and releases what the server holds
+// (running agents are cancelled by their requests, detached ones by shutdown).
 func (s *server) close() {
 	s.shutdown()
+	s.unwatched.Wait()
 	s.bg.close()
 	s.events.close()
 	s.rootDir.Close()
@@ -193,7 +201,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if slices.Contains(s.cfg.corsOrigins, origin) {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key")
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
 			h.Add("Vary", "Origin")
 			if r.Method == http.MethodOptions {

@@ -408,6 +408,7 @@ func (s *server) serveDeleteSession(w http.ResponseWriter, r *http.Request) {
 	// store refuses updates to a missing row, so nothing resurrects the session.
 	s.runs.cancel(id)
 	s.bg.stopSession(id)
+	s.queues.drop(id)
 	elog, err := s.events.acquire(r.Context(), id, false)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -561,17 +562,31 @@ func (req resumeRequest) matches(p *pendingRequest) error {
 	return nil
 }
 
-// answerRun delivers an answer to what session id's run is waiting for: 404 for an
-// unknown session, 409 when no run is waiting for an answer of one of kinds.
+// answerRun delivers an answer to what session id's run is waiting for, or continues
+// the run from its stored question (resume.go): 404 for an unknown session, 409 when
+// nothing waits for an answer of one of kinds.
 func (s *server) answerRun(ctx context.Context, id string, v any, check func(*pendingRequest) error, kinds ...string) error {
 	if _, err := s.st.session(ctx, id); err != nil {
 		return sessionErr(id, err)
 	}
-	rs := s.runs.get(id)
-	if rs == nil {
-		return conflict("session %s has no run waiting for an answer", id)
+	q, err := s.storedQuestion(ctx, id)
+	if err != nil {
+		return err
 	}
-	return rs.answer(v, check, kinds...)
+	rs := s.runs.get(id)
+	if rs != nil && (rs.asking() || q == nil || q.State != "waiting") {
+		return rs.answer(v, check, kinds...)
+	}
+	if rs != nil { // ending without its answer (the client went away): then continue it
+		select {
+		case <-rs.done:
+		case <-time.After(answerWaitForEnd):
+			return conflict("session %s's run is still ending; answer again", id)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.answerStored(ctx, id, q, v, check, kinds...)
 }
 
 func (s *server) serveElicitation(w http.ResponseWriter, r *http.Request) {
@@ -757,6 +772,12 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.runs.finish(rs)
+	// A question a run before this one left unanswered is abandoned: the model sees
+	// its call as canceled.
+	if err := s.st.dropQuestion(r.Context(), sid, anyCall); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	// Edits from now on reach rs directly; re-read the row so ones that landed while
 	// the request was being set up are not lost.
 	if rec, err = s.st.session(r.Context(), sid); err != nil {
@@ -804,7 +825,8 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	sink.log, sink.ids = elog, detached && elog != nil
 	defer sink.close()
-	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log}, deltas: body.object}
+	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},
+		deltas: body.object, queue: s.queues.open(sid), source: agentID}
 	rn.run(ctx, ag, user, positions, items)
 }
 

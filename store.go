@@ -250,6 +250,21 @@ var storeOwnMigrations = []storeMigration{
 			data TEXT NOT NULL,          -- the events' JSON as streamed, one a line, in order
 			PRIMARY KEY (session_id, first_seq)
 		);`, nil},
+	// The question a run waits on (resume.go), so that an answer after a restart, or
+	// after the client went away, continues the run. state 'running' marks an answered
+	// question whose tool call has started and not yet stored its result.
+	{0, "agentd_005_pending_questions", "Questions runs wait on: tool confirmations, elicitations, the iteration cap", `
+		CREATE TABLE agentd_pending_questions (
+			session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+			kind TEXT NOT NULL,        -- confirmation | elicitation | max_iterations
+			source TEXT NOT NULL,      -- the run route's {agent}: the agent file or ref
+			agent TEXT NOT NULL,       -- the agent that asked
+			tool_call TEXT NOT NULL,   -- the call asked about (or running the elicitation), JSON
+			event TEXT NOT NULL,       -- the question's event as streamed, JSON
+			state TEXT NOT NULL,       -- waiting | running
+			answer TEXT NOT NULL DEFAULT '',
+			created_at TEXT NOT NULL   -- RFC3339
+		);`, nil},
 }
 
 // storeBaseSchema is what the reference creates before any migration runs.
@@ -1460,3 +1475,73 @@ func (st *store) eventChunks(ctx context.Context, id string, after, before int64
 	}
 	return out, rows.Err()
 }
+
+// storedQuestion is one row of agentd_pending_questions (resume.go).
+type storedQuestion struct {
+	SessionID, Kind, Source, Agent string
+	Call                           toolCall
+	Event                          json.RawMessage
+	State                          string
+	Answer                         json.RawMessage
+	CreatedAt                      string
+}
+
+// saveQuestion stores q as session q.SessionID's question, replacing any older one.
+func (st *store) saveQuestion(ctx context.Context, q *storedQuestion) error {
+	call, err := json.Marshal(q.Call)
+	if err != nil {
+		return err
+	}
+	_, err = st.exec(ctx, `INSERT OR REPLACE INTO agentd_pending_questions
+		(session_id, kind, source, agent, tool_call, event, state, answer, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?)`,
+		q.SessionID, q.Kind, q.Source, q.Agent, string(call), string(q.Event), q.State, q.CreatedAt)
+	return err
+}
+
+// questions returns the stored questions of session id ("" for every session) in
+// state ("" for any).
+func (st *store) questions(ctx context.Context, id, state string) ([]*storedQuestion, error) {
+	rows, err := st.r.QueryContext(ctx, `SELECT session_id, kind, source, agent, tool_call, event, state, answer, created_at
+		FROM agentd_pending_questions WHERE (?1 = '' OR session_id = ?1) AND (?2 = '' OR state = ?2)`, id, state)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*storedQuestion
+	for rows.Next() {
+		q := &storedQuestion{}
+		var call, ev, answer string
+		if err := rows.Scan(&q.SessionID, &q.Kind, &q.Source, &q.Agent, &call, &ev, &q.State, &answer, &q.CreatedAt); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(call), &q.Call); err != nil {
+			return nil, fmt.Errorf("stored question of session %s: %w", q.SessionID, err)
+		}
+		q.Event, q.Answer = json.RawMessage(ev), json.RawMessage(answer)
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+// claimQuestion records the answer to session id's waiting question and marks it
+// running; false when no question of that call waits (another answer won).
+func (st *store) claimQuestion(ctx context.Context, id, callID string, answer []byte) (bool, error) {
+	res, err := st.exec(ctx, `UPDATE agentd_pending_questions SET state = 'running', answer = ?
+		WHERE session_id = ? AND state = 'waiting' AND coalesce(json_extract(tool_call, '$.id'), '') = ?`, string(answer), id, callID)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// dropQuestion deletes session id's question about call callID ("" for a question
+// about no call, anyCall for any), leaving a newer one alone.
+func (st *store) dropQuestion(ctx context.Context, id, callID string) error {
+	_, err := st.exec(ctx, `DELETE FROM agentd_pending_questions WHERE session_id = ?1
+		AND (?2 = '`+anyCall+`' OR coalesce(json_extract(tool_call, '$.id'), '') = ?2)`, id, callID)
+	return err
+}
+
+// anyCall makes dropQuestion delete whatever question the session has.
+const anyCall = "*"

@@ -180,6 +180,7 @@ func TestStoreSchema(t *testing.T) {
 		"table agentd_event_log agentd_event_log",
 		"table agentd_message_counts agentd_message_counts",
 		"table agentd_migrations agentd_migrations",
+		"table agentd_pending_questions agentd_pending_questions",
 		"table agentd_process_groups agentd_process_groups",
 		"table migrations migrations",
 		"table session_items session_items",
