@@ -44,8 +44,12 @@ type fakeOpenAI struct {
 	turns    []fakeTurn
 	Requests []map[string]any // chat requests, title requests excluded
 	Title    string           // answer to title-generation requests ("Test title" if empty)
-	Default  *fakeTurn        // answer once the scripted turns are used up ("ok" if nil)
-	titles   int
+	// TitleTurn, when set, answers title requests instead of Title; TitleRequest is the
+	// last title request received.
+	TitleTurn    *fakeTurn
+	TitleRequest map[string]any
+	Default      *fakeTurn // answer once the scripted turns are used up ("ok" if nil)
+	titles       int
 }
 
 // newFakeOpenAI starts the server; its URL + "/v1" is the base_url to configure.
@@ -75,8 +79,13 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	if isTitleRequest(req) {
 		f.titles++
-		title := f.Title
+		title, turn := f.Title, f.TitleTurn
+		f.TitleRequest = req
 		f.mu.Unlock()
+		if turn != nil {
+			f.writeTurn(w, *turn)
+			return
+		}
 		if title == "" {
 			title = "Test title"
 		}

@@ -70,7 +70,7 @@ func newHistoryCache(max int64) *historyCache {
 // sync drops everything when another process committed since the last look.
 func (c *historyCache) sync(ctx context.Context, st *store) error {
 	var v int64
-	if err := st.w.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+	if err := st.prepared[storeDataVersionSQL].QueryRowContext(ctx).Scan(&v); err != nil {
 		return err
 	}
 	c.mu.Lock()

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -317,5 +322,125 @@ func BenchmarkSessionList(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// walCommits counts the transactions in a SQLite WAL file
+// (https://sqlite.org/fileformat.html#the_write_ahead_log): after a 32-byte header come
+// frames of a 24-byte header and one page; a frame of the current WAL (its salts match
+// the header's) with a non-zero "database size" field ends a transaction.
+func walCommits(t testing.TB, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 32 {
+		t.Fatalf("read WAL %s: %v (%d bytes)", path, err, len(b))
+	}
+	page := int(binary.BigEndian.Uint32(b[8:12]))
+	n := 0
+	for off := 32; off+24+page <= len(b); off += 24 + page {
+		f := b[off : off+24]
+		if !bytes.Equal(f[8:16], b[16:24]) {
+			break // a frame left from before the WAL was restarted
+		}
+		if binary.BigEndian.Uint32(f[4:8]) != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// newCommitsEnv is newRunEnv without the event log, whose batches are commits of
+// their own at times of their own.
+func newCommitsEnv(t *testing.T, turns ...fakeTurn) (*apiTest, *fakeOpenAI) {
+	f := newFakeOpenAI(t, turns...)
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "")}, func(c *serverConfig) { c.eventRetention = -1 })
+	e.setenv("OPENAI_API_KEY", "test-key")
+	return e, f
+}
+
+// A run on a titled session commits twice: the user's message before the stream
+// opens, then the answer together with the session's token counters and cost.
+func TestRunCommitsAnswerWithUsage(t *testing.T) {
+	e, _ := newCommitsEnv(t, fakeTurn{Text: []string{"Ahoy"}})
+	id := e.newSession(map[string]any{"title": "set"})
+	wal := filepath.Join(e.base, "session.db-wal")
+	before := walCommits(t, wal)
+	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()
+	if got := walCommits(t, wal) - before; got != 2 {
+		t.Fatalf("a run made %d commits; want 2 (user message; answer with usage)", got)
+	}
+	_, b := e.do("GET", "/api/sessions/"+id, nil)
+	got := decode[sessionResponse](t, b)
+	if len(got.Messages) != 2 || got.Messages[1].Message.Content != "Ahoy" || got.InputTokens != 12 || got.OutputTokens != 5 {
+		t.Fatalf("stored session: %d messages, input %d, output %d", len(got.Messages), got.InputTokens, got.OutputTokens)
+	}
+}
+
+// repairToolCalls adds a "canceled" result for each tool call left unanswered, and
+// hands a history whose calls are all answered back as it is (no copy per turn).
+func TestRepairToolCalls(t *testing.T) {
+	call := func(ids ...string) chatMessage {
+		m := chatMessage{Role: "assistant"}
+		for _, id := range ids {
+			m.ToolCalls = append(m.ToolCalls, toolCall{ID: id})
+		}
+		return m
+	}
+	result := func(id string) chatMessage { return chatMessage{Role: "tool", ToolCallID: id, Content: "r"} }
+	user := chatMessage{Role: "user", Content: "u"}
+	answered := []chatMessage{user, call("a", "b"), result("b"), result("a"), user, call("c"), result("c")}
+	if got := repairToolCalls(answered); &got[0] != &answered[0] || len(got) != len(answered) {
+		t.Fatal("an answered history was copied")
+	}
+	cases := []struct {
+		in   []chatMessage
+		want []string // role:tool_call_id of the output
+	}{
+		{[]chatMessage{user, call("a", "b"), result("b")}, []string{"user:", "assistant:", "tool:b", "tool:a"}},
+		{[]chatMessage{user, call("a"), user, call("b"), result("b")}, []string{"user:", "assistant:", "tool:a", "user:", "assistant:", "tool:b"}},
+		{[]chatMessage{call("a")}, []string{"assistant:", "tool:a"}},
+	}
+	for i, tc := range cases {
+		var got []string
+		for _, m := range repairToolCalls(tc.in) {
+			got = append(got, m.Role+":"+m.ToolCallID)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("case %d: %v; want %v", i, got, tc.want)
+		}
+	}
+}
+
+// On an untitled session, a title generated while the answer streams is stored in
+// the answer's transaction: still two commits a run, and the title is announced.
+func TestRunCommitsTitleWithAnswer(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		gate := make(chan struct{})
+		e, f := newCommitsEnv(t, fakeTurn{Text: []string{"Ahoy"}, Gate: gate})
+		id := e.newSession(nil)
+		wal := filepath.Join(e.base, "session.db-wal")
+		before := walCommits(t, wal)
+		s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+		// The answer waits until the title has been asked for and had time to arrive.
+		for f.mu.Lock(); f.titles == 0; f.mu.Lock() {
+			f.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		f.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		close(gate)
+		s.all()
+		types := s.types()
+		commits := walCommits(t, wal) - before
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		if title := decode[sessionResponse](t, b).Title; title != "Test title" || !slices.Contains(types, "session_title") {
+			t.Fatalf("title %q stored; events %v", title, types)
+		}
+		if commits == 2 {
+			return
+		}
+		if attempt == 5 { // a loaded machine may deliver the title late now and then
+			t.Fatalf("a run made %d commits; want 2 (user message; answer with usage and title)", commits)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -350,6 +351,7 @@ type runner struct {
 	question *runQuestion // nil stores no questions (background agents)
 
 	titleDone chan struct{}
+	titles    *titleSlot // while the title is generated (runsave.go)
 }
 
 // convo is one session taking part in a run (the root, or a transfer_task child).
@@ -408,7 +410,7 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 		// The goroutine gets its model chain from here: it must not read rn.team,
 		// which a handoff may change meanwhile.
 		if chain, err := rn.chainFor(ag, ag.Model); err == nil {
-			rn.titleDone = make(chan struct{})
+			rn.titleDone, rn.titles = make(chan struct{}), &titleSlot{}
 			go rn.generateTitle(ctx, chain, contents)
 		}
 	}
@@ -477,14 +479,15 @@ func (rn *runner) steerWaiting(c *convo) bool {
 func newConvo(rec *sessionRecord, items []sessionItem) *convo {
 	c := &convo{rec: rec, cost: rec.Cost}
 	// What came before the last summary is compacted: start there, and size the
-	// history once (a long session would otherwise regrow it a dozen times per run).
+	// history once, with room for the run's own messages (a long session would
+	// otherwise copy it again at the user's message and at each answer).
 	start := 0
 	for i, it := range items {
 		if it.Type == "summary" && it.Summary != "" {
 			start, c.compact.summary = i, it.Summary
 		}
 	}
-	c.history = make([]chatMessage, 0, len(items)-start)
+	c.history = make([]chatMessage, 0, len(items)-start+16)
 	for _, it := range items[start:] {
 		if it.Type == "message" && it.Message != nil && it.Message.Role != "system" {
 			c.history = append(c.history, *it.Message)
@@ -676,6 +679,16 @@ func (rn *runner) appendMessage(ctx context.Context, id, agent string, m *chatMe
 // turn streams one model answer, forwarding deltas as events and persisting the
 // answer as it grows (at most once per flushEvery, and at the end).
 func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *modelChain, tools []tool) (*chatMessage, error) {
+	if c.rec.ID == rn.root.ID {
+		// A title generated while this turn streams waits for its answer's write; one
+		// not taken by it (a failed or empty turn) is stored on its own.
+		rn.titles.open()
+		defer func() {
+			if t := rn.titles.take(); t != "" {
+				rn.storeTitle(context.WithoutCancel(ctx), t)
+			}
+		}()
+	}
 	req := rn.modelRequest(ctx, c, ag, tools)
 	a := newAnswer()
 	spec, err := chain.stream(ctx, req, func(ev modelEvent) {
@@ -710,11 +723,15 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 		msg.Usage = a.usage
 		msg.Cost = price.cost(a.usage)
 	}
-	rn.saveAnswer(ctx, c, ag, a)
-	c.history = append(c.history, *msg)
 	c.cost += msg.Cost
+	usage := tokenUsageOf(c, msg, price)
+	// The final answer and the session's usage counters go in one transaction.
+	c.rec.InputTokens, c.rec.OutputTokens = usage.InputTokens, usage.OutputTokens
+	rn.saveAnswerWith(ctx, c, ag, a, true)
+	c.history = append(c.history, *msg)
 	rn.sink.send(messageAddedEvent(c.rec.ID, ag.Name))
-	rn.tokenUsage(ctx, c, ag, msg, price)
+	rn.sink.send(tokenUsageEvent(c.rec.ID, usage, ag.Name))
+	c.noteUsage(usage.InputTokens, usage.OutputTokens)
 	return msg, nil
 }
 
@@ -787,9 +804,31 @@ func toolDefByName(tools []tool, name string) toolDef {
 // retried later with what it held, unless a newer snapshot of the same message
 // replaces it first (same key).
 func (rn *runner) saveAnswer(ctx context.Context, c *convo, ag *agentConfig, a *answer) {
+	rn.saveAnswerWith(ctx, c, ag, a, false)
+}
+
+// saveAnswerWith is saveAnswer, storing with the answer, when usage is set, the
+// session's token counters and cost as they are in c when the write runs (so a write
+// retried late never puts back older counters) and the generated title if it is
+// waiting for this turn (one transaction for all three).
+func (rn *runner) saveAnswerWith(ctx context.Context, c *convo, ag *agentConfig, a *answer, usage bool) {
+	title := ""
+	if usage && c.rec.ID == rn.root.ID {
+		title = rn.titles.take()
+	}
 	a.sync()
 	snap := a.msg
 	rn.save.save(context.WithoutCancel(ctx), &a.itemID, "the answer in session "+c.rec.ID, func(ctx context.Context) error {
+		if usage {
+			_, err := rn.withTitle(title, func(title string) (bool, error) {
+				id, set, err := rn.s.st.saveAnswer(ctx, c.rec.ID, ag.Name, a.itemID, &snap, c.rec.InputTokens, c.rec.OutputTokens, c.cost, title)
+				if err == nil {
+					a.itemID = id
+				}
+				return set, err
+			})
+			return err
+		}
 		if a.itemID != 0 {
 			return rn.s.st.updateMessage(ctx, a.itemID, &snap)
 		}
@@ -867,24 +906,18 @@ func (a *answer) sync() {
 // answerCutMarker ends an answer that the provider stopped sending part-way.
 const answerCutMarker = "\n\n[answer incomplete: the model provider stopped mid-answer]"
 
-// tokenUsage emits token_usage for the last call and stores the counters.
-func (rn *runner) tokenUsage(ctx context.Context, c *convo, ag *agentConfig, msg *chatMessage, price modelPrice) {
+// tokenUsageOf is the usage a token_usage event reports for the last call.
+func tokenUsageOf(c *convo, msg *chatMessage, price modelPrice) usageJSON {
 	u := msg.Usage
 	if u == nil {
 		u = &messageUsage{}
 	}
 	in := u.InputTokens + u.CachedInputTokens + u.CacheWriteTokens
-	usage := usageJSON{
+	return usageJSON{
 		InputTokens: in, OutputTokens: u.OutputTokens, ContextLength: in + u.OutputTokens,
 		ContextLimit: price.context, Cost: c.cost,
 		LastMessage: &lastMessageJSON{*u, msg.Cost, msg.Model},
 	}
-	rn.sink.send(tokenUsageEvent(c.rec.ID, usage, ag.Name))
-	c.noteUsage(in, u.OutputTokens)
-	id, cost := c.rec.ID, c.cost
-	rn.save.save(context.WithoutCancel(ctx), "usage "+id, "the token usage of session "+id, func(ctx context.Context) error {
-		return rn.s.st.setUsage(ctx, id, in, u.OutputTokens, cost)
-	})
 }
 
 // usageJSON is the usage of token_usage events (API.md §5).
@@ -911,6 +944,9 @@ func nowRFC3339() string { return time.Now().Format(time.RFC3339) }
 // repairToolCalls returns history where every assistant tool call has a result, so a
 // run cancelled mid-batch does not make the next model call fail (API.md §11.14).
 func repairToolCalls(history []chatMessage) []chatMessage {
+	if toolCallsAnswered(history) {
+		return history // the usual case: no copy of a long history
+	}
 	out := make([]chatMessage, 0, len(history))
 	for i := 0; i < len(history); i++ {
 		m := history[i]
@@ -932,6 +968,26 @@ func repairToolCalls(history []chatMessage) []chatMessage {
 		i = j - 1
 	}
 	return out
+}
+
+// toolCallsAnswered reports whether every assistant tool call in history is followed
+// by its result among the tool messages right after it.
+func toolCallsAnswered(history []chatMessage) bool {
+	for i := range history {
+		if history[i].Role != "assistant" {
+			continue
+		}
+		for _, tc := range history[i].ToolCalls {
+			j := i + 1
+			for j < len(history) && history[j].Role == "tool" && history[j].ToolCallID != tc.ID {
+				j++
+			}
+			if j == len(history) || history[j].Role != "tool" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // systemMessages assembles the system prompt in the reference's order (CONFIG.md §4).
@@ -1315,22 +1371,19 @@ func (rn *runner) generateTitle(ctx context.Context, chain *modelChain, contents
 		{Role: "system", Content: "You are a helpful AI assistant that generates concise, descriptive titles for conversations. Answer with the title only, on a single line."},
 		{Role: "user", Content: prompt.String()},
 	}}
-	// Only the first line is used. A server that ignores max_tokens is read on to the
-	// end (cheap, and the connection stays reusable) unless it goes on for longer than
-	// any title could need.
+	// Only the first line is used: once it is known the stream is cut, so a server
+	// that ignores max_tokens stops generating (reading it on cost both sides about a
+	// sixth of a run's CPU). A run of blanks is cut after maxTitleRead.
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var out strings.Builder
-	read := 0
 	_, err := chain.stream(sctx, req, func(ev modelEvent) {
-		if ev.Kind != evText {
+		if ev.Kind != evText || sctx.Err() != nil {
 			return
 		}
-		if read += len(ev.Text); read > maxTitleRead {
+		out.WriteString(ev.Text)
+		if out.Len() > maxTitleRead || titleKnown(out.String(), maxGeneratedTitle) {
 			stop()
-		}
-		if out.Len() < maxGeneratedTitle*2 {
-			out.WriteString(ev.Text)
 		}
 	}, nil)
 	if err != nil && sctx.Err() == nil {
@@ -1338,22 +1391,46 @@ func (rn *runner) generateTitle(ctx context.Context, chain *modelChain, contents
 		return
 	}
 	title := firstLine(out.String(), maxGeneratedTitle)
-	if title == "" {
-		return
+	if title == "" || rn.titles.offer(title) {
+		return // none, or the run stores it with the answer it is streaming
 	}
-	// A title set meanwhile by PATCH …/title wins, whether it reached the run state
-	// or only the store.
-	set, err := rn.rs.setTitleIfUntitled(title, func() (bool, error) {
-		return rn.s.st.setTitleIfEmpty(ctx, rn.root.ID, title)
+	rn.storeTitle(ctx, title)
+}
+
+// storeTitle stores a generated title on its own and announces it.
+func (rn *runner) storeTitle(ctx context.Context, title string) {
+	_, err := rn.withTitle(title, func(t string) (bool, error) {
+		return rn.s.st.setTitleIfEmpty(ctx, rn.root.ID, t)
 	})
 	if err != nil {
 		rn.s.log.Warn("storing the generated title failed", "session", rn.root.ID, "err", err)
-		return
 	}
-	if !set {
-		return
+}
+
+// withTitle runs write, which stores its argument as the title if the session has
+// none ("" for no title) and reports whether it did, and announces a title stored.
+// A title set meanwhile by PATCH …/title wins, whether it reached the run state or
+// only the store: the run state's lock is held across the write.
+func (rn *runner) withTitle(title string, write func(string) (bool, error)) (bool, error) {
+	if title == "" {
+		return write("")
 	}
-	rn.sink.send(sessionTitleEvent(rn.root.ID, title))
+	wrote := false
+	set, err := rn.rs.setTitleIfUntitled(title, func() (bool, error) { wrote = true; return write(title) })
+	if !wrote {
+		set, err = write("")
+	}
+	if set {
+		rn.sink.send(sessionTitleEvent(rn.root.ID, title))
+	}
+	return set, err
+}
+
+// titleKnown reports whether more text could not change firstLine(s, max): the first
+// non-blank line has ended, or is already longer than max.
+func titleKnown(s string, max int) bool {
+	s = strings.TrimLeftFunc(strings.ReplaceAll(s, "\r", ""), unicode.IsSpace)
+	return strings.IndexByte(s, '\n') >= 0 || len(strings.TrimRightFunc(s, unicode.IsSpace)) > max
 }
 
 // firstLine is the first non-blank line of s, trimmed, cut to at most max bytes at a

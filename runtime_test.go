@@ -457,7 +457,8 @@ func TestIdleStreamHeartbeat(t *testing.T) {
 }
 
 // BenchmarkRun measures one whole run as a client sees it: create a session, run the
-// agent on one message, read the stream to its end (100 text deltas, plus the title).
+// agent on one message, read the stream to its end (100 text deltas, plus the title,
+// which the fake model also answers with 100 deltas).
 func BenchmarkRun(b *testing.B) {
 	toks := make([]string, 100)
 	for i := range toks {
@@ -465,6 +466,7 @@ func BenchmarkRun(b *testing.B) {
 	}
 	f := newFakeOpenAI(b)
 	f.Default = &fakeTurn{Text: toks}
+	f.TitleTurn = &fakeTurn{Text: toks} // as ../shared/tools/fakellm: max_tokens ignored
 	e := newTestEnv(b, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "")})
 	e.setenv("OPENAI_API_KEY", "k")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
@@ -479,6 +481,8 @@ func BenchmarkRun(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := processCPU() // wall time says little on a shared machine; CPU time less so
+	defer func() { b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op") }()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			code, body := post("/api/sessions", `{}`)
@@ -532,6 +536,15 @@ func TestFirstLine(t *testing.T) {
 		if got := firstLine(tc.in, tc.max); got != tc.want {
 			t.Errorf("firstLine(%q, %d) = %q; want %q", tc.in, tc.max, got, tc.want)
 		}
+		// Once titleKnown says so, the rest of the text cannot change the title.
+		for i := range len(tc.in) {
+			if titleKnown(tc.in[:i], tc.max) && firstLine(tc.in[:i], tc.max) != tc.want {
+				t.Errorf("titleKnown(%q, %d) but the whole text gives %q", tc.in[:i], tc.max, tc.want)
+			}
+		}
+	}
+	if titleKnown("  \r\n  Pirate", 50) || !titleKnown("  \r\n  Pirate\r\n", 50) {
+		t.Error("titleKnown: a first line is known once it ends")
 	}
 }
 
@@ -544,6 +557,34 @@ func TestRunTitleFromChattyModel(t *testing.T) {
 	ev := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).until("session_title")
 	if title := ev["title"].(string); len(title) > 100 || !strings.HasPrefix(title, "word word") {
 		t.Fatalf("title = %q", title)
+	}
+}
+
+// The title call asks for a few tokens and stops reading once the title is known (its
+// first line ended, or is longer than a title can be): a model that ignores max_tokens
+// and then stalls still titles the run at once.
+func TestRunTitleStopsReadingOnceKnown(t *testing.T) {
+	cases := []struct{ name, first, want string }{
+		{"line ended", "\n Pirate greeting\nand then", "Pirate greeting"},
+		{"long line", strings.Repeat("word ", 30), strings.TrimSpace(strings.Repeat("word ", 20))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, f := newRunEnv(t, "", fakeTurn{Text: []string{"ok"}})
+			hold := make(chan struct{})
+			defer close(hold)
+			f.TitleTurn = &fakeTurn{Text: []string{tc.first, " more"}, Hold: hold}
+			id := e.newSession(nil)
+			ev := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).until("session_title")
+			if ev["title"] != tc.want {
+				t.Fatalf("title = %q; want %q", ev["title"], tc.want)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if mt := f.TitleRequest["max_tokens"]; mt != float64(20) {
+				t.Fatalf("title request max_tokens = %v; want 20", mt)
+			}
+		})
 	}
 }
 
