@@ -1371,18 +1371,23 @@ func (rn *runner) generateTitle(ctx context.Context, chain *modelChain, contents
 		{Role: "system", Content: "You are a helpful AI assistant that generates concise, descriptive titles for conversations. Answer with the title only, on a single line."},
 		{Role: "user", Content: prompt.String()},
 	}}
-	// Only the first line is used: once it is known the stream is cut, so a server
-	// that ignores max_tokens stops generating (reading it on cost both sides about a
-	// sixth of a run's CPU). A run of blanks is cut after maxTitleRead.
+	// Only the first line is used: once it is known the rest of the stream is drained
+	// unparsed (withEnough), so a server that ignores max_tokens costs neither the
+	// parsing (about a sixth of a run's CPU) nor a new connection. A run of blanks is
+	// cut after maxTitleRead.
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
+	sctx, enough := withEnough(sctx)
 	var out strings.Builder
+	known := false
 	_, err := chain.stream(sctx, req, func(ev modelEvent) {
-		if ev.Kind != evText || sctx.Err() != nil {
+		if ev.Kind != evText || known || sctx.Err() != nil {
 			return
 		}
 		out.WriteString(ev.Text)
-		if out.Len() > maxTitleRead || titleKnown(out.String(), maxGeneratedTitle) {
+		if known = titleKnown(out.String(), maxGeneratedTitle); known {
+			enough()
+		} else if out.Len() > maxTitleRead {
 			stop()
 		}
 	}, nil)
