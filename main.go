@@ -163,7 +163,7 @@ const (
 	maxTitleRead      = 16 << 10        // bytes of a title answer read before the stream is cut
 	maxStreamDrain    = 64 << 10        // bytes of a stream read unparsed after its reader had enough
 	streamDrainWait   = 100 * time.Millisecond
-	maxGeneratedTitle = 100             // bytes kept of a generated title
+	maxGeneratedTitle = 100 // bytes kept of a generated title
 	maxTransferDepth  = 10
 
 	// queue.go
