@@ -453,6 +453,11 @@ func (c provConn) run(ctx context.Context, body splicedJSON, emit func(modelEven
 		return nil
 	}
 	done := errors.Is(err, errProvDone)
+	if done {
+		// Servers flush the final event before ending the body: read on to its end, or
+		// closing it early drops the connection instead of reusing it.
+		rc.drain()
+	}
 	if err == nil && events == 0 && len(bytes.TrimSpace(head.b)) > 0 {
 		err = &modelError{Msg: "not an event stream: " + cmp.Or(modelErrorMessage(head.b), "empty response")}
 	}
@@ -568,9 +573,9 @@ func (b *provBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// drain reads what is left of a stream its reader had enough of, unparsed, so the
-// connection goes back to the pool: at most maxStreamDrain bytes within
-// streamDrainWait; a longer or slower stream is cut, as Close alone would.
+// drain reads what is left of a stream, unparsed, so the connection goes back to the
+// pool: at most maxStreamDrain bytes within streamDrainWait; a longer or slower
+// stream is cut, as Close alone would.
 func (b *provBody) drain() {
 	t := time.AfterFunc(streamDrainWait, func() { b.cancel(nil) })
 	defer t.Stop()

@@ -914,7 +914,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("the event log is unavailable; this run is not logged", "session", sid, "err", err)
 	}
 	defer s.events.release(elog)
-	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
+	sink := openSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	sink.log, sink.ids = elog, detached && elog != nil
 	defer sink.close()
 	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},
