@@ -825,7 +825,10 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msgs := body.newMessages()
-	rec, err := s.st.session(r.Context(), sid)
+	// The run's short reads are not cancelled with the request: a cancellable context
+	// costs each statement goroutines (database/sql's and the driver's) watching it.
+	rctx := context.WithoutCancel(r.Context())
+	rec, err := s.st.session(rctx, sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
@@ -864,7 +867,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	// Edits from now on reach rs directly, and history edits wait (409) until the run
 	// ends; the row and the history are read now, so ones that landed while the
 	// request was being set up are not lost.
-	rec, items, err := s.st.sessionAndItems(r.Context(), sid)
+	rec, items, err := s.st.sessionAndItems(rctx, sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
@@ -909,7 +912,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 
 	// Every event is logged; a detached client also sees each one's log id, to resume
 	// from after a cut (GET …/events with Last-Event-ID).
-	elog, err := s.events.acquire(r.Context(), sid, true)
+	elog, err := s.events.acquire(rctx, sid, true)
 	if err != nil {
 		s.log.Warn("the event log is unavailable; this run is not logged", "session", sid, "err", err)
 	}
