@@ -1589,6 +1589,17 @@ func (st *store) eventChunks(ctx context.Context, id string, after, before int64
 	return out, rows.Err()
 }
 
+// messageAt is the stored JSON of the message at position of session id; errNotFound
+// when there is none.
+func (st *store) messageAt(ctx context.Context, id string, position int) (string, error) {
+	var j sql.NullString
+	err := st.r.QueryRowContext(ctx, "SELECT message_json FROM session_items WHERE session_id = ? AND position = ? AND item_type = 'message'", id, position).Scan(&j)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !j.Valid {
+		return "", fmt.Errorf("message %d of session %q: %w", position, id, errNotFound)
+	}
+	return j.String, err
+}
+
 // storedQuestion is one row of agentd_pending_questions (resume.go).
 type storedQuestion struct {
 	SessionID, Kind, Source, Agent string
