@@ -1275,7 +1275,7 @@ func TestStoreNonSystemMatchesJSON(t *testing.T) {
 		{`'garbage'`, 0},
 		{`'{"role":"'`, 1}, // encoding/json's prefix is trusted, as before
 		{`NULL`, 0},
-		{`42`, 1},                               // valid JSON without a role, as before
+		{`42`, 1},                                // valid JSON without a role, as before
 		{`CAST('{"role":"system"}' AS BLOB)`, 0}, // not text: json_valid decides, as before
 		{`CAST('{"role":"user"}' AS BLOB)`, 1},
 	} {
