@@ -1288,3 +1288,40 @@ func TestStoreNonSystemMatchesJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreCountTriggersReplaced: a file whose count triggers an older agentd made
+// gets the current ones when opened (agentd_008), and its counts stay right.
+func TestStoreCountTriggersReplaced(t *testing.T) {
+	t.Parallel()
+	st, path := storeTestOpen(t)
+	ctx := context.Background()
+	storeMustCreate(t, st, &sessionRecord{ID: "a"})
+	for _, q := range []string{
+		"DELETE FROM agentd_migrations WHERE name = 'agentd_008_count_triggers_in_place'",
+		"DROP TRIGGER agentd_items_insert",
+		// Stands for the old trigger; one that miscounts shows whether it was replaced.
+		`CREATE TRIGGER agentd_items_insert AFTER INSERT ON session_items BEGIN
+			UPDATE agentd_message_counts SET n = n + 100 WHERE session_id = NEW.session_id; END`,
+	} {
+		if _, err := st.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	st.Close()
+	st, err := openStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, role := range []string{"system", "user", "assistant"} {
+		if _, _, err := st.appendMessage(ctx, "a", "root", &chatMessage{Role: role, Content: "x"}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storeCheckCounts(t, st)
+	var n int
+	st.r.QueryRow("SELECT n FROM agentd_message_counts WHERE session_id = 'a'").Scan(&n)
+	if n != 2 {
+		t.Errorf("kept count = %d; want 2", n)
+	}
+}
