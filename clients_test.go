@@ -42,9 +42,10 @@ agents:
 
 // generations is one server and one fake model that both clients talk to.
 type generations struct {
-	t *testing.T
-	e *apiTest
-	f *fakeOpenAI
+	t       *testing.T
+	e       *apiTest
+	f       *fakeOpenAI
+	streams []*sseStream // every stream opened through run, to check against the OpenAPI document
 }
 
 func newGenerations(t *testing.T, turns ...fakeTurn) *generations {
@@ -57,7 +58,33 @@ func newGenerationsWith(t *testing.T, toolsets string, turns ...fakeTurn) *gener
 	e := newTestEnv(t, map[string]string{"a.yaml": generationsYAML(f.URL) + toolsets})
 	e.setenv("OPENAI_API_KEY", "test-key")
 	e.setenv("OPENAI_BASE_URL", f.URL+"/v1") // inline openai/… overrides reach the fake too
-	return &generations{t, e, f}
+	return &generations{t: t, e: e, f: f}
+}
+
+// run starts a run as e.run does and keeps its stream for checkEventSchemas.
+func (g *generations) run(id string, body any) *sseStream {
+	s := g.e.run("/api/sessions/"+id+"/agent/a", body)
+	g.streams = append(g.streams, s)
+	return s
+}
+
+// checkEventSchemas checks every event either client read against the OpenAPI
+// document's Event union, so both generations' shapes are the documented ones.
+func (g *generations) checkEventSchemas() {
+	doc := openAPIDoc(g.t, g.e)
+	union := map[string]any{"$ref": "#/components/schemas/Event"}
+	n := 0
+	for _, s := range g.streams {
+		for i, ev := range s.events {
+			n++
+			if err := validate(doc, union, ev, "event"); err != nil {
+				g.t.Errorf("%s\n%s", err, s.raw[i])
+			}
+		}
+	}
+	if n == 0 {
+		g.t.Error("no events were checked")
+	}
 }
 
 // lastModel is the model the last chat request asked for.
@@ -110,6 +137,7 @@ func TestTwoClientGenerationsOneServer(t *testing.T) {
 	g.safetyModesBothClients(newID, oldID, sessionCall)
 	g.pausedRunWhileOldClientRuns(newID, oldID)
 	g.forkStarAndBatchDelete(newID, oldID)
+	g.checkEventSchemas()
 	if oldID == newID {
 		t.Fatal("one session for both clients")
 	}
@@ -145,7 +173,7 @@ func checkOldPartials(t *testing.T, evs []map[string]any, call fakeToolCall) {
 func (g *generations) oldClientConversation(call fakeToolCall) string {
 	t, e := g.t, g.e
 	id := e.newSession(map[string]any{"tools_approved": true})
-	evs := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"role": "user", "content": "q1"}}).all()
+	evs := g.run(id, []map[string]any{{"role": "user", "content": "q1"}}).all()
 	checkOldPartials(t, evs, call)
 	if resp := eventOf(evs, "tool_call_response"); !strings.Contains(resp["response"].(string), "old") {
 		t.Errorf("old client: tool_call_response = %v; want the command's output", resp)
@@ -153,7 +181,7 @@ func (g *generations) oldClientConversation(call fakeToolCall) string {
 	if eventOf(evs, "session_title") == nil {
 		t.Errorf("old client: an untitled session got no generated title: %v", evs)
 	}
-	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "q1"}, {"content": "q2"}}).all()
+	g.run(id, []map[string]any{{"content": "q1"}, {"content": "q2"}}).all()
 	if m := g.lastModel(); m != "gpt-4o" {
 		t.Errorf("old client: answered by %s; want gpt-4o", m)
 	}
@@ -183,7 +211,7 @@ func (g *generations) oldClientConversation(call fakeToolCall) string {
 func (g *generations) newClientConversation(call fakeToolCall) string {
 	t, e := g.t, g.e
 	id := e.newSession(map[string]any{"tools_approved": true, "title": "new client"})
-	s := e.run("/api/sessions/"+id+"/agent/a", map[string]any{
+	s := g.run(id, map[string]any{
 		"messages": []map[string]any{{"role": "user", "content": "n1"}}, "model": "openai/gpt-4o-mini"})
 	if first := s.next(); first["type"] != "session_title" || first["title"] != "new client" {
 		t.Fatalf("new client: first event %v; want session_title", first)
@@ -227,8 +255,8 @@ func (g *generations) newClientConversation(call fakeToolCall) string {
 		t.Errorf("new client: answered by %s; want the override gpt-4o-mini", m)
 	}
 	// The override lasts: a later object body without model, and an array body.
-	e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "n2"}}}).all()
-	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "n3"}}).all()
+	g.run(id, map[string]any{"messages": []map[string]any{{"content": "n2"}}}).all()
+	g.run(id, []map[string]any{{"content": "n3"}}).all()
 	for _, req := range g.f.requests()[len(g.f.requests())-2:] {
 		if req["model"] != "gpt-4o-mini" {
 			t.Errorf("new client: a later run used %v; want the stored override", req["model"])
@@ -255,7 +283,7 @@ func (g *generations) safetyModesBothClients(newID, oldID string, sessionCall fa
 	if code, b := e.do("PATCH", "/api/sessions/"+newID+"/safety-policy", map[string]any{"safety_policy": "strict"}); code != 200 {
 		t.Fatalf("new client: safety-policy = %d %s", code, b)
 	}
-	s := e.run("/api/sessions/"+newID+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "s1"}}})
+	s := g.run(newID, map[string]any{"messages": []map[string]any{{"content": "s1"}}})
 	if c := s.until("tool_call_confirmation"); c["tool_call"].(map[string]any)["id"] != "call_strict" {
 		t.Fatalf("new client: confirmation = %v", c)
 	}
@@ -271,7 +299,7 @@ func (g *generations) safetyModesBothClients(newID, oldID string, sessionCall fa
 	if code, b := e.do("POST", "/api/sessions/"+oldID+"/tools/toggle", nil); code != 200 {
 		t.Fatalf("old client: tools/toggle = %d %s", code, b)
 	}
-	s = e.run("/api/sessions/"+oldID+"/agent/a", []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}})
+	s = g.run(oldID, []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}})
 	if c := s.until("tool_call_confirmation"); c["tool_call"].(map[string]any)["id"] != "call_session" {
 		t.Fatalf("old client: confirmation = %v", c)
 	}
@@ -298,7 +326,7 @@ func (g *generations) checkSafety(id, policy string, approved bool) {
 // its own session to the end in between.
 func (g *generations) pausedRunWhileOldClientRuns(newID, oldID string) {
 	t, e := g.t, g.e
-	s := e.run("/api/sessions/"+newID+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "e1"}}})
+	s := g.run(newID, map[string]any{"messages": []map[string]any{{"content": "e1"}}})
 	s.until("tool_call_confirmation") // balanced: the MCP tool has no read-only hint
 	e.do("POST", "/api/sessions/"+newID+"/resume", map[string]string{"confirmation": "approve"})
 	eid, _ := s.until("elicitation_request")["elicitation_id"].(string)
@@ -310,13 +338,14 @@ func (g *generations) pausedRunWhileOldClientRuns(newID, oldID string) {
 	}
 	v := e.follow(newID, "?since="+strconv.Itoa(int(seq)))
 	defer v.close()
+	g.streams = append(g.streams, v)
 	if resp, b := e.post("/api/sessions/"+newID+"/steer", `{"messages":[{"content":"steer-msg"}]}`, nil); resp.StatusCode != 202 || !strings.Contains(string(b), `"queued"`) {
 		t.Fatalf("new client: steer = %d %s", resp.StatusCode, b)
 	}
 	if resp, b := e.post("/api/sessions/"+newID+"/followup", `{"messages":[{"content":"follow-msg"}]}`, nil); resp.StatusCode != 202 || !strings.Contains(string(b), "queued_streaming") {
 		t.Fatalf("new client: followup = %d %s", resp.StatusCode, b)
 	}
-	oevs := e.run("/api/sessions/"+oldID+"/agent/a", []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}, {"content": "q4"}}).all()
+	oevs := g.run(oldID, []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}, {"content": "q4"}}).all()
 	if c := eventOf(oevs, "agent_choice"); c == nil || c["content"] != "old-during" {
 		t.Fatalf("old client: run while the new one waits = %v", oevs)
 	}
@@ -366,7 +395,7 @@ func (g *generations) forkStarAndBatchDelete(newID, oldID string) {
 	if code != 200 || forkID == "" || forkID == newID || fork["title"] != "new client (fork 1)" {
 		t.Fatalf("new client: fork = %d %s", code, b)
 	}
-	s := e.run("/api/sessions/"+forkID+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "n2-forked"}}})
+	s := g.run(forkID, map[string]any{"messages": []map[string]any{{"content": "n2-forked"}}})
 	if first := s.next(); first["type"] != "session_title" || first["title"] != "new client (fork 1)" {
 		t.Errorf("fork: first event %v; want its title", first)
 	}
@@ -406,7 +435,7 @@ func (g *generations) oldClientAfterDelete(oldID string) {
 	if list := decode[[]map[string]any](t, b); len(list) != 1 || list[0]["id"] != oldID {
 		t.Fatalf("old client: sessions after batch delete = %s", b)
 	}
-	evs := e.run("/api/sessions/"+oldID+"/agent/a", []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}, {"content": "q4"}, {"content": "q5"}}).all()
+	evs := g.run(oldID, []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}, {"content": "q4"}, {"content": "q5"}}).all()
 	if c := eventOf(evs, "agent_choice"); c == nil || c["content"] != "old-after-delete" || g.lastModel() != "gpt-4o" {
 		t.Fatalf("old client: run after batch delete = %v (model %s)", evs, g.lastModel())
 	}
