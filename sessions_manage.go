@@ -106,14 +106,8 @@ func (s *server) serveSetTokens(w http.ResponseWriter, r *http.Request) {
 // activeSessionItem is an element of GET /api/sessions?active=true: a session with a
 // run in this process. num_messages is not counted (always 0), as in the reference.
 type activeSessionItem struct {
-	ID           string `json:"id"`
-	Title        string `json:"title"`
-	CreatedAt    string `json:"created_at"`
-	NumMessages  int    `json:"num_messages"`
-	InputTokens  int64  `json:"input_tokens"`
-	OutputTokens int64  `json:"output_tokens"`
-	WorkingDir   string `json:"working_dir,omitempty"`
-	Streaming    bool   `json:"streaming"`
+	sessionListItem
+	Streaming bool `json:"streaming"`
 }
 
 // serveActiveSessions lists the sessions running now, oldest id first; [] when none.
@@ -128,8 +122,9 @@ func (s *server) serveActiveSessions(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		out = append(out, activeSessionItem{ID: rec.ID, Title: rec.Title, CreatedAt: rec.CreatedAt.Format(time.RFC3339),
-			InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens, WorkingDir: rec.WorkingDir, Streaming: true})
+		item := sessionListItem{ID: rec.ID, Title: rec.Title, CreatedAt: rec.CreatedAt.Format(time.RFC3339),
+			InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens, WorkingDir: rec.WorkingDir, Starred: rec.Starred}
+		out = append(out, activeSessionItem{item, true})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
