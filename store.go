@@ -288,7 +288,7 @@ var storeOwnMigrations = []storeMigration{
 		ALTER TABLE sessions ADD COLUMN agentd_prior_safety_policy TEXT DEFAULT '';
 		ALTER TABLE sessions ADD COLUMN agentd_attributes TEXT DEFAULT '';  -- JSON object of strings; '' none`, nil},
 	// OAuth tokens of remote MCP servers (mcp_oauth.go), one row per server.
-	{0, "agentd_mcp_oauth_tokens", "OAuth tokens of remote MCP servers", `
+	{0, "agentd_007_mcp_oauth_tokens", "OAuth tokens of remote MCP servers", `
 		CREATE TABLE agentd_mcp_oauth_tokens (
 			server_url TEXT PRIMARY KEY,  -- the MCP server URL without query or fragment
 			token_json TEXT NOT NULL,     -- access and refresh token, expiry, client, token endpoint
