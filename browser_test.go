@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -89,6 +90,17 @@ func lookPathAny(names ...string) (string, error) {
 // call sends one WebDriver command and decodes its "value" into out.
 func (wd *webDriver) call(method, path string, body, out any) {
 	wd.t.Helper()
+	if err := wd.try(method, path, body, out); err != nil {
+		wd.t.Fatal(err)
+	}
+}
+
+// errStale is WebDriver's answer for an element the page has replaced since it was
+// found (the chat page re-renders lists as events arrive).
+var errStale = errors.New("stale element reference")
+
+// try is call that returns the failure instead of ending the test.
+func (wd *webDriver) try(method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -98,18 +110,22 @@ func (wd *webDriver) call(method, path string, body, out any) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		wd.t.Fatalf("webdriver %s %s: %v", method, path, err)
+		return fmt.Errorf("webdriver %s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	var env struct{ Value json.RawMessage }
 	b, _ := io.ReadAll(resp.Body)
 	json.Unmarshal(b, &env)
 	if resp.StatusCode != 200 {
-		wd.t.Fatalf("webdriver %s %s = %d %s", method, path, resp.StatusCode, b)
+		if bytes.Contains(b, []byte(errStale.Error())) {
+			return errStale
+		}
+		return fmt.Errorf("webdriver %s %s = %d %s", method, path, resp.StatusCode, b)
 	}
 	if out != nil {
 		json.Unmarshal(env.Value, out)
 	}
+	return nil
 }
 
 // js runs script in the page and returns its result.
@@ -146,12 +162,28 @@ func (wd *webDriver) find(css string) string {
 
 func (wd *webDriver) click(css string) {
 	wd.t.Helper()
-	wd.call("POST", "/element/"+wd.find(css)+"/click", map[string]any{}, nil)
+	wd.onElement(css, "/click", map[string]any{})
 }
 
 func (wd *webDriver) typeInto(css, text string) {
 	wd.t.Helper()
-	wd.call("POST", "/element/"+wd.find(css)+"/value", map[string]string{"text": text}, nil)
+	wd.onElement(css, "/value", map[string]string{"text": text})
+}
+
+// onElement sends command to the element matching css, finding it again when the
+// page replaced it between the find and the command.
+func (wd *webDriver) onElement(css, command string, body any) {
+	wd.t.Helper()
+	for range 5 {
+		err := wd.try("POST", "/element/"+wd.find(css)+command, body, nil)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errStale) {
+			wd.t.Fatal(err)
+		}
+	}
+	wd.t.Fatalf("%s %s: the element kept being replaced", css, command)
 }
 
 // screenshot writes testdata/screenshots/NAME.png when AGENTD_SCREENSHOTS=1.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -41,17 +42,49 @@ agents:
 
 // generations is one server and one fake model that both clients talk to.
 type generations struct {
-	t *testing.T
-	e *apiTest
-	f *fakeOpenAI
+	t       *testing.T
+	e       *apiTest
+	f       *fakeOpenAI
+	streams []*sseStream // every stream opened through run, to check against the OpenAPI document
 }
 
 func newGenerations(t *testing.T, turns ...fakeTurn) *generations {
+	return newGenerationsWith(t, "", turns...)
+}
+
+// newGenerationsWith adds toolsets (YAML list items) after the shell tool.
+func newGenerationsWith(t *testing.T, toolsets string, turns ...fakeTurn) *generations {
 	f := newFakeOpenAI(t, turns...)
-	e := newTestEnv(t, map[string]string{"a.yaml": generationsYAML(f.URL)})
+	e := newTestEnv(t, map[string]string{"a.yaml": generationsYAML(f.URL) + toolsets})
 	e.setenv("OPENAI_API_KEY", "test-key")
 	e.setenv("OPENAI_BASE_URL", f.URL+"/v1") // inline openai/… overrides reach the fake too
-	return &generations{t, e, f}
+	return &generations{t: t, e: e, f: f}
+}
+
+// run starts a run as e.run does and keeps its stream for checkEventSchemas.
+func (g *generations) run(id string, body any) *sseStream {
+	s := g.e.run("/api/sessions/"+id+"/agent/a", body)
+	g.streams = append(g.streams, s)
+	return s
+}
+
+// checkEventSchemas checks every event either client read against the OpenAPI
+// document's Event union, so both generations' shapes are the documented ones.
+func (g *generations) checkEventSchemas() {
+	doc := openAPIDoc(g.t, g.e)
+	union := map[string]any{"$ref": "#/components/schemas/Event"}
+	n := 0
+	for _, s := range g.streams {
+		for i, ev := range s.events {
+			n++
+			if err := validate(doc, union, ev, "event"); err != nil {
+				g.t.Errorf("%s\n%s", err, s.raw[i])
+			}
+		}
+	}
+	if n == 0 {
+		g.t.Error("no events were checked")
+	}
 }
 
 // lastModel is the model the last chat request asked for.
@@ -74,33 +107,46 @@ func argumentsOf(ev map[string]any) string {
 }
 
 // TestTwoClientGenerationsOneServer runs a reference-client conversation and a
-// newer-client conversation against one server, interleaved. More steps (fork,
-// starred, batch) go into oldClientConversation / newClientConversation or after them.
+// newer-client conversation against one server, interleaved: runs and tool output,
+// then safety modes, a paused run answered by elicitation_id while the old client
+// runs, steer and follow-up, snapshot + events reattach, fork, starred and batch
+// delete, after which the old client's session is intact and still runs.
 func TestTwoClientGenerationsOneServer(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	askMCP := fmt.Sprintf("      - type: mcp\n        command: %q\n        args: [\"-test.run=^$\"]\n        env:\n          MCP_TEST_SERVER: \"1\"\n          GORACE: atexit_sleep_ms=0\n", exe)
 	oldCall := gatedShellCall("call_old", "echo old")
 	newCall := gatedShellCall("call_new", "printf 'one\\n'; while [ ! -f gate ]; do sleep 0.05; done; printf 'two\\n'")
-	g := newGenerations(t,
-		fakeTurn{ToolCalls: []fakeToolCall{oldCall}, ArgChunks: 3}, fakeTurn{Text: []string{"done-old"}}, fakeTurn{Text: []string{"old-2"}},
-		fakeTurn{ToolCalls: []fakeToolCall{newCall}, ArgChunks: 3}, fakeTurn{Text: []string{"done-new"}},
+	strictCall := gatedShellCall("call_strict", "echo strict")
+	sessionCall := gatedShellCall("call_session", "echo approved")
+	text := func(s string) fakeTurn { return fakeTurn{Text: []string{s}} }
+	g := newGenerationsWith(t, askMCP,
+		fakeTurn{ToolCalls: []fakeToolCall{oldCall}, ArgChunks: 3}, text("done-old"), text("old-2"), // oldClientConversation
+		fakeTurn{ToolCalls: []fakeToolCall{newCall}, ArgChunks: 3}, text("done-new"), text("n2-ok"), text("n3-ok"), // newClientConversation
+		fakeTurn{ToolCalls: []fakeToolCall{strictCall}}, text("balanced-ok"), // new client, strict → approve-balanced
+		fakeTurn{ToolCalls: []fakeToolCall{sessionCall}, ArgChunks: 3}, text("session-ok"), // old client, approve-session
+		fakeTurn{ToolCalls: []fakeToolCall{{ID: "call_ask", Name: "ask", Args: `{}`}}}, // new client's run pauses on a question
+		text("old-during"),                      // the old client runs meanwhile
+		text("steered-ok"), text("followed-ok"), // the new run goes on: steer, then the follow-up's turn
+		text("fork-ok"), text("old-after-delete"), // the run on the fork; the old client after batch delete
 	)
 	oldID := g.oldClientConversation(oldCall)
 	newID := g.newClientConversation(newCall)
-	// The old client carries on unaffected by the new client's model choice.
-	g.e.run("/api/sessions/"+oldID+"/agent/a", []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}}).all()
-	if m := g.lastModel(); m != "gpt-4o" {
-		t.Errorf("old client's session answered by %s; want its agent's gpt-4o", m)
-	}
+	g.safetyModesBothClients(newID, oldID, sessionCall)
+	g.pausedRunWhileOldClientRuns(newID, oldID)
+	g.forkStarAndBatchDelete(newID, oldID)
+	g.checkEventSchemas()
 	if oldID == newID {
 		t.Fatal("one session for both clients")
 	}
 }
 
-// oldClientConversation plays the reference's client: bare arrays re-sending every
-// earlier user message, accumulated partial arguments, tool_call in the response.
-func (g *generations) oldClientConversation(call fakeToolCall) string {
-	t, e := g.t, g.e
-	id := e.newSession(map[string]any{"tools_approved": true})
-	evs := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"role": "user", "content": "q1"}}).all()
+// checkOldPartials: for an array-form run every partial_tool_call carries the
+// arguments accumulated so far and the tool definition, ending with the whole call.
+func checkOldPartials(t *testing.T, evs []map[string]any, call fakeToolCall) {
+	t.Helper()
 	partials := eventsOf(evs, "partial_tool_call")
 	if len(partials) != 4 { // the name, then three argument chunks
 		t.Fatalf("old client: %d partial_tool_call events; want 4: %v", len(partials), evs)
@@ -117,13 +163,25 @@ func (g *generations) oldClientConversation(call fakeToolCall) string {
 		t.Errorf("old client: last partial arguments %q; want %q", prev, call.Args)
 	}
 	resp := eventOf(evs, "tool_call_response")
-	if tc, _ := resp["tool_call"].(map[string]any); tc == nil || tc["id"] != "call_old" || !strings.Contains(resp["response"].(string), "old") {
-		t.Errorf("old client: tool_call_response = %v; want tool_call with the call's id", resp)
+	if tc, _ := resp["tool_call"].(map[string]any); tc == nil || tc["id"] != call.ID {
+		t.Errorf("old client: tool_call_response = %v; want tool_call with the call's id %s", resp, call.ID)
+	}
+}
+
+// oldClientConversation plays the reference's client: bare arrays re-sending every
+// earlier user message, accumulated partial arguments, tool_call in the response.
+func (g *generations) oldClientConversation(call fakeToolCall) string {
+	t, e := g.t, g.e
+	id := e.newSession(map[string]any{"tools_approved": true})
+	evs := g.run(id, []map[string]any{{"role": "user", "content": "q1"}}).all()
+	checkOldPartials(t, evs, call)
+	if resp := eventOf(evs, "tool_call_response"); !strings.Contains(resp["response"].(string), "old") {
+		t.Errorf("old client: tool_call_response = %v; want the command's output", resp)
 	}
 	if eventOf(evs, "session_title") == nil {
 		t.Errorf("old client: an untitled session got no generated title: %v", evs)
 	}
-	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "q1"}, {"content": "q2"}}).all()
+	g.run(id, []map[string]any{{"content": "q1"}, {"content": "q2"}}).all()
 	if m := g.lastModel(); m != "gpt-4o" {
 		t.Errorf("old client: answered by %s; want gpt-4o", m)
 	}
@@ -153,7 +211,7 @@ func (g *generations) oldClientConversation(call fakeToolCall) string {
 func (g *generations) newClientConversation(call fakeToolCall) string {
 	t, e := g.t, g.e
 	id := e.newSession(map[string]any{"tools_approved": true, "title": "new client"})
-	s := e.run("/api/sessions/"+id+"/agent/a", map[string]any{
+	s := g.run(id, map[string]any{
 		"messages": []map[string]any{{"role": "user", "content": "n1"}}, "model": "openai/gpt-4o-mini"})
 	if first := s.next(); first["type"] != "session_title" || first["title"] != "new client" {
 		t.Fatalf("new client: first event %v; want session_title", first)
@@ -197,8 +255,8 @@ func (g *generations) newClientConversation(call fakeToolCall) string {
 		t.Errorf("new client: answered by %s; want the override gpt-4o-mini", m)
 	}
 	// The override lasts: a later object body without model, and an array body.
-	e.run("/api/sessions/"+id+"/agent/a", map[string]any{"messages": []map[string]any{{"content": "n2"}}}).all()
-	e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "n3"}}).all()
+	g.run(id, map[string]any{"messages": []map[string]any{{"content": "n2"}}}).all()
+	g.run(id, []map[string]any{{"content": "n3"}}).all()
 	for _, req := range g.f.requests()[len(g.f.requests())-2:] {
 		if req["model"] != "gpt-4o-mini" {
 			t.Errorf("new client: a later run used %v; want the stored override", req["model"])
@@ -214,6 +272,183 @@ func (g *generations) newClientConversation(call fakeToolCall) string {
 		t.Errorf("new client: models = %s", b)
 	}
 	return id
+}
+
+// safetyModesBothClients: the new client picks a safety mode and answers a
+// confirmation with approve-balanced; the old client turns tools_approved off with
+// its toggle and answers approve-session. Each sees its own choice in
+// safety_policy and tools_approved; neither changes the other's session.
+func (g *generations) safetyModesBothClients(newID, oldID string, sessionCall fakeToolCall) {
+	t, e := g.t, g.e
+	if code, b := e.do("PATCH", "/api/sessions/"+newID+"/safety-policy", map[string]any{"safety_policy": "strict"}); code != 200 {
+		t.Fatalf("new client: safety-policy = %d %s", code, b)
+	}
+	s := g.run(newID, map[string]any{"messages": []map[string]any{{"content": "s1"}}})
+	if c := s.until("tool_call_confirmation"); c["tool_call"].(map[string]any)["id"] != "call_strict" {
+		t.Fatalf("new client: confirmation = %v", c)
+	}
+	if code, b := e.do("POST", "/api/sessions/"+newID+"/resume", map[string]string{"confirmation": "approve-balanced"}); code != 200 {
+		t.Fatalf("new client: approve-balanced = %d %s", code, b)
+	}
+	if resp := s.until("tool_call_response"); resp["tool_call_id"] != "call_strict" || resp["response"] != "strict" {
+		t.Errorf("new client: tool_call_response = %v", resp)
+	}
+	s.all()
+	g.checkSafety(newID, "balanced", false)
+
+	if code, b := e.do("POST", "/api/sessions/"+oldID+"/tools/toggle", nil); code != 200 {
+		t.Fatalf("old client: tools/toggle = %d %s", code, b)
+	}
+	s = g.run(oldID, []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}})
+	if c := s.until("tool_call_confirmation"); c["tool_call"].(map[string]any)["id"] != "call_session" {
+		t.Fatalf("old client: confirmation = %v", c)
+	}
+	if code, b := e.do("POST", "/api/sessions/"+oldID+"/resume", map[string]string{"confirmation": "approve-session"}); code != 200 {
+		t.Fatalf("old client: approve-session = %d %s", code, b)
+	}
+	checkOldPartials(t, s.all(), sessionCall)
+	g.checkSafety(oldID, "autonomous", true)
+	g.checkSafety(newID, "balanced", false)
+}
+
+// checkSafety fails unless session id shows safety_policy and tools_approved.
+func (g *generations) checkSafety(id, policy string, approved bool) {
+	g.t.Helper()
+	_, b := g.e.do("GET", "/api/sessions/"+id, nil)
+	if got := decode[map[string]any](g.t, b); got["safety_policy"] != policy || got["tools_approved"] != approved {
+		g.t.Errorf("session %s: safety_policy %v, tools_approved %v; want %s, %v", id, got["safety_policy"], got["tools_approved"], policy, approved)
+	}
+}
+
+// pausedRunWhileOldClientRuns: the new client's run waits on an MCP server's
+// question; the new client reattaches from a snapshot through /events?since=, steers
+// and queues a follow-up, and answers by elicitation_id, while the old client runs
+// its own session to the end in between.
+func (g *generations) pausedRunWhileOldClientRuns(newID, oldID string) {
+	t, e := g.t, g.e
+	s := g.run(newID, map[string]any{"messages": []map[string]any{{"content": "e1"}}})
+	s.until("tool_call_confirmation") // balanced: the MCP tool has no read-only hint
+	e.do("POST", "/api/sessions/"+newID+"/resume", map[string]string{"confirmation": "approve"})
+	eid, _ := s.until("elicitation_request")["elicitation_id"].(string)
+	code, b := e.do("GET", "/api/sessions/"+newID+"/snapshot", nil)
+	snap := decode[map[string]any](t, b)
+	seq, _ := snap["last_event_seq"].(float64)
+	if code != 200 || snap["state"] != "waiting_for_elicitation" || seq == 0 || eid == "" {
+		t.Fatalf("new client: snapshot while asking = %d %s (elicitation_id %q)", code, b, eid)
+	}
+	v := e.follow(newID, "?since="+strconv.Itoa(int(seq)))
+	defer v.close()
+	g.streams = append(g.streams, v)
+	if resp, b := e.post("/api/sessions/"+newID+"/steer", `{"messages":[{"content":"steer-msg"}]}`, nil); resp.StatusCode != 202 || !strings.Contains(string(b), `"queued"`) {
+		t.Fatalf("new client: steer = %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.post("/api/sessions/"+newID+"/followup", `{"messages":[{"content":"follow-msg"}]}`, nil); resp.StatusCode != 202 || !strings.Contains(string(b), "queued_streaming") {
+		t.Fatalf("new client: followup = %d %s", resp.StatusCode, b)
+	}
+	oevs := g.run(oldID, []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}, {"content": "q4"}}).all()
+	if c := eventOf(oevs, "agent_choice"); c == nil || c["content"] != "old-during" {
+		t.Fatalf("old client: run while the new one waits = %v", oevs)
+	}
+	answer := map[string]any{"action": "accept", "elicitation_id": eid, "content": map[string]any{"name": "Ada"}}
+	if code, b := e.do("POST", "/api/sessions/"+newID+"/elicitation", answer); code != 200 {
+		t.Fatalf("new client: elicitation answer = %d %s", code, b)
+	}
+	if resp := s.until("tool_call_response"); resp["tool_call_id"] != "call_ask" || !strings.Contains(resp["response"].(string), "Ada") {
+		t.Errorf("new client: ask response = %v", resp)
+	}
+	var users []string
+	for _, ev := range eventsOf(s.all(), "user_message") {
+		users = append(users, ev["message"].(string))
+	}
+	if !slices.Contains(users, "steer-msg") || !slices.Contains(users, "follow-msg") {
+		t.Errorf("new client: user_message events %v; want the steer and the follow-up", users)
+	}
+	reqs := g.f.requests()
+	if steer, follow := lastMessage(t, g.f, len(reqs)-2), lastMessage(t, g.f, len(reqs)-1); steer["content"] != "steer-msg" || follow["content"] != "follow-msg" {
+		t.Errorf("new client: model requests end with %v, then %v; want the steer, then the follow-up", steer, follow)
+	}
+	if ev := v.until("tool_call_response"); ev["tool_call_id"] != "call_ask" || v.ids[0] != int64(seq)+1 {
+		t.Errorf("new client: reattached viewer starts at id %d (snapshot seq %v), answer %v", v.ids[0], seq, ev)
+	}
+}
+
+// userContents lists the user messages' text of a model request.
+func userContents(req map[string]any) []string {
+	var out []string
+	for _, m := range req["messages"].([]any) {
+		if msg := m.(map[string]any); msg["role"] == "user" {
+			s, _ := msg["content"].(string)
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// forkStarAndBatchDelete: the new client forks its session before its second user
+// message and runs on the fork, stars the session, then deletes both in one batch;
+// the old client's session is untouched and still runs.
+func (g *generations) forkStarAndBatchDelete(newID, oldID string) {
+	t, e := g.t, g.e
+	code, b := e.do("POST", "/api/sessions/"+newID+"/fork", map[string]any{"user_message_index": 1})
+	fork := decode[map[string]any](t, b)
+	forkID, _ := fork["id"].(string)
+	if code != 200 || forkID == "" || forkID == newID || fork["title"] != "new client (fork 1)" {
+		t.Fatalf("new client: fork = %d %s", code, b)
+	}
+	s := g.run(forkID, map[string]any{"messages": []map[string]any{{"content": "n2-forked"}}})
+	if first := s.next(); first["type"] != "session_title" || first["title"] != "new client (fork 1)" {
+		t.Errorf("fork: first event %v; want its title", first)
+	}
+	s.all()
+	if got := userContents(g.f.requests()[len(g.f.requests())-1]); !slices.Equal(got, []string{"n1", "n2-forked"}) {
+		t.Errorf("fork: model saw user messages %v; want [n1 n2-forked]", got)
+	}
+	if code, b := e.do("PATCH", "/api/sessions/"+newID+"/starred", map[string]any{"starred": true}); code != 200 || strings.TrimSpace(string(b)) != `{"status":"updated"}` {
+		t.Fatalf("new client: starred = %d %s", code, b)
+	}
+	_, b = e.do("GET", "/api/sessions", nil)
+	starred := map[string]any{}
+	for _, s := range decode[[]map[string]any](t, b) {
+		starred[s["id"].(string)] = s["starred"]
+	}
+	if len(starred) != 3 || starred[newID] != true || starred[oldID] != nil || starred[forkID] != nil {
+		t.Errorf("sessions list starred = %v; want only the new client's session", starred)
+	}
+	code, b = e.do("POST", "/api/sessions/batch/delete", map[string]any{"session_ids": []string{newID, forkID}})
+	if got := decode[map[string]any](t, b); code != 200 || got["deleted_count"] != float64(2) || got["failed_count"] != float64(0) {
+		t.Fatalf("new client: batch delete = %d %s", code, b)
+	}
+	for _, id := range []string{newID, forkID} {
+		if code, _ := e.do("GET", "/api/sessions/"+id, nil); code != 404 {
+			t.Errorf("deleted session %s: GET = %d; want 404", id, code)
+		}
+	}
+	g.oldClientAfterDelete(oldID)
+}
+
+// oldClientAfterDelete: the old client's listing is the bare array with only its
+// session, its history is whole (each user message once, agentName on every item)
+// and it still runs.
+func (g *generations) oldClientAfterDelete(oldID string) {
+	t, e := g.t, g.e
+	_, b := e.do("GET", "/api/sessions", nil)
+	if list := decode[[]map[string]any](t, b); len(list) != 1 || list[0]["id"] != oldID {
+		t.Fatalf("old client: sessions after batch delete = %s", b)
+	}
+	evs := g.run(oldID, []map[string]any{{"content": "q1"}, {"content": "q2"}, {"content": "q3"}, {"content": "q4"}, {"content": "q5"}}).all()
+	if c := eventOf(evs, "agent_choice"); c == nil || c["content"] != "old-after-delete" || g.lastModel() != "gpt-4o" {
+		t.Fatalf("old client: run after batch delete = %v (model %s)", evs, g.lastModel())
+	}
+	_, b = e.do("GET", "/api/sessions/"+oldID, nil)
+	var users []string
+	for _, m := range decode[sessionResponse](t, b).Messages {
+		if m.Message.Role == "user" {
+			users = append(users, m.Message.Content)
+		}
+	}
+	if !slices.Equal(users, []string{"q1", "q2", "q3", "q4", "q5"}) || !strings.Contains(string(b), `"agentName":"root"`) {
+		t.Errorf("old client: stored user messages %v; want q1…q5 once each, with agentName: %s", users, b)
+	}
 }
 
 // TestRunBodyModelOverride: a config model name works as well as an inline one;

@@ -13,6 +13,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
+	"hash/crc32"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -44,6 +47,76 @@ func (le *loggedEvent) appendJSON(b []byte) []byte {
 		at = r.at
 	}
 	return append(append(b, le.ev.b[at:]...), '}')
+}
+
+// storedRowRef heads the stored form of an event whose large strings are the images of
+// a stored message (user_message echoes one): '@', this header as JSON, then the
+// event's JSON without them. A 15 MiB image is then not stored a second time (nor
+// copied to store it); replay reads it back from the message. Had the message changed
+// since (an edit), the event can no longer be given as it was streamed: it is replayed
+// as a gap.
+type storedRowRef struct {
+	eventRow
+	Refs [][3]int64 `json:"refs"` // per string: offset in the JSON, length, CRC-32
+}
+
+// appendStored appends the event as the log stores it: its JSON, or for an event
+// referring to a stored message, the storedRowRef form.
+func (le *loggedEvent) appendStored(b []byte) []byte {
+	if len(le.ev.refs) == 0 || le.ev.row.Session == "" {
+		return le.appendJSON(b)
+	}
+	h := storedRowRef{eventRow: le.ev.row}
+	for _, r := range le.ev.refs {
+		h.Refs = append(h.Refs, [3]int64{int64(r.at - len("data: ")), int64(len(r.s)), int64(crcString(r.s))})
+	}
+	hj, _ := json.Marshal(h)
+	b = append(append(append(b, '@'), hj...), le.ev.b[len("data: "):]...)
+	return append(b, '}')
+}
+
+// loggedFromStored turns a stored event back into one the stream can write, reading
+// the images of a storedRowRef form from their message.
+func (l *sessionLog) loggedFromStored(ctx context.Context, seq int64, j []byte) (*loggedEvent, error) {
+	if len(j) == 0 || j[0] != '@' {
+		return loggedFromJSON(seq, j), nil
+	}
+	d := json.NewDecoder(bytes.NewReader(j[1:]))
+	var h storedRowRef
+	if err := d.Decode(&h); err != nil {
+		return &loggedEvent{seq: seq, ev: *startEvent("gap")}, nil
+	}
+	le := loggedFromJSON(seq, j[1+d.InputOffset():])
+	mj, err := l.owner.st.messageAt(ctx, h.Session, h.Position)
+	if errors.Is(err, errNotFound) {
+		return &loggedEvent{seq: seq, ev: *startEvent("gap")}, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var m chatMessage
+	refs := newImageRefs()
+	if json.Unmarshal([]byte(mj), &m) == nil {
+		refs.parts(m.MultiContent)
+	}
+	for i, r := range h.Refs {
+		if i >= len(refs.urls) || int64(len(refs.urls[i])) != r[1] || int64(crcString(refs.urls[i])) != r[2] {
+			return &loggedEvent{seq: seq, ev: *startEvent("gap")}, nil
+		}
+		le.ev.refs = append(le.ev.refs, eventRef{int(r[0]) + len("data: "), refs.urls[i]})
+	}
+	return le, nil
+}
+
+// crcString is the CRC-32 of s, computed without copying s whole.
+func crcString(s string) uint32 {
+	var buf [4096]byte
+	var crc uint32
+	for len(s) > 0 {
+		n := copy(buf[:], s)
+		crc = crc32.Update(crc, crc32.IEEETable, buf[:n])
+		s = s[n:]
+	}
+	return crc
 }
 
 // loggedFromJSON turns a stored event back into one the stream can write.
@@ -290,7 +363,11 @@ func (l *sessionLog) fromStore(ctx context.Context, after, before int64) ([]*log
 		seq := c.first
 		for line := range bytes.SplitSeq(c.data, []byte("\n")) {
 			if seq > after && seq < before {
-				evs = append(evs, loggedFromJSON(seq, line))
+				le, err := l.loggedFromStored(ctx, seq, line)
+				if err != nil {
+					return nil, err
+				}
+				evs = append(evs, le)
 			}
 			seq++
 		}
@@ -364,7 +441,7 @@ func (ls *eventLogs) flush() bool {
 			} else {
 				c.data = append(c.data, '\n')
 			}
-			c.data, c.last = le.appendJSON(c.data), le.seq
+			c.data, c.last = le.appendStored(c.data), le.seq
 		}
 		if c.first != 0 {
 			batch[l.id] = c

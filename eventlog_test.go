@@ -469,3 +469,46 @@ func TestEventsOfBackgroundAgent(t *testing.T) {
 	}
 	checkSeqs(t, v.ids, 1)
 }
+
+// TestEventsLargeImageByReference: the log stores a user_message's large image as a
+// reference to the stored message, not a copy, and replays it after a restart byte
+// for byte as streamed; once the message is edited, that event replays as a gap.
+func TestEventsLargeImageByReference(t *testing.T) {
+	e, _ := newRunEnv(t, "", fakeTurn{Text: []string{"a"}})
+	id := e.newSession(map[string]any{"title": "t"})
+	img := "data:image/png;base64," + strings.Repeat("QUJD", sharedImageMin/2)
+	live := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "see", "multi_content": []map[string]any{
+		{"type": "text", "text": "see"}, {"type": "image_url", "image_url": map[string]string{"url": img}}}}})
+	live.until("stream_stopped")
+	at := slices.IndexFunc(live.raw, func(s string) bool { return strings.Contains(s, `"type":"user_message"`) })
+	if at < 0 || !strings.Contains(live.raw[at], img) {
+		t.Fatalf("no user_message with the image in %d events", len(live.raw))
+	}
+
+	e.restart()
+	var stored int
+	e.s.st.r.QueryRow("SELECT sum(length(data)) FROM agentd_event_log WHERE session_id = ?", id).Scan(&stored)
+	if stored == 0 || stored > sharedImageMin {
+		t.Fatalf("the log stores %d bytes for a %d-byte image; want a reference", stored, len(img))
+	}
+	replay := e.follow(id, "")
+	replay.until("stream_stopped")
+	replay.close()
+	if !slices.Equal(replay.raw, live.raw) {
+		t.Fatalf("replay differs from the live stream at user_message: %v", replay.raw[at] == live.raw[at])
+	}
+
+	code, b := e.do("PATCH", "/api/sessions/"+id+"/messages/0",
+		map[string]any{"message": map[string]any{"message": map[string]any{"role": "user", "content": "edited"}}})
+	if code != 200 {
+		t.Fatalf("PATCH: %d %s", code, b)
+	}
+	replay = e.follow(id, "")
+	replay.until("stream_stopped")
+	replay.close()
+	want := slices.Clone(live.raw)
+	want[at] = `{"type":"gap"}`
+	if !slices.Equal(replay.raw, want) {
+		t.Fatalf("replay after the edit: user_message is %.80q; want a gap", replay.raw[at])
+	}
+}

@@ -425,6 +425,25 @@ func (s *server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v
 	return nil
 }
 
+// readField reads a small JSON object body whose field name is required and decodes
+// that field into v: 400 "<name> is required<hint>" when it is missing or null.
+func (s *server) readField(w http.ResponseWriter, r *http.Request, name, hint string, v any) bool {
+	var body map[string]json.RawMessage
+	err := s.readJSON(w, r, maxMetadataBody, &body)
+	if raw, ok := body[name]; err == nil && (!ok || string(raw) == "null") {
+		err = badRequest("%s is required%s", name, hint)
+	} else if err == nil {
+		if uerr := json.Unmarshal(raw, v); uerr != nil {
+			err = badRequest("invalid request body: %s: %v", name, uerr)
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
 // readBody reads r whole; with a Content-Length within limit, into one buffer of that
 // size, so a large body is held once, not in a doubling buffer plus copies.
 func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {

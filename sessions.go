@@ -473,29 +473,22 @@ func sessionErr(id string, err error) error {
 
 func (s *server) serveSetTitle(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var req struct {
-		Title *string `json:"title"`
-	}
-	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
-		s.writeError(w, r, err)
+	var title string
+	if !s.readField(w, r, "title", "", &title) {
 		return
 	}
-	if req.Title == nil {
-		s.writeError(w, r, badRequest("title is required"))
-		return
-	}
-	if len(*req.Title) > maxTitleLen {
+	if len(title) > maxTitleLen {
 		s.writeError(w, r, badRequest("title is longer than %d bytes", maxTitleLen))
 		return
 	}
-	if err := s.st.setTitle(r.Context(), id, *req.Title); err != nil {
+	if err := s.st.setTitle(r.Context(), id, title); err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
 	}
 	if rs := s.runs.get(id); rs != nil {
-		rs.setTitle(*req.Title)
+		rs.setTitle(title)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"id": id, "title": *req.Title})
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "title": title})
 }
 
 func (s *server) serveSetPermissions(w http.ResponseWriter, r *http.Request) {

@@ -24,18 +24,11 @@ const maxSummaryModel = 256
 // new root session, and answers with the new session as GET /api/sessions/{id} does.
 func (s *server) serveFork(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var req struct {
-		UserMessageIndex *int `json:"user_message_index"`
-	}
-	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
-		s.writeError(w, r, err)
+	var index int
+	if !s.readField(w, r, "user_message_index", "", &index) {
 		return
 	}
-	if req.UserMessageIndex == nil {
-		s.writeError(w, r, badRequest("user_message_index is required"))
-		return
-	}
-	fork, err := s.fork(r.Context(), id, *req.UserMessageIndex)
+	fork, err := s.fork(r.Context(), id, index)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -29,20 +29,13 @@ const (
 // reference, an unknown session is 404, not 400.
 func (s *server) serveSetSafetyPolicy(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var req struct {
-		SafetyPolicy *string `json:"safety_policy"`
-	}
-	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
-		s.writeError(w, r, err)
+	var value string
+	if !s.readField(w, r, "safety_policy", ` (strict, balanced, restricted, autonomous, or "" for the default)`, &value) {
 		return
 	}
-	if req.SafetyPolicy == nil {
-		s.writeError(w, r, badRequest("safety_policy is required (strict, balanced, restricted, autonomous, or \"\" for the default)"))
-		return
-	}
-	policy, ok := parseSafetyPolicy(*req.SafetyPolicy)
+	policy, ok := parseSafetyPolicy(value)
 	if !ok {
-		s.writeError(w, r, badRequest("invalid safety_policy: %q (want strict, balanced, restricted or autonomous)", *req.SafetyPolicy))
+		s.writeError(w, r, badRequest("invalid safety_policy: %q (want strict, balanced, restricted or autonomous)", value))
 		return
 	}
 	// A live run's state is authoritative (a confirmation may have changed it since
@@ -63,18 +56,11 @@ func (s *server) serveSetSafetyPolicy(w http.ResponseWriter, r *http.Request) {
 // serveSetStarred is PATCH …/starred {"starred": bool}.
 func (s *server) serveSetStarred(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var req struct {
-		Starred *bool `json:"starred"`
-	}
-	if err := s.readJSON(w, r, maxMetadataBody, &req); err != nil {
-		s.writeError(w, r, err)
+	var starred bool
+	if !s.readField(w, r, "starred", " (true or false)", &starred) {
 		return
 	}
-	if req.Starred == nil {
-		s.writeError(w, r, badRequest("starred is required (true or false)"))
-		return
-	}
-	if err := s.st.setStarred(r.Context(), id, *req.Starred); err != nil {
+	if err := s.st.setStarred(r.Context(), id, starred); err != nil {
 		s.writeError(w, r, sessionErr(id, err))
 		return
 	}
@@ -120,14 +106,8 @@ func (s *server) serveSetTokens(w http.ResponseWriter, r *http.Request) {
 // activeSessionItem is an element of GET /api/sessions?active=true: a session with a
 // run in this process. num_messages is not counted (always 0), as in the reference.
 type activeSessionItem struct {
-	ID           string `json:"id"`
-	Title        string `json:"title"`
-	CreatedAt    string `json:"created_at"`
-	NumMessages  int    `json:"num_messages"`
-	InputTokens  int64  `json:"input_tokens"`
-	OutputTokens int64  `json:"output_tokens"`
-	WorkingDir   string `json:"working_dir,omitempty"`
-	Streaming    bool   `json:"streaming"`
+	sessionListItem
+	Streaming bool `json:"streaming"`
 }
 
 // serveActiveSessions lists the sessions running now, oldest id first; [] when none.
@@ -142,8 +122,9 @@ func (s *server) serveActiveSessions(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		out = append(out, activeSessionItem{ID: rec.ID, Title: rec.Title, CreatedAt: rec.CreatedAt.Format(time.RFC3339),
-			InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens, WorkingDir: rec.WorkingDir, Streaming: true})
+		item := sessionListItem{ID: rec.ID, Title: rec.Title, CreatedAt: rec.CreatedAt.Format(time.RFC3339),
+			InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens, WorkingDir: rec.WorkingDir, Starred: rec.Starred}
+		out = append(out, activeSessionItem{item, true})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -183,10 +183,36 @@ var storeMigrations = []storeMigration{
 // message and 0 otherwise (NULL or invalid JSON count as 0, matching items, which skips
 // them). It reads the prefix encoding/json always writes ({"role":"...) and parses only
 // JSON written some other way; CASE, unlike AND, guarantees json_extract never sees
-// invalid JSON, which would fail the whole statement.
+// invalid JSON, which would fail the whole statement. The prefix is compared as bytes:
+// substr of TEXT needs the value NUL-terminated, and a bound value is not, so SQLite
+// copied the whole row (15 MiB for a large image) for each test; CAST to BLOB reads it
+// in place. Both prefixes are ASCII, so bytes and characters agree.
 func storeNonSystem(c string) string {
-	return strings.ReplaceAll(`(CASE WHEN substr(@, 1, 9) = '{"role":"' THEN substr(@, 10, 7) != 'system"'
+	return strings.ReplaceAll(`(CASE WHEN typeof(@) = 'text' AND substr(CAST(@ AS BLOB), 1, 9) = CAST('{"role":"' AS BLOB)
+		THEN substr(CAST(@ AS BLOB), 10, 7) != CAST('system"' AS BLOB)
 		WHEN json_valid(@) THEN coalesce(json_extract(@, '$.role'), '') != 'system' ELSE 0 END)`, "@", c)
+}
+
+// storeCountTriggers keep agentd_message_counts in step with session_items.
+func storeCountTriggers() string {
+	return `
+		CREATE TRIGGER agentd_items_insert AFTER INSERT ON session_items WHEN NEW.item_type = 'message' BEGIN
+			INSERT INTO agentd_message_counts (session_id, n) VALUES (NEW.session_id, ` + storeNonSystem("NEW.message_json") + `)
+			ON CONFLICT(session_id) DO UPDATE SET n = n + excluded.n;
+		END;
+		CREATE TRIGGER agentd_items_delete AFTER DELETE ON session_items WHEN OLD.item_type = 'message' BEGIN
+			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + ` WHERE session_id = OLD.session_id;
+		END;
+		-- Per-token updates of a streaming message keep its role, so the WHEN skips them.
+		CREATE TRIGGER agentd_items_update AFTER UPDATE OF session_id, item_type, message_json ON session_items
+		WHEN OLD.session_id IS NOT NEW.session_id OR OLD.item_type IS NOT NEW.item_type
+			OR ` + storeNonSystem("OLD.message_json") + ` != ` + storeNonSystem("NEW.message_json") + ` BEGIN
+			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + `
+				WHERE session_id = OLD.session_id AND OLD.item_type = 'message';
+			INSERT INTO agentd_message_counts (session_id, n)
+				SELECT NEW.session_id, ` + storeNonSystem("NEW.message_json") + ` WHERE NEW.item_type = 'message'
+				ON CONFLICT(session_id) DO UPDATE SET n = n + excluded.n;
+		END;`
 }
 
 // storeOwnMigrations are agentd's additions, applied after the reference's and recorded
@@ -205,23 +231,7 @@ var storeOwnMigrations = []storeMigration{
 		-- Sub-session edges only, so listing never scans message items.
 		CREATE INDEX agentd_idx_subsession_edges ON session_items(session_id, subsession_id)
 			WHERE item_type = 'subsession';
-		CREATE TRIGGER agentd_items_insert AFTER INSERT ON session_items WHEN NEW.item_type = 'message' BEGIN
-			INSERT INTO agentd_message_counts (session_id, n) VALUES (NEW.session_id, ` + storeNonSystem("NEW.message_json") + `)
-			ON CONFLICT(session_id) DO UPDATE SET n = n + excluded.n;
-		END;
-		CREATE TRIGGER agentd_items_delete AFTER DELETE ON session_items WHEN OLD.item_type = 'message' BEGIN
-			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + ` WHERE session_id = OLD.session_id;
-		END;
-		-- Per-token updates of a streaming message keep its role, so the WHEN skips them.
-		CREATE TRIGGER agentd_items_update AFTER UPDATE OF session_id, item_type, message_json ON session_items
-		WHEN OLD.session_id IS NOT NEW.session_id OR OLD.item_type IS NOT NEW.item_type
-			OR ` + storeNonSystem("OLD.message_json") + ` != ` + storeNonSystem("NEW.message_json") + ` BEGIN
-			UPDATE agentd_message_counts SET n = n - ` + storeNonSystem("OLD.message_json") + `
-				WHERE session_id = OLD.session_id AND OLD.item_type = 'message';
-			INSERT INTO agentd_message_counts (session_id, n)
-				SELECT NEW.session_id, ` + storeNonSystem("NEW.message_json") + ` WHERE NEW.item_type = 'message'
-				ON CONFLICT(session_id) DO UPDATE SET n = n + excluded.n;
-		END;
+		` + storeCountTriggers() + `
 		CREATE TRIGGER agentd_sessions_delete AFTER DELETE ON sessions BEGIN
 			DELETE FROM agentd_message_counts WHERE session_id = OLD.id;
 		END;
@@ -278,12 +288,18 @@ var storeOwnMigrations = []storeMigration{
 		ALTER TABLE sessions ADD COLUMN agentd_prior_safety_policy TEXT DEFAULT '';
 		ALTER TABLE sessions ADD COLUMN agentd_attributes TEXT DEFAULT '';  -- JSON object of strings; '' none`, nil},
 	// OAuth tokens of remote MCP servers (mcp_oauth.go), one row per server.
-	{0, "agentd_mcp_oauth_tokens", "OAuth tokens of remote MCP servers", `
+	{0, "agentd_007_mcp_oauth_tokens", "OAuth tokens of remote MCP servers", `
 		CREATE TABLE agentd_mcp_oauth_tokens (
 			server_url TEXT PRIMARY KEY,  -- the MCP server URL without query or fragment
 			token_json TEXT NOT NULL,     -- access and refresh token, expiry, client, token endpoint
 			updated_at TEXT NOT NULL      -- RFC3339
 		);`, nil},
+	// The count triggers again, with storeNonSystem reading the row in place: the old
+	// ones copied a 15 MiB message two or three times per insert. Same counts.
+	{0, "agentd_008_count_triggers_in_place", "Message count triggers that do not copy the message", `
+		DROP TRIGGER agentd_items_insert;
+		DROP TRIGGER agentd_items_delete;
+		DROP TRIGGER agentd_items_update;` + storeCountTriggers(), nil},
 }
 
 // storeBaseSchema is what the reference creates before any migration runs.
@@ -1096,10 +1112,14 @@ const (
 		agentd_attributes)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`
 	storeUpdateMessageSQL = "UPDATE session_items SET message_json = ? WHERE id = ? AND item_type = 'message' RETURNING session_id, position"
-	storeAppendSQL        = `
-		INSERT INTO session_items (session_id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text)
-		SELECT s.id, (SELECT coalesce(max(position), -1) + 1 FROM session_items WHERE session_id = s.id), ?, ?, ?, ?, ?, ?
-		FROM sessions s WHERE s.id = ?
+	// storeAppendSQL inserts nothing (no row returned) when the session is missing: its
+	// NULL session_id is ignored. A VALUES row, unlike INSERT … SELECT, is written
+	// directly; the SELECT form copied it through a temporary table (SQLite does so
+	// when the table has triggers or is read by the SELECT), twice the row's size.
+	storeAppendSQL = `
+		INSERT OR IGNORE INTO session_items (session_id, position, item_type, agent_name, message_json, implicit, subsession_id, summary_text)
+		VALUES ((SELECT id FROM sessions WHERE id = ?7), (SELECT coalesce(max(position), -1) + 1 FROM session_items WHERE session_id = ?7),
+			?1, ?2, ?3, ?4, ?5, ?6)
 		RETURNING id, position`
 )
 
@@ -1604,6 +1624,17 @@ func (st *store) eventChunks(ctx context.Context, id string, after, before int64
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// messageAt is the stored JSON of the message at position of session id; errNotFound
+// when there is none.
+func (st *store) messageAt(ctx context.Context, id string, position int) (string, error) {
+	var j sql.NullString
+	err := st.r.QueryRowContext(ctx, "SELECT message_json FROM session_items WHERE session_id = ? AND position = ? AND item_type = 'message'", id, position).Scan(&j)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !j.Valid {
+		return "", fmt.Errorf("message %d of session %q: %w", position, id, errNotFound)
+	}
+	return j.String, err
 }
 
 // storedQuestion is one row of agentd_pending_questions (resume.go).

@@ -1219,3 +1219,109 @@ func BenchmarkStoreConcurrentWriters(b *testing.B) {
 	b.ReportMetric(float64(worst.Microseconds())/1000, "max-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// TestStoreAppendWritesInPlace: appending a message writes the row directly. The
+// INSERT … SELECT form went through a temporary table (a second and third copy of a
+// 15 MiB image row); a missing session still inserts nothing.
+func TestStoreAppendWritesInPlace(t *testing.T) {
+	t.Parallel()
+	st, _ := storeTestOpen(t)
+	rows, err := st.w.Query("EXPLAIN "+storeAppendSQL, "message", "a", "{}", 0, nil, nil, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	vals := make([]any, len(cols))
+	for i := range vals {
+		vals[i] = new(any)
+	}
+	for rows.Next() {
+		// EXPLAIN's columns: addr, opcode, p1, p2 (for OpenEphemeral, its column count), …
+		rows.Scan(vals...)
+		// RETURNING buffers its two columns in one; a table of the row's is a copy.
+		if op, cols := fmt.Sprint(*vals[1].(*any)), fmt.Sprint(*vals[3].(*any)); op == "OpenEphemeral" && cols != "2" {
+			t.Errorf("the append statement copies rows through a temporary table of %s columns", cols)
+		}
+	}
+	if _, _, err := st.appendMessage(context.Background(), "missing", "a", &chatMessage{Role: "user", Content: "x"}, false); !errors.Is(err, errNotFound) {
+		t.Errorf("append to a missing session = %v; want errNotFound", err)
+	}
+	var n int
+	st.r.QueryRow("SELECT count(*) FROM session_items").Scan(&n)
+	if n != 0 {
+		t.Errorf("%d items after appending to a missing session", n)
+	}
+}
+
+// TestStoreNonSystemMatchesJSON: the count expression, which reads a prefix as bytes,
+// says what a JSON decode of the value says, for every storage class and for text
+// written by other encoders.
+func TestStoreNonSystemMatchesJSON(t *testing.T) {
+	t.Parallel()
+	st, _ := storeTestOpen(t)
+	for _, tt := range []struct {
+		sql  string // an SQL value
+		want int
+	}{
+		{`'{"role":"system","content":"s"}'`, 0},
+		{`'{"role":"user","content":"s"}'`, 1},
+		{`'{"role":"systemx"}'`, 1},
+		{`'{"role":"sÿstem"}'`, 1},
+		{`'{"role":"é","content":"system"}'`, 1},
+		{`'{"content":"x","role":"system"}'`, 0},
+		{`'{ "role": "system" }'`, 0},
+		{`'{"content":"x"}'`, 1},
+		{`'garbage'`, 0},
+		{`'{"role":"'`, 1}, // encoding/json's prefix is trusted, as before
+		{`NULL`, 0},
+		{`42`, 1},                                // valid JSON without a role, as before
+		{`CAST('{"role":"system"}' AS BLOB)`, 0}, // not text: json_valid decides, as before
+		{`CAST('{"role":"user"}' AS BLOB)`, 1},
+	} {
+		var got int
+		if err := st.r.QueryRow("SELECT " + storeNonSystem("("+tt.sql+")")).Scan(&got); err != nil {
+			t.Fatalf("%s: %v", tt.sql, err)
+		}
+		if got != tt.want {
+			t.Errorf("non-system(%s) = %d; want %d", tt.sql, got, tt.want)
+		}
+	}
+}
+
+// TestStoreCountTriggersReplaced: a file whose count triggers an older agentd made
+// gets the current ones when opened (agentd_008), and its counts stay right.
+func TestStoreCountTriggersReplaced(t *testing.T) {
+	t.Parallel()
+	st, path := storeTestOpen(t)
+	ctx := context.Background()
+	storeMustCreate(t, st, &sessionRecord{ID: "a"})
+	for _, q := range []string{
+		"DELETE FROM agentd_migrations WHERE name = 'agentd_008_count_triggers_in_place'",
+		"DROP TRIGGER agentd_items_insert",
+		// Stands for the old trigger; one that miscounts shows whether it was replaced.
+		`CREATE TRIGGER agentd_items_insert AFTER INSERT ON session_items BEGIN
+			UPDATE agentd_message_counts SET n = n + 100 WHERE session_id = NEW.session_id; END`,
+	} {
+		if _, err := st.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	st.Close()
+	st, err := openStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, role := range []string{"system", "user", "assistant"} {
+		if _, _, err := st.appendMessage(ctx, "a", "root", &chatMessage{Role: role, Content: "x"}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storeCheckCounts(t, st)
+	var n int
+	st.r.QueryRow("SELECT n FROM agentd_message_counts WHERE session_id = 'a'").Scan(&n)
+	if n != 2 {
+		t.Errorf("kept count = %d; want 2", n)
+	}
+}

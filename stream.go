@@ -171,6 +171,7 @@ func userMessageEvent(m chatMessage, sessionID string, position int) *event {
 	e := startEvent("user_message").str("message", m.Content)
 	if len(m.MultiContent) > 0 {
 		e.parts("multi_content", m.MultiContent)
+		e.row = eventRow{sessionID, position}
 	}
 	return e.str("session_id", sessionID).num("session_position", int64(position)).ctx("", time.Now())
 }
@@ -439,6 +440,15 @@ type event struct {
 	typ  string
 	b    []byte     // `data: {"type":…` and the fields so far; writeTo ends it
 	refs []eventRef // large strings written between parts of b, not copied into it
+	// row is the stored message the refs are images of: the event log keeps them as a
+	// reference to it instead of a copy (eventlog.go).
+	row eventRow
+}
+
+// eventRow is a stored session item, by session and position.
+type eventRow struct {
+	Session  string `json:"session_id"`
+	Position int    `json:"position"`
 }
 
 // eventRef is a large string that goes after b[:at].
