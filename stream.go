@@ -22,7 +22,7 @@ import (
 type sseSink struct {
 	mu     sync.Mutex
 	w      http.ResponseWriter // nil: nobody watches (a background agent)
-	bw     *bufio.Writer       // in front of w, from sseBuffers; nil once closed
+	bw     *bufio.Writer       // in front of w while events wait for a flush (sseBuffers)
 	rc     *http.ResponseController
 	closed bool
 	gone   bool        // a write failed: the client went away, events are only logged
@@ -34,7 +34,7 @@ type sseSink struct {
 
 // sseBuffers hold the events of a stream between flushes, 8 KiB each: through
 // net/http's 2 KiB response buffer alone a burst of deltas (a run's 100 are about
-// 15 KiB) cost a system call per 2 KiB. A stream holds one only while open.
+// 15 KiB) cost a system call per 2 KiB. A stream holds one only until its next flush.
 var sseBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
 
 // newSSESink writes the stream headers at once and starts a heartbeat every beat.
@@ -53,9 +53,7 @@ func openSSESink(w http.ResponseWriter, beat time.Duration) *sseSink {
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	bw := sseBuffers.Get().(*bufio.Writer)
-	bw.Reset(w)
-	s := &sseSink{w: w, bw: bw, rc: http.NewResponseController(w), last: time.Now(), stop: make(chan struct{})}
+	s := &sseSink{w: w, rc: http.NewResponseController(w), last: time.Now(), stop: make(chan struct{})}
 	go s.heartbeat(beat)
 	return s
 }
@@ -95,12 +93,13 @@ func (s *sseSink) frame(seq int64, ev *event, flush bool) {
 	if s.w == nil || s.gone {
 		return
 	}
+	bw := s.buffer()
 	if seq > 0 {
-		s.bw.WriteString("id: ")
-		s.bw.Write(strconv.AppendInt(s.bw.AvailableBuffer(), seq, 10))
-		s.bw.WriteByte('\n')
+		bw.WriteString("id: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), seq, 10))
+		bw.WriteByte('\n')
 	}
-	err := ev.writeTo(s.bw)
+	err := ev.writeTo(bw)
 	if flush && err == nil {
 		err = s.flush()
 	}
@@ -108,10 +107,26 @@ func (s *sseSink) frame(seq int64, ev *event, flush bool) {
 	s.last = time.Now()
 }
 
-// flush sends what is buffered to the client. The caller holds s.mu.
+// buffer is where frames are written until the next flush. The caller holds s.mu.
+func (s *sseSink) buffer() *bufio.Writer {
+	if s.bw == nil {
+		s.bw = sseBuffers.Get().(*bufio.Writer)
+		s.bw.Reset(s.w)
+	}
+	return s.bw
+}
+
+// flush sends what is buffered to the client and gives the buffer back, so an idle
+// stream holds none. The caller holds s.mu.
 func (s *sseSink) flush() error {
-	if err := s.bw.Flush(); err != nil {
-		return err
+	if s.bw != nil {
+		err := s.bw.Flush()
+		s.bw.Reset(nil)
+		sseBuffers.Put(s.bw)
+		s.bw = nil
+		if err != nil {
+			return err
+		}
 	}
 	return s.rc.Flush()
 }
@@ -126,7 +141,7 @@ func (s *sseSink) heartbeat(beat time.Duration) {
 		case <-t.C:
 			s.mu.Lock()
 			if !s.closed && !s.gone && time.Since(s.last) >= beat {
-				s.bw.WriteString(": ping\n\n")
+				s.buffer().WriteString(": ping\n\n")
 				s.gone = s.flush() != nil
 				s.last = time.Now()
 			}
@@ -143,13 +158,8 @@ func (s *sseSink) close() {
 	if !s.closed {
 		s.closed = true
 		close(s.stop)
-		if s.bw != nil {
-			if s.bw.Buffered() > 0 && !s.gone && s.w != nil {
-				s.flush() // an event sent buffered with none after it
-			}
-			s.bw.Reset(nil)
-			sseBuffers.Put(s.bw)
-			s.bw = nil
+		if s.bw != nil && !s.gone {
+			s.flush() // an event sent buffered with none after it
 		}
 	}
 }
