@@ -161,7 +161,9 @@ const (
 	titleTimeout      = 30 * time.Second
 	titleWaitAtEnd    = 5 * time.Second // how long a finished run waits for its title
 	maxTitleRead      = 16 << 10        // bytes of a title answer read before the stream is cut
-	maxGeneratedTitle = 100             // bytes kept of a generated title
+	maxStreamDrain    = 64 << 10        // bytes of a stream read unparsed after its reader had enough
+	streamDrainWait   = 100 * time.Millisecond
+	maxGeneratedTitle = 100 // bytes kept of a generated title
 	maxTransferDepth  = 10
 
 	// queue.go

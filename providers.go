@@ -306,6 +306,27 @@ func modelAPIKey(spec modelSpec, env clientEnv, api providerAPI) (string, error)
 // errProvDone is returned by an event handler when the provider's final event arrived.
 var errProvDone = errors.New("stream done")
 
+// errEnough ends the reading of a stream whose reader had enough (withEnough).
+var errEnough = errors.New("stream reader had enough")
+
+// withEnough returns a context for a model stream and the function by which its
+// reader says it has all it needs (a title reader, once the first line is known):
+// events after that are not parsed, and the rest of the stream is drained rather
+// than cut, so the connection is reused instead of redialled. A model that ignores
+// max_tokens otherwise costs a new connection per title.
+func withEnough(ctx context.Context) (context.Context, func()) {
+	b := new(atomic.Bool)
+	return context.WithValue(ctx, enoughKey{}, b), func() { b.Store(true) }
+}
+
+type enoughKey struct{}
+
+// enoughFlag is the flag of withEnough, or nil.
+func enoughFlag(ctx context.Context) *atomic.Bool {
+	b, _ := ctx.Value(enoughKey{}).(*atomic.Bool)
+	return b
+}
+
 // errStreamCut says a provider stream ended without its final event: the connection
 // was cut and the answer is incomplete.
 var errStreamCut = errors.New("stream ended before the answer was complete (connection cut)")
@@ -407,14 +428,17 @@ func (c provConn) run(ctx context.Context, body splicedJSON, emit func(modelEven
 	defer rc.Close()
 	emitted, events := false, 0
 	em := func(e modelEvent) { emitted = true; emit(e) }
+	enough := enoughFlag(ctx)
 	fn := func(ev sseEvent) error {
-		// Stop as soon as the caller gives up, even with more of the stream buffered
-		// (a title reader cancels after its first line).
+		// Stop as soon as the caller gives up, even with more of the stream buffered.
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		events++
-		return handle(ev, em)
+		if err := handle(ev, em); err != nil || enough == nil || !enough.Load() {
+			return err
+		}
+		return errEnough
 	}
 	// The start of the body explains a 200 answer that is not a stream (some gateways
 	// answer errors that way).
@@ -424,7 +448,16 @@ func (c provConn) run(ctx context.Context, body splicedJSON, emit func(modelEven
 	} else {
 		err = readSSE(io.TeeReader(rc, head), fn)
 	}
+	if errors.Is(err, errEnough) {
+		rc.drain()
+		return nil
+	}
 	done := errors.Is(err, errProvDone)
+	if done {
+		// Servers flush the final event before ending the body: read on to its end, or
+		// closing it early drops the connection instead of reusing it.
+		rc.drain()
+	}
 	if err == nil && events == 0 && len(bytes.TrimSpace(head.b)) > 0 {
 		err = &modelError{Msg: "not an event stream: " + cmp.Or(modelErrorMessage(head.b), "empty response")}
 	}
@@ -459,7 +492,7 @@ func (c provConn) streamError(ctx context.Context, err error, emitted bool) erro
 // post sends the request body and returns the response body, guarded by the timeouts. A non-2xx
 // answer is a *modelError: `<name>: POST "<url>": 401 Unauthorized: <provider message>`,
 // with Retry-After-Ms or Retry-After parsed.
-func (c provConn) post(ctx context.Context, body splicedJSON) (io.ReadCloser, error) {
+func (c provConn) post(ctx context.Context, body splicedJSON) (*provBody, error) {
 	if c.keyErr != nil {
 		return nil, c.keyErr
 	}
@@ -538,6 +571,15 @@ func (b *provBody) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// drain reads what is left of a stream, unparsed, so the connection goes back to the
+// pool: at most maxStreamDrain bytes within streamDrainWait; a longer or slower
+// stream is cut, as Close alone would.
+func (b *provBody) drain() {
+	t := time.AfterFunc(streamDrainWait, func() { b.cancel(nil) })
+	defer t.Stop()
+	io.Copy(io.Discard, io.LimitReader(b.rc, maxStreamDrain))
 }
 
 func (b *provBody) Close() error {

@@ -400,7 +400,7 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 	var contents []string
 	for i, m := range msgs {
 		c.history = append(c.history, m)
-		rn.sink.send(userMessageEvent(m, c.rec.ID, positions[i]))
+		rn.sink.sendBuffered(userMessageEvent(m, c.rec.ID, positions[i])) // stream_started follows at once
 		if strings.TrimSpace(m.Content) != "" {
 			contents = append(contents, m.Content)
 		}
@@ -729,7 +729,7 @@ func (rn *runner) turn(ctx context.Context, c *convo, ag *agentConfig, chain *mo
 	c.rec.InputTokens, c.rec.OutputTokens = usage.InputTokens, usage.OutputTokens
 	rn.saveAnswerWith(ctx, c, ag, a, true)
 	c.history = append(c.history, *msg)
-	rn.sink.send(messageAddedEvent(c.rec.ID, ag.Name))
+	rn.sink.sendBuffered(messageAddedEvent(c.rec.ID, ag.Name)) // flushed with token_usage
 	rn.sink.send(tokenUsageEvent(c.rec.ID, usage, ag.Name))
 	c.noteUsage(usage.InputTokens, usage.OutputTokens)
 	return msg, nil
@@ -1371,30 +1371,42 @@ func (rn *runner) generateTitle(ctx context.Context, chain *modelChain, contents
 		{Role: "system", Content: "You are a helpful AI assistant that generates concise, descriptive titles for conversations. Answer with the title only, on a single line."},
 		{Role: "user", Content: prompt.String()},
 	}}
-	// Only the first line is used: once it is known the stream is cut, so a server
-	// that ignores max_tokens stops generating (reading it on cost both sides about a
-	// sixth of a run's CPU). A run of blanks is cut after maxTitleRead.
+	// Only the first line is used: once it is known it goes to the run at once, and the
+	// rest of the stream is drained unparsed (withEnough), so a server that ignores
+	// max_tokens costs neither the parsing (about a sixth of a run's CPU) nor a new
+	// connection. A run of blanks is cut after maxTitleRead.
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
+	sctx, enough := withEnough(sctx)
 	var out strings.Builder
+	var title string
+	known, handed := false, false
+	handOver := func() bool { // false when the title is to be stored here
+		title = firstLine(out.String(), maxGeneratedTitle)
+		return title == "" || rn.titles.offer(title) // none, or the run stores it with its answer
+	}
 	_, err := chain.stream(sctx, req, func(ev modelEvent) {
-		if ev.Kind != evText || sctx.Err() != nil {
+		if ev.Kind != evText || known || sctx.Err() != nil {
 			return
 		}
 		out.WriteString(ev.Text)
-		if out.Len() > maxTitleRead || titleKnown(out.String(), maxGeneratedTitle) {
+		if known = titleKnown(out.String(), maxGeneratedTitle); known {
+			handed = handOver()
+			enough()
+		} else if out.Len() > maxTitleRead {
 			stop()
 		}
 	}, nil)
-	if err != nil && sctx.Err() == nil {
-		rn.s.log.Debug("title generation failed", "session", rn.root.ID, "err", err)
-		return
+	if !known {
+		if err != nil && sctx.Err() == nil {
+			rn.s.log.Debug("title generation failed", "session", rn.root.ID, "err", err)
+			return
+		}
+		handed = handOver()
 	}
-	title := firstLine(out.String(), maxGeneratedTitle)
-	if title == "" || rn.titles.offer(title) {
-		return // none, or the run stores it with the answer it is streaming
+	if !handed {
+		rn.storeTitle(ctx, title)
 	}
-	rn.storeTitle(ctx, title)
 }
 
 // storeTitle stores a generated title on its own and announces it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -585,6 +586,42 @@ func TestRunTitleStopsReadingOnceKnown(t *testing.T) {
 				t.Fatalf("title request max_tokens = %v; want 20", mt)
 			}
 		})
+	}
+}
+
+// A title model that ignores max_tokens keeps talking after the title is known: the
+// rest of its stream is drained, not cut, so its connection serves the next model
+// call instead of a new one being dialled per run.
+func TestRunTitleReusesConnection(t *testing.T) {
+	f := &fakeOpenAI{Default: &fakeTurn{Text: []string{"ok"}}}
+	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	var dials atomic.Int32
+	f.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	f.Start()
+	t.Cleanup(f.Close)
+	f.TitleTurn = &fakeTurn{Text: slices.Repeat([]string{"word "}, 200)}
+	e := newTestEnv(t, map[string]string{"a.yaml": fakeAgentYAML(f.URL, "")})
+	e.setenv("OPENAI_API_KEY", "k")
+	for range 4 {
+		id := e.newSession(nil)
+		evs := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}}).all()
+		title := ""
+		for _, ev := range evs {
+			if ev["type"] == "session_title" {
+				title = ev["title"].(string)
+			}
+		}
+		if !strings.HasPrefix(title, "word word") || len(title) > 100 {
+			t.Fatalf("title = %q", title)
+		}
+	}
+	// The answer and the title are asked at once: two connections, then reused.
+	if n := dials.Load(); n > 2 {
+		t.Fatalf("%d connections to the model for 4 runs; want at most 2", n)
 	}
 }
 

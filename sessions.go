@@ -818,7 +818,10 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msgs := body.newMessages()
-	rec, err := s.st.session(r.Context(), sid)
+	// The run's short reads are not cancelled with the request: a cancellable context
+	// costs each statement goroutines (database/sql's and the driver's) watching it.
+	rctx := context.WithoutCancel(r.Context())
+	rec, err := s.st.session(rctx, sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
@@ -839,17 +842,13 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer t.release()
+	// An unknown agent is refused before the run starts (404, not 409 or 429); which
+	// agent starts an unnamed run is known once the history is read.
+	if _, _, err := startAgent(t, nil, runName); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	s.teams.remember(sid, agentID, name)
-	items, err := s.st.items(r.Context(), rec.ID)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	at, ag, err := startAgent(t, items, runName)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	ctx, cancel, detached := s.runContext(w, r)
 	defer cancel()
 	rs, err := s.runs.start(rec, cancel)
@@ -858,21 +857,17 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.runs.finish(rs)
-	// A question a run before this one left unanswered is abandoned: the model sees
-	// its call as canceled.
-	if err := s.st.dropQuestion(r.Context(), sid, anyCall); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	// Edits from now on reach rs directly, and history edits wait (409) until the run
-	// ends; re-read the row and the history so ones that landed while the request was
-	// being set up are not lost.
-	if rec, err = s.st.session(r.Context(), sid); err != nil {
+	// ends; the row and the history are read now, so ones that landed while the
+	// request was being set up are not lost.
+	rec, items, err := s.st.sessionAndItems(rctx, sid)
+	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
 	}
-	if items, err = s.st.items(r.Context(), sid); err != nil {
-		s.writeError(w, r, sessionErr(sid, err))
+	at, ag, err := startAgent(t, items, runName)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	// A session's first run turns thinking on when the agent's model configures a
@@ -895,12 +890,14 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	}
 	// The user's messages are stored before the stream opens, all or none, so a
 	// database that cannot take them is an HTTP error the client can retry (503 with
-	// Retry-After when busy), never a stream that started and then failed.
+	// Retry-After when busy), never a stream that started and then failed. A question
+	// a run before this one left unanswered goes with them: it is abandoned, and the
+	// model sees its call as canceled.
 	user := make([]chatMessage, len(msgs))
 	for i, m := range msgs {
 		user[i] = chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()}
 	}
-	positions, err := s.st.appendUserMessages(r.Context(), sid, user)
+	positions, err := s.st.startRunMessages(r.Context(), sid, user)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
@@ -908,12 +905,12 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 
 	// Every event is logged; a detached client also sees each one's log id, to resume
 	// from after a cut (GET …/events with Last-Event-ID).
-	elog, err := s.events.acquire(r.Context(), sid, true)
+	elog, err := s.events.acquire(rctx, sid, true)
 	if err != nil {
 		s.log.Warn("the event log is unavailable; this run is not logged", "session", sid, "err", err)
 	}
 	defer s.events.release(elog)
-	sink := newSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
+	sink := openSSESink(w, cmp.Or(s.cfg.heartbeat, heartbeatEvery))
 	sink.log, sink.ids = elog, detached && elog != nil
 	defer sink.close()
 	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},

@@ -425,7 +425,7 @@ func (st *store) init(ctx context.Context, abs, uri, common string) error {
 	}
 	st.legacyColumn = slices.Contains(cols, "messages")
 	st.prepared = map[string]*sql.Stmt{}
-	for _, q := range []string{storeAppendSQL, storeUpdateMessageSQL, storeSetUsageSQL, storeSetTitleSQL, storeSetTitleIfEmptySQL, storeInsertSessionSQL, storeDataVersionSQL} {
+	for _, q := range []string{storeAppendSQL, storeUpdateMessageSQL, storeSetUsageSQL, storeSetTitleSQL, storeSetTitleIfEmptySQL, storeInsertSessionSQL, storeDataVersionSQL, storeDropQuestionSQL} {
 		stmt, err := st.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("open session database %s: %w", abs, err)
@@ -445,7 +445,7 @@ func (st *store) init(ctx context.Context, abs, uri, common string) error {
 		return fmt.Errorf("open session database %s: %w", abs, err)
 	}
 	st.preparedR = map[string]*sql.Stmt{}
-	for _, q := range []string{st.sessionSQL(), st.legacySQL(), storeItemsSQL} {
+	for _, q := range []string{st.sessionSQL(), st.legacySQL(), storeItemsSQL, storeLastEventSQL} {
 		stmt, err := st.r.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("open session database %s: %w", abs, err)
@@ -1140,9 +1140,25 @@ func (st *store) appendMessage(ctx context.Context, sessionID, agentName string,
 // appendUserMessages appends a run's user messages in one transaction, so a failure
 // stores none of them, and returns their positions.
 func (st *store) appendUserMessages(ctx context.Context, sessionID string, msgs []chatMessage) ([]int, error) {
+	return st.appendUsers(ctx, sessionID, msgs, false)
+}
+
+// startRunMessages is appendUserMessages for a new run, which also drops, in the same
+// transaction, a question a run before it left unanswered (the model sees that call
+// as canceled): one commit instead of two.
+func (st *store) startRunMessages(ctx context.Context, sessionID string, msgs []chatMessage) ([]int, error) {
+	return st.appendUsers(ctx, sessionID, msgs, true)
+}
+
+func (st *store) appendUsers(ctx context.Context, sessionID string, msgs []chatMessage, dropQuestion bool) ([]int, error) {
 	defer st.history.written(sessionID)
 	positions := make([]int, len(msgs))
 	err := st.inTx(ctx, func(tx *sql.Tx) error {
+		if dropQuestion {
+			if _, err := tx.StmtContext(ctx, st.prepared[storeDropQuestionSQL]).ExecContext(ctx, sessionID, anyCall); err != nil {
+				return err
+			}
+		}
 		stmt := tx.StmtContext(ctx, st.prepared[storeAppendSQL])
 		for i := range msgs {
 			b, err := marshalMessage(&msgs[i])
@@ -1305,40 +1321,59 @@ func (st *store) appendSubSession(ctx context.Context, parentID, childID string)
 // JSON is unreadable are skipped with a warning. Error wraps errNotFound if no session.
 // Recent histories are cached (history.go): the result is shared and read-only.
 func (st *store) items(ctx context.Context, id string) ([]sessionItem, error) {
+	_, items, err := st.readHistory(ctx, id, false)
+	return items, err
+}
+
+// sessionAndItems returns session id's row and its history, both from one snapshot
+// (a run reads them once, instead of the row and the history apart).
+func (st *store) sessionAndItems(ctx context.Context, id string) (*sessionRecord, []sessionItem, error) {
+	return st.readHistory(ctx, id, true)
+}
+
+// readHistory reads session id's history through the cache, and with row its row too.
+func (st *store) readHistory(ctx context.Context, id string, row bool) (*sessionRecord, []sessionItem, error) {
 	if err := st.history.sync(ctx, st); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	l, prefix := st.history.begin(id)
-	more, legacy, err := st.loadHistory(ctx, id, prefix)
+	rec, more, legacy, err := st.loadHistory(ctx, id, prefix, row)
 	if err != nil || legacy {
 		st.history.abandon(l) // legacy histories are not cached: a first append replaces them
-		return more, err
+		return rec, more, err
 	}
-	return st.history.end(l, prefix, more), nil
+	return rec, st.history.end(l, prefix, more), nil
 }
 
 // loadHistory reads the items of session id after the cached prefix (all of them when
-// prefix is empty); legacy reports a history read from the legacy messages column.
-func (st *store) loadHistory(ctx context.Context, id string, prefix []sessionItem) ([]sessionItem, bool, error) {
+// prefix is empty), and with row the session's row; legacy reports a history read
+// from the legacy messages column.
+func (st *store) loadHistory(ctx context.Context, id string, prefix []sessionItem, row bool) (rec *sessionRecord, items []sessionItem, legacy bool, err error) {
 	// One read transaction: the session row and its items come from the same snapshot.
 	tx, err := st.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	defer tx.Rollback()
-	var legacy any
-	err = tx.StmtContext(ctx, st.preparedR[st.legacySQL()]).QueryRowContext(ctx, id).Scan(&legacy)
+	var text string
+	if row {
+		rec, text, err = st.scanSession(tx.StmtContext(ctx, st.preparedR[st.sessionSQL()]).QueryRowContext(ctx, id))
+	} else {
+		var v any
+		err = tx.StmtContext(ctx, st.preparedR[st.legacySQL()]).QueryRowContext(ctx, id).Scan(&v)
+		text = storeText(v)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, fmt.Errorf("session %q: %w", id, errNotFound)
+		return nil, nil, false, fmt.Errorf("session %q: %w", id, errNotFound)
 	} else if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	after := storeItemKey{-1, -1}
 	if n := len(prefix); n > 0 {
 		after = storeItemKey{prefix[n-1].Position, prefix[n-1].ID}
 	}
-	items, err := st.loadItems(ctx, tx, id, storeText(legacy), after, map[string]bool{id: true}, 0)
-	return items, len(items) > 0 && items[0].ID == 0, err
+	items, err = st.loadItems(ctx, tx, id, text, after, map[string]bool{id: true}, 0)
+	return rec, items, len(items) > 0 && items[0].ID == 0, err
 }
 
 // storeItemsSQL reads one session's items after a (position, id) key, in order.
@@ -1562,12 +1597,14 @@ func (st *store) storeEvents(ctx context.Context, batch map[string]eventChunk, k
 // lastEventSeq is the newest stored sequence number of session id's log; 0 if none.
 func (st *store) lastEventSeq(ctx context.Context, id string) (int64, error) {
 	var n int64
-	err := st.r.QueryRowContext(ctx, "SELECT last_seq FROM agentd_event_log WHERE session_id = ? ORDER BY first_seq DESC LIMIT 1", id).Scan(&n)
+	err := st.preparedR[storeLastEventSQL].QueryRowContext(ctx, id).Scan(&n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return n, err
 }
+
+const storeLastEventSQL = "SELECT last_seq FROM agentd_event_log WHERE session_id = ? ORDER BY first_seq DESC LIMIT 1"
 
 // eventChunks reads at most limit stored chunks of session id holding events with
 // after < seq < before, oldest first.
@@ -1662,10 +1699,12 @@ func (st *store) claimQuestion(ctx context.Context, id, callID string, answer []
 // dropQuestion deletes session id's question about call callID ("" for a question
 // about no call, anyCall for any), leaving a newer one alone.
 func (st *store) dropQuestion(ctx context.Context, id, callID string) error {
-	_, err := st.exec(ctx, `DELETE FROM agentd_pending_questions WHERE session_id = ?1
-		AND (?2 = '`+anyCall+`' OR coalesce(json_extract(tool_call, '$.id'), '') = ?2)`, id, callID)
+	_, err := st.exec(ctx, storeDropQuestionSQL, id, callID)
 	return err
 }
+
+const storeDropQuestionSQL = `DELETE FROM agentd_pending_questions WHERE session_id = ?1
+	AND (?2 = '` + anyCall + `' OR coalesce(json_extract(tool_call, '$.id'), '') = ?2)`
 
 // anyCall makes dropQuestion delete whatever question the session has.
 const anyCall = "*"
