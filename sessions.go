@@ -870,15 +870,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// A session's first run turns thinking on when the agent's model configures a
-	// thinking budget, as the reference does; later toggles are never overridden.
-	if len(items) == 0 && !rec.Thinking && thinkingConfigured(at.file, ag, s.cfg.getenv) {
-		if err := s.st.setThinking(r.Context(), sid, true); err != nil {
-			s.log.Warn("turning thinking on for the first run failed; the run goes on without it", "session", sid, "err", err)
-		} else {
-			rec.Thinking = true
-		}
-	}
+	s.firstRunThinking(r.Context(), rec, at, ag, items)
 	rs.adopt(rec)
 	// The object form's model applies before the messages are stored; when it
 	// cannot, nothing is stored (API-UPSTREAM.md §3.1).
@@ -893,10 +885,7 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	// Retry-After when busy), never a stream that started and then failed. A question
 	// a run before this one left unanswered goes with them: it is abandoned, and the
 	// model sees its call as canceled.
-	user := make([]chatMessage, len(msgs))
-	for i, m := range msgs {
-		user[i] = chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()}
-	}
+	user := userMessages(msgs)
 	positions, err := s.st.startRunMessages(r.Context(), sid, user)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
@@ -916,6 +905,29 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	rn := &runner{s: s, team: at, perms: t.file.Permissions, rs: rs, sink: sink, root: rec, dir: dir, save: &runSaver{st: s.st, log: s.log},
 		deltas: body.object, queue: s.queues.open(sid), source: agentID, question: &runQuestion{}}
 	rn.run(ctx, ag, user, positions, items)
+}
+
+// firstRunThinking turns thinking on for a session's first run when the agent's model
+// configures a thinking budget, as the reference does; later toggles are never
+// overridden. A failed write leaves the run without it.
+func (s *server) firstRunThinking(ctx context.Context, rec *sessionRecord, at *team, ag *agentConfig, items []sessionItem) {
+	if len(items) > 0 || rec.Thinking || !thinkingConfigured(at.file, ag, s.cfg.getenv) {
+		return
+	}
+	if err := s.st.setThinking(ctx, rec.ID, true); err != nil {
+		s.log.Warn("turning thinking on for the first run failed; the run goes on without it", "session", rec.ID, "err", err)
+		return
+	}
+	rec.Thinking = true
+}
+
+// userMessages are a run body's new messages as the user's chat messages.
+func userMessages(msgs []runMessage) []chatMessage {
+	user := make([]chatMessage, len(msgs))
+	for i, m := range msgs {
+		user[i] = chatMessage{Role: "user", Content: m.Content, MultiContent: m.MultiContent, CreatedAt: nowRFC3339()}
+	}
+	return user
 }
 
 // runBodyLimit is the size limit of a run request body: --max-request-size, else

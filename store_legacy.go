@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -256,4 +258,94 @@ func (st *store) migrateSession(ctx context.Context, tx *sql.Tx, id string, raw 
 		}
 	}
 	return nil
+}
+
+// The reference's columns are loosely typed (SQLite stores what it was given, and
+// older versions wrote other types): these read a scanned value leniently.
+
+// storeText reads a scanned value as text; NULL is "".
+func storeText(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case time.Time:
+		return x.Format(time.RFC3339Nano)
+	}
+	return fmt.Sprint(v)
+}
+
+// storeBool reads a boolean leniently: integers, and text as strconv.ParseBool (what the
+// reference accepts); NULL or anything else gives def.
+func storeBool(v any, def bool) bool {
+	switch x := v.(type) {
+	case int64:
+		return x != 0
+	case float64:
+		return x != 0
+	case string, []byte:
+		if b, err := strconv.ParseBool(strings.TrimSpace(storeText(x))); err == nil {
+			return b
+		}
+	}
+	return def
+}
+
+// storeInt reads an integer leniently; NULL or garbage is 0.
+func storeInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case float64:
+		return int64(x)
+	case string, []byte:
+		s := strings.TrimSpace(storeText(x))
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return int64(f)
+		}
+	}
+	return 0
+}
+
+// storeFloat reads a float leniently; NULL or garbage is 0.
+func storeFloat(v any) float64 {
+	switch x := v.(type) {
+	case int64:
+		return float64(x)
+	case float64:
+		return x
+	case string, []byte:
+		if f, err := strconv.ParseFloat(strings.TrimSpace(storeText(x)), 64); err == nil {
+			return f
+		}
+	}
+	return 0
+}
+
+// storeParseTime reads created_at: RFC3339 with or without fractional seconds (Go's
+// RFC3339 layout accepts both), or SQLite's "YYYY-MM-DD HH:MM:SS" forms.
+func storeParseTime(v any) (time.Time, error) {
+	if t, ok := v.(time.Time); ok {
+		return t, nil
+	}
+	s := strings.TrimSpace(storeText(v))
+	if s == "" {
+		return time.Time{}, errors.New("empty time")
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05Z07:00", "2006-01-02T15:04:05", "2006-01-02 15:04:05"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("bad time %q", s)
 }

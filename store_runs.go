@@ -1,0 +1,204 @@
+package main
+
+// store_runs.go: what runs write beyond their messages — a turn's answer with the
+// session's usage and title in one transaction, the event log's chunks (eventlog.go),
+// and the questions runs wait on (resume.go).
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// saveAnswer stores a turn's final answer and the session's token counters and cost,
+// and title unless it is "" or the session has one, in one transaction (one commit a
+// turn instead of three): the message is appended when itemID is 0, else item itemID
+// is replaced. It returns the item's ID and whether the title was set.
+func (st *store) saveAnswer(ctx context.Context, sessionID, agent string, itemID int64, m *chatMessage, in, out int64, cost float64, title string) (int64, bool, error) {
+	b, err := marshalMessage(m)
+	if err != nil {
+		return 0, false, err
+	}
+	titled := false
+	var pos int
+	appended := itemID == 0
+	err = st.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if appended {
+			err = tx.StmtContext(ctx, st.prepared[storeAppendSQL]).QueryRowContext(ctx, "message", agent, b, 0, nil, nil, sessionID).Scan(&itemID, &pos)
+		} else {
+			var sid string
+			err = tx.StmtContext(ctx, st.prepared[storeUpdateMessageSQL]).QueryRowContext(ctx, b, itemID).Scan(&sid, &pos)
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("session %q: %w", sessionID, errNotFound)
+		} else if err != nil {
+			return err
+		}
+		if _, err = tx.StmtContext(ctx, st.prepared[storeSetUsageSQL]).ExecContext(ctx, in, out, cost, sessionID); err != nil || title == "" {
+			return err
+		}
+		res, err := tx.StmtContext(ctx, st.prepared[storeSetTitleIfEmptySQL]).ExecContext(ctx, title, sessionID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		titled = n == 1
+		return err
+	})
+	switch {
+	case errors.Is(err, errNotFound):
+	case err != nil:
+		st.history.clear() // a failed commit may or may not have landed
+	case appended:
+		st.history.written(sessionID)
+	default:
+		st.history.updated(sessionID, pos)
+	}
+	return itemID, titled && err == nil, err
+}
+
+// eventChunk is a run of consecutive events of one session's log, stored as one row
+// (a row per event made the log cost a fifth of the throughput).
+type eventChunk struct {
+	first, last int64
+	data        []byte // the events' JSON, separated by newlines
+}
+
+// storeEvents writes one chunk per session in one transaction and drops the chunks
+// holding only events older than each session's newest keep. A session deleted
+// meanwhile gets nothing.
+func (st *store) storeEvents(ctx context.Context, batch map[string]eventChunk, keep int64) error {
+	return st.inTx(ctx, func(tx *sql.Tx) error {
+		for id, c := range batch {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO agentd_event_log (session_id, first_seq, last_seq, data)
+				SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
+				ON CONFLICT DO NOTHING`, id, c.first, c.last, c.data); err != nil {
+				return err
+			}
+			if c.last > keep {
+				if _, err := tx.ExecContext(ctx, "DELETE FROM agentd_event_log WHERE session_id = ? AND last_seq <= ?", id, c.last-keep); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// lastEventSeq is the newest stored sequence number of session id's log; 0 if none.
+func (st *store) lastEventSeq(ctx context.Context, id string) (int64, error) {
+	var n int64
+	err := st.preparedR[storeLastEventSQL].QueryRowContext(ctx, id).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return n, err
+}
+
+const storeLastEventSQL = "SELECT last_seq FROM agentd_event_log WHERE session_id = ? ORDER BY first_seq DESC LIMIT 1"
+
+// eventChunks reads at most limit stored chunks of session id holding events with
+// after < seq < before, oldest first.
+func (st *store) eventChunks(ctx context.Context, id string, after, before int64, limit int) ([]eventChunk, error) {
+	rows, err := st.r.QueryContext(ctx, `SELECT first_seq, last_seq, data FROM agentd_event_log
+		WHERE session_id = ? AND last_seq > ? AND first_seq < ? ORDER BY first_seq LIMIT ?`, id, after, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []eventChunk
+	for rows.Next() {
+		var c eventChunk
+		if err := rows.Scan(&c.first, &c.last, &c.data); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// messageAt is the stored JSON of the message at position of session id; errNotFound
+// when there is none.
+func (st *store) messageAt(ctx context.Context, id string, position int) (string, error) {
+	var j sql.NullString
+	err := st.r.QueryRowContext(ctx, "SELECT message_json FROM session_items WHERE session_id = ? AND position = ? AND item_type = 'message'", id, position).Scan(&j)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !j.Valid {
+		return "", fmt.Errorf("message %d of session %q: %w", position, id, errNotFound)
+	}
+	return j.String, err
+}
+
+// storedQuestion is one row of agentd_pending_questions (resume.go).
+type storedQuestion struct {
+	SessionID, Kind, Source, Agent string
+	Call                           toolCall
+	Event                          json.RawMessage
+	State                          string
+	Answer                         json.RawMessage
+	CreatedAt                      string
+}
+
+// saveQuestion stores q as session q.SessionID's question, replacing any older one.
+func (st *store) saveQuestion(ctx context.Context, q *storedQuestion) error {
+	call, err := json.Marshal(q.Call)
+	if err != nil {
+		return err
+	}
+	_, err = st.exec(ctx, `INSERT OR REPLACE INTO agentd_pending_questions
+		(session_id, kind, source, agent, tool_call, event, state, answer, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?)`,
+		q.SessionID, q.Kind, q.Source, q.Agent, string(call), string(q.Event), q.State, q.CreatedAt)
+	return err
+}
+
+// questions returns the stored questions of session id ("" for every session) in
+// state ("" for any).
+func (st *store) questions(ctx context.Context, id, state string) ([]*storedQuestion, error) {
+	rows, err := st.r.QueryContext(ctx, `SELECT session_id, kind, source, agent, tool_call, event, state, answer, created_at
+		FROM agentd_pending_questions WHERE (?1 = '' OR session_id = ?1) AND (?2 = '' OR state = ?2)`, id, state)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*storedQuestion
+	for rows.Next() {
+		q := &storedQuestion{}
+		var call, ev, answer string
+		if err := rows.Scan(&q.SessionID, &q.Kind, &q.Source, &q.Agent, &call, &ev, &q.State, &answer, &q.CreatedAt); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(call), &q.Call); err != nil {
+			return nil, fmt.Errorf("stored question of session %s: %w", q.SessionID, err)
+		}
+		q.Event, q.Answer = json.RawMessage(ev), json.RawMessage(answer)
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+// claimQuestion records the answer to session id's waiting question and marks it
+// running; false when no question of that call waits (another answer won).
+func (st *store) claimQuestion(ctx context.Context, id, callID string, answer []byte) (bool, error) {
+	res, err := st.exec(ctx, `UPDATE agentd_pending_questions SET state = 'running', answer = ?
+		WHERE session_id = ? AND state = 'waiting' AND coalesce(json_extract(tool_call, '$.id'), '') = ?`, string(answer), id, callID)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// dropQuestion deletes session id's question about call callID ("" for a question
+// about no call, anyCall for any), leaving a newer one alone.
+func (st *store) dropQuestion(ctx context.Context, id, callID string) error {
+	_, err := st.exec(ctx, storeDropQuestionSQL, id, callID)
+	return err
+}
+
+const storeDropQuestionSQL = `DELETE FROM agentd_pending_questions WHERE session_id = ?1
+	AND (?2 = '` + anyCall + `' OR coalesce(json_extract(tool_call, '$.id'), '') = ?2)`
+
+// anyCall makes dropQuestion delete whatever question the session has.
+const anyCall = "*"
