@@ -377,8 +377,10 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 	// A run makes short-lived garbage (a JSON value per streamed token); collecting
 	// less often trades a few MiB of heap for about a fifth of the CPU under load.
 	// GOGC in the environment still wins.
+	boundGC := false
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
+		boundGC = os.Getenv("GOMEMLIMIT") == ""
 	}
 	level := slog.LevelInfo
 	if o.debug {
@@ -441,6 +443,10 @@ func serve(ctx context.Context, o *serveOptions, stdout, stderr io.Writer) error
 		return err
 	}
 	defer s.close()
+	if boundGC {
+		s.runs.boundGC = true
+		defer debug.SetMemoryLimit(math.MaxInt64)
+	}
 
 	ln, addr, err := listen(o.listen)
 	if err != nil {
