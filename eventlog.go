@@ -31,6 +31,7 @@ const (
 	eventLogRetryDelay    = time.Second            // pause after a failed batch
 	eventReadBatch        = 256                    // events a viewer takes per read from memory
 	eventReadChunks       = 4                      // stored chunks a viewer reads at once
+	maxFreshEventLogs     = 4096                   // new sessions remembered as having empty logs
 )
 
 // loggedEvent is one event of a log, as the stream wrote it.
@@ -137,6 +138,7 @@ type eventLogs struct {
 	logs    map[string]*sessionLog
 	dirty   map[*sessionLog]bool // logs with events not yet stored
 	removed uint64               // bumped whenever a log leaves logs (see acquire)
+	fresh   map[string]bool      // sessions created here whose logs are known to be empty
 	kick    chan struct{}        // wakes the writer; capacity 1
 	quit    chan struct{}        // closed by close
 	done    chan struct{}        // closed when the writer has stored everything and ended
@@ -162,7 +164,7 @@ func newEventLogs(st *store, log *slog.Logger, retention int) *eventLogs {
 	if retention <= 0 {
 		return nil
 	}
-	ls := &eventLogs{st: st, log: log, retention: int64(retention), logs: map[string]*sessionLog{},
+	ls := &eventLogs{st: st, log: log, retention: int64(retention), logs: map[string]*sessionLog{}, fresh: map[string]bool{},
 		dirty: map[*sessionLog]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	go ls.writer()
 	return ls
@@ -182,11 +184,15 @@ func (ls *eventLogs) acquire(ctx context.Context, id string, create bool) (*sess
 			ls.mu.Unlock()
 			return l, nil
 		}
-		gen := ls.removed
+		gen, fresh := ls.removed, ls.fresh[id]
+		delete(ls.fresh, id)
 		ls.mu.Unlock()
-		last, err := ls.st.lastEventSeq(ctx, id)
-		if err != nil {
-			return nil, err
+		var last int64
+		if !fresh {
+			var err error
+			if last, err = ls.st.lastEventSeq(ctx, id); err != nil {
+				return nil, err
+			}
 		}
 		if last == 0 && !create {
 			return nil, nil
@@ -203,6 +209,21 @@ func (ls *eventLogs) acquire(ctx context.Context, id string, create bool) (*sess
 		ls.mu.Unlock()
 		return l, nil
 	}
+}
+
+// created records that session id was just created here with a new id, so its log is
+// empty: its first run does not read the log's position back. Only a saving: when
+// many sessions are created and never run, the set is emptied and they are read.
+func (ls *eventLogs) created(id string) {
+	if ls == nil {
+		return
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if len(ls.fresh) >= maxFreshEventLogs {
+		clear(ls.fresh)
+	}
+	ls.fresh[id] = true
 }
 
 // release gives back a log from acquire; an idle log whose events are all stored

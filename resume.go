@@ -193,20 +193,20 @@ func (s *server) continueRun(ctx context.Context, q *storedQuestion, v any, answ
 	if err != nil {
 		return sessionErr(id, err)
 	}
-	dir, err := s.openSessionDir(rec.WorkingDir)
+	dir, closeDir, err := s.openSessionDir(rec.WorkingDir)
 	if err != nil {
 		return err
 	}
 	t, _, err := s.agents.runTeam(q.Source, "")
 	if err != nil {
-		dir.Close()
+		closeDir()
 		return conflict("the agents of session %s's question (%s) cannot be loaded: %v", id, q.Source, err)
 	}
 	at, ag := t.locate(q.Agent) // after an external handoff, an agent of another team
 	items, err := s.st.items(ctx, id)
 	if ag == nil || err != nil {
 		t.release()
-		dir.Close()
+		closeDir()
 		return cmpErr(err, conflict("agent %s, which asked session %s's question, is no longer in %s", q.Agent, id, q.Source))
 	}
 	rctx, cancel := context.WithCancel(s.life)
@@ -223,7 +223,7 @@ func (s *server) continueRun(ctx context.Context, q *storedQuestion, v any, answ
 	if err != nil {
 		cancel()
 		t.release()
-		dir.Close()
+		closeDir()
 		return err
 	}
 	q.State, q.Answer = "running", answer
@@ -241,7 +241,7 @@ func (s *server) continueRun(ctx context.Context, q *storedQuestion, v any, answ
 		defer s.runs.finish(rs)
 		defer cancel()
 		defer t.release()
-		defer dir.Close()
+		defer closeDir()
 		defer rn.sink.close()
 		rn.continueAnswered(rctx, ag, q, v, items)
 	}()

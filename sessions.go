@@ -337,6 +337,7 @@ func (s *server) createSession(ctx context.Context, req createSessionRequest) (*
 	if err := s.st.createSession(ctx, rec); err != nil {
 		return nil, err
 	}
+	s.events.created(rec.ID)
 	return rec, nil
 }
 
@@ -413,8 +414,10 @@ func (s *server) workDir(rec *sessionRecord) string {
 // openSessionDir opens a session's stored working directory from the server's root,
 // as every run does: the check made when the session was created does not hold if
 // the directory has since been replaced by a symlink to somewhere else. The errors
-// are 409s naming the problem.
-func (s *server) openSessionDir(wd string) (*os.Root, error) {
+// are 409s naming the problem. A session working in the server's own directory uses
+// the server's root as is (one open and close less per run); done releases the
+// directory either way.
+func (s *server) openSessionDir(wd string) (dir *os.Root, done func(), err error) {
 	rel := "."
 	if wd != "" {
 		// Stored paths are resolved, but older rows may hold the root as given.
@@ -423,18 +426,21 @@ func (s *server) openSessionDir(wd string) (*os.Root, error) {
 			r, err = filepath.Rel(s.cfg.root, wd)
 		}
 		if err != nil || !filepath.IsLocal(r) {
-			return nil, conflict("session working_dir %q is outside the server's working directory %s", wd, s.cfg.root)
+			return nil, nil, conflict("session working_dir %q is outside the server's working directory %s", wd, s.cfg.root)
 		}
 		rel = r
+	}
+	if rel == "." {
+		return s.rootDir, func() {}, nil
 	}
 	d, err := s.rootDir.OpenRoot(rel)
 	switch {
 	case err == nil:
-		return d, nil
+		return d, func() { d.Close() }, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, conflict("session working_dir %q no longer exists", wd)
+		return nil, nil, conflict("session working_dir %q no longer exists", wd)
 	}
-	return nil, conflict("session working_dir %q now leads outside the server's working directory %s (replaced by a symlink?): %v", wd, s.cfg.root, errors.Unwrap(err))
+	return nil, nil, conflict("session working_dir %q now leads outside the server's working directory %s (replaced by a symlink?): %v", wd, s.cfg.root, errors.Unwrap(err))
 }
 
 // within reports whether path is root or below it (both cleaned, absolute).
@@ -821,21 +827,6 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 	// The run's short reads are not cancelled with the request: a cancellable context
 	// costs each statement goroutines (database/sql's and the driver's) watching it.
 	rctx := context.WithoutCancel(r.Context())
-	rec, err := s.st.session(rctx, sid)
-	if err != nil {
-		s.writeError(w, r, sessionErr(sid, err))
-		return
-	}
-	if err := checkFileParts(s.workDir(rec), msgs); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	dir, err := s.openSessionDir(rec.WorkingDir)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer dir.Close()
 	t, runName, err := s.agents.runTeam(agentID, name)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -848,23 +839,33 @@ func (s *server) serveRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.teams.remember(sid, agentID, name)
 	ctx, cancel, detached := s.runContext(w, r)
 	defer cancel()
-	rs, err := s.runs.start(rec, cancel)
+	rs, err := s.runs.start(&sessionRecord{ID: sid}, cancel)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer s.runs.finish(rs)
-	// Edits from now on reach rs directly, and history edits wait (409) until the run
-	// ends; the row and the history are read now, so ones that landed while the
-	// request was being set up are not lost.
+	// The session is read once it is registered (one read, not one before and one
+	// after): edits from now on reach rs directly, and history edits wait (409) until
+	// the run ends, so ones that landed while the request was being set up are not lost.
 	rec, items, err := s.st.sessionAndItems(rctx, sid)
 	if err != nil {
 		s.writeError(w, r, sessionErr(sid, err))
 		return
 	}
+	if err := checkFileParts(s.workDir(rec), msgs); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	dir, closeDir, err := s.openSessionDir(rec.WorkingDir)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer closeDir()
+	s.teams.remember(sid, agentID, name)
 	at, ag, err := startAgent(t, items, runName)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -236,7 +236,7 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 	if slices.Contains(chain, sub.Name) || len(chain) >= maxTransferDepth {
 		return toolErrorf("cannot start %s: delegation cycle or depth limit (%s)", sub.Name, strings.Join(append(chain, sub.Name), " → "))
 	}
-	dir, err := rn.s.openSessionDir(rn.root.WorkingDir)
+	dir, closeDir, err := rn.s.openSessionDir(rn.root.WorkingDir)
 	if err != nil {
 		return toolErrorf("opening the working directory: %v", err)
 	}
@@ -244,7 +244,7 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 	b := &bgTask{id: newUUID(), agent: sub.Name, task: task, cancel: cancel, done: make(chan struct{}), status: "running"}
 	if !rn.s.bg.add(c.rec.ID, b) {
 		cancel()
-		dir.Close()
+		closeDir()
 		return toolErrorf("cannot start %s: %d background agents are already running in this session", sub.Name, maxBackgroundAgents)
 	}
 	child, err := rn.newSubSession(context.WithoutCancel(ctx), c, sub, chain, task, expected, true)
@@ -253,7 +253,7 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 		cancel()
 		close(b.done)
 		rn.s.bg.wg.Done()
-		dir.Close()
+		closeDir()
 		return toolErrorf("creating the sub-session: %v", err)
 	}
 	b.sessionID = child.rec.ID
@@ -266,18 +266,18 @@ func (rn *runner) startBackgroundAgent(ctx context.Context, c *convo, ag *agentC
 	brn := &runner{s: rn.s, team: subTeam, perms: rn.perms, root: child.rec, dir: dir, sink: discardSink(clog), unattended: true,
 		save: &runSaver{st: rn.s.st, log: rn.s.log},
 		rs:   &runState{sessionID: child.rec.ID, cancel: cancel, safety: safetyState{Policy: safetyAutonomous}, thinking: child.rec.Thinking, done: make(chan struct{})}}
-	go brn.runBackground(bctx, b, c.rec.ID, child, sub)
+	go brn.runBackground(bctx, b, c.rec.ID, child, sub, closeDir)
 	return toolResult{Output: fmt.Sprintf("Background agent task started with ID: %s\nAgent: %s\nTask: %s", b.id, sub.Name, task)}
 }
 
 // runBackground is the background agent's goroutine: the loop, then the sub-session
 // link and the final status.
-func (rn *runner) runBackground(ctx context.Context, b *bgTask, parentID string, child *convo, sub *agentConfig) {
+func (rn *runner) runBackground(ctx context.Context, b *bgTask, parentID string, child *convo, sub *agentConfig, closeDir func()) {
 	held := rn.team // the one acquired for this goroutine; a handoff changes rn.team
 	defer func() {
 		rn.s.events.release(rn.sink.log)
 		held.release()
-		rn.dir.Close()
+		closeDir()
 		b.cancel()
 		close(b.done)
 		rn.s.bg.wg.Done()
