@@ -424,7 +424,7 @@ func (st *store) init(ctx context.Context, abs, uri, common string) error {
 	}
 	st.legacyColumn = slices.Contains(cols, "messages")
 	st.prepared = map[string]*sql.Stmt{}
-	for _, q := range []string{storeAppendSQL, storeUpdateMessageSQL, storeSetUsageSQL, storeSetTitleSQL, storeSetTitleIfEmptySQL, storeInsertSessionSQL, storeDataVersionSQL, storeDropQuestionSQL} {
+	for _, q := range []string{storeAppendSQL, storeUpdateMessageSQL, storeSetUsageSQL, storeSetTitleSQL, storeSetTitleIfEmptySQL, storeInsertSessionSQL, storeDataVersionSQL, storeDropQuestionSQL, storeInsertEventsSQL} {
 		stmt, err := st.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("open session database %s: %w", abs, err)

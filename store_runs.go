@@ -72,10 +72,9 @@ type eventChunk struct {
 // meanwhile gets nothing.
 func (st *store) storeEvents(ctx context.Context, batch map[string]eventChunk, keep int64) error {
 	return st.inTx(ctx, func(tx *sql.Tx) error {
+		insert := tx.StmtContext(ctx, st.prepared[storeInsertEventsSQL])
 		for id, c := range batch {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO agentd_event_log (session_id, first_seq, last_seq, data)
-				SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
-				ON CONFLICT DO NOTHING`, id, c.first, c.last, c.data); err != nil {
+			if _, err := insert.ExecContext(ctx, id, c.first, c.last, c.data); err != nil {
 				return err
 			}
 			if c.last > keep {
@@ -87,6 +86,11 @@ func (st *store) storeEvents(ctx context.Context, batch map[string]eventChunk, k
 		return nil
 	})
 }
+
+// storeInsertEventsSQL stores a chunk of a session's log, unless the session is gone.
+const storeInsertEventsSQL = `INSERT INTO agentd_event_log (session_id, first_seq, last_seq, data)
+	SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
+	ON CONFLICT DO NOTHING`
 
 // lastEventSeq is the newest stored sequence number of session id's log; 0 if none.
 func (st *store) lastEventSeq(ctx context.Context, id string) (int64, error) {
