@@ -444,3 +444,41 @@ func TestRunCommitsTitleWithAnswer(t *testing.T) {
 		}
 	}
 }
+
+// Runs' writes that arrive together share a commit: while another connection holds
+// the database's write lock, 20 sessions are created at once, and they take two
+// commits (the first request's, which was already waiting in BEGIN, then the other
+// 19 together), all answered 200 and all stored.
+func TestConcurrentCreatesShareACommit(t *testing.T) {
+	e := newTestEnv(t, nil, func(c *serverConfig) { c.eventRetention = -1 })
+	wal := filepath.Join(e.base, "session.db-wal")
+	before := walCommits(t, wal)
+	release := holdDBLock(t, filepath.Join(e.base, "session.db"))
+	const n = 20
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, err := http.Post(e.srv.URL+"/api/sessions", "application/json", strings.NewReader(`{}`))
+			if err == nil {
+				codes[i] = resp.StatusCode
+				resp.Body.Close()
+			}
+		})
+	}
+	waitQueued(t, e.s.st, n-1)
+	release()
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Fatalf("create %d: %d", i, c)
+		}
+	}
+	if got := walCommits(t, wal) - before; got != 2 {
+		t.Fatalf("%d sessions took %d commits; want 2", n, got)
+	}
+	code, b := e.do("GET", "/api/sessions", nil)
+	if got := len(decode[[]map[string]any](t, b)); code != 200 || got != n {
+		t.Fatalf("GET /api/sessions: %d, %d sessions; want %d", code, got, n)
+	}
+}

@@ -42,6 +42,7 @@ type store struct {
 	// freed connection to a random waiter, which gave 100 concurrent writers a tail
 	// of hundreds of milliseconds; goroutines blocked on a channel are served FIFO.
 	wgate chan struct{}
+	group txGroup // runs' writes waiting to share a transaction (store_runs.go)
 	// prepared holds the writer's hot statements (streaming appends and updates),
 	// prepared once: compiling them, including the count triggers, was half their cost.
 	// Read-only after openStore.
@@ -747,7 +748,9 @@ func (st *store) createSession(ctx context.Context, s *sessionRecord) error {
 	// messages is left NULL: items live in session_items and the reference reads them
 	// when present. Maintaining the legacy column is the reference's O(n²) bug.
 	if s.ParentID == "" {
-		return inserted(st.exec(ctx, storeInsertSessionSQL, args...)) // one statement: atomic by itself
+		return st.groupTx(ctx, func(tx *sql.Tx) error {
+			return inserted(tx.StmtContext(ctx, st.prepared[storeInsertSessionSQL]).ExecContext(ctx, args...))
+		})
 	}
 	return st.inTx(ctx, func(tx *sql.Tx) error {
 		if err := storeExists(ctx, tx, s.ParentID); err != nil {
@@ -1152,7 +1155,7 @@ func (st *store) startRunMessages(ctx context.Context, sessionID string, msgs []
 func (st *store) appendUsers(ctx context.Context, sessionID string, msgs []chatMessage, dropQuestion bool) ([]int, error) {
 	defer st.history.written(sessionID)
 	positions := make([]int, len(msgs))
-	err := st.inTx(ctx, func(tx *sql.Tx) error {
+	err := st.groupTx(ctx, func(tx *sql.Tx) error {
 		if dropQuestion {
 			if _, err := tx.StmtContext(ctx, st.prepared[storeDropQuestionSQL]).ExecContext(ctx, sessionID, anyCall); err != nil {
 				return err

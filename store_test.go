@@ -1325,3 +1325,67 @@ func TestStoreCountTriggersReplaced(t *testing.T) {
 		t.Errorf("kept count = %d; want 2", n)
 	}
 }
+
+// groupQueued is how many writes wait to share a transaction.
+func groupQueued(st *store) int {
+	st.group.mu.Lock()
+	defer st.group.mu.Unlock()
+	return len(st.group.queue)
+}
+
+// waitQueued waits until n writes are queued for the next transaction.
+func waitQueued(t *testing.T, st *store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for groupQueued(st) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued; want %d", groupQueued(st), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Writes that queue while the write lock is taken are committed in one transaction;
+// one that fails there (a message for a session that does not exist) gets its own
+// error and takes nothing of the others with it.
+func TestStoreGroupCommit(t *testing.T) {
+	st, path := storeTestOpen(t)
+	ctx := context.Background()
+	storeMustCreate(t, st, &sessionRecord{ID: "old"})
+	before := walCommits(t, path+"-wal")
+	st.wgate <- struct{}{} // as a write in progress
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	wg.Go(func() { errs[0] = st.createSession(ctx, &sessionRecord{ID: "a"}) })
+	waitQueued(t, st, 1)
+	wg.Go(func() { _, errs[1] = st.startRunMessages(ctx, "gone", []chatMessage{{Role: "user", Content: "x"}}) })
+	waitQueued(t, st, 2)
+	wg.Go(func() { _, errs[2] = st.startRunMessages(ctx, "old", []chatMessage{{Role: "user", Content: "hi"}}) })
+	waitQueued(t, st, 3)
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	errs[3] = st.createSession(canceled, &sessionRecord{ID: "c"}) // leaves the queue at once
+	wg.Go(func() { _ = st.createSession(ctx, &sessionRecord{ID: "b"}) })
+	waitQueued(t, st, 4)
+	<-st.wgate
+	wg.Wait()
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], errNotFound) || !errors.Is(errs[3], context.Canceled) {
+		t.Fatalf("errors %v; want nil, not found, nil, canceled", errs)
+	}
+	if got := walCommits(t, path+"-wal") - before; got != 1 {
+		t.Fatalf("%d commits; want 1 for the three writes that succeeded", got)
+	}
+	list, err := st.listSessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range list {
+		ids = append(ids, fmt.Sprintf("%s:%d", s.ID, s.NumMessages))
+	}
+	slices.Sort(ids)
+	if want := []string{"a:0", "b:0", "old:1"}; !slices.Equal(ids, want) {
+		t.Fatalf("sessions %v; want %v (each write once, the failed one not at all)", ids, want)
+	}
+	storeCheckCounts(t, st)
+}
