@@ -482,3 +482,36 @@ func TestConcurrentCreatesShareACommit(t *testing.T) {
 		t.Fatalf("GET /api/sessions: %d, %d sessions; want %d", code, got, n)
 	}
 }
+
+// A title that arrives just after the answer's last delta still goes into the
+// answer's commit: the final save waits briefly for a title on its way (before, it
+// made a third commit of its own).
+func TestRunFinalSaveWaitsForTitle(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		hold, gate := make(chan struct{}), make(chan struct{})
+		e, f := newCommitsEnv(t, fakeTurn{Text: []string{"Ahoy"}, Hold: hold})
+		f.TitleTurn = &fakeTurn{Text: []string{"Late title"}, Gate: gate}
+		id := e.newSession(nil)
+		wal := filepath.Join(e.base, "session.db-wal")
+		before := walCommits(t, wal)
+		s := e.run("/api/sessions/"+id+"/agent/a", []map[string]any{{"content": "hi"}})
+		if ev := s.until("agent_choice"); ev["content"] != "Ahoy" {
+			t.Fatalf("first delta %v", ev)
+		}
+		close(hold) // the answer ends; its save starts
+		time.Sleep(10 * time.Millisecond)
+		close(gate) // the title arrives after the answer
+		s.all()
+		commits := walCommits(t, wal) - before
+		_, b := e.do("GET", "/api/sessions/"+id, nil)
+		if title := decode[sessionResponse](t, b).Title; title != "Late title" {
+			t.Fatalf("title %q stored; events %v", title, s.types())
+		}
+		if commits == 2 {
+			return
+		}
+		if attempt == 3 { // a loaded machine may deliver the title later than the wait
+			t.Fatalf("a run made %d commits; want 2 (user message; answer with usage and title)", commits)
+		}
+	}
+}

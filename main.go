@@ -157,14 +157,15 @@ const (
 	mcpStderrKeep     = 5           // stderr lines quoted when a server dies
 
 	// runtime.go
-	flushEvery        = time.Second // persist a streaming answer at most this often
-	titleTimeout      = 30 * time.Second
-	titleWaitAtEnd    = 5 * time.Second // how long a finished run waits for its title
-	maxTitleRead      = 16 << 10        // bytes of a title answer read before the stream is cut
-	maxStreamDrain    = 64 << 10        // bytes of a stream read unparsed after its reader had enough
-	streamDrainWait   = 100 * time.Millisecond
-	maxGeneratedTitle = 100 // bytes kept of a generated title
-	maxTransferDepth  = 10
+	flushEvery         = time.Second // persist a streaming answer at most this often
+	titleTimeout       = 30 * time.Second
+	titleWaitAtEnd     = 5 * time.Second        // how long a finished run waits for its title
+	titleWaitForAnswer = 250 * time.Millisecond // how long a final answer's save waits for it
+	maxTitleRead       = 16 << 10               // bytes of a title answer read before the stream is cut
+	maxStreamDrain     = 64 << 10               // bytes of a stream read unparsed after its reader had enough
+	streamDrainWait    = 100 * time.Millisecond
+	maxGeneratedTitle  = 100 // bytes kept of a generated title
+	maxTransferDepth   = 10
 
 	// queue.go
 	steerQueueCap        = 5    // steer messages waiting for the next iteration boundary

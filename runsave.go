@@ -112,10 +112,13 @@ func notSavedMessage(err error) string {
 // fewer writes per run). Outside a turn the title generator stores it itself. A nil
 // slot (no title being generated) has nothing to hand over.
 type titleSlot struct {
-	mu     sync.Mutex
-	isOpen bool
-	title  string
+	mu      sync.Mutex
+	isOpen  bool
+	title   string
+	offered chan struct{} // closed by the first offer taken
 }
+
+func newTitleSlot() *titleSlot { return &titleSlot{offered: make(chan struct{})} }
 
 // open starts a turn that takes a title offered before it ends.
 func (ts *titleSlot) open() {
@@ -133,6 +136,11 @@ func (ts *titleSlot) offer(t string) bool {
 	defer ts.mu.Unlock()
 	if !ts.isOpen {
 		return false
+	}
+	select {
+	case <-ts.offered:
+	default:
+		close(ts.offered)
 	}
 	ts.title = t
 	return true

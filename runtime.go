@@ -436,7 +436,7 @@ func (rn *runner) run(ctx context.Context, ag *agentConfig, msgs []chatMessage, 
 		// The goroutine gets its model chain from here: it must not read rn.team,
 		// which a handoff may change meanwhile.
 		if chain, err := rn.chainFor(ag, ag.Model); err == nil {
-			rn.titleDone, rn.titles = make(chan struct{}), &titleSlot{}
+			rn.titleDone, rn.titles = make(chan struct{}), newTitleSlot()
 			go rn.generateTitle(ctx, chain, contents)
 		}
 	}
@@ -840,6 +840,9 @@ func (rn *runner) saveAnswer(ctx context.Context, c *convo, ag *agentConfig, a *
 func (rn *runner) saveAnswerWith(ctx context.Context, c *convo, ag *agentConfig, a *answer, usage bool) {
 	title := ""
 	if usage && c.rec.ID == rn.root.ID {
+		if len(a.calls) == 0 {
+			rn.awaitTitle(ctx)
+		}
 		title = rn.titles.take()
 	}
 	a.sync()
@@ -865,6 +868,24 @@ func (rn *runner) saveAnswerWith(ctx context.Context, c *convo, ag *agentConfig,
 		return err
 	})
 	a.savedAt = time.Now()
+}
+
+// awaitTitle waits briefly for a title still being generated, before a final answer
+// is saved: the title then shares the answer's commit instead of taking one of its
+// own, and the run would wait for it before it ends anyway. The wait is short so
+// the answer is not left unsaved for long.
+func (rn *runner) awaitTitle(ctx context.Context) {
+	if rn.titleDone == nil {
+		return
+	}
+	t := time.NewTimer(titleWaitForAnswer)
+	defer t.Stop()
+	select {
+	case <-rn.titles.offered:
+	case <-rn.titleDone:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // answer accumulates one streamed model answer: its text, reasoning, tool calls,
