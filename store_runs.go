@@ -53,12 +53,12 @@ func (st *store) groupTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return <-j.done // being run: its outcome is known soon
 	case st.wgate <- struct{}{}:
 	}
+	defer func() { <-st.wgate }()
 	g.mu.Lock()
 	batch := g.queue[:min(len(g.queue), maxGroupJobs)]
 	g.queue = slices.Clone(g.queue[len(batch):]) // the rest's callers wait for the lock too
 	g.mu.Unlock()
 	st.commitGroup(batch)
-	<-st.wgate
 	return <-j.done
 }
 
@@ -99,15 +99,25 @@ func (st *store) tryGroup(batch []*groupJob) (int, error) {
 	}
 	defer tx.Rollback()
 	for i, j := range batch {
-		err := j.ctx.Err()
-		if err == nil {
-			err = j.fn(tx)
-		}
-		if err != nil {
+		if err := j.run(tx); err != nil {
 			return i, err
 		}
 	}
 	return -1, tx.Commit()
+}
+
+// run runs the job's fn in tx. A panic in it is the job's error: the caller running
+// the transaction is another request, which must still answer and free the lock.
+func (j *groupJob) run(tx *sql.Tx) (err error) {
+	if err := j.ctx.Err(); err != nil {
+		return err
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("store write panicked: %v", v)
+		}
+	}()
+	return j.fn(tx)
 }
 
 // saveAnswer stores a turn's final answer and the session's token counters and cost,

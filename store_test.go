@@ -1389,3 +1389,26 @@ func TestStoreGroupCommit(t *testing.T) {
 	}
 	storeCheckCounts(t, st)
 }
+
+// A write that panics inside a shared transaction fails alone: the request running
+// the transaction still commits the others and frees the write lock.
+func TestStoreGroupCommitSurvivesPanic(t *testing.T) {
+	st, _ := storeTestOpen(t)
+	ctx := context.Background()
+	st.wgate <- struct{}{}
+	var wg sync.WaitGroup
+	var perr, cerr error
+	wg.Go(func() { perr = st.groupTx(ctx, func(*sql.Tx) error { panic("boom") }) })
+	waitQueued(t, st, 1)
+	wg.Go(func() { cerr = st.createSession(ctx, &sessionRecord{ID: "d"}) })
+	waitQueued(t, st, 2)
+	<-st.wgate
+	wg.Wait()
+	if perr == nil || !strings.Contains(perr.Error(), "panicked: boom") || cerr != nil {
+		t.Fatalf("panicking write: %v; other write: %v", perr, cerr)
+	}
+	storeMustCreate(t, st, &sessionRecord{ID: "e"}) // the lock is free
+	if _, err := st.session(ctx, "d"); err != nil {
+		t.Fatalf("session d: %v", err)
+	}
+}
