@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -105,55 +104,4 @@ func notSavedMessage(err error) string {
 		why = f.msg
 	}
 	return "the answer was not saved: " + why + "; what this stream showed since the failure is not in the session"
-}
-
-// titleSlot hands a generated title to the run while a root turn streams, so the
-// title is stored in the same transaction as that turn's answer and usage (issue 21:
-// fewer writes per run). Outside a turn the title generator stores it itself. A nil
-// slot (no title being generated) has nothing to hand over.
-type titleSlot struct {
-	mu      sync.Mutex
-	isOpen  bool
-	title   string
-	offered chan struct{} // closed by the first offer taken
-}
-
-func newTitleSlot() *titleSlot { return &titleSlot{offered: make(chan struct{})} }
-
-// open starts a turn that takes a title offered before it ends.
-func (ts *titleSlot) open() {
-	if ts == nil {
-		return
-	}
-	ts.mu.Lock()
-	ts.isOpen = true
-	ts.mu.Unlock()
-}
-
-// offer leaves t for the turn streaming now; false when none is.
-func (ts *titleSlot) offer(t string) bool {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if !ts.isOpen {
-		return false
-	}
-	select {
-	case <-ts.offered:
-	default:
-		close(ts.offered)
-	}
-	ts.title = t
-	return true
-}
-
-// take ends the turn's window and returns the title offered in it, if any.
-func (ts *titleSlot) take() string {
-	if ts == nil {
-		return ""
-	}
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	t := ts.title
-	ts.isOpen, ts.title = false, ""
-	return t
 }
