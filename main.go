@@ -156,7 +156,7 @@ const (
 	mcpHealthyUptime  = time.Minute // a server that lived this long resets the restart count
 	mcpStderrKeep     = 5           // stderr lines quoted when a server dies
 
-	// runtime.go
+	// runtime.go, title.go
 	flushEvery         = time.Second // persist a streaming answer at most this often
 	titleTimeout       = 30 * time.Second
 	titleWaitAtEnd     = 5 * time.Second        // how long a finished run waits for its title
